@@ -1,0 +1,95 @@
+"""The `portscope` command: a thin click layer over the library.
+
+Subcommands load lazily (one module per command under cli/), so `portscope conns`
+does not pay for importing the exporter, the simulator or rich.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+
+# name -> (module under portscope.cli, attribute, one-line help)
+COMMANDS = {
+    "report": ("report", "report", "One-screen health report of this host's ports (the main job)."),
+    "range": ("range_cmd", "range_group", "Show or change the ephemeral port range."),
+    "reserve": ("reserve", "reserve", "List, add or remove reserved ports (ip_local_reserved_ports)."),
+    "port": ("port", "port", "Classify a port number or look up a service name."),
+    "suggest": ("suggest", "suggest", "Suggest safe ports for a new server."),
+    "conns": ("conns", "conns", "List sockets with their 4-tuples, ephemeral side and owner."),
+    "pressure": ("pressure", "pressure", "Ephemeral-port use per destination, forecast and remedies."),
+    "top": ("top", "top", "Live view of ephemeral-port pressure."),
+    "exporter": ("exporter", "exporter", "Serve Prometheus metrics (or write a textfile)."),
+    "simulate": ("simulate", "simulate", "Simulate the kernel's port allocator at scale."),
+    "lab": ("lab", "lab", "Reproduce port exhaustion safely in a private network namespace."),
+    "quiz": ("quiz", "quiz", "Learn about ports with a short quiz."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return [n for n, (mod, _, _) in COMMANDS.items() if self._available(mod)]
+
+    @staticmethod
+    def _available(mod: str) -> bool:
+        return importlib.util.find_spec(f"portscope.cli.{mod}") is not None
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        mod, attr, _ = COMMANDS[name]
+        if not self._available(mod):
+            return None
+        return getattr(importlib.import_module(f"portscope.cli.{mod}"), attr)
+
+    def format_commands(self, ctx, formatter):
+        # help from the table, so `--help` does not import every command
+        rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="portscope")
+@click.option("--json", "json_out", is_flag=True, help="Print JSON (same as --json on the command).")
+@click.option("--netns", metavar="NAME|pid:PID", help="Look inside another network namespace (Linux).")
+@click.option("-v", "--verbose", is_flag=True, help="Say which backend and sources were used.")
+@click.pass_context
+def cli(ctx, json_out, netns, verbose):
+    """Show and control how this machine hands out port numbers.
+
+    \b
+    Exit codes: 0 ok, 2 bad input, 3 not permitted (needs root or a
+    capability), 4 unsupported on this platform. `pressure --check` uses the
+    monitoring-plugin codes instead (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(json=json_out, netns=netns, verbose=verbose)
+
+
+def main(argv=None) -> None:
+    from ..errors import PortscopeError
+
+    try:
+        cli.main(args=argv, prog_name="portscope", standalone_mode=False)
+    except PortscopeError as e:
+        click.echo(f"portscope: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("portscope: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except KeyboardInterrupt:
+        click.echo("portscope: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,39 @@
+"""Pieces every command shares: --json/--netns options and output."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def json_option(f):
+    return click.option("--json", "json_out", is_flag=True, help="Print JSON (keys documented in docs/json.md).")(f)
+
+
+def netns_option(f):
+    return click.option("--netns", metavar="NAME|pid:PID",
+                        help="Network namespace: a name from `ip netns list` or pid:PID.")(f)
+
+
+def want_json(json_out: bool) -> bool:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().obj if ctx else None
+    return bool(json_out or (root or {}).get("json"))
+
+
+def netns_of(netns: str | None) -> str | None:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().obj if ctx else None
+    return netns or (root or {}).get("netns")
+
+
+def verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().obj if ctx else None
+    return bool((root or {}).get("verbose"))
+
+
+def emit_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")

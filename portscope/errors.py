@@ -1,0 +1,26 @@
+"""Errors that carry their exit code, so the CLI can print one line and leave."""
+
+USAGE = 2          # bad input: malformed ports, ranges, filters, unknown names
+NOT_PERMITTED = 3  # needs root or a capability
+UNSUPPORTED = 4    # not available on this platform / kernel
+
+
+class PortscopeError(Exception):
+    exit_code = USAGE
+
+
+class BadInput(PortscopeError):
+    exit_code = USAGE
+
+
+class NotPermitted(PortscopeError):
+    exit_code = NOT_PERMITTED
+
+
+class Unsupported(PortscopeError):
+    exit_code = UNSUPPORTED
+
+
+class SystemReadError(PortscopeError):
+    """A procfs value or a command's output we cannot make sense of."""
+    exit_code = USAGE

@@ -1,0 +1,192 @@
+"""Port numbers: inclusive ranges, sets in the kernel's list syntax, RFC 6335 classes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from .errors import BadInput
+
+MIN_PORT = 0
+MAX_PORT = 65535
+
+# RFC 6335 section 6
+SYSTEM = "system"    # 0-1023, well known
+USER = "user"        # 1024-49151, registered
+DYNAMIC = "dynamic"  # 49152-65535, dynamic/private/ephemeral
+
+
+def port_class(port: int) -> str:
+    check_port(port)
+    if port <= 1023:
+        return SYSTEM
+    if port <= 49151:
+        return USER
+    return DYNAMIC
+
+
+def check_port(port: int, what: str = "port") -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT:
+        raise BadInput(f"{what} must be an integer in 0..65535, got {port!r}")
+    return port
+
+
+def parse_port(text: str | int, what: str = "port") -> int:
+    if isinstance(text, int):
+        return check_port(text, what)
+    s = str(text).strip()
+    if not s.isdigit():
+        raise BadInput(f"{what} must be an integer in 0..65535, got {text!r}")
+    return check_port(int(s), what)
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    """An inclusive range low..high."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        check_port(self.low, "low port")
+        check_port(self.high, "high port")
+        if self.low > self.high:
+            raise BadInput(f"range start {self.low} is above its end {self.high}")
+
+    @classmethod
+    def parse(cls, text: str) -> "PortRange":
+        """Accept 'A-B', 'A B' (procfs, tab or spaces) or a single port 'A'."""
+        s = str(text).strip()
+        for sep in ("-", None):
+            parts = s.split(sep) if sep else s.split()
+            if len(parts) == 2:
+                return cls(parse_port(parts[0], "low port"), parse_port(parts[1], "high port"))
+        if len(s.split()) == 1 and "-" not in s:
+            p = parse_port(s)
+            return cls(p, p)
+        raise BadInput(f"not a port range: {text!r} (expected LOW-HIGH)")
+
+    @property
+    def size(self) -> int:
+        return self.high - self.low + 1
+
+    @property
+    def same_parity(self) -> bool:
+        """The kernel prefers ends of different parity (it warns otherwise)."""
+        return (self.low - self.high) % 2 == 0
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.low <= port <= self.high
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.low, self.high + 1))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def overlaps(self, other: "PortRange") -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low}-{self.high}" if self.low != self.high else str(self.low)
+
+
+class PortSet:
+    """An immutable set of ports kept as sorted, merged inclusive ranges.
+
+    Parses and prints the kernel's list syntax used by ip_local_reserved_ports:
+    "1,2-4,10-10" (whitespace tolerant, empty string = empty set).
+    """
+
+    __slots__ = ("_ranges",)
+
+    def __init__(self, ranges: Iterable[PortRange] = ()) -> None:
+        merged: list[PortRange] = []
+        for r in sorted(ranges):
+            if merged and r.low <= merged[-1].high + 1:
+                if r.high > merged[-1].high:
+                    merged[-1] = PortRange(merged[-1].low, r.high)
+            else:
+                merged.append(r)
+        self._ranges = tuple(merged)
+
+    @classmethod
+    def parse(cls, text: str) -> "PortSet":
+        s = str(text).strip()
+        if not s:
+            return cls()
+        out = []
+        for item in s.split(","):
+            item = "".join(item.split())
+            if not item:
+                raise BadInput(f"empty item in port list {text!r}")
+            parts = item.split("-")
+            if len(parts) == 1:
+                p = parse_port(parts[0])
+                out.append(PortRange(p, p))
+            elif len(parts) == 2:
+                out.append(PortRange(parse_port(parts[0], "low port"), parse_port(parts[1], "high port")))
+            else:
+                raise BadInput(f"not a port or range: {item!r} in {text!r}")
+        return cls(out)
+
+    @classmethod
+    def of(cls, ports: Iterable[int]) -> "PortSet":
+        return cls(PortRange(p, p) for p in ports)
+
+    @property
+    def ranges(self) -> tuple[PortRange, ...]:
+        return self._ranges
+
+    def __contains__(self, port: object) -> bool:
+        if not isinstance(port, int):
+            return False
+        # few ranges in practice; bisect would be premature
+        return any(r.low <= port <= r.high for r in self._ranges)
+
+    def __len__(self) -> int:
+        return sum(r.size for r in self._ranges)
+
+    def __iter__(self) -> Iterator[int]:
+        for r in self._ranges:
+            yield from r
+
+    def __bool__(self) -> bool:
+        return bool(self._ranges)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PortSet) and self._ranges == other._ranges
+
+    def __hash__(self) -> int:
+        return hash(self._ranges)
+
+    def union(self, other: "PortSet") -> "PortSet":
+        return PortSet(self._ranges + other._ranges)
+
+    def difference(self, other: "PortSet") -> "PortSet":
+        out: list[PortRange] = []
+        for r in self._ranges:
+            pieces = [r]
+            for o in other._ranges:
+                nxt = []
+                for p in pieces:
+                    if not p.overlaps(o):
+                        nxt.append(p)
+                        continue
+                    if p.low < o.low:
+                        nxt.append(PortRange(p.low, o.low - 1))
+                    if p.high > o.high:
+                        nxt.append(PortRange(o.high + 1, p.high))
+                pieces = nxt
+            out.extend(pieces)
+        return PortSet(out)
+
+    def count_in(self, rng: PortRange) -> int:
+        """How many ports of this set lie inside rng."""
+        return sum(max(0, min(r.high, rng.high) - max(r.low, rng.low) + 1) for r in self._ranges)
+
+    def __str__(self) -> str:
+        """Kernel syntax; single ports print bare, as the kernel does."""
+        return ",".join(str(r) for r in self._ranges)
+
+    def __repr__(self) -> str:
+        return f"PortSet({str(self)!r})"

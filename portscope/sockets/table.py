@@ -1,0 +1,100 @@
+"""The socket table: one columnar snapshot shared by conns, pressure and the exporter.
+
+At 100k+ sockets per-socket Python objects are the cost, so the table keeps one
+array per column; column i of every array describes socket i. Addresses stay raw
+(4 or 16 bytes, network order) and are formatted only when rows are asked for.
+"""
+from __future__ import annotations
+
+import socket
+from array import array
+from dataclasses import dataclass, field
+from typing import Iterator
+
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_SCTP = 132
+PROTO_UDPLITE = 136
+PROTO_NAMES = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_UDPLITE: "udplite", PROTO_SCTP: "sctp"}
+PROTO_CODES = {v: k for k, v in PROTO_NAMES.items()}
+
+# include/net/tcp_states.h; NEW_SYN_RECV (request sockets) is reported as SYN_RECV, as ss does
+STATE_NAMES = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+    11: "CLOSING", 12: "SYN_RECV", 13: "BOUND_INACTIVE",
+}
+STATE_CODES = {v: k for k, v in STATE_NAMES.items() if k != 12}
+TCP_ESTABLISHED, TCP_TIME_WAIT, TCP_CLOSE, TCP_LISTEN = 1, 6, 7, 10
+
+# `ephemeral` column
+EPH_NONE, EPH_LOCAL, EPH_REMOTE = 0, 1, 2
+EPH_NAMES = {EPH_NONE: None, EPH_LOCAL: "local", EPH_REMOTE: "remote"}
+# `method` column: how the ephemeral side was decided
+METHOD_KERNEL, METHOD_RANGE = 1, 2
+METHOD_NAMES = {0: None, METHOD_KERNEL: "kernel", METHOD_RANGE: "range"}
+# `auto_bound` column: 1 the kernel chose the local port (sock_diag AUTO), 0 the program
+# bound it, 2 unknown (procfs and psutil cannot tell)
+AUTO_NO, AUTO_YES, AUTO_UNKNOWN = 0, 1, 2
+
+
+def format_addr(raw: bytes) -> str:
+    """As ss prints it: dotted IPv4, compressed IPv6, v4-mapped as ::ffff:a.b.c.d."""
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+@dataclass
+class SocketTable:
+    backend: str                                          # "netlink" | "procfs" | "psutil"
+    proto: array = field(default_factory=lambda: array("B"))
+    family: array = field(default_factory=lambda: array("B"))        # 4 | 6
+    state: array = field(default_factory=lambda: array("B"))         # kernel state code
+    local_addr: list = field(default_factory=list)                   # raw bytes
+    local_port: array = field(default_factory=lambda: array("H"))
+    remote_addr: list = field(default_factory=list)                  # raw bytes
+    remote_port: array = field(default_factory=lambda: array("H"))
+    uid: array = field(default_factory=lambda: array("I"))
+    inode: array = field(default_factory=lambda: array("Q"))
+    ephemeral: array = field(default_factory=lambda: array("B"))     # EPH_*
+    method: array = field(default_factory=lambda: array("B"))        # METHOD_*
+    auto_bound: array = field(default_factory=lambda: array("B"))    # AUTO_*
+    pid: array | None = None                                         # with owners; -1 unknown
+    command: list | None = None
+    # SCTP multi-homing: row -> all local / remote addresses (raw), primary first
+    extra_local: dict = field(default_factory=dict)
+    extra_remote: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)                     # skipped lines etc.
+
+    def __len__(self) -> int:
+        return len(self.proto)
+
+    def row(self, i: int) -> dict:
+        """One socket in the JSON contract's shape."""
+        d = {
+            "proto": PROTO_NAMES.get(self.proto[i], str(self.proto[i])),
+            "family": self.family[i],
+            "state": STATE_NAMES.get(self.state[i], str(self.state[i])),
+            "local_addr": format_addr(self.local_addr[i]),
+            "local_port": self.local_port[i],
+            "remote_addr": format_addr(self.remote_addr[i]),
+            "remote_port": self.remote_port[i],
+            "uid": self.uid[i],
+            "inode": self.inode[i],
+            "ephemeral": EPH_NAMES[self.ephemeral[i]],
+            "ephemeral_method": METHOD_NAMES.get(self.method[i]),
+        }
+        if i in self.extra_local:
+            d["local_addrs"] = [format_addr(a) for a in self.extra_local[i]]
+        if i in self.extra_remote:
+            d["remote_addrs"] = [format_addr(a) for a in self.extra_remote[i]]
+        if self.pid is not None:
+            p = self.pid[i]
+            d["pid"] = p if p >= 0 else None
+            d["command"] = self.command[i] if self.command is not None else None
+        return d
+
+    def rows(self) -> Iterator[dict]:
+        for i in range(len(self)):
+            yield self.row(i)

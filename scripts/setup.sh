@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up portscope in ./.venv from nothing (idempotent). Needs Python >= 3.11.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  for c in python3.13 python3.12 python3.11; do command -v $c >/dev/null && PY=$c && break; done
+fi
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), "portscope needs Python >= 3.11"'
+if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:-}" >/dev/null

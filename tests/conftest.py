@@ -1,0 +1,122 @@
+"""Shared fixtures. Anything that writes sysctls, reserves or exhausts ports runs
+inside a private network namespace made here and always removed."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+ROOT = os.geteuid() == 0
+HAVE_IP = shutil.which("ip") is not None
+NEED_ROOT = "needs root and `ip netns` to create a private network namespace"
+
+needs_netns = pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT)
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+class Netns:
+    """A named namespace with loopback up; `run` executes a command inside it."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.name, *cmd], capture_output=True,
+                              text=True, check=check, timeout=timeout, **kw)
+
+    def python(self, code: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(sys.executable, "-c", code, *args, **kw)
+
+    def sysctl(self, key: str, value: str | None = None) -> str:
+        path = "/proc/sys/" + key.replace(".", "/")
+        if value is None:
+            return self.run("cat", path).stdout.strip()
+        self.run("sh", "-c", f'printf "%s" "$1" > {path}', "sh", value)
+        return value
+
+    def popen(self, *cmd: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kw)
+
+
+def make_netns(prefix: str = "pstest") -> Netns:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    _ip("netns", "add", name)
+    _ip("-n", name, "link", "set", "lo", "up")
+    return Netns(name)
+
+
+def remove_netns(ns: Netns) -> None:
+    # kill anything left inside, then delete
+    subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True)
+    pids = subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True, text=True).stdout.split()
+    for p in pids:
+        try:
+            os.kill(int(p), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    _ip("netns", "delete", ns.name, check=False)
+
+
+@pytest.fixture
+def netns():
+    if not (ROOT and HAVE_IP):
+        pytest.skip(NEED_ROOT)
+    ns = make_netns()
+    try:
+        yield ns
+    finally:
+        remove_netns(ns)
+
+
+@pytest.fixture
+def netns_factory():
+    """Several namespaces in one test; all removed at the end."""
+    if not (ROOT and HAVE_IP):
+        pytest.skip(NEED_ROOT)
+    made: list[Netns] = []
+
+    def make() -> Netns:
+        ns = make_netns()
+        made.append(ns)
+        return ns
+
+    try:
+        yield make
+    finally:
+        for ns in made:
+            remove_netns(ns)
+
+
+@pytest.fixture
+def cli():
+    """Run the real console entry point in-process; returns (exit_code, stdout, stderr)."""
+    from click.testing import CliRunner
+    from portscope.cli import main
+
+    def run(*args: str, input: str | None = None):
+        runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
+        code = 0
+        res = runner.invoke(_Main(main), list(args), input=input, catch_exceptions=False)
+        code = res.exit_code
+        return code, res.stdout, res.stderr
+
+    return run
+
+
+class _Main:
+    """Adapts portscope.cli.main (which calls sys.exit) to CliRunner.invoke."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = "portscope"
+
+    def main(self, args=None, prog_name=None, **kw):
+        self.fn(args)
+        raise SystemExit(0)

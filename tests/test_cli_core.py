@@ -1,0 +1,21 @@
+import subprocess
+import sys
+
+from portscope import __version__
+
+
+def test_version_and_help(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and __version__ in out
+    code, out, _ = cli("--help")
+    assert code == 0 and "Exit codes" in out
+
+
+def test_python_dash_m():
+    r = subprocess.run([sys.executable, "-m", "portscope", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and __version__ in r.stdout
+
+
+def test_unknown_command_is_usage_error(cli):
+    code, _, err = cli("no-such-command")
+    assert code == 2 and "Traceback" not in err
