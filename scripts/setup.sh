@@ -8,4 +8,9 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
 fi
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "portscope needs Python >= 3.11"'
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:-}" >/dev/null
+# pip's chatter goes to a log that is shown only when the install fails
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check \
+     -e ".${EXTRAS:-}" --config-settings editable_mode=compat > .venv/pip.log 2>&1; then
+  cat .venv/pip.log >&2
+  exit 1
+fi
