@@ -1,0 +1,347 @@
+"""Ephemeral-port pressure: who holds which ports of the range, per destination and globally.
+
+The model (Linux; DESIGN.md and facts.md section 1):
+
+* The usable pool U is the range minus reserved ports. When the range ends have equal parity
+  (odd size), the kernel's scans (`remaining &= ~1`) never reach HIGH, so U stops at HIGH-1.
+* TCP connect() without bind may reuse a source port for a different (src, dst, dport) as long
+  as the 4-tuple is unique, but never a port held by an explicit bind(): listeners,
+  bind-before-connect, bound-only sockets. Those form the TCP "exclusive" set G_tcp.
+* UDP (and UDP-Lite) sockets each hold their port for every destination: G_udp. TCP and UDP
+  have separate port tables, so G_udp does not reduce TCP capacity and vice versa.
+* Per destination D = (proto, src IP, dst IP, dport):
+      capacity(D) = |U| - |G_proto| + (ports of G_proto held by D's own sockets)
+      in_use(D)   = D's sockets with a local port in U (TIME_WAIT included)
+  so utilization(D) reaches 1.0 exactly when the next connect() to D must fail.
+* Global: distinct ports of U held by anything, broken down by what holds them.
+
+bind(addr, 0)+connect() cannot be told from plain connect() by sock_diag (the kernel's AUTO
+test only sees ports bound by number). We infer it from the allocator's parity split: connect()
+tries ports of LOW's parity first and only takes the other parity once every same-parity port
+is unusable for that destination, while bind(0) starts with the other parity. So a TCP client
+socket on an other-parity port, alone on that port, to a destination that still has
+same-parity ports free, was almost certainly bound first. Limits (docs/pressure.md): sockets
+using IP_LOCAL_PORT_RANGE (no parity split) and sockets whose same-parity siblings have since
+closed are counted as bind-held.
+
+Everything is aggregated over the table's columns with dicts and Counters; no per-socket
+objects, so 100k sockets cost one Python loop.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from .ports import PortRange, PortSet
+from .sockets.table import (
+    AUTO_NO, PROTO_NAMES, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN, TCP_TIME_WAIT,
+    format_addr,
+)
+
+SEVERITIES = ("critical", "warning", "info")
+_BOUND_INACTIVE = 13
+_UDP_PROTOS = (PROTO_UDP, PROTO_UDPLITE)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Port use toward one (proto, src IP, dst IP, dst port)."""
+
+    proto: str
+    src: str
+    dst: str
+    dport: int
+    in_use: int
+    time_wait: int
+    capacity: int
+    utilization: float
+    bind_held: int = 0                        # of in_use: sockets that hold their port globally
+    # forecast (set by forecast.forecast; None without --interval)
+    rate_per_s: float | None = None
+    sustainable_rate_per_s: float | None = None
+    seconds_to_exhaustion: float | None = None
+    steady_state_in_use: int | None = None
+    steady_state_time_wait: int | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (self.proto, self.src, self.dst, self.dport)
+
+    def to_json(self, forecast: bool = False) -> dict:
+        d = {
+            "proto": self.proto, "src": self.src, "dst": self.dst, "dport": self.dport,
+            "in_use": self.in_use, "time_wait": self.time_wait, "capacity": self.capacity,
+            "utilization": round(self.utilization, 6), "bind_held": self.bind_held,
+        }
+        if forecast:
+            d.update(
+                rate_per_s=_r(self.rate_per_s),
+                sustainable_rate_per_s=_r(self.sustainable_rate_per_s),
+                seconds_to_exhaustion=_r(self.seconds_to_exhaustion),
+                steady_state_in_use=self.steady_state_in_use,
+                steady_state_time_wait=self.steady_state_time_wait,
+            )
+        return d
+
+
+@dataclass(frozen=True)
+class GlobalUse:
+    """Ports of the usable pool held by anything, and by what (counts are distinct ports
+    except `sockets`, `time_wait` and `connect`, which count sockets)."""
+
+    in_use: int
+    capacity: int                 # |U|: range minus reserved (minus HIGH on equal parity)
+    utilization: float
+    range_size: int
+    reserved_in_range: int
+    listeners: int                # ports of U with a TCP listener
+    bind_held: int                # ports of U held by TCP bind-before-connect / bound-only
+    bind_inferred: int            # of bind_held: inferred from parity (see module doc)
+    udp: int                      # ports of U held by UDP / UDP-Lite sockets
+    connect: int                  # client sockets whose port connect() chose (shareable)
+    time_wait: int                # client sockets in TIME_WAIT
+    sockets: int                  # client sockets with a local port in U
+    tcp_exclusive: int            # |G_tcp|: ports no TCP connect() can use
+    udp_exclusive: int            # |G_udp|
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["utilization"] = round(self.utilization, 6)
+        return d
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str                       # stable, e.g. "destination-critical"
+    severity: str                 # "critical" | "warning" | "info"
+    message: str
+    remedy: str                   # the exact command or code change
+    evidence: dict = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "severity": self.severity, "message": self.message,
+                "remedy": self.remedy, "evidence": self.evidence}
+
+
+@dataclass(frozen=True)
+class ProcessUse:
+    pid: int | None
+    command: str | None
+    in_use: int                   # client sockets with a local port in U
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "command": self.command, "in_use": self.in_use}
+
+
+@dataclass(frozen=True)
+class PressureResult:
+    os: str
+    range: PortRange
+    reserved: PortSet
+    unprivileged_port_start: int
+    tcp_tw_reuse: int | None
+    time_wait_seconds: int
+    global_: GlobalUse
+    destinations: tuple[Destination, ...]          # worst first; top-N when asked
+    destinations_total: int                        # before top-N
+    others: dict                                   # {"destinations", "in_use"} beyond top-N
+    findings: tuple[Finding, ...] = ()
+    processes: tuple[ProcessUse, ...] = ()         # with process=True
+    backend: str | None = None
+    netns: str | None = None
+    forecast: dict | None = None                   # {"samples", "interval_s", "elapsed_s"}
+    listener_ports: tuple[int, ...] = ()           # TCP listeners inside U (sorted)
+
+    @property
+    def worst(self) -> Destination | None:
+        return self.destinations[0] if self.destinations else None
+
+    def to_json(self) -> dict:
+        fc = self.forecast is not None
+        d = {
+            "global": self.global_.to_json(),
+            "destinations": [x.to_json(forecast=fc) for x in self.destinations],
+            "findings": [f.to_json() for f in self.findings],
+            "destinations_total": self.destinations_total,
+            "others": self.others,
+            "range": {"low": self.range.low, "high": self.range.high, "size": self.range.size},
+            "reserved": str(self.reserved),
+            "unprivileged_port_start": self.unprivileged_port_start,
+            "tcp_tw_reuse": self.tcp_tw_reuse,
+            "time_wait_seconds": self.time_wait_seconds,
+            "listener_ports": list(self.listener_ports),
+            "backend": self.backend,
+            "netns": self.netns,
+        }
+        if self.processes:
+            d["processes"] = [p.to_json() for p in self.processes]
+        if fc:
+            d["forecast"] = self.forecast
+        return d
+
+
+def _r(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
+    """65536 flags: 1 where connect()/bind(0) may hand out the port."""
+    flags = bytearray(65536)
+    high = rng.high
+    if rng.size > 1 and rng.same_parity:
+        high -= 1  # the kernel rounds the scan length down to even: HIGH is never reached
+    flags[rng.low:high + 1] = b"\x01" * (high - rng.low + 1)
+    for r in reserved.ranges:
+        lo, hi = max(r.low, rng.low), min(r.high, high)
+        if lo <= hi:
+            flags[lo:hi + 1] = bytes(hi - lo + 1)
+    return flags
+
+
+def analyze(host_facts, socket_table, *, top: int | None = None, process: bool = False) -> PressureResult:
+    """Pressure of `socket_table` against the range and reservations in `host_facts`."""
+    from . import findings as _findings
+
+    rng: PortRange = host_facts.ephemeral
+    usable = usable_ports(rng, host_facts.reserved)
+    n_usable = usable.count(1)
+    low_par = rng.low & 1
+
+    t = socket_table
+    protos, states, lports = t.proto, t.state, t.local_port
+    laddrs, raddrs, rports, autos = t.local_addr, t.remote_addr, t.remote_port, t.auto_bound
+
+    # pass 1: TCP listener ports (accepted sockets share them and are server side)
+    listen_ports: set[int] = set()
+    sb = bytes(states)
+    i = sb.find(TCP_LISTEN)
+    while i >= 0:
+        if protos[i] == PROTO_TCP:
+            listen_ports.add(lports[i])
+        i = sb.find(TCP_LISTEN, i + 1)
+    listen_in_u = {p for p in listen_ports if usable[p]}
+
+    # pass 2: classify every socket whose local port is in U
+    dest_n: Counter = Counter()          # dest key -> sockets
+    dest_tw: Counter = Counter()
+    dest_same: Counter = Counter()       # dest key -> sockets on LOW-parity ports (TCP)
+    dest_bind: Counter = Counter()       # dest key -> sockets holding their port globally
+    tcp_port_n: Counter = Counter()      # port -> TCP client sockets on it
+    g_tcp_sure: set[int] = set()         # explicit bind / bound-only
+    g_udp: dict[int, set] = {}           # proto -> ports
+    candidates: list[tuple] = []         # (port, dest key, row) other-parity auto TCP
+    connect_rows: list[int] = []         # rows counted as client sockets (for --process)
+    n_tw = 0
+    want_rows = process and t.pid is not None
+    for idx, (pr, st, lp, ra, rp) in enumerate(zip(protos, states, lports, raddrs, rports)):
+        if not usable[lp]:
+            continue
+        if pr == PROTO_TCP:
+            if st == TCP_LISTEN or lp in listen_ports:
+                continue
+            if rp == 0 or st == _BOUND_INACTIVE:
+                g_tcp_sure.add(lp)       # bound, not connected: holds its port for everyone
+                continue
+            key = (pr, laddrs[idx], ra, rp)
+            dest_n[key] += 1
+            if st == TCP_TIME_WAIT:
+                dest_tw[key] += 1
+                n_tw += 1
+            tcp_port_n[lp] += 1
+            if autos[idx] == AUTO_NO:
+                g_tcp_sure.add(lp)
+                dest_bind[key] += 1
+            elif (lp & 1) == low_par:
+                dest_same[key] += 1
+            else:
+                candidates.append((lp, key))
+        elif pr in _UDP_PROTOS:
+            g_udp.setdefault(pr, set()).add(lp)
+            if rp == 0:
+                continue
+            key = (pr, laddrs[idx], ra, rp)
+            dest_n[key] += 1
+            dest_bind[key] += 1
+        else:
+            continue  # SCTP etc.: own port space, not modelled
+        if want_rows:
+            connect_rows.append(idx)
+
+    # bind(0)+connect inference (see module doc)
+    same_total = usable[low_par::2].count(1)   # index parity == port parity
+    same_cap = same_total - sum(1 for p in g_tcp_sure if (p & 1) == low_par)
+    g_tcp_inferred: set[int] = set()
+    for lp, key in candidates:
+        if tcp_port_n[lp] == 1 and dest_same[key] < same_cap:
+            g_tcp_inferred.add(lp)
+            dest_bind[key] += 1
+    g_tcp = g_tcp_sure | g_tcp_inferred | listen_in_u
+
+    # global view
+    held: set[int] = set(g_tcp)
+    held.update(tcp_port_n)
+    udp_ports: set[int] = set()
+    for s in g_udp.values():
+        udp_ports |= s
+    held |= udp_ports
+    n_bind = len((g_tcp_sure | g_tcp_inferred) - listen_in_u)
+    n_clients = sum(dest_n.values())
+    glob = GlobalUse(
+        in_use=len(held), capacity=n_usable,
+        utilization=(len(held) / n_usable) if n_usable else 1.0,
+        range_size=rng.size, reserved_in_range=host_facts.reserved.count_in(rng),
+        listeners=len(listen_in_u), bind_held=n_bind,
+        bind_inferred=len(g_tcp_inferred - g_tcp_sure - listen_in_u),
+        udp=len(udp_ports), connect=n_clients - sum(dest_bind.values()),
+        time_wait=n_tw, sockets=n_clients,
+        tcp_exclusive=len(g_tcp), udp_exclusive=len(udp_ports),
+    )
+
+    # per destination
+    excl = {PROTO_TCP: len(g_tcp)}
+    for pr, s in g_udp.items():
+        excl[pr] = len(s)
+    dests = []
+    for key, n in dest_n.items():
+        pr, la, ra, rp = key
+        own = dest_bind.get(key, 0)
+        cap = max(0, n_usable - excl.get(pr, 0) + own)
+        dests.append(Destination(
+            proto=PROTO_NAMES.get(pr, str(pr)), src=format_addr(la), dst=format_addr(ra), dport=rp,
+            in_use=n, time_wait=dest_tw.get(key, 0), capacity=cap,
+            utilization=(n / cap) if cap else 1.0, bind_held=own,
+        ))
+    dests.sort(key=lambda d: (-d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src))
+
+    procs: tuple[ProcessUse, ...] = ()
+    if want_rows:
+        pids, cmds = t.pid, t.command
+        by_pid = Counter(pids[i] for i in connect_rows)
+        cmd_of: dict = {}
+        if cmds is not None:
+            for i in connect_rows:
+                cmd_of.setdefault(pids[i], cmds[i])
+        procs = tuple(ProcessUse(pid=p if p >= 0 else None, command=cmd_of.get(p) if p >= 0 else None,
+                                 in_use=c) for p, c in by_pid.most_common())
+
+    result = PressureResult(
+        os=host_facts.os, range=rng, reserved=host_facts.reserved,
+        unprivileged_port_start=host_facts.unprivileged_port_start,
+        tcp_tw_reuse=host_facts.tcp_tw_reuse, time_wait_seconds=host_facts.time_wait_seconds,
+        global_=glob, destinations=tuple(dests), destinations_total=len(dests),
+        others={"destinations": 0, "in_use": 0}, processes=procs,
+        backend=getattr(t, "backend", None), netns=host_facts.netns,
+        listener_ports=tuple(sorted(listen_in_u)),
+    )
+    result = replace(result, findings=tuple(_findings.evaluate(result, host_facts, process=process)))
+    return truncate(result, top)
+
+
+def truncate(result: PressureResult, top: int | None) -> PressureResult:
+    """Keep the `top` worst destinations; the rest are summed in `others`."""
+    if top is None or top >= len(result.destinations):
+        return result
+    keep, rest = result.destinations[:max(0, top)], result.destinations[max(0, top):]
+    others = {"destinations": result.others["destinations"] + len(rest),
+              "in_use": result.others["in_use"] + sum(d.in_use for d in rest)}
+    return replace(result, destinations=keep, others=others)
