@@ -66,6 +66,9 @@ class SocketTable:
     extra_local: dict = field(default_factory=dict)
     extra_remote: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)                     # skipped lines etc.
+    # (proto, port) of every listener the backend saw, even when LISTEN was filtered
+    # out of the rows: it tells accepted server sockets from clients
+    listen_ports: set = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.proto)

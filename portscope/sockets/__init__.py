@@ -1,0 +1,120 @@
+"""The live socket table: one facade over the netlink, procfs and psutil backends.
+
+    from portscope.sockets import snapshot
+    table = snapshot(("tcp",), states=["ESTABLISHED"])
+
+Linux uses NETLINK_SOCK_DIAG (filters run in the kernel) and falls back to
+/proc/net when netlink is refused; other systems use psutil. Every backend
+returns the same columnar SocketTable (see table.py), classified by the same
+rules (filters.classify), and `table.backend` says which one ran.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..errors import BadInput, Unsupported
+from .table import PROTO_NAMES, STATE_CODES, SocketTable
+
+ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
+BACKENDS = ("netlink", "procfs", "psutil")
+
+
+def state_codes(states) -> set[int] | None:
+    """State names (case-insensitive) -> kernel codes; SYN_RECV includes NEW_SYN_RECV."""
+    if states is None:
+        return None
+    if isinstance(states, str):
+        states = [states]
+    out: set[int] = set()
+    for s in states:
+        name = str(s).strip().upper().replace("-", "_")
+        if name in ("SYN_RECV", "NEW_SYN_RECV"):
+            out.update((3, 12))
+        elif name in STATE_CODES:
+            out.add(STATE_CODES[name])
+        else:
+            known = ", ".join(sorted(n for n in STATE_CODES if n != "BOUND_INACTIVE"))
+            raise BadInput(f"unknown socket state {s!r} (expected one of: {known})")
+    return out
+
+
+def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    if isinstance(protos, str):
+        protos = (protos,)
+    ps = tuple(dict.fromkeys(str(p).strip().lower() for p in protos))
+    for p in ps:
+        if p not in ALL_PROTOS:
+            raise BadInput(f"unknown protocol {p!r} (expected one of: {', '.join(ALL_PROTOS)})")
+    if isinstance(families, int):
+        families = (families,)
+    fs = tuple(dict.fromkeys(int(f) for f in families))
+    for f in fs:
+        if f not in (4, 6):
+            raise BadInput(f"unknown address family {f!r} (expected 4 or 6)")
+    return ps, fs
+
+
+def _linux_read(backend, protos, families, states, sport, auto) -> SocketTable:
+    if backend is None:
+        backend = "procfs"   # until the netlink backend lands
+    if backend == "netlink":
+        from . import netlink
+        try:
+            return netlink.read_table(protos, families, states, sport, auto=auto)
+        except netlink.NetlinkRefused as e:
+            if backend == "netlink":
+                raise Unsupported(f"netlink sock_diag refused: {e}")
+            reason = str(e)
+        table = _procfs(protos, families, states, sport)
+        table.warnings.insert(0, f"netlink sock_diag refused ({reason}); read /proc/net instead")
+        return table
+    if backend == "procfs":
+        return _procfs(protos, families, states, sport)
+    from . import other
+    return other.read_table(protos, families, states, sport)
+
+
+def _procfs(protos, families, states, sport) -> SocketTable:
+    from . import procfs
+    return procfs.read_table(protos, families, states, sport)
+
+
+def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, owners=False,
+             netns=None, backend=None, facts=None, classify=True) -> SocketTable:
+    """Every socket of the chosen protocols, families and states (see module doc).
+
+    sport: a PortRange; only sockets whose local port lies inside it (in the kernel
+    with netlink). owners: fill table.pid / table.command (walks /proc/*/fd).
+    classify=False skips the ephemeral decision (table.ephemeral stays empty) for
+    callers that only count.
+    """
+    ps, fs = _check(protos, families)
+    codes = state_codes(states)
+    if backend is not None and backend not in BACKENDS:
+        raise BadInput(f"unknown socket backend {backend!r} (expected one of: {', '.join(BACKENDS)})")
+    linux = sys.platform.startswith("linux")
+    if not linux and backend in ("netlink", "procfs"):
+        raise Unsupported(f"the {backend} socket backend needs Linux")
+    if netns and not linux:
+        raise Unsupported("--netns is available on Linux only")
+
+    from .. import netns as _netns
+    with _netns.entered(netns):
+        if linux:
+            table = _linux_read(backend, ps, fs, codes, sport, auto=classify)
+        else:
+            from . import other
+            table = other.read_table(ps, fs, codes, sport)
+    if classify:
+        if facts is None:
+            from ..host import facts as host_facts
+            facts = host_facts(netns)
+        from .filters import classify as _classify
+        _classify(table, facts.ephemeral, facts.reserved)
+    if owners:
+        from . import owners as _owners
+        _owners.fill(table)
+    return table
+
+
+__all__ = ["snapshot", "SocketTable", "ALL_PROTOS", "BACKENDS", "state_codes", "PROTO_NAMES"]

@@ -1,0 +1,240 @@
+"""The /proc/net fallback: tcp, tcp6, udp, udp6, udplite, udplite6, sctp/eps, sctp/assocs.
+
+Used when sock_diag is refused or missing. procfs cannot tell whether the kernel
+chose a port, so `auto_bound` is AUTO_UNKNOWN here and the facade decides the
+ephemeral side by the host's range. Lines that do not parse are skipped and
+counted in `table.warnings`, never fatal: procfs is read while the kernel changes it.
+"""
+from __future__ import annotations
+
+import sys
+from array import array
+
+from .. import netns as _netns
+from .table import (
+    AUTO_UNKNOWN, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN, SocketTable,
+)
+
+# (proto code, family, file under /proc/net)
+INET_FILES = {
+    "tcp": ((PROTO_TCP, 4, "tcp"), (PROTO_TCP, 6, "tcp6")),
+    "udp": ((PROTO_UDP, 4, "udp"), (PROTO_UDP, 6, "udp6")),
+    "udplite": ((PROTO_UDPLITE, 4, "udplite"), (PROTO_UDPLITE, 6, "udplite6")),
+}
+
+# enum sctp_state (include/net/sctp/constants.h) -> the TCP state name ss users know
+SCTP_ASSOC_STATE = {
+    0: 7,   # CLOSED -> CLOSE
+    1: 2,   # COOKIE_WAIT -> SYN_SENT
+    2: 2,   # COOKIE_ECHOED -> SYN_SENT
+    3: 1,   # ESTABLISHED
+    4: 4,   # SHUTDOWN_PENDING -> FIN_WAIT1
+    5: 4,   # SHUTDOWN_SENT -> FIN_WAIT1
+    6: 8,   # SHUTDOWN_RECEIVED -> CLOSE_WAIT
+    7: 9,   # SHUTDOWN_ACK_SENT -> LAST_ACK
+}
+
+_LITTLE = sys.byteorder == "little"
+
+
+def _v4(hexaddr: str) -> bytes:
+    # the kernel prints the __be32 as a host-order %08X word
+    b = bytes.fromhex(hexaddr)
+    if len(b) != 4:
+        raise ValueError(hexaddr)
+    return b[::-1] if _LITTLE else b
+
+
+def _v6(hexaddr: str) -> bytes:
+    b = bytes.fromhex(hexaddr)
+    if len(b) != 16:
+        raise ValueError(hexaddr)
+    if not _LITTLE:
+        return b
+    w = array("I", b)
+    w.byteswap()
+    return w.tobytes()
+
+
+def _text_addr(s: str) -> tuple[int, bytes]:
+    """A dotted or colon address from sctp files -> (family, raw)."""
+    import socket
+    s = s.lstrip("*")
+    if ":" in s:
+        raw = socket.inet_pton(socket.AF_INET6, s)
+        return 6, raw
+    return 4, socket.inet_pton(socket.AF_INET, s)
+
+
+class _Sink:
+    """Appends rows to a SocketTable, applying the state / port filters."""
+
+    __slots__ = ("t", "states", "sport", "skipped")
+
+    def __init__(self, table: SocketTable, states: set[int] | None, sport):
+        self.t = table
+        self.states = states
+        self.sport = sport
+        self.skipped = 0
+
+    def add(self, proto, family, state, laddr, lport, raddr, rport, uid, inode) -> int:
+        if state == TCP_LISTEN:
+            # kept even when LISTEN is filtered out: it tells accepted sockets from clients
+            self.t.listen_ports.add((proto, lport))
+        if self.states is not None and state not in self.states:
+            return -1
+        if self.sport is not None and not (self.sport.low <= lport <= self.sport.high):
+            return -1
+        t = self.t
+        t.proto.append(proto)
+        t.family.append(family)
+        t.state.append(state)
+        t.local_addr.append(laddr)
+        t.local_port.append(lport)
+        t.remote_addr.append(raddr)
+        t.remote_port.append(rport)
+        t.uid.append(uid)
+        t.inode.append(inode)
+        t.auto_bound.append(AUTO_UNKNOWN)
+        return len(t.proto) - 1
+
+
+def parse_inet(text: str, proto: int, family: int, sink: _Sink) -> None:
+    """Rows of /proc/net/{tcp,udp,udplite}[6]."""
+    conv = _v4 if family == 4 else _v6
+    addr_cache: dict[str, bytes] = {}
+    lines = text.splitlines()
+    for line in lines[1:]:
+        f = line.split()
+        if not f:
+            continue
+        try:
+            if len(f) < 10 or not f[0].endswith(":"):
+                raise ValueError
+            la, lp = f[1].split(":")
+            ra, rp = f[2].split(":")
+            laddr = addr_cache.get(la)
+            if laddr is None:
+                laddr = addr_cache[la] = conv(la)
+            raddr = addr_cache.get(ra)
+            if raddr is None:
+                raddr = addr_cache[ra] = conv(ra)
+            lport = int(lp, 16)
+            rport = int(rp, 16)
+            state = int(f[3], 16)
+            uid = int(f[7])
+            inode = int(f[9])
+            if lport > 0xFFFF or rport > 0xFFFF or not 0 < state < 256:
+                raise ValueError
+        except (ValueError, IndexError):
+            sink.skipped += 1
+            continue
+        sink.add(proto, family, state, laddr, lport, raddr, rport, uid, inode)
+
+
+def parse_sctp_eps(text: str, sink: _Sink, families=(4, 6)) -> None:
+    """/proc/net/sctp/eps: one listening endpoint per line, all its local addresses."""
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if not f:
+            continue
+        try:
+            if len(f) < 9:
+                raise ValueError
+            sst = int(f[3])
+            lport = int(f[5])
+            uid = int(f[6])
+            inode = int(f[7])
+            addrs = [_text_addr(a) for a in f[8:]]
+            if lport > 0xFFFF:
+                raise ValueError
+        except (ValueError, OSError):
+            sink.skipped += 1
+            continue
+        family = addrs[0][0]
+        if family not in families:
+            continue
+        zero = bytes(4 if family == 4 else 16)
+        i = sink.add(PROTO_SCTP, family, sst, addrs[0][1], lport, zero, 0, uid, inode)
+        if i >= 0 and len(addrs) > 1:
+            sink.t.extra_local[i] = [a for _, a in addrs]
+
+
+def parse_sctp_assocs(text: str, sink: _Sink, families=(4, 6)) -> None:
+    """/proc/net/sctp/assocs: multi-homed; `*` marks the primary remote path."""
+    for line in text.splitlines()[1:]:
+        # a TAB precedes HBINT: everything before it is ids and address lists
+        head = line.split("\t", 1)[0]
+        f = head.split()
+        if not f:
+            continue
+        try:
+            if "<->" not in f or len(f) < 16:
+                raise ValueError
+            arrow = f.index("<->")
+            st = int(f[4])
+            uid = int(f[9])
+            inode = int(f[10])
+            lport = int(f[11])
+            rport = int(f[12])
+            lraw = f[13:arrow]
+            rraw = f[arrow + 1:]
+            # older kernels have no TAB: stop the remote list at the first plain number
+            for k, tok in enumerate(rraw):
+                if tok.isdigit():
+                    rraw = rraw[:k]
+                    break
+            if not lraw or not rraw or lport > 0xFFFF or rport > 0xFFFF:
+                raise ValueError
+            laddrs = [_text_addr(a) for a in lraw]
+            raddrs = [_text_addr(a) for a in rraw]
+            primary = next((k for k, a in enumerate(rraw) if a.startswith("*")), 0)
+            raddrs.insert(0, raddrs.pop(primary))
+        except (ValueError, OSError):
+            sink.skipped += 1
+            continue
+        family = laddrs[0][0]
+        if family not in families:
+            continue
+        state = SCTP_ASSOC_STATE.get(st, 7)
+        i = sink.add(PROTO_SCTP, family, state, laddrs[0][1], lport, raddrs[0][1], rport, uid, inode)
+        if i >= 0:
+            if len(laddrs) > 1:
+                sink.t.extra_local[i] = [a for _, a in laddrs]
+            if len(raddrs) > 1:
+                sink.t.extra_remote[i] = [a for _, a in raddrs]
+
+
+def _read(name: str) -> str | None:
+    try:
+        with open(_netns.proc_net_path(name), encoding="ascii", errors="replace") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def read_table(protos, families, states: set[int] | None, sport) -> SocketTable:
+    """Sockets of the calling thread's network namespace, from /proc/net."""
+    table = SocketTable(backend="procfs")
+    sink = _Sink(table, states, sport)
+    for p in protos:
+        if p == "sctp":
+            for name, fn in (("sctp/eps", parse_sctp_eps), ("sctp/assocs", parse_sctp_assocs)):
+                text = _read(name)
+                if text is not None:
+                    before = sink.skipped
+                    fn(text, sink, families)
+                    if sink.skipped > before:
+                        table.warnings.append(f"/proc/net/{name}: skipped {sink.skipped - before} malformed line(s)")
+            continue
+        for code, fam, name in INET_FILES[p]:
+            if fam not in families:
+                continue
+            text = _read(name)
+            if text is None:
+                continue
+            before = sink.skipped
+            parse_inet(text, code, fam, sink)
+            if sink.skipped > before:
+                table.warnings.append(f"/proc/net/{name}: skipped {sink.skipped - before} malformed line(s)")
+    return table
