@@ -1,0 +1,151 @@
+"""The event-driven loop: arrivals in time order, connection closes on a heap,
+TIME_WAIT expiries in a FIFO (they expire in the order connections closed).
+Time jumps from event to event; nothing ticks."""
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import time
+from array import array
+from collections import deque
+
+import numpy as np
+
+from . import allocators, arrivals
+from .alloc_base import GLOBAL
+from .result import Result, Series, parity_stats, predictability
+from .workload import Workload
+
+SERIES_POINTS = 200
+
+
+def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
+    """Simulate `w`. record=False skips the per-connect port log (parity and
+    predictability then stay empty) to save memory on very long runs."""
+    started = time.perf_counter()
+    rng = random.Random(w.seed)
+    gen = np.random.default_rng(w.seed)
+    alloc = allocators.make(w.algorithm, w.space, rng, socket_range=w.socket_range,
+                            udp_hash_size=w.udp_hash_size)
+    choose = alloc.choose
+    glob = alloc.scope == GLOBAL
+    k = w.pairs
+    dests = w.destinations
+    shared: dict = {}
+    used: list = [shared] * k if glob else [None] * k
+    reuse_after = w.reuse_after
+    tw = w.effective_time_wait
+    inf = math.inf
+
+    closes: list = []   # heap of (close time, seq, pair, port)
+    twq: deque = deque()  # (expiry, pair, port, TIME_WAIT start)
+    held: dict = {}     # (source, port) -> sockets holding it, ESTABLISHED or TIME_WAIT
+    held_max = 0
+    n_est = n_tw = 0
+    reused = 0
+    seq = 0
+    hist = [0] * (max(w.space.range.size, 1) + 2)
+    ports_log = array("l")
+    kids_log = array("l")
+    failures = 0
+    first_fail = None
+    first_fail_t = None
+    index = 0
+
+    end = arrivals.end_time(w)
+    step_t = w.interval or end / SERIES_POINTS
+    next_sample = step_t
+    s_t, s_est, s_tw, s_ports, s_fail = [], [], [], [], []
+    bin_fail = 0
+
+    def holder(kid: int, port: int) -> int:
+        return port if glob else ((kid // dests) << 16) | port
+
+    for times, kids, lives in arrivals.chunks(w, gen):
+        for t, kid, life in zip(times, kids, lives):
+            while closes and closes[0][0] <= t:
+                tc, _, ck, cp = heapq.heappop(closes)
+                d = used[ck]
+                n_est -= 1
+                if tw > 0:
+                    d[cp] = tc
+                    twq.append((tc + tw, ck, cp, tc))
+                    n_tw += 1
+                else:
+                    del d[cp]
+                    h = holder(ck, cp)
+                    c = held[h] - 1
+                    if c:
+                        held[h] = c
+                    else:
+                        del held[h]
+            while twq and twq[0][0] <= t:
+                _, ck, cp, start = twq.popleft()
+                d = used[ck]
+                if d.get(cp) == start:  # not taken over by tcp_tw_reuse meanwhile
+                    del d[cp]
+                    n_tw -= 1
+                    h = holder(ck, cp)
+                    c = held[h] - 1
+                    if c:
+                        held[h] = c
+                    else:
+                        del held[h]
+            if timeseries and t >= next_sample:
+                while t >= next_sample:
+                    s_t.append(round(next_sample, 6))
+                    s_est.append(n_est)
+                    s_tw.append(n_tw)
+                    s_ports.append(len(held))
+                    s_fail.append(bin_fail)
+                    bin_fail = 0
+                    next_sample += step_t
+            d = used[kid]
+            if d is None:
+                d = used[kid] = {}
+            port, steps = choose(kid, d, t, reuse_after)
+            hist[steps] += 1
+            if port < 0:
+                failures += 1
+                bin_fail += 1
+                if first_fail is None:
+                    first_fail, first_fail_t = index, t
+            else:
+                if port in d:  # a TIME_WAIT taken over
+                    n_tw -= 1
+                    reused += 1
+                else:
+                    h = port if glob else ((kid // dests) << 16) | port
+                    held[h] = held.get(h, 0) + 1
+                    if len(held) > held_max:
+                        held_max = len(held)
+                d[port] = -1.0
+                n_est += 1
+                if life != inf:
+                    heapq.heappush(closes, (t + life, seq, kid, port))
+                    seq += 1
+            if record:
+                ports_log.append(port)
+                kids_log.append(kid)
+            index += 1
+
+    if timeseries:
+        s_t.append(round(max(end, next_sample - step_t), 6))
+        s_est.append(n_est)
+        s_tw.append(n_tw)
+        s_ports.append(len(held))
+        s_fail.append(bin_fail)
+    series = Series(s_t, s_est, s_tw, s_ports, s_fail) if timeseries else None
+    par = parity_stats(ports_log, alloc.low if hasattr(alloc, "low") else w.space.low) if record else {}
+    pred = predictability(ports_log, kids_log, w.space.range.size) if record else {}
+    capacity = w.space.usable("linux" if w.algorithm == "linux" and w.socket_range is None else "other")
+    if w.socket_range is not None:
+        capacity = sum(1 for p in range(alloc.low, alloc.high_x) if p not in alloc.skip)
+    return Result(
+        settings=w.settings(), connects=index, failures=failures, first_failure_index=first_fail,
+        first_failure_time=None if first_fail_t is None else round(first_fail_t, 6),
+        ports_used_max=held_max, capacity=capacity, steps_hist=hist, parity=par,
+        predictability=pred, tw_reused=reused, series=series,
+        elapsed_s=time.perf_counter() - started,
+    )
