@@ -1,0 +1,478 @@
+"""`portscope lab exhaust`: run a machine out of ephemeral ports, safely, and check the model.
+
+A private network namespace gets a small range (100 ports by default) and k loopback
+destinations (listeners on 127.0.0.2, 127.0.0.3, ...). The lab then opens connections in
+one of four ways until the kernel refuses:
+
+  connect       plain connect(): a port is shared across destinations -> about N per destination
+  bind-connect  bind(127.0.0.1, 0) then connect(): bind holds the port for everyone -> N in total
+  bind-no-port  the same with IP_BIND_ADDRESS_NO_PORT: the choice is deferred -> N per destination
+  udp           connected UDP sockets: autobind holds the port globally -> N in total (EAGAIN)
+
+Before each destination, and at a few points while filling it, it asks portscope what it
+predicts (pressure.analyze on the namespace's live socket table and its host facts) and puts
+that next to what the kernel actually did.
+
+Safety: sockets are opened by the calling thread after setns() into the lab namespace
+(portscope.netns.entered), sysctls are written only after checking that the thread really is
+in that namespace, every loop is bounded by --max-connects, the open-file limit and --timeout,
+and the namespace is removed in `finally` (SIGTERM/SIGHUP are turned into KeyboardInterrupt so
+they take the same path as Ctrl-C).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
+from .ports import PortRange, PortSet
+
+MODES = ("connect", "bind-connect", "bind-no-port", "udp")
+PER_DESTINATION_MODES = ("connect", "bind-no-port")   # capacity counted per destination
+IP_BIND_ADDRESS_NO_PORT = 24
+# the kernel's ways of saying "no port left"
+REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
+
+NS_PREFIX = "pslab"
+DEFAULT_RANGE = PortRange(40000, 40099)   # ends of different parity: all 100 ports usable
+SRC = "127.0.0.1"
+MAX_DESTINATIONS = 64
+CONNECT_TIMEOUT = 5.0        # a loopback connect that takes this long is an error, not a wait
+FD_HEADROOM = 64             # listeners, netlink sockets, stdio...
+CHECKPOINTS = (0.25, 0.5, 0.75)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run; validated before anything is created."""
+
+    range: PortRange = DEFAULT_RANGE
+    destinations: int = 2
+    mode: str = "connect"
+    max_connects: int = 10_000
+    timeout: float = 60.0
+    reserved: PortSet = field(default_factory=PortSet)
+    hold: float = 0.0            # keep everything open this long at the end (to inspect it)
+
+    def validate(self) -> "Plan":
+        if self.mode not in MODES:
+            raise BadInput(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
+        if not 1 <= self.destinations <= MAX_DESTINATIONS:
+            raise BadInput(f"--destinations must be 1..{MAX_DESTINATIONS}, got {self.destinations}")
+        if self.max_connects < 1:
+            raise BadInput(f"--max-connects must be at least 1, got {self.max_connects}")
+        if not self.timeout > 0:
+            raise BadInput(f"--timeout must be positive, got {self.timeout}")
+        if self.hold < 0:
+            raise BadInput(f"--hold must be 0 or more, got {self.hold}")
+        # the kernel refuses a range starting below ip_unprivileged_port_start (1024)
+        if self.range.low < 1024:
+            raise BadInput(f"--range must start at 1024 or above, got {self.range}")
+        if self.range.size < 2:
+            raise BadInput(f"--range needs at least 2 ports, got {self.range}")
+        return self
+
+    @property
+    def listen_port(self) -> int:
+        """The destinations' port: outside the range, so listeners do not take a range port."""
+        for p in (80, self.range.low - 1, self.range.high + 1):
+            if 1 <= p <= 65535 and p not in self.range:
+                return p
+        raise BadInput(f"no port left outside --range {self.range} for the listeners")
+
+    def destination_addrs(self) -> list[str]:
+        return [f"127.0.0.{2 + j}" for j in range(self.destinations)]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What pressure.analyze said at one moment, reduced to the lab's question."""
+
+    capacity: int            # per-destination modes: this destination's; global modes: the pool's
+    in_use: int              # the same scope
+    utilization: float
+    global_in_use: int
+    global_capacity: int
+    global_utilization: float
+
+    @property
+    def left(self) -> int:
+        return max(0, self.capacity - self.in_use)
+
+    def to_json(self) -> dict:
+        return {"capacity": self.capacity, "in_use": self.in_use, "left": self.left,
+                "utilization": round(self.utilization, 6),
+                "global_in_use": self.global_in_use, "global_capacity": self.global_capacity,
+                "global_utilization": round(self.global_utilization, 6)}
+
+
+@dataclass(frozen=True)
+class Step:
+    destination: str         # "127.0.0.2:80"
+    phase: str               # "start", "25%", "50%", "75%", "refused", "stopped"
+    opened: int              # sockets opened to this destination so far
+    opened_total: int
+    predicted: Prediction | None
+    errno: int | None = None
+    call: str | None = None  # "bind" | "connect" that the kernel refused
+
+    @property
+    def errno_name(self) -> str | None:
+        return errno.errorcode.get(self.errno, str(self.errno)) if self.errno is not None else None
+
+    def to_json(self) -> dict:
+        return {"destination": self.destination, "phase": self.phase, "opened": self.opened,
+                "opened_total": self.opened_total,
+                "predicted": self.predicted.to_json() if self.predicted else None,
+                "errno": self.errno, "errno_name": self.errno_name, "call": self.call}
+
+
+@dataclass(frozen=True)
+class DestinationOutcome:
+    dst: str
+    dport: int
+    predicted: int | None    # connections portscope said would still succeed, at the start
+    opened: int              # connections the kernel accepted
+    errno: int | None        # the refusal (None: stopped by a bound first)
+    call: str | None
+    utilization_at_refusal: float | None   # analyze() of this destination once refused
+
+    @property
+    def errno_name(self) -> str | None:
+        return errno.errorcode.get(self.errno, str(self.errno)) if self.errno is not None else None
+
+    @property
+    def match(self) -> bool | None:
+        if self.predicted is None or self.errno is None:
+            return None
+        return self.opened == self.predicted
+
+    def to_json(self) -> dict:
+        return {"dst": self.dst, "dport": self.dport, "predicted": self.predicted,
+                "opened": self.opened, "errno": self.errno, "errno_name": self.errno_name,
+                "call": self.call, "utilization_at_refusal": self.utilization_at_refusal,
+                "match": self.match}
+
+
+@dataclass(frozen=True)
+class LabResult:
+    namespace: str
+    plan: Plan
+    destinations: tuple[DestinationOutcome, ...]
+    steps: tuple[Step, ...]
+    stop_reason: str         # "refused" | "max-connects" | "timeout" | "error"
+    elapsed_s: float
+    global_start: Prediction | None
+    global_end: Prediction | None
+    error: str | None = None
+
+    @property
+    def opened_total(self) -> int:
+        return sum(d.opened for d in self.destinations)
+
+    @property
+    def match(self) -> bool | None:
+        ms = [d.match for d in self.destinations]
+        if self.stop_reason != "refused" or any(m is None for m in ms):
+            return None
+        return all(ms)
+
+    def to_json(self) -> dict:
+        p = self.plan
+        return {
+            "namespace": self.namespace, "mode": p.mode,
+            "range": {"low": p.range.low, "high": p.range.high, "size": p.range.size},
+            "reserved": str(p.reserved), "listen_port": p.listen_port,
+            "max_connects": p.max_connects, "timeout_s": p.timeout,
+            "destinations": [d.to_json() for d in self.destinations],
+            "opened_total": self.opened_total,
+            "global_start": self.global_start.to_json() if self.global_start else None,
+            "global_end": self.global_end.to_json() if self.global_end else None,
+            "stop_reason": self.stop_reason, "error": self.error,
+            "match": self.match, "elapsed_s": round(self.elapsed_s, 3),
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+# ---------------------------------------------------------------- namespace lifecycle
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise PortscopeError(f"`ip {' '.join(args)}` failed: {r.stderr.strip() or r.returncode}")
+    return r
+
+
+def check_can_run() -> None:
+    if not sys.platform.startswith("linux"):
+        raise Unsupported("lab exhaust needs Linux network namespaces")
+    if os.geteuid() != 0:
+        raise NotPermitted("lab exhaust needs root: it creates a private network namespace (try sudo)")
+    if shutil.which("ip") is None:
+        raise Unsupported("lab exhaust needs the `ip` command (iproute2)")
+
+
+def lab_namespaces() -> list[str]:
+    """Names of lab namespaces that exist now (ours or left by a killed run)."""
+    out = _ip("netns", "list", check=False).stdout
+    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(NS_PREFIX + "-")]
+
+
+def _owner_pid(name: str) -> int | None:
+    parts = name.split("-")
+    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+
+
+def clean_stale() -> list[str]:
+    """Delete lab namespaces whose creating process is gone (a run killed with SIGKILL)."""
+    removed = []
+    for name in lab_namespaces():
+        pid = _owner_pid(name)
+        if pid is not None and os.path.exists(f"/proc/{pid}"):
+            continue
+        _ip("netns", "delete", name, check=False)
+        removed.append(name)
+    return removed
+
+
+@contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM/SIGHUP take the Ctrl-C path, so the namespace is removed in every case."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = {}
+    if threading_main():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def threading_main() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def lab_namespace() -> Iterator[str]:
+    """A fresh namespace named pslab-<our pid>-<random>, loopback up, always deleted."""
+    name = f"{NS_PREFIX}-{os.getpid()}-{secrets.token_hex(3)}"
+    _ip("netns", "add", name)
+    try:
+        _ip("-n", name, "link", "set", "lo", "up")
+        yield name
+    finally:
+        # a second Ctrl-C must not cut the clean-up short
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading_main() else None
+        try:
+            _ip("netns", "delete", name, check=False)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+
+
+def _ns_inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def _write_sysctl(key: str, value: str, ns_inode: int) -> None:
+    # /proc/sys/net resolves through the *calling thread's* namespace: check we are in the lab's
+    if _ns_inode("/proc/thread-self/ns/net") != ns_inode:
+        raise PortscopeError("refusing to write a sysctl outside the lab namespace")
+    path = "/proc/sys/" + key.replace(".", "/")
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _configure(plan: Plan, ns_inode: int) -> None:
+    _write_sysctl("net.ipv4.ip_local_port_range", f"{plan.range.low} {plan.range.high}", ns_inode)
+    _write_sysctl("net.ipv4.ip_local_reserved_ports", str(plan.reserved), ns_inode)
+    # listeners never accept(): completed connections wait in the accept queue, so the server
+    # side costs no file descriptors; the queue must hold a whole range
+    _write_sysctl("net.core.somaxconn", "65535", ns_inode)
+
+
+def _fd_budget() -> int:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+    return max(0, limit - FD_HEADROOM - len(os.listdir("/proc/self/fd")))
+
+
+# ---------------------------------------------------------------- sockets
+
+def _listeners(plan: Plan) -> list[socket.socket]:
+    out = []
+    try:
+        for dst in plan.destination_addrs():
+            if plan.mode == "udp":
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind((dst, plan.listen_port))
+            else:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind((dst, plan.listen_port))
+                s.listen(65535)
+            out.append(s)
+    except BaseException:
+        for s in out:
+            s.close()
+        raise
+    return out
+
+
+def open_one(mode: str, dst: str, port: int) -> socket.socket:
+    """One client socket in `mode`; OSError carries `.call` = the syscall that failed."""
+    udp = mode == "udp"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    call = "bind"
+    try:
+        if not udp:
+            s.settimeout(CONNECT_TIMEOUT)
+        if mode == "bind-no-port":
+            s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        if mode in ("bind-connect", "bind-no-port"):
+            s.bind((SRC, 0))
+        call = "connect"
+        s.connect((dst, port))
+    except OSError as e:
+        s.close()
+        e.call = call
+        raise
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+# ---------------------------------------------------------------- predictions
+
+def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Prediction]:
+    """Ask pressure.analyze about the live table and host facts of `namespace`."""
+    from . import pressure
+    from .host import facts as host_facts
+    from .sockets import snapshot
+
+    proto = "udp" if plan.mode == "udp" else "tcp"
+    per_dest = plan.mode in PER_DESTINATION_MODES
+
+    def predict(dst: str, dport: int) -> Prediction:
+        hf = host_facts(namespace)
+        table = snapshot(protos=(proto,), families=(4,), netns=namespace, facts=hf)
+        r = pressure.analyze(hf, table)
+        g = r.global_
+        row = next((d for d in r.destinations
+                    if d.proto == proto and d.src == SRC and d.dst == dst and d.dport == dport), None)
+        if per_dest:
+            if row is not None:
+                cap, used = row.capacity, row.in_use
+            else:  # a destination with no sockets yet: everything not held exclusively
+                cap, used = g.capacity - g.tcp_exclusive, 0
+        elif plan.mode == "udp":
+            cap, used = g.capacity, g.udp_exclusive
+        else:  # bind(0) needs a port no TCP socket holds at all
+            cap, used = g.capacity, g.in_use
+        return Prediction(capacity=cap, in_use=used, utilization=(used / cap) if cap else 1.0,
+                          global_in_use=g.in_use, global_capacity=g.capacity,
+                          global_utilization=g.utilization)
+
+    return predict
+
+
+# ---------------------------------------------------------------- the run
+
+def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
+                on_ready: Callable[[str], None] | None = None,
+                predictor_factory=portscope_predictor) -> LabResult:
+    """Create the lab, exhaust it, report, and remove everything (also on Ctrl-C/SIGTERM)."""
+    from . import netns as _netns
+
+    plan.validate()
+    plan.listen_port  # raises early when no port is left for listeners
+    check_can_run()
+    budget = min(plan.max_connects, _fd_budget())
+    t0 = time.monotonic()
+    deadline = t0 + plan.timeout
+    steps: list[Step] = []
+    outcomes: list[DestinationOutcome] = []
+
+    def step(s: Step) -> None:
+        steps.append(s)
+        if on_step:
+            on_step(s)
+
+    with ExitStack() as stack:
+        stack.enter_context(_signals_as_interrupt())
+        name = stack.enter_context(lab_namespace())
+        ns_inode = _ns_inode(_netns.resolve(name))
+        stack.enter_context(_netns.entered(name))
+        _configure(plan, ns_inode)
+        sockets: list[socket.socket] = []
+        # closed before the namespace is deleted (ExitStack unwinds in reverse)
+        stack.callback(lambda: [s.close() for s in sockets])
+        sockets.extend(_listeners(plan))
+        if on_ready:
+            on_ready(name)
+        predict = predictor_factory(plan, name)
+        global_start = predict(plan.destination_addrs()[0], plan.listen_port)
+        stop, error = "refused", None
+        total = 0
+        for dst in plan.destination_addrs():
+            label = f"{dst}:{plan.listen_port}"
+            if stop != "refused":
+                break
+            start = predict(dst, plan.listen_port)
+            step(Step(label, "start", 0, total, start))
+            marks = {max(1, round(start.left * f)): f"{int(f * 100)}%" for f in CHECKPOINTS}
+            opened, err, call = 0, None, None
+            while True:
+                if total >= budget:
+                    stop = "max-connects"
+                    break
+                if time.monotonic() > deadline:
+                    stop = "timeout"
+                    break
+                try:
+                    sockets.append(open_one(plan.mode, dst, plan.listen_port))
+                except OSError as e:
+                    err, call = e.errno, getattr(e, "call", None)
+                    if e.errno not in REFUSALS:
+                        stop, error = "error", f"{call}() failed: {e.strerror or e}"
+                    break
+                opened += 1
+                total += 1
+                if opened in marks and opened < start.left:
+                    step(Step(label, marks[opened], opened, total, predict(dst, plan.listen_port)))
+            after = predict(dst, plan.listen_port)
+            phase = "refused" if err is not None and stop == "refused" else "stopped"
+            step(Step(label, phase, opened, total, after, err, call))
+            outcomes.append(DestinationOutcome(
+                dst=dst, dport=plan.listen_port, predicted=start.left, opened=opened,
+                errno=err, call=call,
+                utilization_at_refusal=round(after.utilization, 6) if phase == "refused" else None))
+        global_end = predict(plan.destination_addrs()[0], plan.listen_port)
+        if plan.hold > 0:
+            time.sleep(plan.hold)
+        elapsed = time.monotonic() - t0
+    return LabResult(namespace=name, plan=plan, destinations=tuple(outcomes), steps=tuple(steps),
+                     stop_reason=stop, elapsed_s=elapsed, global_start=global_start,
+                     global_end=global_end, error=error)
