@@ -138,8 +138,8 @@ def range_findings(result, facts) -> list:
         low = r.low if high != r.high else r.low + 1
         out.append(_F(
             "range-same-parity", "info",
-            f"range {r.low}-{r.high} has ends of equal parity: the kernel warns about it and its "
-            f"scans never reach port {r.high}",
+            f"range {r.low}-{r.high} has ends of equal parity: the kernel logs a warning, and the "
+            f"halves connect() and bind(0) search first are unequal ({(r.size + 1) // 2} vs {r.size // 2} ports)",
             range_command(facts.os, low, high), {"low": r.low, "high": r.high}))
     if r.size < dflt.size:
         out.append(_F(

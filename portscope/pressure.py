@@ -2,8 +2,8 @@
 
 The model (Linux; DESIGN.md and facts.md section 1):
 
-* The usable pool U is the range minus reserved ports. When the range ends have equal parity
-  (odd size), the kernel's scans (`remaining &= ~1`) never reach HIGH, so U stops at HIGH-1.
+* The usable pool U is the range minus reserved ports (verified on 6.18: with equal-parity
+  ends every port, HIGH included, is still handed out).
 * TCP connect() without bind may reuse a source port for a different (src, dst, dport) as long
   as the 4-tuple is unique, but never a port held by an explicit bind(): listeners,
   bind-before-connect, bound-only sockets. Those form the TCP "exclusive" set G_tcp.
@@ -90,7 +90,7 @@ class GlobalUse:
     except `sockets`, `time_wait` and `connect`, which count sockets)."""
 
     in_use: int
-    capacity: int                 # |U|: range minus reserved (minus HIGH on equal parity)
+    capacity: int                 # |U|: range minus reserved ports inside it
     utilization: float
     range_size: int
     reserved_in_range: int
@@ -188,8 +188,6 @@ def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
     """65536 flags: 1 where connect()/bind(0) may hand out the port."""
     flags = bytearray(65536)
     high = rng.high
-    if rng.size > 1 and rng.same_parity:
-        high -= 1  # the kernel rounds the scan length down to even: HIGH is never reached
     flags[rng.low:high + 1] = b"\x01" * (high - rng.low + 1)
     for r in reserved.ranges:
         lo, hi = max(r.low, rng.low), min(r.high, high)
@@ -219,6 +217,8 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
         if protos[i] == PROTO_TCP:
             listen_ports.add(lports[i])
         i = sb.find(TCP_LISTEN, i + 1)
+    # listeners the backend saw even when LISTEN rows were filtered out
+    listen_ports.update(p for pr, p in getattr(t, "listen_ports", ()) or () if pr == PROTO_TCP)
     listen_in_u = {p for p in listen_ports if usable[p]}
 
     # pass 2: classify every socket whose local port is in U

@@ -1,0 +1,160 @@
+"""Forecast: sample the socket table over time and predict each destination's steady state.
+
+Rate: new 4-tuples per second between consecutive samples. A client that closes first keeps
+its 4-tuple in TIME_WAIT for 60 s, so every connection opened during an interval is still in
+the next sample; connections the *server* closed first (no client TIME_WAIT) and shorter than
+the interval are missed, so use an interval well under their lifetime.
+
+Steady state (Little's law): a destination opening r connections/s holds
+    open_now + r * hold
+ports, where hold is the TIME_WAIT length (60 s on Linux, hard-coded) unless tcp_tw_reuse
+lets connect() take over TIME_WAIT ports (1 = always, 2 = loopback only), in which case a
+port is blocked for only tcp_tw_reuse_delay (1 s by default). The TIME_WAIT sockets the table
+will show at the plateau are r * 60 either way. The sustainable rate is the rate at which
+that use equals the capacity: (capacity - open_now) / hold, about 28232/60 = 470/s at the
+default range.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import replace
+from ipaddress import ip_address
+from typing import Callable
+
+from .pressure import Finding, PressureResult, analyze, truncate, usable_ports
+from .sockets.table import PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN
+
+
+def client_tuples(host_facts, table) -> set:
+    """(proto, laddr, lport, raddr, rport) of the client sockets analyze() counts."""
+    usable = usable_ports(host_facts.ephemeral, host_facts.reserved)
+    protos, states, lports = table.proto, table.state, table.local_port
+    listen = {lports[i] for i, st in enumerate(states) if st == TCP_LISTEN and protos[i] == PROTO_TCP}
+    listen.update(p for pr, p in getattr(table, "listen_ports", ()) or () if pr == PROTO_TCP)
+    out = set()
+    add = out.add
+    for pr, st, la, lp, ra, rp in zip(protos, states, table.local_addr, lports,
+                                      table.remote_addr, table.remote_port):
+        if not usable[lp] or rp == 0:
+            continue
+        if pr == PROTO_TCP:
+            if st == TCP_LISTEN or lp in listen:
+                continue
+        elif pr not in (PROTO_UDP, PROTO_UDPLITE):
+            continue
+        add((pr, la, lp, ra, rp))
+    return out
+
+
+def _reuse_applies(tw_reuse: int | None, src: str, dst: str) -> bool:
+    if tw_reuse == 1:
+        return True
+    if tw_reuse == 2:
+        try:
+            return ip_address(src).is_loopback or ip_address(dst).is_loopback or \
+                _mapped_loopback(src) or _mapped_loopback(dst)
+        except ValueError:
+            return False
+    return False
+
+
+def _mapped_loopback(a: str) -> bool:
+    ip = ip_address(a)
+    m = getattr(ip, "ipv4_mapped", None)
+    return bool(m and m.is_loopback)
+
+
+def forecast(host_facts, samples: list, *, top: int | None = None, process: bool = False,
+             interval: float | None = None) -> PressureResult:
+    """Analyse the last of `samples` [(monotonic_time, SocketTable), ...] (two or more) and add
+    rate, steady state, sustainable rate and time to exhaustion to each destination."""
+    if len(samples) < 2:
+        raise ValueError("a forecast needs at least two samples")
+    (t0, first), (t1, last) = samples[0], samples[-1]
+    elapsed = max(t1 - t0, 1e-9)
+
+    new: Counter = Counter()
+    prev = client_tuples(host_facts, first)
+    first_n = Counter((k[0], k[1], k[3], k[4]) for k in prev)
+    for _, tab in samples[1:]:
+        cur = client_tuples(host_facts, tab)
+        new.update((k[0], k[1], k[3], k[4]) for k in cur - prev)
+        prev = cur
+
+    base = analyze(host_facts, last, top=None, process=process)
+    tw_len = base.time_wait_seconds
+    delay_s = (host_facts.tcp_tw_reuse_delay_ms or 1000) / 1000.0
+    dests, extra = [], []
+    for d in base.destinations:
+        key = _raw_key(d)
+        rate = new.get(key, 0) / elapsed
+        reuse = d.proto == "tcp" and _reuse_applies(host_facts.tcp_tw_reuse, d.src, d.dst)
+        # UDP sockets have no TIME_WAIT: a port is held only while the socket is open
+        hold = (delay_s if reuse else tw_len) if d.proto == "tcp" else 0.0
+        open_now = d.in_use - d.time_wait
+        tw_ss = round(rate * tw_len) if d.proto == "tcp" else 0
+        blocked_ss = open_now + rate * hold
+        sustainable = (max(0, d.capacity - open_now) / hold) if hold else None
+        eta = None
+        if d.in_use >= d.capacity and d.capacity and rate > 0:
+            eta = 0.0
+        elif hold and blocked_ss >= d.capacity and rate > 0:
+            growth = (d.in_use - first_n.get(key, 0)) / elapsed
+            eta = (d.capacity - d.in_use) / (growth if growth > 0 else rate)
+        dests.append(replace(d, rate_per_s=rate, sustainable_rate_per_s=sustainable,
+                             seconds_to_exhaustion=eta, steady_state_in_use=open_now + tw_ss,
+                             steady_state_time_wait=tw_ss))
+        if eta is not None:
+            extra.append(dests[-1])
+    dests.sort(key=lambda d: (d.seconds_to_exhaustion is None, d.seconds_to_exhaustion or 0,
+                              -d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src))
+    findings = list(base.findings)
+    if extra:
+        findings.insert(0, _exhaustion_finding(extra, host_facts))
+    meta = {"samples": len(samples), "interval_s": interval, "elapsed_s": round(elapsed, 3),
+            "new_connections": sum(new.values()),
+            "rate_per_s": round(sum(new.values()) / elapsed, 3),
+            "time_wait_seconds": tw_len, "tcp_tw_reuse": host_facts.tcp_tw_reuse}
+    res = replace(base, destinations=tuple(dests), findings=tuple(findings), forecast=meta)
+    return truncate(res, top)
+
+
+def _raw_key(d) -> tuple:
+    from .sockets.table import PROTO_CODES
+    return (PROTO_CODES.get(d.proto, d.proto), ip_address(d.src).packed, ip_address(d.dst).packed, d.dport)
+
+
+def _exhaustion_finding(ds, facts) -> Finding:
+    ds = sorted(ds, key=lambda d: d.seconds_to_exhaustion)
+    d = ds[0]
+    from .findings import _dname, _wider_range, range_command
+    msg = (f"{len(ds)} destination(s) heading for exhaustion: {_dname(d)} opens {d.rate_per_s:.1f}/s, "
+           f"above the sustainable {d.sustainable_rate_per_s:.1f}/s; its {d.capacity} ports run out in "
+           f"about {d.seconds_to_exhaustion:.0f} s")
+    remedy = "reuse connections (keep-alive / a pool) so the rate of new connections drops"
+    if facts.os == "linux" and facts.tcp_tw_reuse != 1:
+        remedy += "; sysctl -w net.ipv4.tcp_tw_reuse=1"
+    remedy += "; or widen the range: " + range_command(facts.os, *_wider_range(facts))
+    return Finding(id="destination-forecast-exhaustion", severity="critical", message=msg, remedy=remedy,
+                   evidence={"destinations": [x.to_json(forecast=True) for x in ds[:10]], "count": len(ds)})
+
+
+def sample(take: Callable[[], object], interval: float, count: int, *,
+           sleep: Callable[[float], None] = time.sleep,
+           clock: Callable[[], float] = time.monotonic) -> list:
+    """Take `count` tables `interval` seconds apart: [(time, table), ...]; each sample is
+    stamped at the middle of its snapshot."""
+    if count < 2:
+        raise ValueError("need at least two samples")
+    out = []
+    start = clock()
+    for k in range(count):
+        due = start + k * interval
+        now = clock()
+        if due > now:
+            sleep(due - now)
+        a = clock()
+        tab = take()
+        out.append(((a + clock()) / 2, tab))
+    return out
