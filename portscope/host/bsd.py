@@ -1,0 +1,92 @@
+"""macOS and FreeBSD: parse `sysctl net.inet.ip.portrange` output.
+
+Both print `name: value` (one per line); `sysctl name=value` prints
+`name: old -> new`. Unknown lines are ignored so a full `sysctl -a` works too.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+from ..errors import BadInput, SystemReadError
+from ..ports import PortRange, PortSet
+from . import HostFacts, NamedRange
+
+PREFIX = "net.inet.ip.portrange."
+KEYS = ("first", "last", "hifirst", "hilast", "lowfirst", "lowlast",
+        "reservedhigh", "reservedlow", "randomized")
+READ_ARGV = ("sysctl", PREFIX.rstrip("."))
+
+# shipped defaults: FreeBSD sys/netinet/in_pcb.c (IPPORT_EPHEMERALFIRST 10000), XNU in_pcb.c (49152)
+OS_DEFAULT = {"freebsd": PortRange(10000, 65535), "darwin": PortRange(49152, 65535)}
+IPPORT_RESERVED = 1024
+
+_LINE = re.compile(r"^\s*net\.inet\.ip\.portrange\.([a-z]+)\s*[:=]\s*(?:(-?\d+)\s*->\s*)?(-?\d+)\s*$")
+
+Runner = Callable[[Sequence[str]], str]
+
+
+def parse_sysctl(text: str) -> dict[str, int]:
+    """{short key: value} for every portrange line (the new value of `old -> new`)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m:
+            out[m.group(1)] = int(m.group(3))
+    return out
+
+
+def _range(a: int, b: int, what: str) -> PortRange:
+    # lowfirst/lowlast (1023/600) are allocated downward: normalise to low..high
+    lo, hi = min(a, b), max(a, b)
+    try:
+        return PortRange(lo, hi)
+    except BadInput:
+        raise SystemReadError(f"malformed sysctl {PREFIX}{what}: {a}..{b} is not a port range")
+
+
+def facts_from_sysctl(text: str, osname: str) -> HostFacts:
+    if osname not in OS_DEFAULT:
+        raise BadInput(f"unknown BSD flavour {osname!r} (expected darwin or freebsd)")
+    v = parse_sysctl(text)
+    if "first" not in v or "last" not in v:
+        raise SystemReadError(f"no {PREFIX}first/last in sysctl output")
+    eph = _range(v["first"], v["last"], "first/last")
+    ranges = [NamedRange("default", eph)]
+    if "hifirst" in v and "hilast" in v:
+        ranges.append(NamedRange("hi", _range(v["hifirst"], v["hilast"], "hifirst/hilast")))
+    if "lowfirst" in v and "lowlast" in v:
+        ranges.append(NamedRange("low", _range(v["lowfirst"], v["lowlast"], "lowfirst/lowlast")))
+    sources = {k: f"sysctl {PREFIX}{k}" for k in v}
+    # FreeBSD: binding a port in [reservedlow, reservedhigh] needs privilege; macOS has no
+    # knob and uses the fixed IPPORT_RESERVED boundary
+    if "reservedhigh" in v:
+        hi, lo = v["reservedhigh"], v.get("reservedlow", 0)
+        unpriv = hi + 1 if hi >= lo else 0
+        priv_low = lo if hi >= lo else 0
+    else:
+        unpriv, priv_low = IPPORT_RESERVED, 0
+        sources["unprivileged_port_start"] = "fixed IPPORT_RESERVED (1024)"
+    return HostFacts(
+        os=osname,
+        ephemeral=eph,
+        reserved=PortSet(),   # BSD has no reserved-ports list
+        unprivileged_port_start=unpriv,
+        os_default=OS_DEFAULT[osname],
+        ranges=tuple(ranges),
+        privileged_low=priv_low,
+        sources=sources,
+    )
+
+
+def read_facts(osname: str, runner: Runner | None = None) -> HostFacts:
+    if runner is None:
+        from .changes import run_command as runner
+    return facts_from_sysctl(runner(READ_ARGV), osname)
+
+
+def set_argv(key: str, value: int) -> tuple[str, ...]:
+    """`sysctl -w net.inet.ip.portrange.KEY=N` (FreeBSD accepts -w for compatibility)."""
+    if key not in KEYS:
+        raise BadInput(f"unknown portrange sysctl {key!r}")
+    return ("sysctl", "-w", f"{PREFIX}{key}={value}")

@@ -1,0 +1,110 @@
+"""Windows: parse `netsh int ipv4|ipv6 show dynamicport tcp|udp` and `show excludedportrange`.
+
+netsh output is localized ("Start Port", "Port de démarrage", "Startport"...),
+so we read numbers by position, never labels.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Mapping, Sequence
+
+from ..errors import BadInput, SystemReadError
+from ..ports import PortRange, PortSet
+from . import HostFacts, NamedRange, NamedSet
+
+FAMILIES = ("ipv4", "ipv6")
+PROTOS = ("tcp", "udp")
+OS_DEFAULT = PortRange(49152, 65535)   # since Vista / Server 2008 (KB929851)
+MIN_START = 1025                       # netsh limits (MS troubleshooting doc)
+MIN_COUNT = 255
+
+Runner = Callable[[Sequence[str]], str]
+
+# "Label : 49152"; the label may hold spaces, accents, CJK; the value ends the line
+_VALUE = re.compile(r":\s*(\d+)\s*$")
+_EXCL = re.compile(r"^\s*(\d+)\s+(\d+)\s*(\*)?\s*$")
+
+
+def dynamic_argv(family: str, proto: str) -> tuple[str, ...]:
+    return ("netsh", "int", family, "show", "dynamicport", proto)
+
+
+def excluded_argv(family: str, proto: str) -> tuple[str, ...]:
+    return ("netsh", "int", family, "show", "excludedportrange", f"protocol={proto}")
+
+
+def set_argv(family: str, proto: str, rng: PortRange) -> tuple[str, ...]:
+    return ("netsh", "int", family, "set", "dynamic", proto, f"start={rng.low}", f"num={rng.size}")
+
+
+def check_settable(rng: PortRange) -> None:
+    """netsh's own limits, checked before anything runs."""
+    if rng.low < MIN_START:
+        raise BadInput(f"Windows needs a start port >= {MIN_START}, got {rng.low}")
+    if rng.size < MIN_COUNT:
+        raise BadInput(f"Windows needs at least {MIN_COUNT} dynamic ports, got {rng.size}")
+
+
+def parse_dynamicport(text: str) -> PortRange:
+    nums = [int(m.group(1)) for line in text.splitlines() if (m := _VALUE.search(line))]
+    if len(nums) != 2:
+        raise SystemReadError(f"cannot read netsh dynamicport output: expected 2 numbers, found {len(nums)}")
+    start, count = nums
+    if count < 1 or start < 1 or start + count - 1 > 65535:
+        raise SystemReadError(f"netsh dynamicport gave start {start}, {count} ports: not a port range")
+    return PortRange(start, start + count - 1)
+
+
+def parse_excluded(text: str) -> tuple[PortSet, PortSet]:
+    """(all exclusions, administered ones marked `*`)."""
+    every, admin = [], []
+    for line in text.splitlines():
+        m = _EXCL.match(line)
+        if not m:
+            continue
+        a, b = int(m.group(1)), int(m.group(2))
+        if not (0 <= a <= b <= 65535):
+            raise SystemReadError(f"bad excluded port range line {line.strip()!r}")
+        every.append(PortRange(a, b))
+        if m.group(3):
+            admin.append(PortRange(a, b))
+    return PortSet(every), PortSet(admin)
+
+
+def facts_from_outputs(dynamic: Mapping[tuple[str, str], str],
+                       excluded: Mapping[tuple[str, str], str] | None = None) -> HostFacts:
+    """Build facts from netsh outputs keyed by (family, proto), e.g. ("ipv4", "tcp")."""
+    if ("ipv4", "tcp") not in dynamic:
+        raise SystemReadError("need `netsh int ipv4 show dynamicport tcp` output at least")
+    ranges = []
+    for fam in FAMILIES:
+        for proto in PROTOS:
+            if (fam, proto) in dynamic:
+                ranges.append(NamedRange(f"{proto}/{fam}", parse_dynamicport(dynamic[(fam, proto)]),
+                                         proto=proto, family=4 if fam == "ipv4" else 6))
+    sets = []
+    for (fam, proto), text in sorted((excluded or {}).items()):
+        every, admin = parse_excluded(text)
+        sets.append(NamedSet(f"{proto}/{fam}", every, proto=proto, family=4 if fam == "ipv4" else 6,
+                             administered=admin))
+    tcp4 = next(s.ports for s in sets if s.name == "tcp/ipv4") if any(s.name == "tcp/ipv4" for s in sets) else PortSet()
+    sources = {f"{p}/{f}": " ".join(dynamic_argv(f, p)) for f, p in dynamic}
+    sources.update({f"excluded {p}/{f}": " ".join(excluded_argv(f, p)) for f, p in (excluded or {})})
+    return HostFacts(
+        os="windows",
+        ephemeral=ranges[0].range,     # tcp/ipv4: what most tools mean by "the" range
+        reserved=tcp4,
+        unprivileged_port_start=0,     # Windows has no privileged ports
+        os_default=OS_DEFAULT,
+        ranges=tuple(ranges),
+        reserved_sets=tuple(sets),
+        sources=sources,
+    )
+
+
+def read_facts(runner: Runner | None = None) -> HostFacts:
+    if runner is None:
+        from .changes import run_command as runner
+    dyn = {(f, p): runner(dynamic_argv(f, p)) for f in FAMILIES for p in PROTOS}
+    exc = {(f, p): runner(excluded_argv(f, p)) for f in FAMILIES for p in PROTOS}
+    return facts_from_outputs(dyn, exc)
