@@ -55,9 +55,7 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
 
 
 def _linux_read(backend, protos, families, states, sport, auto) -> SocketTable:
-    if backend is None:
-        backend = "procfs"   # until the netlink backend lands
-    if backend == "netlink":
+    if backend in (None, "netlink"):
         from . import netlink
         try:
             return netlink.read_table(protos, families, states, sport, auto=auto)
