@@ -170,7 +170,7 @@ class LabResult:
     plan: Plan
     destinations: tuple[DestinationOutcome, ...]
     steps: tuple[Step, ...]
-    stop_reason: str         # "refused" | "max-connects" | "timeout" | "error"
+    stop_reason: str         # "refused" | "max-connects" | "open-files" | "timeout" | "error"
     elapsed_s: float
     global_start: Prediction | None
     global_end: Prediction | None
@@ -402,6 +402,7 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
 
 def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 on_ready: Callable[[str], None] | None = None,
+                on_hold: Callable[[str], None] | None = None,
                 predictor_factory=portscope_predictor) -> LabResult:
     """Create the lab, exhaust it, report, and remove everything (also on Ctrl-C/SIGTERM)."""
     from . import netns as _netns
@@ -409,7 +410,9 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
     plan.validate()
     plan.listen_port  # raises early when no port is left for listeners
     check_can_run()
-    budget = min(plan.max_connects, _fd_budget())
+    fd_budget = _fd_budget()
+    budget = min(plan.max_connects, fd_budget)
+    bound_name = "max-connects" if plan.max_connects <= fd_budget else "open-files"
     t0 = time.monotonic()
     deadline = t0 + plan.timeout
     steps: list[Step] = []
@@ -446,7 +449,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
             opened, err, call = 0, None, None
             while True:
                 if total >= budget:
-                    stop = "max-connects"
+                    stop = bound_name
                     break
                 if time.monotonic() > deadline:
                     stop = "timeout"
@@ -471,6 +474,8 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 utilization_at_refusal=round(after.utilization, 6) if phase == "refused" else None))
         global_end = predict(plan.destination_addrs()[0], plan.listen_port)
         if plan.hold > 0:
+            if on_hold:
+                on_hold(name)
             time.sleep(plan.hold)
         elapsed = time.monotonic() - t0
     return LabResult(namespace=name, plan=plan, destinations=tuple(outcomes), steps=tuple(steps),

@@ -1,0 +1,130 @@
+"""`portscope lab`: reproduce port exhaustion in a private network namespace (engine: portscope.lab)."""
+from __future__ import annotations
+
+import click
+
+from .common import emit_json, json_option, want_json
+
+MODES = ("connect", "bind-connect", "bind-no-port", "udp")   # = portscope.lab.MODES (kept light)
+
+_HEAD = (f"{'destination':<18} {'step':<8} | {'predicted: capacity':>19} {'in use':>7} {'left':>6} "
+         f"{'util':>5} | {'kernel: opened':>14}  result")
+
+
+@click.group("lab")
+def lab():
+    """Reproduce ephemeral-port exhaustion safely in a private network namespace (root)."""
+
+
+def _row(s) -> str:
+    p = s.predicted
+    pred = (f"{p.capacity:>19} {p.in_use:>7} {p.left:>6} {p.utilization:>5.2f}" if p
+            else f"{'-':>19} {'-':>7} {'-':>6} {'-':>5}")
+    if s.errno is not None:
+        result = f"{s.errno_name} on {s.call}()"
+    elif s.phase == "stopped":
+        result = "stopped (bound reached)"
+    else:
+        result = "-" if s.phase == "start" else "ok"
+    return f"{s.destination:<18} {s.phase:<8} | {pred} | {s.opened:>14}  {result}"
+
+
+def _summary(res) -> list[str]:
+    per_dest = res.plan.mode in ("connect", "bind-no-port")
+    scope = "per destination" if per_dest else "in total (global pool)"
+    out = [f"mode {res.plan.mode}: capacity is counted {scope}"]
+    for d in res.destinations:
+        verdict = {True: "as predicted", False: "MISMATCH", None: "not checked"}[d.match]
+        refusal = f"then {d.errno_name} on {d.call}()" if d.errno is not None else "(stopped by a bound)"
+        out.append(f"  {d.dst}:{d.dport}: portscope predicted {d.predicted}, "
+                   f"the kernel opened {d.opened} {refusal}: {verdict}")
+    g = res.global_end
+    if g is not None:
+        out.append(f"  total opened {res.opened_total}; pool at the end: {g.global_in_use}/"
+                   f"{g.global_capacity} ports in use ({g.global_utilization:.0%})")
+    if res.stop_reason != "refused":
+        out.append(f"  stopped early: {res.stop_reason}" + (f" ({res.error})" if res.error else ""))
+    return out
+
+
+@lab.command("exhaust")
+@click.option("--range", "range_", default="40000-40099", show_default=True, metavar="LOW-HIGH",
+              help="Ephemeral range inside the lab namespace.")
+@click.option("--destinations", "-k", type=int, default=2, show_default=True,
+              help="Loopback destinations (127.0.0.2, 127.0.0.3, ...).")
+@click.option("--mode", type=click.Choice(MODES), default="connect", show_default=True,
+              help="How each socket gets its port.")
+@click.option("--max-connects", type=int, default=10_000, show_default=True,
+              help="Stop after this many sockets in all (also capped by the open-file limit).")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Stop after this many seconds.")
+@click.option("--reserve", default="", metavar="PORTS",
+              help="ip_local_reserved_ports inside the lab, e.g. 40010-40019.")
+@click.option("--hold", type=float, default=0.0, show_default=True,
+              help="Keep the exhausted lab this many seconds before removing it "
+                   "(inspect it with `portscope pressure --netns NAME`).")
+@json_option
+def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, json_out):
+    """Open connections in a private namespace until the kernel refuses.
+
+    Prints, side by side, what portscope predicted (pressure analysis of the
+    namespace's live socket table) and what the kernel did; then removes the
+    namespace, also on Ctrl-C. Needs root. Exits 1 when the kernel's count
+    differs from the prediction.
+    """
+    from .. import lab as _lab
+    from ..ports import PortRange, PortSet
+
+    plan = _lab.Plan(range=PortRange.parse(range_), destinations=destinations, mode=mode,
+                     max_connects=max_connects, timeout=timeout, reserved=PortSet.parse(reserve),
+                     hold=hold).validate()
+    as_json = want_json(json_out)
+    state = {"ns": None}
+
+    def ready(name):
+        state["ns"] = name
+        if not as_json:
+            click.echo(f"lab namespace {name}: range {plan.range} ({plan.range.size} ports"
+                       + (f", reserved {plan.reserved}" if plan.reserved else "")
+                       + f"), mode {plan.mode}, {plan.destinations} destination(s) on port "
+                       f"{plan.listen_port}")
+            click.echo(_HEAD)
+
+    def step(s):
+        if not as_json:
+            click.echo(_row(s))
+
+    def holding(name):
+        if not as_json and plan.hold > 0:
+            click.echo(f"holding for {plan.hold:g} s: portscope pressure --netns {name}")
+
+    try:
+        res = _lab.run_exhaust(plan, on_step=step, on_ready=ready, on_hold=holding)
+    except KeyboardInterrupt:
+        if state["ns"]:
+            click.echo(f"interrupted: removed lab namespace {state['ns']}", err=True)
+        raise
+    if as_json:
+        emit_json(res.to_json())
+    else:
+        for line in _summary(res):
+            click.echo(line)
+        click.echo(f"removed lab namespace {res.namespace} ({res.elapsed_s:.2f} s)")
+    if res.match is False:   # the model and the kernel disagree: make scripts notice
+        raise click.exceptions.Exit(1)
+
+
+@lab.command("clean")
+@json_option
+def clean(json_out):
+    """Remove lab namespaces left by a run that was killed (SIGKILL) before it could clean up."""
+    from .. import lab as _lab
+
+    _lab.check_can_run()
+    removed = _lab.clean_stale()
+    if want_json(json_out):
+        emit_json({"removed": removed})
+    elif removed:
+        click.echo("removed " + " ".join(removed))
+    else:
+        click.echo("no stale lab namespaces")
