@@ -22,7 +22,9 @@ is unusable for that destination, while bind(0) starts with the other parity. So
 socket on an other-parity port, alone on that port, to a destination that still has
 same-parity ports free, was almost certainly bound first. Limits (docs/pressure.md): sockets
 using IP_LOCAL_PORT_RANGE (no parity split) and sockets whose same-parity siblings have since
-closed are counted as bind-held.
+closed are counted as bind-held. Once bind(0) has used up its half of the range it takes
+LOW-parity ports too; then a lone socket on a LOW-parity port to a destination that already
+binds before connecting is counted as bind-held as well (a program binds all or none).
 
 Everything is aggregated over the table's columns with dicts and Counters; no per-socket
 objects, so 100k sockets cost one Python loop.
@@ -271,10 +273,27 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     same_total = usable[low_par::2].count(1)   # index parity == port parity
     same_cap = same_total - sum(1 for p in g_tcp_sure if (p & 1) == low_par)
     g_tcp_inferred: set[int] = set()
+    bind_dests: set = set()
     for lp, key in candidates:
         if tcp_port_n[lp] == 1 and dest_same[key] < same_cap:
             g_tcp_inferred.add(lp)
+            bind_dests.add(key)
             dest_bind[key] += 1
+    if g_tcp_inferred:
+        # Saturation: once every other-parity port is taken, bind(0) moves on to LOW's parity.
+        # Then a lone socket on a LOW-parity port, to a destination that already binds
+        # before connecting, is taken to be bound as well (a program binds all or none).
+        tcp_held = g_tcp_sure | listen_in_u | tcp_port_n.keys()
+        other_total = usable[1 - low_par::2].count(1)
+        if sum(1 for p in tcp_held if (p & 1) != low_par and usable[p]) >= other_total:
+            for idx, (pr, st, lp, ra, rp) in enumerate(zip(protos, states, lports, raddrs, rports)):
+                if (pr != PROTO_TCP or (lp & 1) != low_par or not usable[lp] or tcp_port_n[lp] != 1
+                        or autos[idx] == AUTO_NO or lp in listen_ports or rp == 0):
+                    continue
+                key = (pr, laddrs[idx], ra, rp)
+                if key in bind_dests:
+                    g_tcp_inferred.add(lp)
+                    dest_bind[key] += 1
     g_tcp = g_tcp_sure | g_tcp_inferred | listen_in_u
 
     # global view
