@@ -84,11 +84,9 @@ class Plan:
 
     @property
     def listen_port(self) -> int:
-        """The destinations' port: outside the range, so listeners do not take a range port."""
-        for p in (80, self.range.low - 1, self.range.high + 1):
-            if 1 <= p <= 65535 and p not in self.range:
-                return p
-        raise BadInput(f"no port left outside --range {self.range} for the listeners")
+        """The destinations' port. Ranges start at 1024 or above (validate), so 80 never takes
+        a range port: capacity then depends only on the range and the reservations."""
+        return 80
 
     def destination_addrs(self) -> list[str]:
         return [f"127.0.0.{2 + j}" for j in range(self.destinations)]
@@ -408,7 +406,6 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
     from . import netns as _netns
 
     plan.validate()
-    plan.listen_port  # raises early when no port is left for listeners
     check_can_run()
     fd_budget = _fd_budget()
     budget = min(plan.max_connects, fd_budget)

@@ -1,0 +1,315 @@
+"""`portscope lab exhaust` against the real kernel, each run inside its own lab namespace.
+
+Ground truth is the kernel itself: how many connect()/bind() calls succeeded before it
+refused, the errno it refused with, and `ss` run inside the namespace at that moment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import needs_netns
+from portscope import lab
+from portscope.errors import BadInput
+from portscope.ports import PortRange, PortSet
+
+ENTRY = [sys.executable, "-m", "portscope"]
+RANGE = PortRange(40000, 40099)          # 100 ports, ends of different parity
+
+
+def ss_in(ns: str, *args: str) -> list[list[str]]:
+    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-nH", *args],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    return [ln.split() for ln in out.splitlines() if ln.strip()]
+
+
+def client_ports(rows: list[list[str]], dst: str) -> list[int]:
+    """Local ports of established client sockets toward dst (state recvq sendq local peer)."""
+    return [int(r[3].rsplit(":", 1)[1]) for r in rows if r[0] == "ESTAB" and r[4] == dst]
+
+
+def run(plan: lab.Plan, at_refusal=None) -> lab.LabResult:
+    """run_exhaust, calling at_refusal(namespace, step) while the refused state is live."""
+    seen = {}
+
+    def ready(name):
+        seen["ns"] = name
+
+    def step(s):
+        if s.phase == "refused" and at_refusal:
+            at_refusal(seen["ns"], s)
+
+    res = lab.run_exhaust(plan, on_step=step, on_ready=ready)
+    assert res.namespace not in lab.lab_namespaces()
+    return res
+
+
+def live_pressure(ns: str, proto: str):
+    from portscope import pressure
+    from portscope.host import facts
+    from portscope.sockets import snapshot
+    hf = facts(ns)
+    return pressure.analyze(hf, snapshot((proto,), families=(4,), netns=ns, facts=hf))
+
+
+# ------------------------------------------------------------------ no root needed
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(mode="bogus"), "unknown mode"),
+    (dict(destinations=0), "--destinations"),
+    (dict(destinations=65), "--destinations"),
+    (dict(max_connects=0), "--max-connects"),
+    (dict(timeout=0), "--timeout"),
+    (dict(hold=-1), "--hold"),
+    (dict(range=PortRange(500, 600)), "1024"),
+    (dict(range=PortRange(5000, 5000)), "at least 2"),
+])
+def test_plan_rejects_bad_input(kw, msg):
+    with pytest.raises(BadInput, match=msg):
+        lab.Plan(**kw).validate()
+
+
+def test_listen_port_stays_outside_the_range():
+    # ranges start at 1024 or above, so port 80 never takes one of their ports
+    assert lab.Plan().listen_port == 80
+    assert lab.Plan(range=PortRange(1024, 65535)).listen_port == 80
+
+
+def test_cli_bad_input_is_one_line_exit_2(cli):
+    before = lab_namespaces_safe()
+    for args in (["--range", "100-200"], ["--range", "nope"], ["-k", "0"], ["--reserve", "1-2-3"]):
+        code, out, err = cli("lab", "exhaust", *args)
+        assert code == 2, (args, code, out, err)
+        assert len(err.strip().splitlines()) == 1 and err.startswith("portscope: error: "), err
+    code, out, err = cli("lab", "exhaust", "--mode", "bogus")   # click's own usage error
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("Error: Invalid value for '--mode'")
+    assert lab_namespaces_safe() == before           # nothing was created
+
+
+def lab_namespaces_safe() -> list[str]:
+    try:
+        return lab.lab_namespaces()
+    except FileNotFoundError:   # no `ip`
+        return []
+
+
+@needs_netns
+def test_not_root_exits_3_with_one_line():
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *ENTRY,
+                        "lab", "exhaust"], capture_output=True, text=True, timeout=60,
+                       cwd="/", env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 3, r
+    assert r.stderr.strip() == ("portscope: error: lab exhaust needs root: it creates a private "
+                                "network namespace (try sudo)")
+
+
+# ------------------------------------------------------------------ the four modes, live
+
+@needs_netns
+def test_connect_each_destination_exhausts_independently_at_capacity():
+    checks = []
+
+    def at_refusal(ns, s):
+        rows = ss_in(ns, "-t")
+        dsts = [f"127.0.0.{2 + j}:80" for j in range(2)]
+        per = {d: client_ports(rows, d) for d in dsts}
+        r = live_pressure(ns, "tcp")
+        util = {f"{d.dst}:{d.dport}": d.utilization for d in r.destinations}
+        checks.append((s.destination, per, util))
+
+    res = run(lab.Plan(range=RANGE, destinations=2, mode="connect"), at_refusal)
+    assert res.stop_reason == "refused"
+    assert [d.opened for d in res.destinations] == [RANGE.size, RANGE.size]
+    assert [d.predicted for d in res.destinations] == [RANGE.size, RANGE.size]
+    assert all(d.errno_name == "EADDRNOTAVAIL" and d.call == "connect" for d in res.destinations)
+    assert all(d.utilization_at_refusal == 1.0 for d in res.destinations)
+    assert res.match is True
+
+    # when the first destination refused, ss saw exactly the range toward it
+    first, per, util = checks[0]
+    assert first == "127.0.0.2:80"
+    assert sorted(per["127.0.0.2:80"]) == list(range(RANGE.low, RANGE.high + 1))
+    assert util["127.0.0.2:80"] == 1.0
+    # when the second refused: the same 100 ports again (shared across destinations), and
+    # analyze() on the live table says 100% for both
+    _, per, util = checks[1]
+    assert sorted(per["127.0.0.3:80"]) == list(range(RANGE.low, RANGE.high + 1))
+    assert len(per["127.0.0.2:80"]) == RANGE.size
+    assert util == {"127.0.0.2:80": 1.0, "127.0.0.3:80": 1.0}
+
+
+@needs_netns
+def test_bind_connect_exhausts_the_global_pool():
+    seen = []
+
+    def at_refusal(ns, s):
+        rows = ss_in(ns, "-t")
+        seen.append(sum(len(client_ports(rows, f"127.0.0.{2 + j}:80")) for j in range(3)))
+
+    res = run(lab.Plan(range=RANGE, destinations=3, mode="bind-connect"), at_refusal)
+    assert res.global_start.global_capacity == RANGE.size
+    assert res.opened_total == RANGE.size                    # N in total, not per destination
+    assert [d.opened for d in res.destinations] == [RANGE.size, 0, 0]
+    assert [d.predicted for d in res.destinations] == [RANGE.size, 0, 0]
+    assert all(d.errno_name == "EADDRINUSE" and d.call == "bind" for d in res.destinations)
+    assert res.global_end.global_utilization == 1.0
+    assert seen == [RANGE.size] * 3
+    assert res.match is True
+
+
+@needs_netns
+def test_bind_connect_with_reserved_ports_loses_exactly_those():
+    reserved = PortSet.parse("40010-40019,40050")
+    res = run(lab.Plan(range=RANGE, destinations=2, mode="bind-connect", reserved=reserved))
+    assert res.global_start.global_capacity == RANGE.size - 11
+    assert res.opened_total == RANGE.size - 11
+    assert res.match is True
+
+
+@needs_netns
+def test_bind_no_port_is_per_destination_again():
+    res = run(lab.Plan(range=RANGE, destinations=2, mode="bind-no-port"))
+    assert [d.opened for d in res.destinations] == [RANGE.size, RANGE.size]
+    assert [d.predicted for d in res.destinations] == [RANGE.size, RANGE.size]
+    assert all(d.errno_name == "EADDRNOTAVAIL" and d.call == "connect" for d in res.destinations)
+    assert all(d.utilization_at_refusal == 1.0 for d in res.destinations)
+    assert res.match is True
+
+
+@needs_netns
+def test_udp_connect_exhausts_globally_with_eagain():
+    seen = []
+
+    def at_refusal(ns, s):
+        rows = ss_in(ns, "-u", "-a")
+        ports = {int(r[3].rsplit(":", 1)[1]) for r in rows if r[4].startswith("127.0.0.")}
+        seen.append(ports)
+
+    res = run(lab.Plan(range=RANGE, destinations=2, mode="udp"), at_refusal)
+    assert [d.opened for d in res.destinations] == [RANGE.size, 0]
+    assert [d.predicted for d in res.destinations] == [RANGE.size, 0]
+    assert all(d.errno_name == "EAGAIN" for d in res.destinations)
+    assert seen[0] == set(range(RANGE.low, RANGE.high + 1))
+    assert res.global_end.global_utilization == 1.0
+    assert res.match is True
+
+
+# ------------------------------------------------------------------ bounds
+
+@needs_netns
+def test_max_connects_and_timeout_bound_the_run():
+    res = run(lab.Plan(range=RANGE, destinations=1, max_connects=30))
+    assert res.stop_reason == "max-connects"
+    assert res.opened_total == 30
+    assert res.destinations[0].errno is None and res.match is None
+    res = run(lab.Plan(range=PortRange(30000, 60999), destinations=1, timeout=0.3))
+    assert res.stop_reason == "timeout"
+    assert 0 < res.opened_total < 31000
+    assert res.elapsed_s < 10
+
+
+# ------------------------------------------------------------------ CLI
+
+@needs_netns
+def test_cli_json_and_text(cli):
+    code, out, err = cli("lab", "exhaust", "--mode", "bind-no-port", "-k", "2", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["mode"] == "bind-no-port" and d["match"] is True and d["stop_reason"] == "refused"
+    assert [x["opened"] for x in d["destinations"]] == [100, 100]
+    assert {x["errno_name"] for x in d["destinations"]} == {"EADDRNOTAVAIL"}
+    assert d["namespace"] not in lab.lab_namespaces()
+    phases = [s["phase"] for s in d["steps"] if s["destination"] == "127.0.0.2:80"]
+    assert phases == ["start", "25%", "50%", "75%", "refused"]
+
+    code, out, err = cli("lab", "exhaust", "--mode", "udp", "--range", "41000-41049", "-k", "2")
+    assert code == 0, err
+    assert "predicted: capacity" in out and "kernel: opened" in out
+    assert "127.0.0.2:80: portscope predicted 50, the kernel opened 50 then EAGAIN on connect(): as predicted" in out
+    assert "127.0.0.3:80: portscope predicted 0, the kernel opened 0 then EAGAIN on connect(): as predicted" in out
+    assert "removed lab namespace" in out
+
+
+# ------------------------------------------------------------------ clean-up on signals
+
+def _start(*args: str) -> tuple[subprocess.Popen, str]:
+    p = subprocess.Popen([*ENTRY, "lab", "exhaust", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    first = p.stdout.readline()
+    assert first.startswith("lab namespace pslab-"), (first, p.stderr.read() if p.poll() is not None else "")
+    return p, first.split()[2].rstrip(":")
+
+
+def _wait_for_line(p: subprocess.Popen, needle: str, limit: float = 30) -> None:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        line = p.stdout.readline()
+        if needle in line:
+            return
+        if not line and p.poll() is not None:
+            break
+    raise AssertionError(f"{needle!r} never printed")
+
+
+@needs_netns
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_holding_removes_the_namespace(sig):
+    p, ns = _start("--hold", "60")
+    try:
+        _wait_for_line(p, "holding for")
+        assert ns in lab.lab_namespaces()
+        p.send_signal(sig)
+        rc = p.wait(timeout=20)
+        err = p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    assert rc == 130, err
+    assert f"interrupted: removed lab namespace {ns}" in err
+    assert "Traceback" not in err
+    assert ns not in lab.lab_namespaces()
+
+
+@needs_netns
+def test_ctrl_c_in_the_middle_of_filling_removes_the_namespace():
+    # the full default range to one destination takes seconds: interrupt after the 25% step
+    p, ns = _start("--range", "32768-60999", "-k", "1", "--max-connects", "19000")
+    try:
+        _wait_for_line(p, " 25% ")
+        assert ns in lab.lab_namespaces()
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=30)
+        err = p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    assert rc == 130, err
+    assert ns not in lab.lab_namespaces()
+
+
+@needs_netns
+def test_clean_removes_only_namespaces_of_dead_runs(cli):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = f"{lab.NS_PREFIX}-{dead.pid}-t{os.urandom(2).hex()}"
+    live = f"{lab.NS_PREFIX}-{os.getpid()}-t{os.urandom(2).hex()}"
+    try:
+        for n in (stale, live):
+            subprocess.run(["ip", "netns", "add", n], check=True)
+        code, out, err = cli("lab", "clean", "--json")
+        assert code == 0, err
+        assert stale in json.loads(out)["removed"]
+        assert stale not in lab.lab_namespaces()
+        assert live in lab.lab_namespaces()
+    finally:
+        for n in (stale, live):
+            subprocess.run(["ip", "netns", "delete", n], capture_output=True)
