@@ -158,6 +158,17 @@ class PressureResult:
     def worst(self) -> Destination | None:
         return self.destinations[0] if self.destinations else None
 
+    def new_destination_capacity(self, proto: str = "tcp") -> int:
+        """Ports a destination with no socket yet could get (the prediction before a step)."""
+        g = self.global_
+        return max(0, g.capacity - (g.tcp_exclusive if proto == "tcp" else g.udp_exclusive))
+
+    def destination(self, dst: str, dport: int, proto: str = "tcp", src: str | None = None) -> Destination | None:
+        for d in self.destinations:
+            if d.dst == dst and d.dport == dport and d.proto == proto and (src is None or d.src == src):
+                return d
+        return None
+
     def to_json(self) -> dict:
         fc = self.forecast is not None
         d = {

@@ -1,0 +1,254 @@
+"""analyze() against the real kernel, in private namespaces with tiny ranges.
+
+A driver process inside the namespace opens sockets on command (connect, bind-before-connect,
+IP_BIND_ADDRESS_NO_PORT, UDP) until the kernel refuses; we compare the count with what
+analyze() predicted beforehand and with what it reports afterwards.
+"""
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+from portscope.host import facts as host_facts
+from portscope.pressure import analyze
+from portscope.sockets import snapshot
+
+LOW, HIGH = 40000, 40019          # 20 ports: connect() loops stay tiny
+LIMIT = 2000                      # no driver loop runs further than this
+
+DRIVER = r"""
+import errno, json, socket, sys, threading, time
+LIMIT = int(sys.argv[1])
+held, listeners = [], []
+
+def drain(c):
+    try:
+        while c.recv(4096):
+            pass
+    except OSError:
+        pass
+    c.close()
+
+def serve(l):
+    while True:
+        try:
+            c, _ = l.accept()
+        except OSError:
+            return
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+
+def client(mode, dst, dport, src):
+    fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    kind = socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM
+    c = socket.socket(fam, kind)
+    try:
+        if mode == "nobind":
+            c.setsockopt(socket.IPPROTO_IP, 24, 1)   # IP_BIND_ADDRESS_NO_PORT
+        if mode in ("bind", "nobind", "udp"):
+            c.bind((src, 0))
+        if mode != "udp" or dport:
+            c.connect((dst, dport))
+    except OSError:
+        c.close()
+        raise
+    return c
+
+def rate(dst, dport, r, seconds):
+    t0 = time.monotonic()
+    for k in range(int(r * seconds)):
+        d = t0 + k / r - time.monotonic()
+        if d > 0:
+            time.sleep(d)
+        try:
+            client("connect", dst, dport, None).close()
+        except OSError:
+            pass
+
+for line in sys.stdin:
+    cmd = json.loads(line)
+    op, out = cmd["op"], {"op": cmd["op"]}
+    try:
+        if op == "listen":
+            l = socket.socket(socket.AF_INET6 if ":" in cmd.get("addr", "") else socket.AF_INET)
+            l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            l.bind((cmd.get("addr", "127.0.0.1"), cmd["port"]))
+            l.listen(4096)
+            listeners.append(l)
+            if cmd.get("serve"):
+                threading.Thread(target=serve, args=(l,), daemon=True).start()
+        elif op in ("open", "churn"):
+            n, dests = cmd.get("n"), cmd["dests"]
+            out["opened"] = [0] * len(dests)
+            out["error"] = None
+            i = 0
+            while (n is None or sum(out["opened"]) < n) and sum(out["opened"]) < LIMIT:
+                k = i % len(dests)
+                i += 1
+                if out["opened"][k] < 0:
+                    continue
+                try:
+                    c = client(cmd.get("mode", "connect"), dests[k][0], dests[k][1], cmd.get("src", "127.0.0.1"))
+                except OSError as e:
+                    out["error"] = errno.errorcode.get(e.errno, str(e.errno))
+                    out.setdefault("failed", []).append(k)
+                    if cmd.get("until") == "all" and len(out["failed"]) < len(dests):
+                        out["opened"][k] = -out["opened"][k] - 1   # mark exhausted
+                        continue
+                    break
+                if op == "churn":
+                    c.close()
+                else:
+                    held.append(c)
+                out["opened"][k] += 1
+            out["opened"] = [x if x >= 0 else -x - 1 for x in out["opened"]]
+            if op == "churn":
+                time.sleep(0.3)   # let the server side close so the client reaches TIME_WAIT
+        elif op == "rate":
+            threading.Thread(target=rate, args=(cmd["dst"], cmd["dport"], cmd["rate"], cmd["seconds"]),
+                             daemon=True).start()
+            out["t0"] = time.time()
+    except OSError as e:
+        out["error"] = errno.errorcode.get(e.errno, str(e.errno))
+    print(json.dumps(out), flush=True)
+"""
+
+
+class Driver:
+    def __init__(self, ns):
+        self.ns = ns
+        self.p = ns.popen(sys.executable, "-c", DRIVER, str(LIMIT), stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def __call__(self, timeout: float = 30, **cmd) -> dict:
+        self.p.stdin.write(json.dumps(cmd) + "\n")
+        self.p.stdin.flush()
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            raise AssertionError(f"driver did not answer {cmd} within {timeout} s")
+        line = self.p.stdout.readline()
+        if not line:
+            raise AssertionError(f"driver died: {self.p.stderr.read()}")
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(10)
+        except Exception:
+            self.p.kill()
+            self.p.wait(5)
+
+
+@pytest.fixture
+def small(netns):
+    """A namespace with range 40000-40019, tcp_tw_reuse 0, and a driver inside."""
+    netns.sysctl("net.ipv4.ip_local_port_range", f"{LOW} {HIGH}")
+    netns.sysctl("net.ipv4.tcp_tw_reuse", "0")
+    d = Driver(netns)
+    try:
+        yield netns, d
+    finally:
+        d.close()
+
+
+def analyze_ns(ns, **kw):
+    f = host_facts(ns.name)
+    table = snapshot(protos=("tcp", "udp"), sport=f.ephemeral, netns=ns.name, facts=f,
+                     owners=kw.get("process", False))
+    return analyze(f, table, **kw)
+
+
+DESTS = [["127.0.0.1", 5001], ["127.0.0.1", 5002]]
+
+
+def test_connect_two_destinations_exhaust_independently(small):
+    ns, drive = small
+    for p in (5001, 5002):
+        drive(op="listen", port=p)
+    before = analyze_ns(ns)
+    predicted = before.new_destination_capacity("tcp")
+    assert predicted == 20
+    out = drive(op="open", dests=DESTS, until="all")
+    assert out["error"] == "EADDRNOTAVAIL"
+    assert out["opened"] == [predicted, predicted]
+    res = analyze_ns(ns)
+    for _, port in DESTS:
+        d = res.destination("127.0.0.1", port)
+        assert (d.in_use, d.capacity, d.utilization) == (20, 20, 1.0)
+    assert res.global_.tcp_exclusive == 0 and res.global_.bind_held == 0
+    assert {"destination-critical"} <= {f.id for f in res.findings}
+
+
+def test_reserved_and_listener_reduce_capacity_by_their_count(small):
+    ns, drive = small
+    ns.sysctl("net.ipv4.ip_local_reserved_ports", "40002-40004")      # 3 inside
+    drive(op="listen", port=5001)
+    drive(op="listen", port=40010)                                      # 1 listener inside
+    before = analyze_ns(ns)
+    assert before.global_.reserved_in_range == 3 and before.listener_ports == (40010,)
+    predicted = before.new_destination_capacity("tcp")
+    assert predicted == 20 - 3 - 1
+    out = drive(op="open", dests=DESTS[:1])
+    assert (out["opened"], out["error"]) == ([predicted], "EADDRNOTAVAIL")
+    d = analyze_ns(ns).destination("127.0.0.1", 5001)
+    assert (d.in_use, d.capacity, d.utilization) == (predicted, predicted, 1.0)
+
+
+def test_bind_before_connect_exhausts_the_global_pool(small):
+    ns, drive = small
+    for p in (5001, 5002):
+        drive(op="listen", port=p)
+    out = drive(op="open", dests=DESTS, mode="bind")
+    assert out["error"] == "EADDRINUSE"
+    assert sum(out["opened"]) == analyze_ns(ns).global_.capacity == 20
+    res = analyze_ns(ns)
+    g = res.global_
+    assert (g.in_use, g.tcp_exclusive, g.bind_held) == (20, 20, 20)
+    for _, port in DESTS:
+        assert res.destination("127.0.0.1", port).utilization == 1.0
+    assert {"bind-before-connect", "pool-critical"} <= {f.id for f in res.findings}
+
+
+def test_bind_address_no_port_is_per_destination_again(small):
+    ns, drive = small
+    for p in (5001, 5002):
+        drive(op="listen", port=p)
+    out = drive(op="open", dests=DESTS, mode="nobind", until="all")
+    assert out["opened"] == [20, 20] and out["error"] == "EADDRNOTAVAIL"
+    res = analyze_ns(ns)
+    assert res.global_.bind_held == 0
+    assert [res.destination("127.0.0.1", p).utilization for _, p in DESTS] == [1.0, 1.0]
+
+
+def test_partial_bind_before_connect_is_seen_and_blocks_connect(small):
+    ns, drive = small
+    for p in (5001, 5002):
+        drive(op="listen", port=p)
+    assert drive(op="open", dests=DESTS[1:], mode="bind", n=4)["opened"] == [4]
+    res = analyze_ns(ns)
+    assert res.global_.bind_held == 4 and res.global_.bind_inferred == 4
+    predicted = res.new_destination_capacity("tcp")
+    assert predicted == 16
+    out = drive(op="open", dests=DESTS[:1])
+    assert out["opened"] == [predicted]
+
+
+def test_udp_exhausts_globally_at_predicted_count(small):
+    ns, drive = small
+    drive(op="listen", port=5001)
+    assert drive(op="open", dests=DESTS[:1], n=3)["opened"] == [3]     # TCP does not count for UDP
+    predicted = analyze_ns(ns).new_destination_capacity("udp")
+    assert predicted == 20
+    out = drive(op="open", dests=[["127.0.0.1", 0]], mode="udp")
+    assert (out["opened"], out["error"]) == ([predicted], "EADDRINUSE")
+    res = analyze_ns(ns)
+    assert res.global_.udp == res.global_.udp_exclusive == 20
+    assert res.new_destination_capacity("udp") == 0
+    # ... and TCP keeps its own table: the destination still has all 20 ports
+    assert res.destination("127.0.0.1", 5001).capacity == 20
+    assert "udp-pool" in {f.id for f in res.findings}
