@@ -80,6 +80,7 @@ class Registry:
         self._services: tuple[Service, ...] | None = None
         self._ranges: tuple[Service, ...] | None = None
         self._by_name: dict[str, list[Service]] | None = None
+        self._taken: dict[str, bytes] = {}
 
     @classmethod
     def of(cls, services: Iterable[Service], meta: dict | None = None) -> "Registry":
@@ -158,12 +159,15 @@ class Registry:
 
     def taken_ports(self, proto: str) -> bytearray:
         """65536 flags: 1 where `proto` is assigned or reserved (bulk form of `status`)."""
+        if proto in self._taken:
+            return bytearray(self._taken[proto])
         flags = bytearray(65536)
         for s in self.services:
             # Unassigned rows (often whole ranges) set nothing, so they never hide a
             # single assignment inside them
             if s.low is not None and s.status != UNASSIGNED and (not s.protos or proto in s.protos):
                 flags[s.low:s.high + 1] = b"\x01" * (s.high - s.low + 1)
+        self._taken[proto] = bytes(flags)
         return flags
 
     # name -> ports

@@ -168,8 +168,9 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
         ok[r.low:r.high + 1] = bytes(r.size)
     if not allow_registered:
         for p in protos:
-            taken = reg.taken_ports(p)
-            ok = bytearray(a & (b ^ 1) for a, b in zip(ok, taken))
+            # bytewise ok AND NOT taken over all 65536 flags at once (0/1 bytes)
+            taken = int.from_bytes(reg.taken_ports(p), "little")
+            ok = bytearray((int.from_bytes(ok, "little") & ~taken).to_bytes(65536, "little"))
     for p in bound:
         ok[p] = 0
     eligible = [p for p in range(rng.low, rng.high + 1) if ok[p]]
@@ -207,7 +208,8 @@ def _excluded(rng, eph, reserved, bound, protos, reg, allow_registered) -> str:
              f"{reserved.count_in(rng)} reserved",
              f"{sum(1 for p in bound if p in rng)} bound now"]
     if not allow_registered:
-        taken = sum(1 for p in rng if any(reg.taken_ports(x)[p] for x in protos))
+        flags = [reg.taken_ports(x) for x in protos]
+        taken = sum(1 for p in rng if any(f[p] for f in flags))
         parts.append(f"{taken} assigned or reserved by IANA")
     return " (excluded: " + ", ".join(parts) + ")"
 
