@@ -1,0 +1,147 @@
+"""Every finding fires in a namespace built to trigger it and stays silent on a clean one;
+where the remedy is a command, running it inside the namespace makes the finding go away."""
+from __future__ import annotations
+
+import pytest
+
+from test_pressure_kernel import DESTS, Driver, analyze_ns
+
+
+@pytest.fixture
+def ns_driver(netns):
+    d = Driver(netns)
+    try:
+        yield netns, d
+    finally:
+        d.close()
+
+
+def ids(res):
+    return {f.id for f in res.findings}
+
+
+def finding(res, fid):
+    [f] = [f for f in res.findings if f.id == fid]
+    assert f.severity in ("critical", "warning", "info") and f.message and f.remedy
+    return f
+
+
+def apply_remedy(ns, f):
+    """Run the remedy's command (the part before any '; ' advice) inside the namespace."""
+    ns.run("sh", "-c", f.remedy)
+
+
+def test_clean_namespace_has_no_findings(ns_driver):
+    ns, drive = ns_driver
+    drive(op="listen", port=5001, serve=True)
+    drive(op="listen", port=8080)
+    assert drive(op="open", dests=DESTS[:1], n=10)["opened"] == [10]
+    assert drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=3)["opened"] == [3]
+    res = analyze_ns(ns, process=True)
+    assert res.global_.in_use == 13
+    assert res.findings == ()
+
+
+@pytest.mark.parametrize("n,fid,sev", [(17, "destination-high", "warning"), (20, "destination-critical", "critical")])
+def test_destination_thresholds(ns_driver, n, fid, sev):
+    ns, drive = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40019")
+    drive(op="listen", port=5001)
+    assert drive(op="open", dests=DESTS[:1], n=n)["opened"] == [n]
+    res = analyze_ns(ns)
+    assert finding(res, fid).severity == sev
+    assert ({"destination-high", "destination-critical"} - {fid}).isdisjoint(ids(res))
+    assert "127.0.0.1:5001" in finding(res, fid).message
+
+
+def test_listener_in_range_and_its_remedy(ns_driver):
+    ns, drive = ns_driver
+    drive(op="listen", port=45000)
+    res = analyze_ns(ns)
+    f = finding(res, "listener-in-range")
+    assert f.evidence["ports"] == [45000]
+    apply_remedy(ns, f)
+    assert ns.sysctl("net.ipv4.ip_local_reserved_ports") == "45000"
+    assert "listener-in-range" not in ids(analyze_ns(ns))
+
+
+def test_range_same_parity_and_its_remedy(ns_driver):
+    ns, _ = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "32768 61000")
+    f = finding(analyze_ns(ns), "range-same-parity")
+    apply_remedy(ns, f)
+    low, high = map(int, ns.sysctl("net.ipv4.ip_local_port_range").split())
+    assert (low - high) % 2 == 1
+    assert analyze_ns(ns).findings == ()
+
+
+def test_range_small_and_its_remedy(ns_driver):
+    ns, _ = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40999")
+    f = finding(analyze_ns(ns), "range-small")
+    assert f.evidence == {"size": 1000, "default_size": 28232}
+    apply_remedy(ns, f)
+    assert ns.sysctl("net.ipv4.ip_local_port_range").split() == ["32768", "60999"]
+    assert analyze_ns(ns).findings == ()
+
+
+def test_time_wait_dominant(ns_driver):
+    ns, drive = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
+    drive(op="listen", port=5001, serve=True)
+    assert drive(op="churn", dests=DESTS[:1], n=30)["opened"] == [30]
+    res = analyze_ns(ns)
+    assert res.global_.time_wait == 30
+    f = finding(res, "time-wait-dominant")
+    assert "sysctl -w net.ipv4.tcp_tw_reuse=1" in f.remedy
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "1")
+    f = finding(analyze_ns(ns), "time-wait-dominant")      # still true, but that knob is done
+    assert "tcp_tw_reuse" not in f.remedy
+
+
+def test_bind_before_connect(ns_driver):
+    ns, drive = ns_driver
+    drive(op="listen", port=5001)
+    assert drive(op="open", dests=DESTS[:1], mode="bind", n=5)["opened"] == [5]
+    res = analyze_ns(ns)
+    f = finding(res, "bind-before-connect")
+    assert f.severity == "info" and "IP_BIND_ADDRESS_NO_PORT" in f.remedy
+    assert ids(res) == {"bind-before-connect"}
+
+
+def test_bind_address_no_port_is_not_flagged(ns_driver):
+    ns, drive = ns_driver
+    drive(op="listen", port=5001)
+    assert drive(op="open", dests=DESTS[:1], mode="nobind", n=5)["opened"] == [5]
+    assert analyze_ns(ns).findings == ()
+
+
+def test_pool_warning_from_bind_before_connect(ns_driver):
+    ns, drive = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40019")
+    drive(op="listen", port=5001)
+    drive(op="open", dests=DESTS[:1], mode="bind", n=17)
+    res = analyze_ns(ns)
+    assert finding(res, "pool-warning").evidence["held"] == 17
+    assert finding(res, "bind-before-connect").severity == "warning"
+
+
+def test_udp_pool(ns_driver):
+    ns, drive = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    assert drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=15)["opened"] == [15]
+    f = finding(analyze_ns(ns), "udp-pool")
+    assert f.evidence == {"udp": 15, "capacity": 100}
+
+
+def test_process_dominant_only_with_process(ns_driver):
+    ns, drive = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    drive(op="listen", port=5001)
+    assert drive(op="open", dests=DESTS[:1], n=30)["opened"] == [30]
+    res = analyze_ns(ns, process=True)
+    f = finding(res, "process-dominant")
+    assert f.evidence["pid"] == drive.p.pid          # `ip netns exec` execs: same pid
+    assert f.evidence["in_use"] == 30 and "python" in (f.evidence["command"] or "")
+    assert "process-dominant" not in ids(analyze_ns(ns))
