@@ -1,0 +1,241 @@
+"""`portscope top`: the pressure view, refreshed live, with a trend per destination.
+
+Each refresh runs the same data path as `portscope pressure` (host facts + socket snapshot ->
+pressure.analyze). `Trend` remembers the last few `in_use` values of every destination so the
+view can show a sparkline (scaled to the destination's capacity: a full bar is exhaustion)
+and the change since the previous refresh. q or Ctrl-C leaves; --iterations stops by itself.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import click
+
+from .common import json_option, netns_of, netns_option, want_json
+
+SPARKS = "▁▂▃▄▅▆▇█"
+HISTORY = 30                 # refreshes kept per destination
+SHOWN = 12                   # of which the sparkline shows the latest
+MIN_INTERVAL = 0.1
+MAX_INTERVAL = 3600.0
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    history: tuple[int, ...]     # in_use, oldest first, this refresh last
+    delta: int | None            # in_use change since the previous refresh (None: new)
+    rate_per_s: float | None     # (last - first) / seconds over the kept history
+
+
+class Trend:
+    """in_use history per destination key, across refreshes."""
+
+    def __init__(self, keep: int = HISTORY):
+        self.keep = keep
+        self._hist: dict[tuple, deque] = {}
+        self._times: deque = deque(maxlen=keep)
+
+    def update(self, destinations, now: float | None = None) -> dict[tuple, TrendPoint]:
+        """Record one refresh; destinations that vanished are forgotten."""
+        self._times.append(time.monotonic() if now is None else now)
+        seen = {}
+        for d in destinations:
+            h = self._hist.get(d.key)
+            if h is None:
+                h = deque(maxlen=self.keep)
+            h.append(d.in_use)
+            seen[d.key] = h
+        self._hist = seen
+        out = {}
+        for key, h in seen.items():
+            delta = h[-1] - h[-2] if len(h) >= 2 else None
+            rate = None
+            if len(h) >= 2:
+                span = self._times[-1] - self._times[-len(h)]
+                rate = (h[-1] - h[0]) / span if span > 0 else None
+            out[key] = TrendPoint(tuple(h), delta, rate)
+        return out
+
+
+def sparkline(values, capacity: int) -> str:
+    """One glyph per refresh, height = share of capacity (so ▁ is idle and █ is full)."""
+    top = len(SPARKS) - 1
+    if capacity <= 0:
+        return SPARKS[top] * len(values)
+    return "".join(SPARKS[min(top, max(0, round(v / capacity * top)))] for v in values)
+
+
+def _delta(p: TrendPoint) -> str:
+    if p.delta is None:
+        return "new"
+    return f"{p.delta:+d}" if p.delta else "0"
+
+
+def render(res, trend: dict, *, netns, interval: float, iteration: int, iterations, top_n: int):
+    """The rich renderable of one refresh."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from .pressure import dest_name
+
+    g = res.global_
+    where = f"netns {netns}" if netns else "this host"
+    head = Text.assemble(
+        ("portscope top", "bold"), f"  {where}  range {res.range} ({res.range.size} ports",
+        f", reserved {res.reserved}" if res.reserved else "", ")  ",
+        (f"global {g.in_use}/{g.capacity} in use ({g.utilization:.1%})",
+         _style(g.utilization)),
+        f"  TIME_WAIT {g.time_wait}  bind-held {g.bind_held}  UDP {g.udp}  listeners {g.listeners}")
+    t = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
+    names = [dest_name(d) for d in res.destinations[:top_n]]
+    t.add_column("PROTO", no_wrap=True)
+    t.add_column("SOURCE -> DESTINATION", no_wrap=True,
+                 min_width=max([len("SOURCE -> DESTINATION")] + [len(n) for n in names]))
+    for col in ("IN USE", "CAP", "USE", "TW", "Δ", "RATE/s"):
+        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    t.add_column("TREND", no_wrap=True, overflow="crop")
+    for d, name in zip(res.destinations[:top_n], names):
+        p = trend.get(d.key) or TrendPoint((d.in_use,), None, None)
+        t.add_row(d.proto, name, str(d.in_use), str(d.capacity),
+                  Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
+                  _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
+                  Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization)))
+    parts = [head, t]
+    if not res.destinations:
+        parts.append(Text("  (no outgoing connections using the ephemeral range)"))
+    rest = len(res.destinations) - top_n
+    if rest > 0:
+        parts.append(Text(f"  ... and {rest} more destination(s)"))
+    for f in res.findings[:3]:
+        # one line each: the full message and remedy are in `portscope pressure`
+        parts.append(Text(f"[{f.severity.upper()}] {f.id}: {f.message}", no_wrap=True,
+                          overflow="ellipsis", style="red" if f.severity == "critical"
+                          else "yellow" if f.severity == "warning" else ""))
+    of = f"/{iterations}" if iterations else ""
+    parts.append(Text(f"refresh {interval:g} s · #{iteration}{of} · q or Ctrl-C quits", style="dim"))
+    return Group(*parts)
+
+
+def _style(u: float) -> str:
+    return "bold red" if u >= 0.95 else "yellow" if u >= 0.80 else "green"
+
+
+class Keys:
+    """q from the terminal without Enter (cbreak mode), restored on exit; no-op without a tty."""
+
+    def __init__(self):
+        self.fd = None
+        self.saved = None
+
+    def __enter__(self):
+        if sys.stdin is not None and sys.stdin.isatty():
+            import termios
+            import tty
+            self.fd = sys.stdin.fileno()
+            self.saved = termios.tcgetattr(self.fd)
+            tty.setcbreak(self.fd)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import termios
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+    def wait_quit(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as q is pressed."""
+        if self.fd is None:
+            time.sleep(seconds)
+            return False
+        import os
+        import select
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                ch = os.read(self.fd, 32)
+                if b"q" in ch.lower() or not ch:
+                    return True
+        return False
+
+
+@click.command("top")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--top", "top_n", type=int, default=15, show_default=True, help="Destinations shown.")
+@click.option("--iterations", "-n", type=int, default=None, help="Stop after N refreshes.")
+@netns_option
+@json_option
+def top(interval, top_n, iterations, netns, json_out):
+    """Live view of ephemeral-port pressure per destination, with a trend.
+
+    With --json, prints one JSON object per refresh (JSON Lines): the
+    `portscope pressure --json` document plus `iteration`, `time` and, per
+    destination, `delta` and `history`.
+    """
+    from ..errors import BadInput
+    from .pressure import gather
+
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise BadInput(f"--interval must be in {MIN_INTERVAL}..{MAX_INTERVAL:.0f} seconds, got {interval:g}")
+    if top_n < 1:
+        raise BadInput(f"--top must be at least 1, got {top_n}")
+    if iterations is not None and iterations < 1:
+        raise BadInput(f"--iterations must be at least 1, got {iterations}")
+    netns = netns_of(netns)
+    trend = Trend()
+    as_json = want_json(json_out)
+
+    def refresh(i):
+        res = gather(netns)
+        return res, trend.update(res.destinations)
+
+    try:
+        if as_json:
+            _json_loop(refresh, interval, iterations)
+        else:
+            _live_loop(refresh, interval, iterations, netns, top_n)
+    except KeyboardInterrupt:
+        pass   # Ctrl-C is the normal way out
+
+
+def _json_loop(refresh, interval, iterations) -> None:
+    import json
+    i = 0
+    while True:
+        i += 1
+        res, tr = refresh(i)
+        doc = res.to_json()
+        for dj, d in zip(doc["destinations"], res.destinations):
+            p = tr[d.key]
+            dj["delta"], dj["history"] = p.delta, list(p.history)
+            dj["trend_rate_per_s"] = None if p.rate_per_s is None else round(p.rate_per_s, 3)
+        doc["iteration"], doc["time"] = i, round(time.time(), 3)
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
+        if iterations and i >= iterations:
+            return
+        time.sleep(interval)
+
+
+def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    with Keys() as keys, Live(console=console, auto_refresh=False, transient=False,
+                              screen=console.is_terminal) as live:
+        i = 0
+        while True:
+            i += 1
+            res, tr = refresh(i)
+            live.update(render(res, tr, netns=netns, interval=interval, iteration=i,
+                               iterations=iterations, top_n=top_n), refresh=True)
+            if iterations and i >= iterations:
+                break
+            if keys.wait_quit(interval):
+                break
+    if not console.is_terminal:
+        console.line()
