@@ -36,6 +36,7 @@ BC_JMP, BC_S_GE, BC_S_LE, BC_AUTO = 1, 2, 3, 6
 
 # every state ss shows with -a: 1..12 (NEW_SYN_RECV is 12); not 13 BOUND_INACTIVE
 ALL_STATES = sum(1 << s for s in range(1, 13))
+_NO_BIND_LOCK = (1 << 3) | (1 << 6) | (1 << 12)     # SYN_RECV, TIME_WAIT, NEW_SYN_RECV
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LITTLE = sys.byteorder == "little"
@@ -44,10 +45,10 @@ _HDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBxI" "HH16s16sI8s")            # inet_diag_req_v2, 56 bytes
 _OP = struct.Struct("=BBH")
 _ATTR = struct.Struct("=HH")
-# nlmsghdr (len, type) + inet_diag_msg (family, state, sport, dport, src, dst, uid, inode)
-_MSG4 = struct.Struct("=IH10x" "BB2x" "HH" "4s12x" "4s12x" "24x" "II")
-_MSG6 = struct.Struct("=IH10x" "BB2x" "HH" "16s" "16s" "24x" "II")
-assert _MSG4.size == _MSG6.size == 88 and _REQ.size == 56
+# nlmsghdr (16) + inet_diag_msg (72): family @16, state @17, sport @20, dport @22,
+# src @24, dst @40, uid @80, inode @84
+HEAD = 88
+assert _REQ.size == 56
 
 RECV_BYTES = 1 << 20          # the kernel fills at most ~32 KiB per dump skb; room to spare
 
@@ -109,40 +110,49 @@ def _why(e: BaseException) -> str:
 
 
 def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
-         buf: bytearray) -> list[tuple]:
-    """One dump -> list of (len, type, family, state, sport, dport, src, dst, uid, inode)."""
+         buf: bytearray) -> bytes:
+    """One dump -> the fixed 88-byte head (nlmsghdr + inet_diag_msg) of every reply, packed.
+
+    Attributes after the head vary in length, so the loop only hops from header to
+    header and copies heads; the columns are then cut from the packed blob with
+    strided slices in C (see _append), with no per-socket Python object.
+    """
     try:
         sock.send(_request(family, proto, states, bc, seq))
     except OSError as e:
         raise NetlinkRefused(_why(e))
-    unpack = (_MSG4 if family == 4 else _MSG6).unpack_from
-    rows: list[tuple] = []
-    append = rows.append
-    limit = len(buf) - 128         # unpack_from reads 88 bytes even at a 20-byte DONE
-    while True:
-        try:
-            n = sock.recv_into(buf, limit)
-        except OSError as e:
-            raise NetlinkRefused(_why(e))
-        if n == 0:
-            raise NetlinkRefused("netlink socket closed mid-dump")
-        off = 0
-        while off < n:
-            t = unpack(buf, off)
-            if t[1] == SOCK_DIAG_BY_FAMILY:
-                append(t)
-            elif t[1] == NLMSG_DONE:
-                err = struct.unpack_from("=i", buf, off + 16)[0] if t[0] >= 20 else 0
-                if err < 0:
-                    _raise(-err)
-                return rows
-            elif t[1] == NLMSG_ERROR:
-                err = struct.unpack_from("=i", buf, off + 16)[0]
-                if err < 0:
-                    _raise(-err)
-            off += (t[0] + 3) & ~3
-            if t[0] < 16:
-                raise NetlinkRefused("malformed netlink message")
+    out = bytearray()
+    mv = memoryview(buf)
+    fb = int.from_bytes
+    bo = sys.byteorder
+    tb = 4 if _LITTLE else 5       # the low byte of nlmsg_type (all our types are < 256)
+    limit = len(buf) - 128         # a head is copied even at a short final message
+    try:
+        while True:
+            try:
+                n = sock.recv_into(buf, limit)
+            except OSError as e:
+                raise NetlinkRefused(_why(e))
+            if n == 0:
+                raise NetlinkRefused("netlink socket closed mid-dump")
+            off = 0
+            while off < n:
+                length = fb(mv[off:off + 4], bo)
+                if buf[off + tb] == SOCK_DIAG_BY_FAMILY:
+                    out += mv[off:off + HEAD]
+                else:
+                    kind = struct.unpack_from("=H", buf, off + 4)[0]
+                    if kind in (NLMSG_DONE, NLMSG_ERROR):
+                        err = struct.unpack_from("=i", buf, off + 16)[0] if length >= 20 else 0
+                        if err < 0:
+                            _raise(-err)
+                        if kind == NLMSG_DONE:
+                            return bytes(out)
+                if length < 16:
+                    raise NetlinkRefused("malformed netlink message")
+                off += (length + 3) & ~3
+    finally:
+        mv.release()
 
 
 def _raise(code: int):
@@ -151,31 +161,44 @@ def _raise(code: int):
     raise NetlinkRefused(f"{errno.errorcode.get(code, code)}: {os.strerror(code)}")
 
 
-def _append(table: SocketTable, rows: list[tuple], proto: int, family: int, auto: int) -> None:
-    if not rows:
+def _cut(blob: bytes, code: str, index: int) -> array:
+    """Column `index` (in units of `code`) of every HEAD-byte record, via a strided view."""
+    a = array(code)
+    step = HEAD // a.itemsize
+    a.frombytes(memoryview(blob).cast(code)[index::step].tobytes())
+    return a
+
+
+def _append(table: SocketTable, blob: bytes, proto: int, family: int, auto: int) -> None:
+    n = len(blob) // HEAD
+    if not n:
         return
-    _, _, _, states, sports, dports, srcs, dsts, uids, inodes = zip(*rows)
-    n = len(rows)
-    table.proto.extend(bytes((proto,)) * n)
-    table.family.extend(bytes((family,)) * n)
-    table.state.extend(bytes(states))
-    table.local_addr.extend(srcs)
-    table.remote_addr.extend(dsts)
-    sp = array("H", sports)
-    dp = array("H", dports)
+    states = blob[17::HEAD]
+    table.proto.frombytes(bytes((proto,)) * n)
+    table.family.frombytes(bytes((family,)) * n)
+    table.state.frombytes(states)
+    w = 4 if family == 4 else 16
+    size = len(blob)
+    table.local_addr.extend([blob[i:i + w] for i in range(24, size, HEAD)])
+    table.remote_addr.extend([blob[i:i + w] for i in range(40, size, HEAD)])
+    sp = _cut(blob, "H", 10)
+    dp = _cut(blob, "H", 11)
     if _LITTLE:                    # ports arrive in network order
         sp.byteswap()
         dp.byteswap()
     table.local_port.extend(sp)
     table.remote_port.extend(dp)
-    table.uid.extend(uids)
-    table.inode.extend(inodes)
+    table.uid.extend(_cut(blob, "I", 20))
+    table.inode.extend(_cut(blob, "I", 21).tolist())   # the column is 64-bit
     if auto == AUTO_YES:
         # TIME_WAIT and request sockets carry no bind lock, so AUTO says yes for
         # all of them: the kernel cannot tell there
-        table.auto_bound.extend(bytes(AUTO_UNKNOWN if s in (3, 6, 12) else AUTO_YES for s in states))
+        table.auto_bound.frombytes(states.translate(_AUTO_OF_STATE))
     else:
-        table.auto_bound.extend(bytes((auto,)) * n)
+        table.auto_bound.frombytes(bytes((auto,)) * n)
+
+
+_AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) else AUTO_YES for s in range(256))
 
 
 def read_table(protos, families, states: set[int] | None, sport, auto: bool = True) -> SocketTable:
@@ -197,8 +220,12 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
                 try:
                     for want, col in halves:
                         seq += 1
-                        rows = dump(sock, fam, code, mask, bytecode(sport, want), seq, buf)
-                        _append(table, rows, code, fam, col)
+                        # TIME_WAIT and request sockets always pass AUTO: keep them
+                        # out of the not-auto half (saves running its bytecode on them)
+                        m = mask & ~_NO_BIND_LOCK if want is False else mask
+                        if m:
+                            blob = dump(sock, fam, code, m, bytecode(sport, want), seq, buf)
+                            _append(table, blob, code, fam, col)
                 except ProtocolMissing:
                     if p in ("tcp", "udp"):
                         raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
@@ -220,6 +247,6 @@ def _listeners(table, sock, families, buf, seq) -> int:
     ls = table.listen_ports
     for fam in families:
         seq += 1
-        for t in dump(sock, fam, tcp, 1 << TCP_LISTEN, b"", seq, buf):
-            ls.add((tcp, socket.ntohs(t[4])))
+        blob = dump(sock, fam, tcp, 1 << TCP_LISTEN, b"", seq, buf)
+        ls.update((tcp, socket.ntohs(p)) for p in _cut(blob, "H", 10))
     return seq

@@ -1,0 +1,254 @@
+"""A private network namespace full of sockets, for benchmarks and load tests.
+
+    from benchmarks.harness import socket_namespace
+    with socket_namespace(100_000) as ns:        # root only
+        ns.run("ss", "-tan")                       # runs inside the namespace
+        ns.top_up_time_wait()                      # TIME_WAIT lasts 60 s; refill between rounds
+
+What it holds (counts are sockets as `ss -tuan` lists them):
+  established  loopback pairs (client + accepted server socket), plus one listener
+               per helper process
+  time_wait    client-closed connections (the client side stays in TIME_WAIT for 60 s)
+  udp          half connected, half unconnected (bound to an automatic port)
+
+One process may hold at most 20,000 open files here, so the sockets are spread
+over several helper processes (`per_process` descriptors each). Everything is
+bounded: helpers exit by themselves after `lifetime` seconds (SIGALRM), setup
+gives up after `setup_timeout`, and the context manager always kills the helpers
+it started and deletes the namespace, even when the block raises.
+Only loopback traffic, only inside the namespace; the host's settings are untouched.
+"""
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+PY = sys.executable
+
+# One helper process: makes its sockets, prints "READY <n>", then holds them until
+# stdin closes or its alarm fires. Kinds: est (pairs), tw (TIME_WAIT), udp.
+_HELPER = r"""
+import os, resource, signal, socket, sys
+kind, count, port, lifetime = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+signal.alarm(lifetime)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+keep = []
+def tcp_pairs(n, close_client):
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("127.0.0.1", port)); l.listen(4096)
+    keep.append(l)
+    done = 0
+    while done < n:
+        batch = min(256, n - done)
+        cs = [socket.create_connection(("127.0.0.1", port)) for _ in range(batch)]
+        for c in cs:
+            a, _ = l.accept()
+            if close_client:
+                c.close(); a.close()
+            else:
+                keep.append(c); keep.append(a)
+        done += batch
+    return l
+def loop_tw(n):
+    # refill on request: each line on stdin "N" makes N more TIME_WAIT sockets
+    l = tcp_pairs(n, True)
+    print("READY", n, flush=True)
+    for line in sys.stdin:
+        k = int(line.strip() or 0)
+        done = 0
+        while done < k:
+            batch = min(256, k - done)
+            cs = [socket.create_connection(("127.0.0.1", port)) for _ in range(batch)]
+            for c in cs:
+                a, _ = l.accept(); c.close(); a.close()
+            done += batch
+        print("DONE", k, flush=True)
+if kind == "est":
+    tcp_pairs(count // 2, False)
+elif kind == "tw":
+    loop_tw(count)
+    sys.exit(0)
+elif kind == "udp":
+    for i in range(count):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if i % 2:
+            u.connect(("127.0.0.1", port + i % 1000))
+        else:
+            u.bind(("127.0.0.1", 0))
+        keep.append(u)
+print("READY", len(keep), flush=True)
+sys.stdin.read()
+"""
+
+
+@dataclass(frozen=True)
+class Mix:
+    established: int     # sockets (pairs count twice)
+    time_wait: int
+    udp: int
+
+    @property
+    def total(self) -> int:
+        return self.established + self.time_wait + self.udp
+
+    @classmethod
+    def of(cls, total: int) -> "Mix":
+        """80 % established, 15 % TIME_WAIT, 5 % UDP (a busy proxy's shape)."""
+        est = int(total * 0.80) // 2 * 2
+        tw = int(total * 0.15)
+        return cls(est, tw, max(0, total - est - tw))
+
+
+@dataclass
+class SocketNamespace:
+    name: str
+    mix: Mix
+    helpers: list = field(default_factory=list)     # Popen objects we started
+    tw_helper: subprocess.Popen | None = None
+    listeners: int = 0
+
+    def cmd(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def run(self, *argv: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(self.cmd(*argv), timeout=timeout, **kw)
+
+    def popen(self, *argv: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen(self.cmd(*argv), **kw)
+
+    def count_time_wait(self) -> int:
+        from portscope.sockets import snapshot
+        return len(snapshot(("tcp",), families=(4,), states=["TIME_WAIT"], netns=self.name,
+                            classify=False))
+
+    def top_up_time_wait(self, timeout: float = 60) -> int:
+        """Recreate the TIME_WAIT sockets that expired (they live 60 s); returns how many."""
+        if self.tw_helper is None:
+            return 0
+        missing = self.mix.time_wait - self.count_time_wait()
+        if missing <= 0:
+            return 0
+        self.tw_helper.stdin.write(f"{missing}\n")
+        self.tw_helper.stdin.flush()
+        _expect(self.tw_helper, "DONE", timeout)
+        return missing
+
+
+def _expect(p: subprocess.Popen, word: str, timeout: float) -> str:
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"helper {p.pid} did not say {word} within {timeout:.0f} s")
+        r, _, _ = select.select([p.stdout], [], [], left)
+        if r:
+            line = p.stdout.readline()
+            if not line:
+                err = p.stderr.read() if p.stderr else ""
+                raise RuntimeError(f"helper {p.pid} exited early: {err.strip()[-500:]}")
+            if line.startswith(word):
+                return line
+
+
+def _kill(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.kill()
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    for s in (p.stdin, p.stdout, p.stderr):
+        if s:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def _delete_namespace(name: str) -> None:
+    # anything still inside (our helpers' children, if any) dies first
+    out = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout
+    for pid in out.split():
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+@contextmanager
+def socket_namespace(total: int = 100_000, *, mix: Mix | None = None, per_process: int = 18_000,
+                     prefix: str = "psbench", lifetime: int = 900, setup_timeout: float = 300):
+    """A fresh namespace holding about `total` sockets; always removed afterwards."""
+    if os.geteuid() != 0:
+        raise PermissionError("the socket harness needs root (ip netns add)")
+    mix = mix or Mix.of(total)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    ns = SocketNamespace(name, mix)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
+        # a wide range so one (src, dst, dport) can hold many connections; this
+        # namespace's own sysctl, not the host's
+        ns.run("sh", "-c", "echo '1024 65535' > /proc/sys/net/ipv4/ip_local_port_range", check=True)
+        port = 20000
+        starts = []
+        left = mix.established
+        while left > 0:
+            n = min(per_process - 16, left) // 2 * 2 or 2
+            starts.append(("est", n, port))
+            port += 1
+            left -= n
+        if mix.udp:
+            left = mix.udp
+            while left > 0:
+                n = min(per_process - 16, left)
+                starts.append(("udp", n, 30000 + len(starts)))
+                left -= n
+        for kind, n, p in starts:
+            h = ns.popen(PY, "-c", _HELPER, kind, str(n), str(p), str(lifetime),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            ns.helpers.append(h)
+            if kind == "est":
+                ns.listeners += 1
+        if mix.time_wait:
+            # TIME_WAIT holds no descriptor, so one helper makes them all
+            h = ns.popen(PY, "-c", _HELPER, "tw", str(mix.time_wait), "19999", str(lifetime),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            ns.helpers.append(h)
+            ns.tw_helper = h
+            ns.listeners += 1
+        for h in ns.helpers:
+            _expect(h, "READY", setup_timeout)
+        yield ns
+    finally:
+        for h in ns.helpers:
+            _kill(h)
+        _delete_namespace(name)
+
+
+def main(argv=None) -> int:
+    """`python -m benchmarks.harness N`: build, print ss -s inside, remove."""
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("total", type=int, nargs="?", default=10_000)
+    a = ap.parse_args(argv)
+    t = time.monotonic()
+    with socket_namespace(a.total) as ns:
+        print(f"namespace {ns.name}: {ns.mix} built in {time.monotonic() - t:.1f} s")
+        print(ns.run("ss", "-s").stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
