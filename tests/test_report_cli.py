@@ -1,0 +1,164 @@
+"""`portscope report` and `portscope pressure` through the real entry point, on real namespaces."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from test_pressure_kernel import DESTS, Driver
+
+
+@pytest.fixture
+def loaded(netns):
+    """A namespace with a 20-port range, a listener on 5001 and a driver to open sockets."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40019")
+    d = Driver(netns)
+    d(op="listen", port=5001)
+    try:
+        yield netns, d
+    finally:
+        d.close()
+
+
+def test_report_clean_namespace(cli, netns):
+    code, out, err = cli("report", "--netns", netns.name)
+    assert code == 0, err
+    assert "portscope report (netns " in out and ": OK" in out
+    assert "Ephemeral range   32768-60999  28232 ports" in out
+    assert "at most 471 new connections/s" in out
+    assert "none: nothing to fix" in out
+    assert "no outgoing connection uses the ephemeral range" in out
+
+
+def test_report_json_clean(cli, netns):
+    code, out, _ = cli("--json", "report", "--netns", netns.name)
+    assert code == 0
+    j = json.loads(out)
+    assert j["range"] == {"low": 32768, "high": 60999, "size": 28232, "same_parity": False}
+    assert j["tcp_tw_reuse"] == int(netns.sysctl("net.ipv4.tcp_tw_reuse"))
+    assert j["headline"]["worst_destination"] is None and j["headline"]["status"] == "ok"
+    assert j["headline"]["global"]["in_use"] == 0 and j["findings"] == [] and j["destinations"] == []
+
+
+def test_report_shows_problem_and_fix(cli, loaded):
+    ns, drive = loaded
+    drive(op="listen", port=40010)
+    assert drive(op="open", dests=DESTS[:1], n=18)["opened"] == [18]
+    code, out, err = cli("report", "--netns", ns.name)
+    assert code == 0, err
+    assert ": WARNING" in out                  # 94.7% is under the 95% critical line
+    assert "Worst destination tcp 127.0.0.1 -> 127.0.0.1:5001: 18 of 19 ports (94.7%)" in out
+    assert "[WARNING] listener-in-range" in out and 'ip_local_reserved_ports="40010"' in out
+    assert "[WARNING] range-small" in out and "fix: sysctl -w" in out
+    code, out, _ = cli("report", "--json", "--netns", ns.name)
+    j = json.loads(out)
+    w = j["headline"]["worst_destination"]
+    assert (w["dst"], w["dport"], w["in_use"], w["capacity"]) == ("127.0.0.1", 5001, 18, 19)
+    assert {"destination-high", "listener-in-range", "range-small"} <= {f["id"] for f in j["findings"]}
+
+
+def test_report_on_this_host_read_only(cli):
+    code, out, err = cli("report")
+    assert code == 0, err
+    assert "Ephemeral range" in out and "Findings:" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
+def test_report_as_non_root():
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-c",
+                        # importlib.util: works around cli/__init__.py not importing it (reported)
+                        "import importlib.util, sys; from portscope.cli import main; main(sys.argv[1:])",
+                        "report", "--json"],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["backend"] == "netlink" and j["range"]["size"] > 0
+
+
+def test_pressure_json_contract_and_top(cli, loaded):
+    ns, drive = loaded
+    drive(op="listen", port=5002)
+    drive(op="open", dests=DESTS, n=6)
+    code, out, _ = cli("pressure", "--json", "--netns", ns.name)
+    assert code == 0
+    j = json.loads(out)
+    assert set(j["global"]) >= {"in_use", "capacity", "utilization"}
+    # ground truth: distinct local ports of the client sockets, as ss sees them
+    # (connect() may share a port between the two destinations)
+    ss = ns.run("ss", "-Htn", "state", "established", "( dport = :5001 or dport = :5002 )").stdout
+    ports = {line.split()[2].rsplit(":", 1)[1] for line in ss.splitlines() if line.strip()}
+    assert j["global"]["in_use"] == len(ports) and j["global"]["capacity"] == 20
+    assert j["global"]["sockets"] == j["global"]["connect"] == 6
+    assert len(j["destinations"]) == 2
+    for d in j["destinations"]:
+        assert set(d) >= {"proto", "src", "dst", "dport", "in_use", "time_wait", "capacity", "utilization"}
+        assert (d["in_use"], d["capacity"], d["utilization"]) == (3, 20, 0.15)
+    code, out, _ = cli("pressure", "--json", "--top", "1", "--netns", ns.name)
+    j = json.loads(out)
+    assert len(j["destinations"]) == 1 and j["others"] == {"destinations": 1, "in_use": 3}
+    code, out, _ = cli("pressure", "--netns", ns.name)
+    assert code == 0 and "SOURCE -> DESTINATION" in out and "127.0.0.1 -> 127.0.0.1:5001" in out
+
+
+def test_pressure_interval_adds_forecast_keys(cli, loaded):
+    ns, drive = loaded
+    drive(op="open", dests=DESTS[:1], n=2)
+    code, out, err = cli("pressure", "--json", "--interval", "0.3", "--samples", "2", "--netns", ns.name)
+    assert code == 0, err
+    j = json.loads(out)
+    d = j["destinations"][0]
+    assert d["rate_per_s"] == 0 and d["seconds_to_exhaustion"] is None
+    # loopback with the default tcp_tw_reuse=2: a TIME_WAIT port is reusable after 1 s
+    assert j["forecast"]["tcp_tw_reuse"] == 2
+    assert d["sustainable_rate_per_s"] == pytest.approx(20 - 2)
+    assert j["forecast"]["samples"] == 2
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "0")          # now 60 s of TIME_WAIT per port
+    code, out, err = cli("pressure", "--json", "--interval", "0.3", "--netns", ns.name)
+    d = json.loads(out)["destinations"][0]
+    assert d["sustainable_rate_per_s"] == pytest.approx((20 - 2) / 60, abs=1e-3)
+
+
+@pytest.mark.parametrize("n,code,word", [(0, 0, "OK"), (17, 1, "WARNING"), (20, 2, "CRITICAL")])
+def test_check_exit_codes(cli, loaded, n, code, word):
+    ns, drive = loaded
+    if n:
+        assert drive(op="open", dests=DESTS[:1], n=n)["opened"] == [n]
+    rc, out, _ = cli("pressure", "--check", "--netns", ns.name)
+    assert rc == code
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"PORTSCOPE {word} - ")
+    status, perf = lines[0].split(" | ")
+    assert f"worst_utilization={n / 20 * 100:.2f}%;80;95;0;100" in perf
+    assert "global_in_use=" in perf
+
+
+def test_check_custom_thresholds(cli, loaded):
+    ns, drive = loaded
+    drive(op="open", dests=DESTS[:1], n=5)                     # 25%
+    assert cli("pressure", "--check", "--warn", "20", "--crit", "50", "--netns", ns.name)[0] == 1
+    assert cli("pressure", "--check", "--warn", "10", "--crit", "25", "--netns", ns.name)[0] == 2
+    assert cli("pressure", "--check", "--warn", "30", "--crit", "40", "--netns", ns.name)[0] == 0
+
+
+@pytest.mark.parametrize("args", [["--warn", "90", "--crit", "80"], ["--warn", "-1"], ["--netns", "no-such-ns-xyz"]])
+def test_check_unknown(cli, args):
+    rc, out, _ = cli("pressure", "--check", *args)
+    assert rc == 3 and out.startswith("PORTSCOPE UNKNOWN - ") and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--top", "-1"], "--top"),
+    (["--samples", "3"], "--samples needs --interval"),
+    (["--interval", "1", "--samples", "1"], "--samples"),
+    (["--interval", "0"], "--interval"),
+    (["--netns", "no-such-ns-xyz"], "does not exist"),
+])
+def test_pressure_bad_input(cli, args, msg):
+    rc, out, err = cli("pressure", *args)
+    assert rc == 2 and out == ""
+    assert err.startswith("portscope: error: ") and msg in err and len(err.strip().splitlines()) == 1
