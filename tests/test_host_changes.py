@@ -434,3 +434,18 @@ def test_live_socket_checks_use_the_namespace_sockets(netns):
     finally:
         p.kill()
         p.wait()
+
+
+def test_bsd_persist_edits_sysctl_conf(tmp_path):
+    (tmp_path / "sysctl.conf").write_text("kern.ipc.somaxconn=1024\nnet.inet.ip.portrange.first=20000\n")
+    fake = FakeBsd(sample("freebsd_sysctl_portrange.txt"))
+    p = plan_range(30000, 60999, facts=bsd.read_facts("freebsd", fake), persist=True, sysctl_dir=str(tmp_path))
+    r = apply(p, runner=fake)
+    assert r.persisted == str(tmp_path / "sysctl.conf")
+    assert (tmp_path / "sysctl.conf").read_text() == (
+        "kern.ipc.somaxconn=1024\nnet.inet.ip.portrange.first=30000\nnet.inet.ip.portrange.last=60999\n")
+
+
+def test_proto_option_is_windows_only():
+    with pytest.raises(BadInput):
+        plan_range(20000, 29999, facts=linux_facts(), sockets=NO_SOCKETS, protos=["tcp"])

@@ -262,3 +262,19 @@ def test_listener_warning_and_reserve_listeners(cli, netns):
     finally:
         p.kill()
         p.wait()
+
+
+def test_windows_text_output(cli, monkeypatch):
+    from test_host_backends import BACKENDS
+    f = BACKENDS["windows-de"]()
+    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    code, out, err = cli("range")
+    assert code == 0, err
+    assert "Ephemeral range: 1024-65534 (64,511 ports; default is 49152-65535)" in out
+    assert "udp/ipv6  49152-65535 (16,384 ports)" in out
+    assert "excluded tcp/ipv4  5357,50000-50059" in out
+    assert "Privileged ports: none" in out
+    code, out, err = cli("range", "set", "10000", "59999", "--dry-run", "--proto", "tcp")
+    assert code == 0, err
+    assert out.splitlines()[1:] == ["  netsh int ipv4 set dynamic tcp start=10000 num=50000",
+                                    "  netsh int ipv6 set dynamic tcp start=10000 num=50000"]
