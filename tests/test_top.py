@@ -188,11 +188,14 @@ def test_ctrl_c_in_a_real_terminal_quits_cleanly(netns, holder, tmp_path):
     holder.open("127.0.0.3", 4)
     sock = f"pstop-{uuid.uuid4().hex[:8]}"
     done, err = tmp_path / "exit", tmp_path / "stderr"
-    cmd = " ".join(ENTRY) + f" top --netns {netns.name} --interval 0.3 2> {err}; echo EXIT=$? > {done}"
+    # the terminal sends SIGINT to the whole foreground group: the wrapping shell must survive
+    # it (a trap, not an ignore, which the child would inherit) to record top's exit code
+    cmd = ("trap true INT; " + " ".join(ENTRY)
+           + f" top --netns {netns.name} --interval 0.3 2> {err}; echo EXIT=$? > {done}")
     tmux = ["tmux", "-L", sock]
     try:
         subprocess.run([*tmux, "new-session", "-d", "-s", "top", "-x", "150", "-y", "30",
-                        "sh", "-c", cmd], check=True)
+                        "bash", "-c", cmd], check=True)
         end = time.monotonic() + 15
         while time.monotonic() < end:
             text = subprocess.run([*tmux, "capture-pane", "-p", "-t", "top"], capture_output=True,
