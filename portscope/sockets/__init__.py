@@ -64,7 +64,7 @@ def _linux_read(backend, protos, families, states, sport, auto) -> SocketTable:
                 raise Unsupported(f"netlink sock_diag refused: {e}")
             reason = str(e)
         table = _procfs(protos, families, states, sport)
-        table.warnings.insert(0, f"netlink sock_diag refused ({reason}); read /proc/net instead")
+        table.notes.append(f"netlink sock_diag refused ({reason}); read /proc/net instead")
         return table
     if backend == "procfs":
         return _procfs(protos, families, states, sport)

@@ -82,3 +82,114 @@ def classify(table: SocketTable, ephemeral, reserved=None) -> None:
 _EPH = bytes(i & 3 for i in range(256))
 _METHOD = bytes(i >> 2 & 3 for i in range(256))
 _AUTO = bytes(i >> 4 & 3 for i in range(256))
+
+
+# --- row selection (conns filters) ---------------------------------------------------
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def parse_net(text: str, what: str):
+    """An address or CIDR network for --src / --dst; BadInput otherwise."""
+    import ipaddress
+    from ..errors import BadInput
+    s = str(text).strip()
+    try:
+        return ipaddress.ip_network(s, strict=False)
+    except ValueError:
+        raise BadInput(f"{what} must be an IP address or network (e.g. 10.0.0.0/8), got {text!r}")
+
+
+def _addr_test(net):
+    """raw bytes -> bool; IPv4 networks also match v4-mapped IPv6 addresses."""
+    lo = int(net.network_address)
+    bits = net.max_prefixlen - net.prefixlen
+    want = lo >> bits
+    v4 = net.version == 4
+    size = 4 if v4 else 16
+    frombytes = int.from_bytes
+
+    def test(raw: bytes) -> bool:
+        if len(raw) != size:
+            if v4 and len(raw) == 16 and raw[:12] == _V4_MAPPED:
+                raw = raw[12:]
+            else:
+                return False
+        return frombytes(raw, "big") >> bits == want
+    return test
+
+
+def select(table: SocketTable, *, port=None, src=None, dst=None, ephemeral=None,
+           listening: bool = False) -> list[int] | None:
+    """Row indices passing every filter; None when no filter is set (all rows).
+
+    port: PortRange matched against either side; src / dst: ip_network matched
+    against the local / remote address; ephemeral: "any" | "local" | "remote";
+    listening: LISTEN sockets and unconnected UDP (what `ss -l` shows).
+    """
+    tests = []
+    if port is not None:
+        lo, hi = port.low, port.high
+        lp, rp = table.local_port, table.remote_port
+        tests.append(lambda i: lo <= lp[i] <= hi or lo <= rp[i] <= hi)
+    if src is not None:
+        t, la = _addr_test(src), table.local_addr
+        tests.append(lambda i: t(la[i]))
+    if dst is not None:
+        t2, ra = _addr_test(dst), table.remote_addr
+        tests.append(lambda i: t2(ra[i]))
+    if ephemeral is not None:
+        eph = table.ephemeral
+        if len(eph) != len(table):
+            raise ValueError("select(ephemeral=...) needs a classified table")
+        want = {"any": (EPH_LOCAL, EPH_REMOTE), "local": (EPH_LOCAL,), "remote": (EPH_REMOTE,)}[ephemeral]
+        tests.append(lambda i: eph[i] in want)
+    if listening:
+        st, rpt = table.state, table.remote_port
+        tests.append(lambda i: st[i] == TCP_LISTEN or (st[i] == 7 and rpt[i] == 0))
+    if not tests:
+        return None
+    return [i for i in range(len(table)) if all(t(i) for t in tests)]
+
+
+def counts(table: SocketTable, rows: list[int] | None = None) -> dict:
+    """{"total", "by_proto", "by_state", "by_proto_state"} without building any row."""
+    from collections import Counter
+    from .table import PROTO_NAMES, STATE_NAMES
+    if rows is None:
+        pairs = Counter(zip(table.proto, table.state))
+    else:
+        p, s = table.proto, table.state
+        pairs = Counter((p[i], s[i]) for i in rows)
+    by_ps: dict[str, dict[str, int]] = {}
+    by_p: Counter = Counter()
+    by_s: Counter = Counter()
+    for (pc, sc), n in sorted(pairs.items()):
+        pn = PROTO_NAMES.get(pc, str(pc))
+        sn = STATE_NAMES.get(sc, str(sc))
+        d = by_ps.setdefault(pn, {})
+        d[sn] = d.get(sn, 0) + n
+        by_p[pn] += n
+        by_s[sn] += n
+    return {"total": sum(by_p.values()), "by_proto": dict(by_p), "by_state": dict(by_s),
+            "by_proto_state": by_ps}
+
+
+SORT_KEYS = ("proto", "state", "local", "remote", "lport", "rport", "pid", "uid", "inode", "ephemeral")
+
+
+def sort_rows(table: SocketTable, rows: list[int], key: str) -> list[int]:
+    t = table
+    keyfn = {
+        "proto": lambda i: (t.proto[i], t.state[i]),
+        "state": lambda i: (t.state[i], t.proto[i]),
+        "local": lambda i: (t.family[i], t.local_addr[i], t.local_port[i]),
+        "remote": lambda i: (t.family[i], t.remote_addr[i], t.remote_port[i]),
+        "lport": lambda i: t.local_port[i],
+        "rport": lambda i: t.remote_port[i],
+        "pid": lambda i: t.pid[i] if t.pid is not None else -1,
+        "uid": lambda i: t.uid[i],
+        "inode": lambda i: t.inode[i],
+        "ephemeral": lambda i: t.ephemeral[i] if len(t.ephemeral) else 0,
+    }[key]
+    return sorted(rows, key=keyfn)

@@ -69,6 +69,7 @@ class SocketTable:
     # (proto, port) of every listener the backend saw, even when LISTEN was filtered
     # out of the rows: it tells accepted server sockets from clients
     listen_ports: set = field(default_factory=set)
+    notes: list = field(default_factory=list)     # how the table was read (fallbacks), for --verbose
 
     def __len__(self) -> int:
         return len(self.proto)

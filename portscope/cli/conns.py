@@ -1,0 +1,167 @@
+"""`portscope conns`: sockets with their 4-tuples, ephemeral side and owner.
+
+A thin layer: reading, filtering and counting live in portscope.sockets. Imports
+stay light (no rich, no psutil on Linux) because `conns --count` competes with ss.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import json_option, netns_of, netns_option, verbose, want_json
+
+PROTOS = ("tcp", "udp", "udplite", "sctp")
+
+
+def _split(values) -> list[str]:
+    out: list[str] = []
+    for v in values or ():
+        out.extend(x for x in str(v).replace(",", " ").split() if x)
+    return out
+
+
+def _fmt(raw: bytes, port: int, family: int, wildcard_port: bool) -> str:
+    from ..sockets.table import format_addr
+    a = format_addr(raw)
+    if family == 6:
+        a = f"[{a}]"
+    return f"{a}:{'*' if wildcard_port and port == 0 else port}"
+
+
+@click.command("conns")
+@click.option("--proto", "protos", multiple=True, metavar="PROTO",
+              help="tcp, udp, udplite, sctp (repeat or comma-separate; default all).")
+@click.option("--state", "states", multiple=True, metavar="STATE",
+              help="Kernel state name, e.g. ESTABLISHED, TIME_WAIT, LISTEN (repeatable).")
+@click.option("--port", metavar="PORT|A-B", help="Only sockets with this port (or range) on either side.")
+@click.option("--src", metavar="ADDR[/LEN]", help="Only sockets whose local address is in this network.")
+@click.option("--dst", metavar="ADDR[/LEN]", help="Only sockets whose remote address is in this network.")
+@click.option("--ephemeral", type=click.Choice(["any", "local", "remote"]), is_flag=False, flag_value="any",
+              default=None, help="Only sockets with an ephemeral side (optionally: which side).")
+@click.option("--listening", "-l", is_flag=True, help="Only listeners and unconnected UDP (as ss -l).")
+@click.option("-4", "v4", is_flag=True, help="IPv4 only.")
+@click.option("-6", "v6", is_flag=True, help="IPv6 only (includes v4-mapped).")
+@click.option("--process", "-p", is_flag=True, help="Show the owning pid and command (walks /proc; slower).")
+@click.option("--sort", "sort_key", type=click.Choice(
+    ["proto", "state", "local", "remote", "lport", "rport", "pid", "uid", "inode", "ephemeral"]),
+    help="Sort rows (default: kernel order, as ss).")
+@click.option("--count", is_flag=True, help="Only count sockets by protocol and state.")
+@click.option("--csv", "csv_out", is_flag=True, help="Print rows as CSV.")
+@click.option("--limit", type=click.IntRange(min=0), help="Print at most N rows.")
+@click.option("--backend", type=click.Choice(["netlink", "procfs", "psutil"]),
+              help="Force a backend (default: netlink, falling back to procfs; psutil off Linux).")
+@json_option
+@netns_option
+def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process, sort_key, count,
+          csv_out, limit, backend, json_out, netns):
+    """List sockets with their 4-tuples, which side is ephemeral, and their owner.
+
+    \b
+    Examples:
+      portscope conns --state ESTABLISHED --ephemeral local
+      portscope conns --count
+      portscope conns --port 5432 --process
+      portscope conns --netns pid:1234 --json
+    """
+    from ..errors import BadInput
+    from ..ports import PortRange
+    from ..sockets import filters, snapshot, state_codes
+
+    as_json = want_json(json_out)
+    ns = netns_of(netns)
+    plist = _split(protos) or list(PROTOS)
+    for p in plist:
+        if p.lower() not in PROTOS:
+            raise BadInput(f"--proto must be one of {', '.join(PROTOS)}, got {p!r}")
+    slist = _split(states) or None
+    state_codes(slist)                                  # validate before any read
+    prange = PortRange.parse(port) if port is not None else None
+    srcnet = filters.parse_net(src, "--src") if src is not None else None
+    dstnet = filters.parse_net(dst, "--dst") if dst is not None else None
+    if csv_out and (as_json or count):
+        raise BadInput("--csv cannot be combined with --json or --count")
+    families = (4,) if v4 and not v6 else (6,) if v6 and not v4 else (4, 6)
+    if listening and not slist:
+        # ss -l: LISTEN, plus unconnected UDP / UDP-Lite (state CLOSE); asked of the kernel
+        slist = ["LISTEN", "CLOSE"]
+
+    # the ephemeral decision costs a second kernel dump and a pass; only when shown or filtered
+    need_class = not count or ephemeral is not None
+    table = snapshot(tuple(p.lower() for p in plist), families=families, states=slist, owners=process and not count,
+                     netns=ns, backend=backend, classify=need_class)
+    for w in table.warnings:
+        click.echo(f"portscope: warning: {w}", err=True)
+    if verbose():
+        click.echo(f"portscope: backend {table.backend}" + (f" (netns {ns})" if ns else ""), err=True)
+        for n in table.notes:
+            click.echo(f"portscope: {n}", err=True)
+
+    rows = filters.select(table, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
+                          listening=listening)
+    if count:
+        c = filters.counts(table, rows)
+        if as_json:
+            from .common import emit_json
+            emit_json({"backend": table.backend, "netns": ns, **c})
+        else:
+            _print_counts(table.backend, c)
+        return
+
+    idx = rows if rows is not None else range(len(table))
+    if sort_key:
+        idx = filters.sort_rows(table, list(idx), sort_key)
+    if limit is not None:
+        idx = list(idx)[:limit]
+    if as_json:
+        from .common import emit_json
+        emit_json({"backend": table.backend, "netns": ns, "warnings": table.warnings,
+                   "sockets": [table.row(i) for i in idx]})
+    elif csv_out:
+        _print_csv(table, idx, process)
+    else:
+        _print_table(table, idx, process)
+
+
+def _print_counts(backend: str, c: dict) -> None:
+    out = sys.stdout.write
+    out(f"{'PROTO':<8} {'STATE':<12} {'COUNT':>8}\n")
+    for proto, states in c["by_proto_state"].items():
+        for state, n in sorted(states.items(), key=lambda kv: -kv[1]):
+            out(f"{proto:<8} {state:<12} {n:>8}\n")
+    out(f"{'total':<21} {c['total']:>8}   (backend: {backend})\n")
+
+
+def _print_csv(table, idx, process: bool) -> None:
+    import csv
+    keys = ["proto", "family", "state", "local_addr", "local_port", "remote_addr", "remote_port",
+            "ephemeral", "ephemeral_method", "uid", "inode"] + (["pid", "command"] if process else [])
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(keys)
+    for i in idx:
+        r = table.row(i)
+        w.writerow(["" if r.get(k) is None else r.get(k) for k in keys])
+
+
+def _print_table(table, idx, process: bool) -> None:
+    from ..sockets.table import EPH_NAMES, PROTO_NAMES, STATE_NAMES
+    lines = []
+    for i in idx:
+        fam = table.family[i]
+        st = table.state[i]
+        eph = EPH_NAMES[table.ephemeral[i]] if len(table.ephemeral) else None
+        cols = [PROTO_NAMES.get(table.proto[i], "?"), STATE_NAMES.get(st, str(st)),
+                _fmt(table.local_addr[i], table.local_port[i], fam, False),
+                _fmt(table.remote_addr[i], table.remote_port[i], fam, True),
+                eph or "-"]
+        if process:
+            p = table.pid[i]
+            cols.append(f"{p}/{table.command[i] or '?'}" if p >= 0 else "-")
+        lines.append(cols)
+    head = ["PROTO", "STATE", "LOCAL", "REMOTE", "EPHEMERAL"] + (["PROCESS"] if process else [])
+    widths = [max([len(h)] + [len(r[k]) for r in lines]) for k, h in enumerate(head)]
+    out = sys.stdout.write
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}\n"
+    out(fmt.format(*head))
+    for r in lines:
+        out(fmt.format(*r))
