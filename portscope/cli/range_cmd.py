@@ -23,7 +23,7 @@ def _show(facts) -> None:
     if facts.os == "linux" and e.same_parity:
         click.echo("  note: LOW and HIGH have the same parity; the kernel prefers different parity")
     if facts.reserved:
-        click.echo(f"Reserved ports: {facts.reserved} ({len(facts.reserved):,} ports, "
+        click.echo(f"Reserved ports: {facts.reserved} ({len(facts.reserved):,} port{'s' if len(facts.reserved) != 1 else ''}, "
                    f"{d['reserved_in_range']:,} inside the range; {d['usable_ephemeral']:,} usable)")
     else:
         click.echo("Reserved ports: none")

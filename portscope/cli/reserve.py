@@ -27,7 +27,7 @@ def _list(netns, json_out) -> None:
         click.echo(f"No reserved ports. All {f.ephemeral.size:,} ports of {f.ephemeral} can be handed out.")
         return
     click.echo(f"Reserved: {r}")
-    click.echo(f"  {len(r):,} ports, {in_range:,} inside the ephemeral range {f.ephemeral}; "
+    click.echo(f"  {len(r):,} port{'s' if len(r) != 1 else ''}, {in_range:,} inside the ephemeral range {f.ephemeral}; "
                f"{f.ephemeral.size - in_range:,} of its {f.ephemeral.size:,} ports remain for automatic use")
 
 
