@@ -313,3 +313,21 @@ def test_clean_removes_only_namespaces_of_dead_runs(cli):
     finally:
         for n in (stale, live):
             subprocess.run(["ip", "netns", "delete", n], capture_output=True)
+
+
+@needs_netns
+@pytest.mark.parametrize("mode, parity", [("connect", 0), ("bind-connect", 1)])
+def test_first_half_uses_the_documented_parity(mode, parity):
+    # facts.md section 1: connect() tries ports of LOW's parity first (even for 40000),
+    # bind(0) the other parity first; so at the 50% step every port has the same parity
+    seen = {}
+
+    def step(s):
+        if s.phase == "50%":
+            rows = ss_in(seen["ns"], "-t")
+            seen["ports"] = client_ports(rows, s.destination)
+
+    lab.run_exhaust(lab.Plan(range=RANGE, destinations=1, mode=mode), on_step=step,
+                    on_ready=lambda n: seen.update(ns=n))
+    assert len(seen["ports"]) == RANGE.size // 2
+    assert {p % 2 for p in seen["ports"]} == {parity}
