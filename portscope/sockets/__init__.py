@@ -54,7 +54,7 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return ps, fs
 
 
-def _linux_read(backend, protos, families, states, sport, auto) -> SocketTable:
+def _linux_read(backend, protos, families, states, sport, auto, owners) -> SocketTable:
     if backend in (None, "netlink"):
         from . import netlink
         try:
@@ -69,7 +69,7 @@ def _linux_read(backend, protos, families, states, sport, auto) -> SocketTable:
     if backend == "procfs":
         return _procfs(protos, families, states, sport)
     from . import other
-    return other.read_table(protos, families, states, sport)
+    return other.read_table(protos, families, states, sport, owners=owners)
 
 
 def _procfs(protos, families, states, sport) -> SocketTable:
@@ -99,17 +99,17 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
     from .. import netns as _netns
     with _netns.entered(netns):
         if linux:
-            table = _linux_read(backend, ps, fs, codes, sport, auto=classify)
+            table = _linux_read(backend, ps, fs, codes, sport, auto=classify, owners=owners)
         else:
             from . import other
-            table = other.read_table(ps, fs, codes, sport)
+            table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:
         if facts is None:
             from ..host import facts as host_facts
             facts = host_facts(netns)
         from .filters import classify as _classify
         _classify(table, facts.ephemeral, facts.reserved)
-    if owners:
+    if owners and table.pid is None:       # psutil tables come with their owners
         from . import owners as _owners
         _owners.fill(table)
     return table

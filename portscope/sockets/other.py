@@ -1,0 +1,101 @@
+"""psutil backend: macOS, Windows, FreeBSD (and Linux when forced with backend="psutil").
+
+psutil.net_connections() gives family, type, addresses, status and pid, but no
+uid, no inode and no auto-bound flag: uid/inode are 0, auto_bound is
+AUTO_UNKNOWN, and the ephemeral side is decided by the host's range. psutil
+knows only TCP and UDP. A socket shared by several processes (pre-fork servers)
+is listed by psutil once per process; it is kept once here, with the first pid.
+"""
+from __future__ import annotations
+
+import socket
+
+from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_ESTABLISHED, TCP_CLOSE, SocketTable
+
+_ZERO = {4: bytes(4), 6: bytes(16)}
+
+
+def read_table(protos, families, states: set[int] | None, sport, owners: bool = False) -> SocketTable:
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        from ..errors import Unsupported
+        raise Unsupported("the psutil socket backend needs the psutil package")
+    table = SocketTable(backend="psutil")
+    from array import array
+    pids = array("i")
+    kinds = []
+    if "tcp" in protos:
+        kinds.append(("tcp", PROTO_TCP))
+    if "udp" in protos:
+        kinds.append(("udp", PROTO_UDP))
+    skipped = [p for p in protos if p not in ("tcp", "udp")]
+    if skipped:
+        table.notes.append(f"psutil cannot list {', '.join(skipped)} sockets")
+    seen = set()
+    for kind, code in kinds:
+        try:
+            conns = psutil.net_connections(kind=kind)
+        except psutil.AccessDenied:
+            from ..errors import NotPermitted
+            raise NotPermitted("listing sockets needs administrator rights on this system (psutil AccessDenied)")
+        for c in conns:
+            fam = 4 if c.family == socket.AF_INET else 6 if c.family == socket.AF_INET6 else 0
+            if fam not in families:
+                continue
+            af = socket.AF_INET if fam == 4 else socket.AF_INET6
+            try:
+                lip, lport = (c.laddr.ip, c.laddr.port) if c.laddr else (None, 0)
+                rip, rport = (c.raddr.ip, c.raddr.port) if c.raddr else (None, 0)
+                la = socket.inet_pton(af, lip.split("%")[0]) if lip else _ZERO[fam]
+                ra = socket.inet_pton(af, rip.split("%")[0]) if rip else _ZERO[fam]
+            except (OSError, AttributeError, ValueError):
+                table.warnings.append(f"psutil: skipped unparsable socket {c!r}")
+                continue
+            if code == PROTO_UDP:
+                st = TCP_ESTABLISHED if rport else TCP_CLOSE
+            else:
+                st = STATE_CODES.get(c.status, TCP_CLOSE)
+            if states is not None and st not in states:
+                continue
+            if sport is not None and not sport.low <= lport <= sport.high:
+                continue
+            key = (code, fam, st, la, lport, ra, rport)
+            if key in seen:
+                continue
+            seen.add(key)
+            table.proto.append(code)
+            table.family.append(fam)
+            table.state.append(st)
+            table.local_addr.append(la)
+            table.local_port.append(lport)
+            table.remote_addr.append(ra)
+            table.remote_port.append(rport)
+            table.uid.append(0)
+            table.inode.append(0)
+            table.auto_bound.append(AUTO_UNKNOWN)
+            pids.append(c.pid if c.pid is not None else -1)
+            if st == 10:
+                table.listen_ports.add((code, lport))
+    if owners:
+        table.pid = pids
+        fill_owners(table)
+    return table
+
+
+def fill_owners(table) -> None:
+    """Commands for the pids psutil already gave."""
+    import psutil
+    names: dict[int, str | None] = {}
+    cmds = []
+    for p in table.pid:
+        if p < 0:
+            cmds.append(None)
+            continue
+        if p not in names:
+            try:
+                names[p] = psutil.Process(p).name()
+            except (psutil.Error, OSError):
+                names[p] = None
+        cmds.append(names[p])
+    table.command = cmds
