@@ -92,12 +92,15 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts=None,
         return out, "none"
     from .sockets import snapshot
 
+    # owners walk every /proc/*/fd (the slow part): only when something holds the port
     table = snapshot(protos=tuple(protos), sport=PortRange(min(want), max(want)),
-                     owners=owners, netns=netns, facts=facts)
-    for i in range(len(table)):
-        lp = table.local_port[i]
-        if lp in want:
-            out[lp].append(table.row(i))
+                     owners=False, netns=netns, facts=facts)
+    hits = [i for i in range(len(table)) if table.local_port[i] in want]
+    if owners and hits:
+        from .sockets import owners as _owners
+        _owners.fill(table)
+    for i in hits:
+        out[table.local_port[i]].append(table.row(i))
     return out, table.backend
 
 
