@@ -449,3 +449,31 @@ def test_bsd_persist_edits_sysctl_conf(tmp_path):
 def test_proto_option_is_windows_only():
     with pytest.raises(BadInput):
         plan_range(20000, 29999, facts=linux_facts(), sockets=NO_SOCKETS, protos=["tcp"])
+
+
+def test_live_value_changed_after_planning_is_not_overwritten(netns):
+    plan = plan_range(20000, 29999, facts=linux.read_facts(netns.name), sockets=NO_SOCKETS)
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 49999")     # someone else, meanwhile
+    with pytest.raises(SystemReadError) as e:
+        apply(plan)
+    assert "changed since it was read" in str(e.value) and "nothing was changed" in str(e.value)
+    assert netns.sysctl("net.ipv4.ip_local_port_range") == "40000\t49999"
+
+
+def test_live_ctrl_c_between_writes_is_rolled_back(netns):
+    class Interrupt(changes.LinuxSysctl):
+        n = 0
+
+        def write(self, key, value):
+            self.n += 1
+            if self.n == 2:
+                raise KeyboardInterrupt
+            super().write(key, value)
+
+    f = linux.read_facts(netns.name)
+    socks = SocketFacts({25000: "tcp"}, frozenset())
+    plan = plan_range(20000, 29999, facts=f, sockets=socks, reserve_listeners=True)
+    before = ns_values(netns)
+    with pytest.raises(KeyboardInterrupt):
+        apply(plan, sysctl=Interrupt())
+    assert ns_values(netns) == before
