@@ -104,15 +104,26 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts=None,
     return out, table.backend
 
 
+def reserve_command(port: int, netns: str | None = None) -> str:
+    """The command that keeps `port` out of automatic assignment, kept across reboots.
+
+    In another namespace the reservation belongs to that namespace, and a sysctl.d
+    drop-in (which the host applies at boot) would not reach it: no --persist there.
+    """
+    if netns:
+        return f"portscope --netns {netns} reserve add {port}"
+    return f"portscope reserve add {port} --persist"
+
+
 def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserved: bool,
-           start: int, eph: PortRange) -> list[str]:
+           start: int, eph: PortRange, netns: str | None = None) -> list[str]:
     n = []
     if privileged:
         n.append(f"below ip_unprivileged_port_start={start}: binding needs root or CAP_NET_BIND_SERVICE"
                  + ("; this process has it" if allowed else "; this process does not have it"))
     if in_range and not reserved:
         n.append(f"inside the ephemeral range {eph}: an outgoing connection may take it first; "
-                 f"protect it with `portscope reserve add {pf_port} --persist`")
+                 f"protect it with `{reserve_command(pf_port, netns)}`")
     elif in_range and reserved:
         n.append(f"inside the ephemeral range {eph} but reserved: the kernel will not hand it out")
     return n
@@ -160,7 +171,8 @@ def classify(port: int, proto: str | None = None, netns: str | None = None, fact
         cap_net_bind_service=cap,
         netns=netns,
         in_use_backend=backend,
-        notes=tuple(_notes(port, privileged, not privileged or cap, in_range, reserved, start, facts.ephemeral)),
+        notes=tuple(_notes(port, privileged, not privileged or cap, in_range, reserved, start, facts.ephemeral,
+                           netns)),
         proto=proto,
     )
 

@@ -48,6 +48,8 @@ def test_classify_from_given_facts():
         assert (pf.in_ephemeral_range, pf.reserved) == (in_range, reserved), port
     assert any("reserve add 20000 --persist" in n for n in C.classify(20000, facts=f, in_use=False).notes)
     assert not any("reserve add" in n for n in C.classify(25000, facts=f, in_use=False).notes)
+    assert C.reserve_command(20000) == "portscope reserve add 20000 --persist"
+    assert C.reserve_command(20000, "ns1") == "portscope --netns ns1 reserve add 20000"
 
 
 def test_json_contract_and_services():
@@ -163,7 +165,7 @@ def test_range_and_reserved_follow_the_namespace(netns, cli):
         d = json.loads(out)
         assert code == 0 and (d["in_ephemeral_range"], d["reserved"]) == (in_range, reserved), port
     code, out, _ = cli("port", "20499", "--netns", netns.name)
-    assert "portscope reserve add 20499 --persist" in out
+    assert f"portscope --netns {netns.name} reserve add 20499" in out
 
 
 PRIV_PROBE = r"""

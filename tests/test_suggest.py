@@ -128,9 +128,14 @@ def test_insisting_on_a_port_inside_the_range_prints_the_reserve_command(netns, 
     netns.sysctl("net.ipv4.ip_local_port_range", "20000 29999")
     port = next(q for q in range(25000, 26000) if R.default().status(q, "tcp") == R.UNASSIGNED)
     code, out, _ = cli("suggest", "--port", str(port), "--netns", netns.name)
-    assert code == 1 and f"portscope reserve add {port} --persist" in out and "ephemeral range" in out
-    # once reserved (what that command does), the same port is judged safe
-    netns.sysctl("net.ipv4.ip_local_reserved_ports", str(port))
+    cmd = f"portscope --netns {netns.name} reserve add {port}"
+    assert code == 1 and cmd in out and "ephemeral range" in out
+    code, out, _ = cli("suggest", "--port", str(port), "--netns", netns.name, "--json")
+    assert json.loads(out)["ports"][0]["commands"] == [cmd]
+    # run the printed command itself: the kernel then holds the port out of automatic assignment
+    code, _, err = cli(*cmd.split()[1:])
+    assert code == 0, err
+    assert port in PortSet.parse(netns.sysctl("net.ipv4.ip_local_reserved_ports"))
     code, out, _ = cli("suggest", "--port", str(port), "--netns", netns.name, "--json")
     d = json.loads(out)["ports"][0]
     assert code == 0 and d["safe"] and d["commands"] == [] and d["problems"] == []
@@ -200,3 +205,14 @@ def test_search_range_rules():
         S.suggest(0, facts=f)
     with pytest.raises(BadInput):
         S.suggest(1, ("icmp",), facts=f)
+
+
+def test_printed_host_command_is_accepted_by_reserve(cli):
+    from portscope.classify import reserve_command
+
+    cmd = reserve_command(25000)
+    assert cmd == "portscope reserve add 25000 --persist"
+    # --dry-run: the real reserve command parses it and plans the write, changing nothing
+    code, out, err = cli(*cmd.split()[1:], "--dry-run")
+    assert code == 0, err
+    assert "25000" in out
