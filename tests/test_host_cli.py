@@ -86,10 +86,13 @@ BAD = [
     (("range", "set", "70000", "80000"), 2, "1..65535"),
     (("range", "set", "100", "50"), 2, "above HIGH"),
     (("range", "set", "abc", "5"), 2, "integer"),
+    (("range", "set", "-1", "5"), 2, "1..65535"),
     (("range", "set", "1000", "60999"), 2, "ip_unprivileged_port_start"),
     (("reserve", "add", "1-2-3"), 2, "1-2-3"),
     (("reserve", "remove", "x"), 2, "x"),
     (("reserve", "add", ""), 2, "no ports"),
+    (("reserve", "add", "-5"), 2, "-5"),
+    (("reserve", "add", "70000"), 2, "70000"),
 ]
 
 

@@ -112,7 +112,8 @@ def report_change(plan, result, dry_run: bool, as_json: bool) -> None:
         click.echo(f"Persisted in {result.persisted}")
 
 
-@range_group.command("set")
+# negative numbers must reach our own check (one clear line), not click's option parser
+@range_group.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("low", metavar="LOW")
 @click.argument("high", metavar="HIGH")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the exact commands; change nothing.")

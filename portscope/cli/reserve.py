@@ -81,7 +81,7 @@ def _options(f):
     return f
 
 
-@reserve.command("add")
+@reserve.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("ports")
 @_options
 @click.pass_context
@@ -90,7 +90,7 @@ def add(ctx, ports, persist, dry_run, json_out, netns):
     _change(ctx, "add", ports, persist, dry_run, json_out, netns)
 
 
-@reserve.command("remove")
+@reserve.command("remove", context_settings={"ignore_unknown_options": True})
 @click.argument("ports")
 @_options
 @click.pass_context

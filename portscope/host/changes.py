@@ -138,7 +138,11 @@ def check_range(low, high) -> PortRange:
 
 
 def parse_ports(text: str) -> PortSet:
-    ports = PortSet.parse(text)
+    try:
+        ports = PortSet.parse(text)
+    except BadInput as e:
+        msg = str(e)
+        raise BadInput(msg if repr(str(text)) in msg else f"bad port list {str(text)!r}: {msg}") from None
     if not ports:
         raise BadInput("no ports given (expected e.g. 8080,9000-9010)")
     return ports
