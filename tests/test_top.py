@@ -62,6 +62,15 @@ def holder(netns):
         h.close()
 
 
+def _remove_socket(name: str) -> None:
+    """kill-server leaves the socket file behind: remove ours."""
+    base = os.environ.get("TMUX_TMPDIR", "/tmp")
+    try:
+        os.unlink(os.path.join(base, f"tmux-{os.getuid()}", name))
+    except FileNotFoundError:
+        pass
+
+
 def ss_clients(ns: str, dst: str) -> int:
     out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tnH"], capture_output=True, text=True,
                          check=True).stdout
@@ -181,6 +190,7 @@ def test_in_a_real_terminal_shows_destinations_trend_and_quits_on_q(netns, holde
         assert done.read_text().strip() == "EXIT=0"
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, env=env)
+        _remove_socket(sock)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test.sh installs it)")
@@ -214,3 +224,4 @@ def test_ctrl_c_in_a_real_terminal_quits_cleanly(netns, holder, tmp_path):
         assert err.read_text() == ""          # no traceback, no noise
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        _remove_socket(sock)
