@@ -281,3 +281,11 @@ def test_windows_text_output(cli, monkeypatch):
     assert code == 0, err
     assert out.splitlines()[1:] == ["  netsh int ipv4 set dynamic tcp start=10000 num=50000",
                                     "  netsh int ipv6 set dynamic tcp start=10000 num=50000"]
+
+
+def test_cli_modules_import_light():
+    code = ("import sys, portscope.cli.range_cmd, portscope.cli.reserve;"
+            "heavy = [m for m in ('portscope.sockets', 'portscope.host.changes', 'rich', 'psutil', 'numpy')"
+            " if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
