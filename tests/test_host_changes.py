@@ -477,3 +477,69 @@ def test_live_ctrl_c_between_writes_is_rolled_back(netns):
     with pytest.raises(KeyboardInterrupt):
         apply(plan, sysctl=Interrupt())
     assert ns_values(netns) == before
+
+
+class FakeWindowsExclusions(FakeWindows):
+    """netsh with a live exclusion table: add/delete excludedportrange, shown as netsh prints it."""
+
+    def __init__(self, fail_on_set=None):
+        super().__init__(fail_on_set)
+        self.excl = {(f, p): {} for f in windows.FAMILIES for p in windows.PROTOS}   # (lo, hi) -> administered
+        self.excl[("ipv4", "tcp")] = {(5357, 5357): False, (50000, 50059): True}
+
+    def __call__(self, argv):
+        argv = tuple(argv)
+        _, _, fam, verb, what, *rest = argv
+        if what != "excludedportrange":
+            return super().__call__(argv)
+        self.calls.append(argv)
+        proto = rest[0].split("=")[1]
+        table = self.excl[(fam, proto)]
+        if verb == "show":
+            rows = "".join(f"{lo:>10}  {hi:>10}{'     *' if adm else ''}\n" for (lo, hi), adm in sorted(table.items()))
+            return (f"\nProtocol {proto} Port Exclusion Ranges\n\nStart Port    End Port\n----------    --------\n"
+                    f"{rows}\n* - Administered port exclusions.\n\n").replace("\n", "\r\n")
+        self.sets += 1
+        if self.sets == self.fail_on_set:
+            raise SystemReadError("netsh: The process cannot access the file because it is being used by another process.")
+        lo = int(rest[1].split("=")[1])
+        hi = lo + int(rest[2].split("=")[1]) - 1
+        if verb == "add":
+            table[(lo, hi)] = True
+        else:
+            assert table.pop((lo, hi)), "netsh deletes administered exclusions only"
+        return "Ok.\r\n"
+
+
+def test_windows_reserve_add_is_per_protocol_and_family():
+    fake = FakeWindowsExclusions()
+    plan, res = changes.reserve_change("add", "8080,50010-50100", facts=windows.read_facts(fake), runner=fake)
+    cmds = plan.commands()
+    assert "netsh int ipv4 add excludedportrange protocol=tcp startport=8080 numberofports=1" in cmds
+    # tcp/ipv4 already excludes 50000-50059: only the rest is added there
+    assert "netsh int ipv4 add excludedportrange protocol=tcp startport=50060 numberofports=41" in cmds
+    assert "netsh int ipv6 add excludedportrange protocol=udp startport=50010 numberofports=91" in cmds
+    sets = {s.name: s.ports for s in res.after.reserved_sets}
+    assert sets["tcp/ipv4"] == PortSet.parse("5357,8080,50000-50100")
+    assert sets["udp/ipv6"] == PortSet.parse("8080,50010-50100")
+
+
+def test_windows_reserve_remove_splits_administered_and_keeps_system_ones():
+    fake = FakeWindowsExclusions()
+    plan, res = changes.reserve_change("remove", "5357,50020-50029", facts=windows.read_facts(fake),
+                                       runner=fake, protos=["tcp"])
+    assert any("5357 excluded by the system" in w for w in plan.warnings)
+    assert plan.commands() == [
+        "netsh int ipv4 delete excludedportrange protocol=tcp startport=50000 numberofports=60",
+        "netsh int ipv4 add excludedportrange protocol=tcp startport=50000 numberofports=20",
+        "netsh int ipv4 add excludedportrange protocol=tcp startport=50030 numberofports=30"]
+    assert fake.excl[("ipv4", "tcp")] == {(5357, 5357): False, (50000, 50019): True, (50030, 50059): True}
+
+
+def test_windows_reserve_failure_half_way_restores_exclusions():
+    fake = FakeWindowsExclusions(fail_on_set=3)
+    before = {k: dict(v) for k, v in fake.excl.items()}
+    with pytest.raises(SystemReadError) as e:
+        changes.reserve_change("remove", "50020-50029", facts=windows.read_facts(fake), runner=fake)
+    assert "rolled back 2 change" in str(e.value)
+    assert fake.excl == before

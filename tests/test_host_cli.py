@@ -156,7 +156,7 @@ def test_unsupported_os_exit_4(cli, monkeypatch):
     f = phost.bsd.facts_from_sysctl(sample("darwin_sysctl_portrange.txt"), "darwin")
     monkeypatch.setattr(phost, "facts", lambda netns=None: f)
     rc, out, err = cli("reserve", "add", "8080")
-    assert rc == 4 and "Linux only" in one_line_error(err)
+    assert rc == 4 and "Linux and Windows" in one_line_error(err)
 
 
 # ------------------------------------------------------------------ writes in a namespace

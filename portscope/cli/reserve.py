@@ -21,7 +21,15 @@ def _list(netns, json_out) -> None:
             "ephemeral": {"low": f.ephemeral.low, "high": f.ephemeral.high, "size": f.ephemeral.size},
             "usable_ephemeral": f.ephemeral.size - in_range,
             "netns": f.netns,
+            **({"sets": [{"name": s.name, "proto": s.proto, "family": s.family, "ports": str(s.ports),
+                          "count": len(s.ports), "administered": str(s.administered)}
+                         for s in f.reserved_sets]} if f.reserved_sets else {}),
         })
+        return
+    for s in f.reserved_sets:
+        adm = f" (administered: {s.administered})" if s.administered else ""
+        click.echo(f"Excluded {s.name}: {s.ports or 'none'}{adm}")
+    if f.reserved_sets:
         return
     if not r:
         click.echo(f"No reserved ports. All {f.ephemeral.size:,} ports of {f.ephemeral} can be handed out.")
@@ -60,13 +68,13 @@ def list_cmd(ctx, json_out, netns):
     _list(netns or obj.get("reserve_netns"), json_out or obj.get("reserve_json"))
 
 
-def _change(ctx, op, ports, persist, dry_run, json_out, netns):
+def _change(ctx, op, ports, persist, dry_run, json_out, netns, protos=()):
     from ..host.changes import reserve_change
     from .range_cmd import report_change
 
     obj = ctx.obj or {}
     plan, result = reserve_change(op, ports, netns=netns_of(netns or obj.get("reserve_netns")),
-                                  dry_run=dry_run, persist=persist)
+                                  dry_run=dry_run, persist=persist, protos=protos or None)
     as_json = want_json(json_out or obj.get("reserve_json"))
     report_change(plan, result, dry_run, as_json)
     if not as_json and result is not None:
@@ -74,7 +82,9 @@ def _change(ctx, op, ports, persist, dry_run, json_out, netns):
 
 
 def _options(f):
-    for opt in (click.option("--persist", is_flag=True, help="Also write the list to a drop-in under /etc/sysctl.d."),
+    for opt in (click.option("--proto", "protos", multiple=True, type=click.Choice(["tcp", "udp"]),
+                             help="Windows: exclusions of this protocol only (default both)."),
+                click.option("--persist", is_flag=True, help="Also write the list to a drop-in under /etc/sysctl.d."),
                 click.option("--dry-run", is_flag=True, help="Print the exact commands; change nothing."),
                 json_option, netns_option):
         f = opt(f)
@@ -85,15 +95,21 @@ def _options(f):
 @click.argument("ports")
 @_options
 @click.pass_context
-def add(ctx, ports, persist, dry_run, json_out, netns):
-    """Add PORTS (e.g. 8080,9000-9010) to the reserved list, keeping what is there."""
-    _change(ctx, "add", ports, persist, dry_run, json_out, netns)
+def add(ctx, ports, protos, persist, dry_run, json_out, netns):
+    """Add PORTS (e.g. 8080,9000-9010) to the reserved list, keeping what is there.
+
+    On Windows: `netsh int ipv4|ipv6 add excludedportrange` per protocol.
+    """
+    _change(ctx, "add", ports, persist, dry_run, json_out, netns, protos)
 
 
 @reserve.command("remove", context_settings={"ignore_unknown_options": True})
 @click.argument("ports")
 @_options
 @click.pass_context
-def remove(ctx, ports, persist, dry_run, json_out, netns):
-    """Remove PORTS from the reserved list, keeping the rest."""
-    _change(ctx, "remove", ports, persist, dry_run, json_out, netns)
+def remove(ctx, ports, protos, persist, dry_run, json_out, netns):
+    """Remove PORTS from the reserved list, keeping the rest.
+
+    On Windows only administered exclusions (marked `*`) can be removed.
+    """
+    _change(ctx, "remove", ports, persist, dry_run, json_out, netns, protos)

@@ -423,14 +423,19 @@ def plan_range(low, high, *, facts: HostFacts, sockets: SocketFacts | None = Non
 
 
 def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = False,
-                 sysctl_dir: str | None = None) -> Plan:
+                 sysctl_dir: str | None = None, protos: Sequence[str] | None = None) -> Plan:
     """`reserve add|remove PORTS`: the new list is computed from the current one, never replaced blindly."""
     if op not in ("add", "remove"):
         raise BadInput(f"unknown reserve operation {op!r}")
     ports = parse_ports(ports_text)
+    if facts.os == "windows":
+        if persist:
+            raise Unsupported("--persist is not needed on windows: netsh exclusions are persistent")
+        return _plan_windows_exclusions(op, ports, facts, protos)
+    if protos:
+        raise BadInput("--proto applies to Windows only: the Linux reserved list covers every protocol")
     if facts.os != "linux":
-        hint = {"windows": "; Windows excludes ports with `netsh int ipv4 add excludedportrange`"}.get(facts.os, "")
-        raise Unsupported(f"a reserved-ports list exists on Linux only, not on {facts.os}{hint}")
+        raise Unsupported(f"a reserved-ports list exists on Linux and Windows (exclusions) only, not on {facts.os}")
     old = facts.reserved
     warnings, notes = [], []
     if op == "add":
@@ -457,6 +462,48 @@ def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = 
         fw, more = _persist_plan("linux", facts.netns, {RESERVED_KEY: str(new)}, sysctl_dir)
         warnings.extend(more)
     return Plan("linux", f"reserve {op}", facts.netns, facts, steps, fw, tuple(warnings), tuple(notes))
+
+
+def _plan_windows_exclusions(op: str, ports: PortSet, facts: HostFacts, protos) -> Plan:
+    """Windows keeps exclusions per protocol and family; only administered ones (`*`) can be deleted,
+    and only whole, so removing part of one deletes it and adds the rest back."""
+    from . import windows
+    want = set(protos or windows.PROTOS)
+    if want - set(windows.PROTOS):
+        raise BadInput(f"unknown protocol {sorted(want - set(windows.PROTOS))[0]!r} (Windows has tcp and udp)")
+    steps: list[Step] = []
+    warnings: list[str] = []
+    notes: list[str] = []
+    for s in facts.reserved_sets:
+        if s.proto not in want:
+            continue
+        fam = "ipv4" if s.family == 4 else "ipv6"
+        cur = s.ports
+        key = f"excluded {fam}/{s.proto}"
+
+        def step(argv, undo, new_set, cur_set):
+            steps.append(Step(key, str(cur_set), str(new_set), argv, undo))
+            return new_set
+
+        if op == "add":
+            for r in ports.difference(cur).ranges:
+                cur = step(windows.add_excluded_argv(fam, s.proto, r), windows.delete_excluded_argv(fam, s.proto, r),
+                           cur.union(PortSet([r])), cur)
+        else:
+            fixed = ports.difference(ports.difference(s.ports.difference(s.administered)))
+            if fixed:
+                warnings.append(f"{s.name}: {fixed} excluded by the system (not administered), cannot be removed")
+            for r in s.administered.ranges:
+                if not PortSet([r]).difference(PortSet([r]).difference(ports)):
+                    continue
+                cur = step(windows.delete_excluded_argv(fam, s.proto, r), windows.add_excluded_argv(fam, s.proto, r),
+                           cur.difference(PortSet([r])), cur)
+                for piece in PortSet([r]).difference(ports).ranges:
+                    cur = step(windows.add_excluded_argv(fam, s.proto, piece),
+                               windows.delete_excluded_argv(fam, s.proto, piece), cur.union(PortSet([piece])), cur)
+    if not steps:
+        notes.append("nothing to change")
+    return Plan("windows", f"reserve {op}", None, facts, tuple(steps), None, tuple(warnings), tuple(notes))
 
 
 # --------------------------------------------------------------------------- executing
@@ -511,6 +558,9 @@ class _BsdExec:
 class _WindowsExec(_BsdExec):
     def read(self, step: Step) -> str:
         from . import windows
+        if step.key.startswith("excluded "):
+            fam, proto = step.key.split()[1].split("/")
+            return str(windows.parse_excluded(self.runner(windows.excluded_argv(fam, proto)))[0])
         fam, proto = step.key.split("/")
         return str(windows.parse_dynamicport(self.runner(windows.dynamic_argv(fam, proto))))
 
@@ -609,12 +659,13 @@ def range_set(low, high, *, netns: str | None = None, dry_run: bool = False, per
 
 def reserve_change(op: str, ports: str, *, netns: str | None = None, dry_run: bool = False,
                    persist: bool = False, sysctl_dir: str | None = None, facts: HostFacts | None = None,
-                   sysctl=None) -> tuple[Plan, Result | None]:
+                   sysctl=None, runner: Runner | None = None,
+                   protos: Sequence[str] | None = None) -> tuple[Plan, Result | None]:
     parse_ports(ports)
     if facts is None:
         from . import facts as read
         facts = read(netns)
-    plan = plan_reserve(op, ports, facts=facts, persist=persist, sysctl_dir=sysctl_dir)
+    plan = plan_reserve(op, ports, facts=facts, persist=persist, sysctl_dir=sysctl_dir, protos=protos)
     if dry_run or not plan.changes_anything:
         return plan, None
-    return plan, apply(plan, sysctl=sysctl)
+    return plan, apply(plan, sysctl=sysctl, runner=runner)

@@ -37,6 +37,16 @@ def set_argv(family: str, proto: str, rng: PortRange) -> tuple[str, ...]:
     return ("netsh", "int", family, "set", "dynamic", proto, f"start={rng.low}", f"num={rng.size}")
 
 
+def add_excluded_argv(family: str, proto: str, rng: PortRange) -> tuple[str, ...]:
+    return ("netsh", "int", family, "add", "excludedportrange", f"protocol={proto}",
+            f"startport={rng.low}", f"numberofports={rng.size}")
+
+
+def delete_excluded_argv(family: str, proto: str, rng: PortRange) -> tuple[str, ...]:
+    return ("netsh", "int", family, "delete", "excludedportrange", f"protocol={proto}",
+            f"startport={rng.low}", f"numberofports={rng.size}")
+
+
 def check_settable(rng: PortRange) -> None:
     """netsh's own limits, checked before anything runs."""
     if rng.low < MIN_START:
