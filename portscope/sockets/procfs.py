@@ -132,20 +132,42 @@ def parse_inet(text: str, proto: int, family: int, sink: _Sink) -> None:
         sink.add(proto, family, state, laddr, lport, raddr, rport, uid, inode)
 
 
+def _columns(header: str, *names: str) -> list[int]:
+    """Indices of named columns: older kernels lack HBKT (and the trailing memory columns)."""
+    cols = header.split()
+    return [cols.index(n) for n in names]
+
+
+def _addr_list(tokens: list[str]) -> list[bytes]:
+    """Addresses of one side, primary (`*`) first; all of one family."""
+    parsed = [_text_addr(a) for a in tokens]
+    star = next((k for k, a in enumerate(tokens) if a.startswith("*")), 0)
+    parsed.insert(0, parsed.pop(star))
+    return parsed
+
+
 def parse_sctp_eps(text: str, sink: _Sink, families=(4, 6)) -> None:
-    """/proc/net/sctp/eps: one listening endpoint per line, all its local addresses."""
-    for line in text.splitlines()[1:]:
+    """/proc/net/sctp/eps: one endpoint per line with all its local addresses."""
+    lines = text.splitlines()
+    if not lines:
+        return
+    try:
+        i_sst, i_lport, i_uid, i_inode, i_laddrs = _columns(lines[0], "SST", "LPORT", "UID", "INODE", "LADDRS")
+    except ValueError:
+        sink.skipped += len(lines)
+        return
+    for line in lines[1:]:
         f = line.split()
         if not f:
             continue
         try:
-            if len(f) < 9:
+            if len(f) <= i_laddrs:
                 raise ValueError
-            sst = int(f[3])
-            lport = int(f[5])
-            uid = int(f[6])
-            inode = int(f[7])
-            addrs = [_text_addr(a) for a in f[8:]]
+            sst = int(f[i_sst])
+            lport = int(f[i_lport])
+            uid = int(f[i_uid])
+            inode = int(f[i_inode])
+            addrs = _addr_list(f[i_laddrs:])
             if lport > 0xFFFF:
                 raise ValueError
         except (ValueError, OSError):
@@ -161,35 +183,41 @@ def parse_sctp_eps(text: str, sink: _Sink, families=(4, 6)) -> None:
 
 
 def parse_sctp_assocs(text: str, sink: _Sink, families=(4, 6)) -> None:
-    """/proc/net/sctp/assocs: multi-homed; `*` marks the primary remote path."""
-    for line in text.splitlines()[1:]:
+    """/proc/net/sctp/assocs: multi-homed; `*` marks the primary path on each side."""
+    lines = text.splitlines()
+    if not lines:
+        return
+    try:
+        i_st, i_uid, i_inode, i_lport, i_rport, i_laddrs = _columns(
+            lines[0], "ST", "UID", "INODE", "LPORT", "RPORT", "LADDRS")
+    except ValueError:
+        sink.skipped += len(lines)
+        return
+    for line in lines[1:]:
         # a TAB precedes HBINT: everything before it is ids and address lists
-        head = line.split("\t", 1)[0]
-        f = head.split()
+        f = line.split("\t", 1)[0].split()
         if not f:
             continue
         try:
-            if "<->" not in f or len(f) < 16:
+            if "<->" not in f or len(f) <= i_laddrs:
                 raise ValueError
             arrow = f.index("<->")
-            st = int(f[4])
-            uid = int(f[9])
-            inode = int(f[10])
-            lport = int(f[11])
-            rport = int(f[12])
-            lraw = f[13:arrow]
+            st = int(f[i_st])
+            uid = int(f[i_uid])
+            inode = int(f[i_inode])
+            lport = int(f[i_lport])
+            rport = int(f[i_rport])
+            lraw = f[i_laddrs:arrow]
             rraw = f[arrow + 1:]
-            # older kernels have no TAB: stop the remote list at the first plain number
+            # without the TAB (older kernels) the remote list ends at the first plain number
             for k, tok in enumerate(rraw):
                 if tok.isdigit():
                     rraw = rraw[:k]
                     break
             if not lraw or not rraw or lport > 0xFFFF or rport > 0xFFFF:
                 raise ValueError
-            laddrs = [_text_addr(a) for a in lraw]
-            raddrs = [_text_addr(a) for a in rraw]
-            primary = next((k for k, a in enumerate(rraw) if a.startswith("*")), 0)
-            raddrs.insert(0, raddrs.pop(primary))
+            laddrs = _addr_list(lraw)
+            raddrs = _addr_list(rraw)
         except (ValueError, OSError):
             sink.skipped += 1
             continue
@@ -205,22 +233,26 @@ def parse_sctp_assocs(text: str, sink: _Sink, families=(4, 6)) -> None:
                 sink.t.extra_remote[i] = [a for _, a in raddrs]
 
 
-def _read(name: str) -> str | None:
+def _read(name: str, root: str | None) -> str | None:
+    path = f"{root}/{name}" if root else _netns.proc_net_path(name)
     try:
-        with open(_netns.proc_net_path(name), encoding="ascii", errors="replace") as f:
+        with open(path, encoding="ascii", errors="replace") as f:
             return f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
 
 
-def read_table(protos, families, states: set[int] | None, sport) -> SocketTable:
-    """Sockets of the calling thread's network namespace, from /proc/net."""
+def read_table(protos, families, states: set[int] | None, sport, root: str | None = None) -> SocketTable:
+    """Sockets of the calling thread's network namespace, from /proc/net.
+
+    root: a directory laid out like /proc/net (recorded samples in tests).
+    """
     table = SocketTable(backend="procfs")
     sink = _Sink(table, states, sport)
     for p in protos:
         if p == "sctp":
             for name, fn in (("sctp/eps", parse_sctp_eps), ("sctp/assocs", parse_sctp_assocs)):
-                text = _read(name)
+                text = _read(name, root)
                 if text is not None:
                     before = sink.skipped
                     fn(text, sink, families)
@@ -230,7 +262,7 @@ def read_table(protos, families, states: set[int] | None, sport) -> SocketTable:
         for code, fam, name in INET_FILES[p]:
             if fam not in families:
                 continue
-            text = _read(name)
+            text = _read(name, root)
             if text is None:
                 continue
             before = sink.skipped

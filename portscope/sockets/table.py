@@ -86,8 +86,9 @@ class SocketTable:
             "remote_port": self.remote_port[i],
             "uid": self.uid[i],
             "inode": self.inode[i],
-            "ephemeral": EPH_NAMES[self.ephemeral[i]],
-            "ephemeral_method": METHOD_NAMES.get(self.method[i]),
+            # empty columns when the snapshot was taken with classify=False
+            "ephemeral": EPH_NAMES[self.ephemeral[i]] if i < len(self.ephemeral) else None,
+            "ephemeral_method": METHOD_NAMES.get(self.method[i]) if i < len(self.method) else None,
         }
         if i in self.extra_local:
             d["local_addrs"] = [format_addr(a) for a in self.extra_local[i]]
