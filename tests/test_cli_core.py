@@ -19,3 +19,12 @@ def test_python_dash_m():
 def test_unknown_command_is_usage_error(cli):
     code, _, err = cli("no-such-command")
     assert code == 2 and "Traceback" not in err
+
+
+def test_console_script_runs_a_subcommand():
+    """The installed entry point, in a fresh process (the in-process fixture hides import-order bugs)."""
+    import os
+    exe = os.path.join(os.path.dirname(sys.executable), "portscope")
+    r = subprocess.run([exe, "range", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert '"ephemeral"' in r.stdout

@@ -6,6 +6,7 @@ does not pay for importing the exporter, the simulator or rich.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click
