@@ -18,7 +18,7 @@ import gzip
 import io
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .errors import BadInput, SystemReadError
 
@@ -378,6 +378,3 @@ def services_for_port(port: int, proto: str | None = None) -> list[Service]:
 def ports_for_name(name: str, proto: str | None = None) -> list[int]:
     return default().ports_for_name(name, check_proto(proto))
 
-
-def iter_protocols(proto: str | None) -> Iterator[str]:
-    yield from ((check_proto(proto),) if proto else PROTOCOLS)

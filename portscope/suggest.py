@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import random
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import registry
 from .errors import BadInput
