@@ -13,9 +13,7 @@ for service-name-only rows; STATUS is A (assigned), R (reserved) or U (unassigne
 """
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import os
 from dataclasses import dataclass
 from typing import Iterable
@@ -284,6 +282,9 @@ def _csv_status(name: str, description: str) -> str:
 
 def parse_iana_csv(text: str, source: str = "csv") -> list[Service]:
     """IANA's service-names-port-numbers.csv; rows merged over transports like Debian's."""
+    import csv  # only the build script and tests parse CSV: keep it off the look-up path
+    import io
+
     reader = csv.DictReader(io.StringIO(text))
     need = ("Service Name", "Port Number", "Transport Protocol", "Description")
     header = reader.fieldnames or []
