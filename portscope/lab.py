@@ -8,6 +8,8 @@ one of four ways until the kernel refuses:
   bind-connect  bind(127.0.0.1, 0) then connect(): bind holds the port for everyone -> N in total
   bind-no-port  the same with IP_BIND_ADDRESS_NO_PORT: the choice is deferred -> N per destination
   udp           connected UDP sockets: autobind holds the port globally -> N in total (EAGAIN)
+  connect-close connect(), then the client closes first: each port sits in TIME_WAIT for 60 s
+                and still counts -> N per destination within tcp_tw_reuse's reach (--tw-reuse)
 
 Before each destination, and at a few points while filling it, it asks portscope what it
 predicts (pressure.analyze on the namespace's live socket table and its host facts) and puts
@@ -37,8 +39,9 @@ from typing import Callable, Iterator
 from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
 from .ports import PortRange, PortSet
 
-MODES = ("connect", "bind-connect", "bind-no-port", "udp")
-PER_DESTINATION_MODES = ("connect", "bind-no-port")   # capacity counted per destination
+MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")
+# capacity counted per destination
+PER_DESTINATION_MODES = ("connect", "bind-no-port", "connect-close")
 IP_BIND_ADDRESS_NO_PORT = 24
 # the kernel's ways of saying "no port left"
 REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
@@ -63,6 +66,7 @@ class Plan:
     timeout: float = 60.0
     reserved: PortSet = field(default_factory=PortSet)
     hold: float = 0.0            # keep everything open this long at the end (to inspect it)
+    tw_reuse: int | None = None  # net.ipv4.tcp_tw_reuse inside the lab (None: kernel default)
 
     def validate(self) -> "Plan":
         if self.mode not in MODES:
@@ -73,6 +77,8 @@ class Plan:
             raise BadInput(f"--max-connects must be at least 1, got {self.max_connects}")
         if not self.timeout > 0:
             raise BadInput(f"--timeout must be positive, got {self.timeout}")
+        if self.tw_reuse is not None and self.tw_reuse not in (0, 1, 2):
+            raise BadInput(f"--tw-reuse must be 0, 1 or 2, got {self.tw_reuse}")
         if self.hold < 0:
             raise BadInput(f"--hold must be 0 or more, got {self.hold}")
         # the kernel refuses a range starting below ip_unprivileged_port_start (1024)
@@ -102,6 +108,7 @@ class Prediction:
     global_in_use: int
     global_capacity: int
     global_utilization: float
+    time_wait: int = 0       # of in_use, sockets in TIME_WAIT (the destination's / all)
 
     @property
     def left(self) -> int:
@@ -111,7 +118,8 @@ class Prediction:
         return {"capacity": self.capacity, "in_use": self.in_use, "left": self.left,
                 "utilization": round(self.utilization, 6),
                 "global_in_use": self.global_in_use, "global_capacity": self.global_capacity,
-                "global_utilization": round(self.global_utilization, 6)}
+                "global_utilization": round(self.global_utilization, 6),
+                "time_wait": self.time_wait}
 
 
 @dataclass(frozen=True)
@@ -302,6 +310,8 @@ def _configure(plan: Plan, ns_inode: int) -> None:
     # listeners never accept(): completed connections wait in the accept queue, so the server
     # side costs no file descriptors; the queue must hold a whole range
     _write_sysctl("net.core.somaxconn", "65535", ns_inode)
+    if plan.tw_reuse is not None:
+        _write_sysctl("net.ipv4.tcp_tw_reuse", str(plan.tw_reuse), ns_inode)
 
 
 def _fd_budget() -> int:
@@ -336,6 +346,13 @@ def _listeners(plan: Plan) -> list[socket.socket]:
             s.close()
         raise
     return out
+
+
+def close_into_time_wait(client: socket.socket, listener: socket.socket) -> None:
+    """Client closes first, then the server side: the client's port enters TIME_WAIT (60 s)."""
+    server, _ = listener.accept()
+    client.close()
+    server.close()
 
 
 def open_one(mode: str, dst: str, port: int) -> socket.socket:
@@ -380,18 +397,19 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
         g = r.global_
         row = next((d for d in r.destinations
                     if d.proto == proto and d.src == SRC and d.dst == dst and d.dport == dport), None)
+        tw = g.time_wait
         if per_dest:
             if row is not None:
-                cap, used = row.capacity, row.in_use
+                cap, used, tw = row.capacity, row.in_use, row.time_wait
             else:  # a destination with no sockets yet: everything not held exclusively
-                cap, used = g.capacity - g.tcp_exclusive, 0
+                cap, used, tw = g.capacity - g.tcp_exclusive, 0, 0
         elif plan.mode == "udp":
             cap, used = g.capacity, g.udp_exclusive
         else:  # bind(0) needs a port no TCP socket holds at all
             cap, used = g.capacity, g.in_use
         return Prediction(capacity=cap, in_use=used, utilization=(used / cap) if cap else 1.0,
                           global_in_use=g.in_use, global_capacity=g.capacity,
-                          global_utilization=g.utilization)
+                          global_utilization=g.utilization, time_wait=tw)
 
     return predict
 
@@ -407,9 +425,8 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
 
     plan.validate()
     check_can_run()
-    fd_budget = _fd_budget()
-    budget = min(plan.max_connects, fd_budget)
-    bound_name = "max-connects" if plan.max_connects <= fd_budget else "open-files"
+    fd_budget = _fd_budget()   # open client sockets (connect-close keeps none open)
+    held = 0
     t0 = time.monotonic()
     deadline = t0 + plan.timeout
     steps: list[Step] = []
@@ -429,7 +446,11 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
         sockets: list[socket.socket] = []
         # closed before the namespace is deleted (ExitStack unwinds in reverse)
         stack.callback(lambda: [s.close() for s in sockets])
-        sockets.extend(_listeners(plan))
+        listeners = _listeners(plan)
+        sockets.extend(listeners)
+        listener_of = dict(zip(plan.destination_addrs(), listeners))
+        for ls in listeners:
+            ls.settimeout(CONNECT_TIMEOUT)
         if on_ready:
             on_ready(name)
         predict = predictor_factory(plan, name)
@@ -445,14 +466,22 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
             marks = {max(1, round(start.left * f)): f"{int(f * 100)}%" for f in CHECKPOINTS}
             opened, err, call = 0, None, None
             while True:
-                if total >= budget:
-                    stop = bound_name
+                if total >= plan.max_connects:
+                    stop = "max-connects"
+                    break
+                if held >= fd_budget:
+                    stop = "open-files"
                     break
                 if time.monotonic() > deadline:
                     stop = "timeout"
                     break
                 try:
-                    sockets.append(open_one(plan.mode, dst, plan.listen_port))
+                    if plan.mode == "connect-close":
+                        close_into_time_wait(open_one("connect", dst, plan.listen_port),
+                                             listener_of[dst])
+                    else:
+                        sockets.append(open_one(plan.mode, dst, plan.listen_port))
+                        held += 1
                 except OSError as e:
                     err, call = e.errno, getattr(e, "call", None)
                     if e.errno not in REFUSALS:

@@ -67,6 +67,7 @@ def live_pressure(ns: str, proto: str):
     (dict(max_connects=0), "--max-connects"),
     (dict(timeout=0), "--timeout"),
     (dict(hold=-1), "--hold"),
+    (dict(tw_reuse=3), "--tw-reuse"),
     (dict(range=PortRange(500, 600)), "1024"),
     (dict(range=PortRange(5000, 5000)), "at least 2"),
 ])
@@ -331,3 +332,24 @@ def test_first_half_uses_the_documented_parity(mode, parity):
                     on_ready=lambda n: seen.update(ns=n))
     assert len(seen["ports"]) == RANGE.size // 2
     assert {p % 2 for p in seen["ports"]} == {parity}
+
+
+@needs_netns
+def test_connect_close_time_wait_still_holds_the_ports():
+    # the client closes first, so each port sits in TIME_WAIT (60 s) and still counts;
+    # tcp_tw_reuse=0 so that loopback reuse (the default 2) cannot hand it back early
+    seen = []
+
+    def at_refusal(ns, s):
+        rows = ss_in(ns, "-t", "-a")
+        seen.append([int(r[3].rsplit(":", 1)[1]) for r in rows
+                     if r[0] == "TIME-WAIT" and r[4] == s.destination])
+
+    res = run(lab.Plan(range=RANGE, destinations=2, mode="connect-close", tw_reuse=0), at_refusal)
+    assert [d.opened for d in res.destinations] == [RANGE.size, RANGE.size]
+    assert [d.predicted for d in res.destinations] == [RANGE.size, RANGE.size]
+    assert all(d.errno_name == "EADDRNOTAVAIL" for d in res.destinations)
+    assert [sorted(p) for p in seen] == [list(range(RANGE.low, RANGE.high + 1))] * 2
+    refused = [s for s in res.steps if s.phase == "refused"]
+    assert [s.predicted.time_wait for s in refused] == [RANGE.size, RANGE.size]
+    assert res.match is True

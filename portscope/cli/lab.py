@@ -5,10 +5,10 @@ import click
 
 from .common import emit_json, json_option, want_json
 
-MODES = ("connect", "bind-connect", "bind-no-port", "udp")   # = portscope.lab.MODES (kept light)
+MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")  # = lab.MODES (kept light)
 
-_HEAD = (f"{'destination':<18} {'step':<8} | {'predicted: capacity':>19} {'in use':>7} {'left':>6} "
-         f"{'util':>5} | {'kernel: opened':>14}  result")
+_HEAD = (f"{'destination':<18} {'step':<8} | {'predicted: capacity':>19} {'in use':>7} {'(TW)':>5} "
+         f"{'left':>6} {'util':>5} | {'kernel: opened':>14}  result")
 
 
 @click.group("lab")
@@ -18,8 +18,8 @@ def lab():
 
 def _row(s) -> str:
     p = s.predicted
-    pred = (f"{p.capacity:>19} {p.in_use:>7} {p.left:>6} {p.utilization:>5.2f}" if p
-            else f"{'-':>19} {'-':>7} {'-':>6} {'-':>5}")
+    pred = (f"{p.capacity:>19} {p.in_use:>7} {p.time_wait:>5} {p.left:>6} {p.utilization:>5.2f}" if p
+            else f"{'-':>19} {'-':>7} {'-':>5} {'-':>6} {'-':>5}")
     if s.errno is not None:
         result = f"{s.errno_name} on {s.call}()"
     elif s.phase == "stopped":
@@ -30,7 +30,7 @@ def _row(s) -> str:
 
 
 def _summary(res) -> list[str]:
-    per_dest = res.plan.mode in ("connect", "bind-no-port")
+    per_dest = res.plan.mode in ("connect", "bind-no-port", "connect-close")
     scope = "per destination" if per_dest else "in total (global pool)"
     out = [f"mode {res.plan.mode}: capacity is counted {scope}"]
     for d in res.destinations:
@@ -63,8 +63,10 @@ def _summary(res) -> list[str]:
 @click.option("--hold", type=float, default=0.0, show_default=True,
               help="Keep the exhausted lab this many seconds before removing it "
                    "(inspect it with `portscope pressure --netns NAME`).")
+@click.option("--tw-reuse", type=click.IntRange(0, 2), default=None,
+              help="net.ipv4.tcp_tw_reuse inside the lab (default: the kernel's, 2 = loopback).")
 @json_option
-def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, json_out):
+def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw_reuse, json_out):
     """Open connections in a private namespace until the kernel refuses.
 
     Prints, side by side, what portscope predicted (pressure analysis of the
@@ -77,7 +79,7 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, js
 
     plan = _lab.Plan(range=PortRange.parse(range_), destinations=destinations, mode=mode,
                      max_connects=max_connects, timeout=timeout, reserved=PortSet.parse(reserve),
-                     hold=hold).validate()
+                     hold=hold, tw_reuse=tw_reuse).validate()
     as_json = want_json(json_out)
     state = {"ns": None}
 
