@@ -1,0 +1,176 @@
+"""Questions generated from this host (or one network namespace), with the library.
+
+Their answers come from the same code `portscope range`, `portscope port` and
+`portscope conns` use, so they are right on any machine. The ids are fixed
+(LIVE_IDS), whatever the host looks like, so a seed picks the same questions
+everywhere; only their content follows the host. A generator that cannot read
+what it needs is skipped, with a note, rather than failing the quiz.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ..errors import PortscopeError
+from ..ports import PortRange
+from . import Question
+
+LIVE_IDS = ("live-range", "live-range-size", "live-privileged", "live-service")
+
+# ranges other systems use: the wrong answers for "which range does this host use?"
+OTHER_RANGES = ("32768-60999", "49152-65535", "10000-65535", "1025-5000", "1024-65535")
+# well-known ports whose IANA names make plausible wrong answers (and the fallback)
+COMMON_PORTS = (21, 22, 23, 25, 53, 80, 110, 143, 443, 631, 3306, 5432)
+# candidates for "is port P privileged here?"; the host's own boundary is added
+PRIV_CANDIDATES = (22, 80, 443, 1023, 1024, 3000, 8080)
+OS_NAMES = {"linux": "Linux", "darwin": "macOS", "freebsd": "FreeBSD", "windows": "Windows"}
+
+
+@dataclass(frozen=True)
+class Generated:
+    questions: tuple[Question, ...]
+    notes: tuple[str, ...]          # generators skipped, fallbacks taken
+
+
+def _where(netns: str | None) -> str:
+    return f"network namespace {netns}" if netns else "this host"
+
+
+def _place(rng: random.Random, right: str, wrong: list[str]) -> tuple[tuple[str, ...], int]:
+    """Put the right choice among the wrong ones at a seeded position."""
+    pos = rng.randrange(len(wrong) + 1)
+    choices = wrong[:pos] + [right] + wrong[pos:]
+    return tuple(choices), pos + 1
+
+
+def range_question(facts, rng: random.Random, netns: str | None = None) -> Question:
+    actual = str(facts.ephemeral)
+    others = [r for r in OTHER_RANGES if r != actual]
+    wrong = rng.sample(others, 3)
+    choices, answer = _place(rng, actual, wrong)
+    src = "net.ipv4.ip_local_port_range" if facts.os == "linux" else "the system's dynamic port settings"
+    return Question(
+        id="live-range", topic="ranges", difficulty="easy", live=True,
+        question=f"Which ephemeral port range does {_where(netns)} hand out right now?",
+        choices=choices, answer=answer,
+        explanation=(f"{_where(netns).capitalize()} uses {actual} ({facts.ephemeral.size:,} ports), read from {src}. "
+                     f"The {OS_NAMES.get(facts.os, facts.os)} default is {facts.os_default}"
+                     + (", so it has been changed here." if facts.ephemeral != facts.os_default else ".")
+                     + " `portscope range` shows it with the reserved list."),
+        ref="portscope range")
+
+
+def range_size_question(facts, rng: random.Random, netns: str | None = None) -> Question:
+    r: PortRange = facts.ephemeral
+    size = r.size
+    wrong_values = [v for v in dict.fromkeys((size - 1, size + 1, r.high, size * 2)) if v != size and v > 0][:3]
+    choices, answer = _place(rng, f"{size:,}", [f"{v:,}" for v in wrong_values])
+    values = [int(c.replace(",", "")) for c in choices]
+    reserved_in = facts.reserved.count_in(r)
+    expl = f"Both ends count: {r.high} - {r.low} + 1 = {size:,}."
+    if reserved_in:
+        expl += (f" {reserved_in:,} of them are in the reserved list, so connect() can hand out "
+                 f"{size - reserved_in:,} per destination.")
+    return Question(
+        id="live-range-size", topic="ranges", difficulty="medium", live=True,
+        question=f"The ephemeral range of {_where(netns)} is {r}. How many ports does it hold?",
+        choices=choices, answer=answer, explanation=expl,
+        check={"kind": "range_size", "low": r.low, "high": r.high, "values": values})
+
+
+def privileged_question(facts, rng: random.Random, netns: str | None = None) -> Question:
+    start = facts.unprivileged_port_start
+    cands = sorted({p for p in PRIV_CANDIDATES + (start - 1, start) if 1 <= p <= 65535})
+    port = rng.choice(cands)
+    priv = port < start
+    choices = ("Yes: it is a privileged port here", "No: any user may bind it here",
+               "Only for UDP sockets", "Only if it lies inside the ephemeral range")
+    why = (f"{port} is below ip_unprivileged_port_start={start}" if priv
+           else f"{port} is not below ip_unprivileged_port_start={start}")
+    if facts.os != "linux":
+        why = f"{port} is {'below' if priv else 'not below'} the privileged boundary {start}"
+    return Question(
+        id="live-privileged", topic="privileged", difficulty="easy", live=True,
+        question=f"On {_where(netns)}, does binding port {port} need root (or CAP_NET_BIND_SERVICE)?",
+        choices=choices, answer=1 if priv else 2,
+        explanation=(f"{why}, so binding it {'needs' if priv else 'does not need'} privilege. "
+                     "The boundary applies to TCP, UDP and SCTP alike, and has nothing to do with the "
+                     f"ephemeral range. `portscope port {port}` shows it."),
+        check={"kind": "privileged", "port": port, "start": start, "values": [True, False, None, None]},
+        ref="ip-sysctl.rst (ip_unprivileged_port_start)")
+
+
+def _one_name(reg, port: int, proto: str):
+    """The single IANA service name assigned on port/proto, or None."""
+    rows = [s for s in reg.services_for_port(port, proto) if s.name and s.status == "assigned"]
+    names = {s.name for s in rows}
+    return (rows[0], next(iter(names))) if len(names) == 1 else (None, None)
+
+
+def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
+    """(proto, port) of every TCP listener and unconnected bound UDP socket, sorted."""
+    from ..sockets import snapshot
+    from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
+    t = snapshot(("tcp", "udp"), states=("LISTEN", "CLOSE"), netns=netns, facts=facts, classify=False)
+    out = set()
+    for i in range(len(t)):
+        proto = PROTO_NAMES[t.proto[i]]
+        st = t.state[i]
+        # UDP reports unconnected sockets as CLOSE (07); TCP CLOSE sockets are not listeners
+        if (proto == "tcp" and st == TCP_LISTEN) or (proto == "udp" and st == TCP_CLOSE and t.remote_port[i] == 0):
+            out.add((proto, t.local_port[i]))
+    return sorted(out)
+
+
+def service_question(facts, rng: random.Random, netns: str | None = None,
+                     listeners: list[tuple[str, int]] | None = None) -> tuple[Question, str | None]:
+    from .. import registry
+    reg = registry.default()
+    if listeners is None:
+        listeners = listening(netns, facts)
+    named = [(proto, port) for proto, port in listeners if _one_name(reg, port, proto)[1]]
+    note = None
+    if named:
+        proto, port = rng.choice(named)
+        lead = f"A {proto.upper()} socket on {_where(netns)} is listening on port {port} right now."
+    else:
+        proto, port = "tcp", rng.choice(COMMON_PORTS)
+        note = f"nothing on {_where(netns)} listens on a port IANA names; asked about tcp/{port} instead"
+        lead = f"Nothing on {_where(netns)} listens on a registered port right now, so from the registry:"
+    row, name = _one_name(reg, port, proto)
+    pool = sorted({n for p in COMMON_PORTS if (n := _one_name(reg, p, "tcp")[1]) and n != name})
+    wrong = rng.sample(pool, 3)
+    choices, answer = _place(rng, name, wrong)
+    values = list(choices)
+    desc = f" ({row.description})" if row.description else ""
+    return Question(
+        id="live-service", topic="well-known", difficulty="medium", live=True,
+        question=f"{lead} Which service does IANA register on {proto.upper()} port {port}?",
+        choices=choices, answer=answer,
+        explanation=(f"IANA registers {proto}/{port} as {name}{desc}. The registry says what a port is "
+                     "meant for; the program really bound to it may be something else: "
+                     f"`portscope port {port}` shows both."),
+        check={"kind": "service_name", "port": port, "proto": proto, "values": values},
+        ref="IANA service names and port numbers registry"), note
+
+
+def generate(seed: int, netns: str | None = None, facts=None) -> Generated:
+    """The live questions for this host; `seed` fixes their random parts."""
+    rng = random.Random(f"live:{seed}")
+    questions, notes = [], []
+    if facts is None:
+        try:
+            from ..host import facts as read_facts
+            facts = read_facts(netns)
+        except (PortscopeError, OSError) as e:
+            return Generated((), (f"live questions skipped: cannot read the host's port settings: {e}",))
+    for make in (range_question, range_size_question, privileged_question):
+        questions.append(make(facts, rng, netns))
+    try:
+        q, note = service_question(facts, rng, netns)
+        questions.append(q)
+        if note:
+            notes.append(note)
+    except (PortscopeError, OSError) as e:
+        notes.append(f"live-service skipped: cannot read the socket table or the registry: {e}")
+    return Generated(tuple(questions), tuple(notes))
