@@ -31,8 +31,10 @@ objects, so 100k sockets cost one Python loop.
 """
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import compress
 
 from .ports import PortRange, PortSet
 from .sockets.table import (
@@ -209,6 +211,71 @@ def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
     return flags
 
 
+_NOT = bytes((1,) * 1 + (0,) * 255)          # 0 -> 1, anything else -> 0
+
+
+def _and(*masks: bytes) -> bytes:
+    """Row-wise AND of 0/1 byte masks (one big-int operation, not a loop)."""
+    v = int.from_bytes(masks[0], "little")
+    for x in masks[1:]:
+        v &= int.from_bytes(x, "little")
+    return v.to_bytes(len(masks[0]), "little")
+
+
+def _or(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(len(a), "little")
+
+
+def _not(mask: bytes) -> bytes:
+    return mask.translate(_NOT)
+
+
+def _is(values: bytes, *codes: int) -> bytes:
+    """0/1 mask of the rows whose byte value is one of codes."""
+    tab = bytearray(256)
+    for c in codes:
+        tab[c] = 1
+    return values.translate(tab)
+
+
+class RowMasks:
+    """0/1 byte masks over the table's rows that the pressure model needs."""
+
+    def __init__(self, host_facts, t, usable: bytearray | None = None):
+        rng = host_facts.ephemeral
+        if usable is None:
+            usable = usable_ports(rng, host_facts.reserved)
+        n = len(t)
+        self.pb, sb = t.proto.tobytes(), t.state.tobytes()
+        lports = t.local_port
+        self.listen_ports = lp = {p for p in compress(lports, _and(_is(sb, TCP_LISTEN), _is(self.pb, PROTO_TCP)))}
+        lp.update(p for pr, p in (getattr(t, "listen_ports", None) or ()) if pr == PROTO_TCP)
+        in_u = bytes(map(usable.__getitem__, lports))
+        connected = bytes(map(bool, t.remote_port))
+        server = _or(_is(sb, TCP_LISTEN), bytes(map(lp.__contains__, lports)) if lp else bytes(n))
+        tcp = _and(_is(self.pb, PROTO_TCP), in_u, _not(server))
+        bound_only = _or(_not(connected), _is(sb, _BOUND_INACTIVE))
+        self.tcp_client = _and(tcp, _not(bound_only))
+        self.tcp_bound_only = _and(tcp, bound_only)
+        self.udp_in_u = _and(_is(self.pb, *_UDP_PROTOS), in_u)
+        self.udp_client = _and(self.udp_in_u, connected)
+        self.client = _or(self.tcp_client, self.udp_client)
+        self.tw = _is(sb, TCP_TIME_WAIT)
+        ab = t.auto_bound.tobytes()
+        self.auto_no = _is(ab, AUTO_NO) if len(ab) == n else bytes(n)   # empty column: unknown
+        # the low byte of each port gives its parity
+        low = lports.tobytes()[0::2] if sys.byteorder == "little" else lports.tobytes()[1::2]
+        self.same_par = _is(low, *range(rng.low & 1, 256, 2))
+        self.keys = lambda: zip(t.proto, t.local_addr, t.remote_addr, t.remote_port)
+
+    def proto_is(self, pr: int) -> bytes:
+        return _is(self.pb, pr)
+
+
+def row_masks(host_facts, table, usable=None) -> RowMasks:
+    return RowMasks(host_facts, table, usable)
+
+
 def analyze(host_facts, socket_table, *, top: int | None = None, process: bool = False) -> PressureResult:
     """Pressure of `socket_table` against the range and reservations in `host_facts`."""
     from . import findings as _findings
@@ -219,66 +286,31 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     low_par = rng.low & 1
 
     t = socket_table
-    protos, states, lports = t.proto, t.state, t.local_port
-    laddrs, raddrs, rports, autos = t.local_addr, t.remote_addr, t.remote_port, t.auto_bound
+    m = row_masks(host_facts, t, usable)
+    protos, lports, rports, autos = t.proto, t.local_port, t.remote_port, t.auto_bound
+    listen_ports, listen_in_u = m.listen_ports, {p for p in m.listen_ports if usable[p]}
 
-    # pass 1: TCP listener ports (accepted sockets share them and are server side)
-    listen_ports: set[int] = set()
-    sb = bytes(states)
-    i = sb.find(TCP_LISTEN)
-    while i >= 0:
-        if protos[i] == PROTO_TCP:
-            listen_ports.add(lports[i])
-        i = sb.find(TCP_LISTEN, i + 1)
-    # listeners the backend saw even when LISTEN rows were filtered out
-    listen_ports.update(p for pr, p in getattr(t, "listen_ports", ()) or () if pr == PROTO_TCP)
-    listen_in_u = {p for p in listen_ports if usable[p]}
-
-    # pass 2: classify every socket whose local port is in U
-    dest_n: Counter = Counter()          # dest key -> sockets
-    dest_tw: Counter = Counter()
-    dest_same: Counter = Counter()       # dest key -> sockets on LOW-parity ports (TCP)
-    dest_bind: Counter = Counter()       # dest key -> sockets holding their port globally
-    tcp_port_n: Counter = Counter()      # port -> TCP client sockets on it
-    g_tcp_sure: set[int] = set()         # explicit bind / bound-only
-    g_udp: dict[int, set] = {}           # proto -> ports
-    candidates: list[tuple] = []         # (port, dest key, row) other-parity auto TCP
-    connect_rows: list[int] = []         # rows counted as client sockets (for --process)
-    n_tw = 0
-    want_rows = process and t.pid is not None
-    for idx, (pr, st, lp, ra, rp) in enumerate(zip(protos, states, lports, raddrs, rports)):
-        if not usable[lp]:
-            continue
-        if pr == PROTO_TCP:
-            if st == TCP_LISTEN or lp in listen_ports:
-                continue
-            if rp == 0 or st == _BOUND_INACTIVE:
-                g_tcp_sure.add(lp)       # bound, not connected: holds its port for everyone
-                continue
-            key = (pr, laddrs[idx], ra, rp)
-            dest_n[key] += 1
-            if st == TCP_TIME_WAIT:
-                dest_tw[key] += 1
-                n_tw += 1
-            tcp_port_n[lp] += 1
-            if autos[idx] == AUTO_NO:
-                g_tcp_sure.add(lp)
-                dest_bind[key] += 1
-            elif (lp & 1) == low_par:
-                dest_same[key] += 1
-            else:
-                candidates.append((lp, key))
-        elif pr in _UDP_PROTOS:
-            g_udp.setdefault(pr, set()).add(lp)
-            if rp == 0:
-                continue
-            key = (pr, laddrs[idx], ra, rp)
-            dest_n[key] += 1
-            dest_bind[key] += 1
-        else:
-            continue  # SCTP etc.: own port space, not modelled
-        if want_rows:
-            connect_rows.append(idx)
+    # Every count below is a C-level pass (compress / Counter / set) over a column, picked
+    # by a byte mask: no Python code runs per socket.
+    keys = m.keys       # a fresh zip per pass: only the selected rows become tuples
+    tcp_client, client = m.tcp_client, m.client
+    dest_n = Counter(compress(keys(), client))
+    dest_tw = Counter(compress(keys(), _and(tcp_client, m.tw)))
+    n_tw = sum(dest_tw.values())
+    explicit = _and(tcp_client, m.auto_no)
+    auto_tcp = _and(tcp_client, _not(m.auto_no))
+    dest_bind = Counter(compress(keys(), explicit))
+    dest_bind.update(compress(keys(), m.udp_client))        # every UDP socket holds its port
+    tcp_port_n = Counter(compress(lports, tcp_client))
+    g_tcp_sure = set(compress(lports, explicit))
+    g_tcp_sure.update(compress(lports, m.tcp_bound_only))  # bound, not connected
+    g_udp: dict[int, set] = {}
+    for pr in set(compress(protos, m.udp_in_u)):
+        g_udp[pr] = set(compress(lports, _and(m.udp_in_u, m.proto_is(pr))))
+    candidates = list(compress(zip(lports, keys()), _and(auto_tcp, _not(m.same_par))))
+    # LOW-parity use per destination, needed only to judge the other-parity candidates
+    dest_same = Counter(compress(keys(), _and(auto_tcp, m.same_par))) if candidates else Counter()
+    connect_rows = list(compress(range(len(t)), client)) if (process and t.pid is not None) else []
 
     # bind(0)+connect inference (see module doc)
     same_total = usable[low_par::2].count(1)   # index parity == port parity
@@ -297,12 +329,8 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
         tcp_held = g_tcp_sure | listen_in_u | tcp_port_n.keys()
         other_total = usable[1 - low_par::2].count(1)
         if sum(1 for p in tcp_held if (p & 1) != low_par and usable[p]) >= other_total:
-            for idx, (pr, st, lp, ra, rp) in enumerate(zip(protos, states, lports, raddrs, rports)):
-                if (pr != PROTO_TCP or (lp & 1) != low_par or not usable[lp] or tcp_port_n[lp] != 1
-                        or autos[idx] == AUTO_NO or lp in listen_ports or rp == 0):
-                    continue
-                key = (pr, laddrs[idx], ra, rp)
-                if key in bind_dests:
+            for lp, key in compress(zip(lports, keys()), _and(auto_tcp, m.same_par)):
+                if tcp_port_n[lp] == 1 and key in bind_dests:
                     g_tcp_inferred.add(lp)
                     dest_bind[key] += 1
     g_tcp = g_tcp_sure | g_tcp_inferred | listen_in_u
@@ -311,8 +339,8 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     held: set[int] = set(g_tcp)
     held.update(tcp_port_n)
     udp_ports: set[int] = set()
-    for s in g_udp.values():
-        udp_ports |= s
+    for s_ in g_udp.values():
+        udp_ports |= s_
     held |= udp_ports
     n_bind = len((g_tcp_sure | g_tcp_inferred) - listen_in_u)
     n_clients = sum(dest_n.values())
@@ -344,7 +372,7 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     dests.sort(key=lambda d: (-d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src))
 
     procs: tuple[ProcessUse, ...] = ()
-    if want_rows:
+    if connect_rows:
         pids, cmds = t.pid, t.command
         by_pid = Counter(pids[i] for i in connect_rows)
         cmd_of: dict = {}
@@ -365,6 +393,28 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     )
     result = replace(result, findings=tuple(_findings.evaluate(result, host_facts, process=process)))
     return truncate(result, top)
+
+
+SNAPSHOT_PROTOS = ("tcp", "udp", "udplite")   # SCTP has its own port space: not in the model
+
+
+def read_sockets(host_facts, netns: str | None = None, *, owners: bool = False):
+    """The socket table pressure needs: sockets with a local port in the range, with the
+    kernel's AUTO bit. On Linux this reads sock_diag directly and skips the facade's
+    ephemeral classification, which analyze() does not use (it is a third of the time at
+    100k sockets); anything else (owners, netlink refused, other OSes) goes through
+    sockets.snapshot()."""
+    from .sockets import snapshot
+    if not owners and sys.platform.startswith("linux"):
+        from . import netns as _netns
+        from .sockets import netlink
+        try:
+            with _netns.entered(netns):
+                return netlink.read_table(SNAPSHOT_PROTOS, (4, 6), None, host_facts.ephemeral, auto=True)
+        except netlink.NetlinkRefused:
+            pass
+    return snapshot(protos=SNAPSHOT_PROTOS, sport=host_facts.ephemeral, owners=owners,
+                    netns=netns, facts=host_facts)
 
 
 def truncate(result: PressureResult, top: int | None) -> PressureResult:

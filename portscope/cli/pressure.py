@@ -8,7 +8,6 @@ from .common import emit_json, json_option, netns_of, netns_option, verbose, wan
 # monitoring-plugin exit codes (Nagios / Icinga / Sensu)
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-SNAPSHOT_PROTOS = ("tcp", "udp", "udplite")   # SCTP has its own port space: not in the model
 MAX_INTERVAL = 3600.0
 MAX_SAMPLES = 1000
 
@@ -17,8 +16,7 @@ def gather(netns=None, *, top=None, process=False, interval=None, samples=None):
     """Host facts + snapshot(s) -> PressureResult (the whole data path of pressure/report)."""
     from ..errors import BadInput
     from ..host import facts as host_facts
-    from ..pressure import analyze
-    from ..sockets import snapshot
+    from ..pressure import analyze, read_sockets
 
     if top is not None and top < 0:
         raise BadInput(f"--top must be >= 0, got {top}")
@@ -31,9 +29,8 @@ def gather(netns=None, *, top=None, process=False, interval=None, samples=None):
     facts = host_facts(netns)
 
     def take():
-        # sport: only sockets whose local port is in the range; the kernel filters (as `ss` does)
-        return snapshot(protos=SNAPSHOT_PROTOS, sport=facts.ephemeral, owners=process,
-                        netns=netns, facts=facts)
+        # only sockets whose local port is in the range: the kernel filters (as `ss` does)
+        return read_sockets(facts, netns, owners=process)
 
     if interval is None:
         return analyze(facts, take(), top=top, process=process)

@@ -1,0 +1,95 @@
+"""`portscope pressure` vs `ss -tan` on the same namespace full of sockets, in one run.
+
+    sudo .venv/bin/python -m benchmarks.bench_pressure [--sockets 100000] [--rounds 7]
+
+Both commands run inside the namespace through `ip netns exec` (same overhead for both), as
+whole processes (interpreter start-up included: that is what a user or a monitoring agent
+pays), interleaved round by round; we report medians and the ratio. Target: pressure
+within 1.5x of ss -tan. `portscope pressure --json` also reads UDP and does the analysis,
+so `ss -tuan` is shown as a second anchor.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from benchmarks.harness import socket_namespace
+
+TARGET = 1.5
+
+
+def portscope_cmd() -> list[str]:
+    """The installed console script; a plain launcher if the script cannot start."""
+    exe = os.path.join(os.path.dirname(sys.executable), "portscope")
+    if os.path.exists(exe) and subprocess.run([exe, "pressure", "--help"], capture_output=True).returncode == 0:
+        return [exe]
+    return [sys.executable, "-c",
+            "import importlib.util, sys; from portscope.cli import main; main(sys.argv[1:])"]
+
+
+def timed(cmd: list[str]) -> tuple[float, bytes]:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.decode()[-400:]}")
+    return dt, r.stdout
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sockets", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a = ap.parse_args(argv)
+    ps = portscope_cmd()
+    t0 = time.monotonic()
+    with socket_namespace(a.sockets) as ns:
+        built = time.monotonic() - t0
+        ns.top_up_time_wait()
+        cmds = {
+            "ss -tan": ns.cmd("ss", "-tan"),
+            "ss -tuan": ns.cmd("ss", "-tuan"),
+            "portscope pressure --json": ns.cmd(*ps, "pressure", "--json"),
+            "portscope pressure": ns.cmd(*ps, "pressure"),
+        }
+        for c in cmds.values():          # warm caches once
+            timed(c)
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        out = {}
+        for _ in range(a.rounds):
+            for k, c in cmds.items():
+                dt, out[k] = timed(c)
+                times[k].append(dt)
+        lines = out["ss -tan"].decode().count("\n") - 1
+        res = json.loads(out["portscope pressure --json"])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["portscope pressure --json"] / med["ss -tan"]
+    report = {
+        "sockets": a.sockets, "rounds": a.rounds, "namespace_built_s": round(built, 1),
+        "ss_tan_rows": lines, "pressure_sockets": res["global"]["sockets"],
+        "pressure_destinations": res["destinations_total"],
+        "median_s": {k: round(v, 4) for k, v in med.items()},
+        "ratio_pressure_json_vs_ss_tan": round(ratio, 2),
+        "ratio_pressure_text_vs_ss_tan": round(med["portscope pressure"] / med["ss -tan"], 2),
+        "ratio_pressure_json_vs_ss_tuan": round(med["portscope pressure --json"] / med["ss -tuan"], 2),
+        "target": TARGET, "ok": ratio <= TARGET,
+    }
+    if a.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{a.sockets} sockets ({lines} rows in ss -tan), {a.rounds} rounds, medians:")
+        for k, v in med.items():
+            print(f"  {k:<28} {v * 1000:8.1f} ms   {v / med['ss -tan']:5.2f}x ss -tan")
+        print(f"pressure saw {res['global']['sockets']} client sockets to {res['destinations_total']} destinations")
+        print(f"target <= {TARGET}x: {'met' if report['ok'] else 'NOT met'} ({ratio:.2f}x)")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
