@@ -10,7 +10,8 @@ in place, then holds the sockets until stdin closes (or 120 s pass).
   TIME_WAIT (client closed first), FIN_WAIT2 + CLOSE_WAIT (server never closes)
   SYN_SENT: a listener with backlog 0 whose accept queue is full drops new SYNs
   SYN_RECV: a raw SYN to 10.9.9.1:8443 from 10.9.9.2, an address nobody owns on a
-            veth pair, so the SYN-ACK is never answered (skipped without veth)
+            veth pair, so the SYN-ACK is never answered; lasts about a minute
+            (tcp_synack_retries); skipped without veth
   UDP: connected v4, unconnected auto-bound v4, unconnected [::1]:5353, v6 connected
        to a v4-mapped peer; UDP-Lite unconnected when the kernel has it
 """
@@ -100,7 +101,10 @@ try:
     # a veth pair in this namespace; nobody owns 10.9.9.2, so SYN-ACKs to it go unanswered
     for cmd in (["ip", "link", "add", "psva", "type", "veth", "peer", "name", "psvb"],
                 ["ip", "addr", "add", "10.9.9.1/24", "dev", "psva"],
-                ["ip", "link", "set", "psva", "up"], ["ip", "link", "set", "psvb", "up"]):
+                ["ip", "link", "set", "psva", "up"], ["ip", "link", "set", "psvb", "up"],
+                # a fixed neighbour: no ARP failure, so no ICMP error that would drop the request
+                ["ip", "neigh", "replace", "10.9.9.2", "lladdr", "02:00:00:00:00:02", "dev", "psva",
+                 "nud", "permanent"]):
         subprocess.run(cmd, check=True, capture_output=True)
     lr = socket.socket()
     lr.bind(("10.9.9.1", 8443))
