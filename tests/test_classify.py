@@ -217,3 +217,27 @@ def test_registry_lookups_do_not_need_host_state():
     # the port command's IANA part works from the shipped file alone
     reg = R.read_data()
     assert [s.name for s in reg.services_for_port(443, "tcp")] == ["https"]
+
+
+def test_port_command_stays_light():
+    """`portscope port 80` must not pull in the heavy parts of the package (rich,
+    matplotlib, numpy, the simulator) nor the CSV parser: start-up is what users feel."""
+    code = ("import sys\nfrom portscope.cli import main\n"
+            "try:\n    main(['port', '80', '--json'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('rich', 'matplotlib', 'numpy', 'csv', 'portscope.simulate', 'psutil')"
+            " if m in sys.modules]\nprint('HEAVY', heavy, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert json.loads(r.stdout)["port"] == 80
+    assert "HEAVY []" in r.stderr, r.stderr
+
+
+def test_registry_loads_once_and_proto_filtered_names(cli):
+    assert R.default() is R.default()
+    code, _, err = cli("port", "nusdp-disc", "--proto", "tcp")   # registered for udp only
+    assert code == 2 and "for tcp" in err
+    code, out, _ = cli("port", "nusdp-disc", "--json")
+    assert code == 0 and [p["port"] for p in json.loads(out)["ports"]] == [49001]
+    code, out, _ = cli("port", "9", "--proto", "dccp", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["services"] == [{"name": "discard", "proto": "dccp", "description": "Discard"}]
+    assert d["in_use"] == []   # DCCP sockets are not listed: in_use covers TCP and UDP
