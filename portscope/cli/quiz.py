@@ -45,6 +45,9 @@ def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, j
 
     as_json = want_json(json_out)
     ns = netns_of(netns)
+    if ns:
+        from ..netns import resolve
+        resolve(ns)   # a mistyped --netns is an error, not a quiz without live questions
     bank = bank_mod.load()
     topic = bank_mod.parse_topic(topic, bank)
     difficulty = bank_mod.parse_difficulty(difficulty)

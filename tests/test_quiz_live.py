@@ -1,0 +1,133 @@
+"""Questions generated from the host: compared with sysctl and ss, on this host and in
+private namespaces set up to differ from the defaults."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from portscope import quiz
+from portscope.errors import SystemReadError
+from portscope.quiz import checks, live
+
+TOPICS = [t.id for t in quiz.load().topics]
+
+
+def by_id(gen) -> dict:
+    return {q.id: q for q in gen.questions}
+
+
+def right(q) -> str:
+    return q.choices[q.answer - 1]
+
+
+def test_live_questions_on_this_host_match_sysctl():
+    out = subprocess.run(["sysctl", "-n", "net.ipv4.ip_local_port_range",
+                          "net.ipv4.ip_unprivileged_port_start"], capture_output=True, text=True, check=True)
+    (low, high), start = out.stdout.split("\n")[0].split(), int(out.stdout.split("\n")[1])
+    for seed in range(6):
+        qs = by_id(live.generate(seed))
+        assert right(qs["live-range"]) == f"{low}-{high}"
+        assert int(right(qs["live-range-size"]).replace(",", "")) == int(high) - int(low) + 1
+        p = int(re.search(r"binding port (\d+)", qs["live-privileged"].question).group(1))
+        assert (qs["live-privileged"].answer == 1) == (p < start)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_live_questions_are_well_formed_and_checked(seed):
+    gen = live.generate(seed)
+    assert tuple(q.id for q in gen.questions) == live.LIVE_IDS
+    for q in gen.questions:
+        assert q.live
+        assert quiz.question_problems(q.to_json(), TOPICS) == [], q.id
+        assert checks.verify(q) == [], q.id
+
+
+def test_live_is_reproducible_per_seed():
+    assert live.generate(3) == live.generate(3)
+    ports = {re.search(r"port (\d+)", by_id(live.generate(s))["live-privileged"].question).group(1)
+             for s in range(20)}
+    assert len(ports) >= 3   # the seed really varies the question
+
+
+LISTENER = """
+import socket, sys, time
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 22)); t.listen(8)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 53))
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.connect(("127.0.0.1", 9))  # connected: not a listener
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_live_questions_in_a_changed_namespace(netns):
+    netns.sysctl("net.ipv4.ip_unprivileged_port_start", "500")
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40999")
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "40000-40009")
+    p = netns.popen(sys.executable, "-c", LISTENER,
+                    stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        ss = netns.run("ss", "-Htuln").stdout
+        assert re.search(r"tcp\s+LISTEN.*:22\s", ss) and re.search(r"udp\s+UNCONN.*127\.0\.0\.1:53\s", ss)
+        assert live.listening(netns.name) == [("tcp", 22), ("udp", 53)]
+        asked = set()
+        for seed in range(10):
+            gen = live.generate(seed, netns=netns.name)
+            assert gen.notes == ()
+            qs = by_id(gen)
+            assert right(qs["live-range"]) == "40000-40999"
+            assert f"network namespace {netns.name}" in qs["live-range"].question
+            assert right(qs["live-range-size"]) == "1,000"
+            assert "10 of them are in the reserved list" in qs["live-range-size"].explanation
+            assert "990 per destination" in qs["live-range-size"].explanation
+            p_port = int(re.search(r"binding port (\d+)", qs["live-privileged"].question).group(1))
+            assert (qs["live-privileged"].answer == 1) == (p_port < 500)
+            svc = qs["live-service"]
+            m = re.search(r"A (TCP|UDP) socket .* listening on port (\d+)", svc.question)
+            assert m, svc.question
+            proto, port = m.group(1).lower(), int(m.group(2))
+            assert right(svc) == {("tcp", 22): "ssh", ("udp", 53): "domain"}[(proto, port)]
+            asked.add((proto, port))
+            for q in gen.questions:
+                assert checks.verify(q) == [], q.id
+        assert asked == {("tcp", 22), ("udp", 53)}   # the seed picks among the listeners
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+
+
+def test_live_service_falls_back_when_nothing_listens(netns):
+    assert live.listening(netns.name) == []
+    gen = live.generate(1, netns=netns.name)
+    qs = by_id(gen)
+    assert tuple(qs) == live.LIVE_IDS
+    svc = qs["live-service"]
+    assert svc.question.startswith(f"Nothing on network namespace {netns.name} listens")
+    assert svc.check["port"] in live.COMMON_PORTS
+    assert checks.verify(svc) == []
+    assert len(gen.notes) == 1 and "nothing on" in gen.notes[0]
+    # a fresh namespace has the kernel defaults
+    assert right(qs["live-range"]) == "32768-60999"
+
+
+def test_live_survives_an_unreadable_socket_table(monkeypatch):
+    def boom(*a, **k):
+        raise SystemReadError("cannot read /proc/net/tcp")
+    monkeypatch.setattr(live, "listening", boom)
+    gen = live.generate(2)
+    assert [q.id for q in gen.questions] == ["live-range", "live-range-size", "live-privileged"]
+    assert "live-service skipped" in gen.notes[0]
+
+
+def test_live_skips_everything_when_facts_fail(monkeypatch):
+    import portscope.host as host
+
+    def boom(netns=None):
+        raise SystemReadError("/proc/sys/net/ipv4/ip_local_port_range is missing")
+    monkeypatch.setattr(host, "facts", boom)
+    gen = live.generate(2)
+    assert gen.questions == () and "cannot read" in gen.notes[0]
