@@ -67,6 +67,7 @@ class Plan:
     reserved: PortSet = field(default_factory=PortSet)
     hold: float = 0.0            # keep everything open this long at the end (to inspect it)
     tw_reuse: int | None = None  # net.ipv4.tcp_tw_reuse inside the lab (None: kernel default)
+    listeners_in_range: int = 0  # servers bound on ports inside the range (they take those ports)
 
     def validate(self) -> "Plan":
         if self.mode not in MODES:
@@ -79,6 +80,9 @@ class Plan:
             raise BadInput(f"--timeout must be positive, got {self.timeout}")
         if self.tw_reuse is not None and self.tw_reuse not in (0, 1, 2):
             raise BadInput(f"--tw-reuse must be 0, 1 or 2, got {self.tw_reuse}")
+        if not 0 <= self.listeners_in_range < self.range.size:
+            raise BadInput(f"--listeners-in-range must be 0..{self.range.size - 1} for --range "
+                           f"{self.range}, got {self.listeners_in_range}")
         if self.hold < 0:
             raise BadInput(f"--hold must be 0 or more, got {self.hold}")
         # the kernel refuses a range starting below ip_unprivileged_port_start (1024)
@@ -93,6 +97,14 @@ class Plan:
         """The destinations' port. Ranges start at 1024 or above (validate), so 80 never takes
         a range port: capacity then depends only on the range and the reservations."""
         return 80
+
+    def in_range_ports(self) -> list[int]:
+        """Ports for --listeners-in-range: spread over the range, both parities."""
+        n = self.listeners_in_range
+        if not n:
+            return []
+        step = self.range.size / n
+        return sorted({self.range.low + int(i * step) for i in range(n)})
 
     def destination_addrs(self) -> list[str]:
         return [f"127.0.0.{2 + j}" for j in range(self.destinations)]
@@ -199,6 +211,7 @@ class LabResult:
             "namespace": self.namespace, "mode": p.mode,
             "range": {"low": p.range.low, "high": p.range.high, "size": p.range.size},
             "reserved": str(p.reserved), "listen_port": p.listen_port,
+            "listeners_in_range": p.in_range_ports(), "tw_reuse": p.tw_reuse,
             "max_connects": p.max_connects, "timeout_s": p.timeout,
             "destinations": [d.to_json() for d in self.destinations],
             "opened_total": self.opened_total,
@@ -341,6 +354,16 @@ def _listeners(plan: Plan) -> list[socket.socket]:
                 s.bind((dst, plan.listen_port))
                 s.listen(65535)
             out.append(s)
+        # servers inside the range: bound explicitly, so no connect() or bind(0) may take the port
+        for port in plan.in_range_ports():
+            if plan.mode == "udp":
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("0.0.0.0", port))
+            else:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind(("0.0.0.0", port))
+                s.listen(16)
+            out.append(s)
     except BaseException:
         for s in out:
             s.close()
@@ -449,7 +472,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
         listeners = _listeners(plan)
         sockets.extend(listeners)
         listener_of = dict(zip(plan.destination_addrs(), listeners))
-        for ls in listeners:
+        for ls in listener_of.values():
             ls.settimeout(CONNECT_TIMEOUT)
         if on_ready:
             on_ready(name)

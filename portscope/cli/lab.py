@@ -65,8 +65,11 @@ def _summary(res) -> list[str]:
                    "(inspect it with `portscope pressure --netns NAME`).")
 @click.option("--tw-reuse", type=click.IntRange(0, 2), default=None,
               help="net.ipv4.tcp_tw_reuse inside the lab (default: the kernel's, 2 = loopback).")
+@click.option("--listeners-in-range", type=int, default=0, show_default=True, metavar="L",
+              help="Servers bound on L ports inside the range (TCP listeners; UDP sockets in udp mode).")
 @json_option
-def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw_reuse, json_out):
+def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw_reuse,
+            listeners_in_range, json_out):
     """Open connections in a private namespace until the kernel refuses.
 
     Prints, side by side, what portscope predicted (pressure analysis of the
@@ -79,7 +82,8 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
 
     plan = _lab.Plan(range=PortRange.parse(range_), destinations=destinations, mode=mode,
                      max_connects=max_connects, timeout=timeout, reserved=PortSet.parse(reserve),
-                     hold=hold, tw_reuse=tw_reuse).validate()
+                     hold=hold, tw_reuse=tw_reuse,
+                     listeners_in_range=listeners_in_range).validate()
     as_json = want_json(json_out)
     state = {"ns": None}
 
@@ -88,6 +92,8 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
         if not as_json:
             click.echo(f"lab namespace {name}: range {plan.range} ({plan.range.size} ports"
                        + (f", reserved {plan.reserved}" if plan.reserved else "")
+                       + (f", {plan.listeners_in_range} server(s) inside it"
+                          if plan.listeners_in_range else "")
                        + f"), mode {plan.mode}, {plan.destinations} destination(s) on port "
                        f"{plan.listen_port}")
             click.echo(_HEAD)
