@@ -118,6 +118,8 @@ def reserve_command(port: int, netns: str | None = None) -> str:
 def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserved: bool,
            start: int, eph: PortRange, netns: str | None = None) -> list[str]:
     n = []
+    if pf_port == 0:
+        n.append("port 0 is not a usable port: bind() to port 0 asks the kernel to pick an ephemeral one")
     if privileged:
         n.append(f"below ip_unprivileged_port_start={start}: binding needs root or CAP_NET_BIND_SERVICE"
                  + ("; this process has it" if allowed else "; this process does not have it"))

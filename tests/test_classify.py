@@ -241,3 +241,31 @@ def test_registry_loads_once_and_proto_filtered_names(cli):
     d = json.loads(out)
     assert code == 0 and d["services"] == [{"name": "discard", "proto": "dccp", "description": "Discard"}]
     assert d["in_use"] == []   # DCCP sockets are not listed: in_use covers TCP and UDP
+
+
+BUSY = r"""
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+t = socket.socket(); t.bind(("127.0.0.1", port)); t.listen(64)
+keep = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+keep += [t.accept()[0] for _ in range(n)]
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_busy_port_text_is_capped_json_is_complete(netns, cli):
+    port, n = 45200, 30
+    p = netns.popen(sys.executable, "-c", BUSY, str(port), str(n), stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        code, out, _ = cli("port", str(port), "--netns", netns.name, "--json", "--no-owners")
+        rows = json.loads(out)["in_use"]
+        assert code == 0 and len(rows) == n + 1 == len(ss_local_ports(netns, port))
+        assert sorted({r["state"] for r in rows}) == ["ESTABLISHED", "LISTEN"]
+        code, out, _ = cli("port", str(port), "--netns", netns.name, "--no-owners")
+        assert code == 0 and f"... and {n + 1 - 20} more (" in out and "--json lists them all" in out
+        assert out.count(f"127.0.0.1:{port}") == 20
+    finally:
+        p.kill()
+        p.wait()

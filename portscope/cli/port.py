@@ -8,6 +8,7 @@ import click
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
 
 PROTOS = ("tcp", "udp", "sctp", "dccp")
+TEXT_ROWS = 20   # a busy server port can hold thousands of connections: the text shows the first ones
 CLASS_TEXT = {"system": "system (well known, 0-1023)", "user": "user (registered, 1024-49151)",
               "dynamic": "dynamic (private/ephemeral, 49152-65535)"}
 
@@ -105,10 +106,18 @@ def render(pf) -> str:
     out.append(f"  {'reserved:':<12}{_yes(pf.reserved)}" +
                (" (ip_local_reserved_ports: never auto-assigned)" if pf.reserved else ""))
     if pf.in_use:
-        for i, r in enumerate(pf.in_use):
+        for i, r in enumerate(pf.in_use[:TEXT_ROWS]):
             out.append(f"  {'in use:' if i == 0 else '':<12}{_sock(r)}")
+        if len(pf.in_use) > TEXT_ROWS:
+            states: dict[str, int] = {}
+            for r in pf.in_use[TEXT_ROWS:]:
+                states[r["state"]] = states.get(r["state"], 0) + 1
+            more = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+            out.append(f"  {'':<12}... and {len(pf.in_use) - TEXT_ROWS} more ({more}); --json lists them all")
     else:
         out.append(f"  {'in use:':<12}no (no TCP/UDP socket bound to it now)")
+    if pf.port == 0:
+        out.append(f"  {'note:':<12}{pf.notes[0]}")
     if pf.netns:
         out.append(f"  {'netns:':<12}{pf.netns}")
     if verbose() and pf.in_use_backend:
