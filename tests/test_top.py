@@ -225,3 +225,14 @@ def test_ctrl_c_in_a_real_terminal_quits_cleanly(netns, holder, tmp_path):
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         _remove_socket(sock)
+
+
+def test_piped_output_prints_every_refresh(netns, holder, cli):
+    holder.open("127.0.0.3", 9)
+    code, out, err = cli("top", "--netns", netns.name, "-n", "2", "--interval", "0.1")
+    assert code == 0, err
+    assert "#1/2" in out and "#2/2" in out
+    rows = [ln.split() for ln in out.splitlines() if "127.0.0.1 -> 127.0.0.3:80" in ln]
+    assert len(rows) == 2
+    assert [r[4:7] for r in rows] == [["9", "100", "9%"]] * 2
+    assert rows[0][8] == "new" and rows[1][8] == "0"

@@ -225,17 +225,23 @@ def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
     from rich.live import Live
 
     console = Console()
-    with Keys() as keys, Live(console=console, auto_refresh=False, transient=False,
-                              screen=console.is_terminal) as live:
-        i = 0
-        while True:
-            i += 1
-            res, tr = refresh(i)
-            live.update(render(res, tr, netns=netns, interval=interval, iteration=i,
-                               iterations=iterations, top_n=top_n), refresh=True)
-            if iterations and i >= iterations:
-                break
-            if keys.wait_quit(interval):
-                break
+
+    def frames(show):
+        with Keys() as keys:
+            i = 0
+            while True:
+                i += 1
+                res, tr = refresh(i)
+                show(render(res, tr, netns=netns, interval=interval, iteration=i,
+                            iterations=iterations, top_n=top_n))
+                if iterations and i >= iterations:
+                    return
+                if keys.wait_quit(interval):
+                    return
+
     if not console.is_terminal:
-        console.line()
+        # piped or redirected: rich.live would only print the last frame; print every one
+        frames(lambda r: (console.print(r), console.line()))
+        return
+    with Live(console=console, auto_refresh=False, screen=True) as live:
+        frames(lambda r: live.update(r, refresh=True))
