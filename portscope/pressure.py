@@ -266,7 +266,8 @@ class RowMasks:
         # the low byte of each port gives its parity
         low = lports.tobytes()[0::2] if sys.byteorder == "little" else lports.tobytes()[1::2]
         self.same_par = _is(low, *range(rng.low & 1, 256, 2))
-        self.keys = lambda: zip(t.proto, t.local_addr, t.remote_addr, t.remote_port)
+        self.tcp_keys = lambda: zip(t.local_addr, t.remote_addr, t.remote_port)
+        self.udp_keys = lambda: zip(t.proto, t.local_addr, t.remote_addr, t.remote_port)
 
     def proto_is(self, pr: int) -> bytes:
         return _is(self.pb, pr)
@@ -292,22 +293,28 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
 
     # Every count below is a C-level pass (compress / Counter / set) over a column, picked
     # by a byte mask: no Python code runs per socket.
-    keys = m.keys       # a fresh zip per pass: only the selected rows become tuples
+    # Destination keys: (src, dst, dport) for TCP, (proto, src, dst, dport) for UDP/UDP-Lite
+    # (3-tuples hash in half the time, and TCP is the bulk). A fresh zip per pass: only the
+    # selected rows become tuples.
+    keys = m.tcp_keys
     tcp_client, client = m.tcp_client, m.client
-    dest_n = Counter(compress(keys(), client))
+    dest_n = Counter(compress(keys(), tcp_client))
+    udp_keys = list(compress(m.udp_keys(), m.udp_client))
+    dest_n.update(udp_keys)
     dest_tw = Counter(compress(keys(), _and(tcp_client, m.tw)))
     n_tw = sum(dest_tw.values())
     explicit = _and(tcp_client, m.auto_no)
     auto_tcp = _and(tcp_client, _not(m.auto_no))
     dest_bind = Counter(compress(keys(), explicit))
-    dest_bind.update(compress(keys(), m.udp_client))        # every UDP socket holds its port
+    dest_bind.update(udp_keys)                              # every UDP socket holds its port
     tcp_port_n = Counter(compress(lports, tcp_client))
     g_tcp_sure = set(compress(lports, explicit))
     g_tcp_sure.update(compress(lports, m.tcp_bound_only))  # bound, not connected
     g_udp: dict[int, set] = {}
     for pr in set(compress(protos, m.udp_in_u)):
         g_udp[pr] = set(compress(lports, _and(m.udp_in_u, m.proto_is(pr))))
-    candidates = list(compress(zip(lports, keys()), _and(auto_tcp, _not(m.same_par))))
+    cand_mask = _and(auto_tcp, _not(m.same_par))
+    candidates = list(compress(zip(lports, keys()), cand_mask)) if cand_mask.count(1) else []
     # LOW-parity use per destination, needed only to judge the other-parity candidates
     dest_same = Counter(compress(keys(), _and(auto_tcp, m.same_par))) if candidates else Counter()
     connect_rows = list(compress(range(len(t)), client)) if (process and t.pid is not None) else []
@@ -361,7 +368,7 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
         excl[pr] = len(s)
     dests = []
     for key, n in dest_n.items():
-        pr, la, ra, rp = key
+        pr, la, ra, rp = key if len(key) == 4 else (PROTO_TCP, *key)
         own = dest_bind.get(key, 0)
         cap = max(0, n_usable - excl.get(pr, 0) + own)
         dests.append(Destination(
