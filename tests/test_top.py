@@ -14,7 +14,9 @@ import pytest
 
 from portscope.cli.top import SPARKS, Trend, sparkline
 
-ENTRY = [sys.executable, "-m", "portscope"]
+# the venv's console script, as a user runs it
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
+ENTRY = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "portscope"]
 
 # runs inside the namespace: listeners on 127.0.0.2/3:80 that never accept (the accept queue
 # holds the server side), then "DST N" on stdin opens N more client connections to DST:80
