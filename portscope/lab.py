@@ -49,6 +49,7 @@ REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
 NS_PREFIX = "pslab"
 DEFAULT_RANGE = PortRange(40000, 40099)   # ends of different parity: all 100 ports usable
 SRC = "127.0.0.1"
+SRC6 = "::1"
 MAX_DESTINATIONS = 64
 CONNECT_TIMEOUT = 5.0        # a loopback connect that takes this long is an error, not a wait
 FD_HEADROOM = 64             # listeners, netlink sockets, stdio...
@@ -68,6 +69,7 @@ class Plan:
     hold: float = 0.0            # keep everything open this long at the end (to inspect it)
     tw_reuse: int | None = None  # net.ipv4.tcp_tw_reuse inside the lab (None: kernel default)
     listeners_in_range: int = 0  # servers bound on ports inside the range (they take those ports)
+    family: int = 4              # 6: destinations are [::1]:80, [::1]:81, ... (one loopback address)
 
     def validate(self) -> "Plan":
         if self.mode not in MODES:
@@ -78,6 +80,8 @@ class Plan:
             raise BadInput(f"--max-connects must be at least 1, got {self.max_connects}")
         if not self.timeout > 0:
             raise BadInput(f"--timeout must be positive, got {self.timeout}")
+        if self.family not in (4, 6):
+            raise BadInput(f"--family must be 4 or 6, got {self.family}")
         if self.tw_reuse is not None and self.tw_reuse not in (0, 1, 2):
             raise BadInput(f"--tw-reuse must be 0, 1 or 2, got {self.tw_reuse}")
         if not 0 <= self.listeners_in_range < self.range.size:
@@ -106,8 +110,23 @@ class Plan:
         step = self.range.size / n
         return sorted({self.range.low + int(i * step) for i in range(n)})
 
-    def destination_addrs(self) -> list[str]:
-        return [f"127.0.0.{2 + j}" for j in range(self.destinations)]
+    @property
+    def af(self) -> int:
+        return socket.AF_INET6 if self.family == 6 else socket.AF_INET
+
+    @property
+    def src(self) -> str:
+        return SRC6 if self.family == 6 else SRC
+
+    def destination_list(self) -> list[tuple[str, int]]:
+        """(address, port) of each destination: IPv4 varies the address, IPv6 the port."""
+        if self.family == 6:
+            return [(SRC6, self.listen_port + j) for j in range(self.destinations)]
+        return [(f"127.0.0.{2 + j}", self.listen_port) for j in range(self.destinations)]
+
+
+def label(dst: str, port: int) -> str:
+    return f"[{dst}]:{port}" if ":" in dst else f"{dst}:{port}"
 
 
 @dataclass(frozen=True)
@@ -211,7 +230,7 @@ class LabResult:
             "namespace": self.namespace, "mode": p.mode,
             "range": {"low": p.range.low, "high": p.range.high, "size": p.range.size},
             "reserved": str(p.reserved), "listen_port": p.listen_port,
-            "listeners_in_range": p.in_range_ports(), "tw_reuse": p.tw_reuse,
+            "listeners_in_range": p.in_range_ports(), "tw_reuse": p.tw_reuse, "family": p.family,
             "max_connects": p.max_connects, "timeout_s": p.timeout,
             "destinations": [d.to_json() for d in self.destinations],
             "opened_total": self.opened_total,
@@ -345,23 +364,24 @@ def _fd_budget() -> int:
 def _listeners(plan: Plan) -> list[socket.socket]:
     out = []
     try:
-        for dst in plan.destination_addrs():
+        for dst, port in plan.destination_list():
             if plan.mode == "udp":
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind((dst, plan.listen_port))
+                s = socket.socket(plan.af, socket.SOCK_DGRAM)
+                s.bind((dst, port))
             else:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.bind((dst, plan.listen_port))
+                s = socket.socket(plan.af, socket.SOCK_STREAM)
+                s.bind((dst, port))
                 s.listen(65535)
             out.append(s)
         # servers inside the range: bound explicitly, so no connect() or bind(0) may take the port
         for port in plan.in_range_ports():
+            wild = "::" if plan.family == 6 else "0.0.0.0"
             if plan.mode == "udp":
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.bind(("0.0.0.0", port))
+                s = socket.socket(plan.af, socket.SOCK_DGRAM)
+                s.bind((wild, port))
             else:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.bind(("0.0.0.0", port))
+                s = socket.socket(plan.af, socket.SOCK_STREAM)
+                s.bind((wild, port))
                 s.listen(16)
             out.append(s)
     except BaseException:
@@ -381,7 +401,9 @@ def close_into_time_wait(client: socket.socket, listener: socket.socket) -> None
 def open_one(mode: str, dst: str, port: int) -> socket.socket:
     """One client socket in `mode`; OSError carries `.call` = the syscall that failed."""
     udp = mode == "udp"
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    v6 = ":" in dst
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,
+                      socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     call = "bind"
     try:
         if not udp:
@@ -389,7 +411,7 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
         if mode == "bind-no-port":
             s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         if mode in ("bind-connect", "bind-no-port"):
-            s.bind((SRC, 0))
+            s.bind((SRC6 if v6 else SRC, 0))
         call = "connect"
         s.connect((dst, port))
     except OSError as e:
@@ -415,11 +437,11 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
 
     def predict(dst: str, dport: int) -> Prediction:
         hf = host_facts(namespace)
-        table = snapshot(protos=(proto,), families=(4,), netns=namespace, facts=hf)
+        table = snapshot(protos=(proto,), families=(plan.family,), netns=namespace, facts=hf)
         r = pressure.analyze(hf, table)
         g = r.global_
         row = next((d for d in r.destinations
-                    if d.proto == proto and d.src == SRC and d.dst == dst and d.dport == dport), None)
+                    if d.proto == proto and d.src == plan.src and d.dst == dst and d.dport == dport), None)
         tw = g.time_wait
         if per_dest:
             if row is not None:
@@ -471,21 +493,22 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
         stack.callback(lambda: [s.close() for s in sockets])
         listeners = _listeners(plan)
         sockets.extend(listeners)
-        listener_of = dict(zip(plan.destination_addrs(), listeners))
+        listener_of = dict(zip(plan.destination_list(), listeners))
         for ls in listener_of.values():
             ls.settimeout(CONNECT_TIMEOUT)
         if on_ready:
             on_ready(name)
         predict = predictor_factory(plan, name)
-        global_start = predict(plan.destination_addrs()[0], plan.listen_port)
+        first = plan.destination_list()[0]
+        global_start = predict(*first)
         stop, error = "refused", None
         total = 0
-        for dst in plan.destination_addrs():
-            label = f"{dst}:{plan.listen_port}"
+        for dst, port in plan.destination_list():
+            name_ = label(dst, port)
             if stop != "refused":
                 break
-            start = predict(dst, plan.listen_port)
-            step(Step(label, "start", 0, total, start))
+            start = predict(dst, port)
+            step(Step(name_, "start", 0, total, start))
             marks = {max(1, round(start.left * f)): f"{int(f * 100)}%" for f in CHECKPOINTS}
             opened, err, call = 0, None, None
             while True:
@@ -500,10 +523,10 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                     break
                 try:
                     if plan.mode == "connect-close":
-                        close_into_time_wait(open_one("connect", dst, plan.listen_port),
-                                             listener_of[dst])
+                        close_into_time_wait(open_one("connect", dst, port),
+                                             listener_of[(dst, port)])
                     else:
-                        sockets.append(open_one(plan.mode, dst, plan.listen_port))
+                        sockets.append(open_one(plan.mode, dst, port))
                         held += 1
                 except OSError as e:
                     err, call = e.errno, getattr(e, "call", None)
@@ -513,15 +536,15 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 opened += 1
                 total += 1
                 if opened in marks and opened < start.left:
-                    step(Step(label, marks[opened], opened, total, predict(dst, plan.listen_port)))
-            after = predict(dst, plan.listen_port)
+                    step(Step(name_, marks[opened], opened, total, predict(dst, port)))
+            after = predict(dst, port)
             phase = "refused" if err is not None and stop == "refused" else "stopped"
-            step(Step(label, phase, opened, total, after, err, call))
+            step(Step(name_, phase, opened, total, after, err, call))
             outcomes.append(DestinationOutcome(
-                dst=dst, dport=plan.listen_port, predicted=start.left, opened=opened,
+                dst=dst, dport=port, predicted=start.left, opened=opened,
                 errno=err, call=call,
                 utilization_at_refusal=round(after.utilization, 6) if phase == "refused" else None))
-        global_end = predict(plan.destination_addrs()[0], plan.listen_port)
+        global_end = predict(*first)
         if plan.hold > 0:
             if on_hold:
                 on_hold(name)

@@ -72,6 +72,7 @@ def live_pressure(ns: str, proto: str):
     (dict(tw_reuse=3), "--tw-reuse"),
     (dict(listeners_in_range=100), "--listeners-in-range"),
     (dict(listeners_in_range=-1), "--listeners-in-range"),
+    (dict(family=5), "--family"),
     (dict(range=PortRange(500, 600)), "1024"),
     (dict(range=PortRange(5000, 5000)), "at least 2"),
 ])
@@ -384,3 +385,26 @@ def test_servers_inside_the_range_prediction_for_a_fresh_destination():
     res = run(lab.Plan(range=RANGE, destinations=2, mode="connect", listeners_in_range=7))
     assert [d.opened for d in res.destinations] == [93, 93]
     assert [d.predicted for d in res.destinations] == [93, 93]
+
+
+@needs_netns
+@pytest.mark.parametrize("mode, per_dest, err", [("connect", True, "EADDRNOTAVAIL"),
+                                                 ("bind-connect", False, "EADDRINUSE"),
+                                                 ("bind-no-port", True, "EADDRNOTAVAIL"),
+                                                 ("udp", False, "EAGAIN")])
+def test_ipv6_same_range_same_rules(mode, per_dest, err):
+    # IPv6 draws from the same ip_local_port_range; destinations differ by port on [::1]
+    seen = []
+
+    def at_refusal(ns, s):
+        rows = ss_in(ns, "-6", "-u" if mode == "udp" else "-t", "-a")
+        seen.append(len([r for r in rows if r[4] == s.destination and r[0] == "ESTAB"]))
+
+    res = run(lab.Plan(range=RANGE, destinations=2, mode=mode, family=6), at_refusal)
+    n = RANGE.size
+    assert [(d.dst, d.dport) for d in res.destinations] == [("::1", 80), ("::1", 81)]
+    assert [d.opened for d in res.destinations] == ([n, n] if per_dest else [n, 0])
+    assert [d.predicted for d in res.destinations] == ([n, n] if per_dest else [n, 0])
+    assert {d.errno_name for d in res.destinations} == {err}
+    assert seen == ([n, n] if per_dest else [n, 0])
+    assert res.match is True

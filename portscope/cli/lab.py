@@ -29,6 +29,10 @@ def _row(s) -> str:
     return f"{s.destination:<18} {s.phase:<8} | {pred} | {s.opened:>14}  {result}"
 
 
+def _label(dst, port) -> str:
+    return f"[{dst}]:{port}" if ":" in dst else f"{dst}:{port}"
+
+
 def _summary(res) -> list[str]:
     per_dest = res.plan.mode in ("connect", "bind-no-port", "connect-close")
     scope = "per destination" if per_dest else "in total (global pool)"
@@ -36,7 +40,7 @@ def _summary(res) -> list[str]:
     for d in res.destinations:
         verdict = {True: "as predicted", False: "MISMATCH", None: "not checked"}[d.match]
         refusal = f"then {d.errno_name} on {d.call}()" if d.errno is not None else "(stopped by a bound)"
-        out.append(f"  {d.dst}:{d.dport}: portscope predicted {d.predicted}, "
+        out.append(f"  {_label(d.dst, d.dport)}: portscope predicted {d.predicted}, "
                    f"the kernel opened {d.opened} {refusal}: {verdict}")
     g = res.global_end
     if g is not None:
@@ -67,9 +71,11 @@ def _summary(res) -> list[str]:
               help="net.ipv4.tcp_tw_reuse inside the lab (default: the kernel's, 2 = loopback).")
 @click.option("--listeners-in-range", type=int, default=0, show_default=True, metavar="L",
               help="Servers bound on L ports inside the range (TCP listeners; UDP sockets in udp mode).")
+@click.option("--family", type=click.Choice(["4", "6"]), default="4", show_default=True,
+              help="IPv4 (destinations 127.0.0.2, .3, ... port 80) or IPv6 ([::1] ports 80, 81, ...).")
 @json_option
 def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw_reuse,
-            listeners_in_range, json_out):
+            listeners_in_range, family, json_out):
     """Open connections in a private namespace until the kernel refuses.
 
     Prints, side by side, what portscope predicted (pressure analysis of the
@@ -83,7 +89,7 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
     plan = _lab.Plan(range=PortRange.parse(range_), destinations=destinations, mode=mode,
                      max_connects=max_connects, timeout=timeout, reserved=PortSet.parse(reserve),
                      hold=hold, tw_reuse=tw_reuse,
-                     listeners_in_range=listeners_in_range).validate()
+                     listeners_in_range=listeners_in_range, family=int(family)).validate()
     as_json = want_json(json_out)
     state = {"ns": None}
 
@@ -94,8 +100,9 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
                        + (f", reserved {plan.reserved}" if plan.reserved else "")
                        + (f", {plan.listeners_in_range} server(s) inside it"
                           if plan.listeners_in_range else "")
-                       + f"), mode {plan.mode}, {plan.destinations} destination(s) on port "
-                       f"{plan.listen_port}")
+                       + f"), mode {plan.mode}, {plan.destinations} destination(s): "
+                       + ", ".join(_label(d, p) for d, p in plan.destination_list()[:3])
+                       + (", ..." if plan.destinations > 3 else ""))
             click.echo(_HEAD)
 
     def step(s):
