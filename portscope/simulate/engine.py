@@ -38,6 +38,13 @@ def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
     tw = w.effective_time_wait
     inf = math.inf
 
+    bits = getattr(alloc, "bits", None)  # hot pairs' free-port bitsets (linux models)
+    if bits is None:
+        bits = {}
+    release, occupy = getattr(alloc, "release", None), getattr(alloc, "occupy", None)
+    eligq: deque = deque()  # (TIME_WAIT start, pair, port): tw_reuse may take it over from then on
+    track_elig = reuse_after is not None and tw > 0
+
     closes: list = []   # heap of (close time, seq, pair, port)
     twq: deque = deque()  # (expiry, pair, port, TIME_WAIT start)
     held: dict = {}     # (source, port) -> sockets holding it, ESTABLISHED or TIME_WAIT
@@ -72,8 +79,12 @@ def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
                     d[cp] = tc
                     twq.append((tc + tw, ck, cp, tc))
                     n_tw += 1
+                    if track_elig:
+                        eligq.append((tc, ck, cp))
                 else:
                     del d[cp]
+                    if bits and (0 if glob else ck) in bits:
+                        release(0 if glob else ck, cp)
                     h = holder(ck, cp)
                     c = held[h] - 1
                     if c:
@@ -86,12 +97,18 @@ def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
                 if d.get(cp) == start:  # not taken over by tcp_tw_reuse meanwhile
                     del d[cp]
                     n_tw -= 1
+                    if bits and (0 if glob else ck) in bits:
+                        release(0 if glob else ck, cp)
                     h = holder(ck, cp)
                     c = held[h] - 1
                     if c:
                         held[h] = c
                     else:
                         del held[h]
+            while eligq and t - eligq[0][0] >= reuse_after:
+                start, ck, cp = eligq.popleft()
+                if used[ck].get(cp) == start and ck in bits:
+                    release(ck, cp)
             if timeseries and t >= next_sample:
                 while t >= next_sample:
                     s_t.append(round(next_sample, 6))
@@ -122,6 +139,8 @@ def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
                         held_max = len(held)
                 d[port] = -1.0
                 n_est += 1
+                if bits and (0 if glob else kid) in bits:
+                    occupy(0 if glob else kid, port)
                 if life != inf:
                     heapq.heappush(closes, (t + life, seq, kid, port))
                     seq += 1
@@ -147,5 +166,5 @@ def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
         first_failure_time=None if first_fail_t is None else round(first_fail_t, 6),
         ports_used_max=held_max, capacity=capacity, steps_hist=hist, parity=par,
         predictability=pred, tw_reused=reused, series=series,
-        elapsed_s=time.perf_counter() - started,
+        elapsed_s=time.perf_counter() - started, ports=ports_log if record else None,
     )

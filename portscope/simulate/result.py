@@ -34,6 +34,7 @@ class Result:
     tw_reused: int = 0
     series: Series | None = field(default=None, repr=False)
     elapsed_s: float = 0.0
+    ports: object = field(default=None, repr=False)  # array of chosen ports in order, -1 = refused
 
     @property
     def search_steps(self) -> dict:

@@ -1,0 +1,176 @@
+"""`portscope simulate`: the kernel's port allocator at scale (logic in portscope.simulate)."""
+from __future__ import annotations
+
+import click
+
+from .common import emit_json, json_option, want_json
+
+ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
+         "rfc6056-5", "sequential")
+DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm": "linux",
+            "destinations": 1, "sources": 1, "arrivals": "fixed", "lifetime": "0",
+            "time_wait": 60.0, "tw_reuse": 0, "tw_reuse_delay": 1000, "loopback": False, "seed": 0}
+
+
+@click.command("simulate")
+@click.option("--range", "range_", metavar="LOW-HIGH", help="ip_local_port_range to model [32768-60999].")
+@click.option("--reserved", metavar="LIST", help="ip_local_reserved_ports, e.g. 40010,40100-40199.")
+@click.option("--listeners", metavar="LIST", help="Ports held by bind()/listeners inside the range.")
+@click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host.")
+@click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
+@click.option("--destinations", type=int, help="Destination ip:port pairs [1].")
+@click.option("--sources", type=int, help="Source IPs, connections spread over them [1].")
+@click.option("--connects", type=int, metavar="N",
+              help="Without --rate: N connects in a row, none closed. With --rate: stop after N.")
+@click.option("--rate", metavar="R/s", help="New connections per second over all pairs.")
+@click.option("--arrivals", type=click.Choice(["fixed", "poisson"]), help="Arrival process [fixed].")
+@click.option("--lifetime", metavar="DIST", help="Connection lifetime: SECONDS, exp:MEAN, uniform:A-B, "
+              "lognormal:MEDIAN,SIGMA or inf [0].")
+@click.option("--duration", type=float, metavar="S", help="Simulated seconds (with --rate).")
+@click.option("--time-wait", type=float, metavar="S", help="TIME_WAIT length [60, as the kernel].")
+@click.option("--tw-reuse", type=click.IntRange(0, 2), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0].")
+@click.option("--tw-reuse-delay", type=int, metavar="MS", help="tcp_tw_reuse_delay in ms [1000].")
+@click.option("--loopback", is_flag=True, default=None, help="Destinations are loopback (tw_reuse=2 applies).")
+@click.option("--socket-range", metavar="LOW-HIGH", help="IP_LOCAL_PORT_RANGE on each socket (linux).")
+@click.option("--udp-hash-size", type=int, metavar="N", help="UDP hash table entries (dmesg) [16384].")
+@click.option("--seed", type=int, help="Random seed [0]; same seed, same run.")
+@click.option("--interval", type=float, metavar="S", help="Time-series sampling interval.")
+@click.option("--config", "config", metavar="FILE", help="Workload from a YAML or TOML file; options win.")
+@click.option("--plot", "plot_path", metavar="OUT.png", help="Draw the time series and search steps.")
+@click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation.")
+@click.option("--timeseries", is_flag=True, help="Include the time series (JSON) / print it (text).")
+@json_option
+def simulate(range_, reserved, listeners, from_host, algorithm, destinations, sources, connects, rate,
+             arrivals, lifetime, duration, time_wait, tw_reuse, tw_reuse_delay, loopback, socket_range,
+             udp_hash_size, seed, interval, config, plot_path, want_plan, timeseries, json_out):
+    """Simulate the kernel's port allocator: exhaustion, search steps, parity, predictability.
+
+    \b
+    portscope simulate --range 40000-40039 --connects 50
+    portscope simulate --rate 500/s --lifetime exp:2 --duration 120 --plot out.png
+    portscope simulate --rate 5000/s --destinations 4 --plan
+    """
+    from ..simulate import config as cfgmod
+    from ..simulate.workload import workload as build
+
+    given = {"range": range_, "reserved": reserved, "listeners": listeners, "algorithm": algorithm,
+             "destinations": destinations, "sources": sources, "connects": connects, "rate": rate,
+             "arrivals": arrivals, "lifetime": lifetime, "duration": duration, "time_wait": time_wait,
+             "tw_reuse": tw_reuse, "tw_reuse_delay": tw_reuse_delay, "loopback": loopback,
+             "socket_range": socket_range, "udp_hash_size": udp_hash_size, "seed": seed,
+             "interval": interval}
+    opts = dict(DEFAULTS)
+    if from_host:
+        from .. import host_facts
+        f = host_facts()
+        opts.update(range=str(f.ephemeral), reserved=str(f.reserved))
+    if config:
+        opts.update(cfgmod.load(config))
+    opts.update({k: v for k, v in given.items() if v is not None})
+    w = build(**_typed(opts))
+
+    if want_plan:
+        return _plan(w, json_out)
+
+    from ..simulate.engine import run
+    r = run(w, timeseries=bool(timeseries or plot_path))
+    if plot_path:
+        from ..simulate.plot import plot
+        plot(r, plot_path)
+    if want_json(json_out):
+        emit_json(r.to_json(timeseries=timeseries))
+        return
+    _print_result(r, timeseries)
+    if plot_path:
+        click.echo(f"plot written to {plot_path}")
+
+
+def _typed(o: dict) -> dict:
+    """Config values arrive as strings or numbers; the workload wants its own types."""
+    from ..errors import BadInput
+
+    def num(key, kind):
+        v = o.get(key)
+        if v is None:
+            return None
+        try:
+            return kind(v)
+        except (TypeError, ValueError):
+            raise BadInput(f"{key.replace('_', '-')}: not a number: {v!r}") from None
+
+    out = {k: (str(o[k]) if o.get(k) is not None else None)
+           for k in ("range", "reserved", "listeners", "algorithm", "arrivals", "socket_range")}
+    out["reserved"] = out["reserved"] or ""
+    out["listeners"] = out["listeners"] or ""
+    if out["algorithm"] not in ALGOS:
+        raise BadInput(f"unknown algorithm {out['algorithm']!r}; choose one of {', '.join(ALGOS)}")
+    for k in ("destinations", "sources", "connects", "tw_reuse", "seed", "udp_hash_size"):
+        out[k] = num(k, int)
+    for k in ("duration", "time_wait", "interval"):
+        out[k] = num(k, float)
+    out["tw_reuse_delay_ms"] = num("tw_reuse_delay", int)
+    out["loopback"] = bool(o.get("loopback"))
+    out["rate"] = o.get("rate")
+    out["lifetime"] = o.get("lifetime", "0")
+    if out["socket_range"] is None:
+        out.pop("socket_range")
+    return out
+
+
+def _print_result(r, timeseries: bool) -> None:
+    s = r.settings
+    ss = r.search_steps
+    mode = (f"{s['connects']} connects in a row, none closed" if s["rate"] is None else
+            f"{s['rate']:g}/s {s['arrivals']}, lifetime {s['lifetime']}, TIME_WAIT {s['time_wait']:g}s, "
+            f"tw_reuse {s['tw_reuse']}")
+    click.echo(f"algorithm {s['algorithm']}  range {s['range']}  reserved {s['reserved'] or '-'}  "
+               f"{s['destinations']} destination(s) x {s['sources']} source(s)")
+    click.echo(f"workload  {mode}")
+    click.echo(f"capacity  {r.capacity} ports per (source, destination)")
+    click.echo(f"connects  {r.connects}   failures {r.failures}   first failure "
+               + ("none" if r.first_failure_index is None else
+                  f"#{r.first_failure_index} at {r.first_failure_time:g}s"))
+    click.echo(f"ports     used max {r.ports_used_max}   TIME_WAIT taken over {r.tw_reused}")
+    click.echo(f"search    steps per connect: mean {ss['mean']}  p99 {ss['p99']}  max {ss['max']}")
+    if r.parity:
+        p = r.parity
+        click.echo(f"parity    even {p['even']}  odd {p['odd']}  before the first other-parity port "
+                   f"{p['before_other_parity']}")
+    pr = r.predictability
+    if pr and pr.get("same_destination"):
+        g, d = pr.get("global") or {}, pr["same_destination"]
+        click.echo(f"guessing  previous port + most common step: {d['rate']:.1%} hit (same destination, "
+                   f"step {d['step']})" + (f", {g['rate']:.1%} (any destination)" if g else ""))
+    if timeseries and r.series:
+        t = r.series
+        click.echo("t_s\testablished\ttime_wait\tports_in_use\tfailures")
+        for row in zip(t.t, t.established, t.time_wait, t.ports_in_use, t.failures):
+            click.echo("\t".join(f"{x:g}" if isinstance(x, float) else str(x) for x in row))
+
+
+def _plan(w, json_out) -> None:
+    from ..simulate.plan import check, plan
+    p = plan(w)
+    chk = check(w, p)
+    if want_json(json_out):
+        emit_json({"plan": p.to_json(), "simulation": chk, "settings": w.settings()})
+        return
+    per = "host (bind(0)/UDP hold ports globally)" if p.sources_needed is None else "(source IP, destination)"
+    click.echo(f"capacity   {p.capacity_per_pair} ports per {per}")
+    if p.rate is not None:
+        click.echo(f"demand     {p.rate:g}/s over {w.pairs if p.sources_needed is not None else 1} pair(s) "
+                   f"= {p.rate_per_pair:g}/s each, each port held {p.hold_s:g}s "
+                   f"(lifetime + TIME_WAIT) -> {p.need_per_pair:g} ports needed ({p.utilization:.0%})")
+        click.echo(f"limit      {p.max_rate_per_pair:g} new connections/s per pair at this range")
+    else:
+        click.echo(f"demand     {p.need_per_pair:g} ports per pair ({p.utilization:.0%})")
+    click.echo("verdict    " + ("fits" if p.fits else f"exhausts, first failure after about {p.onset_s:g}s"))
+    click.echo(f"needed     range of {p.range_size_needed} ports with {w.sources} source IP(s)"
+               + (f", or {p.sources_needed} source IP(s) at this range" if p.sources_needed else ""))
+    if p.reuse:
+        ru = p.reuse
+        click.echo(f"tw_reuse=1 ports held {ru['hold_s']:g}s -> {ru['need_per_pair']:g} needed "
+                   f"({ru['utilization']:.0%}): " + ("fits" if ru["fits"] else "still exhausts"))
+    click.echo(f"simulated  {chk['connects']} connects over {chk['simulated_s']}s: {chk['failures']} failures"
+               + (f", first at {chk['first_failure_time']:g}s" if chk["first_failure_time"] is not None else "")
+               + ("  (agrees with the plan)" if chk["agrees"] else "  (DISAGREES with the plan)"))

@@ -1,0 +1,49 @@
+"""--plot: the time series and the search-step distribution, as one PNG."""
+from __future__ import annotations
+
+from ..errors import BadInput
+from .result import Result
+
+
+def plot(r: Result, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = r.series
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 10))
+    title = (f"{r.settings['algorithm']}  range {r.settings['range']}  "
+             f"{r.settings['destinations']} dst x {r.settings['sources']} src")
+    fig.suptitle(title)
+    if s is not None and s.t:
+        ax1.plot(s.t, s.established, label="established")
+        ax1.plot(s.t, s.time_wait, label="TIME_WAIT")
+        ax1.plot(s.t, s.ports_in_use, label="(source, port) pairs in use", linestyle="--")
+        ax1.axhline(r.capacity, color="grey", linewidth=0.8, linestyle=":", label="ports per pair")
+        ax1.set_ylabel("sockets / ports")
+        ax1.legend(loc="upper left", fontsize=8)
+        edges = [0.0] + list(s.t)  # each sample closes the interval that ends at it
+        ax2.stairs(s.failures, edges, fill=True, color="tab:red")
+        ax2.set_ylabel("refused connects (EADDRNOTAVAIL)\nper interval")
+        ax2.set_xlabel("simulated time (s)")
+    import numpy as np
+    hist = np.asarray(r.steps_hist, dtype=np.int64)
+    top = int(np.nonzero(hist)[0].max()) if hist.any() else 1
+    # at most ~100 bins, log-spaced: most connects take 1 step, a few take thousands
+    edges = np.unique(np.geomspace(1, top + 1, num=min(100, top + 1)).astype(np.int64))
+    if edges[-1] <= top:
+        edges = np.append(edges, top + 1)
+    counts = np.add.reduceat(hist[: edges[-1]], edges[:-1] )if len(edges) > 1 else hist[1:2]
+    ax3.stairs(counts, edges, fill=True, color="tab:purple")
+    ax3.set_xscale("log")
+    ax3.set_yscale("log")
+    ss = r.search_steps
+    ax3.set_xlabel(f"search steps per connect (mean {ss['mean']}, p99 {ss['p99']}, max {ss['max']})")
+    ax3.set_ylabel("connects")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as e:
+        raise BadInput(f"cannot write {path}: {e.strerror}") from None
+    finally:
+        plt.close(fig)
