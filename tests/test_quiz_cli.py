@@ -146,6 +146,14 @@ def test_piped_round_reasks_on_bad_input():
     assert "Score: 1/2 (50%)" in r.stdout and f"--topic {qs[1]['topic']}" in r.stdout
 
 
+def test_small_pool_asks_what_there_is():
+    pool = quiz.filtered(BANK.questions, "dynamic", "easy")
+    r = run("quiz", "--topic", "dyn", "--difficulty", "easy", "--count", "5", "--no-live", input="q\n")
+    assert r.returncode == 0
+    assert ("Only 1 question matches" if len(pool) == 1 else f"Only {len(pool)} questions match") in r.stdout
+    assert f"Question 1 of {len(pool)}" in r.stdout
+
+
 def test_q_stops_the_quiz():
     r = run("quiz", "--seed", "9", "--count", "4", input="q\n")
     assert r.returncode == 0 and "Stopped after 0 of 4 questions (you stopped)." in r.stdout

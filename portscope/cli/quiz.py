@@ -99,7 +99,8 @@ def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, j
         return line if line else None
 
     if not as_json and len(chosen) < n:
-        say(f"Only {len(chosen)} question{'s' if len(chosen) != 1 else ''} match; asking all of them.")
+        say("Only 1 question matches; asking it." if len(chosen) == 1
+            else f"Only {len(chosen)} questions match; asking all of them.")
     outcome = runner.play(chosen, ask, say, style=style, **meta)
     say("")
     say(runner.summary(outcome, style))
