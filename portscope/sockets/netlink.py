@@ -14,6 +14,8 @@ Structures: include/uapi/linux/inet_diag.h, sock_diag.h, netlink.h.
 from __future__ import annotations
 
 import errno
+import functools
+import operator
 import os
 import socket
 import struct
@@ -37,6 +39,7 @@ BC_JMP, BC_S_GE, BC_S_LE, BC_AUTO = 1, 2, 3, 6
 # every state ss shows with -a: 1..12 (NEW_SYN_RECV is 12); not 13 BOUND_INACTIVE
 ALL_STATES = sum(1 << s for s in range(1, 13))
 _NO_BIND_LOCK = (1 << 3) | (1 << 6) | (1 << 12)     # SYN_RECV, TIME_WAIT, NEW_SYN_RECV
+_TW = 1 << 6
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LITTLE = sys.byteorder == "little"
@@ -110,18 +113,21 @@ def _why(e: BaseException) -> str:
 
 
 def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
-         buf: bytearray) -> bytes:
-    """One dump -> the fixed 88-byte head (nlmsghdr + inet_diag_msg) of every reply, packed.
+         buf: bytearray) -> dict[int, bytearray]:
+    """One dump -> {stride: blob}: the replies, grouped so that every record in a blob
+    starts at a multiple of its stride (inet_diag_msg at offset 16 of each record).
 
-    Attributes after the head vary in length, so the loop only hops from header to
-    header and copies heads; the columns are then cut from the packed blob with
-    strided slices in C (see _append), with no per-socket Python object.
+    Within one dump the kernel's replies nearly always have one size (the same
+    attributes for every socket of a kind), so a received chunk is checked for that
+    in C (strided views of its length and type words) and kept whole. Only chunks
+    that mix sizes, or end the dump, go through a Python loop that copies each
+    reply's fixed 88-byte head into the stride-88 blob.
     """
     try:
         sock.send(_request(family, proto, states, bc, seq))
     except OSError as e:
         raise NetlinkRefused(_why(e))
-    out = bytearray()
+    out: dict[int, bytearray] = {}
     mv = memoryview(buf)
     fb = int.from_bytes
     bo = sys.byteorder
@@ -135,11 +141,20 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
                 raise NetlinkRefused(_why(e))
             if n == 0:
                 raise NetlinkRefused("netlink socket closed mid-dump")
+            if _uniform(mv, n):
+                blob = out.get(fb(mv[0:4], bo))
+                if blob is None:
+                    blob = out[fb(mv[0:4], bo)] = bytearray()
+                blob += mv[:n]
+                continue
+            heads = out.get(HEAD)
+            if heads is None:
+                heads = out[HEAD] = bytearray()
             off = 0
             while off < n:
                 length = fb(mv[off:off + 4], bo)
                 if buf[off + tb] == SOCK_DIAG_BY_FAMILY:
-                    out += mv[off:off + HEAD]
+                    heads += mv[off:off + HEAD]
                 else:
                     kind = struct.unpack_from("=H", buf, off + 4)[0]
                     if kind in (NLMSG_DONE, NLMSG_ERROR):
@@ -147,12 +162,30 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
                         if err < 0:
                             _raise(-err)
                         if kind == NLMSG_DONE:
-                            return bytes(out)
+                            return out
                 if length < 16:
                     raise NetlinkRefused("malformed netlink message")
                 off += (length + 3) & ~3
     finally:
         mv.release()
+
+
+_MULTI_DIAG = struct.pack("=HH", SOCK_DIAG_BY_FAMILY, 2)      # type, NLM_F_MULTI
+_patterns: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+
+
+def _uniform(mv: memoryview, n: int) -> bool:
+    """Is buf[:n] exactly n/L diag replies of one length L (no DONE, no error)?"""
+    length = int.from_bytes(mv[0:4], sys.byteorder)
+    if length < HEAD or length & 3 or n % length:
+        return False
+    k = n // length
+    pat = _patterns.get((length, k))
+    if pat is None:
+        pat = _patterns[(length, k)] = (struct.pack("=I", length) * k, _MULTI_DIAG * k)
+    words = mv[:n].cast("I")
+    step = length // 4
+    return words[0::step].tobytes() == pat[0] and words[1::step].tobytes() == pat[1]
 
 
 def _raise(code: int):
@@ -161,41 +194,51 @@ def _raise(code: int):
     raise NetlinkRefused(f"{errno.errorcode.get(code, code)}: {os.strerror(code)}")
 
 
-def _cut(blob: bytes, code: str, index: int) -> array:
-    """Column `index` (in units of `code`) of every HEAD-byte record, via a strided view."""
+def _cut(blob, stride: int, code: str, offset: int) -> array:
+    """The field at byte `offset` of every `stride`-byte record, via a strided view."""
     a = array(code)
-    step = HEAD // a.itemsize
-    a.frombytes(memoryview(blob).cast(code)[index::step].tobytes())
+    size = a.itemsize
+    a.frombytes(memoryview(blob).cast(code)[offset // size::stride // size].tobytes())
     return a
 
 
-def _append(table: SocketTable, blob: bytes, proto: int, family: int, auto: int) -> None:
-    n = len(blob) // HEAD
-    if not n:
-        return
-    states = blob[17::HEAD]
-    table.proto.frombytes(bytes((proto,)) * n)
-    table.family.frombytes(bytes((family,)) * n)
-    table.state.frombytes(states)
-    w = 4 if family == 4 else 16
-    size = len(blob)
-    table.local_addr.extend([blob[i:i + w] for i in range(24, size, HEAD)])
-    table.remote_addr.extend([blob[i:i + w] for i in range(40, size, HEAD)])
-    sp = _cut(blob, "H", 10)
-    dp = _cut(blob, "H", 11)
-    if _LITTLE:                    # ports arrive in network order
-        sp.byteswap()
-        dp.byteswap()
-    table.local_port.extend(sp)
-    table.remote_port.extend(dp)
-    table.uid.extend(_cut(blob, "I", 20))
-    table.inode.extend(_cut(blob, "I", 21).tolist())   # the column is 64-bit
-    if auto == AUTO_YES:
-        # TIME_WAIT and request sockets carry no bind lock, so AUTO says yes for
-        # all of them: the kernel cannot tell there
-        table.auto_bound.frombytes(states.translate(_AUTO_OF_STATE))
-    else:
-        table.auto_bound.frombytes(bytes((auto,)) * n)
+def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int) -> None:
+    for stride, blob in blobs.items():
+        blob = bytes(blob)              # slices of bytes are bytes: the address column
+        size = len(blob)
+        n = size // stride
+        if not n:
+            continue
+        states = blob[17::stride]
+        table.proto.frombytes(bytes((proto,)) * n)
+        table.family.frombytes(bytes((family,)) * n)
+        table.state.frombytes(states)
+        w = 4 if family == 4 else 16
+        first = operator.itemgetter(0)
+        for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
+            cut = _addr_struct(stride, offset, w)
+            column.extend(map(first, cut.iter_unpack(blob)))
+        sp = _cut(blob, stride, "H", 20)
+        dp = _cut(blob, stride, "H", 22)
+        if _LITTLE:                    # ports arrive in network order
+            sp.byteswap()
+            dp.byteswap()
+        table.local_port.extend(sp)
+        table.remote_port.extend(dp)
+        table.uid.extend(_cut(blob, stride, "I", 80))
+        table.inode.extend(_cut(blob, stride, "I", 84).tolist())   # the column is 64-bit
+        if auto == AUTO_YES:
+            # TIME_WAIT and request sockets carry no bind lock, so AUTO says yes for
+            # all of them: the kernel cannot tell there
+            table.auto_bound.frombytes(states.translate(_AUTO_OF_STATE))
+        else:
+            table.auto_bound.frombytes(bytes((auto,)) * n)
+
+
+@functools.lru_cache(maxsize=64)
+def _addr_struct(stride: int, offset: int, width: int) -> struct.Struct:
+    """One address per record, as bytes, for iter_unpack (C speed, no Python loop)."""
+    return struct.Struct(f"={offset}x{width}s{stride - offset - width}x")
 
 
 _AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) else AUTO_YES for s in range(256))
@@ -212,25 +255,31 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
     sock = open_socket()
     buf = bytearray(RECV_BYTES)
     seq = 0
+    tcp = PROTO_CODES["tcp"]
     try:
         for p in protos:
             code = PROTO_CODES[p]
             for fam in families:
-                halves = ((True, AUTO_YES), (False, AUTO_NO)) if auto else ((None, AUTO_UNKNOWN),)
+                # TIME_WAIT gets a dump of its own: the AUTO test means nothing there,
+                # and its replies are shorter, so separate dumps keep chunks uniform
+                tw = mask & _TW if code == tcp else 0
+                rest = mask & ~tw
+                if auto:
+                    parts = [(rest, True, AUTO_YES), (rest & ~_NO_BIND_LOCK, False, AUTO_NO)]
+                else:
+                    parts = [(rest, None, AUTO_UNKNOWN)]
+                parts.append((tw, None, AUTO_UNKNOWN))
                 try:
-                    for want, col in halves:
-                        seq += 1
-                        # TIME_WAIT and request sockets always pass AUTO: keep them
-                        # out of the not-auto half (saves running its bytecode on them)
-                        m = mask & ~_NO_BIND_LOCK if want is False else mask
+                    for m, want, col in parts:
                         if m:
-                            blob = dump(sock, fam, code, m, bytecode(sport, want), seq, buf)
-                            _append(table, blob, code, fam, col)
+                            seq += 1
+                            _append(table, dump(sock, fam, code, m, bytecode(sport, want), seq, buf),
+                                    code, fam, col)
                 except ProtocolMissing:
                     if p in ("tcp", "udp"):
                         raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
                     continue
-            if auto and code == PROTO_CODES["tcp"]:
+            if auto and code == tcp:
                 seq = _listeners(table, sock, families, buf, seq)
     finally:
         sock.close()
@@ -247,6 +296,6 @@ def _listeners(table, sock, families, buf, seq) -> int:
     ls = table.listen_ports
     for fam in families:
         seq += 1
-        blob = dump(sock, fam, tcp, 1 << TCP_LISTEN, b"", seq, buf)
-        ls.update((tcp, socket.ntohs(p)) for p in _cut(blob, "H", 10))
+        for stride, blob in dump(sock, fam, tcp, 1 << TCP_LISTEN, b"", seq, buf).items():
+            ls.update((tcp, socket.ntohs(p)) for p in _cut(blob, stride, "H", 20))
     return seq
