@@ -96,8 +96,13 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
     if netns and not linux:
         raise Unsupported("--netns is available on Linux only")
 
-    from .. import netns as _netns
-    with _netns.entered(netns):
+    if netns:
+        from .. import netns as _netns    # ctypes on Python < 3.12: only when needed
+        where = _netns.entered(netns)
+    else:
+        from contextlib import nullcontext
+        where = nullcontext()
+    with where:
         if linux:
             table = _linux_read(backend, ps, fs, codes, sport, auto=classify, owners=owners)
         else:
