@@ -162,6 +162,9 @@ class Step:
     predicted: Prediction | None
     errno: int | None = None
     call: str | None = None  # "bind" | "connect" that the kernel refused
+    # mean wall time per successful socket since the previous step: connect() slows down as
+    # the range fills (the search walks more of it), a symptom that comes before the refusal
+    mean_us: float | None = None
 
     @property
     def errno_name(self) -> str | None:
@@ -171,7 +174,8 @@ class Step:
         return {"destination": self.destination, "phase": self.phase, "opened": self.opened,
                 "opened_total": self.opened_total,
                 "predicted": self.predicted.to_json() if self.predicted else None,
-                "errno": self.errno, "errno_name": self.errno_name, "call": self.call}
+                "errno": self.errno, "errno_name": self.errno_name, "call": self.call,
+                "mean_us": None if self.mean_us is None else round(self.mean_us, 1)}
 
 
 @dataclass(frozen=True)
@@ -511,6 +515,14 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
             step(Step(name_, "start", 0, total, start))
             marks = {max(1, round(start.left * f)): f"{int(f * 100)}%" for f in CHECKPOINTS}
             opened, err, call = 0, None, None
+            seg_s, seg_n = 0.0, 0
+
+            def mean_us():
+                nonlocal seg_s, seg_n
+                m = seg_s / seg_n * 1e6 if seg_n else None
+                seg_s, seg_n = 0.0, 0
+                return m
+
             while True:
                 if total >= plan.max_connects:
                     stop = "max-connects"
@@ -521,6 +533,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 if time.monotonic() > deadline:
                     stop = "timeout"
                     break
+                t1 = time.perf_counter()
                 try:
                     if plan.mode == "connect-close":
                         close_into_time_wait(open_one("connect", dst, port),
@@ -533,13 +546,16 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                     if e.errno not in REFUSALS:
                         stop, error = "error", f"{call}() failed: {e.strerror or e}"
                     break
+                seg_s += time.perf_counter() - t1
+                seg_n += 1
                 opened += 1
                 total += 1
                 if opened in marks and opened < start.left:
-                    step(Step(name_, marks[opened], opened, total, predict(dst, port)))
+                    m = mean_us()
+                    step(Step(name_, marks[opened], opened, total, predict(dst, port), mean_us=m))
             after = predict(dst, port)
             phase = "refused" if err is not None and stop == "refused" else "stopped"
-            step(Step(name_, phase, opened, total, after, err, call))
+            step(Step(name_, phase, opened, total, after, err, call, mean_us=mean_us()))
             outcomes.append(DestinationOutcome(
                 dst=dst, dport=port, predicted=start.left, opened=opened,
                 errno=err, call=call,

@@ -8,7 +8,7 @@ from .common import emit_json, json_option, want_json
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")  # = lab.MODES (kept light)
 
 _HEAD = (f"{'destination':<18} {'step':<8} | {'predicted: capacity':>19} {'in use':>7} {'(TW)':>5} "
-         f"{'left':>6} {'util':>5} | {'kernel: opened':>14}  result")
+         f"{'left':>6} {'util':>5} | {'kernel: opened':>14} {'µs/conn':>8}  result")
 
 
 @click.group("lab")
@@ -26,7 +26,8 @@ def _row(s) -> str:
         result = "stopped (bound reached)"
     else:
         result = "-" if s.phase == "start" else "ok"
-    return f"{s.destination:<18} {s.phase:<8} | {pred} | {s.opened:>14}  {result}"
+    us = f"{s.mean_us:>8.1f}" if s.mean_us is not None else f"{'-':>8}"
+    return f"{s.destination:<18} {s.phase:<8} | {pred} | {s.opened:>14} {us}  {result}"
 
 
 def _label(dst, port) -> str:
