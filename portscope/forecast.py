@@ -19,32 +19,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import replace
+from itertools import compress
 from ipaddress import ip_address
 from typing import Callable
 
-from .pressure import Finding, PressureResult, analyze, truncate, usable_ports
-from .sockets.table import PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN
+from .pressure import Finding, PressureResult, analyze, row_masks, truncate
 
 
 def client_tuples(host_facts, table) -> set:
-    """(proto, laddr, lport, raddr, rport) of the client sockets analyze() counts."""
-    usable = usable_ports(host_facts.ephemeral, host_facts.reserved)
-    protos, states, lports = table.proto, table.state, table.local_port
-    listen = {lports[i] for i, st in enumerate(states) if st == TCP_LISTEN and protos[i] == PROTO_TCP}
-    listen.update(p for pr, p in getattr(table, "listen_ports", ()) or () if pr == PROTO_TCP)
-    out = set()
-    add = out.add
-    for pr, st, la, lp, ra, rp in zip(protos, states, table.local_addr, lports,
-                                      table.remote_addr, table.remote_port):
-        if not usable[lp] or rp == 0:
-            continue
-        if pr == PROTO_TCP:
-            if st == TCP_LISTEN or lp in listen:
-                continue
-        elif pr not in (PROTO_UDP, PROTO_UDPLITE):
-            continue
-        add((pr, la, lp, ra, rp))
-    return out
+    """(proto, laddr, lport, raddr, rport) of the client sockets analyze() counts (the same
+    row masks, so both agree on what a client socket is)."""
+    m = row_masks(host_facts, table)
+    t = table
+    return set(compress(zip(t.proto, t.local_addr, t.local_port, t.remote_addr, t.remote_port), m.client))
 
 
 def _reuse_applies(tw_reuse: int | None, src: str, dst: str) -> bool:

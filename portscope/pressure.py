@@ -19,10 +19,11 @@ bind(addr, 0)+connect() cannot be told from plain connect() by sock_diag (the ke
 test only sees ports bound by number). We infer it from the allocator's parity split: connect()
 tries ports of LOW's parity first and only takes the other parity once every same-parity port
 is unusable for that destination, while bind(0) starts with the other parity. So a TCP client
-socket on an other-parity port, alone on that port, to a destination that still has
-same-parity ports free, was almost certainly bound first. Limits (docs/pressure.md): sockets
-using IP_LOCAL_PORT_RANGE (no parity split) and sockets whose same-parity siblings have since
-closed are counted as bind-held. Once bind(0) has used up its half of the range it takes
+socket on an other-parity port, alone on that port, to a destination that uses less than half
+of its LOW-parity ports (far from connect()'s second pass, even if some have closed since),
+was almost certainly bound first. Limits (docs/pressure.md): sockets using IP_LOCAL_PORT_RANGE
+(no parity split) are counted as bind-held; bind(0) sockets toward a destination that also
+holds many plain connect()s are missed. Once bind(0) has used up its half of the range it takes
 LOW-parity ports too; then a lone socket on a LOW-parity port to a destination that already
 binds before connecting is counted as bind-held as well (a program binds all or none).
 
@@ -43,6 +44,7 @@ from .sockets.table import (
 )
 
 SEVERITIES = ("critical", "warning", "info")
+PARITY_FAR = 0.5     # bind(0) inference only while a destination uses < half its LOW-parity ports
 _BOUND_INACTIVE = 13
 _UDP_PROTOS = (PROTO_UDP, PROTO_UDPLITE)
 
@@ -321,25 +323,32 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
 
     # bind(0)+connect inference (see module doc)
     same_total = usable[low_par::2].count(1)   # index parity == port parity
-    same_cap = same_total - sum(1 for p in g_tcp_sure if (p & 1) == low_par)
+    same_cap = same_total - sum(1 for p in g_tcp_sure | listen_in_u if (p & 1) == low_par)
+    # only while the destination's LOW-parity half is far from used up: near it, its other-
+    # parity sockets may be connect()'s second pass (some same-parity ones may have closed since)
+    same_limit = same_cap * PARITY_FAR
+    other_total = usable[1 - low_par::2].count(1)
+    tcp_held = g_tcp_sure | listen_in_u | tcp_port_n.keys()
+    saturated = other_total > 0 and sum(1 for p in tcp_held if (p & 1) != low_par and usable[p]) >= other_total
+    if saturated:
+        # every other-parity port is held: bind(0) has spilled into LOW's parity, so the
+        # binders' destinations hold LOW-parity ports too; only a destination that has
+        # all of them can be on connect()'s second pass
+        same_limit = same_cap
     g_tcp_inferred: set[int] = set()
     bind_dests: set = set()
     for lp, key in candidates:
-        if tcp_port_n[lp] == 1 and dest_same[key] < same_cap:
+        if tcp_port_n[lp] == 1 and dest_same[key] < same_limit:
             g_tcp_inferred.add(lp)
             bind_dests.add(key)
             dest_bind[key] += 1
-    if g_tcp_inferred:
-        # Saturation: once every other-parity port is taken, bind(0) moves on to LOW's parity.
+    if g_tcp_inferred and saturated:
         # Then a lone socket on a LOW-parity port, to a destination that already binds
         # before connecting, is taken to be bound as well (a program binds all or none).
-        tcp_held = g_tcp_sure | listen_in_u | tcp_port_n.keys()
-        other_total = usable[1 - low_par::2].count(1)
-        if sum(1 for p in tcp_held if (p & 1) != low_par and usable[p]) >= other_total:
-            for lp, key in compress(zip(lports, keys()), _and(auto_tcp, m.same_par)):
-                if tcp_port_n[lp] == 1 and key in bind_dests:
-                    g_tcp_inferred.add(lp)
-                    dest_bind[key] += 1
+        for lp, key in compress(zip(lports, keys()), _and(auto_tcp, m.same_par)):
+            if tcp_port_n[lp] == 1 and key in bind_dests:
+                g_tcp_inferred.add(lp)
+                dest_bind[key] += 1
     g_tcp = g_tcp_sure | g_tcp_inferred | listen_in_u
 
     # global view

@@ -252,3 +252,27 @@ def test_udp_exhausts_globally_at_predicted_count(small):
     # ... and TCP keeps its own table: the destination still has all 20 ports
     assert res.destination("127.0.0.1", 5001).capacity == 20
     assert "udp-pool" in {f.id for f in res.findings}
+
+
+def test_mixed_workload_counts_exactly_the_bound_sockets(netns):
+    """The docs demo, which once took connect()'s second pass for bind(0): 70 connect()s
+    past the even half of a 100-port range (a listener on an even port), plus 4 bind(0)
+    sockets toward another destination and 12 UDP sockets."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    drive = Driver(netns)
+    try:
+        for p in (5001, 5432, 40050):
+            drive(op="listen", port=p)
+        assert drive(op="open", dests=[["127.0.0.1", 5432]], n=70)["opened"] == [70]
+        assert drive(op="open", dests=DESTS[:1], mode="bind", n=4)["opened"] == [4]
+        assert drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=12)["opened"] == [12]
+        res = analyze_ns(netns)
+        g = res.global_
+        assert (g.bind_held, g.listeners, g.udp, g.tcp_exclusive) == (4, 1, 12, 5)
+        d = res.destination("127.0.0.1", 5432)
+        assert (d.in_use, d.bind_held, d.capacity) == (70, 0, 100 - 5)
+        # the kernel agrees: exactly capacity - in_use more connect()s fit
+        out = drive(op="open", dests=[["127.0.0.1", 5432]])
+        assert (out["opened"], out["error"]) == ([25], "EADDRNOTAVAIL")
+    finally:
+        drive.close()

@@ -149,6 +149,26 @@ def test_odd_ports_after_evens_exhausted_are_connect():
     assert dest(res, 80).in_use == 13
 
 
+def test_second_pass_with_listener_on_low_parity_port_is_connect():
+    # found live: 70 connect()s in a 100-port range with a listener on an even port: 49 even
+    # ports, then 21 odd ones from connect()'s second pass; none of them is bind-held
+    f = facts(40000, 40099)
+    t = T().add(TCP, LISTEN, 40050, auto=AUTO_NO)
+    evens = [p for p in range(40000, 40100, 2) if p != 40050]
+    t.connect(evens + list(range(40001, 40043, 2)), dport=5432)
+    res = analyze(f, t.t)
+    assert res.global_.bind_held == 0 and "bind-before-connect" not in ids(res)
+    d = dest(res, 5432)
+    assert (d.in_use, d.capacity, d.bind_held) == (70, 99, 0)
+
+
+def test_second_pass_after_some_evens_closed_is_connect():
+    f = facts(40000, 40099)
+    evens = list(range(40000, 40100, 2))[:40]            # 10 of the 50 evens closed since
+    res = analyze(f, T().connect(evens + list(range(40001, 40021, 2))).t)
+    assert res.global_.bind_held == 0
+
+
 def test_shared_odd_port_is_connect():
     # the same odd port toward two destinations can only come from connect()
     t = T().connect([40001]).connect([40001], dport=443)
