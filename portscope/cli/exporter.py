@@ -1,0 +1,91 @@
+"""`portscope exporter`: Prometheus /metrics over HTTP(S), or a node_exporter textfile."""
+from __future__ import annotations
+
+import click
+
+from .common import emit_json, json_option, netns_of, verbose, want_json
+
+MAX_TOP = 1000
+MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
+
+
+@click.command("exporter")
+@click.option("--listen", default="127.0.0.1:9917", show_default=True, metavar="ADDR:PORT",
+              help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every address).")
+@click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False),
+              help="TLS and basic auth, in the Prometheus exporter-toolkit's web-config format.")
+@click.option("--top", default=20, show_default=True, type=int, metavar="N",
+              help="Per-destination series for the N busiest destinations; the rest are summed (dst=\"other\").")
+@click.option("--textfile", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Instead of serving, write the metrics to PATH (atomically) every --interval seconds.")
+@click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
+              help="Seconds between textfile writes.")
+@click.option("--once", is_flag=True, help="With --textfile: write once and exit.")
+@click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID",
+              help="Report this network namespace (repeatable; each under its own netns label).")
+@click.option("--all-netns", is_flag=True,
+              help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape.")
+@json_option
+def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out):
+    """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
+
+    \b
+    Serves http://127.0.0.1:9917/metrics by default. Each scrape takes one socket
+    snapshot per namespace; concurrent scrapes share it. --json prints one
+    collection as JSON and exits.
+    """
+    import logging
+    import sys
+
+    from ..errors import BadInput
+
+    if not 0 <= top <= MAX_TOP:
+        raise BadInput(f"--top must be in 0..{MAX_TOP}, got {top}")
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise BadInput(f"--interval must be in {MIN_INTERVAL:g}..{MAX_INTERVAL:g} seconds, got {interval:g}")
+    if once and not textfile:
+        raise BadInput("--once needs --textfile")
+    targets = list(netns) or [netns_of(None)]
+    if all_netns:
+        targets = [None, *netns]
+    from .. import netns as _netns
+    for t in targets:
+        if t:
+            _netns.resolve(t)      # a typo fails now, one line; later disappearance is counted
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if verbose() else logging.WARNING,
+                        format="portscope exporter: %(levelname)s: %(message)s")
+    from ..exporter import Exporter, PortscopeCollector, run_textfile
+
+    collector = PortscopeCollector(targets, all_netns=all_netns, top=top)
+    exp = Exporter(collector)
+    if want_json(json_out):
+        from prometheus_client.parser import text_string_to_metric_families
+        fams = text_string_to_metric_families(exp.render().decode())
+        emit_json({f.name: [{"labels": s.labels, "value": s.value} for s in f.samples] for f in fams})
+        return
+    if textfile:
+        import os
+        d = os.path.dirname(os.path.abspath(textfile))
+        if not os.path.isdir(d):
+            raise BadInput(f"--textfile {textfile}: directory {d} does not exist")
+        try:
+            run_textfile(exp, textfile, interval, count=1 if once else None)
+        except KeyboardInterrupt:
+            pass
+        return
+
+    from ..webconfig import WebConfig, load, serve
+    cfg = load(web_config) if web_config else WebConfig()
+    server = serve(listen, exp.routes(), cfg, access_log=verbose())
+    host, port = server.server_address[:2]
+    scheme = "https" if cfg.tls else "http"
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"portscope exporter: serving {scheme}://{shown}:{port}/metrics"
+               f"{' (basic auth)' if cfg.users else ''}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

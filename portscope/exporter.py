@@ -1,0 +1,305 @@
+"""Prometheus metrics of ephemeral-port pressure: a custom collector, the scrape
+coalescer, and the textfile writer. Metric names are a contract (docs/exporter.md).
+
+Each scrape reads ONE socket table per namespace (sock_diag, every protocol and
+state) and derives everything from it: socket counts, global use, per-destination
+use (portscope.pressure.analyze). Series from one scrape therefore always agree.
+Concurrent scrapes share one collection (single flight): 50 scrapers against a
+100k-socket namespace cost one read, not 50.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from itertools import compress
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import CollectorRegistry
+
+log = logging.getLogger("portscope.exporter")
+
+DEFAULT_LISTEN = "127.0.0.1:9917"
+DEFAULT_TOP = 20
+OTHER = "other"                       # dst label of the series summing every destination beyond top-N
+NETNS_DIR = "/run/netns"
+ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
+PORT_PROTOS = ("tcp", "udp", "udplite")   # share the ephemeral range (SCTP has its own allocator)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Everything one namespace contributes to a scrape."""
+
+    netns: str                        # label value; "" = the exporter's own namespace
+    facts: object                     # HostFacts
+    sockets: dict                     # (proto, state) -> count
+    ports_in_use: dict                # proto -> distinct ports of the usable pool held
+    pressure: object                  # PressureResult (top-N)
+
+
+def read_table(netns: str | None):
+    """One sock_diag read of every socket (falls back to the facade: procfs, psutil)."""
+    if sys.platform.startswith("linux"):
+        from . import netns as _netns
+        from .sockets import netlink
+        try:
+            with _netns.entered(netns):
+                return netlink.read_table(ALL_PROTOS, (4, 6), None, None, auto=True)
+        except netlink.NetlinkRefused:
+            pass
+    from .sockets import snapshot
+    return snapshot(ALL_PROTOS, netns=netns, classify=False)
+
+
+def ports_in_use(table, usable) -> dict:
+    """proto name -> distinct ports of the usable pool held by that protocol's sockets."""
+    from .pressure import _and, _is
+    from .sockets.table import PROTO_CODES
+
+    lports = table.local_port
+    in_u = bytes(map(usable.__getitem__, lports))
+    pb = table.proto.tobytes()
+    return {p: len(set(compress(lports, _and(_is(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
+
+
+def read_sample(netns: str | None, top: int) -> Sample:
+    from .host import facts as host_facts
+    from .pressure import analyze, usable_ports
+    from .sockets.table import PROTO_NAMES, STATE_NAMES
+
+    facts = host_facts(netns)
+    table = read_table(netns)
+    counts = Counter(zip(table.proto, table.state))
+    sockets: Counter = Counter()
+    for (p, s), n in counts.items():
+        sockets[(PROTO_NAMES.get(p, str(p)), STATE_NAMES.get(s, str(s)))] += n
+    usable = usable_ports(facts.ephemeral, facts.reserved)
+    return Sample(netns=netns or "", facts=facts, sockets=dict(sockets),
+                  ports_in_use=ports_in_use(table, usable), pressure=analyze(facts, table, top=top))
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if not n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+class PortscopeCollector:
+    """prometheus_client custom collector: one consistent read per namespace per collect().
+
+    targets: namespaces to read ("" or None = our own); all_netns: also every name under
+    /run/netns, listed afresh at each scrape (containers come and go)."""
+
+    def __init__(self, targets=(None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
+                 reader=read_sample):
+        self.targets = tuple(targets) or (None,)
+        self.all_netns = all_netns
+        self.top = top
+        self.reader = reader
+        self.errors: Counter = Counter()          # netns label -> failed reads (monotonic)
+        self._lock = threading.Lock()
+
+    def namespaces(self) -> list[str | None]:
+        out = list(dict.fromkeys(self.targets))
+        if self.all_netns:
+            out += [n for n in list_netns() if n not in out]
+        return out
+
+    def describe(self):
+        return []        # no describe-time read: registering must not take a snapshot
+
+    def collect(self):
+        with self._lock:          # setns + 100k-socket reads: one at a time
+            return self._collect()
+
+    def _collect(self):
+        samples, durations, ok = [], {}, {}
+        for ns in self.namespaces():
+            label = ns or ""
+            t0 = time.perf_counter()
+            try:
+                samples.append(self.reader(ns, self.top))
+                ok[label] = 1
+            except Exception as e:           # a vanished namespace must not stop the others
+                self.errors[label] += 1
+                ok[label] = 0
+                log.warning("netns %s: read failed: %s", label or "(own)", e)
+            durations[label] = time.perf_counter() - t0
+        for label in self.errors:
+            ok.setdefault(label, 0)
+        return list(_families(samples)) + list(self._self_metrics(durations, ok))
+
+    def _self_metrics(self, durations, ok):
+        d = GaugeMetricFamily("portscope_scrape_duration_seconds",
+                              "Seconds spent reading sockets and computing pressure for this scrape, per namespace.",
+                              labels=["netns"])
+        for ns, v in durations.items():
+            d.add_metric([ns], v)
+        yield d
+        e = CounterMetricFamily("portscope_scrape_errors",
+                                "Failed reads of a namespace's sockets or settings since the exporter started.",
+                                labels=["netns"])
+        for ns in sorted(set(self.errors) | set(durations)):
+            e.add_metric([ns], self.errors.get(ns, 0))
+        yield e
+        s = GaugeMetricFamily("portscope_scrape_success",
+                              "1 when this scrape read the namespace, 0 when the read failed.", labels=["netns"])
+        for ns, v in ok.items():
+            if ns in durations:
+                s.add_metric([ns], v)
+        yield s
+
+
+def _g(name, doc, labels=()):
+    return GaugeMetricFamily(name, doc, labels=["netns", *labels])
+
+
+def _families(samples):
+    rng = _g("portscope_ephemeral_range_ports", "Ports in the ephemeral (local) port range, both ends included.")
+    low = _g("portscope_ephemeral_range_low_port", "First port of the ephemeral range.")
+    high = _g("portscope_ephemeral_range_high_port", "Last port of the ephemeral range.")
+    res = _g("portscope_reserved_ports", "Reserved ports (ip_local_reserved_ports), anywhere in 0-65535.")
+    res_in = _g("portscope_reserved_ephemeral_ports", "Reserved ports inside the ephemeral range.")
+    usable = _g("portscope_ephemeral_usable_ports",
+                "Ports the kernel may hand out automatically: the range minus reserved ports.")
+    socks = _g("portscope_sockets", "Sockets by protocol and state.", ["proto", "state"])
+    in_use = _g("portscope_ephemeral_ports_in_use",
+                "Distinct usable ephemeral ports held by sockets of this protocol.", ["proto", "scope"])
+    util = _g("portscope_ephemeral_utilization_ratio",
+              "Share (0..1) of the usable ephemeral ports held by any protocol.", ["scope"])
+    d_use = _g("portscope_destination_ports_in_use",
+               "Ephemeral ports used toward one destination (top-N; dst=\"other\" sums the rest).",
+               ["proto", "src", "dst", "dport"])
+    d_tw = _g("portscope_destination_time_wait_sockets",
+              "Of those, sockets in TIME_WAIT (top-N destinations).", ["proto", "src", "dst", "dport"])
+    d_cap = _g("portscope_destination_ports_capacity",
+               "Ephemeral ports one destination could use in all (connect() fails beyond).",
+               ["proto", "src", "dst", "dport"])
+    d_util = _g("portscope_destination_utilization_ratio",
+                "in_use / capacity (0..1) for one destination; 1 means the next connect() fails.",
+                ["proto", "src", "dst", "dport"])
+    dests = _g("portscope_destinations", "Distinct destinations using ephemeral ports (before top-N).")
+    lis = _g("portscope_listeners_in_ephemeral_range",
+             "TCP listening ports inside the usable ephemeral range (clients may take them first).")
+    find = _g("portscope_findings", "Findings of the pressure analysis by severity.", ["severity"])
+    for s in samples:
+        ns, f, p = s.netns, s.facts, s.pressure
+        rng.add_metric([ns], f.ephemeral.size)
+        low.add_metric([ns], f.ephemeral.low)
+        high.add_metric([ns], f.ephemeral.high)
+        res.add_metric([ns], len(f.reserved))
+        res_in.add_metric([ns], f.reserved.count_in(f.ephemeral))
+        usable.add_metric([ns], p.global_.capacity)
+        for (proto, state), n in sorted(s.sockets.items()):
+            socks.add_metric([ns, proto, state], n)
+        for proto, n in s.ports_in_use.items():
+            in_use.add_metric([ns, proto, "global"], n)
+        util.add_metric([ns, "global"], p.global_.utilization)
+        for d in p.destinations:
+            lv = [ns, d.proto, d.src, d.dst, str(d.dport)]
+            d_use.add_metric(lv, d.in_use)
+            d_tw.add_metric(lv, d.time_wait)
+            d_cap.add_metric(lv, d.capacity)
+            d_util.add_metric(lv, d.utilization)
+        if p.others["destinations"]:
+            d_use.add_metric([ns, "", "", OTHER, ""], p.others["in_use"])
+        dests.add_metric([ns], p.destinations_total)
+        lis.add_metric([ns], len(p.listener_ports))
+        sev = Counter(x.severity for x in p.findings)
+        for level in ("critical", "warning", "info"):
+            find.add_metric([ns, level], sev.get(level, 0))
+    return (rng, low, high, res, res_in, usable, socks, in_use, util,
+            d_use, d_tw, d_cap, d_util, dests, lis, find)
+
+
+class Exporter:
+    """Registry + single-flight rendering: a scrape that arrives while a collection runs
+    waits for that collection and gets its bytes (at most one collection in flight)."""
+
+    def __init__(self, collector: PortscopeCollector):
+        self.collector = collector
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+        self._cv = threading.Condition()
+        self._running = False
+        self._gen = 0
+        self._last: bytes = b""
+
+    def render(self) -> bytes:
+        from prometheus_client.exposition import generate_latest
+
+        with self._cv:
+            if self._running:
+                gen = self._gen
+                while self._gen == gen:
+                    self._cv.wait()
+                return self._last
+            self._running = True
+        out = self._last
+        try:
+            out = generate_latest(self.registry)
+        except Exception:     # the collector catches read errors; this is a bug, keep serving
+            log.exception("rendering metrics failed")
+        finally:
+            with self._cv:
+                self._last = out
+                self._gen += 1
+                self._running = False
+                self._cv.notify_all()
+        return out
+
+    def routes(self) -> dict:
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        page = (b"<html><head><title>portscope exporter</title></head><body>"
+                b"<h1>portscope exporter</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n")
+        return {
+            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render()),
+            "/": lambda: (200, "text/html; charset=utf-8", page),
+        }
+
+
+def write_textfile(path: str, data: bytes) -> None:
+    """Atomic write for node_exporter's textfile collector: temp file in the same
+    directory (so rename is atomic), fsync, rename over the old file."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".portscope-", suffix=".prom.tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def run_textfile(exporter: Exporter, path: str, interval: float, *, count: int | None = None,
+                 stop: threading.Event | None = None) -> int:
+    """Write every `interval` seconds (count: stop after that many writes). Returns writes."""
+    stop = stop or threading.Event()
+    n = tries = 0
+    while not stop.is_set():
+        t0 = time.monotonic()
+        tries += 1
+        try:
+            write_textfile(path, exporter.render())
+            n += 1
+        except OSError as e:
+            log.warning("cannot write %s: %s", path, e)
+        if count is not None and tries >= count:
+            break
+        stop.wait(max(0.0, interval - (time.monotonic() - t0)))
+    return n
