@@ -32,12 +32,13 @@ class Lifetime:
         kind, _, arg = s.partition(":")
         if not arg:
             kind, arg = "fixed", s
-        nums = [x for x in re.split(r"[-,]", arg.rstrip("s")) if x != ""]
+        want = {"fixed": 1, "exp": 1, "uniform": 2, "lognormal": 2}
+        arg = arg.strip().removesuffix("s")
+        parts = [arg] if want.get(kind) == 1 else re.split(r"(?<=\d)-|,", arg)
         try:
-            vals = [float(x) for x in nums]
+            vals = [float(x) for x in parts]
         except ValueError:
             vals = []
-        want = {"fixed": 1, "exp": 1, "uniform": 2, "lognormal": 2}
         if kind not in want or len(vals) != want[kind]:
             raise BadInput(f"not a lifetime: {text!r} (use SECONDS, exp:MEAN, uniform:A-B, "
                            "lognormal:MEDIAN,SIGMA or inf)")

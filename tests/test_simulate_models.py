@@ -1,0 +1,170 @@
+"""Allocator models and the event loop, without the kernel: invariants that
+follow from the kernel's code and from RFC 6056, checked on simulated runs."""
+from __future__ import annotations
+
+import pytest
+
+from portscope.errors import BadInput
+from portscope.simulate import ALGORITHMS, Lifetime, alloc_linux, parse_rate, run, workload
+
+
+def sim(**kw):
+    kw.setdefault("range", "40000-40039")
+    return run(workload(**kw))
+
+
+def chosen(r):
+    return [p for p in r.ports if p >= 0]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_model_fills_only_free_ports_and_is_deterministic(algorithm):
+    kw = dict(range="40000-40063", reserved="40005,40040-40043", listeners="40050",
+              algorithm=algorithm, connects=80, seed=7)
+    a, b = sim(**kw), sim(**kw)
+    assert list(a.ports) == list(b.ports)  # same seed, same run
+    ports = chosen(a)
+    assert len(ports) == len(set(ports))  # one destination, none closed: no port twice
+    assert not {40005, 40040, 40041, 40042, 40043, 40050} & set(ports)
+    assert all(40000 <= p <= 40063 for p in ports)
+    if algorithm != "rfc6056-2":  # algorithm 2 may give up early (random tries)
+        assert a.first_failure_index == len(ports) == 64 - 6
+
+
+def test_connect_shares_ports_across_destinations_bind_does_not():
+    c = sim(connects=200, destinations=4)
+    b = sim(connects=200, destinations=4, algorithm="linux-bind")
+    assert c.connects - c.failures == 4 * 40  # 40 per destination
+    assert c.ports_used_max == 40  # the same 40 ports, each shared four ways
+    assert b.connects - b.failures == 40  # bind(0) holds a port for everyone
+    assert b.first_failure_index == 40
+
+
+def test_sources_multiply_capacity():
+    r = sim(connects=200, destinations=1, sources=3)
+    assert r.connects - r.failures == 120
+    assert r.ports_used_max == 120  # (source, port) pairs
+
+
+def test_same_parity_range_walks_only_remaining_ports_per_pass():
+    # 40000-40040: remaining = 40, so one start offset never reaches 40000
+    counts = {len(chosen(sim(range="40000-40040", connects=50, seed=s))) for s in range(60)}
+    assert counts == {40, 41}
+
+
+def test_udp_has_no_parity_preference_and_no_time_wait():
+    r = sim(range="40000-40999", algorithm="udp", connects=400, destinations=50)
+    odd = sum(p & 1 for p in chosen(r))
+    assert 120 < odd < 280
+    steady = run(workload(range="40000-40099", algorithm="udp", rate="50/s", lifetime="1",
+                          duration=30, destinations=5))
+    assert steady.failures == 0 and steady.settings["time_wait"] == 0.0
+
+
+def test_fast_path_is_exact():
+    """The bitset walk must give the same ports and step counts as walking port
+    by port, including TIME_WAIT take-over and the same-parity edge case."""
+    cases = [
+        dict(range="40000-40299", reserved="40010-40020", listeners="40100", rate="30/s",
+             lifetime="exp:3", duration=60, time_wait=10, destinations=2),
+        dict(range="40000-40299", rate="400/s", lifetime="uniform:0-2", duration=20, time_wait=10,
+             tw_reuse=1, arrivals="poisson"),
+        dict(range="40000-40300", reserved="40001,40003-40007", rate="60/s", lifetime="exp:1",
+             duration=60, time_wait=10, destinations=2, sources=2, arrivals="poisson"),
+        dict(range="40000-40299", rate="40/s", lifetime="0", duration=40, time_wait=10, algorithm="linux-bind"),
+        dict(range="40001-40300", rate="40/s", lifetime="0", duration=40, time_wait=10, socket_range="40100-40200"),
+    ]
+    old = alloc_linux.HOT_STEPS
+    try:
+        for kw in cases:
+            alloc_linux.HOT_STEPS = 48
+            fast = run(workload(**kw))
+            alloc_linux.HOT_STEPS = 10 ** 9
+            slow = run(workload(**kw))
+            assert list(fast.ports) == list(slow.ports), kw
+            assert fast.steps_hist == slow.steps_hist, kw
+            assert fast.search_steps["max"] > alloc_linux.HOT_STEPS or fast.search_steps["max"] > 48
+    finally:
+        alloc_linux.HOT_STEPS = old
+
+
+def test_time_wait_blocks_and_onset_is_capacity_over_rate():
+    # 300 ports, 10/s closed at once: every port sits in TIME_WAIT for 60 s
+    r = run(workload(range="40000-40299", rate="10/s", lifetime="0", duration=70))
+    assert r.first_failure_index == 300
+    assert r.first_failure_time == pytest.approx(30.0)
+    # the first TIME_WAIT expires at 60 s: failures from 30 s to 60 s only
+    assert r.failures == pytest.approx(300, abs=2)
+    assert max(r.series.time_wait) == 300
+
+
+def test_tw_reuse_takes_over_time_wait_after_the_delay():
+    kw = dict(range="40000-40299", rate="10/s", lifetime="0", duration=70)
+    r1 = run(workload(tw_reuse=1, **kw))
+    assert r1.failures == 0 and r1.tw_reused > 0
+    r2 = run(workload(tw_reuse=2, **kw))  # loopback only: these destinations are not loopback
+    assert r2.failures > 0 and r2.tw_reused == 0
+    r3 = run(workload(tw_reuse=2, loopback=True, **kw))
+    assert r3.failures == 0
+
+
+def test_search_steps_grow_as_the_range_fills():
+    r = run(workload(range="40000-40999", rate="50/s", lifetime="0", duration=30))
+    early = r.steps_hist[1] / sum(r.steps_hist)
+    assert early < 1.0 and r.search_steps["max"] > 10 and r.search_steps["mean"] > 1.0
+    light = run(workload(range="40000-40999", rate="5/s", lifetime="0", duration=30))
+    assert light.search_steps["mean"] < r.search_steps["mean"]
+
+
+def test_predictability_ranks_the_algorithms():
+    kw = dict(range="32768-60999", connects=3000, destinations=1)
+    pred = {a: run(workload(algorithm=a, **kw), timeseries=False).predictability["same_destination"]["rate"]
+            for a in ("linux", "sequential", "rfc6056-1", "rfc6056-3", "rfc6056-4", "rfc6056-5")}
+    assert pred["sequential"] > 0.99 and pred["rfc6056-3"] > 0.99 and pred["rfc6056-4"] > 0.99
+    # Linux: the slot advances by 2 * (1 + random(0..7)) when the first try is free: 1 in 8
+    assert 0.09 < pred["linux"] < 0.16
+    assert pred["rfc6056-1"] < 0.02 and pred["rfc6056-5"] < 0.02
+
+
+def test_connect_uses_low_parity_first_bind_the_other():
+    c = run(workload(range="40001-40100", connects=50))  # low is odd here
+    assert all(p % 2 == 1 for p in chosen(c))
+    b = run(workload(range="40001-40100", connects=50, algorithm="linux-bind"))
+    assert all(p % 2 == 0 for p in chosen(b))
+    assert c.parity["before_other_parity"] == 50 and b.parity["before_other_parity"] == 0
+
+
+def test_series_accounting_is_consistent():
+    r = run(workload(range="40000-40999", rate="40/s", lifetime="exp:5", duration=100, time_wait=20,
+                     arrivals="poisson"))
+    s = r.series
+    assert sum(s.failures) == r.failures
+    assert all(p >= 0 for p in s.established + s.time_wait)
+    assert all(e + w == p for e, w, p in zip(s.established, s.time_wait, s.ports_in_use))
+    assert max(s.ports_in_use) <= r.ports_used_max
+
+
+@pytest.mark.parametrize("text,mean", [("5", 5.0), ("exp:2", 2.0), ("uniform:1-3", 2.0), ("inf", float("inf"))])
+def test_lifetime_parse(text, mean):
+    assert Lifetime.parse(text).mean == mean
+
+
+@pytest.mark.parametrize("text", ["", "exp", "uniform:3-1", "foo:1", "-1", "exp:-2", "exp:nan", "uniform:1"])
+def test_lifetime_rejects(text):
+    with pytest.raises(BadInput):
+        Lifetime.parse(text)
+
+
+def test_rate_and_workload_validation():
+    assert parse_rate("500/s") == 500.0 and parse_rate(" 2.5 ") == 2.5
+    for bad in ("0/s", "x", "-3", "inf"):
+        with pytest.raises(BadInput):
+            parse_rate(bad)
+    with pytest.raises(BadInput):
+        workload(range="40000-40039")  # neither connects nor rate
+    with pytest.raises(BadInput):
+        workload(range="40000-40039", rate="5/s")  # a rate run needs an end
+    with pytest.raises(BadInput):
+        workload(range="40000-40039", connects=5, destinations=0)
+    with pytest.raises(BadInput):
+        run(workload(range="40000-40039", connects=5, algorithm="udp", socket_range="40001-40002"))
