@@ -444,14 +444,13 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
         table = snapshot(protos=(proto,), families=(plan.family,), netns=namespace, facts=hf)
         r = pressure.analyze(hf, table)
         g = r.global_
-        row = next((d for d in r.destinations
-                    if d.proto == proto and d.src == plan.src and d.dst == dst and d.dport == dport), None)
+        row = r.destination(dst, dport, proto, src=plan.src)
         tw = g.time_wait
         if per_dest:
             if row is not None:
                 cap, used, tw = row.capacity, row.in_use, row.time_wait
-            else:  # a destination with no sockets yet: everything not held exclusively
-                cap, used, tw = g.capacity - g.tcp_exclusive, 0, 0
+            else:  # a destination with no socket yet
+                cap, used, tw = r.new_destination_capacity(proto), 0, 0
         elif plan.mode == "udp":
             cap, used = g.capacity, g.udp_exclusive
         else:  # bind(0) needs a port no TCP socket holds at all

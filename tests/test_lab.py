@@ -378,9 +378,6 @@ def test_servers_inside_the_range_take_exactly_their_ports(mode, per_dest):
 
 
 @needs_netns
-@pytest.mark.xfail(strict=True, reason="pressure.analyze infers connect() sockets on the other "
-                   "parity as bind-held when even listeners sit in the range (same_cap does not "
-                   "subtract listen_in_u); reported to the pressure owner")
 def test_servers_inside_the_range_prediction_for_a_fresh_destination():
     res = run(lab.Plan(range=RANGE, destinations=2, mode="connect", listeners_in_range=7))
     assert [d.opened for d in res.destinations] == [93, 93]
