@@ -260,3 +260,22 @@ def test_process_attribution():
     assert [(p.pid, p.command, p.in_use) for p in res.processes] == [(100, "cmd100", 8), (200, "cmd200", 1), (None, None, 1)]
     assert "process-dominant" in ids(res)
     assert "process-dominant" not in ids(analyze(facts(), t.t, process=False))
+
+
+def test_other_platforms_get_their_own_commands():
+    mac = HostFacts(os="darwin", ephemeral=PortRange(49152, 65535), reserved=PortSet(),
+                    unprivileged_port_start=1024, os_default=PortRange(49152, 65535))
+    t = T().add(TCP, LISTEN, 50000, auto=AUTO_UNKNOWN).connect([49152, 49154], auto=AUTO_UNKNOWN)
+    res = analyze(mac, t.t)
+    assert res.time_wait_seconds == 30 and dest(res, 80).capacity == 16384 - 1
+    f = [f for f in res.findings if f.id == "listener-in-range"][0]
+    assert "sysctl" not in f.remedy and "50000" in f.remedy
+    win = HostFacts(os="windows", ephemeral=PortRange(49152, 65535), reserved=PortSet.parse("50000-50059"),
+                    unprivileged_port_start=0, os_default=PortRange(49152, 65535))
+    res = analyze(win, T().connect(range(49152, 49152 + 16000, 2)).connect(range(49153, 49153 + 10000, 2)).t)
+    d = dest(res, 80)
+    # exclusions count as reserved: out of the pool, and sockets on them (60 here) are not
+    # the allocator's doing, so they are not counted
+    assert d.capacity == 16384 - 60 and d.in_use == 13000 - 60
+    [f] = [f for f in res.findings if f.id == "destination-high"]
+    assert "netsh int ipv4 set dynamic tcp start=" in f.remedy

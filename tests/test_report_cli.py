@@ -162,3 +162,30 @@ def test_pressure_bad_input(cli, args, msg):
     rc, out, err = cli("pressure", *args)
     assert rc == 2 and out == ""
     assert err.startswith("portscope: error: ") and msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_warns_on_forecast_exhaustion(cli, netns):
+    # 100 ports, no TIME_WAIT reuse: 10 new connections/s runs out in seconds, while the
+    # utilization is still under --warn when we look
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    netns.sysctl("net.ipv4.tcp_tw_reuse", "0")
+    drive = Driver(netns)
+    try:
+        drive(op="listen", port=5001, serve=True)
+        drive(op="rate", dst="127.0.0.1", dport=5001, rate=10, seconds=3)
+        rc, out, _ = cli("pressure", "--check", "--interval", "1", "--samples", "2", "--netns", netns.name)
+        assert rc == 1, out
+        assert "runs out in" in out and "seconds_to_exhaustion=" in out and "new_connections_rate=" in out
+    finally:
+        drive.close()
+
+
+def test_process_option(cli, loaded):
+    ns, drive = loaded
+    drive(op="open", dests=DESTS[:1], n=4)
+    code, out, err = cli("pressure", "--json", "--process", "--netns", ns.name)
+    assert code == 0, err
+    procs = json.loads(out)["processes"]
+    assert procs[0]["pid"] == drive.p.pid and procs[0]["in_use"] == 4
+    code, out, _ = cli("pressure", "--process", "--netns", ns.name)
+    assert f"pid {drive.p.pid}" in out

@@ -98,21 +98,31 @@ def check_value(res) -> tuple[float, str]:
         cands.append((g.udp_exclusive / g.capacity, f"UDP ports {g.udp_exclusive}/{g.capacity}"))
     else:
         cands.append((1.0, "no usable ephemeral port"))
-    return max(cands, key=lambda c: c[0]) if cands else (0.0, "no sockets")
+    v, what = max(cands, key=lambda c: c[0])
+    return (v, what) if v > 0 else (0.0, "no ephemeral port in use")
 
 
 def check_line(res, warn: float, crit: float) -> tuple[int, str]:
     v, what = check_value(res)
     pct = v * 100
     code = CRITICAL if pct >= crit else WARNING if pct >= warn else OK
+    heading = [d for d in res.destinations if d.seconds_to_exhaustion is not None]
+    if heading and code == OK:
+        # with --interval: a destination on course to run out is worth a look before it crosses --warn
+        code = WARNING
+        d = min(heading, key=lambda d: d.seconds_to_exhaustion)
+        what += (f"; {d.proto} {dest_name(d)} runs out in {d.seconds_to_exhaustion:.0f} s "
+                 f"at {d.rate_per_s:.1f}/s")
     g = res.global_
     perf = [f"worst_utilization={pct:.2f}%;{warn:g};{crit:g};0;100",
             f"global_in_use={g.in_use};;;0;{g.capacity}",
             f"global_utilization={g.utilization * 100:.2f}%;;;0;100",
             f"time_wait={g.time_wait};;;0;", f"bind_held={g.bind_held};;;0;", f"udp={g.udp};;;0;",
             f"destinations={res.destinations_total};;;0;"]
-    if res.worst and res.worst.rate_per_s is not None:
-        perf.append(f"worst_rate={res.worst.rate_per_s:.2f};;;0;")
+    if res.forecast is not None:
+        perf.append(f"new_connections_rate={res.forecast['rate_per_s']:.2f};;;0;")
+        if heading:
+            perf.append(f"seconds_to_exhaustion={min(d.seconds_to_exhaustion for d in heading):.0f}s;;;0;")
     return code, (f"PORTSCOPE {STATUS[code]} - worst {pct:.1f}% ({what}); "
                   f"{len(res.findings)} finding(s) | " + " ".join(perf))
 

@@ -68,7 +68,8 @@ def report(json_out, netns, top):
         echo(f"  tcp_tw_reuse      {res.tcp_tw_reuse} ({reuse}); TIME_WAIT lasts {res.time_wait_seconds} s")
     else:
         echo(f"  TIME_WAIT         {res.time_wait_seconds} s")
-    echo(f"  Per destination   at most {g.capacity / res.time_wait_seconds:.0f} new connections/s "
+    rate = g.capacity / res.time_wait_seconds
+    echo(f"  Per destination   at most {rate:.{0 if rate >= 10 else 1}f} new connections/s "
          f"without TIME_WAIT reuse ({g.capacity} usable ports / {res.time_wait_seconds} s)")
     echo("")
     w = res.worst
@@ -77,8 +78,8 @@ def report(json_out, netns, top):
              f"({w.utilization * 100:.1f}%), {w.time_wait} in TIME_WAIT")
     else:
         echo("  Worst destination none: no outgoing connection uses the ephemeral range")
-    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({g.utilization * 100:.1f}%): "
-         f"{g.connect} connect(), {g.time_wait} TIME_WAIT, {g.listeners} listener, "
+    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({g.utilization * 100:.1f}%) held by "
+         f"{g.connect} connect() sockets ({g.time_wait} in TIME_WAIT), {g.listeners} listener(s), "
          f"{g.bind_held} bind-held, {g.udp} UDP")
     echo("")
     echo("Findings:")
