@@ -51,9 +51,15 @@ class PortSpace:
 
 
 def make_space(rng: str | PortRange, reserved: str | PortSet = "", listeners: str | PortSet = "") -> PortSpace:
-    r = rng if isinstance(rng, PortRange) else PortRange.parse(rng)
+    def parsed(what, text, kind):
+        if isinstance(text, kind):
+            return text
+        try:
+            return kind.parse(text)
+        except BadInput as e:
+            raise BadInput(f"--{what} {text!r}: {e}") from None
+
+    r = parsed("range", rng, PortRange)
     if r.low < 1:
         raise BadInput("the range must start at port 1 or above")
-    res = reserved if isinstance(reserved, PortSet) else PortSet.parse(reserved)
-    lis = listeners if isinstance(listeners, PortSet) else PortSet.parse(listeners)
-    return PortSpace(r, res, lis)
+    return PortSpace(r, parsed("reserved", reserved, PortSet), parsed("listeners", listeners, PortSet))
