@@ -405,3 +405,49 @@ def test_ipv6_same_range_same_rules(mode, per_dest, err):
     assert {d.errno_name for d in res.destinations} == {err}
     assert seen == ([n, n] if per_dest else [n, 0])
     assert res.match is True
+
+
+HOST_SYSCTLS = ("net/ipv4/ip_local_port_range", "net/ipv4/ip_local_reserved_ports",
+                "net/core/somaxconn", "net/ipv4/tcp_tw_reuse")
+
+
+def _host_sysctls() -> dict:
+    out = {}
+    for k in HOST_SYSCTLS:
+        with open(f"/proc/sys/{k}") as f:
+            out[k] = f.read()
+    return out
+
+
+@needs_netns
+def test_the_host_is_never_touched():
+    home = os.stat("/proc/thread-self/ns/net").st_ino
+    before = _host_sysctls()
+    run(lab.Plan(range=PortRange(41000, 41009), destinations=1, mode="connect-close",
+                 reserved=PortSet.parse("41003"), tw_reuse=0, listeners_in_range=2))
+    assert os.stat("/proc/thread-self/ns/net").st_ino == home   # the thread came back
+    assert _host_sysctls() == before
+    assert before["net/ipv4/ip_local_port_range"].split() != ["41000", "41009"]
+
+
+@needs_netns
+def test_portscope_pressure_in_another_process_sees_100_percent_per_destination():
+    # the wording: at exhaustion `pressure` reports 100% for each destination
+    p, ns = _start("-k", "2", "--hold", "60")
+    try:
+        _wait_for_line(p, "holding for")
+        r = subprocess.run([*ENTRY, "pressure", "--netns", ns, "--json"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        got = {(x["dst"], x["dport"]): (x["in_use"], x["capacity"], x["utilization"])
+               for x in d["destinations"]}
+        assert got == {("127.0.0.2", 80): (100, 100, 1.0), ("127.0.0.3", 80): (100, 100, 1.0)}
+        assert d["global"]["utilization"] == 1.0
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    assert ns not in lab.lab_namespaces()
