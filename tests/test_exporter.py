@@ -1,0 +1,351 @@
+"""The exporter's collector, textfile mode, CLI and a real Prometheus scraping it.
+
+Sockets are built in a private namespace (the `netns` fixture) with a narrow ephemeral
+range; every value is compared with `ss`, sysctl, or portscope.pressure on the same
+namespace (the library the exporter must agree with).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from portscope.exporter import Exporter, PortscopeCollector, run_textfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
+
+# A: connections to 8080, B: to 9090, C: bind(0)-then-connect to 9090, one listener
+# inside the range (40010), one connected UDP socket.
+A, B, C = 30, 12, 5
+HOLDER = r"""
+import socket, sys
+keep = []
+def listen(port):
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("127.0.0.1", port)); l.listen(512); keep.append(l); return l
+la, lb, lr = listen(8080), listen(9090), listen(40010)
+for i in range(%d):
+    keep.append(socket.create_connection(("127.0.0.1", 8080))); keep.append(la.accept()[0])
+for i in range(%d):
+    keep.append(socket.create_connection(("127.0.0.1", 9090))); keep.append(lb.accept()[0])
+for i in range(%d):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.connect(("127.0.0.1", 9090))
+    keep.append(s); keep.append(lb.accept()[0])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect(("127.0.0.1", 5353)); keep.append(u)
+print("READY", flush=True)
+sys.stdin.read()
+""" % (A, B, C)
+
+
+def _samples(text: str) -> dict:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def _value(samples, name, **labels):
+    hits = [v for lab, v in samples.get(name, []) if all(lab.get(k) == str(x) for k, x in labels.items())]
+    assert len(hits) == 1, (name, labels, samples.get(name))
+    return hits[0]
+
+
+@pytest.fixture
+def loaded(netns):
+    """The namespace with HOLDER's sockets; the holder is always stopped."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "40090-40094,8000")
+    p = netns.popen(sys.executable, "-c", HOLDER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        yield netns
+    finally:
+        p.stdin.close()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _ss_count(ns, *args) -> int:
+    return len([l for l in ns.run("ss", "-H", *args).stdout.splitlines() if l.strip()])
+
+
+def _library(ns_name, top=None):
+    from portscope.host import facts
+    from portscope.pressure import analyze, read_sockets
+    f = facts(ns_name)
+    return f, analyze(f, read_sockets(f, ns_name), top=top)
+
+
+def test_collector_agrees_with_ss_sysctl_and_pressure(loaded):
+    text = Exporter(PortscopeCollector([loaded.name], top=20)).render().decode()
+    s = _samples(text)
+    ns = loaded.name
+    # settings, from sysctl in the namespace
+    lo, hi = map(int, loaded.sysctl("net.ipv4.ip_local_port_range").split())
+    assert (lo, hi) == (40000, 40099)
+    assert _value(s, "portscope_ephemeral_range_ports", netns=ns) == hi - lo + 1
+    assert _value(s, "portscope_ephemeral_range_low_port", netns=ns) == lo
+    assert _value(s, "portscope_reserved_ports", netns=ns) == 6
+    assert _value(s, "portscope_reserved_ephemeral_ports", netns=ns) == 5
+    assert _value(s, "portscope_ephemeral_usable_ports", netns=ns) == 95
+    # socket counts, from ss
+    tcp = sum(v for lab, v in s["portscope_sockets"] if lab["netns"] == ns and lab["proto"] == "tcp")
+    udp = sum(v for lab, v in s["portscope_sockets"] if lab["netns"] == ns and lab["proto"] == "udp")
+    assert tcp == _ss_count(loaded, "-tan") == 3 + 2 * (A + B + C)
+    assert udp == _ss_count(loaded, "-uan") == 1
+    assert _value(s, "portscope_sockets", netns=ns, proto="tcp", state="ESTABLISHED") == \
+        _ss_count(loaded, "-tn", "state", "established")
+    assert _value(s, "portscope_sockets", netns=ns, proto="tcp", state="LISTEN") == 3
+    # per destination: ss for in_use, the library for capacity and utilization
+    for dport, n in ((8080, A), (9090, B + C)):
+        assert _value(s, "portscope_destination_ports_in_use", netns=ns, dst="127.0.0.1", dport=dport) == n == \
+            _ss_count(loaded, "-tn", "state", "established", "dst", f"127.0.0.1:{dport}")
+    _, res = _library(ns)
+    assert res.destinations
+    for d in res.destinations:
+        lab = dict(netns=ns, proto=d.proto, src=d.src, dst=d.dst, dport=d.dport)
+        assert _value(s, "portscope_destination_ports_in_use", **lab) == d.in_use
+        assert _value(s, "portscope_destination_ports_capacity", **lab) == d.capacity
+        assert _value(s, "portscope_destination_utilization_ratio", **lab) == pytest.approx(d.utilization)
+        assert _value(s, "portscope_destination_time_wait_sockets", **lab) == d.time_wait
+    # the C bind-before-connect sockets and the listener hold their ports for everyone
+    d8080 = res.destination("127.0.0.1", 8080)
+    assert d8080.capacity == 95 - C - 1
+    assert _value(s, "portscope_listeners_in_ephemeral_range", netns=ns) == 1 == len(res.listener_ports)
+    assert _value(s, "portscope_ephemeral_utilization_ratio", netns=ns, scope="global") == \
+        pytest.approx(res.global_.utilization)
+    # distinct ports in the usable pool per protocol, from ss's local ports
+    ports = set()
+    for line in loaded.run("ss", "-tanH").stdout.splitlines():
+        p = int(line.split()[3].rsplit(":", 1)[1])
+        if 40000 <= p <= 40099 and not 40090 <= p <= 40094:
+            ports.add(p)
+    assert _value(s, "portscope_ephemeral_ports_in_use", netns=ns, proto="tcp", scope="global") == len(ports)
+    assert _value(s, "portscope_ephemeral_ports_in_use", netns=ns, proto="udp", scope="global") == 1
+    assert _value(s, "portscope_scrape_errors_total", netns=ns) == 0
+    assert _value(s, "portscope_scrape_success", netns=ns) == 1
+    assert _value(s, "portscope_scrape_duration_seconds", netns=ns) > 0
+    # every family has HELP text
+    for fam in text_string_to_metric_families(text):
+        assert fam.documentation, fam.name
+
+
+def test_top_n_keeps_the_worst_and_sums_the_rest(loaded):
+    s = _samples(Exporter(PortscopeCollector([loaded.name], top=1)).render().decode())
+    rows = [(lab, v) for lab, v in s["portscope_destination_ports_in_use"] if lab["netns"] == loaded.name]
+    _, full = _library(loaded.name)
+    worst, rest = full.destinations[0], full.destinations[1:]
+    assert len(rows) == 2
+    assert _value(s, "portscope_destination_ports_in_use", netns=loaded.name, dst=worst.dst,
+                  dport=worst.dport) == worst.in_use
+    assert _value(s, "portscope_destination_ports_in_use", netns=loaded.name, dst="other") == \
+        sum(d.in_use for d in rest) > 0
+    assert _value(s, "portscope_destinations", netns=loaded.name) == len(full.destinations) == 3
+    assert len(s["portscope_destination_ports_capacity"]) == 1
+
+
+def test_vanished_namespace_counts_an_error_and_others_still_served(netns_factory, netns, caplog):
+    from tests.conftest import remove_netns
+    gone = netns_factory()
+    exp = Exporter(PortscopeCollector([netns.name, gone.name]))
+    s = _samples(exp.render().decode())
+    assert _value(s, "portscope_scrape_success", netns=gone.name) == 1
+    remove_netns(gone)
+    for n in (1, 2):
+        s = _samples(exp.render().decode())
+        assert _value(s, "portscope_scrape_errors_total", netns=gone.name) == n
+        assert _value(s, "portscope_scrape_success", netns=gone.name) == 0
+        assert _value(s, "portscope_scrape_errors_total", netns=netns.name) == 0
+        assert _value(s, "portscope_ephemeral_range_ports", netns=netns.name) > 0
+        assert not [lab for lab, _ in s["portscope_ephemeral_range_ports"] if lab["netns"] == gone.name]
+    assert any(gone.name in r.getMessage() and "read failed" in r.getMessage() for r in caplog.records)
+
+
+def test_all_netns_lists_namespaces_at_each_scrape(netns_factory):
+    from tests.conftest import remove_netns
+    a = netns_factory()
+    col = PortscopeCollector([None], all_netns=True)
+    assert a.name in col.namespaces() and col.namespaces()[0] is None
+    s = _samples(Exporter(col).render().decode())
+    assert _value(s, "portscope_ephemeral_range_ports", netns=a.name) > 0
+    assert _value(s, "portscope_ephemeral_range_ports", netns="") > 0
+    remove_netns(a)
+    assert a.name not in col.namespaces()
+
+
+def test_concurrent_scrapes_share_one_collection():
+    calls = []
+
+    def slow_reader(ns, top):
+        calls.append(ns)
+        time.sleep(0.3)
+        raise OSError("no sockets today")          # an error path: must be shared too
+
+    exp = Exporter(PortscopeCollector([None], reader=slow_reader))
+    out = []
+    ts = [threading.Thread(target=lambda: out.append(exp.render())) for _ in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(10)
+    assert len(out) == 20 and len(set(out)) <= 2
+    assert 1 <= len(calls) <= 2
+    assert b'portscope_scrape_errors_total{netns=""}' in out[0]
+
+
+def test_textfile_once_is_atomic_and_parses(loaded, cli, tmp_path):
+    path = tmp_path / "portscope.prom"
+    path.write_text("old\n")
+    code, out, err = cli("exporter", "--netns", loaded.name, "--textfile", str(path), "--once")
+    assert code == 0, err
+    s = _samples(path.read_text())
+    assert _value(s, "portscope_ephemeral_range_ports", netns=loaded.name) == 100
+    assert os.listdir(tmp_path) == ["portscope.prom"]          # no temp file left behind
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_textfile_interval_rewrites(netns, tmp_path):
+    path = tmp_path / "p.prom"
+    seen = []
+    exp = Exporter(PortscopeCollector([netns.name]))
+    orig = exp.render
+
+    def render():
+        b = orig()
+        seen.append(b)
+        return b
+    exp.render = render
+    t0 = time.monotonic()
+    assert run_textfile(exp, str(path), 0.3, count=3) == 3
+    assert time.monotonic() - t0 >= 0.55
+    assert path.read_bytes() == seen[-1]
+
+
+def test_textfile_unwritable_directory_is_logged_not_fatal(netns, tmp_path, caplog):
+    exp = Exporter(PortscopeCollector([netns.name]))
+    assert run_textfile(exp, str(tmp_path / "missing" / "p.prom"), 0.1, count=2) == 0
+    assert any("cannot write" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--top", "-1"], "--top must be"),
+    (["--interval", "0"], "--interval must be"),
+    (["--once"], "--once needs --textfile"),
+    (["--netns", "pstest-does-not-exist"], "does not exist"),
+    (["--listen", "localhost:9917"], "is not an IP address"),
+    (["--listen", "127.0.0.1:70000"], "--listen port"),
+    (["--listen", "127.0.0.1"], "expected ADDR:PORT"),
+    (["--textfile", "/nonexistent-dir/x.prom"], "does not exist"),
+])
+def test_bad_input_is_one_line_exit_2(cli, args, msg):
+    code, out, err = cli("exporter", *args)
+    assert code == 2
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_json_is_one_collection(loaded, cli):
+    code, out, err = cli("exporter", "--netns", loaded.name, "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["portscope_ephemeral_range_ports"] == [{"labels": {"netns": loaded.name}, "value": 100.0}]
+    assert any(x["labels"].get("dport") == "8080" and x["value"] == A
+               for x in d["portscope_destination_ports_in_use"])
+
+
+# --- a real Prometheus ---------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20, proc: subprocess.Popen | None = None) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def promql(base: str, q: str) -> list:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        d = json.load(r)
+    assert d["status"] == "success", d
+    return d["data"]["result"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("prometheus"), reason="Prometheus not installed (scripts/test.sh installs it)")
+def test_real_prometheus_scrapes_library_values(loaded, tmp_path):
+    ns = loaded.name
+    eport, pport = free_port(), free_port()
+    exporter = subprocess.Popen([PORTSCOPE, "exporter", "--listen", f"127.0.0.1:{eport}", "--netns", ns],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    prom = None
+    try:
+        wait_http(f"http://127.0.0.1:{eport}/", proc=exporter)
+        (tmp_path / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: portscope\n    static_configs: [{{targets: ['127.0.0.1:{eport}']}}]\n")
+        prom = subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{pport}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+        base = f"http://127.0.0.1:{pport}"
+        wait_http(f"{base}/-/ready", 30, proc=prom)
+        end = time.monotonic() + 30
+        rows = []
+        while time.monotonic() < end and not rows:
+            rows = promql(base, f'portscope_destination_ports_in_use{{netns="{ns}"}}')
+            time.sleep(0.5)
+        assert rows, "Prometheus never stored a portscope series"
+        _, res = _library(ns)
+        got = {(r["metric"]["proto"], r["metric"]["dst"], r["metric"]["dport"]): float(r["value"][1]) for r in rows}
+        want = {(d.proto, d.dst, str(d.dport)): float(d.in_use) for d in res.destinations}
+        assert got == want
+        cap = promql(base, f'portscope_destination_ports_capacity{{netns="{ns}",dport="8080"}}')
+        assert float(cap[0]["value"][1]) == res.destination("127.0.0.1", 8080).capacity
+        util = promql(base, f'portscope_ephemeral_utilization_ratio{{netns="{ns}"}}')
+        assert float(util[0]["value"][1]) == pytest.approx(res.global_.utilization)
+        up = promql(base, 'up{job="portscope"}')
+        assert up[0]["value"][1] == "1"
+        assert promql(base, f'portscope_scrape_errors_total{{netns="{ns}"}}')[0]["value"][1] == "0"
+    finally:
+        if prom is not None:
+            stop(prom)
+        stop(exporter)
+    assert "Traceback" not in exporter.stderr.read()
