@@ -313,8 +313,9 @@ def threading_main() -> bool:
 def lab_namespace() -> Iterator[str]:
     """A fresh namespace named pslab-<our pid>-<random>, loopback up, always deleted."""
     name = f"{NS_PREFIX}-{os.getpid()}-{secrets.token_hex(3)}"
-    _ip("netns", "add", name)
     try:
+        # inside the try: an interrupt right after `add` must still reach the delete
+        _ip("netns", "add", name)
         _ip("-n", name, "link", "set", "lo", "up")
         yield name
     finally:
