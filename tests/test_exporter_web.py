@@ -1,0 +1,185 @@
+"""TLS and basic auth of `portscope exporter --web-config`, with real requests against the
+real command (a subprocess on a free loopback port), and the config file's error lines."""
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import bcrypt
+import pytest
+
+from portscope.webconfig import load, parse_listen
+
+PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
+PASSWORD = "s3cret-portscope"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(d / "server.key"), "-out", str(d / "server.crt")],
+                   check=True, capture_output=True, timeout=60)
+    return d
+
+
+def _hash(pw: str) -> str:
+    return bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=6)).decode()
+
+
+def write_config(d, text: str):
+    p = d / "web.yml"
+    p.write_text(text)
+    return p
+
+
+class Running:
+    def __init__(self, args):
+        self.port = free_port()
+        self.p = subprocess.Popen([PORTSCOPE, "exporter", "--listen", f"127.0.0.1:{self.port}", *args],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            assert self.p.poll() is None, self.p.stderr.read()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("exporter did not start")
+
+    def stop(self) -> str:
+        self.p.terminate()
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        return self.p.stderr.read()
+
+
+@pytest.fixture
+def tls_exporter(certs, netns):
+    cfg = write_config(certs, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                              f"basic_auth_users:\n  prom: '{_hash(PASSWORD)}'\n")
+    r = Running(["--web-config", str(cfg), "--netns", netns.name])
+    try:
+        yield r
+    finally:
+        r.stderr = r.stop()
+
+
+def get(port, path="/metrics", user=None, pw=None, tls_ca=None):
+    if tls_ca:
+        ctx = ssl.create_default_context(cafile=str(tls_ca))
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=20)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    headers = {}
+    if user is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+    try:
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+def test_tls_and_basic_auth(tls_exporter, certs, netns):
+    port, ca = tls_exporter.port, certs / "server.crt"
+    st, h, body = get(port, user="prom", pw=PASSWORD, tls_ca=ca)
+    assert st == 200 and h["Content-Type"].startswith("text/plain; version=")
+    assert f'portscope_ephemeral_range_ports{{netns="{netns.name}"}}'.encode() in body
+    for user, pw in (("prom", "wrong"), ("nobody", PASSWORD), (None, None), ("prom", "")):
+        st, h, body = get(port, user=user, pw=pw, tls_ca=ca)
+        assert st == 401, (user, pw)
+        assert h["WWW-Authenticate"].startswith("Basic") and b"portscope_" not in body
+    # plain HTTP to the TLS port: a clean 400, no metrics, the port keeps serving
+    st, h, body = get(port)
+    assert st == 400 and b"HTTP request to an HTTPS server" in body
+    # a TLS client that does not trust the certificate: handshake refused on its side
+    with pytest.raises(ssl.SSLError):
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(), timeout=10)
+        c.request("GET", "/metrics")
+    # garbage bytes instead of a ClientHello
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"\x00\x01\x02\x03garbage\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        try:
+            reply = s.recv(100)
+        except ConnectionResetError:      # closed with our bytes unread: a reset
+            reply = b""
+        assert reply == b"" or reply[:1] == b"\x15"        # nothing, or a TLS alert record
+    st, _, body = get(port, user="prom", pw=PASSWORD, tls_ca=ca)
+    assert st == 200 and b"portscope_scrape_errors_total" in body
+    assert get(port, "/nope", user="prom", pw=PASSWORD, tls_ca=ca)[0] == 404
+    err = tls_exporter.stop()
+    assert "Traceback" not in err
+
+
+def test_plain_http_default_serves_metrics_and_landing_page(netns):
+    r = Running(["--netns", netns.name])
+    try:
+        st, _, body = get(r.port)
+        assert st == 200 and b"portscope_ephemeral_range_ports" in body
+        st, _, body = get(r.port, "/")
+        assert st == 200 and b"/metrics" in body
+    finally:
+        err = r.stop()
+    assert "serving http://127.0.0.1:" in err and "Traceback" not in err
+
+
+def test_listen_address_in_use_is_one_line(cli):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        code, out, err = cli("exporter", "--listen", f"127.0.0.1:{s.getsockname()[1]}")
+    assert code == 2 and "address already in use" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("tls_server_config:\n  cert_file: server.crt\n", "needs both cert_file and key_file"),
+    ("tls_server_config:\n  cert_file: x.crt\n  key_file: x.key\n", "cannot load TLS certificate"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_fil: a\n", "unknown tls_server_config key"),
+    ("basic_auth_user:\n  a: b\n", "unknown key(s) basic_auth_user"),
+    ("basic_auth_users:\n  prom: plaintext\n", "is not a bcrypt hash"),
+    ("tls_server_config: [1, 2]\n", "must be a mapping"),
+    ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS10\n", "min_version"),
+    ("a: [\n", "not valid YAML"),
+    ("- 1\n", "expected a mapping"),
+])
+def test_bad_web_config_is_one_line_exit_2(cli, certs, text, msg):
+    p = write_config(certs, text)
+    code, out, err = cli("exporter", "--web-config", str(p), "--listen", f"127.0.0.1:{free_port()}")
+    assert code == 2, err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_web_config_file(cli, tmp_path):
+    code, _, err = cli("exporter", "--web-config", str(tmp_path / "nope.yml"))
+    assert code == 2 and "cannot read web config" in err
+
+
+def test_relative_paths_resolve_against_the_config_file(certs):
+    cfg = load(str(write_config(certs, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")))
+    assert cfg.cert_file == str(certs / "server.crt") and cfg.tls and not cfg.users
+
+
+def test_parse_listen():
+    assert parse_listen("127.0.0.1:9917") == ("127.0.0.1", 9917, socket.AF_INET)
+    assert parse_listen("[::1]:9917") == ("::1", 9917, socket.AF_INET6)
+    assert parse_listen(":9917") == ("0.0.0.0", 9917, socket.AF_INET)
