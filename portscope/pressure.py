@@ -252,7 +252,10 @@ class RowMasks:
         lports = t.local_port
         self.listen_ports = lp = {p for p in compress(lports, _and(_is(sb, TCP_LISTEN), _is(self.pb, PROTO_TCP)))}
         lp.update(p for pr, p in (getattr(t, "listen_ports", None) or ()) if pr == PROTO_TCP)
-        in_u = bytes(map(usable.__getitem__, lports))
+        if n and not host_facts.reserved.count_in(rng) and rng.low <= min(lports) and max(lports) <= rng.high:
+            in_u = b"\x01" * n          # the kernel already filtered on the range (read_sockets)
+        else:
+            in_u = bytes(map(usable.__getitem__, lports))
         connected = bytes(map(bool, t.remote_port))
         server = _or(_is(sb, TCP_LISTEN), bytes(map(lp.__contains__, lports)) if lp else bytes(n))
         tcp = _and(_is(self.pb, PROTO_TCP), in_u, _not(server))
@@ -309,14 +312,16 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     auto_tcp = _and(tcp_client, _not(m.auto_no))
     dest_bind = Counter(compress(keys(), explicit))
     dest_bind.update(udp_keys)                              # every UDP socket holds its port
-    tcp_port_n = Counter(compress(lports, tcp_client))
+    cand_mask = _and(auto_tcp, _not(m.same_par))
+    has_cand = bool(cand_mask.count(1))
+    # ports -> TCP client sockets: the parity rule needs the counts, the global view only the set
+    tcp_port_n = Counter(compress(lports, tcp_client)) if has_cand else dict.fromkeys(compress(lports, tcp_client), 1)
     g_tcp_sure = set(compress(lports, explicit))
     g_tcp_sure.update(compress(lports, m.tcp_bound_only))  # bound, not connected
     g_udp: dict[int, set] = {}
     for pr in set(compress(protos, m.udp_in_u)):
         g_udp[pr] = set(compress(lports, _and(m.udp_in_u, m.proto_is(pr))))
-    cand_mask = _and(auto_tcp, _not(m.same_par))
-    candidates = list(compress(zip(lports, keys()), cand_mask)) if cand_mask.count(1) else []
+    candidates = list(compress(zip(lports, keys()), cand_mask)) if has_cand else []
     # LOW-parity use per destination, needed only to judge the other-parity candidates
     dest_same = Counter(compress(keys(), _and(auto_tcp, m.same_par))) if candidates else Counter()
     connect_rows = list(compress(range(len(t)), client)) if (process and t.pid is not None) else []
