@@ -41,13 +41,21 @@ def _ss_endpoint(text: str) -> tuple[str, int]:
     return format_addr(socket.inet_pton(family, addr)), 0 if port == "*" else int(port)
 
 
-def parse_ss(text: str) -> set[tuple]:
-    """`ss -tuanH` -> {(proto, state, local_addr, local_port, remote_addr, remote_port)}."""
+def parse_ss(text: str, state: str | None = None, netid: str | None = None) -> set[tuple]:
+    """`ss -tuanH` -> {(proto, state, local_addr, local_port, remote_addr, remote_port)}.
+
+    ss drops its State column under a single `state X` filter, and its Netid column
+    when one protocol is listed (-tan): pass what it left out.
+    """
     out = set()
     for line in text.splitlines():
         f = line.split()
         if not f:
             continue
+        if netid is not None:
+            f.insert(0, netid)
+        if state is not None:
+            f.insert(1, state)
         out.add((f[0], SS_STATES[f[1]], *_ss_endpoint(f[4]), *_ss_endpoint(f[5])))
     return out
 

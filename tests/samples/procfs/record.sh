@@ -11,7 +11,7 @@ trap 'ip netns pids "$ns" 2>/dev/null | xargs -r kill -9; ip netns delete "$ns"'
 ip -n "$ns" link set lo up
 mkdir -p "$here/live"
 fifo=$(mktemp -u); mkfifo "$fifo"
-ip netns exec "$ns" "$py" "$here/scenario.py" < "$fifo" > "$fifo.out" &
+ip netns exec "$ns" "$py" "$here/scenario.py" --record < "$fifo" > "$fifo.out" &
 exec 3>"$fifo"
 while ! grep -q READY "$fifo.out" 2>/dev/null; do sleep 0.1; done
 for f in tcp tcp6 udp udp6 udplite udplite6; do

@@ -2,7 +2,9 @@
 
 Used by tests/test_sockets_live.py (ground truth against ss) and by record.sh (the
 recorded /proc/net samples next to this file). Prints "READY" once everything is
-in place, then holds the sockets until stdin closes (or 120 s pass).
+in place, then holds the sockets until stdin closes (or 600 s pass). Unless run
+with --record, a new TIME_WAIT appears every 20 s (each lasts 60 s), so readers
+must compare snapshots taken while nothing changed (see World.stable in the tests).
 
   listener v4 127.0.0.1:8080, dual-stack listener [::]:9090
   established pairs v4, v6 (::1) and v4-mapped (v4 client -> [::]:9090)
@@ -22,8 +24,15 @@ import subprocess
 import sys
 import time
 
-signal.alarm(120)
+signal.alarm(600)
 keep = []
+# this namespace's own sysctls: keep SYN_SENT / SYN_RECV alive for minutes, not ~1
+for key, value in (("tcp_syn_retries", "10"), ("tcp_synack_retries", "10")):
+    try:
+        with open(f"/proc/sys/net/ipv4/{key}", "w") as f:
+            f.write(value)
+    except OSError:
+        pass
 
 
 def pair(listener, family, addr):
@@ -134,6 +143,21 @@ try:
 except OSError:
     pass
 
+
+
+def time_wait_forever():
+    # TIME_WAIT lasts 60 s; a fresh one every 20 s keeps at least one around
+    while True:
+        time.sleep(20)
+        c = socket.create_connection(("127.0.0.1", 8080))
+        a, _ = l4.accept()
+        c.close()
+        a.close()
+
+
+if "--record" not in sys.argv:
+    import threading
+    threading.Thread(target=time_wait_forever, daemon=True).start()
 time.sleep(0.2)        # let the SYN-ACK / FIN exchanges settle
 print("READY", flush=True)
 sys.stdin.read()
