@@ -203,6 +203,8 @@ def test_steady_rate_time_wait_onset_matches(netns):
     k_onset = k_fail[0]
     k_index = next(i for i, (_, p) in enumerate(out) if p < 0)
     s = run(workload(range="40000-40299", rate=rate, lifetime="0", duration=dur, tw_reuse=0), timeseries=False)
+    print(f"\nkernel: onset {k_onset:.2f}s at connect #{k_index}, {len(k_fail)} refused of {len(out)}; "
+          f"simulator: onset {s.first_failure_time}s at #{s.first_failure_index}, {s.failures} refused of {s.connects}")
     assert s.first_failure_time is not None
     assert abs(s.first_failure_time - k_onset) <= 0.10 * k_onset
     assert s.first_failure_index == k_index == 300

@@ -165,7 +165,8 @@ def _plan(w, json_out) -> None:
     else:
         click.echo(f"demand     {p.need_per_pair:g} ports per pair ({p.utilization:.0%})")
     click.echo("verdict    " + ("fits" if p.fits else f"exhausts, first failure after about {p.onset_s:g}s"))
-    click.echo(f"needed     range of {p.range_size_needed} ports with {w.sources} source IP(s)"
+    impossible = "  (more than ports 1024-65535 hold)" if p.range_size_needed > 64512 else ""
+    click.echo(f"needed     range of {p.range_size_needed} ports with {w.sources} source IP(s){impossible}"
                + (f", or {p.sources_needed} source IP(s) at this range" if p.sources_needed else ""))
     if p.reuse:
         ru = p.reuse

@@ -33,7 +33,7 @@ class Plan:
     onset_s: float | None         # when a fixed-rate run starts failing (None: never)
     max_rate_per_pair: float      # new connections/s one pair can sustain
     sources_needed: int | None    # source IPs needed at this range (None: does not help)
-    range_size_needed: int        # ports the range needs with the current sources
+    range_size_needed: int        # ports the range needs with the current sources (> 64512: impossible)
     reuse: dict                   # the same numbers with tcp_tw_reuse=1
 
     def to_json(self) -> dict:
@@ -71,7 +71,7 @@ def plan(w: Workload) -> Plan:
 
     def numbers(tw_s: float) -> dict:
         holds = _holds(w, tw_s)
-        hold = float(np.mean(holds))
+        hold = (w.lifetime.mean if not w.in_a_row else math.inf) + tw_s  # exact mean; samples for the onset
         if w.in_a_row:
             per_pair = math.ceil((w.connects or 0) / pairs)
             need, rate_pp, onset = float(per_pair), None, None
@@ -124,5 +124,5 @@ def check(w: Workload, p: Plan) -> dict:
     agree = (r.failures == 0) == (p.onset_s is None)
     if agree and p.onset_s is not None and sim_onset is not None:
         agree = abs(sim_onset - p.onset_s) <= 0.1 * max(p.onset_s, 1e-9) + 1e-3
-    return {"simulated_s": sim_w.duration, "connects": r.connects, "failures": r.failures,
+    return {"simulated_s": None if sim_w.duration is None else round(sim_w.duration, 3), "connects": r.connects, "failures": r.failures,
             "first_failure_time": sim_onset, "ports_used_max": r.ports_used_max, "agrees": agree}
