@@ -189,3 +189,24 @@ def test_process_option(cli, loaded):
     assert procs[0]["pid"] == drive.p.pid and procs[0]["in_use"] == 4
     code, out, _ = cli("pressure", "--process", "--netns", ns.name)
     assert f"pid {drive.p.pid}" in out
+
+
+def test_netns_by_pid(cli, loaded):
+    ns, drive = loaded
+    drive(op="open", dests=DESTS[:1], n=3)
+    code, out, err = cli("pressure", "--json", "--netns", f"pid:{drive.p.pid}")
+    assert code == 0, err
+    j = json.loads(out)
+    assert j["global"]["capacity"] == 20 and j["destinations"][0]["in_use"] == 3
+
+
+def test_socket_read_failure_is_one_line(cli, monkeypatch):
+    import portscope.pressure as P
+
+    def broken(*a, **k):
+        raise OSError(105, "No buffer space available")
+    monkeypatch.setattr(P, "read_sockets", broken)
+    rc, out, err = cli("pressure")
+    assert rc == 2 and err.strip() == "portscope: error: cannot read the socket table: [Errno 105] No buffer space available"
+    rc, out, err = cli("pressure", "--check")
+    assert rc == 3 and out.startswith("PORTSCOPE UNKNOWN - cannot read the socket table")

@@ -14,7 +14,7 @@ MAX_SAMPLES = 1000
 
 def gather(netns=None, *, top=None, process=False, interval=None, samples=None):
     """Host facts + snapshot(s) -> PressureResult (the whole data path of pressure/report)."""
-    from ..errors import BadInput
+    from ..errors import BadInput, NotPermitted, SystemReadError
     from ..host import facts as host_facts
     from ..pressure import analyze, read_sockets
 
@@ -32,11 +32,16 @@ def gather(netns=None, *, top=None, process=False, interval=None, samples=None):
         # only sockets whose local port is in the range: the kernel filters (as `ss` does)
         return read_sockets(facts, netns, owners=process)
 
-    if interval is None:
-        return analyze(facts, take(), top=top, process=process)
-    from ..forecast import forecast, sample
-    tables = sample(take, interval, samples or 2)
-    return forecast(facts, tables, top=top, process=process, interval=interval)
+    try:
+        if interval is None:
+            return analyze(facts, take(), top=top, process=process)
+        from ..forecast import forecast, sample
+        tables = sample(take, interval, samples or 2)
+        return forecast(facts, tables, top=top, process=process, interval=interval)
+    except PermissionError as e:
+        raise NotPermitted(f"cannot read the socket table: {e}")
+    except OSError as e:
+        raise SystemReadError(f"cannot read the socket table: {e}")
 
 
 def _pct(x: float) -> str:
