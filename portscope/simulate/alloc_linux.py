@@ -157,7 +157,9 @@ class LinuxConnect(_Walker):
         port = self.low + (offset & ~1 if step == 2 else offset)
         if port >= self.high_x:
             port -= self.remaining
-        if port not in used and port not in self.skip and kid not in self.bits:
+        v = used.get(port)
+        if ((v is None or (v >= 0.0 and reuse_after is not None and now - v >= reuse_after))
+                and port not in self.skip and kid not in self.bits):
             r = self.rng.getrandbits(3) * step
             perturb[index] = (perturb[index] + r + step) & U32
             return port, 1
