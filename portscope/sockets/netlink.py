@@ -1,11 +1,12 @@
 """NETLINK_SOCK_DIAG dump: the fast path (stdlib socket + struct only).
 
-One dump per (protocol, family); state masks and the local-port range go to the
-kernel (idiag_states and INET_DIAG_REQ_BYTECODE), so unwanted sockets never
-cross into Python. The kernel's AUTO test (port not bound by the program) splits
-each dump in two complementary halves, auto and not-auto: together they return
-each socket exactly once, so the auto-bound column costs one extra request, not
-a second copy of the table.
+One dump per (protocol, family) -- for TCP over both families, one legacy
+TCPDIAG_GETSOCK dump that walks the socket hash once for IPv4 and IPv6. State
+masks and the local-port range go to the kernel (idiag_states and
+INET_DIAG_REQ_BYTECODE), so unwanted sockets never cross into Python. The
+kernel's AUTO test (port not bound by the program) splits each dump in two
+complementary halves, auto and not-auto: together they return each socket exactly
+once, so the auto-bound column costs one extra walk, not a second copy of the table.
 
 Parsing avoids per-socket objects beyond one tuple: one precompiled struct per
 message, columns built with zip() and array(), ports byteswapped in bulk.
@@ -39,19 +40,24 @@ BC_JMP, BC_S_GE, BC_S_LE, BC_AUTO = 1, 2, 3, 6
 # every state ss shows with -a: 1..12 (NEW_SYN_RECV is 12); not 13 BOUND_INACTIVE
 ALL_STATES = sum(1 << s for s in range(1, 13))
 _NO_BIND_LOCK = (1 << 3) | (1 << 6) | (1 << 12)     # SYN_RECV, TIME_WAIT, NEW_SYN_RECV
-_TW = 1 << 6
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LITTLE = sys.byteorder == "little"
 
 _HDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBxI" "HH16s16sI8s")            # inet_diag_req_v2, 56 bytes
+# struct inet_diag_req (the pre-sock_diag TCPDIAG_GETSOCK request), 60 bytes: the
+# kernel dumps it with family AF_UNSPEC, i.e. IPv4 and IPv6 in ONE walk of the
+# socket hash instead of two (each walk costs ~25 ms at 100k sockets, even empty)
+_LEGACY_REQ = struct.Struct("=BBBB" "HH16s16sI8s" "II")
+TCPDIAG_GETSOCK = 18
+BOTH = 0                      # "family" of a legacy dump: every record says its own
 _OP = struct.Struct("=BBH")
 _ATTR = struct.Struct("=HH")
 # nlmsghdr (16) + inet_diag_msg (72): family @16, state @17, sport @20, dport @22,
 # src @24, dst @40, uid @80, inode @84
 HEAD = 88
-assert _REQ.size == 56
+assert _REQ.size == 56 and _LEGACY_REQ.size == 60
 
 RECV_BYTES = 1 << 20          # the kernel fills at most ~32 KiB per dump skb; room to spare
 
@@ -91,11 +97,17 @@ def bytecode(sport=None, auto: bool | None = None) -> bytes:
 
 
 def _request(family: int, proto: int, states: int, bc: bytes, seq: int) -> bytes:
-    req = _REQ.pack(_FAMILY[family], proto, 0, states, 0, 0, bytes(16), bytes(16), 0,
-                    struct.pack("=II", INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE))
+    """family 4 or 6: inet_diag_req_v2; family BOTH (TCP only): the legacy request."""
+    cookie = struct.pack("=II", INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE)
+    if family == BOTH:
+        req = _LEGACY_REQ.pack(0, 0, 0, 0, 0, 0, bytes(16), bytes(16), 0, cookie, states, 0)
+        kind = TCPDIAG_GETSOCK
+    else:
+        req = _REQ.pack(_FAMILY[family], proto, 0, states, 0, 0, bytes(16), bytes(16), 0, cookie)
+        kind = SOCK_DIAG_BY_FAMILY
     if bc:
         req += _ATTR.pack(4 + len(bc), INET_DIAG_REQ_BYTECODE) + bc
-    return _HDR.pack(16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + req
+    return _HDR.pack(16 + len(req), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + req
 
 
 def open_socket() -> socket.socket:
@@ -128,6 +140,7 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
     except OSError as e:
         raise NetlinkRefused(_why(e))
     out: dict[int, bytearray] = {}
+    kind_ok = TCPDIAG_GETSOCK if family == BOTH else SOCK_DIAG_BY_FAMILY
     mv = memoryview(buf)
     fb = int.from_bytes
     bo = sys.byteorder
@@ -141,7 +154,7 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
                 raise NetlinkRefused(_why(e))
             if n == 0:
                 raise NetlinkRefused("netlink socket closed mid-dump")
-            if _uniform(mv, n):
+            if _uniform(mv, n, kind_ok):
                 blob = out.get(fb(mv[0:4], bo))
                 if blob is None:
                     blob = out[fb(mv[0:4], bo)] = bytearray()
@@ -153,7 +166,7 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
             off = 0
             while off < n:
                 length = fb(mv[off:off + 4], bo)
-                if buf[off + tb] == SOCK_DIAG_BY_FAMILY:
+                if buf[off + tb] == kind_ok:
                     heads += mv[off:off + HEAD]
                 else:
                     kind = struct.unpack_from("=H", buf, off + 4)[0]
@@ -170,19 +183,19 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
         mv.release()
 
 
-_MULTI_DIAG = struct.pack("=HH", SOCK_DIAG_BY_FAMILY, 2)      # type, NLM_F_MULTI
-_patterns: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+_patterns: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
 
 
-def _uniform(mv: memoryview, n: int) -> bool:
+def _uniform(mv: memoryview, n: int, kind: int) -> bool:
     """Is buf[:n] exactly n/L diag replies of one length L (no DONE, no error)?"""
     length = int.from_bytes(mv[0:4], sys.byteorder)
     if length < HEAD or length & 3 or n % length:
         return False
     k = n // length
-    pat = _patterns.get((length, k))
+    pat = _patterns.get((length, k, kind))
     if pat is None:
-        pat = _patterns[(length, k)] = (struct.pack("=I", length) * k, _MULTI_DIAG * k)
+        # type and flags (NLM_F_MULTI) words of every reply
+        pat = _patterns[(length, k, kind)] = (struct.pack("=I", length) * k, struct.pack("=HH", kind, 2) * k)
     words = mv[:n].cast("I")
     step = length // 4
     return words[0::step].tobytes() == pat[0] and words[1::step].tobytes() == pat[1]
@@ -211,13 +224,22 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
             continue
         states = blob[17::stride]
         table.proto.frombytes(bytes((proto,)) * n)
-        table.family.frombytes(bytes((family,)) * n)
-        table.state.frombytes(states)
-        w = 4 if family == 4 else 16
         first = operator.itemgetter(0)
+        if family == BOTH:
+            fams = blob[16::stride].translate(_FAMILY_CODE)
+            v4 = fams.count(4)
+            w = 4 if v4 == n else 16
+        else:
+            fams = bytes((family,)) * n
+            v4 = n if family == 4 else 0
+            w = 4 if family == 4 else 16
+        table.family.frombytes(fams)
+        table.state.frombytes(states)
         for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
-            cut = _addr_struct(stride, offset, w)
-            column.extend(map(first, cut.iter_unpack(blob)))
+            addrs = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
+            if w == 16 and v4:         # a legacy dump mixing families: IPv4 uses 4 bytes
+                addrs = [a[:4] if f == 4 else a for a, f in zip(addrs, fams)]
+            column.extend(addrs)
         sp = _cut(blob, stride, "H", 20)
         dp = _cut(blob, stride, "H", 22)
         if _LITTLE:                    # ports arrive in network order
@@ -241,6 +263,7 @@ def _addr_struct(stride: int, offset: int, width: int) -> struct.Struct:
     return struct.Struct(f"={offset}x{width}s{stride - offset - width}x")
 
 
+_FAMILY_CODE = bytes(4 if i == socket.AF_INET else 6 if i == socket.AF_INET6 else 0 for i in range(256))
 _AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) else AUTO_YES for s in range(256))
 
 
@@ -259,16 +282,16 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
     try:
         for p in protos:
             code = PROTO_CODES[p]
-            for fam in families:
-                # TIME_WAIT gets a dump of its own: the AUTO test means nothing there,
-                # and its replies are shorter, so separate dumps keep chunks uniform
-                tw = mask & _TW if code == tcp else 0
-                rest = mask & ~tw
+            both = code == tcp and set(families) == {4, 6} and _legacy_ok
+            for fam in (BOTH,) if both else families:
+                # every extra dump is a whole walk of the socket hash (~25 ms at 100k
+                # even when it returns nothing), so: all sockets that pass AUTO, then
+                # the few that do not; TIME_WAIT and request sockets always pass
+                # AUTO, and stay out of the second walk's bytecode
                 if auto:
-                    parts = [(rest, True, AUTO_YES), (rest & ~_NO_BIND_LOCK, False, AUTO_NO)]
+                    parts = [(mask, True, AUTO_YES), (mask & ~_NO_BIND_LOCK, False, AUTO_NO)]
                 else:
-                    parts = [(rest, None, AUTO_UNKNOWN)]
-                parts.append((tw, None, AUTO_UNKNOWN))
+                    parts = [(mask, None, AUTO_UNKNOWN)]
                 try:
                     for m, want, col in parts:
                         if m:
@@ -276,14 +299,25 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
                             _append(table, dump(sock, fam, code, m, bytecode(sport, want), seq, buf),
                                     code, fam, col)
                 except ProtocolMissing:
+                    if fam == BOTH:       # no legacy entry point: per family from now on
+                        _legacy_off()
+                        return read_table(protos, families, states, sport, auto)
                     if p in ("tcp", "udp"):
                         raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
                     continue
             if auto and code == tcp:
-                seq = _listeners(table, sock, families, buf, seq)
+                seq = _listeners(table, sock, (BOTH,) if both else families, buf, seq)
     finally:
         sock.close()
     return table
+
+
+_legacy_ok = True
+
+
+def _legacy_off() -> None:
+    global _legacy_ok
+    _legacy_ok = False
 
 
 def _listeners(table, sock, families, buf, seq) -> int:
