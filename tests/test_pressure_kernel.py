@@ -276,3 +276,54 @@ def test_mixed_workload_counts_exactly_the_bound_sockets(netns):
         assert (out["opened"], out["error"]) == ([25], "EADDRNOTAVAIL")
     finally:
         drive.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_random_workload_predictions_match_the_kernel(netns, seed):
+    """A seeded mix of reserved ports, listeners inside the range, UDP sockets, a program
+    that binds before connecting, plain connect()s and TIME_WAIT. Then each destination is
+    exhausted with connect(): the kernel must accept exactly capacity - in_use more, as
+    analyze() said beforehand (plain connect()s to one destination do not take ports from
+    another, so the order of the exhaustions does not matter)."""
+    import random
+    rnd = random.Random(seed)
+    low, high = 40000, 40029
+    netns.sysctl("net.ipv4.ip_local_port_range", f"{low} {high}")
+    netns.sysctl("net.ipv4.tcp_tw_reuse", "0")
+    ports = list(range(low, high + 1))
+    rnd.shuffle(ports)
+    reserved = sorted(ports[:rnd.randint(0, 3)])
+    inside = ports[len(reserved):len(reserved) + rnd.randint(0, 2)]
+    if reserved:
+        netns.sysctl("net.ipv4.ip_local_reserved_ports", ",".join(map(str, reserved)))
+    drive = Driver(netns)
+    try:
+        for p in [5001, 5002, 5003, 5009] + inside:
+            drive(op="listen", port=p, serve=p == 5001)
+        ops = ([("udp", 1)] * rnd.randint(0, 5) + [("bind", 5009)] * rnd.randint(0, 6)
+               + [("connect", 5001)] * rnd.randint(0, 12) + [("connect", 5002)] * rnd.randint(0, 12)
+               + [("churn", 5001)] * rnd.randint(0, 4))
+        rnd.shuffle(ops)
+        for kind, port in ops:
+            if kind == "udp":
+                out = drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=1)
+            elif kind == "churn":
+                out = drive(op="churn", dests=[["127.0.0.1", port]], n=1)
+            else:
+                out = drive(op="open", dests=[["127.0.0.1", port]], mode=kind, n=1)
+            assert out["opened"] == [1], (seed, kind, out)
+        res = analyze_ns(netns)
+        left = {}
+        for port in (5001, 5002, 5009):
+            d = res.destination("127.0.0.1", port)
+            left[port] = (d.capacity - d.in_use) if d else res.new_destination_capacity("tcp")
+        left[5003] = res.new_destination_capacity("tcp")
+        udp_left = res.new_destination_capacity("udp")
+        got = {}
+        for port in (5001, 5002, 5009, 5003):
+            out = drive(op="open", dests=[["127.0.0.1", port]])
+            got[port] = out["opened"][0]
+        got_udp = drive(op="open", dests=[["127.0.0.1", 0]], mode="udp")["opened"][0]
+        assert (got, got_udp) == (left, udp_left), (seed, ops, reserved, inside)
+    finally:
+        drive.close()
