@@ -40,7 +40,11 @@ def classify(table: SocketTable, ephemeral, reserved=None) -> None:
     so they, and every procfs/psutil row, are judged by the host's range.
     """
     mask = port_mask(ephemeral, reserved)
-    lis = table.listen_ports
+    # listener ports as one flag byte per port, a bit per protocol: no tuple per row
+    pbit = _PROTO_BIT
+    lis = bytearray(65536)
+    for proto, port in table.listen_ports:
+        lis[port] |= pbit[proto]
     k_local = _pack(EPH_LOCAL, METHOD_KERNEL, AUTO_YES)
     acc_remote = _pack(EPH_REMOTE, METHOD_RANGE, AUTO_NO)
     acc_none = _pack(EPH_NONE, METHOD_KERNEL, AUTO_NO)
@@ -52,7 +56,7 @@ def classify(table: SocketTable, ephemeral, reserved=None) -> None:
 
     def one(proto, state, lp, rp, ab):
         if ab == AUTO_YES:
-            if (proto, lp) in lis:
+            if lis[lp] & pbit[proto]:     # accepted: shares its listener's port
                 return acc_remote if mask[rp] else acc_none
             return k_local
         if ab == AUTO_NO:
@@ -64,7 +68,7 @@ def classify(table: SocketTable, ephemeral, reserved=None) -> None:
             return r_none
         if rp == 0:
             return r_local if mask[lp] else r_none
-        if (proto, lp) in lis:            # accepted: shares its listener's port
+        if lis[lp] & pbit[proto]:
             return r_remote if mask[rp] else r_none
         if mask[lp]:
             return r_local
@@ -79,6 +83,7 @@ def classify(table: SocketTable, ephemeral, reserved=None) -> None:
     table.auto_bound = array("B", packed.translate(_AUTO))
 
 
+_PROTO_BIT = bytes({6: 1, 17: 2, 136: 4, 132: 8}.get(i, 16) for i in range(256))
 _EPH = bytes(i & 3 for i in range(256))
 _METHOD = bytes(i >> 2 & 3 for i in range(256))
 _AUTO = bytes(i >> 4 & 3 for i in range(256))
