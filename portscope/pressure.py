@@ -213,7 +213,7 @@ def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
     return flags
 
 
-_NOT = bytes((1,) * 1 + (0,) * 255)          # 0 -> 1, anything else -> 0
+_NOT = bytes([1] + [0] * 255)          # 0 -> 1, anything else -> 0
 
 
 def _and(*masks: bytes) -> bytes:
@@ -293,8 +293,8 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
 
     t = socket_table
     m = row_masks(host_facts, t, usable)
-    protos, lports, rports, autos = t.proto, t.local_port, t.remote_port, t.auto_bound
-    listen_ports, listen_in_u = m.listen_ports, {p for p in m.listen_ports if usable[p]}
+    protos, lports = t.proto, t.local_port
+    listen_in_u = {p for p in m.listen_ports if usable[p]}
 
     # Every count below is a C-level pass (compress / Counter / set) over a column, picked
     # by a byte mask: no Python code runs per socket.

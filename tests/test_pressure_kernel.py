@@ -10,7 +10,6 @@ import json
 import select
 import subprocess
 import sys
-import time
 
 import pytest
 
