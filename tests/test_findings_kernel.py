@@ -145,3 +145,15 @@ def test_process_dominant_only_with_process(ns_driver):
     assert f.evidence["pid"] == drive.p.pid          # `ip netns exec` execs: same pid
     assert f.evidence["in_use"] == 30 and "python" in (f.evidence["command"] or "")
     assert "process-dominant" not in ids(analyze_ns(ns))
+
+
+def test_pool_empty_when_everything_is_reserved(ns_driver):
+    ns, drive = ns_driver
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40019")
+    ns.sysctl("net.ipv4.ip_local_reserved_ports", "40000-40019")
+    drive(op="listen", port=5001)
+    res = analyze_ns(ns)
+    assert res.global_.capacity == 0 and res.new_destination_capacity() == 0
+    assert finding(res, "pool-empty").severity == "critical"
+    out = drive(op="open", dests=DESTS[:1], n=1)            # the kernel agrees
+    assert out["opened"] == [0] and out["error"] == "EADDRNOTAVAIL"
