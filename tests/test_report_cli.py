@@ -70,10 +70,7 @@ def test_report_on_this_host_read_only(cli):
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
 def test_report_as_non_root():
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-c",
-                        # importlib.util: works around cli/__init__.py not importing it (reported)
-                        "import importlib.util, sys; from portscope.cli import main; main(sys.argv[1:])",
-                        "report", "--json"],
+                        sys.executable, "-m", "portscope", "report", "--json"],
                        capture_output=True, text=True, timeout=60, cwd="/")
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
