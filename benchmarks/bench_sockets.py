@@ -137,25 +137,32 @@ def main(argv=None) -> int:
     for k in times:
         lines.append(f"{k:<20} {med[k]:>9.3f} {min(times[k]):>8.3f} {med[k] / ss:>10.2f} "
                      f"{rss.get(k, float('nan')):>9.1f} {counts.get(k, ''):>8}")
+    best = {k: min(v) for k, v in times.items()}
+    peak = max((rss[k] for k in rss if k.startswith("conns")), default=float("nan")) * 1.048576
+    # (label, from medians, from best runs, limit, op): medians are the claim; best-of
+    # runs show the floor when other work shares the 2 CPUs
     targets = [
-        ("conns --count <= 1.5x ss -tan", med["conns --count"] / ss, 1.5, "<="),
-        ("conns --count tcp <= 1.5x ss -tan", med["conns --count tcp"] / ss, 1.5, "<="),
-        ("lib tcp >= 10x faster than psutil tcp", med["psutil tcp"] / med["lib snapshot tcp"], 10, ">="),
-        ("CLI peak memory <= 150 MB", max((rss[k] for k in rss if k.startswith("conns")), default=float("nan"))
-         * 1.048576, 150, "<="),
+        ("conns --count <= 1.5x ss -tan", med["conns --count"] / ss, best["conns --count"] / best["ss -tan"], 1.5, "<="),
+        ("conns --count tcp <= 1.5x ss -tan", med["conns --count tcp"] / ss,
+         best["conns --count tcp"] / best["ss -tan"], 1.5, "<="),
+        ("lib tcp >= 10x faster than psutil tcp", med["psutil tcp"] / med["lib snapshot tcp"],
+         best["psutil tcp"] / best["lib snapshot tcp"], 10, ">="),
+        ("CLI peak memory <= 150 MB", peak, peak, 150, "<="),
     ]
     if "ss -tanp" in med:
-        targets.insert(2, ("conns --process <= 0.25x ss -tanp", med["conns --process"] / med["ss -tanp"], 0.25, "<="))
-    lines.append("targets (issue 3):")
-    for label, value, limit, op in targets:
+        targets.insert(2, ("conns --process <= 0.25x ss -tanp", med["conns --process"] / med["ss -tanp"],
+                           best["conns --process"] / best["ss -tanp"], 0.25, "<="))
+    lines.append("targets (issue 3):            median   best-of-runs")
+    for label, value, floor, limit, op in targets:
         ok = value <= limit if op == "<=" else value >= limit
-        lines.append(f"  {'PASS' if ok else 'MISS'}  {label}: {value:.2f}")
+        lines.append(f"  {'PASS' if ok else 'MISS'}  {label:<40} {value:6.2f} {floor:8.2f}")
     print("\n".join(lines))
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"sockets": a.sockets, "runs": a.runs, "times": times, "median": med,
                        "peak_rss_mib": rss, "counts": counts,
-                       "targets": [{"what": l, "value": v, "limit": m, "op": o} for l, v, m, o in targets]},
+                       "targets": [{"what": l, "median": v, "best": b, "limit": m, "op": o}
+                                   for l, v, b, m, o in targets]},
                       f, indent=2)
     return 0
 
