@@ -477,7 +477,6 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
     fd_budget = _fd_budget()   # open client sockets (connect-close keeps none open)
     held = 0
     t0 = time.monotonic()
-    deadline = t0 + plan.timeout
     steps: list[Step] = []
     outcomes: list[DestinationOutcome] = []
 
@@ -507,6 +506,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
         global_start = predict(*first)
         stop, error = "refused", None
         total = 0
+        deadline = time.monotonic() + plan.timeout   # --timeout bounds the opening, not the set-up
         for dst, port in plan.destination_list():
             name_ = label(dst, port)
             if stop != "refused":
@@ -530,7 +530,8 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 if held >= fd_budget:
                     stop = "open-files"
                     break
-                if time.monotonic() > deadline:
+                # at least one attempt per destination, however slow the set-up was
+                if opened and time.monotonic() > deadline:
                     stop = "timeout"
                     break
                 t1 = time.perf_counter()

@@ -246,8 +246,11 @@ def test_cli_json_and_text(cli):
 # ------------------------------------------------------------------ clean-up on signals
 
 def _start(*args: str) -> tuple[subprocess.Popen, str]:
+    # a shell's background job inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default disposition, as a terminal would
     p = subprocess.Popen([*ENTRY, "lab", "exhaust", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = p.stdout.readline()
     assert first.startswith("lab namespace pslab-"), (first, p.stderr.read() if p.poll() is not None else "")
     return p, first.split()[2].rstrip(":")

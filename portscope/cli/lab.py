@@ -62,7 +62,7 @@ def _summary(res) -> list[str]:
 @click.option("--max-connects", type=int, default=10_000, show_default=True,
               help="Stop after this many sockets in all (also capped by the open-file limit).")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Stop after this many seconds.")
+              help="Stop opening connections after this many seconds.")
 @click.option("--reserve", default="", metavar="PORTS",
               help="ip_local_reserved_ports inside the lab, e.g. 40010-40019.")
 @click.option("--hold", type=float, default=0.0, show_default=True,
