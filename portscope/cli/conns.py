@@ -68,7 +68,10 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
             raise BadInput(f"--proto must be one of {', '.join(PROTOS)}, got {p!r}")
     slist = _split(states) or None
     state_codes(slist)                                  # validate before any read
-    prange = PortRange.parse(port) if port is not None else None
+    try:
+        prange = PortRange.parse(port) if port is not None else None
+    except BadInput as e:
+        raise BadInput(f"--port: {e}")
     srcnet = filters.parse_net(src, "--src") if src is not None else None
     dstnet = filters.parse_net(dst, "--dst") if dst is not None else None
     if csv_out and (as_json or count):
