@@ -41,7 +41,7 @@ def serve(l):
             return
         threading.Thread(target=drain, args=(c,), daemon=True).start()
 
-def client(mode, dst, dport, src):
+def client(mode, dst, dport, src, lport=0):
     fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
     kind = socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM
     c = socket.socket(fam, kind)
@@ -49,7 +49,7 @@ def client(mode, dst, dport, src):
         if mode == "nobind":
             c.setsockopt(socket.IPPROTO_IP, 24, 1)   # IP_BIND_ADDRESS_NO_PORT
         if mode in ("bind", "nobind", "udp"):
-            c.bind((src, 0))
+            c.bind((src, lport))
         if mode != "udp" or dport:
             c.connect((dst, dport))
     except OSError:
@@ -91,7 +91,8 @@ for line in sys.stdin:
                 if out["opened"][k] < 0:
                     continue
                 try:
-                    c = client(cmd.get("mode", "connect"), dests[k][0], dests[k][1], cmd.get("src", "127.0.0.1"))
+                    c = client(cmd.get("mode", "connect"), dests[k][0], dests[k][1], cmd.get("src", "127.0.0.1"),
+                               cmd.get("lport", 0))
                 except OSError as e:
                     out["error"] = errno.errorcode.get(e.errno, str(e.errno))
                     out.setdefault("failed", []).append(k)
@@ -324,5 +325,48 @@ def test_random_workload_predictions_match_the_kernel(netns, seed):
             got[port] = out["opened"][0]
         got_udp = drive(op="open", dests=[["127.0.0.1", 0]], mode="udp")["opened"][0]
         assert (got, got_udp) == (left, udp_left), (seed, ops, reserved, inside)
+    finally:
+        drive.close()
+
+
+def test_procfs_fallback_agrees_with_netlink(netns, monkeypatch):
+    """Where sock_diag is refused, /proc/net gives the same answer for the same sockets
+    (procfs has no AUTO bit: bind(0) is still found by parity; a port bound by number,
+    which only the AUTO bit reveals, is the one difference, and it is checked)."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40029")
+    drive = Driver(netns)
+    try:
+        for p in (5001, 5002, 40007):
+            drive(op="listen", port=p)
+        drive(op="open", dests=DESTS[:1], n=12)
+        drive(op="open", dests=DESTS[1:], mode="bind", n=3)
+        drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=4)
+        f = host_facts(netns.name)
+        plain = analyze(f, snapshot(protos=("tcp", "udp"), netns=netns.name, facts=f, backend="procfs"))
+        by = {b: analyze(f, snapshot(protos=("tcp", "udp"), netns=netns.name, facts=f, backend=b))
+              for b in ("netlink", "procfs")}
+        assert by["procfs"].backend == "procfs"
+        assert by["netlink"].to_json()["global"] == by["procfs"].to_json()["global"]
+        assert [d.to_json() for d in by["netlink"].destinations] == [d.to_json() for d in by["procfs"].destinations]
+        # the CLI path falls back too when netlink is refused
+        from portscope.pressure import read_sockets
+        from portscope.sockets import netlink
+
+        def refused(*a, **k):
+            raise netlink.NetlinkRefused("test")
+        monkeypatch.setattr(netlink, "read_table", refused)
+        t = read_sockets(f, netns.name)
+        assert t.backend == "procfs"
+        assert analyze(f, t).global_ == by["netlink"].global_
+        monkeypatch.undo()
+        # bind(addr, 40010) + connect: an even (connect()-parity) port chosen by number
+        assert drive(op="open", dests=DESTS[1:], mode="bind", lport=40010, n=1)["opened"] == [1]
+        nl = analyze(f, snapshot(protos=("tcp", "udp"), netns=netns.name, facts=f, backend="netlink"))
+        pf = analyze(f, snapshot(protos=("tcp", "udp"), netns=netns.name, facts=f, backend="procfs"))
+        assert nl.global_.bind_held == plain.global_.bind_held + 1 == pf.global_.bind_held + 1
+        d = nl.destination("127.0.0.1", 5001)
+        assert d.capacity == pf.destination("127.0.0.1", 5001).capacity - 1
+        # ... and netlink's number is the kernel's
+        assert drive(op="open", dests=DESTS[:1])["opened"] == [d.capacity - d.in_use]
     finally:
         drive.close()
