@@ -359,8 +359,10 @@ def test_procfs_fallback_agrees_with_netlink(netns, monkeypatch):
         assert t.backend == "procfs"
         assert analyze(f, t).global_ == by["netlink"].global_
         monkeypatch.undo()
-        # bind(addr, 40010) + connect: an even (connect()-parity) port chosen by number
-        assert drive(op="open", dests=DESTS[1:], mode="bind", lport=40010, n=1)["opened"] == [1]
+        # bind(addr, P) + connect, P a free even (connect()-parity) port chosen by number
+        used = set(snapshot(protos=("tcp",), netns=netns.name, facts=f).local_port)
+        free = next(p for p in range(40000, 40030, 2) if p not in used)
+        assert drive(op="open", dests=DESTS[1:], mode="bind", lport=free, n=1)["opened"] == [1]
         nl = analyze(f, snapshot(protos=("tcp", "udp"), netns=netns.name, facts=f, backend="netlink"))
         pf = analyze(f, snapshot(protos=("tcp", "udp"), netns=netns.name, facts=f, backend="procfs"))
         assert nl.global_.bind_held == plain.global_.bind_held + 1 == pf.global_.bind_held + 1
