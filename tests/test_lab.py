@@ -218,7 +218,7 @@ def test_max_connects_and_timeout_bound_the_run():
     res = run(lab.Plan(range=PortRange(30000, 60999), destinations=1, timeout=0.3))
     assert res.stop_reason == "timeout"
     assert 0 < res.opened_total < 31000
-    assert res.elapsed_s < 10
+    assert res.elapsed_s < 20   # set-up and predictions included
 
 
 # ------------------------------------------------------------------ CLI
