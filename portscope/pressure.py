@@ -39,8 +39,8 @@ from itertools import compress
 
 from .ports import PortRange, PortSet
 from .sockets.table import (
-    AUTO_NO, PROTO_NAMES, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN, TCP_TIME_WAIT,
-    format_addr,
+    AUTO_NO, PROTO_NAMES, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, STATE_CODES, TCP_LISTEN,
+    TCP_TIME_WAIT, format_addr,
 )
 
 SEVERITIES = ("critical", "warning", "info")
@@ -417,6 +417,11 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
 
 
 SNAPSHOT_PROTOS = ("tcp", "udp", "udplite")   # SCTP has its own port space: not in the model
+# Every state, plus BOUND_INACTIVE (13): sockets bound but neither connected nor listening,
+# e.g. left over after a failed connect(), hold their port for every destination. sock_diag
+# returns them only when asked (Linux 6.8+; older kernels ignore the bit).
+READ_STATES = set(range(1, 14))
+READ_STATE_NAMES = tuple(STATE_CODES)       # the same, by name, for sockets.snapshot()
 
 
 def read_sockets(host_facts, netns: str | None = None, *, owners: bool = False):
@@ -431,11 +436,11 @@ def read_sockets(host_facts, netns: str | None = None, *, owners: bool = False):
         from .sockets import netlink
         try:
             with _netns.entered(netns):
-                return netlink.read_table(SNAPSHOT_PROTOS, (4, 6), None, host_facts.ephemeral, auto=True)
+                return netlink.read_table(SNAPSHOT_PROTOS, (4, 6), READ_STATES, host_facts.ephemeral, auto=True)
         except netlink.NetlinkRefused:
             pass
     return snapshot(protos=SNAPSHOT_PROTOS, sport=host_facts.ephemeral, owners=owners,
-                    netns=netns, facts=host_facts)
+                    netns=netns, facts=host_facts, states=READ_STATE_NAMES)
 
 
 def truncate(result: PressureResult, top: int | None) -> PressureResult:

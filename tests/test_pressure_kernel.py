@@ -48,8 +48,10 @@ def client(mode, dst, dport, src, lport=0):
     try:
         if mode == "nobind":
             c.setsockopt(socket.IPPROTO_IP, 24, 1)   # IP_BIND_ADDRESS_NO_PORT
-        if mode in ("bind", "nobind", "udp"):
+        if mode in ("bind", "nobind", "udp", "bindonly"):
             c.bind((src, lport))
+        if mode == "bindonly":
+            return c
         if mode != "udp" or dport:
             c.connect((dst, dport))
     except OSError:
@@ -372,3 +374,19 @@ def test_procfs_fallback_agrees_with_netlink(netns, monkeypatch):
         assert drive(op="open", dests=DESTS[:1])["opened"] == [d.capacity - d.in_use]
     finally:
         drive.close()
+
+
+def test_bound_only_sockets_hold_their_ports(small):
+    """bind() without connect()/listen() (BOUND_INACTIVE, e.g. kept after a failed connect):
+    invisible to plain dumps, but they hold their ports for every destination."""
+    ns, drive = small
+    drive(op="listen", port=5001)
+    assert drive(op="open", dests=DESTS[:1], mode="bindonly", n=3)["opened"] == [3]
+    from portscope.pressure import read_sockets
+    f = host_facts(ns.name)
+    res = analyze(f, read_sockets(f, ns.name))
+    assert (res.global_.bind_held, res.global_.tcp_exclusive) == (3, 3)
+    predicted = res.new_destination_capacity("tcp")
+    assert predicted == 17
+    out = drive(op="open", dests=DESTS[:1])
+    assert (out["opened"], out["error"]) == ([predicted], "EADDRNOTAVAIL")
