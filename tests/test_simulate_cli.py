@@ -139,3 +139,11 @@ def test_bad_config_key_and_syntax(cli, tmp_path):
     f.write_text("range: 40000-40039\nconnects: lots\n")
     code, _, err = cli("simulate", "--config", str(f))
     assert code == 2 and "connects" in err
+
+
+def test_from_host_reads_this_hosts_range(cli):
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = f.read().split()
+    d = js(cli, "--from-host", "--connects", "5")
+    assert d["settings"]["range"] == f"{low}-{high}"
+    assert d["connects"] == 5 and d["failures"] == 0
