@@ -232,9 +232,11 @@ def test_fallback_to_procfs_when_netlink_is_refused(world, monkeypatch, cli):
 def test_fallback_when_the_kernel_does_not_serve_tcp(world, monkeypatch):
     def missing(*a, **kw):
         raise netlink.ProtocolMissing("ENOENT")
+    monkeypatch.setattr(netlink, "_legacy_ok", True)     # restored afterwards: the probe turns it off
     monkeypatch.setattr(netlink, "dump", missing)
     t = snapshot(("tcp",), netns=world.name)
     assert t.backend == "procfs" and "tcp_diag" in t.notes[0]
+    assert netlink._legacy_ok is False          # no legacy entry point: per family from then on
 
 
 # --- the CLI --------------------------------------------------------------------------
@@ -295,3 +297,47 @@ def test_conns_bad_input_is_one_line_exit_2(cli, args, word):
     code, out, err = cli("conns", *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("portscope: error:") and word in err
+
+
+def test_one_legacy_walk_equals_per_family_dumps(world, monkeypatch):
+    calls = []
+    real = netlink._request
+
+    def spy(family, *a):
+        calls.append(family)
+        return real(family, *a)
+
+    monkeypatch.setattr(netlink, "_request", spy)
+
+    def columns(t):
+        return {(r["state"], r["local_addr"], r["local_port"], r["remote_addr"], r["remote_port"],
+                 r["ephemeral"], r["ephemeral_method"], r["inode"]) for r in t.rows()}
+
+    legacy, _ = world.stable(lambda: snapshot(("tcp",), netns=world.name))
+    assert set(calls) == {netlink.BOTH}               # v4 and v6 came from one walk each
+    monkeypatch.setattr(netlink, "_legacy_ok", False)
+    calls.clear()
+    for _ in range(5):
+        per_family = snapshot(("tcp",), netns=world.name)
+        if columns(per_family) == columns(legacy):
+            break
+        legacy = snapshot(("tcp",), netns=world.name)
+    assert set(calls) == {4, 6}
+    assert columns(per_family) == columns(legacy)
+    assert set(legacy.family) == {4, 6}
+
+
+def test_sctp_rows_join_the_netlink_table(world, monkeypatch):
+    import portscope.sockets as sockets_pkg
+    from test_sockets_samples import read_sample
+    sample = read_sample("sctp/modern", protos=("sctp",))
+    monkeypatch.setattr(sockets_pkg, "_procfs", lambda *a: read_sample("sctp/modern", protos=("sctp",)))
+    t = snapshot(("tcp", "sctp"), netns=world.name)
+    assert t.backend == "netlink"
+    rows = list(t.rows())
+    sctp = [r for r in rows if r["proto"] == "sctp"]
+    assert [r["local_port"] for r in sctp] == list(sample.local_port)
+    assert sctp[0]["local_addrs"] == ["10.0.0.102", "10.0.0.70"]          # offsets moved along
+    assert sctp[3]["remote_addrs"] == ["10.0.0.77", "10.0.0.109", "172.31.1.9"]
+    assert all("local_addrs" not in r for r in rows if r["proto"] == "tcp")
+    assert len(rows) == len(t) == len(sample) + sum(1 for r in rows if r["proto"] == "tcp")

@@ -57,8 +57,15 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
 def _linux_read(backend, protos, families, states, sport, auto, owners) -> SocketTable:
     if backend in (None, "netlink"):
         from . import netlink
+        # SCTP comes from /proc/net/sctp even on the netlink path: sctp_diag reports
+        # association states in SCTP's own numbering and multi-homed addresses in
+        # attributes, and no kernel here offers it to verify a parser against
+        inet = tuple(p for p in protos if p != "sctp")
         try:
-            return netlink.read_table(protos, families, states, sport, auto=auto)
+            table = netlink.read_table(inet, families, states, sport, auto=auto)
+            if "sctp" in protos:
+                table.extend(_procfs(("sctp",), families, states, sport))
+            return table
         except netlink.NetlinkRefused as e:
             if backend == "netlink":
                 raise Unsupported(f"netlink sock_diag refused: {e}")

@@ -271,7 +271,8 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
     """Sockets of the calling thread's network namespace via sock_diag.
 
     Raises NetlinkRefused when sock_diag is unusable (the facade then reads procfs).
-    Protocols this kernel does not serve (no sctp_diag, no UDP-Lite) are skipped.
+    Protocols this kernel does not serve (no UDP-Lite) are skipped. SCTP is not
+    asked here: the facade reads it from /proc/net/sctp (see sockets/__init__.py).
     """
     mask = ALL_STATES if states is None else sum(1 << s for s in states)
     table = SocketTable(backend="netlink")
@@ -281,6 +282,8 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
     tcp = PROTO_CODES["tcp"]
     try:
         for p in protos:
+            if p == "sctp":
+                continue
             code = PROTO_CODES[p]
             both = code == tcp and set(families) == {4, 6} and _legacy_ok
             for fam in (BOTH,) if both else families:

@@ -74,6 +74,18 @@ class SocketTable:
     def __len__(self) -> int:
         return len(self.proto)
 
+    def extend(self, other: "SocketTable") -> None:
+        """Append another backend's rows (same columns; unclassified, without owners)."""
+        base = len(self)
+        for name in ("proto", "family", "state", "local_addr", "local_port", "remote_addr",
+                     "remote_port", "uid", "inode", "auto_bound"):
+            getattr(self, name).extend(getattr(other, name))
+        self.extra_local.update({base + i: v for i, v in other.extra_local.items()})
+        self.extra_remote.update({base + i: v for i, v in other.extra_remote.items()})
+        self.warnings.extend(other.warnings)
+        self.notes.extend(other.notes)
+        self.listen_ports |= other.listen_ports
+
     def row(self, i: int) -> dict:
         """One socket in the JSON contract's shape."""
         d = {

@@ -1,0 +1,52 @@
+"""benchmarks/harness.py: the many-socket namespace others build on (root only)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import HAVE_IP, NEED_ROOT, ROOT
+
+pytestmark = [pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT), pytest.mark.netns]
+
+
+def _namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def test_harness_builds_the_mix_and_always_cleans_up():
+    from benchmarks.harness import Mix, socket_namespace
+    from portscope.sockets import snapshot
+    mix = Mix(established=1200, time_wait=300, udp=100)
+    with socket_namespace(mix=mix, per_process=500, prefix="pstestharn") as ns:
+        name = ns.name
+        assert name in _namespaces()
+        assert len(ns.helpers) >= 4                      # spread over several processes
+        counts = {}
+        for r in snapshot(netns=name, classify=False).rows():
+            counts[(r["proto"], r["state"])] = counts.get((r["proto"], r["state"]), 0) + 1
+        assert counts[("tcp", "ESTABLISHED")] == 1200
+        assert counts[("tcp", "LISTEN")] == ns.listeners
+        assert counts.get(("tcp", "TIME_WAIT"), 0) == ns.count_time_wait()
+        assert 250 <= counts[("tcp", "TIME_WAIT")] <= 300
+        assert counts[("udp", "CLOSE")] + counts[("udp", "ESTABLISHED")] == 100
+        ss = ns.run("ss", "-tanH", "state", "established").stdout
+        assert len(ss.splitlines()) == 1200
+        assert ns.top_up_time_wait() >= 0 and ns.count_time_wait() >= 300 - 5
+        pids = [h.pid for h in ns.helpers]
+    assert name not in _namespaces()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            import os
+            os.kill(pid, 0)
+
+
+def test_harness_removes_the_namespace_when_the_block_raises():
+    from benchmarks.harness import Mix, socket_namespace
+    seen = None
+    with pytest.raises(RuntimeError, match="boom"):
+        with socket_namespace(mix=Mix(10, 0, 0), prefix="pstestharn") as ns:
+            seen = ns.name
+            raise RuntimeError("boom")
+    assert seen and seen not in _namespaces()
