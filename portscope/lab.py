@@ -468,7 +468,7 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
 def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 on_ready: Callable[[str], None] | None = None,
                 on_hold: Callable[[str], None] | None = None,
-                predictor_factory=portscope_predictor) -> LabResult:
+                predictor_factory=None) -> LabResult:
     """Create the lab, exhaust it, report, and remove everything (also on Ctrl-C/SIGTERM)."""
     from . import netns as _netns
 
@@ -501,7 +501,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
             ls.settimeout(CONNECT_TIMEOUT)
         if on_ready:
             on_ready(name)
-        predict = predictor_factory(plan, name)
+        predict = (predictor_factory or portscope_predictor)(plan, name)
         first = plan.destination_list()[0]
         global_start = predict(*first)
         stop, error = "refused", None

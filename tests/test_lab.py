@@ -454,3 +454,24 @@ def test_portscope_pressure_in_another_process_sees_100_percent_per_destination(
             p.kill()
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
     assert ns not in lab.lab_namespaces()
+
+
+@needs_netns
+def test_a_wrong_prediction_is_reported_and_exits_1(cli, monkeypatch):
+    # a model that is off by one: the kernel's count must expose it
+    real = lab.portscope_predictor
+
+    def off_by_one(plan, ns):
+        predict = real(plan, ns)
+
+        def p(dst, port):
+            x = predict(dst, port)
+            return lab.Prediction(x.capacity - 1, x.in_use, x.utilization, x.global_in_use,
+                                  x.global_capacity, x.global_utilization, x.time_wait)
+        return p
+
+    monkeypatch.setattr(lab, "portscope_predictor", off_by_one)
+    code, out, err = cli("lab", "exhaust", "-k", "1")
+    assert code == 1, (out, err)
+    assert "127.0.0.2:80: portscope predicted 99, the kernel opened 100 then EADDRNOTAVAIL on connect(): MISMATCH" in out
+    assert "removed lab namespace" in out
