@@ -21,8 +21,12 @@ GRAB = r"""
 import errno, json, socket, sys
 mode, n = sys.argv[1], int(sys.argv[2])
 ports, err, keep = [], None, []
-if mode in ("tcp", "clamp"):
-    srv = socket.socket(); srv.bind(("127.0.0.1", 5000)); srv.listen(4096); keep.append(srv)
+if mode in ("tcp", "clamp", "tcp2", "held"):
+    for dport in (5000, 5001):
+        srv = socket.socket(); srv.bind(("127.0.0.1", dport)); srv.listen(4096); keep.append(srv)
+if mode == "held":   # a listener and a bound-only socket inside the range
+    l = socket.socket(); l.bind(("0.0.0.0", 40004)); l.listen(8); keep.append(l)
+    b = socket.socket(); b.bind(("127.0.0.1", 40007)); keep.append(b)
 for i in range(n):
     if mode == "udp":
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -36,7 +40,7 @@ for i in range(n):
         else:
             if mode == "clamp":   # IP_LOCAL_PORT_RANGE = 51: high << 16 | low
                 s.setsockopt(socket.IPPROTO_IP, 51, ((40015 << 16) | 40005).to_bytes(4, sys.byteorder))
-            s.connect(("127.0.0.1", 5000))
+            s.connect(("127.0.0.1", 5001 if mode == "tcp2" and i % 2 else 5000))
     except OSError as e:
         err = errno.errorcode[e.errno]
         break
@@ -80,6 +84,30 @@ def test_connect_exhausts_at_the_same_count_low_parity_first(netns):
     assert sorted(k["ports"]) == sorted(sp)
     for p in (40010, 40021):
         assert p not in k["ports"] and p not in sp
+
+
+def test_ports_shared_across_destinations(netns):
+    """Round-robin over two destinations: 38 ports each, every port used twice."""
+    setup_ns(netns)
+    k = kernel(netns, "tcp2", 100)
+    s = sim(destinations=2, connects=100)
+    sp = [p for p in s.ports if p >= 0]
+    assert k["error"] == "EADDRNOTAVAIL"
+    assert len(k["ports"]) == s.first_failure_index == len(sp) == 76
+    for ports in (k["ports"], sp):
+        assert sorted(set(ports)) == [p for p in range(40000, 40040) if p not in (40010, 40021)]
+        assert all(ports.count(p) == 2 for p in set(ports))
+
+
+def test_bind_held_ports_are_never_shared(netns):
+    """A listener and a bound-only socket in the range: connect() skips both."""
+    setup_ns(netns)
+    k = kernel(netns, "held")
+    s = sim(listeners="40004,40007")
+    sp = [p for p in s.ports if p >= 0]
+    assert len(k["ports"]) == len(sp) == s.first_failure_index == 36
+    assert sorted(k["ports"]) == sorted(sp)
+    assert not {40004, 40007} & set(k["ports"] + sp)
 
 
 def test_same_parity_range_top_port_and_unreached_low(netns):

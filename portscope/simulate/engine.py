@@ -171,7 +171,7 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
     series = Series(s_t, s_est, s_tw, s_ports, s_fail) if timeseries else None
     par = parity_stats(ports_log, alloc.low if hasattr(alloc, "low") else w.space.low) if record else {}
     pred = predictability(ports_log, kids_log, w.space.range.size) if record else {}
-    capacity = w.space.usable("linux" if w.algorithm == "linux" and w.socket_range is None else "other")
+    capacity = w.space.usable(w.algorithm)
     if w.socket_range is not None:
         capacity = sum(1 for p in range(alloc.low, alloc.high_x) if p not in alloc.skip)
     return Result(

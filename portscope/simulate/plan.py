@@ -64,7 +64,7 @@ def _onset(rate: float, holds, capacity: int) -> float | None:
 
 def plan(w: Workload) -> Plan:
     glob = w.algorithm in GLOBAL_MODELS
-    capacity = w.space.usable("linux" if w.algorithm == "linux" else "other")
+    capacity = w.space.usable(w.algorithm)
     skip = len(w.space.skip)
     pairs = 1 if glob else w.pairs
     tw = w.effective_time_wait

@@ -45,7 +45,9 @@ class PortSpace:
     def usable(self, algorithm: str = "linux") -> int:
         """Ports one (source, destination) pair - or the whole host for global
         allocators - can hold at once."""
-        ports = self.connect_ports(2) if algorithm == "linux" else range(self.low, self.high + 1)
+        # both Linux TCP walks force `remaining` even; UDP and the RFC models use the full range
+        step2 = algorithm in ("linux", "linux-bind")
+        ports = self.connect_ports(2) if step2 else range(self.low, self.high + 1)
         skip = self.skip
         return sum(1 for p in ports if p not in skip)
 
