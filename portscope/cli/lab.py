@@ -127,7 +127,7 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
             click.echo(line)
         click.echo(f"removed lab namespace {res.namespace} ({res.elapsed_s:.2f} s)")
     if res.match is False:   # the model and the kernel disagree: make scripts notice
-        raise click.exceptions.Exit(1)
+        raise SystemExit(1)
 
 
 @lab.command("clean")
