@@ -98,7 +98,7 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
         c = filters.counts(table, rows)
         if as_json:
             from .common import emit_json
-            emit_json({"backend": table.backend, "netns": ns, **c})
+            emit_json({"backend": table.backend, "netns": ns, "warnings": table.warnings, **c})
         else:
             _print_counts(table.backend, c)
         return
