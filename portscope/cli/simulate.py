@@ -175,3 +175,10 @@ def _plan(w, json_out) -> None:
     click.echo(f"simulated  {chk['connects']} connects over {chk['simulated_s']}s: {chk['failures']} failures"
                + (f", first at {chk['first_failure_time']:g}s" if chk["first_failure_time"] is not None else "")
                + ("  (agrees with the plan)" if chk["agrees"] else "  (DISAGREES with the plan)"))
+    if "with_sources_needed" in chk:
+        c = chk["with_sources_needed"]
+        click.echo(f"simulated  with {c['sources']} source IPs: {c['failures']} failures"
+                   + ("  (agrees)" if c["agrees"] else "  (DISAGREES)"))
+    if "with_tw_reuse" in chk:
+        c = chk["with_tw_reuse"]
+        click.echo(f"simulated  with tw_reuse=1: {c['failures']} failures" + ("  (agrees)" if c["agrees"] else "  (DISAGREES)"))

@@ -110,19 +110,37 @@ def plan(w: Workload) -> Plan:
 MAX_CHECK_CONNECTS = 3_000_000
 
 
-def check(w: Workload, p: Plan) -> dict:
-    """Run the simulation the plan speaks about (bounded) and say whether they agree:
-    both see failures or neither does, and the onsets are within 10%."""
+def _simulate(w: Workload, p_hold: float, onset: float | None) -> dict:
     from .engine import run
     sim_w = w
     if not w.in_a_row:
-        horizon = max(1.5 * p.hold_s if math.isfinite(p.hold_s) else 0.0, 1.2 * (p.onset_s or 0.0), 1.0)
+        horizon = max(1.5 * p_hold if math.isfinite(p_hold) else 0.0, 1.2 * (onset or 0.0), 1.0)
         dur = min(w.duration or math.inf, horizon, MAX_CHECK_CONNECTS / w.rate)
         sim_w = replace(w, duration=dur)
     r = run(sim_w, timeseries=False, record=False)
-    sim_onset = r.first_failure_time
-    agree = (r.failures == 0) == (p.onset_s is None)
+    return {"simulated_s": None if sim_w.duration is None else round(sim_w.duration, 3),
+            "connects": r.connects, "failures": r.failures, "first_failure_time": r.first_failure_time,
+            "ports_used_max": r.ports_used_max}
+
+
+def check(w: Workload, p: Plan) -> dict:
+    """Run the simulation the plan speaks about (bounded) and say whether they agree:
+    both see failures or neither does, and the onsets are within 10%. When the plan
+    says the workload does not fit, also simulate its two remedies: the number of
+    source IPs it asks for, and tcp_tw_reuse=1."""
+    out = _simulate(w, p.hold_s, p.onset_s)
+    sim_onset = out["first_failure_time"]
+    agree = (out["failures"] == 0) == (p.onset_s is None)
     if agree and p.onset_s is not None and sim_onset is not None:
         agree = abs(sim_onset - p.onset_s) <= 0.1 * max(p.onset_s, 1e-9) + 1e-3
-    return {"simulated_s": None if sim_w.duration is None else round(sim_w.duration, 3), "connects": r.connects, "failures": r.failures,
-            "first_failure_time": sim_onset, "ports_used_max": r.ports_used_max, "agrees": agree}
+    out["agrees"] = agree
+    if p.fits or w.in_a_row:
+        return out
+    if p.sources_needed is not None and p.sources_needed != w.sources and p.sources_needed <= 64:
+        r = _simulate(replace(w, sources=p.sources_needed), p.hold_s, None)
+        out["with_sources_needed"] = {"sources": p.sources_needed, "failures": r["failures"],
+                                      "agrees": r["failures"] == 0}
+    if p.reuse and w.tw_reuse != 1:
+        r = _simulate(replace(w, tw_reuse=1), p.hold_s, p.reuse.get("onset_s"))
+        out["with_tw_reuse"] = {"failures": r["failures"], "agrees": (r["failures"] == 0) == p.reuse["fits"]}
+    return out
