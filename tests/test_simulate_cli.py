@@ -122,6 +122,8 @@ def test_plan_numbers():
     (("--rate", "5/s",), "--duration"),
     (("--destinations", "0", "--connects", "5"), "destinations"),
     (("--config", "/nonexistent/w.yaml",), "cannot read"),
+    (("--rate", "1000000/s", "--duration", "1000"), "limit"),
+    (("--rate", "10/s", "--duration", "100", "--interval", "0.00001", "--timeseries"), "time-series points"),
     (("--algorithm", "udp", "--socket-range", "40000-40010", "--connects", "5"), "IP_LOCAL_PORT_RANGE"),
 ])
 def test_bad_input_is_one_line_exit_2(cli, args, msg):

@@ -109,7 +109,12 @@ def _typed(o: dict) -> dict:
     for k in ("duration", "time_wait", "interval"):
         out[k] = num(k, float)
     out["tw_reuse_delay_ms"] = num("tw_reuse_delay", int)
-    out["loopback"] = bool(o.get("loopback"))
+    lb = o.get("loopback")
+    if isinstance(lb, str):
+        if lb.strip().lower() not in ("true", "yes", "1", "false", "no", "0", ""):
+            raise BadInput(f"loopback: expected true or false, got {lb!r}")
+        lb = lb.strip().lower() in ("true", "yes", "1")
+    out["loopback"] = bool(lb)
     out["rate"] = o.get("rate")
     out["lifetime"] = o.get("lifetime", "0")
     if out["socket_range"] is None:

@@ -16,7 +16,8 @@ import numpy as np
 from . import allocators, arrivals
 from .alloc_base import GLOBAL
 from .result import Result, Series, parity_stats, predictability
-from .workload import Workload
+from ..errors import BadInput
+from .workload import MAX_SAMPLES, Workload
 
 SERIES_POINTS = 200
 
@@ -75,6 +76,8 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
 
     end = arrivals.end_time(w)
     step_t = w.interval or end / SERIES_POINTS
+    if timeseries and end / step_t > MAX_SAMPLES:
+        raise BadInput(f"--interval {step_t:g}s gives more than {MAX_SAMPLES} time-series points over {end:g}s")
     next_sample = step_t
     s_t, s_est, s_tw, s_ports, s_fail = [], [], [], [], []
     bin_fail = 0

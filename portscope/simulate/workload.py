@@ -11,6 +11,8 @@ from ..ports import PortRange
 from .space import PortSpace, make_space
 
 TIME_WAIT = 60.0  # TCP_TIMEWAIT_LEN, hard-coded in the kernel
+MAX_CONNECTS = 100_000_000  # ~10 minutes of simulation: a bound, not a model limit
+MAX_SAMPLES = 100_000  # time-series points
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,12 @@ class Workload:
             raise BadInput("--tw-reuse-delay must be >= 0 ms")
         if self.interval is not None and not self.interval > 0:
             raise BadInput("--interval must be above 0 seconds")
+        planned = self.connects if self.connects is not None else math.inf
+        if self.rate is not None and self.duration is not None:
+            planned = min(planned, self.rate * self.duration)
+        if planned > MAX_CONNECTS:
+            raise BadInput(f"that is about {planned:.3g} connects; the limit is {MAX_CONNECTS:.0e} "
+                           "(lower --rate/--duration or cap with --connects)")
 
     @property
     def pairs(self) -> int:
