@@ -250,7 +250,7 @@ class RowMasks:
         n = len(t)
         self.pb, sb = t.proto.tobytes(), t.state.tobytes()
         lports = t.local_port
-        self.listen_ports = lp = {p for p in compress(lports, _and(_is(sb, TCP_LISTEN), _is(self.pb, PROTO_TCP)))}
+        self.listen_ports = lp = set(compress(lports, _and(_is(sb, TCP_LISTEN), _is(self.pb, PROTO_TCP))))
         lp.update(p for pr, p in (getattr(t, "listen_ports", None) or ()) if pr == PROTO_TCP)
         if n and not host_facts.reserved.count_in(rng) and rng.low <= min(lports) and max(lports) <= rng.high:
             in_u = b"\x01" * n          # the kernel already filtered on the range (read_sockets)
