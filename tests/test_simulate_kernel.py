@@ -110,6 +110,19 @@ def test_bind_held_ports_are_never_shared(netns):
     assert not {40004, 40007} & set(k["ports"] + sp)
 
 
+def test_perturbation_steps_match(netns):
+    """Far from full, the first candidate is free, so the next port to the same
+    destination is the previous + 2 * (1 + random(0..7)): steps 2..16, uniform.
+    Default range, 400 connects, in both."""
+    k = kernel(netns, "tcp", 400)["ports"]
+    s = [p for p in sim(rng="32768-60999", reserved="", connects=400).ports if p >= 0]
+    for ports in (k, s):
+        assert len(ports) == 400
+        steps = [(b - a) % 28232 for a, b in zip(ports, ports[1:])]
+        assert set(steps) == set(range(2, 17, 2))
+        assert all(20 <= steps.count(d) <= 80 for d in range(2, 17, 2))  # ~50 each of 399
+
+
 def test_same_parity_range_top_port_and_unreached_low(netns):
     """40000-40040 has 41 ports but the kernel walks `remaining` = 40 of them per
     pass from its start offset: 40040 is reachable, 40000 only from offset 0.
