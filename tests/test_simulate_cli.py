@@ -157,3 +157,20 @@ def test_from_host_reads_this_hosts_range(cli):
     d = js(cli, "--from-host", "--connects", "5")
     assert d["settings"]["range"] == f"{low}-{high}"
     assert d["connects"] == 5 and d["failures"] == 0
+
+
+def test_from_host_in_a_namespace(cli, netns):
+    netns.sysctl("net.ipv4.ip_local_port_range", "41000 41999")
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "41500")
+    d = json.loads(cli("--netns", netns.name, "simulate", "--from-host", "--connects", "1200", "--json")[1])
+    assert d["settings"]["range"] == "41000-41999" and d["settings"]["reserved"] == "41500"
+    assert d["first_failure_index"] == 999
+
+
+def test_text_timeseries(cli):
+    code, out, err = cli("simulate", "--range", "40000-40299", "--rate", "10/s", "--duration", "40",
+                         "--interval", "10", "--timeseries")
+    assert code == 0, err
+    rows = out[out.index("t_s\t"):].strip().splitlines()
+    assert rows[1].split("\t") == ["10", "0", "100", "100", "0"]
+    assert rows[-1].split("\t")[0] == "40"

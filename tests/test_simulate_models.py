@@ -168,3 +168,15 @@ def test_rate_and_workload_validation():
         workload(range="40000-40039", connects=5, destinations=0)
     with pytest.raises(BadInput):
         run(workload(range="40000-40039", connects=5, algorithm="udp", socket_range="40001-40002"))
+
+
+def test_poisson_arrivals_per_pair():
+    import numpy as np
+    r = run(workload(range="32768-60999", rate="200/s", arrivals="poisson", duration=100, destinations=4,
+                     lifetime="lognormal:2,0.5", seed=5), timeseries=False)
+    assert 19000 < r.connects < 21000  # 20,000 expected, sd ~141
+    from portscope.simulate import Lifetime
+    lt = Lifetime.parse("lognormal:2,0.5")
+    sample = lt.sample(np.random.default_rng(1), 200000)
+    assert abs(sample.mean() - lt.mean) < 0.02 * lt.mean
+    assert abs(float(np.median(sample)) - 2.0) < 0.05

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, want_json
+from .common import emit_json, json_option, netns_of, want_json
 
 ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
          "rfc6056-5", "sequential")
@@ -16,7 +16,8 @@ DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm"
 @click.option("--range", "range_", metavar="LOW-HIGH", help="ip_local_port_range to model [32768-60999].")
 @click.option("--reserved", metavar="LIST", help="ip_local_reserved_ports, e.g. 40010,40100-40199.")
 @click.option("--listeners", metavar="LIST", help="Ports held by bind()/listeners inside the range.")
-@click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host.")
+@click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host "
+              "(or from `portscope --netns NAME`).")
 @click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
 @click.option("--destinations", type=int, help="Destination ip:port pairs [1].")
 @click.option("--sources", type=int, help="Source IPs, connections spread over them [1].")
@@ -62,7 +63,7 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
     opts = dict(DEFAULTS)
     if from_host:
         from .. import host_facts
-        f = host_facts()
+        f = host_facts(netns_of(None))
         opts.update(range=str(f.ephemeral), reserved=str(f.reserved))
     if config:
         opts.update(cfgmod.load(config))
