@@ -141,31 +141,29 @@ def _print_csv(table, idx, process: bool) -> None:
 def _print_table(table, idx, process: bool) -> None:
     """Aligned columns, built column-wise: at 100k rows per-row objects are the cost."""
     from ..sockets.table import EPH_NAMES, PROTO_NAMES, STATE_NAMES, format_addr
+    full = isinstance(idx, range) and len(idx) == len(table)
     idx = list(idx)
-    texts: dict[bytes, str] = {}          # few distinct addresses among many sockets
-
-    def addr(raw: bytes) -> str:
-        t = texts.get(raw)
-        if t is None:
-            t = texts[raw] = format_addr(raw) if len(raw) == 4 else f"[{format_addr(raw)}]"
-        return t
-
     la, lp, ra, rp = table.local_addr, table.local_port, table.remote_addr, table.remote_port
-    pr, st = table.proto, table.state
-    names = {k: v for k, v in PROTO_NAMES.items()}
-    states = {k: v for k, v in STATE_NAMES.items()}
-    cols = [
-        [names.get(pr[i], "?") for i in idx],
-        [states.get(st[i], "?") for i in idx],
-        [f"{addr(la[i])}:{lp[i]}" for i in idx],
-        [f"{addr(ra[i])}:{rp[i] or '*'}" for i in idx],
-    ]
+    # few distinct addresses among many sockets: format each once
+    texts = {raw: format_addr(raw) if len(raw) == 4 else f"[{format_addr(raw)}]"
+             for raw in {*la, *ra}}
+    if not full:
+        la, lp, ra, rp = ([col[i] for i in idx] for col in (la, lp, ra, rp))
+    pick = (lambda col: col) if full else (lambda col: [col[i] for i in idx])
+    names = [PROTO_NAMES.get(k, "?") for k in range(256)]
+    states = [STATE_NAMES.get(k, "?") for k in range(256)]
     eph = table.ephemeral
-    cols.append([EPH_NAMES[eph[i]] or "-" for i in idx] if len(eph) else ["-"] * len(idx))
+    eph_names = [EPH_NAMES.get(k) or "-" for k in range(4)]
+    cols = [
+        list(map(names.__getitem__, pick(table.proto))),
+        list(map(states.__getitem__, pick(table.state))),
+        [f"{texts[a]}:{p}" for a, p in zip(la, lp)],
+        [f"{texts[a]}:{p or '*'}" for a, p in zip(ra, rp)],
+        list(map(eph_names.__getitem__, pick(eph))) if len(eph) else ["-"] * len(idx),
+    ]
     head = ["PROTO", "STATE", "LOCAL", "REMOTE", "EPHEMERAL"]
     if process:
-        pid, cmd = table.pid, table.command
-        cols.append([f"{pid[i]}/{cmd[i] or '?'}" if pid[i] >= 0 else "-" for i in idx])
+        cols.append([f"{p}/{c or '?'}" if p >= 0 else "-" for p, c in zip(pick(table.pid), pick(table.command))])
         head.append("PROCESS")
     widths = [max(len(h), max(map(len, c), default=0)) for h, c in zip(head, cols)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"

@@ -63,14 +63,5 @@ def fill(table, proc: str = "/proc") -> None:
     owners = socket_inodes(proc)
     get = owners.get
     table.pid = array("i", [get(ino, -1) if ino else -1 for ino in table.inode])
-    names: dict[int, str | None] = {}
-    cmds = []
-    for p in table.pid:
-        if p < 0:
-            cmds.append(None)
-            continue
-        c = names.get(p, 0)
-        if c == 0:
-            c = names[p] = command_of(p, proc)
-        cmds.append(c)
-    table.command = cmds
+    names = {p: command_of(p, proc) for p in set(table.pid) if p >= 0}
+    table.command = list(map(names.get, table.pid))
