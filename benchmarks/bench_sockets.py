@@ -127,6 +127,7 @@ def main(argv=None) -> int:
                 if mem is not None:
                     rss[name] = max(rss.get(name, 0.0), mem)
         summary = ns.run("ss", "-s").stdout
+        ns_name = ns.name
 
     med = {k: statistics.median(v) for k, v in times.items()}
     ss = med["ss -tan"]
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     if a.json_out:
         with open(a.json_out, "w") as f:
-            json.dump({"sockets": a.sockets, "runs": a.runs, "times": times, "median": med,
+            json.dump({"sockets": a.sockets, "runs": a.runs, "namespace": ns_name, "times": times, "median": med,
                        "peak_rss_mib": rss, "counts": counts,
                        "targets": [{"what": l, "median": v, "best": b, "limit": m, "op": o}
                                    for l, v, b, m, o in targets]},

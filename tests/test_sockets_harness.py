@@ -50,3 +50,22 @@ def test_harness_removes_the_namespace_when_the_block_raises():
             seen = ns.name
             raise RuntimeError("boom")
     assert seen and seen not in _namespaces()
+
+
+def test_benchmark_command_runs_end_to_end(tmp_path):
+    """The one-command benchmark, tiny: every tool runs, ratios and memory are reported."""
+    import json
+    import sys
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.bench_sockets", "--sockets", "300", "--runs", "1",
+                        "--skip-slow", "--json", str(out)], capture_output=True, text=True, timeout=120,
+                       cwd=__import__("os").path.dirname(__import__("os").path.dirname(__file__)))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert set(doc["median"]) == {"lib snapshot tcp", "lib snapshot all", "psutil tcp", "conns --count",
+                                  "conns --count tcp", "ss -tan", "conns --process", "conns (rows)"}
+    # the library and psutil saw the same TCP sockets
+    assert doc["counts"]["lib snapshot tcp"] == doc["counts"]["psutil tcp"] > 200
+    assert all(0 < doc["peak_rss_mib"][k] < 150 for k in doc["peak_rss_mib"])
+    assert "targets (issue 3)" in r.stdout
+    assert doc["namespace"].startswith("psbench-") and doc["namespace"] not in _namespaces()
