@@ -178,7 +178,8 @@ def _plan(w, json_out) -> None:
         ru = p.reuse
         click.echo(f"tw_reuse=1 ports held {ru['hold_s']:g}s -> {ru['need_per_pair']:g} needed "
                    f"({ru['utilization']:.0%}): " + ("fits" if ru["fits"] else "still exhausts"))
-    click.echo(f"simulated  {chk['connects']} connects over {chk['simulated_s']}s: {chk['failures']} failures"
+    span = "in a row" if chk["simulated_s"] is None else f"over {chk['simulated_s']:g}s"
+    click.echo(f"simulated  {chk['connects']} connects {span}: {chk['failures']} failures"
                + (f", first at {chk['first_failure_time']:g}s" if chk["first_failure_time"] is not None else "")
                + ("  (agrees with the plan)" if chk["agrees"] else "  (DISAGREES with the plan)"))
     if "with_sources_needed" in chk:
