@@ -109,13 +109,22 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
     if limit is not None:
         idx = list(idx)[:limit]
     if as_json:
-        from .common import emit_json
-        emit_json({"backend": table.backend, "netns": ns, "warnings": table.warnings,
-                   "sockets": [table.row(i) for i in idx]})
+        _print_json(table, idx, ns)
     elif csv_out:
         _print_csv(table, idx, process)
     else:
         _print_table(table, idx, process)
+
+
+def _print_json(table, idx, ns) -> None:
+    """One socket per line: the C encoder (json with indent= is pure Python, ~8 s at 100k)."""
+    import json
+    dumps = json.dumps
+    out = sys.stdout
+    head = {"backend": table.backend, "netns": ns, "warnings": table.warnings}
+    out.write(dumps(head)[:-1] + ', "sockets": [\n')
+    out.write(",\n".join(dumps(table.row(i)) for i in idx))
+    out.write("\n]}\n")
 
 
 def _print_counts(backend: str, c: dict) -> None:
