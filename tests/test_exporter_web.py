@@ -183,3 +183,33 @@ def test_parse_listen():
     assert parse_listen("127.0.0.1:9917") == ("127.0.0.1", 9917, socket.AF_INET)
     assert parse_listen("[::1]:9917") == ("::1", 9917, socket.AF_INET6)
     assert parse_listen(":9917") == ("0.0.0.0", 9917, socket.AF_INET)
+
+
+def test_ipv6_listen(netns):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    with socket.socket(socket.AF_INET6) as s:
+        try:
+            s.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no ::1 on this host")
+        port = s.getsockname()[1]
+    p = subprocess.Popen([PORTSCOPE, "exporter", "--listen", f"[::1]:{port}", "--netns", netns.name],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 20
+        while True:
+            try:
+                c = http.client.HTTPConnection("::1", port, timeout=10)
+                c.request("GET", "/metrics")
+                r = c.getresponse()
+                body = r.read()
+                break
+            except OSError:
+                assert time.monotonic() < end and p.poll() is None
+                time.sleep(0.05)
+        assert r.status == 200 and f'netns="{netns.name}"'.encode() in body
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    assert "serving http://[::1]:" in p.stderr.read()
