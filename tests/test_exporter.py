@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -307,7 +306,6 @@ def promql(base: str, q: str) -> list:
     return d["data"]["result"]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="Prometheus not installed (scripts/test.sh installs it)")
 def test_real_prometheus_scrapes_library_values(loaded, tmp_path):
     ns = loaded.name
