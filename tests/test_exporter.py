@@ -22,7 +22,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from portscope.exporter import Exporter, PortscopeCollector, run_textfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 # A: connections to 8080, B: to 9090, C: bind(0)-then-connect to 9090, one listener
@@ -307,10 +306,13 @@ def promql(base: str, q: str) -> list:
 
 
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="Prometheus not installed (scripts/test.sh installs it)")
-def test_real_prometheus_scrapes_library_values(loaded, tmp_path):
+def test_real_prometheus_scrapes_library_values(loaded, netns_factory, tmp_path):
+    from tests.conftest import remove_netns
     ns = loaded.name
+    gone = netns_factory()                    # deleted mid-run: counted, logged, rest served
     eport, pport = free_port(), free_port()
-    exporter = subprocess.Popen([PORTSCOPE, "exporter", "--listen", f"127.0.0.1:{eport}", "--netns", ns],
+    exporter = subprocess.Popen([PORTSCOPE, "exporter", "--listen", f"127.0.0.1:{eport}",
+                                 "--netns", ns, "--netns", gone.name],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     prom = None
     try:
@@ -342,8 +344,22 @@ def test_real_prometheus_scrapes_library_values(loaded, tmp_path):
         up = promql(base, 'up{job="portscope"}')
         assert up[0]["value"][1] == "1"
         assert promql(base, f'portscope_scrape_errors_total{{netns="{ns}"}}')[0]["value"][1] == "0"
+        assert promql(base, f'portscope_scrape_success{{netns="{gone.name}"}}')[0]["value"][1] == "1"
+        remove_netns(gone)
+        end = time.monotonic() + 20
+        errs = []
+        while time.monotonic() < end and not errs:
+            errs = promql(base, f'portscope_scrape_errors_total{{netns="{gone.name}"}} > 0')
+            time.sleep(0.5)
+        assert errs, "the vanished namespace's errors never reached Prometheus"
+        time.sleep(1.5)                       # a later scrape: still up, still serving ns
+        assert promql(base, 'up{job="portscope"}')[0]["value"][1] == "1"
+        assert promql(base, f'portscope_scrape_success{{netns="{gone.name}"}}')[0]["value"][1] == "0"
+        assert promql(base, f'portscope_destination_ports_in_use{{netns="{ns}",dport="8080"}}')[0]["value"][1] == str(A)
     finally:
         if prom is not None:
             stop(prom)
         stop(exporter)
-    assert "Traceback" not in exporter.stderr.read()
+    err = exporter.stderr.read()
+    assert "Traceback" not in err
+    assert f"netns {gone.name}: read failed" in err
