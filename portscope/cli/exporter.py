@@ -11,7 +11,7 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 
 @click.command("exporter")
 @click.option("--listen", default="127.0.0.1:9917", show_default=True, metavar="ADDR:PORT",
-              help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every address).")
+              help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every IPv4 address).")
 @click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False),
               help="TLS and basic auth, in the Prometheus exporter-toolkit's web-config format.")
 @click.option("--top", default=20, show_default=True, type=int, metavar="N",
