@@ -7,8 +7,6 @@ setns() moves only the calling thread, so procfs readers must use
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 from contextlib import contextmanager
@@ -27,6 +25,9 @@ def _setns(fd: int) -> None:
     if hasattr(os, "setns"):  # Python 3.12+
         os.setns(fd, CLONE_NEWNET)
         return
+    import ctypes  # only on Python < 3.12; importing it costs start-up time
+    import ctypes.util
+
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     if _libc.setns(fd, CLONE_NEWNET) != 0:

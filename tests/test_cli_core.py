@@ -28,3 +28,21 @@ def test_console_script_runs_a_subcommand():
     r = subprocess.run([exe, "range", "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert '"ephemeral"' in r.stdout
+
+
+def test_main_keeps_ctx_exit_codes(monkeypatch):
+    # standalone_mode=False makes click return ctx.exit(n)'s code; main() must not drop it
+    import click
+    import pytest
+
+    import portscope.cli as pcli
+
+    @click.command()
+    @click.pass_context
+    def fake(ctx):
+        ctx.exit(5)
+
+    monkeypatch.setattr(pcli, "cli", fake)
+    with pytest.raises(SystemExit) as exc:
+        pcli.main([])
+    assert exc.value.code == 5

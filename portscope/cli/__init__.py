@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     from ..errors import PortscopeError
 
     try:
-        cli.main(args=argv, prog_name="portscope", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="portscope", standalone_mode=False)
     except PortscopeError as e:
         click.echo(f"portscope: error: {e}", err=True)
         sys.exit(e.exit_code)
@@ -94,3 +94,6 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("portscope: interrupted", err=True)
         sys.exit(130)
+    # without standalone mode, click returns ctx.exit(n)'s code instead of exiting
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
