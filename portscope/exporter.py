@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -44,17 +43,11 @@ class Sample:
 
 
 def read_table(netns: str | None):
-    """One sock_diag read of every socket (falls back to the facade: procfs, psutil)."""
-    if sys.platform.startswith("linux"):
-        from . import netns as _netns
-        from .sockets import netlink
-        try:
-            with _netns.entered(netns):
-                return netlink.read_table(ALL_PROTOS, (4, 6), None, None, auto=True)
-        except netlink.NetlinkRefused:
-            pass
+    """One read of every socket in every state, bound-only ones included (they hold
+    ports), with the kernel's auto-bound bit; SCTP comes from /proc/net/sctp."""
+    from .pressure import READ_STATE_NAMES
     from .sockets import snapshot
-    return snapshot(ALL_PROTOS, netns=netns, classify=False)
+    return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True)
 
 
 def ports_in_use(table, usable) -> dict:

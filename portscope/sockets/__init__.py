@@ -85,14 +85,17 @@ def _procfs(protos, families, states, sport) -> SocketTable:
 
 
 def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, owners=False,
-             netns=None, backend=None, facts=None, classify=True) -> SocketTable:
+             netns=None, backend=None, facts=None, classify=True, auto=None) -> SocketTable:
     """Every socket of the chosen protocols, families and states (see module doc).
 
     sport: a PortRange; only sockets whose local port lies inside it (in the kernel
     with netlink). owners: fill table.pid / table.command (walks /proc/*/fd).
     classify=False skips the ephemeral decision (table.ephemeral stays empty) for
-    callers that only count.
+    callers that only count. auto: ask sock_diag for the kernel's auto-bound bit
+    (default: when classifying; pressure needs it without classifying).
     """
+    if auto is None:
+        auto = classify
     ps, fs = _check(protos, families)
     codes = state_codes(states)
     if backend is not None and backend not in BACKENDS:
@@ -111,7 +114,7 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
         where = nullcontext()
     with where:
         if linux:
-            table = _linux_read(backend, ps, fs, codes, sport, auto=classify, owners=owners)
+            table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners)
         else:
             from . import other
             table = other.read_table(ps, fs, codes, sport, owners=owners)
