@@ -9,6 +9,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v tmux >/dev/null || need+=(tmux)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -f /usr/share/wireshark/services ] || need+=(libwireshark-data)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
