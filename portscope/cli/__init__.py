@@ -64,9 +64,11 @@ def cli(ctx, json_out, netns, verbose):
     """Show and control how this machine hands out port numbers.
 
     \b
-    Exit codes: 0 ok, 2 bad input, 3 not permitted (needs root or a
-    capability), 4 unsupported on this platform. `pressure --check` uses the
-    monitoring-plugin codes instead (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    Exit codes: 0 ok, 1 `suggest` found no safe port or `lab` saw the kernel
+    differ from the prediction, 2 bad input, 3 not permitted (needs root or a
+    capability), 4 unsupported on this platform, 130 interrupted.
+    `pressure --check` uses the monitoring-plugin codes instead (0 OK,
+    1 WARNING, 2 CRITICAL, 3 UNKNOWN). JSON keys: docs/json.md.
     """
     ctx.ensure_object(dict)
     ctx.obj.update(json=json_out, netns=netns, verbose=verbose)
