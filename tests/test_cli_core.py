@@ -38,11 +38,43 @@ def test_main_keeps_ctx_exit_codes(monkeypatch):
     import portscope.cli as pcli
 
     @click.command()
+    @click.option("--go", is_flag=True)
     @click.pass_context
-    def fake(ctx):
+    def fake(ctx, go):
         ctx.exit(5)
 
     monkeypatch.setattr(pcli, "cli", fake)
     with pytest.raises(SystemExit) as exc:
-        pcli.main([])
+        pcli.main(["--go"])
     assert exc.value.code == 5
+
+
+def _lines(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_usage_errors_are_one_line(cli):
+    for args in (["range", "set", "40000"], ["suggest", "--proto", "bogus"], ["no-such-command"],
+                 ["conns", "--limit", "x"], ["--bogus"]):
+        code, out, err = cli(*args)
+        assert code == 2, args
+        assert len(_lines(err)) == 1 and err.startswith("portscope: error: "), (args, err)
+        assert "--help" in err and out == ""
+
+
+def test_bare_command_prints_help_and_succeeds(cli):
+    code, out, _ = cli()
+    assert code == 0 and "Commands:" in out
+
+
+def test_verbose_after_the_command(cli):
+    code, _, err = cli("conns", "--count", "-v")
+    assert code == 0 and "backend" in err
+    code, _, err = cli("conns", "--count")
+    assert code == 0 and "backend" not in err
+
+
+def test_two_different_namespaces_are_refused(cli):
+    code, out, err = cli("--netns", "a", "range", "--netns", "b")
+    assert code == 2 and _lines(err) == [
+        "portscope: error: two namespaces given: --netns a before the command and --netns b after it"]

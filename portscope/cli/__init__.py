@@ -44,7 +44,9 @@ class LazyGroup(click.Group):
         mod, attr, _ = COMMANDS[name]
         if not self._available(mod):
             return None
-        return getattr(importlib.import_module(f"portscope.cli.{mod}"), attr)
+        cmd = getattr(importlib.import_module(f"portscope.cli.{mod}"), attr)
+        _accept_verbose(cmd)
+        return cmd
 
     def format_commands(self, ctx, formatter):
         # help from the table, so `--help` does not import every command
@@ -52,6 +54,20 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _set_verbose(ctx, param, value):
+    if value:
+        ctx.find_root().ensure_object(dict)["verbose"] = True
+
+
+def _accept_verbose(cmd) -> None:
+    """Let -v/--verbose follow the command too, as --json and --netns do."""
+    if not any(isinstance(p, click.Option) and "-v" in p.opts for p in cmd.params):
+        cmd.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False,
+                                       callback=_set_verbose, help="Same as the global -v."))
+    for sub in getattr(cmd, "commands", {}).values():
+        _accept_verbose(sub)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,22 +87,32 @@ def cli(ctx, json_out, netns, verbose):
     1 WARNING, 2 CRITICAL, 3 UNKNOWN). JSON keys: docs/json.md.
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(json=json_out, netns=netns, verbose=verbose)
+    ctx.obj.update(json=json_out, netns=netns)
+    ctx.obj.setdefault("verbose", False)
+    ctx.obj["verbose"] |= verbose
 
 
 def main(argv=None) -> None:
     from ..errors import PortscopeError
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:                       # bare `portscope`: the help, not a usage error
+        args = ["--help"]
     try:
-        rv = cli.main(args=argv, prog_name="portscope", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="portscope", standalone_mode=False)
     except PortscopeError as e:
         click.echo(f"portscope: error: {e}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("portscope: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:
+        # one line, like every other error; the help is one flag away
+        where = e.ctx.command_path if e.ctx else "portscope"
+        click.echo(f"portscope: error: {e.format_message()} (see '{where} --help')", err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        click.echo(f"portscope: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

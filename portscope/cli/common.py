@@ -24,8 +24,12 @@ def want_json(json_out: bool) -> bool:
 
 def netns_of(netns: str | None) -> str | None:
     ctx = click.get_current_context(silent=True)
-    root = ctx.find_root().obj if ctx else None
-    return netns or (root or {}).get("netns")
+    root = (ctx.find_root().obj if ctx else None) or {}
+    outer = root.get("netns")
+    if netns and outer and netns != outer:
+        from ..errors import BadInput
+        raise BadInput(f"two namespaces given: --netns {outer} before the command and --netns {netns} after it")
+    return netns or outer
 
 
 def verbose() -> bool:
