@@ -57,8 +57,8 @@ class PortRange:
         """Accept 'A-B', 'A B' (procfs, tab or spaces) or a single port 'A'."""
         s = str(text).strip()
         for sep in ("-", None):
-            parts = s.split(sep) if sep else s.split()
-            if len(parts) == 2:
+            parts = [x.strip() for x in s.split(sep)] if sep else s.split()
+            if len(parts) == 2 and all(parts):
                 return cls(parse_port(parts[0], "low port"), parse_port(parts[1], "high port"))
         if len(s.split()) == 1 and "-" not in s:
             p = parse_port(s)
@@ -116,10 +116,13 @@ class PortSet:
             return cls()
         out = []
         for item in s.split(","):
-            item = "".join(item.split())
+            item = item.strip()
             if not item:
                 raise BadInput(f"empty item in port list {text!r}")
-            parts = item.split("-")
+            # spaces may surround items and dashes, never split a number: "80 80" is an error
+            parts = [x.strip() for x in item.split("-")]
+            if any(len(x.split()) > 1 for x in parts):
+                raise BadInput(f"not a port or range: {item!r} in {text!r} (separate items with commas)")
             if len(parts) == 1:
                 p = parse_port(parts[0])
                 out.append(PortRange(p, p))

@@ -27,7 +27,7 @@ def test_range_parse_forms(text):
     assert PortRange.parse(text) == PortRange(32768, 60999)
 
 
-@pytest.mark.parametrize("bad", ["70000-80000", "100-50", "abc 5", "1-2-3", ""])
+@pytest.mark.parametrize("bad", ["70000-80000", "100-50", "abc 5", "1-2-3", "", "-1", "5-"])
 def test_range_parse_rejects(bad):
     with pytest.raises(BadInput):
         PortRange.parse(bad)
@@ -42,7 +42,7 @@ def test_portset_kernel_syntax_roundtrip():
     assert str(PortSet.parse("")) == "" and not PortSet.parse("")
 
 
-@pytest.mark.parametrize("bad", ["1-2-3", "1,,2", "70000", "5-1", "a"])
+@pytest.mark.parametrize("bad", ["1-2-3", "1,,2", "70000", "5-1", "a", "80 80", "9000 9001", "5-", "-5"])
 def test_portset_rejects(bad):
     with pytest.raises(BadInput):
         PortSet.parse(bad)
