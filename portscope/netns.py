@@ -69,7 +69,8 @@ def entered(spec: str | None) -> Iterator[None]:
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except PermissionError:
-        raise NotPermitted(f"cannot open network namespace {spec!r}: permission denied (run as root)")
+        hint = " (run as root)" if os.geteuid() else " (even as root: a security module or container forbids it)"
+        raise NotPermitted(f"cannot open network namespace {spec!r}: permission denied{hint}")
     except FileNotFoundError:
         raise BadInput(f"network namespace {spec!r} does not exist")
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -78,7 +79,8 @@ def entered(spec: str | None) -> Iterator[None]:
             _setns(target)
         except OSError as e:
             if e.errno == errno.EPERM:
-                raise NotPermitted(f"cannot enter network namespace {spec!r}: needs CAP_SYS_ADMIN (run as root)")
+                hint = "run as root" if os.geteuid() else "this process lacks it, e.g. inside a container"
+                raise NotPermitted(f"cannot enter network namespace {spec!r}: needs CAP_SYS_ADMIN ({hint})")
             if e.errno == errno.EINVAL:
                 raise BadInput(f"{spec!r} is not a network namespace")
             raise

@@ -257,6 +257,8 @@ def test_listener_warning_and_reserve_listeners(cli, netns):
         assert p.stdout.readline().strip() == "ready"
         rc, out, err = cli("range", "set", "20000", "29999", "--dry-run", "--netns", netns.name)
         assert rc == 0 and "listening servers on 25000-25001" in err
+        # the remedy acts on the same namespace, never on the host
+        assert f"Reserve them: portscope --netns {netns.name} reserve add 25000-25001" in err
         rc, out, err = cli("range", "set", "20000", "29999", "--reserve-listeners", "--netns", netns.name, "--json")
         assert rc == 0, err
         d = json.loads(out)

@@ -108,6 +108,11 @@ class Result:
     persisted: str | None = None
 
 
+def _portscope(netns: str | None) -> str:
+    """The portscope command line that acts on the same namespace as this plan."""
+    return f"portscope --netns {netns}" if netns else "portscope"
+
+
 def netns_prefix(netns: str | None) -> tuple[str, ...]:
     if not netns:
         return ()
@@ -365,7 +370,7 @@ def plan_range(low, high, *, facts: HostFacts, sockets: SocketFacts | None = Non
             else:
                 warnings.append(f"listening servers on {_fmt_ports(exposed)} would fall inside the new range "
                                 f"unreserved: an outgoing connection could take the port while the server "
-                                f"restarts. Reserve them: portscope reserve add {PortSet.of(exposed)} "
+                                f"restarts. Reserve them: {_portscope(facts.netns)} reserve add {PortSet.of(exposed)} "
                                 f"(or add --reserve-listeners)")
         usable = new.size - reserved_after.count_in(new)
         in_use = len(sockets.ephemeral_in_use)
