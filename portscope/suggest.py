@@ -267,7 +267,8 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
         problems.append("port 0 means 'any port': bind(0) asks the kernel to choose")
     if rows:
         problems.append("in use now: " + "; ".join(
-            f"{r['proto']}{'6' if r['family'] == 6 else ''} {r['state']} {r['local_addr']}" for r in rows))
+            f"{r['proto']}{'6' if r['family'] == 6 else ''} {r['state']} "
+            + (f"[{r['local_addr']}]:{port}" if r["family"] == 6 else f"{r['local_addr']}:{port}") for r in rows))
     else:
         with _netns.entered(netns):
             why = trial_bind(port) if port else None

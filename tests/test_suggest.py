@@ -145,7 +145,7 @@ def test_insisting_on_a_port_inside_the_range_prints_the_reserve_command(netns, 
     try:
         code, out, _ = cli("suggest", "--port", str(port), "--netns", netns.name, "--json")
         d = json.loads(out)["ports"][0]
-        assert code == 1 and not d["safe"] and any("in use" in x for x in d["problems"])
+        assert code == 1 and not d["safe"] and any(x.startswith("in use now: tcp LISTEN ") and x.endswith(f":{port}") for x in d["problems"])
         assert [r["state"] for r in d["in_use"]] == ["LISTEN"]
     finally:
         p.kill()
