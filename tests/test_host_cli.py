@@ -216,6 +216,10 @@ def test_reserve_cli_round_trip(cli, netns):
     rc, out, err = cli("reserve", "list", "--json", "--netns", netns.name)
     assert json.loads(out)["reserved"] == "5000,8080,9000-9004,9006-9010"
     assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == "5000,8080,9000-9004,9006-9010"
+    # adding what is already there: says so, and nothing else
+    rc, out, err = cli("reserve", "add", "8080", "--netns", netns.name)
+    assert rc == 0 and "8080 already reserved; nothing to change" in out + err
+    assert "outside the ephemeral range" not in out + err
 
 
 def test_ip_netns_exec_with_persist(netns, tmp_path):

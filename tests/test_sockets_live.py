@@ -291,7 +291,7 @@ def test_conns_filters_and_outputs(world, cli):
 @pytest.mark.parametrize("args, word", [
     (["--port", "70000"], "70000"), (["--state", "BOGUS"], "BOGUS"), (["--dst", "not-an-ip"], "not-an-ip"),
     (["--proto", "icmp"], "icmp"), (["--netns", "no-such-ns-xyz"], "no-such-ns-xyz"),
-    (["--csv", "--json"], "--csv"),
+    (["--csv", "--json"], "--csv"), (["--count", "--process"], "--process"),
 ])
 def test_conns_bad_input_is_one_line_exit_2(cli, args, word):
     code, out, err = cli("conns", *args)

@@ -76,6 +76,8 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
     dstnet = filters.parse_net(dst, "--dst") if dst is not None else None
     if csv_out and (as_json or count):
         raise BadInput("--csv cannot be combined with --json or --count")
+    if count and process:
+        raise BadInput("--process cannot be combined with --count (counts are by protocol and state)")
     families = (4,) if v4 and not v6 else (6,) if v6 and not v4 else (4, 6)
     if listening and not slist:
         # ss -l: LISTEN, plus unconnected UDP / UDP-Lite (state CLOSE); asked of the kernel

@@ -451,7 +451,7 @@ def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = 
         elif len(already):
             notes.append(f"already reserved: {already}")
         outside = len(ports) - ports.count_in(facts.ephemeral)
-        if outside:
+        if outside and new != old:
             notes.append(f"{outside:,} of these ports lie outside the ephemeral range {facts.ephemeral}; the "
                          f"kernel would not hand them out anyway (the reservation matters if the range grows)")
     else:
