@@ -133,11 +133,12 @@ def main(argv=None) -> int:
     ss = med["ss -tan"]
     lines = [f"portscope socket benchmark: {a.sockets} sockets requested, {a.runs} runs, "
              f"namespace built in {built:.1f} s, {os.cpu_count()} CPUs, kernel {os.uname().release}",
-             summary.strip().splitlines()[0] if summary else "",
+             "namespace, as `ss -s` counts it: " + (summary.strip().splitlines()[0] if summary else "?"),
              f"{'what':<20} {'median s':>9} {'min s':>8} {'x ss -tan':>10} {'peak MiB':>9} {'sockets':>8}"]
     for k in times:
+        mem = f"{rss[k]:>9.1f}" if k in rss else f"{'-':>9}"      # in-process rows: no own process
         lines.append(f"{k:<20} {med[k]:>9.3f} {min(times[k]):>8.3f} {med[k] / ss:>10.2f} "
-                     f"{rss.get(k, float('nan')):>9.1f} {counts.get(k, ''):>8}")
+                     f"{mem} {counts.get(k, ''):>8}")
     best = {k: min(v) for k, v in times.items()}
     peak = max((rss[k] for k in rss if k.startswith("conns")), default=float("nan")) * 1.048576
     # (label, from medians, from best runs, limit, op): medians are the claim; best-of
