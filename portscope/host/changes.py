@@ -23,6 +23,7 @@ from .. import netns as _netns
 from ..errors import BadInput, NotPermitted, PortscopeError, SystemReadError, Unsupported
 from ..ports import PortRange, PortSet
 from . import HostFacts
+from .linux import read_text
 
 SYSCTL_DIR_ENV = "PORTSCOPE_SYSCTL_DIR"
 DEFAULT_SYSCTL_DIR = "/etc/sysctl.d"
@@ -225,18 +226,6 @@ def edit_conf(text: str | None, settings: dict[str, str], sep: str = " = ") -> s
     return "\n".join(out) + "\n"
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        raise NotPermitted(f"cannot read {path}: permission denied")
-    except OSError as e:
-        raise SystemReadError(f"cannot read {path}: {e.strerror or e}")
-
-
 def atomic_write(path: str, text: str) -> None:
     """Temp file in the same directory, fsync, rename: readers see the old or the new file."""
     d = os.path.dirname(path) or "."
@@ -285,7 +274,7 @@ def _later_overrides(directory: str, ours: str, keys: Iterable[str]) -> list[str
     for n in names:
         if n <= ours:
             continue
-        text = _read_text(os.path.join(directory, n)) or ""
+        text = read_text(os.path.join(directory, n)) or ""
         hit = sorted({k for k in map(_line_key, text.splitlines()) if k in keys})
         if hit:
             found.append(f"{os.path.join(directory, n)} also sets {', '.join(hit)} and is applied after "
@@ -312,7 +301,7 @@ def _persist_plan(osname: str, netns: str | None, settings: dict[str, str],
         raise BadInput(f"cannot persist: {d} is not a directory")
     if not os.access(d, os.W_OK):
         raise NotPermitted(f"cannot persist: {d} is not writable (run as root)")
-    old = _read_text(path)
+    old = read_text(path)
     fw = FileWrite(path, old, edit_conf(old, settings, sep))
     warnings = _later_overrides(d, os.path.basename(path), settings) if osname == "linux" else []
     return fw, warnings

@@ -30,19 +30,24 @@ def sysctl_key(name: str) -> str:
     return "net.ipv4." + name
 
 
-def read_sysctl(name: str, required: bool = True) -> str | None:
-    path = sysctl_path(name)
+def read_text(path: str, missing: str | None = None) -> str | None:
+    """A small file's text; None when it is absent, or SystemReadError(missing) if given."""
     try:
         with open(path) as f:
             return f.read()
     except FileNotFoundError:
-        if required:
-            raise SystemReadError(f"{path} is missing: is this a Linux kernel with IPv4?")
+        if missing:
+            raise SystemReadError(missing)
         return None
     except PermissionError:
         raise NotPermitted(f"cannot read {path}: permission denied")
     except OSError as e:
         raise SystemReadError(f"cannot read {path}: {e.strerror or e}")
+
+
+def read_sysctl(name: str, required: bool = True) -> str | None:
+    path = sysctl_path(name)
+    return read_text(path, f"{path} is missing: is this a Linux kernel with IPv4?" if required else None)
 
 
 def write_sysctl(name: str, value: str) -> None:
