@@ -1,20 +1,24 @@
 """The IANA Service Name and Transport Protocol Port Number Registry, offline.
 
-The snapshot ships as `data/iana-services.tsv.gz` (built by scripts/build_registry.py
-from the IANA CSV or from Debian's libwireshark-data copy). It is read once, on the
-first look-up, and kept as text: `portscope port 80` pays for one gunzip (~2 ms) and
-a str.find, and never parses the other ~6k rows; bulk users parse them all once.
+The snapshot ships as `data/iana-services.tsv.gz`, built by scripts/build_registry.py
+from IANA's service-names-port-numbers.csv merged with Debian's libwireshark-data copy
+(/usr/share/wireshark/services); either source alone also works. Its header records
+where each source came from (docs/port.md, "The offline registry"). It is read once,
+on the first look-up, and kept as text: `portscope port 80` pays for one gunzip
+(~2 ms) and a str.find, and never parses the other ~9k rows; bulk users parse them all once.
 
 Data file: one header line `#portscope-iana v1 <key=value ...>`, then one line per
 row, tab-separated:  PORT[-HIGH]  PROTOS  STATUS  NAME  DESCRIPTION
 sorted range rows first, then by port, then rows without a port (see `encode`).
-PROTOS is "tcp/udp/..." or empty (IANA rows that name no transport); PORT is empty
-for service-name-only rows; STATUS is A (assigned), R (reserved) or U (unassigned).
+PROTOS is "tcp/udp/..." or empty (IANA rows that name no transport: they apply to
+all); PORT is empty for service-name-only rows; STATUS is A (assigned), R (reserved)
+or U (unassigned). A port that no row covers for a transport is unassigned.
 """
 from __future__ import annotations
 
 import gzip
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,6 +29,8 @@ ASSIGNED, RESERVED, UNASSIGNED = "assigned", "reserved", "unassigned"
 _STATUS_CODE = {ASSIGNED: "A", RESERVED: "R", UNASSIGNED: "U"}
 _CODE_STATUS = {v: k for k, v in _STATUS_CODE.items()}
 
+_RANGE_LINE = re.compile(r"\n((\d+)-(\d+)\t[^\n]*)")   # a range row: "\nLOW-HIGH\t..."
+_NOT_RANGE_LINE = re.compile(r"\n\d*\t")              # a single-port or port-less row
 DATA_FILE = os.path.join(os.path.dirname(__file__), "data", "iana-services.tsv.gz")
 FORMAT_TAG = "#portscope-iana v1"
 # the IANA CSV renamed column 11; both spellings occur in the wild
@@ -62,7 +68,7 @@ class Registry:
 
     Rows stay as text until asked for: the file is sorted (range rows first, then by
     port), so the rows of one port are one contiguous block found with str.find,
-    and `portscope port 80` never builds the other ~6k rows. Bulk users (suggest,
+    and `portscope port 80` never builds the other ~9k rows. Bulk users (suggest,
     tuples) call `services`, which parses everything once.
     """
 
@@ -74,9 +80,10 @@ class Registry:
         self.meta = dict(kv.split("=", 1) for kv in head[len(FORMAT_TAG):].split() if "=" in kv)
         self.source = source
         self._text = "\n" + text[lines_start:]   # every row now starts right after a "\n"
-        self._lower = self._text.lower() if self._text.isascii() else None
+        self._lower: str | None | bool = False   # False: not computed yet (see _lowered)
         self._services: tuple[Service, ...] | None = None
         self._ranges: tuple[Service, ...] | None = None
+        self._range_spans: list[tuple[int, int, str]] | None = None
         self._by_name: dict[str, list[Service]] | None = None
         self._taken: dict[str, bytes] = {}
 
@@ -119,26 +126,28 @@ class Registry:
         return len(self.services)
 
     # port -> services
+    def _spans(self) -> list[tuple[int, int, str]]:
+        """(low, high, line) of every range row, found without parsing the rows."""
+        if self._range_spans is None:
+            text = self._text
+            end = _NOT_RANGE_LINE.search(text)  # range rows sort first: they end at the first other row
+            self._range_spans = [(int(lo), int(hi), line) for line, lo, hi in
+                                 _RANGE_LINE.findall(text, 0, end.start() if end else len(text))]
+        return self._range_spans
+
     def range_rows(self) -> tuple[Service, ...]:
         if self._ranges is None:
-            rows, text, i = [], self._text, 0
-            while True:  # range rows sort first: read until the first single port
-                j = text.find("\n", i + 1)
-                line = text[i + 1:j if j >= 0 else len(text)]
-                tab = line.find("\t")
-                if not line or "-" not in line[:tab]:
-                    break
-                rows.append(self._parse(line))
-                if j < 0:
-                    break
-                i = j
-            self._ranges = tuple(rows)
+            self._ranges = tuple(self._parse(line) for _, _, line in self._spans())
         return self._ranges
 
     def rows_for_port(self, port: int, proto: str | None = None) -> list[Service]:
         """Every row covering `port` (any status), single-port rows first, then ranges."""
         out = [s for s in self._block(f"{port}\t") if s.covers(port, proto)]
-        out.extend(s for s in self.range_rows() if s.covers(port, proto))
+        for low, high, line in self._spans():  # ~750 range rows: parse only the ones that cover it
+            if low <= port <= high:
+                s = self._parse(line)
+                if s.covers(port, proto):
+                    out.append(s)
         return out
 
     def services_for_port(self, port: int, proto: str | None = None) -> list[Service]:
@@ -148,7 +157,9 @@ class Registry:
     def status(self, port: int, proto: str) -> str:
         """IANA status of `port` for `proto`: assigned, reserved or unassigned.
 
-        A port no row mentions is unassigned (the Debian copy lists only assignments).
+        Any assigned row wins over a Reserved/Unassigned one (a range row marked
+        Unassigned can hold a later single assignment); a port no row covers for
+        `proto` is unassigned.
         """
         return _status_of(self.rows_for_port(port, proto))
 
@@ -173,7 +184,7 @@ class Registry:
         key = name.strip().lower()
         if not key or "\t" in key or "\n" in key:
             return []
-        if self._lower is not None and self._by_name is None:
+        if self._by_name is None and self._lowered() is not None:
             rows = self._find_name(key)
         else:
             if self._by_name is None:
@@ -185,9 +196,21 @@ class Registry:
             rows = self._by_name.get(key, [])
         return [s for s in rows if proto is None or not s.protos or proto in s.protos]
 
+    def _lowered(self) -> str | None:
+        """The text lower-cased with the same offsets, or None where that cannot be.
+
+        Name look-ups find in this copy and parse the original at the same offset. That
+        holds while lower() maps every character to exactly one: it never shrinks one,
+        so an equal length means none grew ("swÿp" is fine, "İ" is not).
+        """
+        if self._lower is False:
+            low = self._text.lower()
+            self._lower = low if len(low) == len(self._text) else None
+        return self._lower
+
     def _find_name(self, key: str) -> list[Service]:
-        # lower-cased ASCII text has the same offsets, so find there, parse the original
-        low, text, out = self._lower, self._text, []
+        # the lower-cased text has the same offsets (see _lowered), so find there, parse the original
+        low, text, out = self._lowered(), self._text, []
         for code in _CODE_STATUS:
             needle = f"\t{code.lower()}\t{key}\t"
             i = low.find(needle)
@@ -281,7 +304,16 @@ def _csv_status(name: str, description: str) -> str:
 
 
 def parse_iana_csv(text: str, source: str = "csv") -> list[Service]:
-    """IANA's service-names-port-numbers.csv; rows merged over transports like Debian's."""
+    """IANA's service-names-port-numbers.csv; rows merged over transports like Debian's.
+
+    A name's rows on one port become one row for all their transports (`ssh 22
+    tcp/udp/sctp`), as in Debian's copy. Its description is the first row's (IANA
+    lists tcp first); another transport's description is kept after it only when it
+    says something more (`...over TLS; udp: ...over DTLS or QUIC`), not when it is
+    the same words or a part of them (sctp's "SSH"). Unnamed rows (Reserved,
+    Unassigned) merge only when their descriptions are equal. A row that names no
+    transport applies to all of them (PROTOS empty).
+    """
     import csv  # only the build script and tests parse CSV: keep it off the look-up path
     import io
 
@@ -292,7 +324,8 @@ def parse_iana_csv(text: str, source: str = "csv") -> list[Service]:
         raise SystemReadError(f"{source}: not the IANA CSV (columns {header[:4]!r})")
     if len(header) > 10 and header[10] not in _CSV_COLUMN_11:
         raise SystemReadError(f"{source}: unexpected column 11 {header[10]!r}")
-    merged: dict[tuple, list[str]] = {}
+    # key -> (protos in order seen, {description: its protos} in order seen)
+    merged: dict[tuple, tuple[list[str], dict[str, list[str]]]] = {}
     for n, row in enumerate(reader, 2):
         name = (row["Service Name"] or "").strip()
         low, high = _port_field(row["Port Number"] or "", f"{source}:{n}")
@@ -300,16 +333,65 @@ def parse_iana_csv(text: str, source: str = "csv") -> list[Service]:
         desc = _clean(row["Description"] or "")
         if not name and low is None:
             continue
-        key = (name, low, high, _csv_status(name, desc), desc)
-        protos = merged.setdefault(key, [])
-        if proto and proto not in protos:
+        status = _csv_status(name, desc)
+        key = (name, low, high, status) if name else (name, low, high, status, desc)
+        protos, descs = merged.setdefault(key, ([], {}))
+        if proto not in protos:
             protos.append(proto)
-    return [Service(name, low, high, tuple(sorted(p, key=_proto_order)), status, desc)
-            for (name, low, high, status, desc), p in merged.items()]
+        dp = descs.setdefault(desc, [])
+        if proto not in dp:
+            dp.append(proto)
+    out = []
+    for (name, low, high, status, *_), (protos, descs) in merged.items():
+        (first, _), *others = descs.items()
+        desc = first
+        for d, ps in others:
+            if d and d.lower() not in first.lower():
+                desc += f"; {'/'.join(sorted(ps, key=_proto_order)) or 'any'}: {d}"
+        ps = () if "" in protos else tuple(sorted(protos, key=_proto_order))
+        out.append(Service(name, low, high, ps, status, desc))
+    return out
 
 
 def _proto_order(p: str) -> tuple[int, str]:
     return (PROTOCOLS.index(p) if p in PROTOCOLS else len(PROTOCOLS), p)
+
+
+def iana_csv_date(text: str) -> str:
+    """The newest Registration/Modification Date in an IANA CSV ("" if none): its as-of date.
+
+    IANA's file carries no version line, so the last change it records dates the copy.
+    """
+    import csv
+    import io
+
+    newest = ""
+    for row in csv.DictReader(io.StringIO(text)):
+        for col in ("Registration Date", "Modification Date"):
+            d = (row.get(col) or "").strip()
+            if len(d) >= 4 and d[:4].isdigit() and d > newest:
+                newest = d
+    return newest
+
+
+def merge_services(base: Iterable[Service], extra: Iterable[Service]) -> tuple[list[Service], int]:
+    """`base` (the IANA CSV rows, every status) plus whatever (name, port, proto) of `extra`
+    (Debian's assignments-only copy) it lacks, as assigned rows.
+
+    A copy of the registry taken on another day holds assignments the other lacks, so the
+    union keeps every (name, port, proto) of both. Returns (rows, rows added from extra).
+    """
+    rows = list(base)
+    have = {(s.name.lower(), s.low, s.high, p) for s in rows if s.name for p in s.protos}
+    added = 0
+    for s in extra:
+        missing = tuple(p for p in s.protos if (s.name.lower(), s.low, s.high, p) not in have)
+        if not s.name or s.low is None or not missing:
+            continue
+        rows.append(Service(s.name, s.low, s.high, missing, ASSIGNED, s.description))
+        have.update((s.name.lower(), s.low, s.high, p) for p in missing)
+        added += 1
+    return rows, added
 
 
 # the shipped file -----------------------------------------------------------------

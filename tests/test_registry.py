@@ -1,5 +1,6 @@
-"""The offline IANA registry: the shipped file against Debian's copy, the CSV path
-against a recorded IANA sample, look-ups both ways, the lazy and the full paths agree."""
+"""The offline IANA registry: the shipped file against Debian's copy and a recorded IANA
+sample (statuses: Reserved/Unassigned), the CSV and merge paths of the build script,
+look-ups both ways, the lazy and the full paths agree."""
 from __future__ import annotations
 
 import gzip
@@ -80,6 +81,15 @@ def test_name_to_ports_both_ways_and_case():
     assert "postgresql" in reg.close_names("postgresq")
 
 
+def test_name_lookup_where_lower_casing_moves_offsets():
+    """"İ".lower() is two characters: the offsets of a lower-cased copy no longer match, so
+    name look-ups fall back to the full index (and still find every row)."""
+    reg = R.Registry("#portscope-iana v1\n1\ttcp\tA\tİx\tfoo\n2\ttcp\tA\tb\tbar\n")
+    assert reg._lowered() is None
+    assert [s.low for s in reg.rows_for_name("B")] == [2]
+    assert [s.low for s in reg.rows_for_name("İX")] == [1]
+
+
 def test_lazy_lookups_agree_with_full_parse():
     """The str.find fast path must give exactly what a scan of every row gives."""
     reg = R.read_data()
@@ -89,13 +99,17 @@ def test_lazy_lookups_agree_with_full_parse():
         if s.low is not None:
             for p in range(s.low, s.high + 1):
                 by_port.setdefault(p, []).append(s)
-    probe = list(range(0, 1100)) + list(range(5990, 6080)) + [5432, 8080, 49150, 49151, 65535]
+    probe = (list(range(0, 1100)) + list(range(5990, 6080)) + [5432, 8080, 8448, 48653, 48654, 48700, 48999,
+                                                                49000, 49150, 49151, 65535])
     fresh = R.read_data()  # a registry whose rows were never materialised
     for p in probe:
         assert sorted(fresh.rows_for_port(p), key=repr) == sorted(by_port.get(p, []), key=repr), p
-    for name in ("http", "ssh", "x11", "CAIlic", "ircu", "discard"):
+    for name in ("http", "ssh", "x11", "CAIlic", "ircu", "discard", "SWYP", "matrix-fed"):
         want = sorted((s for s in full if s.name.lower() == name.lower()), key=repr)
-        assert sorted(R.read_data().rows_for_name(name), key=repr) == want
+        assert sorted(R.read_data().rows_for_name(name), key=repr) == want, name
+    assert R.read_data().range_rows() == tuple(s for s in full if s.is_range)
+    # the shipped text has non-ASCII ("swÿp") but lower-cases in place: the str.find path stays on
+    assert R.read_data()._lowered() is not None
 
 
 def test_taken_ports_matches_status():
@@ -103,6 +117,78 @@ def test_taken_ports_matches_status():
     tcp = reg.taken_ports("tcp")
     for p in (0, 1, 4, 22, 80, 1021, 5432, 6010, 8080, 40000, 49151, 60000):
         assert bool(tcp[p]) == (reg.status(p, "tcp") != R.UNASSIGNED), p
+
+
+def test_shipped_registry_says_reserved_and_unassigned_like_iana():
+    """The shipped file is built from the IANA CSV, so Reserved rows are there (Debian's copy has none)."""
+    reg = R.default()
+    for proto in ("tcp", "udp"):
+        assert reg.status(0, proto) == R.RESERVED
+        assert reg.status(1023, proto) == R.RESERVED
+        assert reg.status(1024, proto) == R.RESERVED
+    for proto in R.PROTOCOLS:  # ",49151,,IANA Reserved": no transport named, so every one
+        assert reg.status(49151, proto) == R.RESERVED, proto
+    assert [(s.status, s.description) for s in reg.rows_for_port(49151)] == [(R.RESERVED, "IANA Reserved")]
+    # an Unassigned row, and a port inside an Unassigned range row
+    assert reg.status(4, "tcp") == R.UNASSIGNED and reg.rows_for_port(4, "tcp")[0].description == "Unassigned"
+    assert reg.status(48700, "udp") == R.UNASSIGNED
+    assert [s.port_text() for s in reg.rows_for_port(48700)] == ["48654-48999"]
+    # no row at all for a transport: unassigned
+    assert reg.rows_for_port(4, "sctp") == [] and reg.status(4, "sctp") == R.UNASSIGNED
+    # assignments still win, and a name never comes from a Reserved row
+    assert reg.status(80, "tcp") == R.ASSIGNED and reg.status(1021, "dccp") == R.ASSIGNED
+    assert reg.services_for_port(0) == [] and reg.services_for_port(1024) == []
+
+
+def test_shipped_registry_records_its_sources():
+    meta = R.default().meta
+    assert meta["source"] == "iana-csv+debian-wireshark-services"
+    assert len(meta["csv_sha256"]) == 16 and len(meta["services_sha256"]) == 16
+    assert meta["csv_date"] >= "2023-01-01"          # the newest date inside the CSV
+    assert meta["csv_origin"].startswith("pypi:")      # the package the CSV was taken from
+    assert int(meta["services_added"]) >= 0
+    counts = {st: sum(1 for s in R.default().services if s.status == st)
+              for st in (R.ASSIGNED, R.RESERVED, R.UNASSIGNED)}
+    assert counts[R.RESERVED] > 500 and counts[R.UNASSIGNED] > 500 and counts[R.ASSIGNED] > 6000
+
+
+def test_shipped_registry_holds_the_recorded_iana_rows():
+    """Every row of the recorded IANA sample (verbatim from an IANA CSV) is in the shipped file."""
+    with open(SAMPLE) as f:
+        sample = R.parse_iana_csv(f.read(), SAMPLE)
+    reg = R.default()
+    by_key: dict = {}
+    for s in reg.services:
+        by_key.setdefault((s.name, s.low, s.high, s.status, s.description), set()).update(s.protos or ("",))
+    for s in sample:
+        have = by_key.get((s.name, s.low, s.high, s.status, s.description))
+        assert have is not None, s
+        assert set(s.protos or ("",)) <= have, (s, have)
+
+
+def _cli_port(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "portscope", "port", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="host facts from procfs")
+def test_port_command_shows_reserved_and_unassigned_text_and_json():
+    import json
+
+    for port, want in ((0, {"tcp": "reserved", "udp": "reserved"}),
+                       (1024, {"tcp": "reserved", "udp": "reserved"}),
+                       (49151, dict.fromkeys(R.PROTOCOLS, "reserved")),
+                       (48700, dict.fromkeys(R.PROTOCOLS, "unassigned"))):
+        r = _cli_port(str(port), "--json", "--no-owners")
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        assert d["port"] == port and d["services"] == []
+        assert {p: d["iana_status"][p] for p in want} == want, d["iana_status"]
+        t = _cli_port(str(port), "--no-owners")
+        assert t.returncode == 0, t.stderr
+        iana = next(ln for ln in t.stdout.splitlines() if ln.strip().startswith("IANA:"))
+        for p, st in want.items():
+            assert f"{p} {st}" in iana, iana
 
 
 # --- the IANA CSV path, from a recorded sample -------------------------------------
@@ -135,8 +221,18 @@ def test_csv_merges_protocols_like_debian():
     rows = R.parse_iana_csv(open(SAMPLE).read())
     discard = [s for s in rows if s.name == "discard"]
     assert [s.protos for s in discard] == [("tcp", "udp", "sctp", "dccp")]
-    ftp = sorted((s.protos, s.description) for s in rows if s.name == "ftp")
-    assert ftp == [(("sctp",), "FTP"), (("tcp", "udp"), "File Transfer Protocol [Control]")]
+    # one row per name and port; sctp's "FTP" is not a part of the first description, so it is kept after it
+    ftp = [(s.protos, s.description) for s in rows if s.name == "ftp"]
+    assert ftp == [(("tcp", "udp", "sctp"), "File Transfer Protocol [Control]; sctp: FTP")]
+    # ...but a description that is a part of the first one adds nothing
+    text = ("Service Name,Port Number,Transport Protocol,Description\n"
+            "ssh,22,tcp,The Secure Shell (SSH) Protocol\nssh,22,udp,The Secure Shell (SSH) Protocol\n"
+            "ssh,22,sctp,SSH\n,15,tcp,Unassigned [was netstat]\n,15,udp,Unassigned\n"
+            "foo,7000,,Foo\nfoo,7000,tcp,Foo\n")
+    got = {(s.name, s.port_text(), s.protos, s.description) for s in R.parse_iana_csv(text)}
+    assert got == {("ssh", "22", ("tcp", "udp", "sctp"), "The Secure Shell (SSH) Protocol"),
+                   ("", "15", ("tcp",), "Unassigned [was netstat]"), ("", "15", ("udp",), "Unassigned"),
+                   ("foo", "7000", (), "Foo")}
 
 
 def test_csv_accepts_old_column_11_name(tmp_path):
@@ -175,22 +271,96 @@ def test_build_script_csv_and_services_round_trip(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+def _header_without(h: str, *prefixes: str) -> str:
+    return " ".join(w for w in h.split() if not w.startswith(prefixes))
+
+
 @needs_debian
-def test_build_from_debian_reproduces_shipped_file(tmp_path):
+def test_build_reproduces_shipped_file(tmp_path):
+    """Rebuilding from the same IANA CSV and Debian file gives the shipped rows, byte for byte.
+
+    The CSV does not ship with the repository (docs/port.md says how to fetch the exact
+    copy): point PORTSCOPE_IANA_CSV at it to run this.
+    """
     import hashlib
 
-    shipped_from = R.default().meta["source_sha256"]
-    if hashlib.sha256(open(DEBIAN, "rb").read()).hexdigest()[:16] != shipped_from:
-        pytest.skip(f"{DEBIAN} is not the copy the shipped file was built from ({shipped_from})")
+    meta = R.default().meta
+    csv_path = os.environ.get("PORTSCOPE_IANA_CSV")
+    if not csv_path or not os.path.exists(csv_path):
+        pytest.skip("set PORTSCOPE_IANA_CSV to the IANA CSV the shipped file was built from (docs/port.md)")
+    sha = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]  # noqa: E731
+    if sha(csv_path) != meta["csv_sha256"]:
+        pytest.skip(f"{csv_path} is not the CSV the shipped file was built from ({meta['csv_sha256']})")
+    if sha(DEBIAN) != meta["services_sha256"]:
+        pytest.skip(f"{DEBIAN} is not the copy the shipped file was built from ({meta['services_sha256']})")
     out = tmp_path / "reg.tsv.gz"
-    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_registry.py"), "--services", DEBIAN,
-                    "-o", str(out)], check=True, capture_output=True)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_registry.py"), "--csv", csv_path,
+                        "--services", DEBIAN, "--csv-origin", meta["csv_origin"], "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
     with gzip.open(out, "rt") as a, gzip.open(R.DATA_FILE, "rt") as b:
         built, shipped = a.read().split("\n"), b.read().split("\n")
     assert built[1:] == shipped[1:]
-    # the header's source_date is the file's mtime, which a copy may not keep
-    strip = lambda h: " ".join(w for w in h.split() if not w.startswith("source_date="))  # noqa: E731
-    assert strip(built[0]) == strip(shipped[0])
+    # services_date is the file's mtime (a copy may not keep it); services_origin comes from dpkg
+    assert _header_without(built[0], "services_date=", "services_origin=") == \
+        _header_without(shipped[0], "services_date=", "services_origin=")
+
+
+def test_merge_keeps_every_csv_row_and_adds_what_the_services_file_lacks(tmp_path):
+    services = tmp_path / "services"
+    services.write_text("discard\t\t9/tcp/udp\t# Discard\n"              # in the CSV already
+                        "later-svc\t48700/tcp\t# assigned after the CSV was taken\n"
+                        "ftp\t\t21/dccp\t# a transport the CSV lacks\n")
+    with open(SAMPLE) as f:
+        base = R.parse_iana_csv(f.read(), SAMPLE)
+    rows, added = R.merge_services(base, R.parse_services(services.read_text()))
+    assert added == 2 and rows[:len(base)] == base
+    reg = R.Registry.of(rows)
+    assert [s.protos for s in reg.rows_for_name("discard")] == [("tcp", "udp", "sctp", "dccp")]
+    assert reg.status(48700, "tcp") == R.ASSIGNED and reg.status(48700, "udp") == R.UNASSIGNED
+    assert {s.name for s in reg.services_for_port(48700, "tcp")} == {"later-svc"}
+    assert reg.status(21, "dccp") == R.ASSIGNED
+    assert reg.status(0, "tcp") == R.RESERVED  # the CSV's statuses survive the merge
+
+
+@needs_debian
+def test_build_script_merges_csv_and_debian(tmp_path):
+    out = tmp_path / "reg.tsv.gz"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_registry.py"), "--csv", SAMPLE,
+                        "--services", DEBIAN, "--csv-origin", "test:sample", "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    built = R.read_data(str(out))
+    assert built.meta["source"] == "iana-csv+debian-wireshark-services"
+    assert built.meta["csv_origin"] == "test:sample" and built.meta["csv_date"] == "2022-02-07"
+    assert built.meta["rows"] == str(len(built))
+    want = debian_tuples()
+    have = built.tuples()
+    assert want <= have and csv_registry().tuples() <= have
+    assert len(have) >= len(want)
+    assert built.status(0, "tcp") == R.RESERVED and built.status(49151, "sctp") == R.RESERVED
+    assert built.status(1, "tcp") == R.ASSIGNED
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_registry.py"), "--csv", SAMPLE,
+                          "--csv-origin", "two words", "-o", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_csv_with_crlf_line_ends_parses_the_same(tmp_path):
+    """IANA serves the CSV with CRLF line ends and LF inside quoted fields."""
+    text = open(SAMPLE, newline="").read()
+    crlf = tmp_path / "crlf.csv"
+    # rows end in CRLF; the quoted multi-line notes keep their bare LF
+    import csv
+    import io
+
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\r\n").writerows(csv.reader(io.StringIO(text)))
+    crlf.write_bytes(buf.getvalue().encode())
+    out = tmp_path / "reg.tsv.gz"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_registry.py"), "--csv", str(crlf),
+                        "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert R.read_data(str(out)).services == csv_registry().services
 
 
 def test_damaged_data_file_is_one_clear_error(tmp_path):
