@@ -196,6 +196,90 @@ def test_headerless_sctp_file_is_counted_not_fatal(tmp_path):
     assert len(t) == 0 and "skipped 2" in t.warnings[0]
 
 
+# Values int() parses but the kernel cannot print (and the table's arrays cannot hold):
+# each malformed/ranges/<case> has one such line between two good ones.
+RANGE_CASES = {
+    # case: (file, the good lines' (local_port, remote_port))
+    "tcp-negative-uid": ("tcp", [(8080, 0), (8081, 0)]),
+    "tcp-negative-inode": ("tcp", [(8080, 0), (8081, 0)]),
+    "tcp-negative-port": ("tcp", [(8080, 0), (8081, 0)]),
+    "tcp-negative-remote-port": ("tcp", [(8080, 0), (8081, 0)]),
+    "tcp-uid-over-32-bits": ("tcp", [(8080, 0), (8081, 0)]),
+    "tcp-inode-over-64-bits": ("tcp", [(8080, 0), (8081, 0)]),
+    "tcp-unknown-state": ("tcp", [(8080, 0), (8081, 0)]),
+    "tcp-state-zero": ("tcp", [(8080, 0), (8081, 0)]),
+    "udp-listen-state": ("udp", [(5353, 0), (53, 53)]),
+    "sctp-eps-state-999": ("sctp/eps", [(11165, 0), (11166, 0)]),
+    "sctp-eps-negative-port": ("sctp/eps", [(11165, 0), (11166, 0)]),
+    "sctp-assocs-negative-port": ("sctp/assocs", [(11567, 11166), (11569, 11170)]),
+    "sctp-assocs-state-99": ("sctp/assocs", [(11567, 11166), (11569, 11170)]),
+}
+
+
+def _ranges_root(case: str) -> str:
+    return os.path.join(SAMPLES, "malformed", "ranges", case)
+
+
+@pytest.mark.parametrize("case", sorted(RANGE_CASES))
+def test_out_of_range_line_is_skipped_and_counted(case):
+    name, good = RANGE_CASES[case]
+    with open(os.path.join(_ranges_root(case), name)) as f:
+        assert len(f.read().splitlines()) == 4            # header, good, bad, good
+    t = read_sample(os.path.join("malformed", "ranges", case))
+    assert [(r["local_port"], r["remote_port"]) for r in t.rows()] == good
+    assert t.warnings == [f"/proc/net/{name}: skipped 1 malformed line(s)"]
+    assert all(len(getattr(t, c)) == len(good) for c in ("proto", "state", "local_port", "uid", "inode"))
+
+
+def test_edges_of_every_range_are_kept():
+    t = read_sample(os.path.join("malformed", "ranges", "edges"))
+    assert t.warnings == []
+    rows = list(t.rows())
+    tcp = [r for r in rows if r["proto"] == "tcp"]
+    assert [(r["state"], r["local_port"], r["remote_port"]) for r in tcp] == [
+        ("SYN_RECV", 65535, 0), ("BOUND_INACTIVE", 0, 65535), ("ESTABLISHED", 8080, 0xC736),
+        ("CLOSING", 8082, 0xC737)]
+    assert (tcp[0]["uid"], tcp[0]["inode"]) == (2**32 - 1, 2**64 - 1)
+    assert [r["state"] for r in rows if r["proto"] == "udp"] == ["CLOSE", "ESTABLISHED"]
+    sctp = [r for r in rows if r["proto"] == "sctp"]
+    # sctp/eps SST: every enum sctp_sock_state value (CLOSING was TCP_CLOSING before CLOSE_WAIT)
+    assert [r["state"] for r in sctp[:6]] == ["ESTABLISHED", "SYN_SENT", "CLOSE", "CLOSE_WAIT", "LISTEN", "CLOSING"]
+    # sctp/assocs ST: every enum sctp_state value, through SCTP_ASSOC_STATE
+    assert [r["state"] for r in sctp[6:]] == ["CLOSE", "SYN_SENT", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1",
+                                              "FIN_WAIT1", "CLOSE_WAIT", "LAST_ACK"]
+    assert {r["remote_port"] for r in sctp[6:]} == {65535}
+
+
+def test_cli_over_out_of_range_lines_exits_0_without_a_traceback(tmp_path):
+    """`portscope conns --backend procfs` over every case at once, as a real process."""
+    import json
+    import subprocess
+    import sys
+    from collections import Counter
+    merged: dict[str, list[str]] = {}
+    for case, (name, _) in RANGE_CASES.items():
+        with open(os.path.join(_ranges_root(case), name)) as f:
+            lines = f.read().splitlines(keepends=True)
+        merged.setdefault(name, [lines[0]]).extend(lines[1:])
+    for name, lines in merged.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("".join(lines))
+    # procfs reads /proc/net through netns.proc_net_path: point it at the fake root
+    code = ("import sys; from portscope import netns; from portscope.cli import main; "
+            "netns.proc_net_path = lambda name: sys.argv[1] + '/' + name; "
+            "main(sys.argv[2:])")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path), "conns", "--backend", "procfs", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and "Error" not in p.stderr
+    bad = Counter(name for name, _ in RANGE_CASES.values())
+    for name, n in bad.items():
+        assert f"portscope: warning: /proc/net/{name}: skipped {n} malformed line(s)" in p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["backend"] == "procfs" and len(doc["warnings"]) == len(bad)
+    assert len(doc["sockets"]) == 2 * len(RANGE_CASES)
+
+
 # --- netlink bytecode ------------------------------------------------------------------
 
 def _run_bc(bc: bytes, sport: int, auto: bool) -> bool:
