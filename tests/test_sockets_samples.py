@@ -189,6 +189,24 @@ def test_missing_files_are_not_errors(tmp_path):
     assert len(t) == 0 and t.warnings == []
 
 
+def test_unreadable_file_is_one_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    from portscope.errors import NotPermitted, SystemReadError
+    (tmp_path / "tcp").mkdir()                      # EISDIR: an OSError that is not "missing"
+    with pytest.raises(SystemReadError, match="cannot read .*/tcp"):
+        procfs.read_table(("tcp",), (4, 6), None, None, root=str(tmp_path))
+    real = builtins.open
+
+    def deny(path, *a, **kw):
+        if str(path).endswith("/udp"):
+            raise PermissionError(13, "Permission denied")
+        return real(path, *a, **kw)
+    monkeypatch.setattr(builtins, "open", deny)
+    with pytest.raises(NotPermitted, match="permission denied"):
+        procfs.read_table(("udp",), (4, 6), None, None, root=str(tmp_path))
+
+
 def test_headerless_sctp_file_is_counted_not_fatal(tmp_path):
     (tmp_path / "sctp").mkdir()
     (tmp_path / "sctp" / "eps").write_text("garbage without the header\nmore\n")

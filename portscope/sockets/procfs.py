@@ -14,6 +14,7 @@ import sys
 from array import array
 
 from .. import netns as _netns
+from ..errors import NotPermitted, SystemReadError
 from .table import (
     AUTO_UNKNOWN, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN, SocketTable,
 )
@@ -268,6 +269,10 @@ def _read(name: str, root: str | None) -> str | None:
             return f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except PermissionError:
+        raise NotPermitted(f"cannot read {path}: permission denied")
+    except OSError as e:
+        raise SystemReadError(f"cannot read {path}: {e.strerror or e}")
 
 
 def read_table(protos, families, states: set[int] | None, sport, root: str | None = None) -> SocketTable:
