@@ -31,6 +31,7 @@ log = logging.getLogger("portscope.exporter")
 _TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
 _AUTH_TYPES = ("NoClientCert", "RequireAndVerifyClientCert")
 _VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+MAX_CONFIG_BYTES = 1 << 20   # a web config is a few lines; this is not one
 CONN_TIMEOUT = 10.0          # seconds a client may take to send its request (no slowloris)
 
 
@@ -42,36 +43,95 @@ class WebConfig:
     client_auth_type: str = "NoClientCert"
     min_version: str = "TLS12"
     users: dict = field(default_factory=dict)        # user -> bcrypt hash (bytes)
+    source: str | None = field(default=None, compare=False)   # the file, for error lines
 
     @property
     def tls(self) -> bool:
         return self.cert_file is not None
 
     def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, or None without TLS; every problem is one BadInput line
+        naming the file it is about."""
         if not self.tls:
             return None
+        where = f"web config {self.source}" if self.source else "web config"
+        cert, key, ca = self.cert_file, self.key_file, self.client_ca_file
+        for what, p in (("cert_file", cert), ("key_file", key), ("client_ca_file", ca)):
+            if p is not None:
+                try:
+                    with open(p, "rb"):
+                        pass
+                except OSError as e:
+                    raise BadInput(f"{where}: cannot read {what} {p}: {e.strerror or e}")
+        if not _holds_certificates(cert):
+            raise BadInput(f"{where}: cert_file {cert} holds no PEM certificate")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = _VERSIONS[self.min_version]
         try:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-            if self.client_ca_file:
-                ctx.load_verify_locations(self.client_ca_file)
-        except (OSError, ssl.SSLError) as e:
-            raise BadInput(f"web config: cannot load TLS certificate/key: {e}")
+            ctx.load_cert_chain(cert, key, password=_no_passphrase)
+        except _Encrypted:
+            raise BadInput(f"{where}: key_file {key} is encrypted; a passphrase cannot be given, "
+                           "so use an unencrypted key (openssl pkey -in KEY -out KEY.plain)")
+        except ssl.SSLError as e:
+            if e.reason == "KEY_VALUES_MISMATCH":
+                raise BadInput(f"{where}: key_file {key} is not the private key of cert_file {cert}")
+            why = f" ({e.reason})" if e.reason else ""
+            raise BadInput(f"{where}: key_file {key} holds no usable PEM private key{why}")
+        except OSError as e:
+            raise BadInput(f"{where}: cannot load cert_file {cert} with key_file {key}: {e.strerror or e}")
+        if ca:
+            try:
+                ctx.load_verify_locations(cafile=ca)
+            except (OSError, ssl.SSLError) as e:
+                raise BadInput(f"{where}: client_ca_file {ca} holds no usable PEM certificate"
+                               + (f" ({e.reason})" if getattr(e, "reason", None) else ""))
         if self.client_auth_type == "RequireAndVerifyClientCert":
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase():
+    # called by OpenSSL only for an encrypted key; without it OpenSSL would prompt on the tty
+    raise _Encrypted()
+
+
+def _holds_certificates(path: str) -> bool:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError):
+        return False
+    return True
+
+
+def _read_text(path: str) -> str:
+    """The file as UTF-8 text (a UTF-8 BOM is allowed); anything else is one BadInput line."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise BadInput(f"cannot read web config {path}: {e.strerror or e}")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BadInput(f"web config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise BadInput(f"web config {path} is not UTF-8 text: byte 0x{raw[e.start]:02x} "
+                       f"at line {line}, column {col}")
 
 
 def load(path: str) -> WebConfig:
     """Parse and check a web-config file; every problem is one BadInput line."""
     import yaml
 
+    text = _read_text(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except OSError as e:
-        raise BadInput(f"cannot read web config {path}: {e.strerror}")
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise BadInput(f"web config {path} is not valid YAML: {str(e).splitlines()[0]}")
     doc = doc or {}
@@ -114,7 +174,7 @@ def load(path: str) -> WebConfig:
         hashes[str(user)] = h.encode()
     cfg = WebConfig(cert_file=rel(tls.get("cert_file")), key_file=rel(tls.get("key_file")),
                     client_ca_file=rel(tls.get("client_ca_file")), client_auth_type=auth_type,
-                    min_version=min_version, users=hashes)
+                    min_version=min_version, users=hashes, source=path)
     cfg.ssl_context()           # fail at start, not at the first scrape
     return cfg
 
@@ -167,6 +227,7 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 128
+    allow_reuse_port = False      # never share a port with another exporter (some Pythons default to True)
 
     def __init__(self, addr, handler, ctx: ssl.SSLContext | None, family=socket.AF_INET):
         self.address_family = family

@@ -261,6 +261,24 @@ def test_bad_input_is_one_line_exit_2(cli, args, msg):
     assert msg in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_all_netns_refuses_netns(cli, netns_factory):
+    a, b = netns_factory(), netns_factory()
+    # both existing namespaces: refused for the combination, not for a typo
+    for args in (("exporter", "--all-netns", "--netns", a.name, "--json"),
+                 ("--netns", a.name, "exporter", "--all-netns", "--json")):
+        code, out, err = cli(*args)
+        assert code == 2 and out == "", args
+        assert "--all-netns cannot be combined with --netns" in err and err.count("\n") == 1, args
+    # the global --netns and the exporter's own must not silently disagree either
+    code, out, err = cli("--netns", a.name, "exporter", "--netns", b.name, "--json")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"--netns {a.name} before the command and --netns {b.name} after it" in err
+    # the same namespace twice is one namespace
+    code, out, err = cli("--netns", a.name, "exporter", "--netns", a.name, "--json")
+    assert code == 0, err
+    assert [x["labels"] for x in json.loads(out)["portscope_ephemeral_range_ports"]] == [{"netns": a.name}]
+
+
 def test_json_is_one_collection(loaded, cli):
     code, out, err = cli("exporter", "--netns", loaded.name, "--json")
     assert code == 0, err

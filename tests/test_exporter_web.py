@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -14,6 +15,7 @@ import time
 import bcrypt
 import pytest
 
+from portscope.errors import BadInput
 from portscope.webconfig import load, parse_listen
 
 PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
@@ -147,13 +149,26 @@ def test_listen_address_in_use_is_one_line(cli):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
-        code, out, err = cli("exporter", "--listen", f"127.0.0.1:{s.getsockname()[1]}")
-    assert code == 2 and "address already in use" in err and err.count("\n") == 1
+        port = s.getsockname()[1]
+        code, out, err = cli("exporter", "--listen", f"127.0.0.1:{port}")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in err
+
+
+def test_second_exporter_on_the_same_port_is_refused(cli, netns):
+    # a second exporter must not share the port (SO_REUSEPORT) and split the scrapes
+    r = Running(["--netns", netns.name])
+    try:
+        code, out, err = cli("exporter", "--listen", f"127.0.0.1:{r.port}", "--netns", netns.name)
+        assert code == 2 and err.count("\n") == 1
+        assert f"cannot listen on 127.0.0.1:{r.port}: address already in use" in err
+        assert get(r.port)[0] == 200          # the first one keeps serving
+    finally:
+        r.stop()
 
 
 @pytest.mark.parametrize("text, msg", [
     ("tls_server_config:\n  cert_file: server.crt\n", "needs both cert_file and key_file"),
-    ("tls_server_config:\n  cert_file: x.crt\n  key_file: x.key\n", "cannot load TLS certificate"),
     ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_fil: a\n", "unknown tls_server_config key"),
     ("basic_auth_user:\n  a: b\n", "unknown key(s) basic_auth_user"),
     ("basic_auth_users:\n  prom: plaintext\n", "is not a bcrypt hash"),
@@ -167,6 +182,72 @@ def test_bad_web_config_is_one_line_exit_2(cli, certs, text, msg):
     code, out, err = cli("exporter", "--web-config", str(p), "--listen", f"127.0.0.1:{free_port()}")
     assert code == 2, err
     assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def bad_keys(certs):
+    """A key of another certificate, and server.key encrypted with a passphrase."""
+    subprocess.run(["openssl", "genrsa", "-out", str(certs / "other.key"), "2048"],
+                   check=True, capture_output=True, timeout=60)
+    subprocess.run(["openssl", "pkey", "-in", str(certs / "server.key"), "-aes128", "-passout", "pass:pw",
+                    "-out", str(certs / "enc.key")], check=True, capture_output=True, timeout=60)
+    return certs
+
+
+@pytest.mark.parametrize("tls, named, msg", [
+    ("cert_file: missing.crt\n  key_file: server.key", "missing.crt",
+     "cannot read cert_file {}: No such file or directory"),
+    ("cert_file: server.crt\n  key_file: missing.key", "missing.key",
+     "cannot read key_file {}: No such file or directory"),
+    ("cert_file: server.crt\n  key_file: server.key\n  client_ca_file: missing-ca.crt\n"
+     "  client_auth_type: RequireAndVerifyClientCert", "missing-ca.crt",
+     "cannot read client_ca_file {}: No such file or directory"),
+    ("cert_file: server.key\n  key_file: server.key", "server.key", "cert_file {} holds no PEM certificate"),
+    ("cert_file: server.crt\n  key_file: server.crt", "server.crt", "key_file {} holds no usable PEM private key"),
+    ("cert_file: server.crt\n  key_file: other.key", "other.key",
+     "key_file {} is not the private key of cert_file"),
+    ("cert_file: server.crt\n  key_file: enc.key", "enc.key", "key_file {} is encrypted"),
+    ("cert_file: server.crt\n  key_file: server.key\n  client_ca_file: server.key\n"
+     "  client_auth_type: RequireAndVerifyClientCert", "server.key", "client_ca_file {} holds no usable PEM certificate"),
+])
+def test_tls_file_problems_name_the_file(cli, bad_keys, tls, named, msg):
+    p = write_config(bad_keys, f"tls_server_config:\n  {tls}\n")
+    code, out, err = cli("exporter", "--web-config", str(p), "--listen", f"127.0.0.1:{free_port()}")
+    assert code == 2, err
+    assert msg.format(bad_keys / named) in err, err
+    assert f"web config {p}:" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("raw, at", [
+    (b"\xff\xfe", "byte 0xff at line 1, column 1"),
+    (b"\xff\xfetls_server_config: {}\n", "byte 0xff at line 1, column 1"),
+    # a Latin-1 e-acute inside a path value
+    (b"tls_server_config:\n  cert_file: caf\xe9.crt\n  key_file: server.key\n", "byte 0xe9 at line 2, column 17"),
+    (b"basic_auth_users:\n  j\xf6rg: '$2b$12$x'\n", "byte 0xf6 at line 2, column 4"),
+])
+def test_non_utf8_web_config_is_one_line_exit_2(cli, tmp_path, raw, at):
+    p = tmp_path / "web.yml"
+    p.write_bytes(raw)
+    code, out, err = cli("exporter", "--web-config", str(p), "--listen", f"127.0.0.1:{free_port()}")
+    assert code == 2, err
+    assert f"web config {p} is not UTF-8 text: {at}" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_utf8_web_config_with_bom_and_non_ascii_paths(certs, tmp_path):
+    shutil.copy(certs / "server.crt", tmp_path / "café.crt")
+    shutil.copy(certs / "server.key", tmp_path / "clé.key")
+    p = tmp_path / "web.yml"
+    p.write_bytes(b"\xef\xbb\xbf" + "tls_server_config:\n  cert_file: café.crt\n  key_file: clé.key\n".encode())
+    cfg = load(str(p))
+    assert cfg.cert_file == str(tmp_path / "café.crt") and cfg.key_file == str(tmp_path / "clé.key") and cfg.tls
+
+
+def test_oversized_web_config_is_refused(tmp_path):
+    p = tmp_path / "huge.yml"
+    p.write_bytes(b"# " + b"x" * (2 << 20) + b"\n")      # valid YAML, but no web config is 2 MiB
+    with pytest.raises(BadInput, match=f"web config {p} is larger than 1024 KiB"):
+        load(str(p))
 
 
 def test_missing_web_config_file(cli, tmp_path):

@@ -2,6 +2,8 @@
 private namespaces set up to differ from the defaults."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -33,6 +35,9 @@ def test_live_questions_on_this_host_match_sysctl():
         assert int(right(qs["live-range-size"]).replace(",", "")) == int(high) - int(low) + 1
         p = int(re.search(r"binding port (\d+)", qs["live-privileged"].question).group(1))
         assert (qs["live-privileged"].answer == 1) == (p < start)
+        assert qs["live-privileged"].question.startswith(f"On this host, does binding port {p} need root")
+        assert "`portscope range` shows it" in qs["live-range"].explanation
+        assert qs["live-range"].ref == "portscope range"
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -50,6 +55,21 @@ def test_live_is_reproducible_per_seed():
     ports = {re.search(r"port (\d+)", by_id(live.generate(s))["live-privileged"].question).group(1)
              for s in range(20)}
     assert len(ports) >= 3   # the seed really varies the question
+
+
+GENERATE_JSON = ("import json, sys; from portscope.quiz import live; "
+                 "print(json.dumps([q.to_json() for q in live.generate({seed}).questions]))")
+
+
+def test_live_without_a_seed_is_the_same_in_every_process():
+    # `quiz --list` lists the live questions without a seed: the same host must list the
+    # same questions, distractors and answer positions every time, whatever the process
+    runs = {subprocess.run([sys.executable, "-c", GENERATE_JSON.format(seed=None)], check=True,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout
+            for h in (1, 2, 3)}
+    assert len(runs) == 1
+    assert live.generate(None) == live.generate(None) == live.generate()
+    assert [q["id"] for q in json.loads(runs.pop())] == list(live.LIVE_IDS)
 
 
 LISTENER = """
@@ -81,15 +101,24 @@ def test_live_questions_in_a_changed_namespace(netns):
             qs = by_id(gen)
             assert right(qs["live-range"]) == "40000-40999"
             assert f"network namespace {netns.name}" in qs["live-range"].question
+            # the commands shown run in the same namespace
+            assert f"`portscope --netns {netns.name} range` shows it" in qs["live-range"].explanation
+            assert qs["live-range"].ref == f"portscope --netns {netns.name} range"
+            for q in gen.questions:
+                assert not re.search(r"`portscope (range|port)\b", q.explanation), q.explanation
             assert right(qs["live-range-size"]) == "1,000"
             assert "10 of them are in the reserved list" in qs["live-range-size"].explanation
             assert "990 per destination" in qs["live-range-size"].explanation
             p_port = int(re.search(r"binding port (\d+)", qs["live-privileged"].question).group(1))
             assert (qs["live-privileged"].answer == 1) == (p_port < 500)
+            assert qs["live-privileged"].question.startswith(f"In network namespace {netns.name}, does binding port")
+            assert f"`portscope --netns {netns.name} port {p_port}` shows it" in qs["live-privileged"].explanation
             svc = qs["live-service"]
-            m = re.search(r"A (TCP|UDP) socket .* listening on port (\d+)", svc.question)
+            m = re.fullmatch(rf"In network namespace {netns.name}, a (TCP|UDP) socket is listening on port (\d+) "
+                             r"right now\. Which service does IANA register on \1 port \2\?", svc.question)
             assert m, svc.question
             proto, port = m.group(1).lower(), int(m.group(2))
+            assert f"`portscope --netns {netns.name} port {port}` shows both" in svc.explanation
             assert right(svc) == {("tcp", 22): "ssh", ("udp", 53): "domain"}[(proto, port)]
             asked.add((proto, port))
             for q in gen.questions:
@@ -106,10 +135,11 @@ def test_live_service_falls_back_when_nothing_listens(netns):
     qs = by_id(gen)
     assert tuple(qs) == live.LIVE_IDS
     svc = qs["live-service"]
-    assert svc.question.startswith(f"Nothing on network namespace {netns.name} listens")
+    assert svc.question.startswith(f"Nothing in network namespace {netns.name} listens on a registered port")
     assert svc.check["port"] in live.COMMON_PORTS
     assert checks.verify(svc) == []
-    assert len(gen.notes) == 1 and "nothing on" in gen.notes[0]
+    assert gen.notes == (f"nothing in network namespace {netns.name} listens on a port IANA names; "
+                         f"asked about tcp/{svc.check['port']} instead",)
     # a fresh namespace has the kernel defaults
     assert right(qs["live-range"]) == "32768-60999"
 

@@ -24,7 +24,8 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 @click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID",
               help="Report this network namespace (repeatable; each under its own netns label).")
 @click.option("--all-netns", is_flag=True,
-              help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape.")
+              help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
+                   "(not with --netns).")
 @json_option
 def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out):
     """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
@@ -45,9 +46,14 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         raise BadInput(f"--interval must be in {MIN_INTERVAL:g}..{MAX_INTERVAL:g} seconds, got {interval:g}")
     if once and not textfile:
         raise BadInput("--once needs --textfile")
-    targets = list(netns) or [netns_of(None)]
-    if all_netns:
-        targets = [None, *netns]
+    outer = netns_of(None)              # `portscope --netns X exporter`
+    if all_netns and (netns or outer):
+        raise BadInput("--all-netns cannot be combined with --netns: it already reports our own "
+                       "namespace and every one under /run/netns")
+    if outer and netns and set(netns) != {outer}:
+        raise BadInput(f"two namespace selections given: --netns {outer} before the command and "
+                       f"--netns {' --netns '.join(netns)} after it")
+    targets = [None] if all_netns else list(dict.fromkeys(netns)) or [outer]
     from .. import netns as _netns
     for t in targets:
         if t:

@@ -3,12 +3,17 @@
 Their answers come from the same code `portscope range`, `portscope port` and
 `portscope conns` use, so they are right on any machine. The ids are fixed
 (LIVE_IDS), whatever the host looks like, so a seed picks the same questions
-everywhere; only their content follows the host. A generator that cannot read
+everywhere; only their content follows the host. Each question draws its random
+parts (which port, which listener, the distractors, where the answer sits) from
+its own generator seeded by (seed, id), or by its id alone when generate() gets
+no seed (so a listing made without --seed can be the same on every run on one
+host); skipping one question never changes another. A generator that cannot read
 what it needs is skipped, with a note, rather than failing the quiz.
 """
 from __future__ import annotations
 
 import random
+import shlex
 from dataclasses import dataclass
 
 from ..errors import PortscopeError
@@ -33,7 +38,23 @@ class Generated:
 
 
 def _where(netns: str | None) -> str:
+    """The place as a noun: "this host", "network namespace NAME"."""
     return f"network namespace {netns}" if netns else "this host"
+
+
+def _at(netns: str | None) -> str:
+    """The place after a preposition: "on this host", "in network namespace NAME"."""
+    return f"in network namespace {netns}" if netns else "on this host"
+
+
+def _cmd(netns: str | None, args: str) -> str:
+    """The portscope command that shows the same thing, in the same namespace."""
+    return f"portscope --netns {shlex.quote(netns)} {args}" if netns else f"portscope {args}"
+
+
+def _rng(seed: int | None, qid: str) -> random.Random:
+    """A question's own generator: (seed, id), or the id alone when no seed is given."""
+    return random.Random(f"live:{qid}" if seed is None else f"live:{seed}:{qid}")
 
 
 def _place(rng: random.Random, right: str, wrong: list[str]) -> tuple[tuple[str, ...], int]:
@@ -56,8 +77,8 @@ def range_question(facts, rng: random.Random, netns: str | None = None) -> Quest
         explanation=(f"{_where(netns).capitalize()} uses {actual} ({facts.ephemeral.size:,} ports), read from {src}. "
                      f"The {OS_NAMES.get(facts.os, facts.os)} default is {facts.os_default}"
                      + (", so it has been changed here." if facts.ephemeral != facts.os_default else ".")
-                     + " `portscope range` shows it with the reserved list."),
-        ref="portscope range")
+                     + f" `{_cmd(netns, 'range')}` shows it with the reserved list."),
+        ref=_cmd(netns, "range"))
 
 
 def range_size_question(facts, rng: random.Random, netns: str | None = None) -> Question:
@@ -91,11 +112,11 @@ def privileged_question(facts, rng: random.Random, netns: str | None = None) -> 
         why = f"{port} is {'below' if priv else 'not below'} the privileged boundary {start}"
     return Question(
         id="live-privileged", topic="privileged", difficulty="easy", live=True,
-        question=f"On {_where(netns)}, does binding port {port} need root (or CAP_NET_BIND_SERVICE)?",
+        question=f"{_at(netns).capitalize()}, does binding port {port} need root (or CAP_NET_BIND_SERVICE)?",
         choices=choices, answer=1 if priv else 2,
         explanation=(f"{why}, so binding it {'needs' if priv else 'does not need'} privilege. "
                      "The boundary applies to TCP, UDP and SCTP alike, and has nothing to do with the "
-                     f"ephemeral range. `portscope port {port}` shows it."),
+                     f"ephemeral range. `{_cmd(netns, f'port {port}')}` shows it."),
         check={"kind": "privileged", "port": port, "start": start, "values": [True, False, None, None]},
         ref="ip-sysctl.rst (ip_unprivileged_port_start)")
 
@@ -132,11 +153,11 @@ def service_question(facts, rng: random.Random, netns: str | None = None,
     note = None
     if named:
         proto, port = rng.choice(named)
-        lead = f"A {proto.upper()} socket on {_where(netns)} is listening on port {port} right now."
+        lead = f"{_at(netns).capitalize()}, a {proto.upper()} socket is listening on port {port} right now."
     else:
         proto, port = "tcp", rng.choice(COMMON_PORTS)
-        note = f"nothing on {_where(netns)} listens on a port IANA names; asked about tcp/{port} instead"
-        lead = f"Nothing on {_where(netns)} listens on a registered port right now, so from the registry:"
+        note = f"nothing {_at(netns)} listens on a port IANA names; asked about tcp/{port} instead"
+        lead = f"Nothing {_at(netns)} listens on a registered port right now, so from the registry:"
     row, name = _one_name(reg, port, proto)
     pool = sorted({n for p in COMMON_PORTS if (n := _one_name(reg, p, "tcp")[1]) and n != name})
     wrong = rng.sample(pool, 3)
@@ -149,14 +170,15 @@ def service_question(facts, rng: random.Random, netns: str | None = None,
         choices=choices, answer=answer,
         explanation=(f"IANA registers {proto}/{port} as {name}{desc}. The registry says what a port is "
                      "meant for; the program really bound to it may be something else: "
-                     f"`portscope port {port}` shows both."),
+                     f"`{_cmd(netns, f'port {port}')}` shows both."),
         check={"kind": "service_name", "port": port, "proto": proto, "values": values},
         ref="IANA service names and port numbers registry"), note
 
 
-def generate(seed: int, netns: str | None = None, facts=None) -> Generated:
-    """The live questions for this host; `seed` fixes their random parts."""
-    rng = random.Random(f"live:{seed}")
+def generate(seed: int | None = None, netns: str | None = None, facts=None) -> Generated:
+    """The live questions for this host (or `netns`). `seed` fixes their random parts;
+    without one (None) each question is seeded by its id, so listing them twice on the
+    same host gives the same questions, choices and answers."""
     questions, notes = [], []
     if facts is None:
         try:
@@ -164,10 +186,10 @@ def generate(seed: int, netns: str | None = None, facts=None) -> Generated:
             facts = read_facts(netns)
         except (PortscopeError, OSError) as e:
             return Generated((), (f"live questions skipped: cannot read the host's port settings: {e}",))
-    for make in (range_question, range_size_question, privileged_question):
-        questions.append(make(facts, rng, netns))
+    for qid, make in zip(LIVE_IDS, (range_question, range_size_question, privileged_question)):
+        questions.append(make(facts, _rng(seed, qid), netns))
     try:
-        q, note = service_question(facts, rng, netns)
+        q, note = service_question(facts, _rng(seed, "live-service"), netns)
         questions.append(q)
         if note:
             notes.append(note)
