@@ -4,8 +4,16 @@ Each finding has a stable id (alerting and tests key on it), a severity, a one-l
 with the numbers behind it, and the exact command or code change that removes it. Every rule
 is a plain function of the analysed result, so it fires the same on a live host and on a
 recorded table.
+
+Remedies target what was analysed: for `--netns NAME` every command runs through
+`ip netns exec NAME`, for `--netns pid:PID` through `nsenter --net=/proc/PID/ns/net`, and the
+portscope form names the namespace instead of offering --persist (refused with --netns: a
+drop-in under /etc/sysctl.d is applied to the host's namespace at boot, so a namespace's
+settings are kept by whatever creates it).
 """
 from __future__ import annotations
+
+import shlex
 
 from .ports import PortSet
 
@@ -21,26 +29,73 @@ MAX_LISTED = 3           # destinations named in one message
 
 IP_BIND_ADDRESS_NO_PORT = 24
 
+# every id a finding can have (pressure --check --ignore checks names against it)
+FINDING_IDS = ("destination-critical", "destination-high", "destination-forecast-exhaustion",
+               "pool-critical", "pool-warning", "pool-empty", "listener-in-range",
+               "range-same-parity", "range-small", "time-wait-dominant", "bind-before-connect",
+               "udp-pool", "process-dominant")
 
-def range_command(os_name: str, low: int, high: int) -> str:
-    """The command that sets the ephemeral range to low..high on this OS."""
+
+def ns_exec(netns: str | None) -> str:
+    """The prefix that runs a command inside the analysed namespace ('' on the host)."""
+    if not netns:
+        return ""
+    if netns.startswith("pid:"):
+        return f"nsenter --net=/proc/{netns[4:]}/ns/net "
+    return f"ip netns exec {shlex.quote(netns)} "
+
+
+def sysctl_command(facts, *assignments: str) -> str:
+    """`sysctl -w ...` where the result was read: on the host, or inside its namespace."""
+    return ns_exec(getattr(facts, "netns", None)) + "sysctl -w " + " ".join(assignments)
+
+
+def _keep_note(facts, portscope_args: str) -> str:
+    """How to make a Linux change last: --persist on the host; in a namespace the portscope
+    form names it, and keeping it is the job of whatever creates the namespace."""
+    netns = getattr(facts, "netns", None)
+    if netns:
+        return (f"  # or: portscope --netns {shlex.quote(netns)} {portscope_args}; a namespace keeps it "
+                f"only while it exists: persist it in whatever creates the namespace")
+    return f"  # persist: portscope {portscope_args} --persist"
+
+
+def range_command(facts, low: int, high: int) -> str:
+    """The command that sets the ephemeral range to low..high on this OS (in the namespace
+    the facts were read from)."""
+    os_name = facts.os
     if os_name == "darwin" or os_name == "freebsd":
         return f"sysctl -w net.inet.ip.portrange.first={low} net.inet.ip.portrange.last={high}"
     if os_name == "windows":
         return (f"netsh int ipv4 set dynamic tcp start={low} num={high - low + 1}"
                 f" && netsh int ipv4 set dynamic udp start={low} num={high - low + 1}")
-    return f'sysctl -w net.ipv4.ip_local_port_range="{low} {high}"  # persist: portscope range set {low} {high} --persist'
+    return (sysctl_command(facts, f'net.ipv4.ip_local_port_range="{low} {high}"')
+            + _keep_note(facts, f"range set {low} {high}"))
 
 
-def reserve_command(os_name: str, reserved: PortSet, ports: list[int]) -> str:
-    if os_name == "windows":
+def reserve_command(facts, ports: list[int]) -> str:
+    if facts.os == "windows":
         return " && ".join(f"netsh int ipv4 add excludedportrange protocol=tcp startport={p} numberofports=1"
                            for p in ports)
-    if os_name != "linux":
+    if facts.os != "linux":
         return f"move the listeners ({_plist(ports)}) below the ephemeral range"
-    new = reserved.union(PortSet.of(ports))
-    return (f'sysctl -w net.ipv4.ip_local_reserved_ports="{new}"'
-            f"  # persist: portscope reserve add {_plist(ports, sep=',')} --persist")
+    new = facts.reserved.union(PortSet.of(ports))
+    return (sysctl_command(facts, f'net.ipv4.ip_local_reserved_ports="{new}"')
+            + _keep_note(facts, f"reserve add {_plist(ports, sep=',')}"))
+
+
+def rate_text(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def max_rate(result) -> tuple[str, str]:
+    """(rate, basis): the most new connections/s one destination sustains without TIME_WAIT
+    reuse, from the ports its connect() can count on. report's headline and range-small
+    both say it this way, so they agree."""
+    ports, usable, tw = result.connect_ports, result.global_.capacity, result.time_wait_seconds
+    basis = (f"{ports} usable ports" if ports == usable
+             else f"{ports} of {usable} usable ports connect() can count on")
+    return rate_text(ports / tw), f"{basis} / {tw} s"
 
 
 def _plist(ports, sep: str = ", ", limit: int = 10) -> str:
@@ -89,7 +144,7 @@ def destination_findings(result, facts) -> list:
             fid, sev,
             f"{len(ds)} destination(s) at >= {thr * 100:.0f}% of their source ports: {names}{more}{why}",
             f"reuse connections to these destinations (HTTP keep-alive / a connection pool), "
-            f"add source addresses, or widen the range: {range_command(facts.os, lo, hi)}",
+            f"add source addresses, or widen the range: {range_command(facts, lo, hi)}",
             {"destinations": [d.to_json() for d in ds[:10]], "count": len(ds)}))
     return out
 
@@ -101,19 +156,20 @@ def pool_findings(result, facts) -> list:
         return [_F("pool-empty", "critical",
                    f"no usable ephemeral port: range {facts.ephemeral} has {g.capacity} ports left "
                    f"after {g.reserved_in_range} reserved",
-                   range_command(facts.os, facts.os_default.low, facts.os_default.high), {})]
-    for name, n in (("tcp", g.tcp_exclusive), ("udp", g.udp_exclusive)):
-        u = n / g.capacity
+                   range_command(facts, facts.os_default.low, facts.os_default.high), {})]
+    # TCP: against the ports a new socket can count on (equal-parity ends: one fewer)
+    for name, n, cap in (("tcp", g.tcp_exclusive, result.tcp_pool_ports), ("udp", g.udp_exclusive, g.capacity)):
+        u = min(1.0, n / cap) if cap else 1.0
         if u >= WARN_UTIL:
             sev = "critical" if u >= CRIT_UTIL else "warning"
             out.append(_F(
                 f"pool-{sev}", sev,
-                f"{n} of {g.capacity} ports ({_pct(u)}) are held for every destination by {name.upper()} "
+                f"{n} of {cap} ports ({_pct(u)}) are held for every destination by {name.upper()} "
                 f"sockets (listeners {g.listeners}, bind-before-connect {g.bind_held}, UDP {g.udp}): "
                 f"new {name.upper()} sockets will fail with EADDRNOTAVAIL/EADDRINUSE",
                 "set IP_BIND_ADDRESS_NO_PORT before bind(addr, 0); reuse UDP sockets; "
-                + range_command(facts.os, *_wider_range(facts)),
-                {"proto": name, "held": n, "capacity": g.capacity}))
+                + range_command(facts, *_wider_range(facts)),
+                {"proto": name, "held": n, "capacity": cap}))
     return out
 
 
@@ -126,7 +182,7 @@ def listener_findings(result, facts) -> list:
         f"{len(ports)} listening port(s) inside the ephemeral range {facts.ephemeral} are not reserved "
         f"({_plist(ports)}): each takes a port from every destination, and after a restart "
         f"the kernel may hand it to an outgoing connection first",
-        reserve_command(facts.os, facts.reserved, ports),
+        reserve_command(facts, ports),
         {"ports": ports[:100], "count": len(ports)})]
 
 
@@ -136,18 +192,27 @@ def range_findings(result, facts) -> list:
     if facts.os == "linux" and r.size > 1 and r.same_parity:
         high = r.high + 1 if r.high < 65535 else r.high
         low = r.low if high != r.high else r.low + 1
+        usable, ports = result.global_.capacity, result.connect_ports
+        cost = (f"so a destination can count on {ports} of the {usable} usable ports, and connect() may "
+                f"fail with EADDRNOTAVAIL with one port still free (capacity counts {ports})"
+                if ports < usable else
+                "(here every port it may skip is reserved, so capacity is not reduced)")
         out.append(_F(
             "range-same-parity", "info",
-            f"range {r.low}-{r.high} has ends of equal parity: the kernel logs a warning, and the "
-            f"halves connect() and bind(0) search first are unequal ({(r.size + 1) // 2} vs {r.size // 2} ports)",
-            range_command(facts.os, low, high), {"low": r.low, "high": r.high}))
+            f"range {r.low}-{r.high} has ends of equal parity ({r.size} ports): each connect() searches "
+            f"only {r.size - 1} of them, skipping a port of {r.low}'s parity that changes from call to "
+            f"call, {cost}; bind(0) alike, and the kernel logs a warning",
+            range_command(facts, low, high),
+            {"low": r.low, "high": r.high, "connect_window": r.size - 1, "usable": usable,
+             "connect_ports": ports}))
     if r.size < dflt.size:
+        rate, basis = max_rate(result)
         out.append(_F(
             "range-small", "warning",
             f"range {r} holds {r.size} ports, fewer than the {facts.os} default {dflt} ({dflt.size}): "
-            f"at most {r.size / result.time_wait_seconds:.1f} new connections/s per destination without TIME_WAIT reuse",
-            range_command(facts.os, dflt.low, dflt.high),
-            {"size": r.size, "default_size": dflt.size}))
+            f"at most {rate} new connections/s per destination without TIME_WAIT reuse ({basis})",
+            range_command(facts, dflt.low, dflt.high),
+            {"size": r.size, "default_size": dflt.size, "usable": result.global_.capacity}))
     return out
 
 
@@ -162,7 +227,7 @@ def time_wait_findings(result, facts) -> list:
     if facts.os == "linux" and facts.tcp_tw_reuse != 1:
         now = {0: "off", 2: "loopback only"}.get(facts.tcp_tw_reuse, str(facts.tcp_tw_reuse))
         remedy += (f"; let connect() reuse TIME_WAIT ports (now {now}; needs TCP timestamps): "
-                   f"sysctl -w net.ipv4.tcp_tw_reuse=1")
+                   f"{sysctl_command(facts, 'net.ipv4.tcp_tw_reuse=1')}")
     names = "; ".join(f"{_dname(d)} {d.time_wait} TIME_WAIT/{d.capacity}" for d in hot[:MAX_LISTED])
     return [_F(
         "time-wait-dominant", "warning",
@@ -192,8 +257,10 @@ def udp_findings(result, facts) -> list:
     if not g.capacity or not g.udp or g.udp / g.capacity < UDP_SHARE:
         return []
     share = g.udp / g.capacity
+    # always a warning: at >= 80% / 95% of the pool, pool-warning / pool-critical say so
+    # (and pressure --check judges that share against --warn/--crit)
     return [_F(
-        "udp-pool", "critical" if share >= CRIT_UTIL else "warning",
+        "udp-pool", "warning",
         f"{g.udp} UDP socket port(s) hold {_pct(share)} of the range: unlike TCP connect(), "
         f"each UDP socket keeps its port from every destination",
         "reuse UDP sockets (one socket per upstream, or one unconnected socket with sendto()) "
@@ -207,15 +274,19 @@ def process_findings(result, facts) -> list:
     if not known or not g.sockets or not g.capacity:
         return []
     p = known[0]
-    if p.in_use / g.sockets < PROC_SHARE or p.in_use / g.capacity < PROC_MIN_UTIL:
+    # sockets against sockets, ports against ports: connect() shares a port between
+    # destinations, so a process may own more sockets than the range has ports
+    if p.in_use / g.sockets < PROC_SHARE or p.ports / g.capacity < PROC_MIN_UTIL:
         return []
     return [_F(
         "process-dominant", "warning",
         f"pid {p.pid} ({p.command or '?'}) owns {p.in_use} of {g.sockets} client sockets "
-        f"({_pct(p.in_use / g.sockets)}), {_pct(p.in_use / g.capacity)} of the range",
+        f"({_pct(p.in_use / g.sockets)}), holding {p.ports} of the {g.capacity} usable ports "
+        f"({_pct(p.ports / g.capacity)})",
         f"reuse connections in {p.command or 'pid ' + str(p.pid)} (keep-alive / a pool); "
-        f"inspect: ss -tanp | grep 'pid={p.pid},'",
-        {"pid": p.pid, "command": p.command, "in_use": p.in_use, "sockets": g.sockets})]
+        f"inspect: {ns_exec(getattr(facts, 'netns', None))}ss -tanp | grep 'pid={p.pid},'",
+        {"pid": p.pid, "command": p.command, "in_use": p.in_use, "ports": p.ports,
+         "sockets": g.sockets, "capacity": g.capacity})]
 
 
 RULES = (destination_findings, pool_findings, listener_findings, range_findings,

@@ -115,14 +115,14 @@ def _raw_key(d) -> tuple:
 def _exhaustion_finding(ds, facts) -> Finding:
     ds = sorted(ds, key=lambda d: d.seconds_to_exhaustion)
     d = ds[0]
-    from .findings import _dname, _wider_range, range_command
+    from .findings import _dname, _wider_range, range_command, sysctl_command
     msg = (f"{len(ds)} destination(s) heading for exhaustion: {_dname(d)} opens {d.rate_per_s:.1f}/s, "
            f"above the sustainable {d.sustainable_rate_per_s:.1f}/s; its {d.capacity} ports run out in "
            f"about {d.seconds_to_exhaustion:.0f} s")
     remedy = "reuse connections (keep-alive / a pool) so the rate of new connections drops"
     if facts.os == "linux" and facts.tcp_tw_reuse != 1:
-        remedy += "; sysctl -w net.ipv4.tcp_tw_reuse=1"
-    remedy += "; or widen the range: " + range_command(facts.os, *_wider_range(facts))
+        remedy += "; " + sysctl_command(facts, "net.ipv4.tcp_tw_reuse=1")
+    remedy += "; or widen the range: " + range_command(facts, *_wider_range(facts))
     return Finding(id="destination-forecast-exhaustion", severity="critical", message=msg, remedy=remedy,
                    evidence={"destinations": [x.to_json(forecast=True) for x in ds[:10]], "count": len(ds)})
 

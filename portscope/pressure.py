@@ -3,7 +3,14 @@
 The model (Linux; DESIGN.md and facts.md section 1):
 
 * The usable pool U is the range minus reserved ports (verified on 6.18: with equal-parity
-  ends every port, HIGH included, is still handed out).
+  ends every port, HIGH included, can be handed out).
+* Equal-parity ends (an odd number of ports): __inet_hash_connect() scans a window of
+  remaining & ~1 = |range| - 1 ports per call, starting at an offset that moves with the
+  perturbation table, so each connect() skips one port of LOW's parity, a different one
+  from call to call. A destination can count on one port less than the count below (it
+  may get the last one; measured 11,11,11,10,11,11 in 40000-40010): capacity is that
+  guaranteed count, and utilization is clamped at 1.0. The loss is 1 only while some
+  LOW-parity port of U is free of bind(); UDP autobind scans every port and loses nothing.
 * TCP connect() without bind may reuse a source port for a different (src, dst, dport) as long
   as the 4-tuple is unique, but never a port held by an explicit bind(): listeners,
   bind-before-connect, bound-only sockets. Those form the TCP "exclusive" set G_tcp.
@@ -11,8 +18,9 @@ The model (Linux; DESIGN.md and facts.md section 1):
   have separate port tables, so G_udp does not reduce TCP capacity and vice versa.
 * Per destination D = (proto, src IP, dst IP, dport):
       capacity(D) = |U| - |G_proto| + (ports of G_proto held by D's own sockets)
+                    - (1 for TCP with equal-parity ends, above)
       in_use(D)   = D's sockets with a local port in U (TIME_WAIT included)
-  so utilization(D) reaches 1.0 exactly when the next connect() to D must fail.
+  so utilization(D) reaches 1.0 when the next connect() to D may fail.
 * Global: distinct ports of U held by anything, broken down by what holds them.
 
 bind(addr, 0)+connect() cannot be told from plain connect() by sock_diag (the kernel's AUTO
@@ -134,6 +142,8 @@ class ProcessUse:
     pid: int | None
     command: str | None
     in_use: int                   # client sockets with a local port in U
+    ports: int = 0                # distinct ports of U those sockets hold (not in JSON yet:
+                                  # docs/json.md documents processes[] key by key)
 
     def to_json(self) -> dict:
         return {"pid": self.pid, "command": self.command, "in_use": self.in_use}
@@ -157,15 +167,33 @@ class PressureResult:
     netns: str | None = None
     forecast: dict | None = None                   # {"samples", "interval_s", "elapsed_s"}
     listener_ports: tuple[int, ...] = ()           # TCP listeners inside U (sorted)
+    # equal-parity ends: ports one connect() may skip (0 or 1; see the module doc), given
+    # what bind() holds now / given the range and reservations alone
+    connect_window_loss: int = 0
+    range_window_loss: int = 0
 
     @property
     def worst(self) -> Destination | None:
         return self.destinations[0] if self.destinations else None
 
     def new_destination_capacity(self, proto: str = "tcp") -> int:
-        """Ports a destination with no socket yet could get (the prediction before a step)."""
+        """Ports a destination with no socket yet can count on (the prediction before a step)."""
         g = self.global_
-        return max(0, g.capacity - (g.tcp_exclusive if proto == "tcp" else g.udp_exclusive))
+        if proto == "tcp":
+            return max(0, g.capacity - g.tcp_exclusive - self.connect_window_loss)
+        return max(0, g.capacity - g.udp_exclusive)
+
+    @property
+    def tcp_pool_ports(self) -> int:
+        """Ports a new TCP socket can count on getting at all (equal-parity ends cost the
+        port connect()/bind(0) may skip, when one of LOW's parity is still free)."""
+        return max(0, self.global_.capacity - self.connect_window_loss)
+
+    @property
+    def connect_ports(self) -> int:
+        """Ports one destination's connect() can count on from the range and the
+        reservations alone (what the per-destination rate limits are computed from)."""
+        return max(0, self.global_.capacity - self.range_window_loss)
 
     def destination(self, dst: str, dport: int, proto: str = "tcp", src: str | None = None) -> Destination | None:
         for d in self.destinations:
@@ -199,6 +227,15 @@ class PressureResult:
 
 def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(x, nd)
+
+
+def window_loss(host_facts, usable: bytearray, held=()) -> int:
+    """1 when connect() may skip a port it could have used: equal-parity ends on Linux, and
+    some LOW-parity port of the pool not held by bind() (see the module doc); else 0."""
+    rng = host_facts.ephemeral
+    if host_facts.os != "linux" or rng.size < 3 or not rng.same_parity:
+        return 0
+    return int(any(usable[p] and p not in held for p in range(rng.low, rng.high + 1, 2)))
 
 
 def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
@@ -338,8 +375,9 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     if saturated:
         # every other-parity port is held: bind(0) has spilled into LOW's parity, so the
         # binders' destinations hold LOW-parity ports too; only a destination that has
-        # all of them can be on connect()'s second pass
-        same_limit = same_cap
+        # all of them can be on connect()'s second pass (all but the one its window may
+        # skip, with equal-parity ends)
+        same_limit = same_cap - window_loss(host_facts, usable, g_tcp_sure | listen_in_u)
     g_tcp_inferred: set[int] = set()
     bind_dests: set = set()
     for lp, key in candidates:
@@ -380,15 +418,17 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     excl = {PROTO_TCP: len(g_tcp)}
     for pr, s in g_udp.items():
         excl[pr] = len(s)
+    loss = window_loss(host_facts, usable, g_tcp)
     dests = []
     for key, n in dest_n.items():
         pr, la, ra, rp = key if len(key) == 4 else (PROTO_TCP, *key)
         own = dest_bind.get(key, 0)
-        cap = max(0, n_usable - excl.get(pr, 0) + own)
+        cap = max(0, n_usable - excl.get(pr, 0) + own - (loss if pr == PROTO_TCP else 0))
         dests.append(Destination(
             proto=PROTO_NAMES.get(pr, str(pr)), src=format_addr(la), dst=format_addr(ra), dport=rp,
             in_use=n, time_wait=dest_tw.get(key, 0), capacity=cap,
-            utilization=(n / cap) if cap else 1.0, bind_held=own,
+            # the kernel may hand out the port the window can skip: never above 1.0
+            utilization=min(1.0, n / cap) if cap else 1.0, bind_held=own,
         ))
     dests.sort(key=lambda d: (-d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src))
 
@@ -396,12 +436,15 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     if connect_rows:
         pids, cmds = t.pid, t.command
         by_pid = Counter(pids[i] for i in connect_rows)
+        ports_of: dict = {}
+        for i in connect_rows:
+            ports_of.setdefault(pids[i], set()).add(lports[i])
         cmd_of: dict = {}
         if cmds is not None:
             for i in connect_rows:
                 cmd_of.setdefault(pids[i], cmds[i])
         procs = tuple(ProcessUse(pid=p if p >= 0 else None, command=cmd_of.get(p) if p >= 0 else None,
-                                 in_use=c) for p, c in by_pid.most_common())
+                                 in_use=c, ports=len(ports_of[p])) for p, c in by_pid.most_common())
 
     result = PressureResult(
         os=host_facts.os, range=rng, reserved=host_facts.reserved,
@@ -411,6 +454,7 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
         others={"destinations": 0, "in_use": 0}, processes=procs,
         backend=getattr(t, "backend", None), netns=host_facts.netns,
         listener_ports=tuple(sorted(listen_in_u)),
+        connect_window_loss=loss, range_window_loss=window_loss(host_facts, usable),
     )
     result = replace(result, findings=tuple(_findings.evaluate(result, host_facts, process=process)))
     return truncate(result, top)

@@ -390,3 +390,59 @@ def test_bound_only_sockets_hold_their_ports(small):
     assert predicted == 17
     out = drive(op="open", dests=DESTS[:1])
     assert (out["opened"], out["error"]) == ([predicted], "EADDRNOTAVAIL")
+
+
+def test_equal_parity_range_capacity_is_what_connect_can_count_on(netns):
+    """Range 40000-40010 (11 ports, ends of equal parity): connect() scans a window of
+    remaining & ~1 = 10 ports whose start moves with the perturbation table, so one
+    destination gets 10 or 11 ports (measured 11,11,11,10,11,11). The capacity is the 10 it
+    can count on; a destination that got 11 is at 100%, not 110%; UDP autobind scans every
+    port and keeps all 11."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40010")
+    drive = Driver(netns)
+    dests = [["127.0.0.1", 5001 + i] for i in range(6)]
+    try:
+        for _, p in dests:
+            drive(op="listen", port=p)
+        before = analyze_ns(netns)
+        assert before.global_.capacity == 11                       # ports of the pool
+        predicted = before.new_destination_capacity("tcp")
+        assert predicted == 10
+        assert before.new_destination_capacity("udp") == 11
+        opened = [drive(op="open", dests=dests[:1])["opened"][0]]
+        # alone, exhausted by plain connect() (10 or 11): not taken for bind(0)
+        first = analyze_ns(netns)
+        assert first.global_.bind_held == 0 and first.destination("127.0.0.1", 5001).capacity == predicted
+        opened += [drive(op="open", dests=[d])["opened"][0] for d in dests[1:]]
+        assert all(predicted <= n <= predicted + 1 for n in opened), opened
+        res = analyze_ns(netns)
+        for (_, port), n in zip(dests, opened):
+            d = res.destination("127.0.0.1", port)
+            assert (d.in_use, d.capacity, d.utilization) == (n, predicted, 1.0)
+        f = [f for f in res.findings if f.id == "range-same-parity"][0]
+        assert "one port still free" in f.message and f.evidence["connect_window"] == 10
+        assert all(0.0 <= d.to_json()["utilization"] <= 1.0 for d in res.destinations)
+    finally:
+        drive.close()
+
+
+def test_equal_parity_range_bind_before_connect_pool(netns):
+    """bind(0) scans the same kind of window (remaining & ~1 in the upper half): in
+    40000-40010 it gets 10 or 11 ports. Whichever it was, at the refusal the TCP pool
+    reads 100% and no new destination is promised a port."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40010")
+    drive = Driver(netns)
+    try:
+        # two destinations, as above: one destination holding all 11 ports by bind(0) looks
+        # exactly like connect()'s second pass (the documented limit of the inference)
+        for _, p in DESTS:
+            drive(op="listen", port=p)
+        out = drive(op="open", dests=DESTS, mode="bind")
+        n = sum(out["opened"])
+        assert out["error"] == "EADDRINUSE" and n in (10, 11), out
+        res = analyze_ns(netns)
+        assert res.global_.tcp_exclusive == n and res.new_destination_capacity("tcp") == 0
+        f = [f for f in res.findings if f.id == "pool-critical"][0]
+        assert f.evidence["held"] == f.evidence["capacity"] == n
+    finally:
+        drive.close()

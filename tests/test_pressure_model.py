@@ -82,8 +82,39 @@ def test_reserved_only_inside_range_count():
 
 
 def test_same_parity_range_keeps_high():
-    # verified on 6.18: 21 connect()s succeed in 40000-40020
+    # verified on 6.18: HIGH is handed out too, so the pool has 21 ports...
     assert analyze(facts(40000, 40020), SocketTable(backend="test")).global_.capacity == 21
+
+
+def test_equal_parity_range_connect_counts_on_one_port_less():
+    # ...but each connect() scans only remaining & ~1 = 20 of them (one LOW-parity port
+    # left out, a different one from call to call): a destination can count on 20
+    res = analyze(facts(40000, 40020), T().connect(range(40000, 40021)).t)
+    assert res.global_.capacity == 21 and res.new_destination_capacity("tcp") == 20
+    assert res.new_destination_capacity("udp") == 21           # UDP autobind scans every port
+    d = dest(res, 80)                                          # the kernel may hand out all 21
+    assert (d.in_use, d.capacity, d.utilization, d.to_json()["utilization"]) == (21, 20, 1.0, 1.0)
+    assert res.global_.bind_held == 0
+    f = [f for f in res.findings if f.id == "range-same-parity"][0]
+    assert f.evidence == {"low": 40000, "high": 40020, "connect_window": 20, "usable": 21, "connect_ports": 20}
+    # different parity: every port is in the window
+    assert analyze(facts(40000, 40019), SocketTable(backend="test")).new_destination_capacity() == 20
+
+
+def test_equal_parity_loss_only_when_a_low_parity_port_is_free():
+    # every LOW-parity (even) port reserved: the port the window skips is never usable anyway
+    evens = ",".join(str(p) for p in range(40000, 40011, 2))
+    res = analyze(facts(40000, 40010, reserved=evens), SocketTable(backend="test"))
+    assert res.global_.capacity == 5 and res.new_destination_capacity("tcp") == 5
+    # the same with the evens held by listeners: still no loss
+    t = T()
+    for p in range(40000, 40011, 2):
+        t.add(TCP, LISTEN, p, auto=AUTO_NO)
+    assert analyze(facts(40000, 40010), t.t).new_destination_capacity("tcp") == 5
+    # other OSes have no such window
+    mac = HostFacts(os="darwin", ephemeral=PortRange(49152, 49162), reserved=PortSet(),
+                    unprivileged_port_start=1024, os_default=PortRange(49152, 65535))
+    assert analyze(mac, SocketTable(backend="test")).new_destination_capacity() == 11
 
 
 def test_per_destination_capacity_and_sharing():
@@ -259,6 +290,19 @@ def test_process_attribution():
     res = analyze(facts(), t.t, process=True)
     assert [(p.pid, p.command, p.in_use) for p in res.processes] == [(100, "cmd100", 8), (200, "cmd200", 1), (None, None, 1)]
     assert "process-dominant" in ids(res)
+    f = [f for f in res.findings if f.id == "process-dominant"][0]
+    assert f.evidence["ports"] == 8 and "holding 8 of the 20 usable ports (40.0%)" in f.message
+
+
+def test_process_dominant_share_of_ports_never_exceeds_the_pool():
+    # 30 sockets of one process to 3 destinations sharing 10 ports of a 20-port range
+    t = T()
+    for dport in (80, 443, 8080):
+        t.connect(range(40000, 40020, 2), dport=dport, pid=100)
+    res = analyze(facts(), t.t, process=True)
+    f = [f for f in res.findings if f.id == "process-dominant"][0]
+    assert (f.evidence["in_use"], f.evidence["ports"]) == (30, 10)
+    assert "owns 30 of 30 client sockets (100.0%), holding 10 of the 20 usable ports (50.0%)" in f.message
     assert "process-dominant" not in ids(analyze(facts(), t.t, process=False))
 
 
@@ -279,3 +323,83 @@ def test_other_platforms_get_their_own_commands():
     assert d.capacity == 16384 - 60 and d.in_use == 14000 - 60
     [f] = [f for f in res.findings if f.id == "destination-high"]
     assert "netsh int ipv4 set dynamic tcp start=" in f.remedy
+
+
+def _ns_facts(netns, **kw):
+    from dataclasses import replace
+    return replace(facts(**kw), netns=netns)
+
+
+@pytest.mark.parametrize("netns,prefix", [("ns1", "ip netns exec ns1 "),
+                                          ("pid:4242", "nsenter --net=/proc/4242/ns/net ")])
+def test_remedies_target_the_namespace_they_describe(netns, prefix):
+    # a listener in the range, a destination at 100%, TIME_WAIT dominating, one process
+    t = T().add(TCP, LISTEN, 40010, auto=AUTO_NO, pid=7)
+    t.connect(range(40000, 40006), pid=7)
+    t.connect([40006, 40007, 40008, 40009, *range(40011, 40020)], state=TW, pid=7)
+    res = analyze(_ns_facts(netns, reuse=0), t.t, process=True)
+    assert {"listener-in-range", "range-small", "time-wait-dominant", "destination-critical",
+            "process-dominant"} <= ids(res)
+    for f in res.findings:
+        for cmd in ("sysctl -w", "ss -tanp"):
+            at = f.remedy.find(cmd)
+            while at >= 0:
+                assert f.remedy[:at].endswith(prefix), f.remedy
+                at = f.remedy.find(cmd, at + 1)
+        assert "--persist" not in f.remedy
+        if "portscope " in f.remedy:
+            assert f"portscope --netns {netns} " in f.remedy
+    f = [f for f in res.findings if f.id == "listener-in-range"][0]
+    assert f.remedy.startswith(prefix + 'sysctl -w net.ipv4.ip_local_reserved_ports="40010"')
+    assert f"portscope --netns {netns} reserve add 40010;" in f.remedy
+    assert "whatever creates the namespace" in f.remedy
+    # on the host: plain commands, and --persist
+    host = analyze(facts(reuse=0), t.t)
+    f = [f for f in host.findings if f.id == "listener-in-range"][0]
+    assert f.remedy.startswith("sysctl -w ") and "portscope reserve add 40010 --persist" in f.remedy
+
+
+def test_udp_pool_is_a_warning_the_pool_findings_carry_the_critical():
+    t = T()
+    for p in range(40000, 40020):
+        t.add(UDP, CLOSE, p)
+    res = analyze(facts(), t.t)
+    sev = {f.id: f.severity for f in res.findings}
+    assert sev["udp-pool"] == "warning" and sev["pool-critical"] == "critical"
+
+
+def test_range_small_rate_uses_usable_ports():
+    res = analyze(facts(40000, 40099, reserved="40090-40094"), SocketTable(backend="test"))
+    f = [f for f in res.findings if f.id == "range-small"][0]
+    assert "at most 1.6 new connections/s per destination without TIME_WAIT reuse (95 usable ports / 60 s)" in f.message
+    assert f.evidence == {"size": 100, "default_size": 28232, "usable": 95}
+
+
+def test_equal_parity_pool_counts_the_port_bind0_may_skip():
+    # every port but 40010 (LOW's parity) bound by number: a new socket may never reach it
+    t = T()
+    for p in range(40000, 40021):
+        if p != 40010:
+            t.connect([p], dport=443, auto=AUTO_NO)
+    res = analyze(facts(40000, 40020), t.t)
+    assert (res.global_.tcp_exclusive, res.tcp_pool_ports, res.new_destination_capacity()) == (20, 20, 0)
+    f = [f for f in res.findings if f.id == "pool-critical"][0]
+    assert f.evidence == {"proto": "tcp", "held": 20, "capacity": 20} and "(100.0%)" in f.message
+    # the free port of the other parity is always in the window: 20 of 21
+    t = T()
+    for p in range(40000, 40021):
+        if p != 40011:
+            t.connect([p], dport=443, auto=AUTO_NO)
+    res = analyze(facts(40000, 40020), t.t)
+    assert (res.tcp_pool_ports, res.new_destination_capacity()) == (21, 1)
+
+
+def test_equal_parity_connect_second_pass_one_short_is_connect():
+    # one destination exhausted by connect() in 40000-40010 at 10 ports: the even port its
+    # window skipped is free, so it has 5 of 6 even ports and all 5 odd ones. That is
+    # connect()'s second pass, not bind(0)
+    ports = [p for p in range(40000, 40011) if p != 40004]
+    res = analyze(facts(40000, 40010), T().connect(ports).t)
+    assert res.global_.bind_held == 0 and "bind-before-connect" not in ids(res)
+    d = dest(res, 80)
+    assert (d.in_use, d.capacity, d.utilization) == (10, 10, 1.0)

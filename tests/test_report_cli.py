@@ -53,7 +53,7 @@ def test_report_shows_problem_and_fix(cli, loaded):
     assert ": WARNING" in out                  # 94.7% is under the 95% critical line
     assert "Worst destination tcp 127.0.0.1 -> 127.0.0.1:5001: 18 of 19 ports (94.7%)" in out
     assert "[WARNING] listener-in-range" in out and 'ip_local_reserved_ports="40010"' in out
-    assert "[WARNING] range-small" in out and "fix: sysctl -w" in out
+    assert "[WARNING] range-small" in out and f"fix: ip netns exec {ns.name} sysctl -w" in out
     code, out, _ = cli("report", "--json", "--netns", ns.name)
     j = json.loads(out)
     w = j["headline"]["worst_destination"]
@@ -207,3 +207,36 @@ def test_socket_read_failure_is_one_line(cli, monkeypatch):
     assert rc == 2 and err.strip() == "portscope: error: cannot read the socket table: [Errno 105] No buffer space available"
     rc, out, err = cli("pressure", "--check")
     assert rc == 3 and out.startswith("PORTSCOPE UNKNOWN - cannot read the socket table")
+
+
+def test_report_rate_headline_and_range_small_agree(cli, netns):
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "40090-40094")
+    code, out, _ = cli("report", "--netns", netns.name)
+    assert code == 0
+    assert "at most 1.6 new connections/s without TIME_WAIT reuse (95 usable ports / 60 s)" in out
+    [line] = [ln for ln in out.splitlines() if "] range-small:" in ln]
+    assert "at most 1.6 new connections/s" in line and "1.7" not in line
+
+
+def test_report_equal_parity_headline_counts_the_window(cli, netns):
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40010")
+    code, out, _ = cli("report", "--netns", netns.name)
+    assert "(10 of 11 usable ports connect() can count on / 60 s)" in out
+
+
+@pytest.mark.parametrize("by_pid", [False, True])
+def test_report_remedies_target_the_namespace(cli, loaded, by_pid):
+    from test_findings_kernel import assert_remedy_targets
+    ns, drive = loaded
+    drive(op="listen", port=40010)
+    drive(op="open", dests=DESTS[:1], n=18)
+    spec = f"pid:{drive.p.pid}" if by_pid else ns.name
+    code, out, _ = cli("report", "--netns", spec)
+    fixes = [ln.strip()[len("fix: "):] for ln in out.splitlines() if ln.strip().startswith("fix: ")]
+    assert len(fixes) >= 3, out                         # destination-high, listener-in-range, range-small
+    for fx in fixes:
+        assert_remedy_targets(fx, spec)
+    code, out, _ = cli("pressure", "--json", "--netns", spec)
+    for f in json.loads(out)["findings"]:
+        assert_remedy_targets(f["remedy"], spec)

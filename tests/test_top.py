@@ -248,3 +248,20 @@ def test_piped_output_prints_every_refresh(netns, holder, cli):
     assert len(rows) == 2
     assert [r[4:7] for r in rows] == [["9", "100", "9%"]] * 2
     assert rows[0][8] == "new" and rows[1][8] == "0"
+
+
+def test_json_remedies_target_the_namespace(netns, cli):
+    """top shows the same findings as pressure: their remedies change the namespace, not the host."""
+    from test_findings_kernel import assert_remedy_targets
+    from test_pressure_kernel import Driver
+    drive = Driver(netns)
+    try:
+        drive(op="listen", port=45000)
+        code, out, err = cli("top", "--netns", netns.name, "-n", "1", "--json")
+        assert code == 0, err
+        doc = json.loads(out.splitlines()[0])
+        assert "listener-in-range" in {f["id"] for f in doc["findings"]}
+        for f in doc["findings"]:
+            assert_remedy_targets(f["remedy"], netns.name)
+    finally:
+        drive.close()

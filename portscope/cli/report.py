@@ -48,6 +48,7 @@ def _status(res) -> str:
               help="Top destinations to show.")
 def report(json_out, netns, top):
     """One-screen health report: range facts, worst destination, findings with fixes."""
+    from ..findings import max_rate
     from .pressure import dest_name, gather, render_destinations, render_findings
 
     res = gather(netns_of(netns), top=top)
@@ -68,9 +69,8 @@ def report(json_out, netns, top):
         echo(f"  tcp_tw_reuse      {res.tcp_tw_reuse} ({reuse}); TIME_WAIT lasts {res.time_wait_seconds} s")
     else:
         echo(f"  TIME_WAIT         {res.time_wait_seconds} s")
-    rate = g.capacity / res.time_wait_seconds
-    echo(f"  Per destination   at most {rate:.{0 if rate >= 10 else 1}f} new connections/s "
-         f"without TIME_WAIT reuse ({g.capacity} usable ports / {res.time_wait_seconds} s)")
+    rate, basis = max_rate(res)          # the same words as the range-small finding
+    echo(f"  Per destination   at most {rate} new connections/s without TIME_WAIT reuse ({basis})")
     echo("")
     w = res.worst
     if w:
