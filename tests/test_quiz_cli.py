@@ -93,6 +93,11 @@ def test_list_json_is_the_whole_bank():
     assert text.count("*") >= len(BANK_ANSWERS) and "tw-linux-length" in text
 
 
+def test_list_is_stable_without_a_seed():
+    # live questions included: their choices and order must not change between two listings
+    assert run_json("quiz", "--list", "--json") == run_json("quiz", "--list", "--json")
+
+
 def test_list_topics():
     out = run_json("quiz", "--list-topics", "--json")["topics"]
     assert [t["id"] for t in out] == [t.id for t in BANK.topics]

@@ -52,13 +52,15 @@ def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, j
     topic = bank_mod.parse_topic(topic, bank)
     difficulty = bank_mod.parse_difficulty(difficulty)
     n = bank_mod.parse_count(count)
-    seed = bank_mod.parse_seed(seed) if seed is not None else secrets.randbelow(1_000_000)
+    seed_given = seed is not None
+    seed = bank_mod.parse_seed(seed) if seed_given else secrets.randbelow(1_000_000)
 
     questions = list(bank.questions)
     notes: tuple[str, ...] = ()
     if live:
         from ..quiz import live as live_mod
-        gen = live_mod.generate(seed, netns=ns)
+        # a listing is stable unless a seed is asked for; a quiz run varies
+        gen = live_mod.generate(None if list_all and not seed_given else seed, netns=ns)
         questions += gen.questions
         notes = gen.notes
     if verbose():
