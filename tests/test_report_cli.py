@@ -125,27 +125,98 @@ def test_check_exit_codes(cli, loaded, n, code, word):
     ns, drive = loaded
     if n:
         assert drive(op="open", dests=DESTS[:1], n=n)["opened"] == [n]
-    rc, out, _ = cli("pressure", "--check", "--netns", ns.name)
-    assert rc == code
+    rc, out, _ = cli("pressure", "--check", "--ignore", "range-small", "--netns", ns.name)
+    assert rc == code, out
     lines = out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"PORTSCOPE {word} - ")
     status, perf = lines[0].split(" | ")
     assert f"worst_utilization={n / 20 * 100:.2f}%;80;95;0;100" in perf
     assert "global_in_use=" in perf
+    # --top only trims what is shown: the check still judges every destination
+    assert cli("pressure", "--check", "--ignore", "range-small", "--top", "0", "--netns", ns.name)[0] == code
 
 
 def test_check_custom_thresholds(cli, loaded):
     ns, drive = loaded
     drive(op="open", dests=DESTS[:1], n=5)                     # 25%
-    assert cli("pressure", "--check", "--warn", "20", "--crit", "50", "--netns", ns.name)[0] == 1
-    assert cli("pressure", "--check", "--warn", "10", "--crit", "25", "--netns", ns.name)[0] == 2
-    assert cli("pressure", "--check", "--warn", "30", "--crit", "40", "--netns", ns.name)[0] == 0
+    ign = ("--ignore", "range-small", "--netns", ns.name)
+    assert cli("pressure", "--check", "--warn", "20", "--crit", "50", *ign)[0] == 1
+    assert cli("pressure", "--check", "--warn", "10", "--crit", "25", *ign)[0] == 2
+    assert cli("pressure", "--check", "--warn", "30", "--crit", "40", *ign)[0] == 0
+    # without --ignore, range-small (a warning) counts like any finding
+    assert cli("pressure", "--check", "--warn", "30", "--crit", "40", "--netns", ns.name)[0] == 1
+    # --warn/--crit take the place of destination-high's fixed 80% line: 85% under --warn 90 is OK
+    drive(op="open", dests=DESTS[:1], n=12)                    # 17/20 = 85%
+    rc, out, _ = cli("pressure", "--check", "--warn", "90", "--crit", "99", *ign)
+    assert rc == 0 and out.startswith("PORTSCOPE OK - worst 85.0%") and "destination-high (warning)" in out
+    assert cli("pressure", "--check", *ign)[0] == 1
 
 
-@pytest.mark.parametrize("args", [["--warn", "90", "--crit", "80"], ["--warn", "-1"], ["--netns", "no-such-ns-xyz"]])
+@pytest.mark.parametrize("args", [["--warn", "90", "--crit", "80"], ["--warn", "-1"], ["--netns", "no-such-ns-xyz"],
+                                  ["--ignore", "no-such-finding"]])
 def test_check_unknown(cli, args):
     rc, out, _ = cli("pressure", "--check", *args)
     assert rc == 3 and out.startswith("PORTSCOPE UNKNOWN - ") and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--check", "--warn", "abc"], "'--warn'"),          # click's BadParameter
+    (["--check", "--bogus"], "--bogus"),                # click's NoSuchOption
+    (["--bogus", "--check"], "--bogus"),
+    (["--check", "--crit"], "'--crit'"),                # an option without its value
+    (["--check", "--top", "many"], "'--top'"),
+    (["--check", "extra-arg"], "extra-arg"),
+])
+def test_check_usage_errors_are_unknown_not_critical(cli, args, needle):
+    """Exit 2 would read as CRITICAL to Nagios: in check mode a usage error is UNKNOWN."""
+    rc, out, err = cli("pressure", *args)
+    assert rc == 3, (out, err)
+    assert out.startswith("PORTSCOPE UNKNOWN - ") and needle in out and len(out.strip().splitlines()) == 1
+    assert err == ""
+
+
+def test_check_usage_error_with_json_is_a_json_unknown(cli):
+    for args in (["pressure", "--check", "--json", "--warn", "abc"], ["--json", "pressure", "--check", "--bogus"]):
+        rc, out, err = cli(*args)
+        assert rc == 3 and err == ""
+        c = json.loads(out)["check"]
+        assert (c["status"], c["exit_code"]) == ("UNKNOWN", 3) and c["line"].startswith("PORTSCOPE UNKNOWN - ")
+
+
+def test_check_status_follows_the_findings(cli, netns):
+    """--check and report agree: a listener inside the (default) range makes report say
+    WARNING, and so does the plugin; --ignore sets a known finding aside."""
+    drive = Driver(netns)
+    try:
+        drive(op="listen", port=45000)
+        j = json.loads(cli("report", "--json", "--netns", netns.name)[1])
+        assert j["headline"]["status"] == "warning" and j["headline"]["worst_destination"] is None
+        rc, out, _ = cli("pressure", "--check", "--netns", netns.name)
+        assert rc == 1 and out.startswith("PORTSCOPE WARNING - ") and "listener-in-range (warning)" in out
+        rc, out, _ = cli("pressure", "--check", "--ignore", "listener-in-range", "--netns", netns.name)
+        assert rc == 0 and out.startswith("PORTSCOPE OK - ") and "listener-in-range (warning, ignored)" in out
+    finally:
+        drive.close()
+
+
+def test_check_json_carries_status_perfdata_and_the_pressure_document(cli, loaded):
+    ns, drive = loaded
+    drive(op="open", dests=DESTS[:1], n=17)                    # 85%
+    for args in (["pressure", "--check", "--json", "--netns", ns.name],
+                 ["--json", "pressure", "--check", "--netns", ns.name]):
+        rc, out, err = cli(*args)
+        j = json.loads(out)
+        c = j["check"]
+        assert rc == c["exit_code"] == 1 and c["status"] == "WARNING", err
+        assert c["line"].startswith("PORTSCOPE WARNING - worst 85.0%")
+        perf = {p["label"]: p for p in c["perfdata"]}
+        assert perf["worst_utilization"] == {"label": "worst_utilization", "value": 85.0, "uom": "%",
+                                             "warn": 80.0, "crit": 95.0, "min": 0, "max": 100}
+        assert perf["global_in_use"]["value"] == 17 and perf["global_in_use"]["max"] == 20
+        assert c["line"].split(" | ")[1].startswith("worst_utilization=85.00%;80;95;0;100 ")
+        assert {r.get("id") for r in c["reasons"]} >= {"range-small", None}    # None: the threshold
+        # ... plus the normal pressure document
+        assert j["destinations"][0]["in_use"] == 17 and {"global", "findings", "range"} <= set(j)
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -154,6 +225,9 @@ def test_check_unknown(cli, args):
     (["--interval", "1", "--samples", "1"], "--samples"),
     (["--interval", "0"], "--interval"),
     (["--netns", "no-such-ns-xyz"], "does not exist"),
+    (["--warn", "90", "--crit", "80"], "--check"),         # were silently ignored
+    (["--crit", "99"], "--check"),
+    (["--ignore", "range-small"], "--check"),
 ])
 def test_pressure_bad_input(cli, args, msg):
     rc, out, err = cli("pressure", *args)
@@ -171,7 +245,9 @@ def test_check_warns_on_forecast_exhaustion(cli, netns):
         drive(op="listen", port=5001, serve=True)
         drive(op="rate", dst="127.0.0.1", dport=5001, rate=10, seconds=3)
         rc, out, _ = cli("pressure", "--check", "--interval", "1", "--samples", "2", "--netns", netns.name)
-        assert rc == 1, out
+        # the forecast's finding is critical, and so is the plugin's status
+        assert rc == 2 and out.startswith("PORTSCOPE CRITICAL - "), out
+        assert "destination-forecast-exhaustion (critical)" in out
         assert "runs out in" in out and "seconds_to_exhaustion=" in out and "new_connections_rate=" in out
     finally:
         drive.close()
@@ -207,6 +283,14 @@ def test_socket_read_failure_is_one_line(cli, monkeypatch):
     assert rc == 2 and err.strip() == "portscope: error: cannot read the socket table: [Errno 105] No buffer space available"
     rc, out, err = cli("pressure", "--check")
     assert rc == 3 and out.startswith("PORTSCOPE UNKNOWN - cannot read the socket table")
+
+
+def test_pressure_help_states_the_capacity_rule(cli):
+    rc, out, _ = cli("pressure", "--help")
+    text = " ".join(out.split())
+    assert rc == 0 and "UDP hold theirs for everyone" not in text
+    assert "UDP sockets do not reduce TCP capacity" in text
+    assert "--warn" in text and "Only with --check" in text
 
 
 def test_report_rate_headline_and_range_small_agree(cli, netns):
