@@ -70,7 +70,7 @@ CONTRACT: dict[str, set[str]] = {
                  "portscope_ephemeral_ports_in_use", "portscope_ephemeral_ports_in_use[].labels.proto",
                  "portscope_ephemeral_ports_in_use[].labels.scope",
                  "portscope_listeners_in_ephemeral_range", "portscope_scrape_duration_seconds",
-                 "portscope_scrape_errors"}
+                 "portscope_scrape_errors_total"}
                 | {f"{m}{suffix}" for m in ("portscope_destination_ports_in_use",
                                             "portscope_destination_ports_capacity",
                                             "portscope_destination_utilization_ratio")

@@ -68,7 +68,11 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
     if want_json(json_out):
         from prometheus_client.parser import text_string_to_metric_families
         fams = text_string_to_metric_families(exp.render().decode())
-        emit_json({f.name: [{"labels": s.labels, "value": s.value} for s in f.samples] for f in fams})
+        out: dict = {}
+        for f in fams:   # keyed by sample name: counters keep their _total, as in /metrics
+            for s in f.samples:
+                out.setdefault(s.name, []).append({"labels": s.labels, "value": s.value})
+        emit_json(out)
         return
     if textfile:
         import os
