@@ -254,6 +254,8 @@ def test_textfile_unwritable_directory_is_logged_not_fatal(netns, tmp_path, capl
     (["--listen", "127.0.0.1:70000"], "--listen port"),
     (["--listen", "127.0.0.1"], "expected ADDR:PORT"),
     (["--textfile", "/nonexistent-dir/x.prom"], "does not exist"),
+    (["--web-config", "/etc/hostname", "--json"], "--web-config applies to the HTTP server only"),
+    (["--web-config", "/etc/hostname", "--textfile", "/tmp/x.prom"], "--web-config applies"),
 ])
 def test_bad_input_is_one_line_exit_2(cli, args, msg):
     code, out, err = cli("exporter", *args)

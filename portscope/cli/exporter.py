@@ -46,6 +46,8 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         raise BadInput(f"--interval must be in {MIN_INTERVAL:g}..{MAX_INTERVAL:g} seconds, got {interval:g}")
     if once and not textfile:
         raise BadInput("--once needs --textfile")
+    if web_config and (textfile or want_json(json_out)):
+        raise BadInput("--web-config applies to the HTTP server only, not to --textfile or --json")
     outer = netns_of(None)              # `portscope --netns X exporter`
     if all_netns and (netns or outer):
         raise BadInput("--all-netns cannot be combined with --netns: it already reports our own "
