@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -260,23 +259,9 @@ class Exporter:
 
 
 def write_textfile(path: str, data: bytes) -> None:
-    """Atomic write for node_exporter's textfile collector: temp file in the same
-    directory (so rename is atomic), fsync, rename over the old file."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".portscope-", suffix=".prom.tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Atomic write for node_exporter's textfile collector (it reads *.prom only)."""
+    from .fsutil import atomic_write
+    atomic_write(path, data)
 
 
 def run_textfile(exporter: Exporter, path: str, interval: float, *, count: int | None = None,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
@@ -23,6 +22,7 @@ from .. import netns as _netns
 from ..errors import BadInput, NotPermitted, PortscopeError, SystemReadError, Unsupported
 from ..ports import PortRange, PortSet
 from . import HostFacts
+from ..fsutil import atomic_write
 from .linux import read_text
 
 SYSCTL_DIR_ENV = "PORTSCOPE_SYSCTL_DIR"
@@ -224,33 +224,6 @@ def edit_conf(text: str | None, settings: dict[str, str], sep: str = " = ") -> s
             out.append(ln)
     out.extend(f"{k}{sep}{v}" for k, v in settings.items() if k not in done)
     return "\n".join(out) + "\n"
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Temp file in the same directory, fsync, rename: readers see the old or the new file."""
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dfd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def _restore_file(path: str, old: str | None) -> None:
