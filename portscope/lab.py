@@ -140,6 +140,9 @@ class Prediction:
     global_capacity: int
     global_utilization: float
     time_wait: int = 0       # of in_use, sockets in TIME_WAIT (the destination's / all)
+    # equal-parity range ends: capacity is the guaranteed count, and the kernel's scan
+    # window may still reach this many ports more (0 or 1; pressure.connect_window_loss)
+    slack: int = 0
 
     @property
     def left(self) -> int:
@@ -150,7 +153,7 @@ class Prediction:
                 "utilization": round(self.utilization, 6),
                 "global_in_use": self.global_in_use, "global_capacity": self.global_capacity,
                 "global_utilization": round(self.global_utilization, 6),
-                "time_wait": self.time_wait}
+                "time_wait": self.time_wait, "slack": self.slack}
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class DestinationOutcome:
     errno: int | None        # the refusal (None: stopped by a bound first)
     call: str | None
     utilization_at_refusal: float | None   # analyze() of this destination once refused
+    slack: int = 0           # the kernel may open this many more than predicted (equal parity)
 
     @property
     def errno_name(self) -> str | None:
@@ -196,13 +200,13 @@ class DestinationOutcome:
     def match(self) -> bool | None:
         if self.predicted is None or self.errno is None:
             return None
-        return self.opened == self.predicted
+        return self.predicted <= self.opened <= self.predicted + self.slack
 
     def to_json(self) -> dict:
         return {"dst": self.dst, "dport": self.dport, "predicted": self.predicted,
                 "opened": self.opened, "errno": self.errno, "errno_name": self.errno_name,
                 "call": self.call, "utilization_at_refusal": self.utilization_at_refusal,
-                "match": self.match}
+                "slack": self.slack, "match": self.match}
 
 
 @dataclass(frozen=True)
@@ -447,6 +451,8 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
         g = r.global_
         row = r.destination(dst, dport, proto, src=plan.src)
         tw = g.time_wait
+        # connect() and bind(0) scan an even-sized window of the range (udp does not)
+        slack = r.connect_window_loss if proto == "tcp" else 0
         if per_dest:
             if row is not None:
                 cap, used, tw = row.capacity, row.in_use, row.time_wait
@@ -455,10 +461,12 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
         elif plan.mode == "udp":
             cap, used = g.capacity, g.udp_exclusive
         else:  # bind(0) needs a port no TCP socket holds at all
-            cap, used = g.capacity, g.in_use
-        return Prediction(capacity=cap, in_use=used, utilization=(used / cap) if cap else 1.0,
+            cap, used = r.tcp_pool_ports, g.in_use
+        # the extra port exists only while one is still free
+        slack = max(0, cap + slack - used) - max(0, cap - used)
+        return Prediction(capacity=cap, in_use=used, utilization=min(1.0, used / cap) if cap else 1.0,
                           global_in_use=g.in_use, global_capacity=g.capacity,
-                          global_utilization=g.utilization, time_wait=tw)
+                          global_utilization=g.utilization, time_wait=tw, slack=slack)
 
     return predict
 
@@ -559,7 +567,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
             step(Step(name_, phase, opened, total, after, err, call, mean_us=mean_us()))
             outcomes.append(DestinationOutcome(
                 dst=dst, dport=port, predicted=start.left, opened=opened,
-                errno=err, call=call,
+                errno=err, call=call, slack=start.slack,
                 utilization_at_refusal=round(after.utilization, 6) if phase == "refused" else None))
         global_end = predict(*first)
         if plan.hold > 0:

@@ -190,6 +190,21 @@ def test_bind_no_port_is_per_destination_again():
 
 
 @needs_netns
+@pytest.mark.parametrize("mode", ["connect", "bind-connect"])
+def test_equal_parity_range_predicts_the_guaranteed_count_and_the_possible_extra(mode):
+    # 11 ports with equal-parity ends: connect() and bind(0) scan a 10-port window whose
+    # start moves, so the kernel gives 10 or 11; portscope says "10, or 11"
+    rng = PortRange(40000, 40010)
+    res = run(lab.Plan(range=rng, destinations=3, mode=mode))
+    first = res.destinations[0]
+    assert (first.predicted, first.slack) == (10, 1) and first.opened in (10, 11)
+    assert all(d.predicted <= d.opened <= d.predicted + d.slack for d in res.destinations)
+    assert res.match is True
+    if mode == "bind-connect":   # one pool for every destination: 10 or 11 in all
+        assert sum(d.opened for d in res.destinations) in (10, 11)
+
+
+@needs_netns
 def test_udp_connect_exhausts_globally_with_eagain():
     seen = []
 

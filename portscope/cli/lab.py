@@ -41,7 +41,8 @@ def _summary(res) -> list[str]:
     for d in res.destinations:
         verdict = {True: "as predicted", False: "MISMATCH", None: "not checked"}[d.match]
         refusal = f"then {d.errno_name} on {d.call}()" if d.errno is not None else "(stopped by a bound)"
-        out.append(f"  {_label(d.dst, d.dport)}: portscope predicted {d.predicted}, "
+        more = f" (or {d.predicted + d.slack}: equal-parity range ends)" if d.slack and d.predicted is not None else ""
+        out.append(f"  {_label(d.dst, d.dport)}: portscope predicted {d.predicted}{more}, "
                    f"the kernel opened {d.opened} {refusal}: {verdict}")
     g = res.global_end
     if g is not None:
