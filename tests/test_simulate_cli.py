@@ -94,11 +94,13 @@ def test_plan_agrees_with_simulation(cli, args, fits):
     if not fits:
         assert abs(s["first_failure_time"] - p["onset_s"]) <= 0.1 * p["onset_s"]
         # the remedies the plan names were simulated too, and they hold
-        if p["sources_needed"] is not None:
-            assert s["with_sources_needed"]["failures"] == 0 and s["with_sources_needed"]["agrees"]
-            assert s["with_tw_reuse"]["agrees"]
+        assert s["with_sources_needed"]["failures"] == 0 and s["with_sources_needed"]["agrees"]
+        if p["algorithm"] == "linux-bind":
+            # bind(0) pools are source IPs (destinations do not help), and it refuses TIME_WAIT ports
+            # whatever tcp_tw_reuse says: no reuse remedy
+            assert p["capacity"]["per"] == "source" and p["reuse"] == {} and "with_tw_reuse" not in s
         else:
-            assert "with_sources_needed" not in s  # bind(0): more source IPs do not help
+            assert s["with_tw_reuse"]["agrees"]
 
 
 def test_plan_numbers():
@@ -174,3 +176,219 @@ def test_text_timeseries(cli):
     rows = out[out.index("t_s\t"):].strip().splitlines()
     assert rows[1].split("\t") == ["10", "0", "100", "100", "0"]
     assert rows[-1].split("\t")[0] == "40"
+
+
+# ---------------------------------------------------------------------------------------------
+# Review fixes: each of these failed before its fix.
+
+def one_line_error(cli, *args, code=2):
+    got, out, err = cli("simulate", *args)
+    lines = err.strip().splitlines()
+    assert got == code and out == "" and len(lines) == 1 and lines[0].startswith("portscope: error:"), (got, err)
+    return lines[0]
+
+
+def test_negative_seed_is_refused_like_quiz(cli, tmp_path):
+    assert "--seed must be a non-negative whole number, got -1" in one_line_error(
+        cli, "--connects", "10", "--seed", "-1")
+    f = tmp_path / "w.yaml"
+    f.write_text("connects: 10\nseed: -1\n")
+    assert "--seed" in one_line_error(cli, "--config", str(f))
+
+
+def test_state_does_not_scale_with_destinations_times_sources(cli):
+    """10^12 pairs: each value within bounds, the product is not; the state is per
+    pool in use, so this is as cheap as one pair."""
+    d = js(cli, "--connects", "10", "--destinations", "1000000", "--sources", "1000000")
+    assert d["connects"] == 10 and d["failures"] == 0 and d["ports_used_max"] == 10
+    d = js(cli, "--connects", "10", "--destinations", "1000000", "--sources", "1000000", "--rate", "5/s",
+           "--arrivals", "poisson", "--lifetime", "1")
+    assert d["connects"] == 10
+
+
+def test_memory_follows_sockets_not_pairs():
+    import tracemalloc
+    from portscope.simulate import run, workload
+    w = workload(connects=2000, destinations=10000, sources=1000)
+    tracemalloc.start()
+    try:
+        run(w, timeseries=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, peak  # one list slot per pair was 80 MB here
+
+
+def test_runs_that_would_hold_too_many_sockets_are_refused(cli):
+    msg = one_line_error(cli, "--connects", "30000000", "--destinations", "10000")
+    assert "sockets at once" in msg and "limit is 2e+07" in msg
+    msg = one_line_error(cli, "--rate", "100000/s", "--duration", "1000", "--destinations", "1000",
+                         "--lifetime", "inf")
+    assert "sockets at once" in msg
+
+
+def test_help_examples_run(cli, tmp_path, monkeypatch):
+    """Every example in `simulate --help` works as printed (the --plan one had no --duration)."""
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli("simulate", "--help")
+    examples = [line.split()[2:] for line in out.splitlines() if line.strip().startswith("portscope simulate ")]
+    assert len(examples) >= 3 and any("--plan" in e for e in examples)
+    for args in examples:
+        code, out, err = cli("simulate", *args)
+        assert code == 0 and err == "", (args, err)
+
+
+def test_plan_without_duration_plans_for_steady_state_and_says_how_long_it_checked(cli):
+    args = ("--rate", "500/s", "--range", "40000-40999", "--destinations", "4", "--plan")
+    d = js(cli, *args)
+    p, s = d["plan"], d["simulation"]
+    assert d["settings"]["duration"] is None and s["duration_default"] is True
+    assert p["fits"] is False and p["onset_s"] == pytest.approx(1000 / 125, rel=1e-3)
+    assert s["simulated_s"] == 90.0  # 1.5 x the 60 s hold time
+    assert s["agrees"] and s["with_sources_needed"]["agrees"] and s["with_tw_reuse"]["agrees"]
+    code, out, err = cli("simulate", *args)
+    assert code == 0 and "no --duration: the check ran" in out and "over 90s" in out
+    assert js(cli, *args, "--duration", "60")["simulation"]["duration_default"] is False
+    # a plain run still needs an end
+    assert "needs --duration" in one_line_error(cli, "--rate", "5/s")
+
+
+def test_plan_when_the_run_ends_before_the_onset(cli):
+    """Demand above capacity, but --duration ends the run first (this crashed on None:g)."""
+    code, out, err = cli("simulate", "--range", "40000-40299", "--rate", "5.1/s", "--duration", "40", "--plan")
+    assert code == 0, err
+    assert "fits within the 40s run, but not at steady state: 306 ports needed of 300" in out
+    assert "(agrees with the plan)" in out
+
+
+@pytest.mark.parametrize("extra", [(), ("--rate", "10/s")])
+def test_zero_connects_is_refused(cli, extra):
+    assert "--connects must be a whole number >= 1" in one_line_error(cli, "--connects", "0", *extra)
+
+
+@pytest.mark.parametrize("opt", [("--lifetime", "5"), ("--arrivals", "poisson"), ("--duration", "5"),
+                                 ("--time-wait", "30"), ("--tw-reuse", "1"), ("--tw-reuse-delay", "10"),
+                                 ("--loopback",)])
+def test_rate_only_options_without_rate_are_refused(cli, opt):
+    msg = one_line_error(cli, "--range", "40000-40039", "--connects", "50", *opt)
+    assert f"{opt[0]} applies to --rate runs only" in msg and "closes none" in msg
+
+
+def test_rate_only_keys_in_a_config_without_rate(cli, tmp_path):
+    f = tmp_path / "w.yaml"
+    f.write_text("range: 40000-40039\nconnects: 50\nlifetime: 5\n")
+    assert "--lifetime applies to --rate runs only" in one_line_error(cli, "--config", str(f))
+    f.write_text("range: 40000-40039\nconnects: 50\nloopback: false\n")  # the default is not "given"
+    assert js(cli, "--config", str(f))["connects"] == 50
+
+
+@pytest.mark.parametrize("text,key", [("destinations: 1.5", "--destinations"), ("sources: 2.0", "--sources"),
+                                      ("connects: true", "--connects"), ("seed: 1.5", "--seed"),
+                                      ("tw_reuse_delay: 0.5\nrate: 5\nduration: 5", "--tw-reuse-delay"),
+                                      ("udp_hash_size: 256.5\nalgorithm: udp", "--udp-hash-size"),
+                                      ("time_wait: true\nrate: 5\nduration: 5", "--time-wait")])
+def test_config_integers_must_be_integers(cli, tmp_path, text, key):
+    f = tmp_path / "w.yaml"
+    f.write_text("range: 40000-40039\nconnects: 10\n" + text + "\n")
+    assert key in one_line_error(cli, "--config", str(f))
+    t = tmp_path / "w.toml"
+    t.write_text('range = "40000-40039"\nconnects = 10\ndestinations = 1.5\n')
+    assert "--destinations: expected a whole number, got 1.5" in one_line_error(cli, "--config", str(t))
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "3", "64", "131072"])
+def test_udp_hash_size_is_a_kernel_size(cli, size):
+    msg = one_line_error(cli, "--algorithm", "udp", "--udp-hash-size", size, "--connects", "5")
+    assert "power of two from 128 to 65536" in msg and f"got {size}" in msg
+
+
+def test_udp_hash_size_rule(cli):
+    for size in ("128", "65536"):
+        assert js(cli, "--algorithm", "udp", "--udp-hash-size", size, "--range", "40000-40039",
+                  "--connects", "50")["first_failure_index"] == 40
+    assert "applies to --algorithm udp only" in one_line_error(cli, "--udp-hash-size", "256", "--connects", "5")
+    code, out, _ = cli("simulate", "--help")
+    assert "power of two from 128 to 65536" in " ".join(out.split())
+
+
+def test_equal_parity_capacity_is_a_band(cli):
+    """40000-40010: remaining = 10, so a pool fails holding 10 or 11 ports."""
+    d = js(cli, "--range", "40000-40010", "--connects", "20")
+    assert d["capacity"]["min"] == d["capacity_per_pair"] == 10 and d["capacity"]["max"] == 11
+    assert d["capacity"]["per"] == "pair" and "equal-parity ends" in d["capacity"]["note"]
+    assert d["capacity"]["min"] <= d["first_failure_index"] <= d["capacity"]["max"]
+    code, out, _ = cli("simulate", "--range", "40000-40010", "--connects", "20")
+    assert "capacity  10-11 ports per (source IP, destination)" in out
+    # even-size ranges have one number, and no note
+    d = js(cli, "--range", "40000-40039", "--connects", "20")
+    assert d["capacity"] == {"min": 40, "max": 40, "per": "pair", "note": None}
+
+
+@pytest.mark.parametrize("connects", ["11", "20"])
+def test_plan_agrees_inside_the_capacity_band(cli, connects):
+    d = js(cli, "--range", "40000-40010", "--connects", connects, "--plan")
+    p, s = d["plan"], d["simulation"]
+    assert p["capacity"]["min"] == 10 and p["capacity"]["max"] == 11 and p["onset_s"] == 0.01
+    assert s["agrees"] is True
+    if connects == "11":  # 11 connects may or may not fail: the latest onset is open
+        assert p["onset_s_max"] is None and s["failures"] == 0
+    else:
+        assert p["onset_s_max"] == 0.011 and s["first_failure_time"] == 0.011
+
+
+def test_plan_band_with_several_destinations(cli):
+    d = js(cli, "--range", "40000-40010", "--connects", "200", "--destinations", "6", "--plan")
+    p, s = d["plan"], d["simulation"]
+    assert (p["onset_s"], p["onset_s_max"]) == (0.06, 0.066)
+    assert s["agrees"] and p["onset_s"] <= s["first_failure_time"] <= p["onset_s_max"]
+
+
+def test_host_wide_capacity_wording(cli):
+    code, out, _ = cli("simulate", "--range", "40000-40039", "--connects", "50", "--algorithm", "udp")
+    assert "capacity  40 ports for the whole host" in out
+    code, out, _ = cli("simulate", "--range", "40000-40039", "--connects", "50", "--algorithm", "linux-bind")
+    assert "capacity  40 ports for the whole host" in out
+    assert "first pass odd: 20 before the first even port" in out
+    code, out, _ = cli("simulate", "--range", "40000-40039", "--connects", "100", "--algorithm", "linux-bind",
+                       "--sources", "2", "--destinations", "3")
+    assert "capacity  40 ports per source IP, 80 over 2 source IPs" in out
+    d = js(cli, "--range", "40000-40039", "--connects", "100", "--algorithm", "linux-bind", "--sources", "2",
+           "--destinations", "3")
+    assert d["capacity"]["per"] == "source" and d["ports_used_max"] == 80 and d["failures"] == 20
+    code, out, _ = cli("simulate", "--range", "40000-40039", "--connects", "20", "--algorithm", "rfc6056-1")
+    assert "(no parity preference)" in out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("--rate", "inf/s", "--duration", "5"), "the rate must be a finite number of connections per second, got 'inf/s'"),
+    (("--rate", "nan", "--duration", "5"), "finite"),
+    (("--rate", "5/s", "--duration", "inf"), "--duration must be a finite number of seconds above 0, got inf"),
+    (("--rate", "5/s", "--duration", "5", "--interval", "inf"), "--interval must be a finite number"),
+    (("--rate", "5/s", "--duration", "5", "--lifetime", "-3"),
+     "--lifetime '-3': every number must be finite and >= 0 seconds (use SECONDS, exp:MEAN"),
+    (("--rate", "5/s", "--duration", "5", "--lifetime", "exp:-1"), "--lifetime 'exp:-1': every number"),
+    (("--rate", "5/s", "--duration", "5", "--lifetime", "uniform:3-1"), "--lifetime 'uniform:3-1': uniform:A-B needs A <= B"),
+    (("--rate", "5/s", "--duration", "5", "--lifetime", "weibull:2"), "--lifetime 'weibull:2': not a lifetime"),
+])
+def test_error_messages_echo_the_input_and_say_what_is_allowed(cli, args, msg):
+    line = one_line_error(cli, *args)
+    assert msg in line
+    assert "fixed:" not in line and ",0.0" not in line
+
+
+def test_lognormal_with_a_huge_sigma_does_not_overflow(cli):
+    d = js(cli, "--rate", "5/s", "--duration", "5", "--lifetime", "lognormal:1,40", "--range", "40000-40299")
+    assert d["connects"] == 25
+
+
+def test_plot_of_a_run_without_connects_warns_nothing(cli, tmp_path):
+    """--connects 0 is refused; a Poisson run can still see no arrival at all."""
+    import warnings
+    out = tmp_path / "p.png"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, text, err = cli("simulate", "--rate", "0.01/s", "--arrivals", "poisson", "--duration", "1",
+                              "--plot", str(out))
+    assert code == 0 and err == "" and "connects  0" in text
+    assert [str(w.message) for w in caught] == []  # matplotlib warned "cannot be log-scaled"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

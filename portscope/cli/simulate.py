@@ -1,15 +1,18 @@
 """`portscope simulate`: the kernel's port allocator at scale (logic in portscope.simulate)."""
 from __future__ import annotations
 
+import re
+
 import click
 
 from .common import emit_json, json_option, netns_of, want_json
 
 ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
          "rfc6056-5", "sequential")
+# the rate-only settings (lifetime, arrivals, TIME_WAIT, tw_reuse, loopback) default in
+# the Workload: a --connects run without --rate refuses them when given
 DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm": "linux",
-            "destinations": 1, "sources": 1, "arrivals": "fixed", "lifetime": "0",
-            "time_wait": 60.0, "tw_reuse": 0, "tw_reuse_delay": 1000, "loopback": False, "seed": 0}
+            "destinations": 1, "sources": 1, "seed": 0}
 
 
 @click.command("simulate")
@@ -20,25 +23,32 @@ DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm"
               "(or from `portscope --netns NAME`).")
 @click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
 @click.option("--destinations", type=int, help="Destination ip:port pairs [1].")
-@click.option("--sources", type=int, help="Source IPs, connections spread over them [1].")
+@click.option("--sources", type=int, help="Source IPs, connections spread over them [1]. linux-bind "
+              "models bind(IP, 0) on each source's own address (a port can repeat across IPs); "
+              "for bind(0.0.0.0, 0) use 1.")
 @click.option("--connects", type=int, metavar="N",
-              help="Without --rate: N connects in a row, none closed. With --rate: stop after N.")
-@click.option("--rate", metavar="R/s", help="New connections per second over all pairs.")
-@click.option("--arrivals", type=click.Choice(["fixed", "poisson"]), help="Arrival process [fixed].")
-@click.option("--lifetime", metavar="DIST", help="Connection lifetime: SECONDS, exp:MEAN, uniform:A-B, "
-              "lognormal:MEDIAN,SIGMA or inf [0].")
-@click.option("--duration", type=float, metavar="S", help="Simulated seconds (with --rate).")
-@click.option("--time-wait", type=float, metavar="S", help="TIME_WAIT length [60, as the kernel].")
-@click.option("--tw-reuse", type=click.IntRange(0, 2), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0].")
-@click.option("--tw-reuse-delay", type=int, metavar="MS", help="tcp_tw_reuse_delay in ms [1000].")
-@click.option("--loopback", is_flag=True, default=None, help="Destinations are loopback (tw_reuse=2 applies).")
+              help="N >= 1. Without --rate: N connects in a row, none closed. With --rate: stop after N.")
+@click.option("--rate", metavar="R/s", help="New connections per second over all pairs (finite, above 0).")
+@click.option("--arrivals", type=click.Choice(["fixed", "poisson"]), help="Arrival process [fixed] (with --rate).")
+@click.option("--lifetime", metavar="DIST", help="Connection lifetime (with --rate): SECONDS, exp:MEAN, "
+              "uniform:A-B, lognormal:MEDIAN,SIGMA or inf; numbers finite and >= 0 [0].")
+@click.option("--duration", type=float, metavar="S", help="Simulated seconds (with --rate). --plan without it "
+              "plans for steady state and picks its own check span.")
+@click.option("--time-wait", type=float, metavar="S", help="TIME_WAIT length, 0..3600 [60, as the kernel] "
+              "(with --rate).")
+@click.option("--tw-reuse", type=click.IntRange(0, 2), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0] (with --rate).")
+@click.option("--tw-reuse-delay", type=int, metavar="MS", help="tcp_tw_reuse_delay in ms [1000] (with --rate).")
+@click.option("--loopback", is_flag=True, default=None, help="Destinations are loopback (tw_reuse=2 applies; "
+              "with --rate).")
 @click.option("--socket-range", metavar="LOW-HIGH", help="IP_LOCAL_PORT_RANGE on each socket (linux).")
-@click.option("--udp-hash-size", type=int, metavar="N", help="UDP hash table entries (dmesg) [16384].")
-@click.option("--seed", type=int, help="Random seed [0]; same seed, same run.")
+@click.option("--udp-hash-size", type=int, metavar="N", help="UDP hash table entries (dmesg) for --algorithm "
+              "udp: a power of two from 128 to 65536, the sizes the kernel allows [16384].")
+@click.option("--seed", type=int, help="Random seed, a non-negative whole number [0]; same seed, same run.")
 @click.option("--interval", type=float, metavar="S", help="Time-series sampling interval.")
 @click.option("--config", "config", metavar="FILE", help="Workload from a YAML or TOML file; options win.")
 @click.option("--plot", "plot_path", metavar="OUT.png", help="Draw the time series and search steps.")
-@click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation.")
+@click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation. "
+              "Needs --rate or --connects; without --duration it plans for steady state.")
 @click.option("--timeseries", is_flag=True, help="Include the time series (JSON) / print it (text).")
 @json_option
 def simulate(range_, reserved, listeners, from_host, algorithm, destinations, sources, connects, rate,
@@ -87,17 +97,31 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
 
 
 def _typed(o: dict) -> dict:
-    """Config values arrive as strings or numbers; the workload wants its own types."""
+    """Config values arrive as strings or numbers; the workload wants its own types.
+    Integers must be integers (1.5 is refused, not cut to 1); None means not given."""
     from ..errors import BadInput
 
-    def num(key, kind):
+    def opt(key):
+        return "--" + key.replace("_", "-")
+
+    def whole(key):
         v = o.get(key)
-        if v is None:
-            return None
-        try:
-            return kind(v)
-        except (TypeError, ValueError):
-            raise BadInput(f"{key.replace('_', '-')}: not a number: {v!r}") from None
+        if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+            return v
+        if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
+            return int(v)
+        raise BadInput(f"{opt(key)}: expected a whole number, got {v!r}")
+
+    def number(key):
+        v = o.get(key)
+        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            return None if v is None else float(v)
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                pass
+        raise BadInput(f"{opt(key)}: not a number: {v!r}")
 
     out = {k: (str(o[k]) if o.get(k) is not None else None)
            for k in ("range", "reserved", "listeners", "algorithm", "arrivals", "socket_range")}
@@ -106,21 +130,34 @@ def _typed(o: dict) -> dict:
     if out["algorithm"] not in ALGOS:
         raise BadInput(f"unknown algorithm {out['algorithm']!r}; choose one of {', '.join(ALGOS)}")
     for k in ("destinations", "sources", "connects", "tw_reuse", "seed", "udp_hash_size"):
-        out[k] = num(k, int)
+        out[k] = whole(k)
     for k in ("duration", "time_wait", "interval"):
-        out[k] = num(k, float)
-    out["tw_reuse_delay_ms"] = num("tw_reuse_delay", int)
+        out[k] = number(k)
+    out["tw_reuse_delay_ms"] = whole("tw_reuse_delay")
     lb = o.get("loopback")
     if isinstance(lb, str):
         if lb.strip().lower() not in ("true", "yes", "1", "false", "no", "0", ""):
-            raise BadInput(f"loopback: expected true or false, got {lb!r}")
+            raise BadInput(f"--loopback: expected true or false, got {lb!r}")
         lb = lb.strip().lower() in ("true", "yes", "1")
-    out["loopback"] = bool(lb)
+    elif lb is not None and not isinstance(lb, bool):
+        raise BadInput(f"--loopback: expected true or false, got {lb!r}")
+    out["loopback"] = lb
     out["rate"] = o.get("rate")
-    out["lifetime"] = o.get("lifetime", "0")
-    if out["socket_range"] is None:
-        out.pop("socket_range")
+    out["lifetime"] = o.get("lifetime")
     return out
+
+
+def _capacity_text(cap, sources: int) -> str:
+    """`10-11 ports per (source IP, destination)`, `40 ports for the whole host`, ..."""
+    n = f"{cap} ports"
+    if cap.per == "pair":
+        return f"{n} per (source IP, destination)"
+    if cap.per == "source" and sources > 1:
+        total = f"{cap.min * sources}" + (f"-{cap.max * sources}" if cap.max != cap.min else "")
+        return f"{n} per source IP, {total} over {sources} source IPs (bind(0) on each IP's own address)"
+    if cap.per == "source":
+        return f"{n} for the whole host (bind(0) holds a port for every destination)"
+    return f"{n} for the whole host (UDP autobind holds a port for every destination and source IP)"
 
 
 def _print_result(r, timeseries: bool) -> None:
@@ -132,7 +169,9 @@ def _print_result(r, timeseries: bool) -> None:
     click.echo(f"algorithm {s['algorithm']}  range {s['range']}  reserved {s['reserved'] or '-'}  "
                f"{s['destinations']} destination(s) x {s['sources']} source(s)")
     click.echo(f"workload  {mode}")
-    click.echo(f"capacity  {r.capacity} ports per (source, destination)")
+    click.echo(f"capacity  {_capacity_text(r.capacity, s['sources'])}")
+    if r.capacity.note:
+        click.echo(f"          {r.capacity.note}")
     click.echo(f"connects  {r.connects}   failures {r.failures}   first failure "
                + ("none" if r.first_failure_index is None else
                   f"#{r.first_failure_index} at {r.first_failure_time:g}s"))
@@ -140,8 +179,13 @@ def _print_result(r, timeseries: bool) -> None:
     click.echo(f"search    steps per connect: mean {ss['mean']}  p99 {ss['p99']}  max {ss['max']}")
     if r.parity:
         p = r.parity
-        click.echo(f"parity    even {p['even']}  odd {p['odd']}  before the first other-parity port "
-                   f"{p['before_other_parity']}")
+        line = f"parity    even {p['even']}  odd {p['odd']}  "
+        if r.first_pass_parity is None:
+            line += "(no parity preference)"
+        else:
+            first, other = ("even", "odd") if r.first_pass_parity == 0 else ("odd", "even")
+            line += f"first pass {first}: {p['before_other_parity']} before the first {other} port"
+        click.echo(line)
     pr = r.predictability
     if pr and pr.get("same_destination"):
         g, d = pr.get("global") or {}, pr["same_destination"]
@@ -155,22 +199,26 @@ def _print_result(r, timeseries: bool) -> None:
 
 
 def _plan(w, json_out) -> None:
-    from ..simulate.plan import check, plan
+    from ..simulate.plan import MAX_CHECK_CONNECTS, check, plan
+    from ..simulate.space import Capacity
     p = plan(w)
     chk = check(w, p)
     if want_json(json_out):
         emit_json({"plan": p.to_json(), "simulation": chk, "settings": w.settings()})
         return
-    per = "host (bind(0)/UDP hold ports globally)" if p.sources_needed is None else "(source IP, destination)"
-    click.echo(f"capacity   {p.capacity_per_pair} ports per {per}")
+    cap = Capacity(**p.capacity)
+    click.echo(f"capacity   {_capacity_text(cap, w.sources)}")
+    if cap.note:
+        click.echo(f"           {cap.note}")
+    units, unit1 = ({"pair": "pair(s)", "source": "source IP(s)", "host": "host"}[cap.per],
+                    {"pair": "pair", "source": "source IP", "host": "host"}[cap.per])
     if p.rate is not None:
-        click.echo(f"demand     {p.rate:g}/s over {w.pairs if p.sources_needed is not None else 1} pair(s) "
-                   f"= {p.rate_per_pair:g}/s each, each port held {p.hold_s:g}s "
-                   f"(lifetime + TIME_WAIT) -> {p.need_per_pair:g} ports needed ({p.utilization:.0%})")
-        click.echo(f"limit      {p.max_rate_per_pair:g} new connections/s per pair at this range")
+        click.echo(f"demand     {p.rate:g}/s over {w.pools} {units} = {p.rate_per_pair:g}/s each, each port held "
+                   f"{p.hold_s:g}s (lifetime + TIME_WAIT) -> {p.need_per_pair:g} ports needed ({p.utilization:.0%})")
+        click.echo(f"limit      {p.max_rate_per_pair:g} new connections/s per {unit1} at this range")
     else:
-        click.echo(f"demand     {p.need_per_pair:g} ports per pair ({p.utilization:.0%})")
-    click.echo("verdict    " + ("fits" if p.fits else f"exhausts, first failure after about {p.onset_s:g}s"))
+        click.echo(f"demand     {p.need_per_pair:g} ports per {unit1} ({p.utilization:.0%})")
+    click.echo("verdict    " + _verdict(p, w))
     impossible = "  (more than ports 1024-65535 hold)" if p.range_size_needed > 64512 else ""
     click.echo(f"needed     range of {p.range_size_needed} ports with {w.sources} source IP(s){impossible}"
                + (f", or {p.sources_needed} source IP(s) at this range" if p.sources_needed else ""))
@@ -178,7 +226,13 @@ def _plan(w, json_out) -> None:
         ru = p.reuse
         click.echo(f"tw_reuse=1 ports held {ru['hold_s']:g}s -> {ru['need_per_pair']:g} needed "
                    f"({ru['utilization']:.0%}): " + ("fits" if ru["fits"] else "still exhausts"))
-    span = "in a row" if chk["simulated_s"] is None else f"over {chk['simulated_s']:g}s"
+    if chk["simulated_s"] is None:
+        span = "in a row"
+    elif chk["duration_default"]:
+        span = (f"over {chk['simulated_s']:g}s (no --duration: the check ran 1.5 x the hold time or 1.2 x the "
+                f"latest onset, at least 1 s, at most {MAX_CHECK_CONNECTS:,} connects)")
+    else:
+        span = f"over {chk['simulated_s']:g}s"
     click.echo(f"simulated  {chk['connects']} connects {span}: {chk['failures']} failures"
                + (f", first at {chk['first_failure_time']:g}s" if chk["first_failure_time"] is not None else "")
                + ("  (agrees with the plan)" if chk["agrees"] else "  (DISAGREES with the plan)"))
@@ -189,3 +243,18 @@ def _plan(w, json_out) -> None:
     if "with_tw_reuse" in chk:
         c = chk["with_tw_reuse"]
         click.echo(f"simulated  with tw_reuse=1: {c['failures']} failures" + ("  (agrees)" if c["agrees"] else "  (DISAGREES)"))
+
+
+def _verdict(p, w) -> str:
+    if p.fits:
+        return "fits" + ("" if w.in_a_row or w.duration is not None else " at steady state")
+    lo, hi = p.onset_s, p.onset_s_max
+    if lo is None:  # --duration ends the run before the first failure
+        return (f"fits within the {w.duration:g}s run, but not at steady state: {p.need_per_pair:g} ports "
+                f"needed of {p.capacity_per_pair}")
+    if hi is None:
+        return (f"may exhaust, first failure after about {lo:g}s if at all (the capacity band: it depends "
+                "on the search's start offsets)")
+    if hi != lo:
+        return f"exhausts, first failure between about {lo:g}s and {hi:g}s (the capacity band)"
+    return f"exhausts, first failure after about {lo:g}s"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 
 from ..ports import PortRange
-from .alloc_base import GLOBAL, TUPLE, Allocator, free
+from .alloc_base import SOURCE, TUPLE, Allocator, free
 from .space import PortSpace
 
 PERTURB_ORDER = 16  # CONFIG_INET_TABLE_PERTURB_ORDER default: 65,536 entries
@@ -127,17 +127,14 @@ class LinuxConnect(_Walker):
     name = "linux"
     scope = TUPLE
     parity = "low"
+    keyed = True
 
     def __init__(self, space: PortSpace, rng: random.Random, socket_range: PortRange | None = None,
                  perturb_order: int = PERTURB_ORDER):
         super().__init__(space, rng)
         low, high, step = space.low, space.high, 2
         if socket_range is not None:
-            # bounds outside the netns range are ignored by the kernel
-            lo = socket_range.low if low <= socket_range.low <= high else low
-            hi = socket_range.high if low <= socket_range.high <= high else high
-            if lo <= hi:
-                low, high = lo, hi
+            low, high = space.clamp(socket_range)  # bounds outside the netns range are ignored
             step = 1
             self.parity = None
         self._setup(low, high, step)
@@ -181,10 +178,14 @@ class LinuxConnect(_Walker):
 class LinuxBind(_Walker):
     """bind(addr, 0) without SO_REUSEADDR: a random start forced to an odd
     offset (the parity connect() does not prefer), step 2, then the other
-    parity. The port is held for every destination (global scope)."""
+    parity. The port is held for every destination. Scope "source": each
+    source IP binds its own specific address, and inet_csk_bind_conflict only
+    sees a conflict between sockets whose bound addresses are equal (or one is
+    the wildcard), so another IP may take the same port. bind(0.0.0.0, 0)
+    conflicts with every address: model that as one source."""
 
     name = "linux-bind"
-    scope = GLOBAL
+    scope = SOURCE
     parity = "other"
 
     def __init__(self, space: PortSpace, rng: random.Random):
@@ -194,10 +195,10 @@ class LinuxBind(_Walker):
     def choose(self, kid, used, now, reuse_after):
         # any socket or TIME_WAIT on the port conflicts: no tw_reuse for bind
         offset = self.rng.randrange(self.remaining) | 1  # get_random_u32_below(remaining) | 1
-        port, j = self._walk(0, used, now, None, offset)
+        port, j = self._walk(kid, used, now, None, offset)
         steps = j + 1
         if port < 0 and self.remaining > 1:
-            port, j = self._walk(0, used, now, None, offset - 1)
+            port, j = self._walk(kid, used, now, None, offset - 1)
             steps = self.passlen + j + 1
         if port < 0:
             return -1, steps - 1

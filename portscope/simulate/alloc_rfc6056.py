@@ -58,6 +58,7 @@ class Rfc3(_Rfc):
     one global counter incremented at every try."""
 
     name = "rfc6056-3"
+    keyed = True
 
     def __init__(self, space, rng):
         super().__init__(space, rng)
@@ -79,6 +80,7 @@ class Rfc4(_Rfc):
     the RFC's TABLE_LENGTH of 10, the slot incremented at every try."""
 
     name = "rfc6056-4"
+    keyed = True
     TABLE_LENGTH = 10
 
     def __init__(self, space, rng):

@@ -13,16 +13,20 @@ class UdpAutobind(Allocator):
     """A random first port; then hash slot by hash slot (first, first+1, ...,
     first+size-1), and inside a slot the ports congruent to it mod the table
     size, stepping by an odd multiple of the size (mod 2^16). No parity
-    preference, no sharing across destinations: each socket holds its port for
-    the whole host until closed, and UDP has no TIME_WAIT."""
+    preference, no sharing across destinations or source IPs: autobind runs
+    before connect() picks the source address (inet_dgram_connect), so the
+    socket is bound to the wildcard address and its port conflicts with every
+    other socket on it; each socket holds its port for the whole host until
+    closed, and UDP has no TIME_WAIT."""
 
     name = "udp"
     scope = GLOBAL
 
     def __init__(self, space: PortSpace, rng: random.Random, hash_size: int = UDP_HASH_SIZE):
         super().__init__(space, rng)
-        if hash_size & (hash_size - 1) or not 1 <= hash_size <= 65536:
-            raise ValueError("the UDP hash table size is a power of two up to 65536")
+        if hash_size & (hash_size - 1) or not 128 <= hash_size <= 65536:
+            raise ValueError("--udp-hash-size must be a power of two from 128 to 65536 (the sizes the "
+                             f"kernel's UDP hash table can have), got {hash_size!r}")
         self.hash_size = hash_size
 
     def choose(self, kid, used, now, reuse_after):

@@ -5,11 +5,18 @@ import random
 
 from ..errors import BadInput
 from ..ports import PortRange
-from .alloc_base import Allocator
+from .alloc_base import GLOBAL, SOURCE, TUPLE, Allocator
 from .space import PortSpace
 
 ALGORITHMS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3",
               "rfc6056-4", "rfc6056-5", "sequential")
+
+# whose ports each model shares (alloc_base); every class's `scope` says the same
+SCOPES = {"linux-bind": SOURCE, "udp": GLOBAL}
+
+
+def scope_of(name: str) -> str:
+    return SCOPES.get(name, TUPLE)
 
 
 def make(name: str, space: PortSpace, rng: random.Random, *, socket_range: PortRange | None = None,
@@ -24,7 +31,8 @@ def make(name: str, space: PortSpace, rng: random.Random, *, socket_range: PortR
         return alloc_linux.LinuxBind(space, rng)
     if name == "udp":
         try:
-            return alloc_udp.UdpAutobind(space, rng, udp_hash_size or alloc_udp.UDP_HASH_SIZE)
+            size = alloc_udp.UDP_HASH_SIZE if udp_hash_size is None else udp_hash_size
+            return alloc_udp.UdpAutobind(space, rng, size)
         except ValueError as e:
             raise BadInput(str(e)) from None
     classes = {"rfc6056-1": alloc_rfc6056.Rfc1, "rfc6056-2": alloc_rfc6056.Rfc2,

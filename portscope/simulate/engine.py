@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from . import allocators, arrivals
-from .alloc_base import GLOBAL
+from .alloc_base import GLOBAL, TUPLE
 from .result import Result, Series, parity_stats, predictability
 from ..errors import BadInput
 from .workload import MAX_SAMPLES, Workload
@@ -37,30 +37,36 @@ def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
 
 
 def _run(w: Workload, timeseries: bool, record: bool) -> Result:
+    w.require_end()
     started = time.perf_counter()
     rng = random.Random(w.seed)
     gen = np.random.default_rng(w.seed)
     alloc = allocators.make(w.algorithm, w.space, rng, socket_range=w.socket_range,
                             udp_hash_size=w.udp_hash_size)
     choose = alloc.choose
-    glob = alloc.scope == GLOBAL
-    k = w.pairs
+    scope = alloc.scope
+    glob = scope == GLOBAL
+    tup = scope == TUPLE
     dests = w.destinations
-    shared: dict = {}
-    used: list = [shared] * k if glob else [None] * k
+    # A pool is what the allocator shares ports within: a (source, destination)
+    # pair (tuple), a source IP (source) or the host (global). Pools get their
+    # port map when first used and lose it when it empties, so memory follows the
+    # sockets held, not destinations x sources.
+    used: dict = {}     # pool -> {port: -1.0 live | TIME_WAIT start}
+    src_div = dests if tup else 1  # pool // src_div = the source IP holding the port
     reuse_after = w.reuse_after
     tw = w.effective_time_wait
     inf = math.inf
 
-    bits = getattr(alloc, "bits", None)  # hot pairs' free-port bitsets (linux models)
+    bits = getattr(alloc, "bits", None)  # hot pools' free-port bitsets (linux models)
     if bits is None:
         bits = {}
     release, occupy = getattr(alloc, "release", None), getattr(alloc, "occupy", None)
-    eligq: deque = deque()  # (TIME_WAIT start, pair, port): tw_reuse may take it over from then on
+    eligq: deque = deque()  # (TIME_WAIT start, pool, port): tw_reuse may take it over from then on
     track_elig = reuse_after is not None and tw > 0
 
-    closes: list = []   # heap of (close time, seq, pair, port)
-    twq: deque = deque()  # (expiry, pair, port, TIME_WAIT start)
+    closes: list = []   # heap of (close time, seq, pool, port)
+    twq: deque = deque()  # (expiry, pool, port, TIME_WAIT start)
     held: dict = {}     # (source, port) -> sockets holding it, ESTABLISHED or TIME_WAIT
     held_max = 0
     n_est = n_tw = 0
@@ -82,9 +88,6 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
     s_t, s_est, s_tw, s_ports, s_fail = [], [], [], [], []
     bin_fail = 0
 
-    def holder(kid: int, port: int) -> int:
-        return port if glob else ((kid // dests) << 16) | port
-
     for times, kids, lives in arrivals.chunks(w, gen):
         for t, kid, life in zip(times, kids, lives):
             while closes and closes[0][0] <= t:
@@ -99,31 +102,37 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
                         eligq.append((tc, ck, cp))
                 else:
                     del d[cp]
-                    if bits and (0 if glob else ck) in bits:
-                        release(0 if glob else ck, cp)
-                    h = holder(ck, cp)
+                    if bits and ck in bits:
+                        release(ck, cp)
+                    h = cp if glob else ((ck // src_div) << 16) | cp
                     c = held[h] - 1
                     if c:
                         held[h] = c
                     else:
                         del held[h]
+                    if not d and not glob:  # the pool holds nothing: drop its state
+                        del used[ck]
+                        bits.pop(ck, None)
             while twq and twq[0][0] <= t:
                 _, ck, cp, start = twq.popleft()
-                d = used[ck]
-                if d.get(cp) == start:  # not taken over by tcp_tw_reuse meanwhile
+                d = used.get(ck)
+                if d is not None and d.get(cp) == start:  # not taken over by tcp_tw_reuse meanwhile
                     del d[cp]
                     n_tw -= 1
-                    if bits and (0 if glob else ck) in bits:
-                        release(0 if glob else ck, cp)
-                    h = holder(ck, cp)
+                    if bits and ck in bits:
+                        release(ck, cp)
+                    h = cp if glob else ((ck // src_div) << 16) | cp
                     c = held[h] - 1
                     if c:
                         held[h] = c
                     else:
                         del held[h]
+                    if not d and not glob:
+                        del used[ck]
+                        bits.pop(ck, None)
             while eligq and t - eligq[0][0] >= reuse_after:
                 start, ck, cp = eligq.popleft()
-                if used[ck].get(cp) == start and ck in bits:
+                if ck in bits and used[ck].get(cp) == start:
                     release(ck, cp)
             if timeseries and t >= next_sample:
                 while t >= next_sample:
@@ -134,31 +143,35 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
                     s_fail.append(bin_fail)
                     bin_fail = 0
                     next_sample += step_t
-            d = used[kid]
+            pool = kid if tup else (0 if glob else kid // dests)
+            d = used.get(pool)
             if d is None:
-                d = used[kid] = {}
-            port, steps = choose(kid, d, t, reuse_after)
+                d = used[pool] = {}
+            port, steps = choose(pool, d, t, reuse_after)
             hist[steps] += 1
             if port < 0:
                 failures += 1
                 bin_fail += 1
                 if first_fail is None:
                     first_fail, first_fail_t = index, t
+                if not d and not glob:
+                    del used[pool]
+                    bits.pop(pool, None)
             else:
                 if port in d:  # a TIME_WAIT taken over
                     n_tw -= 1
                     reused += 1
                 else:
-                    h = port if glob else ((kid // dests) << 16) | port
+                    h = port if glob else ((pool // src_div) << 16) | port
                     held[h] = held.get(h, 0) + 1
                     if len(held) > held_max:
                         held_max = len(held)
                 d[port] = -1.0
                 n_est += 1
-                if bits and (0 if glob else kid) in bits:
-                    occupy(0 if glob else kid, port)
+                if bits and pool in bits:
+                    occupy(pool, port)
                 if life != inf:
-                    heapq.heappush(closes, (t + life, seq, kid, port))
+                    heapq.heappush(closes, (t + life, seq, pool, port))
                     seq += 1
             if record:
                 ports_log.append(port)
@@ -172,15 +185,15 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
         s_ports.append(len(held))
         s_fail.append(bin_fail)
     series = Series(s_t, s_est, s_tw, s_ports, s_fail) if timeseries else None
-    par = parity_stats(ports_log, alloc.low if hasattr(alloc, "low") else w.space.low) if record else {}
+    low = alloc.low if hasattr(alloc, "low") else w.space.low
+    first_pass = {"low": low & 1, "other": (low & 1) ^ 1}.get(alloc.parity)
+    par = parity_stats(ports_log, first_pass, low & 1) if record else {}
     pred = predictability(ports_log, kids_log, w.space.range.size) if record else {}
-    capacity = w.space.usable(w.algorithm)
-    if w.socket_range is not None:
-        capacity = sum(1 for p in range(alloc.low, alloc.high_x) if p not in alloc.skip)
     return Result(
         settings=w.settings(), connects=index, failures=failures, first_failure_index=first_fail,
         first_failure_time=None if first_fail_t is None else round(first_fail_t, 6),
-        ports_used_max=held_max, capacity=capacity, steps_hist=hist, parity=par,
+        ports_used_max=held_max, capacity=w.capacity, steps_hist=hist, parity=par,
         predictability=pred, tw_reused=reused, series=series,
         elapsed_s=time.perf_counter() - started, ports=ports_log if record else None,
+        first_pass_parity=first_pass,
     )

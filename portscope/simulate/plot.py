@@ -19,7 +19,9 @@ def plot(r: Result, path: str) -> None:
         ax1.plot(s.t, s.established, label="established")
         ax1.plot(s.t, s.time_wait, label="TIME_WAIT")
         ax1.plot(s.t, s.ports_in_use, label="(source, port) pairs in use", linestyle="--")
-        ax1.axhline(r.capacity, color="grey", linewidth=0.8, linestyle=":", label="ports per pair")
+        per = {"pair": "ports per (source, destination)", "source": "ports per source IP",
+               "host": "ports for the host"}[r.capacity.per]
+        ax1.axhline(r.capacity.max, color="grey", linewidth=0.8, linestyle=":", label=per)
         ax1.set_ylabel("sockets / ports")
         ax1.legend(loc="upper left", fontsize=8)
         edges = [0.0] + list(s.t)  # each sample closes the interval that ends at it
@@ -34,9 +36,12 @@ def plot(r: Result, path: str) -> None:
     if edges[-1] <= top:
         edges = np.append(edges, top + 1)
     counts = np.add.reduceat(hist[: edges[-1]], edges[:-1] )if len(edges) > 1 else hist[1:2]
-    ax3.stairs(counts, edges, fill=True, color="tab:purple")
-    ax3.set_xscale("log")
-    ax3.set_yscale("log")
+    if hist.any():
+        ax3.stairs(counts, edges, fill=True, color="tab:purple")
+        ax3.set_xscale("log")
+        ax3.set_yscale("log")
+    else:  # no connect in the run (a Poisson run can have none): nothing to log-scale
+        ax3.text(0.5, 0.5, "no connects", ha="center", va="center", transform=ax3.transAxes)
     ss = r.search_steps
     ax3.set_xlabel(f"search steps per connect (mean {ss['mean']}, p99 {ss['p99']}, max {ss['max']})")
     ax3.set_ylabel("connects")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .space import Capacity
+
 
 @dataclass(frozen=True)
 class Series:
@@ -27,7 +29,7 @@ class Result:
     first_failure_index: int | None
     first_failure_time: float | None
     ports_used_max: int
-    capacity: int
+    capacity: Capacity
     steps_hist: list = field(repr=False)
     parity: dict = field(default_factory=dict)
     predictability: dict = field(default_factory=dict)
@@ -35,6 +37,7 @@ class Result:
     series: Series | None = field(default=None, repr=False)
     elapsed_s: float = 0.0
     ports: object = field(default=None, repr=False)  # array of chosen ports in order, -1 = refused
+    first_pass_parity: int | None = None  # 0 even, 1 odd: the model's first pass; None: no preference
 
     @property
     def search_steps(self) -> dict:
@@ -47,7 +50,8 @@ class Result:
             "first_failure_index": self.first_failure_index,
             "first_failure_time": self.first_failure_time,
             "ports_used_max": self.ports_used_max,
-            "capacity_per_pair": self.capacity,
+            "capacity_per_pair": self.capacity.min,
+            "capacity": self.capacity.to_json(),
             "search_steps": self.search_steps,
             "parity": self.parity,
             "predictability": self.predictability,
@@ -77,14 +81,17 @@ def steps_summary(hist: list) -> dict:
     return {"mean": round(total / n, 4), "p99": p99, "max": mx}
 
 
-def parity_stats(ports, low: int) -> dict:
+def parity_stats(ports, first_pass: int | None, low_parity: int) -> dict:
     """Counts of even/odd chosen ports, and how many were handed out before the
-    first port whose parity differs from `low` (the kernel's first pass)."""
+    first port whose parity differs from the model's first pass (connect(): low's
+    parity; bind(0): the other one). Models without a parity preference
+    (first_pass None) are measured against low's parity."""
     import numpy as np
     a = np.asarray(ports, dtype=np.int64)
     a = a[a >= 0]
     odd = int((a & 1).sum())
-    other = np.nonzero((a & 1) != (low & 1))[0]
+    ref = low_parity if first_pass is None else first_pass
+    other = np.nonzero((a & 1) != ref)[0]
     return {"even": int(a.size - odd), "odd": odd,
             "before_other_parity": int(other[0]) if other.size else int(a.size)}
 

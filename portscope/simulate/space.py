@@ -1,7 +1,7 @@
 """The port space an allocator hands out from: range, reserved ports, bind-held ports."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..errors import BadInput
 from ..ports import PortRange, PortSet
@@ -42,6 +42,40 @@ class PortSpace:
             remaining &= ~1
         return range(self.low, self.low + remaining)
 
+    def clamp(self, socket_range: PortRange) -> tuple[int, int]:
+        """IP_LOCAL_PORT_RANGE on a socket: bounds outside the netns range are
+        ignored by the kernel (each bound separately); an empty result keeps the range."""
+        low, high = self.low, self.high
+        lo = socket_range.low if low <= socket_range.low <= high else low
+        hi = socket_range.high if low <= socket_range.high <= high else high
+        return (lo, hi) if lo <= hi else (low, high)
+
+    def capacity(self, algorithm: str = "linux", socket_range: PortRange | None = None,
+                 per: str = "pair") -> "Capacity":
+        """How many ports one pool holds when its search first fails, as (min, max)."""
+        skip = self.skip
+
+        def free(lo: int, hi: int) -> int:
+            return sum(1 for p in range(lo, hi + 1) if p not in skip)
+
+        if algorithm == "linux" and socket_range is not None:
+            n = free(*self.clamp(socket_range))  # step 1, one pass: every port of the clamp
+            return Capacity(n, n, per)
+        total = free(self.low, self.high)
+        size = self.range.size
+        if algorithm not in ("linux", "linux-bind") or size < 3 or size % 2 == 0:
+            return Capacity(total, total, per)
+        # equal-parity ends: windows [low, high-1] (one start offset) and [low+1, high] (all others)
+        w_low = total - (self.high not in skip)
+        w_high = total - (self.low not in skip)
+        if w_low == w_high == total:
+            return Capacity(total, total, per)
+        start = "start offset 0" if algorithm == "linux" else "start offset 1"
+        note = (f"equal-parity ends: remaining is forced even, so each search walks {size - 1} of the "
+                f"{size} ports: {self.low}-{self.high - 1} from {start} only, {self.low + 1}-{self.high} "
+                f"from every other start; a pool fails holding {min(w_low, w_high)} to {total} ports")
+        return Capacity(min(w_low, w_high), total, per, note)
+
     def usable(self, algorithm: str = "linux") -> int:
         """Ports one (source, destination) pair - or the whole host for global
         allocators - can hold at once."""
@@ -50,6 +84,27 @@ class PortSpace:
         ports = self.connect_ports(2) if step2 else range(self.low, self.high + 1)
         skip = self.skip
         return sum(1 for p in ports if p not in skip)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Ports one pool can hold at once. min < max only for the Linux step-2 walks
+    over a range whose ends have the same parity: then `remaining` (forced even)
+    is one less than the range, so each search covers a window that misses
+    either the top or the bottom port, depending on its start offset. A pool
+    fails with anything from `min` to `max` ports held.
+    per: "pair" (source IP, destination), "source" (source IP) or "host"."""
+
+    min: int
+    max: int
+    per: str
+    note: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.min) if self.min == self.max else f"{self.min}-{self.max}"
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 def make_space(rng: str | PortRange, reserved: str | PortSet = "", listeners: str | PortSet = "") -> PortSpace:

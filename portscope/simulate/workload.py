@@ -8,11 +8,17 @@ from dataclasses import dataclass, field
 
 from ..errors import BadInput
 from ..ports import PortRange
-from .space import PortSpace, make_space
+from .alloc_base import SOURCE, TUPLE
+from .allocators import scope_of
+from .space import Capacity, PortSpace, make_space
 
 TIME_WAIT = 60.0  # TCP_TIMEWAIT_LEN, hard-coded in the kernel
 MAX_CONNECTS = 100_000_000  # ~10 minutes of simulation: a bound, not a model limit
 MAX_SAMPLES = 100_000  # time-series points
+MAX_LIVE = 20_000_000  # sockets held at once: about 150 bytes each, 3 GB
+LIFETIME_FORMS = "use SECONDS, exp:MEAN, uniform:A-B, lognormal:MEDIAN,SIGMA or inf"
+# options that shape a --rate run; a --connects run without --rate closes nothing
+RATE_ONLY = ("lifetime", "arrivals", "duration", "time_wait", "tw_reuse", "tw_reuse_delay_ms", "loopback")
 
 
 @dataclass(frozen=True)
@@ -26,8 +32,12 @@ class Lifetime:
 
     @classmethod
     def parse(cls, text: str | float | int) -> "Lifetime":
-        if isinstance(text, (int, float)) and not isinstance(text, bool):
-            return cls._checked("fixed", float(text))
+        if isinstance(text, bool):
+            raise BadInput(f"--lifetime {text!r}: not a lifetime ({LIFETIME_FORMS})")
+        if isinstance(text, (int, float)):
+            if text == math.inf:
+                return cls("inf")
+            return cls._checked(text, "fixed", float(text))
         s = str(text).strip().lower()
         if s in ("inf", "forever", "never"):
             return cls("inf")
@@ -42,14 +52,17 @@ class Lifetime:
         except ValueError:
             vals = []
         if kind not in want or len(vals) != want[kind]:
-            raise BadInput(f"not a lifetime: {text!r} (use SECONDS, exp:MEAN, uniform:A-B, "
-                           "lognormal:MEDIAN,SIGMA or inf)")
-        return cls._checked(kind, *vals)
+            raise BadInput(f"--lifetime {text!r}: not a lifetime ({LIFETIME_FORMS})")
+        return cls._checked(text, kind, *vals)
 
     @classmethod
-    def _checked(cls, kind: str, a: float, b: float = 0.0) -> "Lifetime":
-        if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < 0 or (kind == "uniform" and b < a):
-            raise BadInput(f"lifetime parameters must be finite, >= 0 (and A <= B): {kind}:{a},{b}")
+    def _checked(cls, text, kind: str, a: float, b: float = 0.0) -> "Lifetime":
+        """Each number finite and >= 0, A <= B for uniform; the message echoes `text`."""
+        if not (math.isfinite(a) and math.isfinite(b)) or a < 0 or b < 0:
+            raise BadInput(f"--lifetime {text!r}: every number must be finite and >= 0 seconds "
+                           f"({LIFETIME_FORMS})")
+        if kind == "uniform" and b < a:
+            raise BadInput(f"--lifetime {text!r}: uniform:A-B needs A <= B")
         return cls(kind, a, b)
 
     @property
@@ -59,7 +72,10 @@ class Lifetime:
         if self.kind == "uniform":
             return (self.a + self.b) / 2
         if self.kind == "lognormal":
-            return self.a * math.exp(self.b ** 2 / 2)
+            try:
+                return self.a * math.exp(self.b ** 2 / 2)
+            except OverflowError:
+                return math.inf if self.a > 0 else 0.0
         return self.a
 
     def sample(self, gen, n: int):
@@ -96,9 +112,26 @@ def parse_rate(text: str | float | int) -> float:
         r = float(s)
     except ValueError:
         raise BadInput(f"not a rate: {text!r} (expected e.g. 500/s)") from None
-    if not math.isfinite(r) or r <= 0:
+    if not math.isfinite(r):
+        raise BadInput(f"the rate must be a finite number of connections per second, got {text!r}")
+    if r <= 0:
         raise BadInput(f"the rate must be above 0, got {text!r}")
     return r
+
+
+def _whole(name: str, v, lo: int, hi: int | None = None, hint: str = "") -> None:
+    """Integers must be integers: no bools, no 1.5 silently made 1."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi):
+        return
+    span = f"in {lo}..{hi}" if hi is not None else ("non-negative" if lo == 0 else f">= {lo}")
+    if lo == 0 and hi is None:
+        raise BadInput(f"--{name} must be a non-negative whole number{hint}, got {v!r}")
+    raise BadInput(f"--{name} must be a whole number {span}{hint}, got {v!r}")
+
+
+def _seconds(name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise BadInput(f"--{name} must be a finite number of seconds above 0, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -106,7 +139,10 @@ class Workload:
     """rate: new connections per second over all pairs (None: `connects` in a row,
     1 ms apart, none closed). Each arrival goes to one of sources x destinations
     pairs: round-robin for fixed-rate arrivals, uniformly at random for Poisson
-    (which makes each pair its own Poisson process of rate/pairs)."""
+    (which makes each pair its own Poisson process of rate/pairs).
+
+    A rate run with neither `duration` nor `connects` is open-ended: the plan
+    accepts it (it picks its own check span), `engine.run` refuses it."""
 
     space: PortSpace
     algorithm: str = "linux"
@@ -128,37 +164,81 @@ class Workload:
 
     def __post_init__(self) -> None:
         for name in ("destinations", "sources"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 1_000_000:
-                raise BadInput(f"--{name} must be an integer in 1..1000000, got {v!r}")
-        if self.connects is not None and (not isinstance(self.connects, int) or self.connects < 0):
-            raise BadInput(f"--connects must be a whole number >= 0, got {self.connects!r}")
+            _whole(name, getattr(self, name), 1, 1_000_000)
+        if self.connects is not None:
+            _whole("connects", self.connects, 1,
+                   hint=" (without --rate: that many connects in a row; with --rate: stop after that many)")
+        _whole("seed", self.seed, 0)
         if self.rate is None and self.connects is None:
             raise BadInput("give --connects N or --rate R/s")
-        if self.rate is not None and self.duration is None and self.connects is None:
-            raise BadInput("a --rate run needs --duration S or --connects N")
-        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
-            raise BadInput(f"--duration must be above 0 seconds, got {self.duration!r}")
+        if self.duration is not None:
+            _seconds("duration", self.duration)
         if self.arrivals not in ("fixed", "poisson"):
             raise BadInput(f"--arrivals must be fixed or poisson, got {self.arrivals!r}")
-        if self.tw_reuse not in (0, 1, 2):
+        if self.tw_reuse not in (0, 1, 2) or isinstance(self.tw_reuse, bool):
             raise BadInput(f"--tw-reuse must be 0, 1 or 2, got {self.tw_reuse!r}")
-        if not 0 <= self.time_wait <= 3600:
-            raise BadInput(f"--time-wait must be in 0..3600 seconds, got {self.time_wait!r}")
-        if self.tw_reuse_delay_ms < 0:
-            raise BadInput("--tw-reuse-delay must be >= 0 ms")
-        if self.interval is not None and not self.interval > 0:
-            raise BadInput("--interval must be above 0 seconds")
+        tw = self.time_wait
+        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 <= tw <= 3600:
+            raise BadInput(f"--time-wait must be a number of seconds in 0..3600, got {tw!r}")
+        _whole("tw-reuse-delay", self.tw_reuse_delay_ms, 0, hint=" of ms")
+        if self.interval is not None:
+            _seconds("interval", self.interval)
+        if self.udp_hash_size is not None:
+            if self.algorithm != "udp":
+                raise BadInput("--udp-hash-size applies to --algorithm udp only")
+            n = self.udp_hash_size
+            if (not isinstance(n, int) or isinstance(n, bool) or not 128 <= n <= 65536 or n & (n - 1)):
+                raise BadInput(f"--udp-hash-size must be a power of two from 128 to 65536 (the sizes the "
+                               f"kernel's UDP hash table can have), got {n!r}")
         planned = self.connects if self.connects is not None else math.inf
         if self.rate is not None and self.duration is not None:
             planned = min(planned, self.rate * self.duration)
-        if planned > MAX_CONNECTS:
+        if math.isfinite(planned) and planned > MAX_CONNECTS:  # open-ended: only --plan, which bounds its check
             raise BadInput(f"that is about {planned:.3g} connects; the limit is {MAX_CONNECTS:.0e} "
                            "(lower --rate/--duration or cap with --connects)")
+        live = self.live_bound(planned)
+        if live > MAX_LIVE:
+            raise BadInput(f"that run could hold about {live:.3g} sockets at once; the limit is {MAX_LIVE:.0e} "
+                           "(about 3 GB of simulator state): lower --connects, --rate, --lifetime or the "
+                           "number of destinations x sources")
+
+    def live_bound(self, planned: float) -> float:
+        """An upper estimate of the sockets held at once (ESTABLISHED + TIME_WAIT):
+        never more than the connects made, than every pool full, or (rate runs) than
+        about twice rate x (lifetime + TIME_WAIT). The simulator's state is
+        proportional to this, not to destinations x sources."""
+        bound = min(planned, self.pools * self.capacity.max)
+        if self.rate is not None:
+            little = self.rate * (self.lifetime.mean + self.effective_time_wait)
+            if math.isfinite(little):
+                bound = min(bound, 2 * little + 10_000)
+        return bound
+
+    def require_end(self) -> None:
+        if self.rate is not None and self.duration is None and self.connects is None:
+            raise BadInput("a --rate run needs --duration S or --connects N "
+                           "(--plan alone picks its own check span)")
 
     @property
     def pairs(self) -> int:
         return self.destinations * self.sources
+
+    @property
+    def scope(self) -> str:
+        """Whose ports the allocator shares: "tuple" (one pool per source x
+        destination: connect()), "source" (one per source IP: bind(0) to that IP),
+        "global" (one for the host: UDP autobind)."""
+        return scope_of(self.algorithm)
+
+    @property
+    def pools(self) -> int:
+        """How many independent port pools the workload has."""
+        return {TUPLE: self.pairs, SOURCE: self.sources}.get(self.scope, 1)
+
+    @property
+    def capacity(self) -> Capacity:
+        per = {TUPLE: "pair", SOURCE: "source"}.get(self.scope, "host")
+        return self.space.capacity(self.algorithm, self.socket_range, per)
 
     @property
     def reuse_after(self) -> float | None:
@@ -172,7 +252,7 @@ class Workload:
 
     @property
     def effective_time_wait(self) -> float:
-        return 0.0 if self.algorithm == "udp" else self.time_wait
+        return 0.0 if self.algorithm == "udp" else float(self.time_wait)
 
     @property
     def in_a_row(self) -> bool:
@@ -193,11 +273,22 @@ class Workload:
 
 
 def workload(range: str = "32768-60999", reserved: str = "", listeners: str = "", **kw) -> Workload:
-    """Convenience: build a Workload from strings, as the CLI and config files give them."""
+    """Convenience: build a Workload from strings, as the CLI and config files give
+    them. Keys given as None take the defaults. Without a rate nothing closes, so
+    the options that shape a rate run (RATE_ONLY) are refused rather than ignored."""
+    if kw.get("loopback") is False:
+        kw["loopback"] = None  # the flag's default: not "given"
+    kw = {k: v for k, v in kw.items() if v is not None}
+    if kw.get("rate") is None:
+        for k in RATE_ONLY:
+            if k in kw:
+                opt = "--" + k.replace("_ms", "").replace("_", "-")
+                raise BadInput(f"{opt} applies to --rate runs only: --connects N without --rate opens N "
+                               f"connections and closes none (add --rate R/s, or drop {opt})")
     if "lifetime" in kw and not isinstance(kw["lifetime"], Lifetime):
         kw["lifetime"] = Lifetime.parse(kw["lifetime"])
-    if "rate" in kw and kw["rate"] is not None and not isinstance(kw["rate"], float):
+    if "rate" in kw and not isinstance(kw["rate"], float):
         kw["rate"] = parse_rate(kw["rate"])
-    if kw.get("socket_range") is not None and not isinstance(kw["socket_range"], PortRange):
+    if "socket_range" in kw and not isinstance(kw["socket_range"], PortRange):
         kw["socket_range"] = PortRange.parse(kw["socket_range"])
     return Workload(space=make_space(range, reserved, listeners), **kw)
