@@ -251,3 +251,80 @@ def test_steady_rate_time_wait_onset_matches(netns):
     assert s.first_failure_index == k_index == 300
     # after the onset every connect fails in both (no TIME_WAIT expires before 60 s)
     assert abs(s.failures - len(k_fail)) <= max(2, 0.10 * len(k_fail))
+
+
+# Runs inside the namespace: fill each destination in turn until the kernel refuses.
+PER_DESTINATION = r"""
+import errno, json, socket, sys
+k = int(sys.argv[1])
+keep, counts = [], []
+for dport in range(5000, 5000 + k):
+    srv = socket.socket(); srv.bind(("127.0.0.1", dport)); srv.listen(4096); keep.append(srv)
+for dport in range(5000, 5000 + k):
+    n = 0
+    while True:
+        s = socket.socket()
+        try:
+            s.connect(("127.0.0.1", dport))
+        except OSError as e:
+            assert e.errno == errno.EADDRNOTAVAIL, e
+            break
+        keep.append(s)
+        n += 1
+    counts.append(n)
+print(json.dumps(counts))
+"""
+
+
+def test_equal_parity_range_each_destination_in_the_band(netns):
+    """40000-40010 (11 ports, equal-parity ends): `remaining` = 10, so each connect
+    walks 40000-40009 (start offset 0) or 40001-40010 (every other start). Each
+    destination ends with 10 or 11 ports in the kernel; the simulator's band says
+    10-11 and its pools land in it too."""
+    setup_ns(netns, "40000 40010", "")
+    counts = json.loads(netns.python(PER_DESTINATION, "6").stdout)
+    cap = workload(range="40000-40010", connects=1).capacity
+    assert (cap.min, cap.max) == (10, 11)
+    assert all(cap.min <= c <= cap.max for c in counts), counts
+    assert 11 in counts  # the top of the band is the common case (1 in 5 starts reach 40000)
+    sim_counts = set()
+    for seed in range(20):
+        r = sim(rng="40000-40010", reserved="", connects=6 * 20, destinations=6, seed=seed)
+        sim_counts.update(sum(1 for i, p in enumerate(r.ports) if p >= 0 and i % 6 == d) for d in range(6))
+    assert sim_counts == {10, 11}
+    print(f"\nkernel per destination: {counts}")
+
+
+# Runs inside the namespace: bind(IP, 0) alternately on two source IPs.
+BIND_TWO_IPS = r"""
+import errno, json, socket
+keep, ports, err = [], [], None
+for i in range(200):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.%d" % (1 + i % 2), 0))
+    except OSError as e:
+        err = errno.errorcode[e.errno]
+        break
+    keep.append(s)
+    ports.append(s.getsockname()[1])
+print(json.dumps({"ports": ports, "error": err}))
+"""
+
+
+def test_bind_zero_is_per_source_ip(netns):
+    """bind(127.0.0.1, 0) and bind(127.0.0.2, 0) in turn: inet_csk_bind_conflict only
+    sees a conflict between equal bound addresses, so each IP gets the 38 usable
+    ports and every port is used twice. The linux-bind model with --sources 2 does
+    the same."""
+    setup_ns(netns)
+    k = json.loads(netns.python(BIND_TWO_IPS).stdout)
+    s = sim("linux-bind", sources=2, connects=200)
+    sp = [p for p in s.ports if p >= 0]
+    assert k["error"] == "EADDRINUSE"
+    assert len(k["ports"]) == len(sp) == s.first_failure_index == 76
+    for ports in (k["ports"], sp):
+        assert sorted(set(ports)) == [p for p in range(40000, 40040) if p not in (40010, 40021)]
+        assert all(ports.count(p) == 2 for p in set(ports))
+    # odd ports first on each IP, in both
+    assert all(p % 2 == 1 for p in k["ports"][:38]) and all(p % 2 == 1 for p in sp[:38])
