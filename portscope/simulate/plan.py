@@ -48,7 +48,7 @@ class Plan:
     reuse: dict                   # the same numbers with tcp_tw_reuse=1
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return _finite(asdict(self))
 
 
 def _holds(w: Workload, tw: float, n: int = 20000):
@@ -210,3 +210,14 @@ def check(w: Workload, p: Plan) -> dict:
         out["with_tw_reuse"] = {"failures": r["failures"],
                                 "agrees": _agrees(r, rlo, rhi, r["simulated_s"], timing=False, exact=False)}
     return out
+
+
+def _finite(v):
+    """JSON has no Infinity: a port never released (--connects) holds for `null` seconds."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
