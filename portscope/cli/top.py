@@ -194,19 +194,22 @@ def top(interval, top_n, iterations, netns, json_out):
 
     try:
         if as_json:
-            _json_loop(refresh, interval, iterations)
+            _json_loop(refresh, interval, iterations, top_n)
         else:
             _live_loop(refresh, interval, iterations, netns, top_n)
     except KeyboardInterrupt:
         pass   # Ctrl-C is the normal way out
 
 
-def _json_loop(refresh, interval, iterations) -> None:
+def _json_loop(refresh, interval, iterations, top_n) -> None:
     import json
+
+    from ..pressure import truncate
     i = 0
     while True:
         i += 1
         res, tr = refresh(i)
+        res = truncate(res, top_n)      # the trend keeps every destination; the document, top-N
         doc = res.to_json()
         for dj, d in zip(doc["destinations"], res.destinations):
             p = tr[d.key]
