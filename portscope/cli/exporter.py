@@ -116,5 +116,5 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
     try:
         import ctypes
         ctypes.CDLL(None).mallopt(-8, arenas)     # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass                                      # not glibc (musl): nothing to tune
+    except (ImportError, OSError, AttributeError):
+        pass                                      # no ctypes, or not glibc (musl): nothing to tune
