@@ -196,12 +196,12 @@ def range_findings(result, facts) -> list:
         cost = (f"so a destination can count on {ports} of the {usable} usable ports, and connect() may "
                 f"fail with EADDRNOTAVAIL with one port still free (capacity counts {ports})"
                 if ports < usable else
-                "(here every port it may skip is reserved, so capacity is not reduced)")
+                "(here both ends are reserved, so capacity is not reduced)")
         out.append(_F(
             "range-same-parity", "info",
             f"range {r.low}-{r.high} has ends of equal parity ({r.size} ports): each connect() searches "
-            f"only {r.size - 1} of them, skipping a port of {r.low}'s parity that changes from call to "
-            f"call, {cost}; bind(0) alike, and the kernel logs a warning",
+            f"only {r.size - 1} of them, leaving out {r.low} or {r.high} depending on the call, "
+            f"{cost}; bind(0) alike, and the kernel logs a warning",
             range_command(facts, low, high),
             {"low": r.low, "high": r.high, "connect_window": r.size - 1, "usable": usable,
              "connect_ports": ports}))

@@ -5,12 +5,13 @@ The model (Linux; DESIGN.md and facts.md section 1):
 * The usable pool U is the range minus reserved ports (verified on 6.18: with equal-parity
   ends every port, HIGH included, can be handed out).
 * Equal-parity ends (an odd number of ports): __inet_hash_connect() scans a window of
-  remaining & ~1 = |range| - 1 ports per call, starting at an offset that moves with the
-  perturbation table, so each connect() skips one port of LOW's parity, a different one
-  from call to call. A destination can count on one port less than the count below (it
-  may get the last one; measured 11,11,11,10,11,11 in 40000-40010): capacity is that
-  guaranteed count, and utilization is clamped at 1.0. The loss is 1 only while some
-  LOW-parity port of U is free of bind(); UDP autobind scans every port and loses nothing.
+  remaining & ~1 = |range| - 1 ports per call. Ports past the end wrap back by that even
+  count, so the window is LOW..HIGH-1 when the call's start offset is 0 and LOW+1..HIGH
+  otherwise: it leaves out LOW or HIGH, never a port between them (bind(0) alike). A
+  destination can count on one port less than the count below (it may get the last one;
+  measured 11,11,11,10,11,11 in 40000-40010): capacity is that guaranteed count, and
+  utilization is clamped at 1.0. The loss is 1 only while LOW or HIGH is in U and free of
+  bind(); UDP autobind scans every port and loses nothing.
 * TCP connect() without bind may reuse a source port for a different (src, dst, dport) as long
   as the 4-tuple is unique, but never a port held by an explicit bind(): listeners,
   bind-before-connect, bound-only sockets. Those form the TCP "exclusive" set G_tcp.
@@ -231,11 +232,12 @@ def _r(x: float | None, nd: int = 3) -> float | None:
 
 def window_loss(host_facts, usable: bytearray, held=()) -> int:
     """1 when connect() may skip a port it could have used: equal-parity ends on Linux, and
-    some LOW-parity port of the pool not held by bind() (see the module doc); else 0."""
+    LOW or HIGH (the only ports a window can leave out) in the pool and not held by bind()
+    (see the module doc); else 0."""
     rng = host_facts.ephemeral
     if host_facts.os != "linux" or rng.size < 3 or not rng.same_parity:
         return 0
-    return int(any(usable[p] and p not in held for p in range(rng.low, rng.high + 1, 2)))
+    return int(any(usable[p] and p not in held for p in (rng.low, rng.high)))
 
 
 def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:

@@ -426,8 +426,30 @@ def test_equal_parity_range_capacity_is_what_connect_can_count_on(netns):
         drive.close()
 
 
+def test_equal_parity_range_with_both_ends_reserved_loses_nothing(netns):
+    """A window leaves out LOW or HIGH only: with both reserved, every connect() reaches
+    every usable port, so all 9 of 40001-40009 are certain, for each destination."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40010")
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "40000,40010")
+    drive = Driver(netns)
+    dests = [["127.0.0.1", 5001 + i] for i in range(4)]
+    try:
+        for _, p in dests:
+            drive(op="listen", port=p)
+        before = analyze_ns(netns)
+        assert before.new_destination_capacity("tcp") == 9 and before.connect_window_loss == 0
+        opened = [drive(op="open", dests=[d])["opened"][0] for d in dests]
+        assert opened == [9] * len(dests)
+        res = analyze_ns(netns)
+        for _, port in dests:
+            d = res.destination("127.0.0.1", port)
+            assert (d.in_use, d.capacity, d.utilization) == (9, 9, 1.0)
+    finally:
+        drive.close()
+
+
 def test_equal_parity_range_bind_before_connect_pool(netns):
-    """bind(0) scans the same kind of window (remaining & ~1 in the upper half): in
+    """bind(0) scans the same kind of window (remaining & ~1 ports, leaving out LOW or HIGH): in
     40000-40010 it gets 10 or 11 ports. Whichever it was, at the refusal the TCP pool
     reads 100% and no new destination is promised a port."""
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40010")

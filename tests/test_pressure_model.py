@@ -375,30 +375,39 @@ def test_range_small_rate_uses_usable_ports():
     assert f.evidence == {"size": 100, "default_size": 28232, "usable": 95}
 
 
-def test_equal_parity_pool_counts_the_port_bind0_may_skip():
-    # every port but 40010 (LOW's parity) bound by number: a new socket may never reach it
+def _all_bound_but(free: int):
     t = T()
     for p in range(40000, 40021):
-        if p != 40010:
+        if p != free:
             t.connect([p], dport=443, auto=AUTO_NO)
-    res = analyze(facts(40000, 40020), t.t)
+    return analyze(facts(40000, 40020), t.t)
+
+
+def test_equal_parity_pool_counts_the_end_a_window_may_leave_out():
+    # only LOW free: a call whose window is LOW+1..HIGH misses it, so nothing is certain
+    res = _all_bound_but(40000)
     assert (res.global_.tcp_exclusive, res.tcp_pool_ports, res.new_destination_capacity()) == (20, 20, 0)
     f = [f for f in res.findings if f.id == "pool-critical"][0]
     assert f.evidence == {"proto": "tcp", "held": 20, "capacity": 20} and "(100.0%)" in f.message
-    # the free port of the other parity is always in the window: 20 of 21
-    t = T()
-    for p in range(40000, 40021):
-        if p != 40011:
-            t.connect([p], dport=443, auto=AUTO_NO)
-    res = analyze(facts(40000, 40020), t.t)
-    assert (res.tcp_pool_ports, res.new_destination_capacity()) == (21, 1)
+    assert _all_bound_but(40020).new_destination_capacity() == 0          # HIGH alike
+    # a free port between the ends, of either parity, is in every window
+    for free in (40010, 40011):
+        res = _all_bound_but(free)
+        assert (res.tcp_pool_ports, res.new_destination_capacity()) == (21, 1), free
+
+
+def test_equal_parity_both_ends_reserved_lose_nothing():
+    res = analyze(facts(40000, 40010, reserved="40000,40010"), SocketTable(backend="test"))
+    assert (res.global_.capacity, res.new_destination_capacity()) == (9, 9)
+    f = [f for f in res.findings if f.id == "range-same-parity"][0]
+    assert "both ends are reserved" in f.message
 
 
 def test_equal_parity_connect_second_pass_one_short_is_connect():
-    # one destination exhausted by connect() in 40000-40010 at 10 ports: the even port its
-    # window skipped is free, so it has 5 of 6 even ports and all 5 odd ones. That is
+    # one destination exhausted by connect() in 40000-40010 at 10 ports: the end its window
+    # left out (40000) is free, so it has 5 of 6 even ports and all 5 odd ones. That is
     # connect()'s second pass, not bind(0)
-    ports = [p for p in range(40000, 40011) if p != 40004]
+    ports = [p for p in range(40000, 40011) if p != 40000]
     res = analyze(facts(40000, 40010), T().connect(ports).t)
     assert res.global_.bind_held == 0 and "bind-before-connect" not in ids(res)
     d = dest(res, 80)
