@@ -88,9 +88,9 @@ def _max_rate(a, ns):
 
 
 def _connect_capacity(a, ns):
-    """Ports one (source, destination) pair can hold at once: the simulator's model."""
+    """Ports one (source, destination) pair can count on: the simulator's model."""
     from ..simulate.space import make_space
-    return make_space(PortRange(a["low"], a["high"]), a.get("reserved", "")).usable("linux")
+    return make_space(PortRange(a["low"], a["high"]), a.get("reserved", "")).capacity("linux").min
 
 
 def _first_parity(a, ns):

@@ -33,15 +33,6 @@ class PortSpace:
         out.update(p for p in self.listeners if p in r)
         return frozenset(out)
 
-    def connect_ports(self, step: int = 2) -> range:
-        """Ports __inet_hash_connect can reach: with step 2 it walks `remaining`
-        ports from low, and `remaining` is forced even, so when both ends have the
-        same parity the top port is only reachable from some start offsets."""
-        remaining = self.range.size
-        if step == 2 and remaining > 1:
-            remaining &= ~1
-        return range(self.low, self.low + remaining)
-
     def clamp(self, socket_range: PortRange) -> tuple[int, int]:
         """IP_LOCAL_PORT_RANGE on a socket: bounds outside the netns range are
         ignored by the kernel (each bound separately); an empty result keeps the range."""
@@ -75,15 +66,6 @@ class PortSpace:
                 f"{size} ports: {self.low}-{self.high - 1} from {start} only, {self.low + 1}-{self.high} "
                 f"from every other start; a pool fails holding {min(w_low, w_high)} to {total} ports")
         return Capacity(min(w_low, w_high), total, per, note)
-
-    def usable(self, algorithm: str = "linux") -> int:
-        """Ports one (source, destination) pair - or the whole host for global
-        allocators - can hold at once."""
-        # both Linux TCP walks force `remaining` even; UDP and the RFC models use the full range
-        step2 = algorithm in ("linux", "linux-bind")
-        ports = self.connect_ports(2) if step2 else range(self.low, self.high + 1)
-        skip = self.skip
-        return sum(1 for p in ports if p not in skip)
 
 
 @dataclass(frozen=True)
