@@ -78,3 +78,19 @@ def test_two_different_namespaces_are_refused(cli):
     code, out, err = cli("--netns", "a", "range", "--netns", "b")
     assert code == 2 and _lines(err) == [
         "portscope: error: two namespaces given: --netns a before the command and --netns b after it"]
+
+
+def test_bare_group_prints_its_help(cli):
+    code, out, err = cli("lab")
+    assert code == 0 and "exhaust" in out and err == ""
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    """`portscope quiz --list | head -1`: exit 0 and nothing on stderr (click alone says 1)."""
+    import os
+    exe = os.path.join(os.path.dirname(sys.executable), "portscope")
+    r, w = os.pipe()
+    os.close(r)                          # no reader at all: the first write fails with EPIPE
+    p = subprocess.run([exe, "quiz", "--list", "--no-live"], stdout=w, stderr=subprocess.PIPE, text=True)
+    os.close(w)
+    assert p.returncode == 0 and p.stderr == "", p.stderr

@@ -48,12 +48,32 @@ class LazyGroup(click.Group):
         _accept_verbose(cmd)
         return cmd
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # the reader went away (`portscope conns | head`): not our failure, and click
+            # would turn it into exit 1, which means something else here
+            _quiet_stdout()
+            raise click.exceptions.Exit(0)
+
     def format_commands(self, ctx, formatter):
         # help from the table, so `--help` does not import every command
         rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _set_verbose(ctx, param, value):
@@ -106,6 +126,9 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:
         click.echo("portscope: aborted", err=True)
         sys.exit(130)
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:
+        click.echo(e.ctx.get_help())      # `portscope lab`: the group's help, not an error
+        sys.exit(0)
     except click.UsageError as e:
         # one line, like every other error; the help is one flag away
         where = e.ctx.command_path if e.ctx else "portscope"
@@ -117,7 +140,7 @@ def main(argv=None) -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except BrokenPipeError:
-        sys.stderr.close()
+        _quiet_stdout()
         sys.exit(0)
     except KeyboardInterrupt:
         click.echo("portscope: interrupted", err=True)

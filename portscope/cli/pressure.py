@@ -285,8 +285,8 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
         as_json = want_json(json_out)
         try:
             _check(netns, top, interval, samples, process, warn, crit, ignore, as_json)
-        except SystemExit:
-            raise
+        except (SystemExit, BrokenPipeError):
+            raise                          # a reader that went away is not a check result
         except KeyboardInterrupt:
             _unknown("interrupted", as_json)
         except Exception as e:                              # noqa: BLE001 - a plugin never tracebacks
