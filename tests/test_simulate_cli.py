@@ -103,6 +103,17 @@ def test_plan_agrees_with_simulation(cli, args, fits):
             assert s["with_tw_reuse"]["agrees"]
 
 
+def test_in_a_row_demand_is_the_busiest_pool():
+    # linux-bind, 2 source IPs x 2 destinations, 6 connects round-robin: source 0 gets 4 of
+    # them (pairs 0, 1, 4, 5), source 1 only 2; its 3 ports run out
+    from portscope.simulate import workload
+    from portscope.simulate.plan import plan
+    w = workload(algorithm="linux-bind", range="40000-40003", reserved="40003", destinations=2,
+                 sources=2, connects=6)
+    p = plan(w).to_json()
+    assert p["need_per_pair"] == 4 and p["fits"] is False
+
+
 def test_plan_numbers():
     from portscope.simulate import workload
     from portscope.simulate.plan import plan

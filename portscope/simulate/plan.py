@@ -86,6 +86,17 @@ def first_index(w: Workload, held: int) -> int:
     return held
 
 
+def in_a_row_demand(w: Workload) -> int:
+    """Ports pool 0 must hold for `connects` in a row. The round-robin order fills it
+    first (see first_index), so this is the demand on the busiest pool."""
+    n, p, d = w.connects, w.pairs, w.destinations
+    if w.scope == TUPLE:
+        return -(-n // p)
+    if w.scope == SOURCE:
+        return (n // p) * d + min(n % p, d)
+    return n
+
+
 def onsets(w: Workload, tw_s: float, cap: Capacity) -> tuple[float | None, float | None]:
     """(earliest, latest) first failure in simulated seconds, ignoring --duration:
     earliest None = no failure; latest None = a failure is not certain."""
@@ -111,7 +122,7 @@ def plan(w: Workload) -> Plan:
         hold = (w.lifetime.mean if not w.in_a_row else math.inf) + tw_s  # exact mean; samples for the onset
         lo, hi = onsets(w, tw_s, cap)
         if w.in_a_row:
-            need, rate_pp = float(math.ceil(w.connects / pools)), None
+            need, rate_pp = float(in_a_row_demand(w)), None
         else:
             rate_pp = w.rate / pools
             need = rate_pp * hold
