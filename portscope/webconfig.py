@@ -116,8 +116,10 @@ def _read_text(path: str) -> str:
         raise BadInput(f"cannot read web config {path}: {e.strerror or e}")
     if len(raw) > MAX_CONFIG_BYTES:
         raise BadInput(f"web config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]      # drop the BOM ourselves, so error offsets are offsets in `raw`
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1

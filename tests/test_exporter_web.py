@@ -224,6 +224,8 @@ def test_tls_file_problems_name_the_file(cli, bad_keys, tls, named, msg):
     # a Latin-1 e-acute inside a path value
     (b"tls_server_config:\n  cert_file: caf\xe9.crt\n  key_file: server.key\n", "byte 0xe9 at line 2, column 17"),
     (b"basic_auth_users:\n  j\xf6rg: '$2b$12$x'\n", "byte 0xf6 at line 2, column 4"),
+    # after a BOM the position is still the bad byte's (the BOM is not counted)
+    (b"\xef\xbb\xbfabc\nx\xff", "byte 0xff at line 2, column 2"),
 ])
 def test_non_utf8_web_config_is_one_line_exit_2(cli, tmp_path, raw, at):
     p = tmp_path / "web.yml"
