@@ -172,10 +172,10 @@ def _families(samples):
     d_tw = _g("portscope_destination_time_wait_sockets",
               "Of those, sockets in TIME_WAIT (top-N destinations).", ["proto", "src", "dst", "dport"])
     d_cap = _g("portscope_destination_ports_capacity",
-               "Ephemeral ports one destination could use in all (connect() fails beyond).",
+               "Ephemeral ports one destination could use in all (connect() may fail beyond).",
                ["proto", "src", "dst", "dport"])
     d_util = _g("portscope_destination_utilization_ratio",
-                "in_use / capacity (0..1) for one destination; 1 means the next connect() fails.",
+                "in_use / capacity (0..1) for one destination; 1 means the next connect() may fail.",
                 ["proto", "src", "dst", "dport"])
     dests = _g("portscope_destinations", "Distinct destinations using ephemeral ports (before top-N).")
     lis = _g("portscope_listeners_in_ephemeral_range",

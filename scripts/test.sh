@@ -29,7 +29,7 @@ if [ ! -f "$iana" ]; then
 import glob, os, subprocess, sys, tempfile, zipfile
 dest = sys.argv[1]
 with tempfile.TemporaryDirectory() as d:
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "avsos==0.0.9", "-d", d],
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "avsos==0.0.9", "-d", d],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (whl,) = glob.glob(os.path.join(d, "*.whl"))
     os.makedirs(os.path.dirname(dest), exist_ok=True)

@@ -63,7 +63,7 @@ CONTRACT: dict[str, set[str]] = {
                     "proto", "src", "dst", "dport", "in_use", "time_wait", "capacity", "utilization",
                     "rate_per_s", "sustainable_rate_per_s", "seconds_to_exhaustion")}
                 | {f"findings[].{k}" for k in ("id", "severity", "message", "remedy")},
-    # issue 5 (the metric contract; in JSON counters drop `_total`)
+    # issue 5 (the metric contract; JSON spells names as /metrics does, counters with `_total`)
     "exporter": {"portscope_ephemeral_range_ports", "portscope_reserved_ports",
                  "portscope_sockets", "portscope_sockets[].labels.proto",
                  "portscope_sockets[].labels.state",

@@ -292,7 +292,6 @@ def test_equal_parity_range_each_destination_in_the_band(netns):
         r = sim(rng="40000-40010", reserved="", connects=6 * 20, destinations=6, seed=seed)
         sim_counts.update(sum(1 for i, p in enumerate(r.ports) if p >= 0 and i % 6 == d) for d in range(6))
     assert sim_counts == {10, 11}
-    print(f"\nkernel per destination: {counts}")
 
 
 # Runs inside the namespace: bind(IP, 0) alternately on two source IPs.

@@ -197,11 +197,6 @@ def evaluate_check(res, warn: float = DEFAULT_WARN, crit: float = DEFAULT_CRIT, 
                  perfdata=tuple(p for p, _ in perf), ignored=tuple(sorted(ignore)))
 
 
-def check_line(res, warn: float = DEFAULT_WARN, crit: float = DEFAULT_CRIT, ignore=()) -> tuple[int, str]:
-    c = evaluate_check(res, warn, crit, ignore)
-    return c.code, c.line
-
-
 def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
