@@ -45,6 +45,20 @@ class Netns:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kw)
 
 
+# the host settings tests must never change: compared before and after the risky ones
+HOST_SYSCTLS = ("net/ipv4/ip_local_port_range", "net/ipv4/ip_local_reserved_ports",
+                "net/ipv4/ip_unprivileged_port_start", "net/ipv4/tcp_tw_reuse", "net/core/somaxconn")
+
+
+def host_sysctls() -> dict:
+    """This process's own namespace's values of HOST_SYSCTLS (call it outside any setns)."""
+    out = {}
+    for k in HOST_SYSCTLS:
+        with open(f"/proc/sys/{k}") as f:
+            out[k] = f.read()
+    return out
+
+
 def make_netns(prefix: str = "pstest") -> Netns:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     _ip("netns", "add", name)

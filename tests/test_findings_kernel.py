@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
+from conftest import host_sysctls
 from test_pressure_kernel import DESTS, Driver, analyze_ns
-
-HOST_SYSCTLS = ("ip_local_port_range", "ip_local_reserved_ports", "tcp_tw_reuse")
 
 
 @pytest.fixture
@@ -51,14 +50,6 @@ def assert_remedy_targets(remedy: str, netns: str) -> None:
     for m in re.finditer(r"portscope (\S+ \S+)", remedy):
         assert m.group(1) == f"--netns {netns}", remedy
     assert "--persist" not in remedy, remedy
-
-
-def host_sysctls() -> dict:
-    out = {}
-    for k in HOST_SYSCTLS:
-        with open(f"/proc/sys/net/ipv4/{k}") as fh:
-            out[k] = fh.read()
-    return out
 
 
 def apply_remedy(ns, f):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import needs_netns
+from conftest import host_sysctls, needs_netns
 from portscope import lab
 from portscope.errors import BadInput
 from portscope.ports import PortRange, PortSet
@@ -425,26 +425,14 @@ def test_ipv6_same_range_same_rules(mode, per_dest, err):
     assert res.match is True
 
 
-HOST_SYSCTLS = ("net/ipv4/ip_local_port_range", "net/ipv4/ip_local_reserved_ports",
-                "net/core/somaxconn", "net/ipv4/tcp_tw_reuse")
-
-
-def _host_sysctls() -> dict:
-    out = {}
-    for k in HOST_SYSCTLS:
-        with open(f"/proc/sys/{k}") as f:
-            out[k] = f.read()
-    return out
-
-
 @needs_netns
 def test_the_host_is_never_touched():
     home = os.stat("/proc/thread-self/ns/net").st_ino
-    before = _host_sysctls()
+    before = host_sysctls()
     run(lab.Plan(range=PortRange(41000, 41009), destinations=1, mode="connect-close",
                  reserved=PortSet.parse("41003"), tw_reuse=0, listeners_in_range=2))
     assert os.stat("/proc/thread-self/ns/net").st_ino == home   # the thread came back
-    assert _host_sysctls() == before
+    assert host_sysctls() == before
     assert before["net/ipv4/ip_local_port_range"].split() != ["41000", "41009"]
 
 
