@@ -35,6 +35,8 @@ for i in range(n):
     try:
         if mode == "bind":
             s.bind(("127.0.0.1", 0))
+        elif mode == "bind2":   # bind(IP, 0) alternately on two source IPs
+            s.bind(("127.0.0.%d" % (1 + i % 2), 0))
         elif mode == "udp":
             s.connect(("127.0.0.1", 6000 + i))   # a different destination each time
         else:
@@ -294,30 +296,13 @@ def test_equal_parity_range_each_destination_in_the_band(netns):
     assert sim_counts == {10, 11}
 
 
-# Runs inside the namespace: bind(IP, 0) alternately on two source IPs.
-BIND_TWO_IPS = r"""
-import errno, json, socket
-keep, ports, err = [], [], None
-for i in range(200):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.%d" % (1 + i % 2), 0))
-    except OSError as e:
-        err = errno.errorcode[e.errno]
-        break
-    keep.append(s)
-    ports.append(s.getsockname()[1])
-print(json.dumps({"ports": ports, "error": err}))
-"""
-
-
 def test_bind_zero_is_per_source_ip(netns):
     """bind(127.0.0.1, 0) and bind(127.0.0.2, 0) in turn: inet_csk_bind_conflict only
     sees a conflict between equal bound addresses, so each IP gets the 38 usable
     ports and every port is used twice. The linux-bind model with --sources 2 does
     the same."""
     setup_ns(netns)
-    k = json.loads(netns.python(BIND_TWO_IPS).stdout)
+    k = kernel(netns, "bind2", 200)
     s = sim("linux-bind", sources=2, connects=200)
     sp = [p for p in s.ports if p >= 0]
     assert k["error"] == "EADDRINUSE"
