@@ -15,6 +15,25 @@ HAVE_IP = shutil.which("ip") is not None
 NEED_ROOT = "needs root and `ip netns` to create a private network namespace"
 
 needs_netns = pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT)
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_reachable_by_nobody():
+    """Several tests drop to `nobody` (setpriv) and run this checkout's venv. A checkout
+    made in a private directory (`mktemp -d` is 0700) would fail them for a reason that is
+    not portscope's: give others search (x, not read) on the checkout's own directory
+    for the session, and put the mode back afterwards."""
+    import stat
+    mode = os.stat(CHECKOUT).st_mode
+    if not ROOT or mode & stat.S_IXOTH:
+        yield
+        return
+    os.chmod(CHECKOUT, stat.S_IMODE(mode) | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        os.chmod(CHECKOUT, stat.S_IMODE(mode))
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
