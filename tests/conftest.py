@@ -22,14 +22,16 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _checkout_reachable_by_nobody():
     """Several tests drop to `nobody` (setpriv) and run this checkout's venv. A checkout
     made in a private directory (`mktemp -d` is 0700) would fail them for a reason that is
-    not portscope's: give others search (x, not read) on the checkout's own directory
-    for the session, and put the mode back afterwards."""
+    not portscope's: give others read and search on the checkout's own directory (its
+    files are world-readable already; Python's importer lists a sys.path directory, so
+    search alone is not enough) for the session, and put the mode back afterwards."""
     import stat
     mode = os.stat(CHECKOUT).st_mode
-    if not ROOT or mode & stat.S_IXOTH:
+    need = stat.S_IROTH | stat.S_IXOTH
+    if not ROOT or mode & need == need:
         yield
         return
-    os.chmod(CHECKOUT, stat.S_IMODE(mode) | stat.S_IXOTH)
+    os.chmod(CHECKOUT, stat.S_IMODE(mode) | need)
     try:
         yield
     finally:
