@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from . import registry
+from .remedies import reserve_add_command
 from .ports import PortRange, check_port, port_class
 
 CAP_NET_BIND_SERVICE = 10   # include/uapi/linux/capability.h
@@ -104,17 +105,6 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts=None,
     return out, table.backend
 
 
-def reserve_command(port: int, netns: str | None = None) -> str:
-    """The command that keeps `port` out of automatic assignment, kept across reboots.
-
-    In another namespace the reservation belongs to that namespace, and a sysctl.d
-    drop-in (which the host applies at boot) would not reach it: no --persist there.
-    """
-    if netns:
-        return f"portscope --netns {netns} reserve add {port}"
-    return f"portscope reserve add {port} --persist"
-
-
 def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserved: bool,
            start: int, eph: PortRange, netns: str | None = None) -> list[str]:
     n = []
@@ -125,7 +115,7 @@ def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserv
                  + ("; this process has it" if allowed else "; this process does not have it"))
     if in_range and not reserved:
         n.append(f"inside the ephemeral range {eph}: an outgoing connection may take it first; "
-                 f"protect it with `{reserve_command(pf_port, netns)}`")
+                 f"protect it with `{reserve_add_command(pf_port, netns)}`")
     elif in_range and reserved:
         n.append(f"inside the ephemeral range {eph} but reserved: the kernel will not hand it out")
     return n

@@ -256,7 +256,8 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
         from .host import facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
-    from .classify import bound_sockets, has_cap_net_bind_service, reserve_command
+    from .classify import bound_sockets, has_cap_net_bind_service
+    from .remedies import reserve_add_command
     from . import netns as _netns
 
     start, eph = facts.unprivileged_port_start, facts.ephemeral
@@ -283,7 +284,7 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
         else:
             problems.append(f"inside the ephemeral range {eph}: an outgoing connection or bind(0) "
                             "may take it before your server starts")
-            commands.append(reserve_command(port, netns))
+            commands.append(reserve_add_command(port, netns))
     else:
         reasons.append(f"outside the ephemeral range {eph}: connect() and bind(0) never hand it out")
         if port in facts.reserved:

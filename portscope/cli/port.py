@@ -100,8 +100,8 @@ def render(pf) -> str:
     out.append(f"  {'privileged:':<12}{priv}")
     eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"
     if pf.in_ephemeral_range and not pf.reserved:
-        from ..classify import reserve_command
-        eph += f"; outgoing connections may take it: `{reserve_command(pf.port, pf.netns)}`"
+        from ..remedies import reserve_add_command
+        eph += f"; outgoing connections may take it: `{reserve_add_command(pf.port, pf.netns)}`"
     out.append(f"  {'ephemeral:':<12}{eph}")
     out.append(f"  {'reserved:':<12}{_yes(pf.reserved)}" +
                (" (ip_local_reserved_ports: never auto-assigned)" if pf.reserved else ""))

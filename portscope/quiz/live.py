@@ -13,9 +13,9 @@ what it needs is skipped, with a note, rather than failing the quiz.
 from __future__ import annotations
 
 import random
-import shlex
 from dataclasses import dataclass
 
+from .. import remedies
 from ..errors import PortscopeError
 from ..ports import PortRange
 from . import Question
@@ -49,7 +49,7 @@ def _at(netns: str | None) -> str:
 
 def _cmd(netns: str | None, args: str) -> str:
     """The portscope command that shows the same thing, in the same namespace."""
-    return f"portscope --netns {shlex.quote(netns)} {args}" if netns else f"portscope {args}"
+    return remedies.portscope(netns, args)
 
 
 def _rng(seed: int | None, qid: str) -> random.Random:
