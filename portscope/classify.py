@@ -128,7 +128,7 @@ def classify(port: int, proto: str | None = None, netns: str | None = None, fact
     check_port(port)
     proto = registry.check_proto(proto)
     if facts is None:
-        from .host import facts as read_facts
+        from .host import host_facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
     cap = has_cap_net_bind_service() if cap is None else cap
@@ -186,7 +186,7 @@ def classify_name(name: str, proto: str | None = None, netns: str | None = None,
         raise BadInput(f"no IANA service named {name!r}" + (f" for {proto}" if proto else "")
                        + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
     if facts is None:
-        from .host import facts as read_facts
+        from .host import host_facts as read_facts
         facts = read_facts(netns)
     bound, backend = None, None
     if in_use:

@@ -20,7 +20,7 @@ from itertools import compress
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from .host import facts as host_facts
+from .host import host_facts
 from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_

@@ -438,7 +438,7 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
 def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Prediction]:
     """Ask pressure.analyze about the live table and host facts of `namespace`."""
     from . import pressure
-    from .host import facts as host_facts
+    from .host import host_facts
     from .sockets import snapshot
 
     proto = "udp" if plan.mode == "udp" else "tcp"

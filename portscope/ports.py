@@ -86,8 +86,16 @@ class PortRange:
     def overlaps(self, other: "PortRange") -> bool:
         return self.low <= other.high and other.low <= self.high
 
+    def to_json(self) -> dict:
+        """`{"low", "high", "size"}`: how every JSON document writes a range."""
+        return {"low": self.low, "high": self.high, "size": self.size}
+
     def __str__(self) -> str:
         return f"{self.low}-{self.high}" if self.low != self.high else str(self.low)
+
+
+# RFC 6335 section 6: the dynamic/private range IANA recommends for ephemeral ports
+IANA_DYNAMIC = PortRange(49152, 65535)
 
 
 class PortSet:
@@ -182,6 +190,14 @@ class PortSet:
                 pieces = nxt
             out.extend(pieces)
         return PortSet(out)
+
+    def intersection(self, other: "PortSet") -> "PortSet":
+        """Ports in both sets."""
+        return self.difference(self.difference(other))
+
+    __and__ = intersection
+    __or__ = union
+    __sub__ = difference
 
     def count_in(self, rng: PortRange) -> int:
         """How many ports of this set lie inside rng."""

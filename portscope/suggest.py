@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 from . import registry
 from .errors import BadInput
-from .ports import DYNAMIC, PortRange, check_port, port_class
+from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
 
-IANA_DYNAMIC = PortRange(49152, 65535)
 MAX_TRIALS = 500   # trial binds per call: bounded even when the table is stale
 
 
@@ -152,7 +151,7 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
         raise BadInput(f"--count must be an integer in 1..1000, got {count!r}")
     protos = _protos(protos)
     if facts is None:
-        from .host import facts as read_facts
+        from .host import host_facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
     start = facts.unprivileged_port_start
@@ -253,7 +252,7 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
     check_port(port)
     protos = _protos(protos)
     if facts is None:
-        from .host import facts as read_facts
+        from .host import host_facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
     from .classify import bound_sockets, has_cap_net_bind_service

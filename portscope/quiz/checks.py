@@ -142,7 +142,7 @@ def _service_port(a, ns):
 # -- the real kernel, in a throwaway namespace ------------------------------
 
 def _netns_default(a, ns):
-    from ..host import facts
+    from ..host import host_facts as facts
     f = facts(ns)
     key = a["key"]
     if key == "ephemeral":
@@ -165,7 +165,7 @@ def _sysctl_accepted(a, ns):
 
 def _reserved_after(a, ns):
     from .. import netns as _netns
-    from ..host import facts
+    from ..host import host_facts as facts
     from ..host.linux import write_sysctl
     with _netns.entered(ns):
         for w in a["writes"]:

@@ -182,7 +182,7 @@ def generate(seed: int | None = None, netns: str | None = None, facts=None) -> G
     questions, notes = [], []
     if facts is None:
         try:
-            from ..host import facts as read_facts
+            from ..host import host_facts as read_facts
             facts = read_facts(netns)
         except (PortscopeError, OSError) as e:
             return Generated((), (f"live questions skipped: cannot read the host's port settings: {e}",))

@@ -120,7 +120,7 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
             table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:
         if facts is None:
-            from ..host import facts as host_facts
+            from ..host import host_facts
             facts = host_facts(netns)
         from .filters import classify as _classify
         _classify(table, facts.ephemeral, facts.reserved)
