@@ -25,6 +25,7 @@ from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_
 from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
+from .fsutil import atomic_write
 
 log = logging.getLogger("portscope.exporter")
 
@@ -256,7 +257,6 @@ class Exporter:
 
 def write_textfile(path: str, data: bytes) -> None:
     """Atomic write for node_exporter's textfile collector (it reads *.prom only)."""
-    from .fsutil import atomic_write
     atomic_write(path, data)
 
 

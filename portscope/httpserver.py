@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .errors import BadInput
+from .ports import parse_port
+import errno
+from .errors import NotPermitted
 
 log = logging.getLogger("portscope.exporter")
 
@@ -309,7 +312,6 @@ def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False)
 
 def parse_listen(text: str) -> tuple[str, int, int]:
     """"ADDR:PORT", "[v6]:PORT" or ":PORT" (all addresses) -> (host, port, family)."""
-    from .ports import parse_port
 
     text = text.strip()
     if text.startswith("["):
@@ -333,7 +335,6 @@ def parse_listen(text: str) -> tuple[str, int, int]:
 
 def serve(listen: str, routes: dict, config: WebConfig | None = None, *, access_log=False) -> Server:
     """Bind (errors are one line) and return the server; the caller runs serve_forever()."""
-    import errno
 
     host, port, family = parse_listen(listen)
     config = config or WebConfig()
@@ -344,7 +345,6 @@ def serve(listen: str, routes: dict, config: WebConfig | None = None, *, access_
         if e.errno == errno.EADDRINUSE:
             raise BadInput(f"cannot listen on {listen}: address already in use")
         if e.errno == errno.EACCES:
-            from .errors import NotPermitted
             raise NotPermitted(f"cannot listen on {listen}: permission denied (port below ip_unprivileged_port_start?)")
         if e.errno == errno.EADDRNOTAVAIL:
             raise BadInput(f"cannot listen on {listen}: no such local address")

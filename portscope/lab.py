@@ -38,6 +38,10 @@ from typing import Callable, Iterator
 
 from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
 from .ports import PortRange, PortSet
+from . import pressure
+from .host import host_facts
+from .sockets import snapshot
+from . import netns as _netns
 
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")
 # capacity counted per destination
@@ -437,9 +441,6 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
 
 def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Prediction]:
     """Ask pressure.analyze about the live table and host facts of `namespace`."""
-    from . import pressure
-    from .host import host_facts
-    from .sockets import snapshot
 
     proto = "udp" if plan.mode == "udp" else "tcp"
     per_dest = plan.mode in PER_DESTINATION_MODES
@@ -478,7 +479,6 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 on_hold: Callable[[str], None] | None = None,
                 predictor_factory=None) -> LabResult:
     """Create the lab, exhaust it, report, and remove everything (also on Ctrl-C/SIGTERM)."""
-    from . import netns as _netns
 
     plan.validate()
     check_can_run()

@@ -15,6 +15,10 @@ from typing import Iterable
 from . import registry
 from .remedies import reserve_add_command
 from .ports import PortRange, check_port, port_class
+from .sockets import snapshot
+from .sockets import owners as _owners
+from .host import host_facts as read_facts
+from .errors import BadInput
 
 CAP_NET_BIND_SERVICE = 10   # include/uapi/linux/capability.h
 IN_USE_PROTOS = ("tcp", "udp")
@@ -91,14 +95,12 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts=None,
     out: dict[int, list[dict]] = {p: [] for p in want}
     if not want:
         return out, "none"
-    from .sockets import snapshot
 
     # owners walk every /proc/*/fd (the slow part): only when something holds the port
     table = snapshot(protos=tuple(protos), sport=PortRange(min(want), max(want)),
                      owners=False, netns=netns, facts=facts)
     hits = [i for i in range(len(table)) if table.local_port[i] in want]
     if owners and hits:
-        from .sockets import owners as _owners
         _owners.fill(table)
     for i in hits:
         out[table.local_port[i]].append(table.row(i))
@@ -121,14 +123,13 @@ def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserv
     return n
 
 
-def classify(port: int, proto: str | None = None, netns: str | None = None, facts=None,
+def describe_port(port: int, proto: str | None = None, netns: str | None = None, facts=None,
              in_use: bool = True, owners: bool = False, reg: registry.Registry | None = None,
              cap: bool | None = None, _bound: dict | None = None, _backend: str | None = None) -> PortFacts:
     """Everything about `port` on this host (or in network namespace `netns`)."""
     check_port(port)
     proto = registry.check_proto(proto)
     if facts is None:
-        from .host import host_facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
     cap = has_cap_net_bind_service() if cap is None else cap
@@ -173,7 +174,6 @@ def classify_name(name: str, proto: str | None = None, netns: str | None = None,
                   in_use: bool = True, owners: bool = False,
                   reg: registry.Registry | None = None) -> list[PortFacts]:
     """Every port registered under service `name`, each classified (one socket dump for all)."""
-    from .errors import BadInput
 
     proto = registry.check_proto(proto)
     reg = reg or registry.default()
@@ -186,12 +186,15 @@ def classify_name(name: str, proto: str | None = None, netns: str | None = None,
         raise BadInput(f"no IANA service named {name!r}" + (f" for {proto}" if proto else "")
                        + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
     if facts is None:
-        from .host import host_facts as read_facts
         facts = read_facts(netns)
     bound, backend = None, None
     if in_use:
         sock_protos = [p for p in IN_USE_PROTOS if proto in (None, p)]
         bound, backend = bound_sockets(ports, netns, facts, sock_protos, owners) if sock_protos else ({}, None)
     cap = has_cap_net_bind_service()
-    return [classify(p, proto, netns, facts, in_use=False, reg=reg, cap=cap, _bound=bound, _backend=backend)
+    return [describe_port(p, proto, netns, facts, in_use=False, reg=reg, cap=cap, _bound=bound, _backend=backend)
             for p in ports]
+
+
+# the name earlier releases used
+classify = describe_port

@@ -16,6 +16,7 @@ DYNAMIC = "dynamic"  # 49152-65535, dynamic/private/ephemeral
 
 
 def port_class(port: int) -> str:
+    """RFC 6335 class of a port: "system" (0-1023), "user" (1024-49151) or "dynamic"."""
     check_port(port)
     if port <= 1023:
         return SYSTEM
@@ -31,6 +32,7 @@ def check_port(port: int, what: str = "port") -> int:
 
 
 def parse_port(text: str | int, what: str = "port") -> int:
+    """A port number 0..65535 from ASCII digits (or an int); BadInput otherwise."""
     if isinstance(text, int):
         return check_port(text, what)
     s = str(text).strip()

@@ -24,6 +24,11 @@ from dataclasses import dataclass
 from . import registry
 from .errors import BadInput
 from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
+from .sockets import snapshot
+from . import netns as _netns
+from .host import host_facts as read_facts
+from .portinfo import bound_sockets, has_cap_net_bind_service
+from .remedies import reserve_add_command
 
 MAX_TRIALS = 500   # trial binds per call: bounded even when the table is stale
 
@@ -115,7 +120,6 @@ def trial_bind(port: int) -> str | None:
 
 def _bound_ports(netns, facts) -> tuple[dict[int, list[int]], str, int]:
     """port -> table rows holding it (TCP and UDP, every state), the backend, the socket count."""
-    from .sockets import snapshot
 
     table = snapshot(("tcp", "udp"), netns=netns, facts=facts, classify=False)
     by_port: dict[int, list[int]] = {}
@@ -151,7 +155,6 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
         raise BadInput(f"--count must be an integer in 1..1000, got {count!r}")
     protos = _protos(protos)
     if facts is None:
-        from .host import host_facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
     start = facts.unprivileged_port_start
@@ -178,7 +181,6 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
     picked: list[Suggestion] = []
     warnings: list[str] = []
     trials = 0
-    from . import netns as _netns
     with _netns.entered(netns):
         for p in order:
             if len(picked) == count or trials >= MAX_TRIALS:
@@ -252,12 +254,8 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
     check_port(port)
     protos = _protos(protos)
     if facts is None:
-        from .host import host_facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
-    from .classify import bound_sockets, has_cap_net_bind_service
-    from .remedies import reserve_add_command
-    from . import netns as _netns
 
     start, eph = facts.unprivileged_port_start, facts.ephemeral
     rows, backend = bound_sockets([port], netns, facts)

@@ -87,7 +87,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
             pass
         return
 
-    from ..webconfig import WebConfig, load, serve
+    from ..httpserver import WebConfig, load, serve
     cfg = load(web_config) if web_config else WebConfig()
     _limit_malloc_arenas()
     server = serve(listen, exp.routes(), cfg, access_log=verbose())

@@ -19,6 +19,10 @@ from .. import remedies
 from ..errors import PortscopeError
 from ..ports import PortRange
 from . import Question
+from ..sockets import snapshot
+from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
+from .. import registry
+from ..host import host_facts as read_facts
 
 LIVE_IDS = ("live-range", "live-range-size", "live-privileged", "live-service")
 
@@ -130,8 +134,6 @@ def _one_name(reg, port: int, proto: str):
 
 def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
     """(proto, port) of every TCP listener and unconnected bound UDP socket, sorted."""
-    from ..sockets import snapshot
-    from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
     t = snapshot(("tcp", "udp"), states=("LISTEN", "CLOSE"), netns=netns, facts=facts, classify=False)
     out = set()
     for i in range(len(t)):
@@ -145,7 +147,6 @@ def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
 
 def service_question(facts, rng: random.Random, netns: str | None = None,
                      listeners: list[tuple[str, int]] | None = None) -> tuple[Question, str | None]:
-    from .. import registry
     reg = registry.default()
     if listeners is None:
         listeners = listening(netns, facts)
@@ -182,7 +183,6 @@ def generate(seed: int | None = None, netns: str | None = None, facts=None) -> G
     questions, notes = [], []
     if facts is None:
         try:
-            from ..host import host_facts as read_facts
             facts = read_facts(netns)
         except (PortscopeError, OSError) as e:
             return Generated((), (f"live questions skipped: cannot read the host's port settings: {e}",))

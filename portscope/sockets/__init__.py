@@ -14,6 +14,14 @@ import sys
 
 from ..errors import BadInput, Unsupported
 from .table import PROTO_NAMES, STATE_CODES, SocketTable
+from . import other
+from . import netlink
+from . import procfs
+from .. import netns as _netns    # ctypes on Python < 3.12: only when needed
+from contextlib import nullcontext
+from .filters import classify as _classify
+from . import owners as _owners
+from ..host import host_facts
 
 ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
 BACKENDS = ("netlink", "procfs", "psutil")
@@ -56,7 +64,6 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
 
 def _linux_read(backend, protos, families, states, sport, auto, owners) -> SocketTable:
     if backend in (None, "netlink"):
-        from . import netlink
         # SCTP comes from /proc/net/sctp even on the netlink path: sctp_diag reports
         # association states in SCTP's own numbering and multi-homed addresses in
         # attributes, and no kernel here offers it to verify a parser against
@@ -75,12 +82,10 @@ def _linux_read(backend, protos, families, states, sport, auto, owners) -> Socke
         return table
     if backend == "procfs":
         return _procfs(protos, families, states, sport)
-    from . import other
     return other.read_table(protos, families, states, sport, owners=owners)
 
 
 def _procfs(protos, families, states, sport) -> SocketTable:
-    from . import procfs
     return procfs.read_table(protos, families, states, sport)
 
 
@@ -107,25 +112,19 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
         raise Unsupported("--netns is available on Linux only")
 
     if netns:
-        from .. import netns as _netns    # ctypes on Python < 3.12: only when needed
         where = _netns.entered(netns)
     else:
-        from contextlib import nullcontext
         where = nullcontext()
     with where:
         if linux:
             table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners)
         else:
-            from . import other
             table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:
         if facts is None:
-            from ..host import host_facts
             facts = host_facts(netns)
-        from .filters import classify as _classify
         _classify(table, facts.ephemeral, facts.reserved)
     if owners and table.pid is None:       # psutil tables come with their owners
-        from . import owners as _owners
         _owners.fill(table)
     return table
 

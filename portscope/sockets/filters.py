@@ -11,6 +11,10 @@ from .table import (
     AUTO_NO, AUTO_UNKNOWN, AUTO_YES, EPH_LOCAL, EPH_NONE, EPH_REMOTE, METHOD_KERNEL, METHOD_RANGE,
     TCP_LISTEN, SocketTable,
 )
+import ipaddress
+from ..errors import BadInput
+from collections import Counter
+from .table import PROTO_NAMES, STATE_NAMES
 
 # one byte per row packs ephemeral | method << 2 | auto_bound << 4, so a single
 # bytes(map(...)) pass builds three columns
@@ -100,8 +104,6 @@ _V4_MAPPED = bytes(10) + b"\xff\xff"
 
 def parse_net(text: str, what: str):
     """An address or CIDR network for --src / --dst; BadInput otherwise."""
-    import ipaddress
-    from ..errors import BadInput
     s = str(text).strip()
     try:
         return ipaddress.ip_network(s, strict=False)
@@ -163,8 +165,6 @@ def select(table: SocketTable, *, port=None, src=None, dst=None, ephemeral=None,
 
 def counts(table: SocketTable, rows: list[int] | None = None) -> dict:
     """{"total", "by_proto", "by_state", "by_proto_state"} without building any row."""
-    from collections import Counter
-    from .table import PROTO_NAMES, STATE_NAMES
     if rows is None:
         pairs = Counter(zip(table.proto, table.state))
     else:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import socket
 
 from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_ESTABLISHED, TCP_CLOSE, SocketTable
+from array import array
+from ..errors import Unsupported
+from ..errors import NotPermitted
 
 _ZERO = {4: bytes(4), 6: bytes(16)}
 
@@ -19,10 +22,8 @@ def read_table(protos, families, states: set[int] | None, sport, owners: bool = 
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil is a dependency
-        from ..errors import Unsupported
         raise Unsupported("the psutil socket backend needs the psutil package")
     table = SocketTable(backend="psutil")
-    from array import array
     pids = array("i")
     kinds = []
     if "tcp" in protos:
@@ -37,7 +38,6 @@ def read_table(protos, families, states: set[int] | None, sport, owners: bool = 
         try:
             conns = psutil.net_connections(kind=kind)
         except psutil.AccessDenied:
-            from ..errors import NotPermitted
             raise NotPermitted("listing sockets needs administrator rights on this system (psutil AccessDenied)")
         for c in conns:
             fam = 4 if c.family == socket.AF_INET else 6 if c.family == socket.AF_INET6 else 0
