@@ -20,12 +20,12 @@ from itertools import compress
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from .fsutil import atomic_write
 from .host import host_facts
 from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_
 from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
-from .fsutil import atomic_write
 
 log = logging.getLogger("portscope.exporter")
 

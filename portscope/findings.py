@@ -16,8 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .remedies import (
-    IP_BIND_ADDRESS_NO_PORT, bind_no_port_fix, port_list, range_command, reserve_command, shell,
-    sysctl_command, wider_range,
+    IP_BIND_ADDRESS_NO_PORT,
+    bind_no_port_fix,
+    port_list,
+    range_command,
+    reserve_command,
+    shell,
+    sysctl_command,
+    wider_range,
 )
 
 WARN_UTIL = 0.80

@@ -19,8 +19,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import replace
-from itertools import compress
 from ipaddress import ip_address
+from itertools import compress
 from typing import Callable
 
 from .findings import Finding, destination_label

@@ -14,6 +14,7 @@ Unknown keys are an error, as in the toolkit: a typo must not silently turn TLS 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import logging
@@ -24,10 +25,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .errors import BadInput
+from .errors import BadInput, NotPermitted
 from .ports import parse_port
-import errno
-from .errors import NotPermitted
 
 log = logging.getLogger("portscope.exporter")
 

@@ -36,12 +36,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
-from .ports import PortRange, PortSet
-from . import pressure
-from .host import host_facts
-from .sockets import snapshot
 from . import netns as _netns
+from . import pressure
+from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
+from .host import host_facts
+from .ports import PortRange, PortSet
+from .sockets import snapshot
 
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")
 # capacity counted per destination

@@ -7,11 +7,10 @@ refusals into portscope's errors (NotPermitted, SystemReadError) with one-line m
 """
 from __future__ import annotations
 
+from . import host, pressure
 from .errors import BadInput, NotPermitted, SystemReadError
 from .forecast import forecast, sample
-from . import host
 from .netns import Namespace
-from . import pressure
 from .pressure import PressureResult
 
 MAX_INTERVAL = 3600.0

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from . import registry
-from .remedies import reserve_add_command
-from .ports import PortRange, check_port, port_class
-from .sockets import snapshot
-from .sockets import owners as _owners
-from .host import host_facts as read_facts
 from .errors import BadInput
+from .host import host_facts as read_facts
+from .ports import PortRange, check_port, port_class
+from .remedies import reserve_add_command
+from .sockets import owners as _owners
+from .sockets import snapshot
 
 CAP_NET_BIND_SERVICE = 10   # include/uapi/linux/capability.h
 IN_USE_PROTOS = ("tcp", "udp")

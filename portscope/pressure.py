@@ -43,17 +43,24 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import compress
 
 from . import netns as _netns
-from .findings import SEVERITIES, Finding, evaluate
+from .findings import Finding, evaluate
 from .ports import PortRange, PortSet
 from .sockets import netlink, snapshot
 from .sockets.masks import and_, is_, not_, or_
 from .sockets.table import (
-    AUTO_NO, PROTO_NAMES, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, STATE_CODES, TCP_LISTEN,
-    TCP_TIME_WAIT, format_addr,
+    AUTO_NO,
+    PROTO_NAMES,
+    PROTO_TCP,
+    PROTO_UDP,
+    PROTO_UDPLITE,
+    STATE_CODES,
+    TCP_LISTEN,
+    TCP_TIME_WAIT,
+    format_addr,
 )
 
 PARITY_FAR = 0.5     # bind(0) inference only while a destination uses < half its LOW-parity ports

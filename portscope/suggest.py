@@ -21,14 +21,14 @@ import random
 import socket
 from dataclasses import dataclass
 
+from . import netns as _netns
 from . import registry
 from .errors import BadInput
-from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
-from .sockets import snapshot
-from . import netns as _netns
 from .host import host_facts as read_facts
 from .portinfo import bound_sockets, has_cap_net_bind_service
+from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
 from .remedies import reserve_add_command
+from .sockets import snapshot
 
 MAX_TRIALS = 500   # trial binds per call: bounded even when the table is stale
 

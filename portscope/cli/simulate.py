@@ -7,7 +7,6 @@ from ..simulate.config import ALGOS, DEFAULTS, typed
 from .common import emit_json, json_option, netns_of, want_json
 
 
-
 @click.command("simulate")
 @click.option("--range", "range_", metavar="LOW-HIGH", help="ip_local_port_range to model [32768-60999].")
 @click.option("--reserved", metavar="LIST", help="ip_local_reserved_ports, e.g. 40010,40100-40199.")

@@ -13,7 +13,6 @@ import time
 import click
 
 from ..trend import SPARKS, Trend, TrendPoint, sparkline  # noqa: F401 - SPARKS re-exported for callers
-
 from .common import json_option, netns_of, netns_option, want_json
 
 SHOWN = 12                   # of which the sparkline shows the latest

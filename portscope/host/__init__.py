@@ -10,7 +10,15 @@ import sys
 from ..errors import Unsupported
 from . import bsd, linux, windows
 from ._common import (
-    FileWrite, HostFacts, NamedRange, NamedSet, Plan, Result, SocketFacts, Step, iana_comparison,
+    FileWrite,
+    HostFacts,
+    NamedRange,
+    NamedSet,
+    Plan,
+    Result,
+    SocketFacts,
+    Step,
+    iana_comparison,
 )
 
 __all__ = ["HostFacts", "NamedRange", "NamedSet", "Plan", "Step", "FileWrite", "Result", "SocketFacts",

@@ -18,7 +18,18 @@ from .. import netns as _netns
 from ..errors import BadInput, PortscopeError, SystemReadError, Unsupported
 from ..fsutil import atomic_write
 from . import bsd, linux, sysctld, windows
-from ._common import FileWrite, HostFacts, Plan, Result, Runner, SocketFacts, Step, check_range, parse_ports, run_command
+from ._common import (
+    FileWrite,
+    HostFacts,
+    Plan,
+    Result,
+    Runner,
+    SocketFacts,
+    Step,
+    check_range,
+    parse_ports,
+    run_command,
+)
 
 # macOS/FreeBSD clamp first/last to >= IPPORT_RESERVED whatever the privileged boundary says
 _MIN_FIRST = {"darwin": bsd.IPPORT_RESERVED, "freebsd": bsd.IPPORT_RESERVED}

@@ -13,7 +13,13 @@ from .. import remedies
 from ..errors import BadInput, NotPermitted, SystemReadError
 from ..ports import PortRange, PortSet
 from ._common import (
-    HostFacts, NamedRange, Plan, SocketFacts, Step, fmt_ports, read_text,
+    HostFacts,
+    NamedRange,
+    Plan,
+    SocketFacts,
+    Step,
+    fmt_ports,
+    read_text,
 )
 
 SYSCTL_DIR = "/proc/sys/net/ipv4"

@@ -157,7 +157,7 @@ def plan_reserve(op: str, ports: PortSet, facts: HostFacts, protos) -> tuple[lis
         cur = s.ports
         key = f"excluded {fam}/{s.proto}"
 
-        def step(argv, undo, new_set, cur_set):
+        def step(argv, undo, new_set, cur_set, key=key):
             steps.append(Step(key, str(cur_set), str(new_set), argv, undo))
             return new_set
 

@@ -20,16 +20,14 @@ from __future__ import annotations
 import random
 import re
 
-from ..errors import BadInput, PortscopeError
-from ..host import bsd, linux, windows
-from ..ports import PortRange, PortSet, port_class
-from .. import host
-from ..host import HostFacts
-from ..portinfo import describe_port as classify
-from ..simulate.space import make_space
-from ..simulate.allocators import make
-from .. import registry
+from .. import host, registry
 from .. import netns as _netns
+from ..errors import BadInput, PortscopeError
+from ..host import HostFacts, bsd, linux, windows
+from ..portinfo import describe_port as classify
+from ..ports import PortRange, PortSet, port_class
+from ..simulate.allocators import make
+from ..simulate.space import make_space
 
 KERNEL_KINDS = frozenset({"netns_default", "sysctl_accepted", "reserved_after"})
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .. import remedies
+from .. import registry, remedies
 from ..errors import PortscopeError
+from ..host import host_facts as read_facts
 from ..ports import PortRange
-from . import Question
 from ..sockets import snapshot
 from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
-from .. import registry
-from ..host import host_facts as read_facts
+from . import Question
 
 LIVE_IDS = ("live-range", "live-range-size", "live-privileged", "live-service")
 

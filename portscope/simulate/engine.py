@@ -13,10 +13,10 @@ from collections import deque
 
 import numpy as np
 
+from ..errors import BadInput
 from . import allocators, arrivals
 from .alloc_base import GLOBAL, TUPLE
 from .result import Result, Series, parity_stats, predictability
-from ..errors import BadInput
 from .workload import MAX_SAMPLES, Workload
 
 SERIES_POINTS = 200

@@ -11,17 +11,15 @@ rules (filters.classify), and `table.backend` says which one ran.
 from __future__ import annotations
 
 import sys
-
-from ..errors import BadInput, Unsupported
-from .table import PROTO_NAMES, STATE_CODES, SocketTable
-from . import other
-from . import netlink
-from . import procfs
-from .. import netns as _netns    # ctypes on Python < 3.12: only when needed
 from contextlib import nullcontext
-from .filters import classify as _classify
-from . import owners as _owners
+
+from .. import netns as _netns  # ctypes on Python < 3.12: only when needed
+from ..errors import BadInput, Unsupported
 from ..host import host_facts
+from . import netlink, other, procfs
+from . import owners as _owners
+from .filters import classify as _classify
+from .table import PROTO_NAMES, STATE_CODES, SocketTable
 
 ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
 BACKENDS = ("netlink", "procfs", "psutil")

@@ -5,16 +5,26 @@ the same rules (the contract tests rely on it).
 """
 from __future__ import annotations
 
-from array import array
-
-from .table import (
-    AUTO_NO, AUTO_UNKNOWN, AUTO_YES, EPH_LOCAL, EPH_NONE, EPH_REMOTE, METHOD_KERNEL, METHOD_RANGE,
-    TCP_LISTEN, SocketTable,
-)
 import ipaddress
-from ..errors import BadInput
+from array import array
 from collections import Counter
-from .table import PROTO_NAMES, STATE_NAMES
+
+from ..errors import BadInput
+from .table import (
+    AUTO_NO,
+    AUTO_UNKNOWN,
+    AUTO_YES,
+    EPH_LOCAL,
+    EPH_NONE,
+    EPH_REMOTE,
+    METHOD_KERNEL,
+    METHOD_RANGE,
+    PROTO_NAMES,
+    STATE_NAMES,
+    TCP_LISTEN,
+    SocketTable,
+)
+
 
 # one byte per row packs ephemeral | method << 2 | auto_bound << 4, so a single
 # bytes(map(...)) pass builds three columns

@@ -24,7 +24,12 @@ import sys
 from array import array
 
 from .table import (
-    AUTO_NO, AUTO_UNKNOWN, AUTO_YES, PROTO_CODES, TCP_LISTEN, SocketTable,
+    AUTO_NO,
+    AUTO_UNKNOWN,
+    AUTO_YES,
+    PROTO_CODES,
+    TCP_LISTEN,
+    SocketTable,
 )
 
 NETLINK_SOCK_DIAG = 4

@@ -9,11 +9,10 @@ is listed by psutil once per process; it is kept once here, with the first pid.
 from __future__ import annotations
 
 import socket
-
-from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_ESTABLISHED, TCP_CLOSE, SocketTable
 from array import array
-from ..errors import Unsupported
-from ..errors import NotPermitted
+
+from ..errors import NotPermitted, Unsupported
+from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_CLOSE, TCP_ESTABLISHED, SocketTable
 
 _ZERO = {4: bytes(4), 6: bytes(16)}
 

@@ -16,7 +16,13 @@ from array import array
 from .. import netns as _netns
 from ..errors import NotPermitted, SystemReadError
 from .table import (
-    AUTO_UNKNOWN, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN, SocketTable,
+    AUTO_UNKNOWN,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+    PROTO_UDPLITE,
+    TCP_LISTEN,
+    SocketTable,
 )
 
 # (proto code, family, file under /proc/net)
