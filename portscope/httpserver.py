@@ -58,6 +58,8 @@ class WebConfig:
             return None
         where = f"web config {self.source}" if self.source else "web config"
         cert, key, ca = self.cert_file, self.key_file, self.client_ca_file
+        if cert is None:
+            raise BadInput(f"{where}: tls_server_config needs cert_file")
         for what, p in (("cert_file", cert), ("key_file", key), ("client_ca_file", ca)):
             if p is not None:
                 try:
@@ -85,8 +87,9 @@ class WebConfig:
             try:
                 ctx.load_verify_locations(cafile=ca)
             except (OSError, ssl.SSLError) as e:
+                reason = getattr(e, "reason", None)
                 raise BadInput(f"{where}: client_ca_file {ca} holds no usable PEM certificate"
-                               + (f" ({e.reason})" if getattr(e, "reason", None) else ""))
+                               + (f" ({reason})" if reason else ""))
         if self.client_auth_type == "RequireAndVerifyClientCert":
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx

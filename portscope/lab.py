@@ -429,7 +429,7 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
         s.connect((dst, port))
     except OSError as e:
         s.close()
-        e.call = call
+        e.call = call  # type: ignore[attr-defined]  # read by Refusal: which syscall failed
         raise
     except BaseException:
         s.close()
@@ -501,7 +501,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
         _configure(plan, ns_inode)
         sockets: list[socket.socket] = []
         # closed before the namespace is deleted (ExitStack unwinds in reverse)
-        stack.callback(lambda: [s.close() for s in sockets])
+        stack.callback(_close_all, sockets)
         listeners = _listeners(plan)
         sockets.extend(listeners)
         listener_of = dict(zip(plan.destination_list(), listeners))
@@ -578,3 +578,8 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
     return LabResult(namespace=name, plan=plan, destinations=tuple(outcomes), steps=tuple(steps),
                      stop_reason=stop, elapsed_s=elapsed, global_start=global_start,
                      global_end=global_end, error=error)
+
+
+def _close_all(sockets: list[socket.socket]) -> None:
+    for s in sockets:
+        s.close()

@@ -316,14 +316,14 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     # selected rows become tuples.
     keys = m.tcp_keys
     tcp_client, client = m.tcp_client, m.client
-    dest_n = Counter(compress(keys(), tcp_client))
+    dest_n: Counter[tuple] = Counter(compress(keys(), tcp_client))
     udp_keys = list(compress(m.udp_keys(), m.udp_client))
     dest_n.update(udp_keys)
     dest_tw = Counter(compress(keys(), and_(tcp_client, m.tw)))
     n_tw = sum(dest_tw.values())
     explicit = and_(tcp_client, m.auto_no)
     auto_tcp = and_(tcp_client, not_(m.auto_no))
-    dest_bind = Counter(compress(keys(), explicit))
+    dest_bind: Counter[tuple] = Counter(compress(keys(), explicit))
     dest_bind.update(udp_keys)                              # every UDP socket holds its port
     cand_mask = and_(auto_tcp, not_(m.same_par))
     has_cand = bool(cand_mask.count(1))

@@ -79,7 +79,7 @@ class SuggestResult:
 def _protos(protos) -> tuple[str, ...]:
     if isinstance(protos, str):
         protos = protos.replace(",", " ").split()
-    out = tuple(dict.fromkeys(registry.check_proto(p) for p in protos))
+    out = tuple(dict.fromkeys(str(registry.check_proto(p)) for p in protos))
     if not out:
         raise BadInput("--proto needs at least one protocol")
     return out
@@ -258,8 +258,8 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
     reg = reg or registry.default()
 
     start, eph = facts.unprivileged_port_start, facts.ephemeral
-    rows, backend = bound_sockets([port], netns, facts)
-    rows = rows[port]
+    held, backend = bound_sockets([port], netns, facts)
+    rows = held[port]
     reasons, problems, commands = [], [], []
     if port == 0:
         problems.append("port 0 means 'any port': bind(0) asks the kernel to choose")

@@ -23,7 +23,7 @@ from .common import emit_json, json_option, netns_of, netns_option, verbose, wan
               help="Include questions generated from this host (its range, privileged ports, listeners).")
 @json_option
 @netns_option
-def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, json_out, netns):
+def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, json_out, netns) -> None:
     """Learn how ports work: a short multiple-choice quiz.
 
     \b

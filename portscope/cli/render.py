@@ -20,7 +20,7 @@ def render_destinations(res, echo=click.echo) -> None:
     rows = [("PROTO", "SOURCE -> DESTINATION", "IN USE", "TIME_WAIT", "CAPACITY", "USE")
             + (("RATE/s", "MAX/s", "EXHAUSTED IN") if fc else ())]
     for d in res.destinations:
-        row = (d.proto, d.label, str(d.in_use), str(d.time_wait), str(d.capacity), _pct(d.utilization))
+        row: tuple[str, ...] = (d.proto, d.label, str(d.in_use), str(d.time_wait), str(d.capacity), _pct(d.utilization))
         if fc:
             eta = "-" if d.seconds_to_exhaustion is None else f"{d.seconds_to_exhaustion:.0f} s"
             mx = "-" if d.sustainable_rate_per_s is None else f"{d.sustainable_rate_per_s:.1f}"

@@ -28,7 +28,7 @@ def _delta(p: TrendPoint) -> str:
 
 def render(res, trend: dict, *, netns, interval: float, iteration: int, iterations, top_n: int):
     """The rich renderable of one refresh."""
-    from rich.console import Group
+    from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
 
@@ -54,7 +54,7 @@ def render(res, trend: dict, *, netns, interval: float, iteration: int, iteratio
                   Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
                   _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
                   Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization)))
-    parts = [head, t]
+    parts: list[RenderableType] = [head, t]
     if not res.destinations:
         parts.append(Text("  (no outgoing connections using the ephemeral range)"))
     rest = len(res.destinations) - top_n
@@ -194,7 +194,10 @@ def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
 
     if not console.is_terminal:
         # piped or redirected: rich.live would only print the last frame; print every one
-        frames(lambda r: (console.print(r), console.line()))
+        def show(r) -> None:
+            console.print(r)
+            console.line()
+        frames(show)
         return
     with Live(console=console, auto_refresh=False, screen=True) as live:
         frames(lambda r: live.update(r, refresh=True))

@@ -140,7 +140,7 @@ def apply(plan: Plan, *, sysctl=None, runner: Runner | None = None,
             err = type(e)(f"{reason} ({undone})") if isinstance(e, PortscopeError) \
                 else SystemReadError(f"{reason} ({undone})")
             raise err from e
-    return Result(plan, after, read_back, plan.persist.path if wrote_file else None)
+    return Result(plan, after, read_back, plan.persist.path if wrote_file and plan.persist else None)
 
 
 def _rollback(ex, done: list[Step], fw: FileWrite | None) -> list[str]:

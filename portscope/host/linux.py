@@ -105,8 +105,9 @@ def parse_reserved(text: str) -> PortSet:
 
 def read_facts_here(netns: str | None) -> HostFacts:
     """Facts of the namespace the calling thread is in now (`netns` only labels them)."""
-    rng = parse_range(read_sysctl(PORT_RANGE))
-    reserved = parse_reserved(read_sysctl(RESERVED))
+    # required reads raise when the file is missing, so these are never None
+    rng = parse_range(read_sysctl(PORT_RANGE) or "")
+    reserved = parse_reserved(read_sysctl(RESERVED) or "")
     unpriv = read_sysctl(UNPRIV, required=False)
     reuse = read_sysctl("tcp_tw_reuse", required=False)
     delay = read_sysctl("tcp_tw_reuse_delay", required=False)

@@ -68,7 +68,7 @@ def restore_file(path: str, old: str | None) -> None:
 def later_overrides(directory: str, ours: str, keys: Iterable[str]) -> list[str]:
     """Other drop-ins sorting after ours that set the same keys (they win at boot)."""
     keys = set(keys)
-    found = []
+    found: list[str] = []
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(".conf"))
     except OSError:

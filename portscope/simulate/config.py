@@ -73,7 +73,7 @@ def typed(o: dict) -> dict:
                 pass
         raise BadInput(f"{opt(key)}: not a number: {v!r}")
 
-    out = {k: (str(o[k]) if o.get(k) is not None else None)
+    out: dict[str, object] = {k: (str(o[k]) if o.get(k) is not None else None)
            for k in ("range", "reserved", "listeners", "algorithm", "arrivals", "socket_range")}
     out["reserved"] = out["reserved"] or ""
     out["listeners"] = out["listeners"] or ""

@@ -11,7 +11,7 @@ rules (filters.classify), and `table.backend` says which one ran.
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 from .. import netns as _netns  # ctypes on Python < 3.12: only when needed
 from ..errors import BadInput, Unsupported
@@ -109,10 +109,7 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
     if netns and not linux:
         raise Unsupported("--netns is available on Linux only")
 
-    if netns:
-        where = _netns.entered(netns)
-    else:
-        where = nullcontext()
+    where: AbstractContextManager[None] = _netns.entered(netns) if netns else nullcontext()
     with where:
         if linux:
             table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners)

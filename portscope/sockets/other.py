@@ -86,7 +86,7 @@ def fill_owners(table) -> None:
     """Commands for the pids psutil already gave."""
     import psutil
     names: dict[int, str | None] = {}
-    cmds = []
+    cmds: list[str | None] = []
     for p in table.pid:
         if p < 0:
             cmds.append(None)

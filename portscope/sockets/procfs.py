@@ -175,7 +175,7 @@ def _columns(header: str, *names: str) -> list[int]:
     return [cols.index(n) for n in names]
 
 
-def _addr_list(tokens: list[str]) -> list[bytes]:
+def _addr_list(tokens: list[str]) -> list[tuple[int, bytes]]:
     """Addresses of one side, primary (`*`) first; all of one family."""
     parsed = [_text_addr(a) for a in tokens]
     star = next((k for k, a in enumerate(tokens) if a.startswith("*")), 0)
