@@ -43,7 +43,7 @@ FINDING_IDS = ("destination-critical", "destination-high", "destination-forecast
                "range-same-parity", "range-small", "time-wait-dominant", "bind-before-connect",
                "udp-pool", "process-dominant")
 
-__all__ = ["Finding", "FINDING_IDS", "SEVERITIES", "evaluate", "max_rate", "destination_label",
+__all__ = ["Finding", "FINDING_IDS", "SEVERITIES", "evaluate", "max_rate", "destination_label", "percent",
            "IP_BIND_ADDRESS_NO_PORT"]
 
 
@@ -82,7 +82,8 @@ def destination_label(d) -> str:
     return f"{d.proto} {d.label}"
 
 
-def _pct(x: float) -> str:
+def percent(x: float) -> str:
+    """A 0..1 fraction as every report prints it: `48.2%`."""
     return f"{x * 100:.1f}%"
 
 
@@ -95,11 +96,11 @@ def destination_findings(result, facts) -> list:
                               ("warning", "destination-high", warn, WARN_UTIL)):
         if not ds:
             continue
-        names = "; ".join(f"{destination_label(d)} {d.in_use}/{d.capacity} ({_pct(d.utilization)})" for d in ds[:MAX_LISTED])
+        names = "; ".join(f"{destination_label(d)} {d.in_use}/{d.capacity} ({percent(d.utilization)})" for d in ds[:MAX_LISTED])
         more = f" and {len(ds) - MAX_LISTED} more" if len(ds) > MAX_LISTED else ""
         tw = sum(d.time_wait for d in ds)
         use = sum(d.in_use for d in ds)
-        why = (f"; {_pct(tw / use)} of it is TIME_WAIT" if use and tw / use >= TW_SHARE else "")
+        why = (f"; {percent(tw / use)} of it is TIME_WAIT" if use and tw / use >= TW_SHARE else "")
         out.append(_F(
             fid, sev,
             f"{len(ds)} destination(s) at >= {thr * 100:.0f}% of their source ports: {names}{more}{why}",
@@ -124,7 +125,7 @@ def pool_findings(result, facts) -> list:
             sev = "critical" if u >= CRIT_UTIL else "warning"
             out.append(_F(
                 f"pool-{sev}", sev,
-                f"{n} of {cap} ports ({_pct(u)}) are held for every destination by {name.upper()} "
+                f"{n} of {cap} ports ({percent(u)}) are held for every destination by {name.upper()} "
                 f"sockets (listeners {g.listeners}, bind-before-connect {g.bind_held}, UDP {g.udp}): "
                 f"new {name.upper()} sockets will fail with EADDRNOTAVAIL/EADDRINUSE",
                 "set IP_BIND_ADDRESS_NO_PORT before bind(addr, 0); reuse UDP sockets; "
@@ -191,7 +192,7 @@ def time_wait_findings(result, facts) -> list:
     names = "; ".join(f"{destination_label(d)} {d.time_wait} TIME_WAIT/{d.capacity}" for d in hot[:MAX_LISTED])
     return [_F(
         "time-wait-dominant", "warning",
-        f"{g.time_wait} of {g.sockets} client sockets ({_pct(g.time_wait / g.sockets)}) are in TIME_WAIT, "
+        f"{g.time_wait} of {g.sockets} client sockets ({percent(g.time_wait / g.sockets)}) are in TIME_WAIT, "
         f"each holding its port for {result.time_wait_seconds} s" + (f": {names}" if names else ""),
         remedy, {"time_wait": g.time_wait, "sockets": g.sockets, "tcp_tw_reuse": facts.tcp_tw_reuse})]
 
@@ -205,7 +206,7 @@ def bind_findings(result, facts) -> list:
     how = (f" ({g.bind_inferred} inferred from bind(0)'s port parity)" if g.bind_inferred else "")
     return [_F(
         "bind-before-connect", sev,
-        f"{g.bind_held} TCP port(s) of the range ({_pct(share)}) are held by sockets bound before "
+        f"{g.bind_held} TCP port(s) of the range ({percent(share)}) are held by sockets bound before "
         f"connect(){how}: each blocks its port for every destination",
         bind_no_port_fix(),
         {"bind_held": g.bind_held, "inferred": g.bind_inferred, "capacity": g.capacity})]
@@ -220,7 +221,7 @@ def udp_findings(result, facts) -> list:
     # (and pressure --check judges that share against --warn/--crit)
     return [_F(
         "udp-pool", "warning",
-        f"{g.udp} UDP socket port(s) hold {_pct(share)} of the range: unlike TCP connect(), "
+        f"{g.udp} UDP socket port(s) hold {percent(share)} of the range: unlike TCP connect(), "
         f"each UDP socket keeps its port from every destination",
         "reuse UDP sockets (one socket per upstream, or one unconnected socket with sendto()) "
         "and cap outstanding queries (e.g. resolver concurrency)",
@@ -240,8 +241,8 @@ def process_findings(result, facts) -> list:
     return [_F(
         "process-dominant", "warning",
         f"pid {p.pid} ({p.command or '?'}) owns {p.in_use} of {g.sockets} client sockets "
-        f"({_pct(p.in_use / g.sockets)}), holding {p.ports} of the {g.capacity} usable ports "
-        f"({_pct(p.ports / g.capacity)})",
+        f"({percent(p.in_use / g.sockets)}), holding {p.ports} of the {g.capacity} usable ports "
+        f"({percent(p.ports / g.capacity)})",
         f"reuse connections in {p.command or 'pid ' + str(p.pid)} (keep-alive / a pool); "
         f"inspect: {shell(facts.netns)}ss -tanp | grep 'pid={p.pid},'",
         {"pid": p.pid, "command": p.command, "in_use": p.in_use, "ports": p.ports,

@@ -29,7 +29,6 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from contextlib import ExitStack, contextmanager
@@ -40,13 +39,15 @@ from . import netns as _netns
 from . import pressure
 from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
 from .host import host_facts
+from .host._common import run_command
+from .host.linux import write_key
 from .ports import PortRange, PortSet
+from .remedies import IP_BIND_ADDRESS_NO_PORT
 from .sockets import snapshot
 
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")
 # capacity counted per destination
 PER_DESTINATION_MODES = ("connect", "bind-no-port", "connect-close")
-IP_BIND_ADDRESS_NO_PORT = 24
 # the kernel's ways of saying "no port left"
 REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
 
@@ -256,11 +257,14 @@ class LabResult:
 
 # ---------------------------------------------------------------- namespace lifecycle
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise PortscopeError(f"`ip {' '.join(args)}` failed: {r.stderr.strip() or r.returncode}")
-    return r
+def _ip(*args: str, check: bool = True) -> str:
+    """`ip ARGS` through the shared runner; with check=False a failure is only an empty answer."""
+    try:
+        return run_command(["ip", *args])
+    except PortscopeError:
+        if check:
+            raise
+        return ""
 
 
 def check_can_run() -> None:
@@ -274,7 +278,7 @@ def check_can_run() -> None:
 
 def lab_namespaces() -> list[str]:
     """Names of lab namespaces that exist now (ours or left by a killed run)."""
-    out = _ip("netns", "list", check=False).stdout
+    out = _ip("netns", "list", check=False)
     return [ln.split()[0] for ln in out.splitlines() if ln.startswith(NS_PREFIX + "-")]
 
 
@@ -344,9 +348,7 @@ def _write_sysctl(key: str, value: str, ns_inode: int) -> None:
     # /proc/sys/net resolves through the *calling thread's* namespace: check we are in the lab's
     if _ns_inode("/proc/thread-self/ns/net") != ns_inode:
         raise PortscopeError("refusing to write a sysctl outside the lab namespace")
-    path = "/proc/sys/" + key.replace(".", "/")
-    with open(path, "w") as f:
-        f.write(value)
+    write_key(key, value)
 
 
 def _configure(plan: Plan, ns_inode: int) -> None:

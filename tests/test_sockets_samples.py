@@ -368,16 +368,7 @@ def test_request_layout():
 def _table(rows, listen=()):
     t = SocketTable(backend="test")
     for proto, state, lp, rp, auto in rows:
-        t.proto.append(proto)
-        t.family.append(4)
-        t.state.append(state)
-        t.local_addr.append(bytes([127, 0, 0, 1]))
-        t.local_port.append(lp)
-        t.remote_addr.append(bytes([127, 0, 0, 1]))
-        t.remote_port.append(rp)
-        t.uid.append(0)
-        t.inode.append(1)
-        t.auto_bound.append(auto)
+        t.append(proto, 4, state, bytes([127, 0, 0, 1]), lp, bytes([127, 0, 0, 1]), rp, 0, 1, auto)
     t.listen_ports.update(listen)
     return t
 

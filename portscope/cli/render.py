@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ..findings import percent
 from ..host._common import change_json
 from .common import emit_json
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
 
 
 def render_destinations(res, echo=click.echo) -> None:
@@ -20,7 +17,7 @@ def render_destinations(res, echo=click.echo) -> None:
     rows = [("PROTO", "SOURCE -> DESTINATION", "IN USE", "TIME_WAIT", "CAPACITY", "USE")
             + (("RATE/s", "MAX/s", "EXHAUSTED IN") if fc else ())]
     for d in res.destinations:
-        row: tuple[str, ...] = (d.proto, d.label, str(d.in_use), str(d.time_wait), str(d.capacity), _pct(d.utilization))
+        row: tuple[str, ...] = (d.proto, d.label, str(d.in_use), str(d.time_wait), str(d.capacity), percent(d.utilization))
         if fc:
             eta = "-" if d.seconds_to_exhaustion is None else f"{d.seconds_to_exhaustion:.0f} s"
             mx = "-" if d.sustainable_rate_per_s is None else f"{d.sustainable_rate_per_s:.1f}"
@@ -36,7 +33,7 @@ def render_destinations(res, echo=click.echo) -> None:
 
 def render_global(res, echo=click.echo) -> None:
     g = res.global_
-    echo(f"Global: {g.in_use} of {g.capacity} usable ports in use ({_pct(g.utilization)}): "
+    echo(f"Global: {g.in_use} of {g.capacity} usable ports in use ({percent(g.utilization)}): "
          f"{g.listeners} listener, {g.bind_held} bind-held, {g.udp} UDP, "
          f"{g.connect} connect() sockets ({g.time_wait} in TIME_WAIT)")
 

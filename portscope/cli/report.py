@@ -18,7 +18,7 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 def report(json_out, netns, top):
     """One-screen health report: range facts, worst destination, findings with fixes."""
     from ..check import status
-    from ..findings import max_rate
+    from ..findings import max_rate, percent
     from ..measure import measure
     from ..report import report_json
 
@@ -46,10 +46,10 @@ def report(json_out, netns, top):
     w = res.worst
     if w:
         echo(f"  Worst destination {w.proto} {w.label}: {w.in_use} of {w.capacity} ports "
-             f"({w.utilization * 100:.1f}%), {w.time_wait} in TIME_WAIT")
+             f"({percent(w.utilization)}), {w.time_wait} in TIME_WAIT")
     else:
         echo("  Worst destination none: no outgoing connection uses the ephemeral range")
-    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({g.utilization * 100:.1f}%) held by "
+    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({percent(g.utilization)}) held by "
          f"{g.connect} connect() sockets ({g.time_wait} in TIME_WAIT), {g.listeners} listener(s), "
          f"{g.bind_held} bind-held, {g.udp} UDP")
     echo("")

@@ -47,18 +47,24 @@ def read_sysctl(name: str, required: bool = True) -> str | None:
 
 
 def write_sysctl(name: str, value: str) -> None:
-    """One write of the whole value; the kernel validates it and answers EINVAL if it refuses."""
-    path = sysctl_path(name)
+    """Write net.ipv4.NAME (see write_key)."""
+    write_key(sysctl_key(name), value)
+
+
+def write_key(key: str, value: str) -> None:
+    """Write the sysctl KEY (dotted, e.g. net.core.somaxconn) of the calling thread's namespace:
+    one write of the whole value; the kernel validates it and answers EINVAL if it refuses."""
+    path = "/proc/sys/" + key.replace(".", "/")
     try:
         # unbuffered: the kernel must see one write() with the whole value
         fd = os.open(path, os.O_WRONLY)
     except FileNotFoundError:
-        raise SystemReadError(f"{path} is missing: this kernel has no {sysctl_key(name)}")
+        raise SystemReadError(f"{path} is missing: this kernel has no {key}")
     except PermissionError:
-        raise NotPermitted(f"cannot write {sysctl_key(name)}: permission denied (run as root)")
+        raise NotPermitted(f"cannot write {key}: permission denied (run as root)")
     except OSError as e:
         if e.errno in (errno.EROFS,):
-            raise NotPermitted(f"cannot write {sysctl_key(name)}: /proc/sys is read-only here (a container?)")
+            raise NotPermitted(f"cannot write {key}: /proc/sys is read-only here (a container?)")
         raise
     try:
         data = value.encode()
@@ -66,12 +72,12 @@ def write_sysctl(name: str, value: str) -> None:
         if n != len(data):
             raise SystemReadError(f"short write to {path} ({n} of {len(data)} bytes)")
     except PermissionError:
-        raise NotPermitted(f"cannot write {sysctl_key(name)}: permission denied (run as root)")
+        raise NotPermitted(f"cannot write {key}: permission denied (run as root)")
     except OSError as e:
         if e.errno == errno.EPERM:
-            raise NotPermitted(f"cannot write {sysctl_key(name)}: not permitted (needs CAP_NET_ADMIN)")
+            raise NotPermitted(f"cannot write {key}: not permitted (needs CAP_NET_ADMIN)")
         if e.errno == errno.EINVAL:
-            raise BadInput(f"the kernel refused {sysctl_key(name)}={value!r} (EINVAL)")
+            raise BadInput(f"the kernel refused {key}={value!r} (EINVAL)")
         raise SystemReadError(f"cannot write {path}: {e.strerror or e}")
     finally:
         os.close(fd)

@@ -37,7 +37,7 @@ class NeedsKernel(Exception):
 
 
 def _facts(os_name: str = "linux", unprivileged_port_start: int = 1024):
-    r = PortRange(32768, 60999)
+    r = linux.DEFAULT_RANGE
     return HostFacts(os=os_name, ephemeral=r, reserved=PortSet(),
                      unprivileged_port_start=unprivileged_port_start, os_default=r)
 

@@ -63,16 +63,7 @@ def read_table(protos, families, states: set[int] | None, sport, owners: bool = 
             if key in seen:
                 continue
             seen.add(key)
-            table.proto.append(code)
-            table.family.append(fam)
-            table.state.append(st)
-            table.local_addr.append(la)
-            table.local_port.append(lport)
-            table.remote_addr.append(ra)
-            table.remote_port.append(rport)
-            table.uid.append(0)
-            table.inode.append(0)
-            table.auto_bound.append(AUTO_UNKNOWN)
+            table.append(code, fam, st, la, lport, ra, rport, 0, 0, AUTO_UNKNOWN)
             pids.append(c.pid if c.pid is not None else -1)
             if st == 10:
                 table.listen_ports.add((code, lport))

@@ -123,18 +123,7 @@ class _Sink:
             return -1
         if self.sport is not None and not (self.sport.low <= lport <= self.sport.high):
             return -1
-        t = self.t
-        t.proto.append(proto)
-        t.family.append(family)
-        t.state.append(state)
-        t.local_addr.append(laddr)
-        t.local_port.append(lport)
-        t.remote_addr.append(raddr)
-        t.remote_port.append(rport)
-        t.uid.append(uid)
-        t.inode.append(inode)
-        t.auto_bound.append(AUTO_UNKNOWN)
-        return len(t.proto) - 1
+        return self.t.append(proto, family, state, laddr, lport, raddr, rport, uid, inode, AUTO_UNKNOWN)
 
 
 def parse_inet(text: str, proto: int, family: int, sink: _Sink) -> None:
