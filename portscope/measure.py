@@ -42,7 +42,7 @@ def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, p
 
     def take():
         # only sockets whose local port is in the range: the kernel filters (as `ss` does)
-        return pressure.read_sockets(facts, name, owners=process)
+        return pressure.snapshot_in_range(facts, name, owners=process)
 
     try:
         if interval is None:

@@ -170,7 +170,7 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
     )
 
 
-def classify_name(name: str, proto: str | None = None, netns: str | None = None, facts=None,
+def describe_name(name: str, proto: str | None = None, netns: str | None = None, facts=None,
                   in_use: bool = True, owners: bool = False,
                   reg: registry.Registry | None = None) -> list[PortFacts]:
     """Every port registered under service `name`, each classified (one socket dump for all)."""
@@ -196,5 +196,6 @@ def classify_name(name: str, proto: str | None = None, netns: str | None = None,
             for p in ports]
 
 
-# the name earlier releases used
+# the names earlier releases used
 classify = describe_port
+classify_name = describe_name

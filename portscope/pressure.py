@@ -60,6 +60,7 @@ from .sockets.table import (
     STATE_CODES,
     TCP_LISTEN,
     TCP_TIME_WAIT,
+    SocketTable,
     format_addr,
 )
 
@@ -268,7 +269,7 @@ class RowMasks:
         self.listen_ports = lp = set(compress(lports, and_(is_(sb, TCP_LISTEN), is_(self.pb, PROTO_TCP))))
         lp.update(p for pr, p in (getattr(t, "listen_ports", None) or ()) if pr == PROTO_TCP)
         if n and not host_facts.reserved.count_in(rng) and rng.low <= min(lports) and max(lports) <= rng.high:
-            in_u = b"\x01" * n          # the kernel already filtered on the range (read_sockets)
+            in_u = b"\x01" * n          # the kernel already filtered on the range (snapshot_in_range)
         else:
             in_u = bytes(map(usable.__getitem__, lports))
         connected = bytes(map(bool, t.remote_port))
@@ -444,7 +445,7 @@ READ_STATES = set(range(1, 14))
 READ_STATE_NAMES = tuple(STATE_CODES)       # the same, by name, for sockets.snapshot()
 
 
-def read_sockets(host_facts, netns: str | None = None, *, owners: bool = False):
+def snapshot_in_range(host_facts, netns: str | None = None, *, owners: bool = False) -> SocketTable:
     """The socket table pressure needs: sockets with a local port in the range, with the
     kernel's AUTO bit. On Linux this reads sock_diag directly and skips the facade's
     ephemeral classification, which analyze() does not use (it is a third of the time at
@@ -458,6 +459,9 @@ def read_sockets(host_facts, netns: str | None = None, *, owners: bool = False):
             pass
     return snapshot(protos=SNAPSHOT_PROTOS, sport=host_facts.ephemeral, owners=owners,
                     netns=netns, facts=host_facts, states=READ_STATE_NAMES)
+
+
+read_sockets = snapshot_in_range     # the name earlier releases (and docs/pressure.md) used
 
 
 def truncate(result: PressureResult, top: int | None) -> PressureResult:

@@ -43,7 +43,7 @@ def port(target, proto, owners, json_out, netns):
         else:
             click.echo(render(pf))
         return
-    found = portinfo.classify_name(target, proto, ns, owners=owners)
+    found = portinfo.describe_name(target, proto, ns, owners=owners)
     if want_json(json_out):
         emit_json({"service": target, "proto": proto, "ports": [pf.to_json() for pf in found]})
         return

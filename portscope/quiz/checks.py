@@ -24,7 +24,7 @@ from .. import host, registry
 from .. import netns as _netns
 from ..errors import BadInput, PortscopeError
 from ..host import HostFacts, bsd, linux, windows
-from ..portinfo import describe_port as classify
+from ..portinfo import describe_port
 from ..ports import PortRange, PortSet, port_class
 from ..simulate.allocators import make
 from ..simulate.space import make_space
@@ -75,7 +75,7 @@ def _os_default(a, ns):
 
 
 def _privileged(a, ns):
-    pf = classify(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
+    pf = describe_port(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
     return pf.privileged
 
 

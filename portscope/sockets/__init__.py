@@ -6,7 +6,7 @@
 Linux uses NETLINK_SOCK_DIAG (filters run in the kernel) and falls back to
 /proc/net when netlink is refused; other systems use psutil. Every backend
 returns the same columnar SocketTable (see table.py), classified by the same
-rules (filters.classify), and `table.backend` says which one ran.
+rules (filters.mark_ephemeral), and `table.backend` says which one ran.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..errors import BadInput, Unsupported
 from ..host import host_facts
 from . import netlink, other, procfs
 from . import owners as _owners
-from .filters import classify as _classify
+from .filters import mark_ephemeral
 from .table import PROTO_NAMES, STATE_CODES, SocketTable
 
 ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
@@ -118,7 +118,7 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
     if classify:
         if facts is None:
             facts = host_facts(netns)
-        _classify(table, facts.ephemeral, facts.reserved)
+        mark_ephemeral(table, facts.ephemeral, facts.reserved)
     if owners and table.pid is None:       # psutil tables come with their owners
         _owners.fill(table)
     return table

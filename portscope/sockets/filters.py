@@ -42,7 +42,7 @@ def port_mask(ephemeral, reserved=None) -> bytearray:
     return mask
 
 
-def classify(table: SocketTable, ephemeral, reserved=None) -> None:
+def mark_ephemeral(table: SocketTable, ephemeral, reserved=None) -> None:
     """Fill table.ephemeral and table.method (and correct table.auto_bound).
 
     The kernel decides when it can (sock_diag AUTO: the program did not bind the
