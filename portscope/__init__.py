@@ -11,7 +11,8 @@ The public API, flat: everything a library user needs is importable from here.
     change = portscope.set_range(40000, 49999, netns="blue", dry_run=True)
 
 Names load on first use (module __getattr__), so `import portscope` stays cheap and the
-command line starts fast. docs/api.md documents each name with runnable examples.
+command line starts fast. No exported name is also a submodule's name (`portscope.suggest`
+is the module, `portscope.suggest_ports` the function), so neither can hide the other. docs/api.md documents each name with runnable examples.
 """
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ _LAZY = {
     "Namespace": "netns",
     "snapshot": "sockets", "SocketTable": "sockets.table",
     "analyze": "pressure", "PressureResult": "pressure", "Destination": "pressure", "GlobalUse": "pressure",
-    "measure": "measure", "forecast": "forecast",
+    "measure": "datapath",
     "Finding": "findings", "FINDING_IDS": "findings",
     "status": "check", "evaluate_check": "check", "Check": "check",
     "report_json": "report",
     "describe_port": "portinfo", "PortFacts": "portinfo",
-    "suggest": "suggest", "SuggestResult": "suggest",
+    "suggest_ports": "suggest", "SuggestResult": "suggest",
     "set_range": "settings", "change_reserved": "settings", "Change": "settings",
     "run_simulation": "simulate", "workload": "simulate", "Workload": "simulate",
     "Trend": "trend",
@@ -51,10 +52,10 @@ __all__ = [
     # sockets
     "snapshot", "SocketTable",
     # pressure, forecast, findings, verdicts
-    "measure", "analyze", "forecast", "PressureResult", "Destination", "GlobalUse",
+    "measure", "analyze", "PressureResult", "Destination", "GlobalUse",
     "Finding", "FINDING_IDS", "status", "evaluate_check", "Check", "report_json", "Trend",
     # one port, and ports for a new server
-    "describe_port", "PortFacts", "suggest", "SuggestResult",
+    "describe_port", "PortFacts", "suggest_ports", "SuggestResult",
     # changes (validated, atomic, read back, rolled back)
     "set_range", "change_reserved", "Change",
     # the allocator simulator
@@ -77,10 +78,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .check import Check, evaluate_check, status
+    from .datapath import measure
     from .findings import FINDING_IDS, Finding
-    from .forecast import forecast
     from .host import HostFacts, host_facts
-    from .measure import measure
     from .netns import Namespace
     from .portinfo import PortFacts, describe_port
     from .pressure import Destination, GlobalUse, PressureResult, analyze
@@ -89,5 +89,5 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .simulate import Workload, run_simulation, workload
     from .sockets import snapshot
     from .sockets.table import SocketTable
-    from .suggest import SuggestResult, suggest
+    from .suggest import SuggestResult, suggest_ports
     from .trend import Trend

@@ -202,6 +202,9 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
                          len(eligible), tuple(warnings), netns, backend)
 
 
+suggest_ports = suggest     # the name in the flat API (portscope.suggest is this module)
+
+
 def _excluded(rng, eph, reserved, bound, protos, reg, allow_registered) -> str:
     """Why the search range came up short, for the warning."""
     lo, hi = max(rng.low, eph.low), min(rng.high, eph.high)

@@ -42,3 +42,9 @@ def test_api_md_names_every_public_name():
     text = open(DOC).read()
     absent = [n for n in portscope.__all__ if n != "__version__" and n not in text]
     assert absent == []
+
+
+def test_no_public_name_shadows_a_submodule():
+    import pkgutil
+    subs = {m.name for m in pkgutil.iter_modules(portscope.__path__)}
+    assert sorted(set(portscope.__all__) & subs) == []

@@ -113,7 +113,7 @@ def test_bad_options_exit_2(cli):
 # ------------------------------------------------------------------ live, in a namespace
 
 def test_trend_follows_the_kernel(netns, holder):
-    from portscope.measure import measure as gather
+    from portscope.datapath import measure as gather
     t = Trend()
     holder.open("127.0.0.2", 10)
     res = gather(netns.name)

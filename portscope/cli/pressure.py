@@ -97,8 +97,8 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
 
 def _check(netns, top, interval, samples, process, warn, crit, ignore, as_json) -> None:
     from ..check import check_thresholds, evaluate_check, parse_ignore
+    from ..datapath import measure
     from ..errors import BadInput
-    from ..measure import measure
     from ..pressure import truncate
 
     warn, crit = check_thresholds(warn, crit)
@@ -124,7 +124,7 @@ def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore) 
     if given:
         raise BadInput(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} only with --check "
                        f"(the monitoring-plugin mode)")
-    from ..measure import measure
+    from ..datapath import measure
 
     res = measure(netns_of(netns), top=top, process=process, interval=interval, samples=samples)
     if want_json(json_out):

@@ -18,8 +18,8 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 def report(json_out, netns, top):
     """One-screen health report: range facts, worst destination, findings with fixes."""
     from ..check import status
+    from ..datapath import measure
     from ..findings import max_rate, percent
-    from ..measure import measure
     from ..report import report_json
 
     res = measure(netns_of(netns), top=top)

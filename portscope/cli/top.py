@@ -125,8 +125,8 @@ def top(interval, top_n, iterations, netns, json_out):
     `portscope pressure --json` document plus `iteration`, `time` and, per
     destination, `delta` and `history`.
     """
+    from ..datapath import measure
     from ..errors import BadInput
-    from ..measure import measure
 
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
         raise BadInput(f"--interval must be in {MIN_INTERVAL}..{MAX_INTERVAL:.0f} seconds, got {interval:g}")

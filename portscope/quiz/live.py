@@ -15,9 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .. import registry, remedies
+from .. import host, registry, remedies
 from ..errors import PortscopeError
-from ..host import host_facts as read_facts
 from ..ports import PortRange
 from ..sockets import snapshot
 from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
@@ -182,7 +181,7 @@ def generate(seed: int | None = None, netns: str | None = None, facts=None) -> G
     questions, notes = [], []
     if facts is None:
         try:
-            facts = read_facts(netns)
+            facts = host.host_facts(netns)
         except (PortscopeError, OSError) as e:
             return Generated((), (f"live questions skipped: cannot read the host's port settings: {e}",))
     for qid, make in zip(LIVE_IDS, (range_question, range_size_question, privileged_question)):
