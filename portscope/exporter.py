@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from itertools import compress
+from typing import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
@@ -25,7 +26,7 @@ from .host import host_facts
 from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_
-from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
+from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES, SocketTable
 
 log = logging.getLogger("portscope.exporter")
 
@@ -47,13 +48,13 @@ class Sample:
     pressure: object                  # PressureResult (top-N)
 
 
-def read_table(netns: str | None):
+def read_table(netns: str | None) -> SocketTable:
     """One read of every socket in every state, bound-only ones included (they hold
     ports), with the kernel's auto-bound bit; SCTP comes from /proc/net/sctp."""
     return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True)
 
 
-def ports_in_use(table, usable) -> dict:
+def ports_in_use(table: SocketTable, usable: bytearray) -> dict:
     """proto name -> distinct ports of the usable pool held by that protocol's sockets."""
     lports = table.local_port
     in_u = bytes(map(usable.__getitem__, lports))
@@ -62,6 +63,7 @@ def ports_in_use(table, usable) -> dict:
 
 
 def read_sample(netns: str | None, top: int) -> Sample:
+    """One namespace's facts, socket counts, pool use and pressure (top-N), all from one table read."""
     facts = host_facts(netns)
     table = read_table(netns)
     counts = Counter(zip(table.proto, table.state))
@@ -74,6 +76,7 @@ def read_sample(netns: str | None, top: int) -> Sample:
 
 
 def list_netns() -> list[str]:
+    """Names under /run/netns (`ip netns add`), sorted; none when the directory is missing."""
     try:
         return sorted(n for n in os.listdir(NETNS_DIR) if not n.startswith("."))
     except FileNotFoundError:
@@ -86,8 +89,8 @@ class PortscopeCollector:
     targets: namespaces to read ("" or None = our own); all_netns: also every name under
     /run/netns, listed afresh at each scrape (containers come and go)."""
 
-    def __init__(self, targets=(None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
-                 reader=read_sample):
+    def __init__(self, targets: Iterable[str | None] = (None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
+                 reader: Callable[[str | None, int], Sample] = read_sample) -> None:
         self.targets = tuple(targets) or (None,)
         self.all_netns = all_netns
         self.top = top
@@ -96,15 +99,18 @@ class PortscopeCollector:
         self._lock = threading.Lock()
 
     def namespaces(self) -> list[str | None]:
+        """The namespaces this scrape reads: the targets, then (with all_netns) every named one."""
         out = list(dict.fromkeys(self.targets))
         if self.all_netns:
             out += [n for n in list_netns() if n not in out]
         return out
 
-    def describe(self):
+    def describe(self) -> list:
+        """No metrics at registration (prometheus_client calls this; see the comment)."""
         return []        # no describe-time read: registering must not take a snapshot
 
-    def collect(self):
+    def collect(self) -> list:
+        """Every metric family of one scrape, from one read per namespace."""
         with self._lock:          # setns + 100k-socket reads: one at a time
             return self._collect()
 
@@ -222,6 +228,7 @@ class Exporter:
         self._last: bytes = b""
 
     def render(self) -> bytes:
+        """The exposition text; concurrent callers wait for and share the scrape in progress."""
         from prometheus_client.exposition import generate_latest
 
         with self._cv:
@@ -245,6 +252,7 @@ class Exporter:
         return out
 
     def routes(self) -> dict:
+        """path -> callable giving (status, content type, body), for httpserver."""
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
         page = (b"<html><head><title>portscope exporter</title></head><body>"

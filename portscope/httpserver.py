@@ -39,6 +39,8 @@ CONN_TIMEOUT = 10.0          # seconds a client may take to send its request (no
 
 @dataclass(frozen=True)
 class WebConfig:
+    """A Prometheus exporter-toolkit web config: TLS files and basic-auth users."""
+
     cert_file: str | None = None
     key_file: str | None = None
     client_ca_file: str | None = None
@@ -49,6 +51,7 @@ class WebConfig:
 
     @property
     def tls(self) -> bool:
+        """True when a certificate is configured (serve HTTPS)."""
         return self.cert_file is not None
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -197,6 +200,8 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def check(self, header: str | None) -> bool:
+        """Does the Authorization header name a configured user and the right password?
+        Always True without users (auth off)."""
         if not self.users:
             return True
         if not header or not header.startswith("Basic "):
@@ -241,7 +246,10 @@ class Server(ThreadingHTTPServer):
         self.ctx = ctx
         super().__init__(addr, handler)
 
-    def finish_request(self, request, client_address):
+    # a TCP server is only ever handed connected sockets, never socketserver's (data, socket) pairs
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        """Handle one connection in its thread: refuse plain HTTP on a TLS port, do the handshake
+        here (not in accept()), then run the handler."""
         request.settimeout(CONN_TIMEOUT)
         conn = request
         if self.ctx is not None:
@@ -257,7 +265,8 @@ class Server(ThreadingHTTPServer):
                 log.info("TLS handshake with %s failed: %s", client_address[0], e)
                 return
         try:
-            self.RequestHandlerClass(conn, client_address, self)
+            # typeshed types the handler's server argument as Self, which `self` here is
+            self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
         finally:
             if conn is not request:
                 try:
@@ -265,12 +274,13 @@ class Server(ThreadingHTTPServer):
                 except OSError:
                     pass
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """Log a failed connection at info level (traceback only with debug logging)."""
         # a client hanging up mid-response is not worth a traceback on stderr
         log.info("connection from %s ended with an error", client_address[0], exc_info=log.isEnabledFor(logging.DEBUG))
 
 
-def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False):
+def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False) -> type[BaseHTTPRequestHandler]:
     """routes: path -> callable() -> (status, content_type, body bytes)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -335,7 +345,7 @@ def parse_listen(text: str) -> tuple[str, int, int]:
     return host, parse_port(port, "--listen port"), family
 
 
-def serve(listen: str, routes: dict, config: WebConfig | None = None, *, access_log=False) -> Server:
+def serve(listen: str, routes: dict, config: WebConfig | None = None, *, access_log: bool = False) -> Server:
     """Bind (errors are one line) and return the server; the caller runs serve_forever()."""
 
     host, port, family = parse_listen(listen)

@@ -77,6 +77,7 @@ class Plan:
     family: int = 4              # 6: destinations are [::1]:80, [::1]:81, ... (one loopback address)
 
     def validate(self) -> "Plan":
+        """The plan itself if every option is in bounds; BadInput naming the first that is not."""
         if self.mode not in MODES:
             raise BadInput(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
         if not 1 <= self.destinations <= MAX_DESTINATIONS:
@@ -117,10 +118,12 @@ class Plan:
 
     @property
     def af(self) -> int:
+        """The socket address family of `family`."""
         return socket.AF_INET6 if self.family == 6 else socket.AF_INET
 
     @property
     def src(self) -> str:
+        """The loopback address the clients connect from."""
         return SRC6 if self.family == 6 else SRC
 
     def destination_list(self) -> list[tuple[str, int]]:
@@ -131,6 +134,7 @@ class Plan:
 
 
 def label(dst: str, port: int) -> str:
+    """`ADDR:PORT`, an IPv6 address in brackets."""
     return f"[{dst}]:{port}" if ":" in dst else f"{dst}:{port}"
 
 
@@ -151,9 +155,11 @@ class Prediction:
 
     @property
     def left(self) -> int:
+        """Connections still predicted to succeed (never negative)."""
         return max(0, self.capacity - self.in_use)
 
     def to_json(self) -> dict:
+        """The prediction's JSON object (docs/json.md, lab exhaust)."""
         return {"capacity": self.capacity, "in_use": self.in_use, "left": self.left,
                 "utilization": round(self.utilization, 6),
                 "global_in_use": self.global_in_use, "global_capacity": self.global_capacity,
@@ -163,6 +169,8 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Step:
+    """One checkpoint of the run: what was opened so far, what was predicted, what the kernel refused."""
+
     destination: str         # "127.0.0.2:80"
     phase: str               # "start", "25%", "50%", "75%", "refused", "stopped"
     opened: int              # sockets opened to this destination so far
@@ -176,9 +184,11 @@ class Step:
 
     @property
     def errno_name(self) -> str | None:
+        """The refusal's symbolic name (e.g. "EADDRNOTAVAIL"), None without one."""
         return errno.errorcode.get(self.errno, str(self.errno)) if self.errno is not None else None
 
     def to_json(self) -> dict:
+        """One element of `steps` in `lab exhaust --json`."""
         return {"destination": self.destination, "phase": self.phase, "opened": self.opened,
                 "opened_total": self.opened_total,
                 "predicted": self.predicted.to_json() if self.predicted else None,
@@ -188,6 +198,8 @@ class Step:
 
 @dataclass(frozen=True)
 class DestinationOutcome:
+    """One destination's prediction against what the kernel actually allowed."""
+
     dst: str
     dport: int
     predicted: int | None    # connections portscope said would still succeed, at the start
@@ -199,15 +211,19 @@ class DestinationOutcome:
 
     @property
     def errno_name(self) -> str | None:
+        """The refusal's symbolic name, None when stopped before any refusal."""
         return errno.errorcode.get(self.errno, str(self.errno)) if self.errno is not None else None
 
     @property
     def match(self) -> bool | None:
+        """Did the kernel open exactly the predicted count (up to `slack` more)? None without a
+        prediction or a refusal to compare with."""
         if self.predicted is None or self.errno is None:
             return None
         return self.predicted <= self.opened <= self.predicted + self.slack
 
     def to_json(self) -> dict:
+        """One element of `destinations` in `lab exhaust --json`."""
         return {"dst": self.dst, "dport": self.dport, "predicted": self.predicted,
                 "opened": self.opened, "errno": self.errno, "errno_name": self.errno_name,
                 "call": self.call, "utilization_at_refusal": self.utilization_at_refusal,
@@ -216,6 +232,8 @@ class DestinationOutcome:
 
 @dataclass(frozen=True)
 class LabResult:
+    """The whole run: per-destination outcomes, checkpoints, why it stopped."""
+
     namespace: str
     plan: Plan
     destinations: tuple[DestinationOutcome, ...]
@@ -228,16 +246,19 @@ class LabResult:
 
     @property
     def opened_total(self) -> int:
+        """Connections opened to every destination together."""
         return sum(d.opened for d in self.destinations)
 
     @property
     def match(self) -> bool | None:
+        """True when every destination matched its prediction; None unless the run ended in refusals."""
         ms = [d.match for d in self.destinations]
         if self.stop_reason != "refused" or any(m is None for m in ms):
             return None
         return all(ms)
 
     def to_json(self) -> dict:
+        """The `lab exhaust --json` document (docs/json.md)."""
         p = self.plan
         return {
             "namespace": self.namespace, "mode": p.mode,
@@ -268,6 +289,7 @@ def _ip(*args: str, check: bool = True) -> str:
 
 
 def check_can_run() -> None:
+    """Refuse early, with the right exit code, where the lab cannot run (not Linux, not root, no `ip`)."""
     if not sys.platform.startswith("linux"):
         raise Unsupported("lab exhaust needs Linux network namespaces")
     if os.geteuid() != 0:
@@ -317,6 +339,7 @@ def _signals_as_interrupt() -> Iterator[None]:
 
 
 def threading_main() -> bool:
+    """True in the main thread, the only one that may install signal handlers."""
     import threading
     return threading.current_thread() is threading.main_thread()
 
@@ -479,7 +502,8 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
 def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 on_ready: Callable[[str], None] | None = None,
                 on_hold: Callable[[str], None] | None = None,
-                predictor_factory=None) -> LabResult:
+                predictor_factory: Callable[[Plan, str], Callable[[str, int], Prediction]] | None = None,
+                ) -> LabResult:
     """Create the lab, exhaust it, report, and remove everything (also on Ctrl-C/SIGTERM)."""
 
     plan.validate()

@@ -14,6 +14,7 @@ from typing import Iterable
 
 from . import registry
 from .errors import BadInput
+from .host import HostFacts
 from .host import host_facts as read_facts
 from .ports import PortRange, check_port, port_class
 from .remedies import reserve_add_command
@@ -44,6 +45,8 @@ def has_cap_net_bind_service(status_text: str | None = None) -> bool:
 
 @dataclass(frozen=True)
 class PortFacts:
+    """Everything `portscope port N` says about one port on this host."""
+
     port: int
     port_class: str                        # system | user | dynamic (RFC 6335)
     services: tuple                        # registry.Service rows assigned on this port
@@ -62,6 +65,7 @@ class PortFacts:
     proto: str | None = None               # the --proto filter, if any
 
     def to_json(self) -> dict:
+        """The `port --json` object (docs/json.md); services listed once per protocol."""
         return {
             "port": self.port,
             "class": self.port_class,
@@ -84,7 +88,7 @@ class PortFacts:
         }
 
 
-def bound_sockets(ports: Iterable[int], netns: str | None = None, facts=None,
+def bound_sockets(ports: Iterable[int], netns: str | None = None, facts: HostFacts | None = None,
                   protos: Iterable[str] = IN_USE_PROTOS, owners: bool = False) -> tuple[dict[int, list[dict]], str]:
     """port -> socket rows whose LOCAL port is one of `ports` (TCP/UDP, IPv4/IPv6).
 
@@ -123,7 +127,7 @@ def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserv
     return n
 
 
-def describe_port(port: int, proto: str | None = None, netns: str | None = None, facts=None,
+def describe_port(port: int, proto: str | None = None, netns: str | None = None, facts: HostFacts | None = None,
              in_use: bool = True, owners: bool = False, reg: registry.Registry | None = None,
              cap: bool | None = None, _bound: dict | None = None, _backend: str | None = None) -> PortFacts:
     """Everything about `port` on this host (or in network namespace `netns`)."""
@@ -170,7 +174,7 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
     )
 
 
-def describe_name(name: str, proto: str | None = None, netns: str | None = None, facts=None,
+def describe_name(name: str, proto: str | None = None, netns: str | None = None, facts: HostFacts | None = None,
                   in_use: bool = True, owners: bool = False,
                   reg: registry.Registry | None = None) -> list[PortFacts]:
     """Every port registered under service `name`, each classified (one socket dump for all)."""

@@ -26,6 +26,7 @@ def port_class(port: int) -> str:
 
 
 def check_port(port: int, what: str = "port") -> int:
+    """`port` itself if it is an int in 0..65535 (bool is not a port); BadInput naming `what` otherwise."""
     if isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT:
         raise BadInput(f"{what} must be an integer in 0..65535, got {port!r}")
     return port
@@ -69,6 +70,7 @@ class PortRange:
 
     @property
     def size(self) -> int:
+        """Number of ports in the range, both ends included."""
         return self.high - self.low + 1
 
     @property
@@ -86,6 +88,7 @@ class PortRange:
         return self.size
 
     def overlaps(self, other: "PortRange") -> bool:
+        """True if the two ranges share at least one port."""
         return self.low <= other.high and other.low <= self.high
 
     def to_json(self) -> dict:
@@ -121,6 +124,7 @@ class PortSet:
 
     @classmethod
     def parse(cls, text: str) -> "PortSet":
+        """The set written in the kernel's list syntax ("1,2-4"); BadInput for anything else."""
         s = str(text).strip()
         if not s:
             return cls()
@@ -144,10 +148,12 @@ class PortSet:
 
     @classmethod
     def of(cls, ports: Iterable[int]) -> "PortSet":
+        """The set of the given single ports."""
         return cls(PortRange(p, p) for p in ports)
 
     @property
     def ranges(self) -> tuple[PortRange, ...]:
+        """The sorted, merged, non-adjacent ranges that make up the set."""
         return self._ranges
 
     def __contains__(self, port: object) -> bool:
@@ -173,9 +179,11 @@ class PortSet:
         return hash(self._ranges)
 
     def union(self, other: "PortSet") -> "PortSet":
+        """Ports in either set."""
         return PortSet(self._ranges + other._ranges)
 
     def difference(self, other: "PortSet") -> "PortSet":
+        """Ports in this set and not in `other`."""
         out: list[PortRange] = []
         for r in self._ranges:
             pieces = [r]

@@ -7,13 +7,26 @@ from __future__ import annotations
 import shlex
 import subprocess
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from ..errors import BadInput, NotPermitted, SystemReadError, Unsupported
 from ..netns import parse as parse_netns
 from ..ports import IANA_DYNAMIC, PortRange, PortSet
 
 Runner = Callable[[Sequence[str]], str]
+
+
+class Sysctl(Protocol):
+    """What the Linux executor reads and writes settings through (linux.LinuxSysctl, or a
+    fake in tests that behaves like the kernel)."""
+
+    def read(self, key: str) -> str:
+        """The setting's normalised value, e.g. "32768 60999" for net.ipv4.ip_local_port_range."""
+        ...
+
+    def write(self, key: str, value: str) -> None:
+        """Set `key` to `value` (the kernel, or the fake, may refuse)."""
+        ...
 
 
 # --------------------------------------------------------------------------- facts
@@ -39,6 +52,7 @@ class NamedSet:
     administered: PortSet = field(default_factory=PortSet)  # Windows `*`: added by an admin
 
     def to_json(self) -> dict:
+        """One entry of `sets` in `reserve list --json`: ports as kernel list syntax, with count."""
         return {"name": self.name, "proto": self.proto, "family": self.family, "ports": str(self.ports),
                 "count": len(self.ports), "administered": str(self.administered)}
 
@@ -193,6 +207,8 @@ class Step:
 
 @dataclass(frozen=True)
 class FileWrite:
+    """A file a change writes (the persisted setting), with what it held before for rollback."""
+
     path: str
     old: str | None               # None: the file does not exist yet
     new: str
@@ -200,6 +216,8 @@ class FileWrite:
 
 @dataclass(frozen=True)
 class Plan:
+    """Everything a change would do, checked and computed before anything is touched."""
+
     os: str
     action: str                   # "range set" | "reserve add" | "reserve remove"
     netns: str | None
@@ -211,6 +229,7 @@ class Plan:
 
     @property
     def changes_anything(self) -> bool:
+        """False when every setting and the persisted file already hold the new values."""
         return bool(self.steps) or (self.persist is not None and self.persist.old != self.persist.new)
 
     def commands(self) -> list[str]:
@@ -263,7 +282,7 @@ class SocketFacts:
 
 # --------------------------------------------------------------------------- input checks
 
-def parse_number(text, what: str) -> int:
+def parse_number(text: int | str, what: str) -> int:
     """An integer the user typed (ASCII digits, optional minus); BadInput otherwise."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text
@@ -274,7 +293,8 @@ def parse_number(text, what: str) -> int:
     return int(s)
 
 
-def check_range(low, high) -> PortRange:
+def check_range(low: int | str, high: int | str) -> PortRange:
+    """LOW..HIGH as the user typed them, as a range of 1..65535; BadInput naming the bad end."""
     lo, hi = parse_number(low, "LOW"), parse_number(high, "HIGH")
     for v, what in ((lo, "LOW"), (hi, "HIGH")):
         if not 1 <= v <= 65535:
@@ -285,6 +305,7 @@ def check_range(low, high) -> PortRange:
 
 
 def parse_ports(text: str) -> PortSet:
+    """A non-empty port list ("8080,9000-9010"); BadInput quoting the text otherwise."""
     try:
         ports = PortSet.parse(text)
     except BadInput as e:
@@ -296,6 +317,7 @@ def parse_ports(text: str) -> PortSet:
 
 
 def fmt_ports(ports: Iterable[int], limit: int = 12) -> str:
+    """The first `limit` ports (sorted) in list syntax, then how many more."""
     ps = sorted(ports)
     s = str(PortSet.of(ps[:limit]))
     return s + (f" and {len(ps) - limit} more" if len(ps) > limit else "")

@@ -44,6 +44,7 @@ def _range(a: int, b: int, what: str) -> PortRange:
 
 
 def facts_from_sysctl(text: str, osname: str) -> HostFacts:
+    """HostFacts from `sysctl net.inet.ip.portrange` output of a darwin or freebsd host."""
     if osname not in OS_DEFAULT:
         raise BadInput(f"unknown BSD flavour {osname!r} (expected darwin or freebsd)")
     v = parse_sysctl(text)
@@ -111,14 +112,18 @@ class Executor:
         self.runner = runner
 
     def read(self, step: Step) -> str:
+        """The step's setting as the OS reports it now ("" if absent)."""
         v = parse_sysctl(self.runner(READ_ARGV)).get(step.key[len(PREFIX):])
         return "" if v is None else str(v)
 
     def do(self, step: Step) -> None:
+        """Run the step's command."""
         self.runner(step.argv)
 
     def undo(self, step: Step) -> None:
+        """Run the command that puts the step's old value back."""
         self.runner(step.undo_argv)
 
     def reread(self, plan: Plan) -> HostFacts:
+        """The host facts after the change."""
         return read_facts(plan.os, self.runner)

@@ -26,6 +26,7 @@ from ._common import (
     Runner,
     SocketFacts,
     Step,
+    Sysctl,
     check_range,
     parse_ports,
     run_command,
@@ -35,7 +36,7 @@ from ._common import (
 _MIN_FIRST = {"darwin": bsd.IPPORT_RESERVED, "freebsd": bsd.IPPORT_RESERVED}
 
 
-def plan_range(low, high, *, facts: HostFacts, sockets: SocketFacts | None = None, force: bool = False,
+def plan_range(low: int | str, high: int | str, *, facts: HostFacts, sockets: SocketFacts | None = None, force: bool = False,
                persist: bool = False, sysctl_dir: str | None = None, reserve_listeners: bool = False,
                protos: Sequence[str] | None = None) -> Plan:
     """Check everything about `range set LOW HIGH` and say exactly what would be done.
@@ -95,7 +96,8 @@ def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = 
     return Plan("linux", f"reserve {op}", facts.netns, facts, tuple(steps), fw, tuple(warnings), tuple(notes))
 
 
-def executor(plan: Plan, *, sysctl=None, runner: Runner | None = None):
+def executor(plan: Plan, *, sysctl: Sysctl | None = None,
+             runner: Runner | None = None) -> linux.Executor | bsd.Executor:
     """The backend's Executor for this plan's OS."""
     if plan.os == "linux":
         return linux.Executor(sysctl)
@@ -103,7 +105,7 @@ def executor(plan: Plan, *, sysctl=None, runner: Runner | None = None):
     return windows.Executor(runner) if plan.os == "windows" else bsd.Executor(runner)
 
 
-def apply(plan: Plan, *, sysctl=None, runner: Runner | None = None,
+def apply(plan: Plan, *, sysctl: Sysctl | None = None, runner: Runner | None = None,
           write_file: Callable[[str, str], None] = atomic_write) -> Result:
     """Do the plan; on any failure undo what was done and re-raise (one line)."""
     ex = executor(plan, sysctl=sysctl, runner=runner)

@@ -26,6 +26,7 @@ def sysctl_dir(override: str | None = None) -> str:
 
 
 def line_key(line: str) -> str | None:
+    """The dotted key a sysctl.d line sets (slashes read as dots); None for blanks and comments."""
     s = line.strip()
     if not s or s[0] in "#;" or "=" not in s:
         return None

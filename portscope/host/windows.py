@@ -26,23 +26,28 @@ _EXCL = re.compile(r"^\s*(\d+)\s+(\d+)\s*(\*)?\s*$")
 
 
 def dynamic_argv(family: str, proto: str) -> tuple[str, ...]:
+    """netsh command that shows the dynamic range of one family ("ipv4"/"ipv6") and protocol."""
     return ("netsh", "int", family, "show", "dynamicport", proto)
 
 
 def excluded_argv(family: str, proto: str) -> tuple[str, ...]:
+    """netsh command that shows the excluded port ranges of one family and protocol."""
     return ("netsh", "int", family, "show", "excludedportrange", f"protocol={proto}")
 
 
 def set_argv(family: str, proto: str, rng: PortRange) -> tuple[str, ...]:
+    """netsh command that sets the dynamic range (as start and count) of one family and protocol."""
     return ("netsh", "int", family, "set", "dynamic", proto, f"start={rng.low}", f"num={rng.size}")
 
 
 def add_excluded_argv(family: str, proto: str, rng: PortRange) -> tuple[str, ...]:
+    """netsh command that excludes `rng` from automatic assignment."""
     return ("netsh", "int", family, "add", "excludedportrange", f"protocol={proto}",
             f"startport={rng.low}", f"numberofports={rng.size}")
 
 
 def delete_excluded_argv(family: str, proto: str, rng: PortRange) -> tuple[str, ...]:
+    """netsh command that deletes the exclusion `rng` (it must match an administered one whole)."""
     return ("netsh", "int", family, "delete", "excludedportrange", f"protocol={proto}",
             f"startport={rng.low}", f"numberofports={rng.size}")
 
@@ -56,6 +61,7 @@ def check_settable(rng: PortRange) -> None:
 
 
 def parse_dynamicport(text: str) -> PortRange:
+    """The range in `netsh ... show dynamicport` output (any display language); SystemReadError otherwise."""
     nums = [int(m.group(1)) for line in text.splitlines() if (m := _VALUE.search(line))]
     if len(nums) != 2:
         raise SystemReadError(f"cannot read netsh dynamicport output: expected 2 numbers, found {len(nums)}")
@@ -143,7 +149,7 @@ def plan_range(new: PortRange, facts: HostFacts, protos: Sequence[str] | None) -
     return steps
 
 
-def plan_reserve(op: str, ports: PortSet, facts: HostFacts, protos) -> tuple[list[Step], list[str], list[str]]:
+def plan_reserve(op: str, ports: PortSet, facts: HostFacts, protos: Sequence[str] | None) -> tuple[list[Step], list[str], list[str]]:
     """Windows keeps exclusions per protocol and family; only administered ones (`*`) can be deleted,
     and only whole, so removing part of one deletes it and adds the rest back."""
     want = wanted_protos(protos)
@@ -187,6 +193,7 @@ class Executor(bsd.Executor):
     """netsh through the runner; reads back the range or the exclusion list a step changed."""
 
     def read(self, step: Step) -> str:
+        """The step's range or exclusion list as netsh reports it now."""
         if step.key.startswith("excluded "):
             fam, proto = step.key.split()[1].split("/")
             return str(parse_excluded(self.runner(excluded_argv(fam, proto)))[0])
@@ -194,4 +201,5 @@ class Executor(bsd.Executor):
         return str(parse_dynamicport(self.runner(dynamic_argv(fam, proto))))
 
     def reread(self, plan: Plan) -> HostFacts:
+        """The host facts after the change."""
         return read_facts(self.runner)
