@@ -27,7 +27,8 @@ class Rfc1(_Rfc):
 
     name = "rfc6056-1"
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo = self.num, self.min
         nxt = self.rng.randrange(num)
         for steps in range(1, num + 1):
@@ -44,7 +45,8 @@ class Rfc2(_Rfc):
 
     name = "rfc6056-2"
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo, rnd = self.num, self.min, self.rng.randrange
         for steps in range(1, num + 1):
             port = lo + rnd(num)
@@ -64,7 +66,8 @@ class Rfc3(_Rfc):
         super().__init__(space, rng)
         self.next = rng.getrandbits(16)
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo = self.num, self.min
         offset = self.key_hash(kid)
         for steps in range(1, num + 1):
@@ -87,7 +90,8 @@ class Rfc4(_Rfc):
         super().__init__(space, rng)
         self.table = [rng.getrandbits(16) for _ in range(self.TABLE_LENGTH)]
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo, table = self.num, self.min, self.table
         h = self.key_hash(kid)
         offset, index = h >> 32, (h & 0xFFFFFFFF) % self.TABLE_LENGTH
@@ -110,7 +114,8 @@ class Rfc5(_Rfc):
         super().__init__(space, rng)
         self.next = rng.randrange(self.num)
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo, rnd, n = self.num, self.min, self.rng.randrange, self.N
         for steps in range(1, num + 1):
             self.next += rnd(n) + 1
@@ -129,7 +134,8 @@ class Sequential(_Rfc):
         super().__init__(space, rng)
         self.next = 0
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo = self.num, self.min
         for steps in range(1, num + 1):
             port = lo + self.next

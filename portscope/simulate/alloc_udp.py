@@ -29,7 +29,8 @@ class UdpAutobind(Allocator):
                              f"kernel's UDP hash table can have), got {hash_size!r}")
         self.hash_size = hash_size
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """The port udp_lib_get_port() would autobind, and the candidates examined; (-1, steps) when none is free."""
         low, high, skip, size = self.space.low, self.space.high, self.skip, self.hash_size
         remaining = high - low + 1
         rand = self.rng.getrandbits(32)

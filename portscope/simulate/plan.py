@@ -29,6 +29,9 @@ ONSET_TOLERANCE = 0.10  # a simulated onset within 10% of the closed form agrees
 
 @dataclass(frozen=True)
 class Plan:
+    """The closed-form capacity plan (`simulate --plan`): need against capacity per pool, and
+    when and how the workload would fail."""
+
     algorithm: str
     rate: float | None
     destinations: int
@@ -48,6 +51,7 @@ class Plan:
     reuse: dict                   # the same numbers with tcp_tw_reuse=1
 
     def to_json(self) -> dict:
+        """Every field by name; infinities and NaN as null (JSON has neither)."""
         return _finite(asdict(self))
 
 
@@ -111,6 +115,7 @@ def onsets(w: Workload, tw_s: float, cap: Capacity) -> tuple[float | None, float
 
 
 def plan(w: Workload) -> Plan:
+    """The capacity plan of workload `w`, from Little's law and the allocator's capacity (no event loop)."""
     cap = w.capacity
     scope = w.scope
     capacity = cap.min

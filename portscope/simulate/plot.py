@@ -6,6 +6,7 @@ from .result import Result
 
 
 def plot(r: Result, path: str) -> None:
+    """Write the run's time series and search-step histogram to the PNG at `path`."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
 from ..ports import PortRange
 from .alloc_base import SOURCE, TUPLE
 from .allocators import scope_of
 from .space import Capacity, PortSpace, make_space
+
+if TYPE_CHECKING:     # numpy is imported where used (start-up time)
+    import numpy as np
 
 TIME_WAIT = 60.0  # TCP_TIMEWAIT_LEN, hard-coded in the kernel
 MAX_CONNECTS = 100_000_000  # ~10 minutes of simulation: a bound, not a model limit
@@ -32,6 +36,7 @@ class Lifetime:
 
     @classmethod
     def parse(cls, text: str | float | int) -> "Lifetime":
+        """A lifetime from `--lifetime` (LIFETIME_FORMS, seconds) or a number; BadInput otherwise."""
         if isinstance(text, bool):
             raise BadInput(f"--lifetime {text!r}: not a lifetime ({LIFETIME_FORMS})")
         if isinstance(text, (int, float)):
@@ -67,6 +72,7 @@ class Lifetime:
 
     @property
     def mean(self) -> float:
+        """Mean lifetime in seconds (inf for "inf"; lognormal's exp(mu + sigma^2/2) form)."""
         if self.kind == "inf":
             return math.inf
         if self.kind == "uniform":
@@ -78,7 +84,7 @@ class Lifetime:
                 return math.inf if self.a > 0 else 0.0
         return self.a
 
-    def sample(self, gen, n: int):
+    def sample(self, gen: np.random.Generator, n: int) -> np.ndarray:
         """n lifetimes as a numpy array (gen: numpy Generator)."""
         import numpy as np
         if self.kind == "inf":
@@ -103,6 +109,7 @@ class Lifetime:
 
 
 def parse_rate(text: str | float | int) -> float:
+    """Connections per second from "500", "500/s", "500/sec" or "500ps"; BadInput otherwise."""
     s = str(text).strip().lower().replace(" ", "")
     for suffix in ("/s", "/sec", "ps"):
         if s.endswith(suffix):
@@ -229,12 +236,14 @@ class Workload:
         return bound
 
     def require_end(self) -> None:
+        """BadInput unless a rate run says when it ends (--duration or --connects)."""
         if self.rate is not None and self.duration is None and self.connects is None:
             raise BadInput("a --rate run needs --duration S or --connects N "
                            "(--plan alone picks its own check span)")
 
     @property
     def pairs(self) -> int:
+        """Source x destination pairs."""
         return self.destinations * self.sources
 
     @property
@@ -251,6 +260,7 @@ class Workload:
 
     @property
     def capacity(self) -> Capacity:
+        """Ports one pool is sure to get (and may get), per the pool the scope defines."""
         per = {TUPLE: "pair", SOURCE: "source"}.get(self.scope, "host")
         return self.space.capacity(self.algorithm, self.socket_range, per)
 
@@ -266,13 +276,16 @@ class Workload:
 
     @property
     def effective_time_wait(self) -> float:
+        """TIME_WAIT seconds that apply: 0 for UDP, which has none."""
         return 0.0 if self.algorithm == "udp" else float(self.time_wait)
 
     @property
     def in_a_row(self) -> bool:
+        """True without a rate: connects back to back, nothing closes."""
         return self.rate is None
 
     def settings(self) -> dict:
+        """The options as run, for the `settings` object of the JSON output."""
         s = self.space
         return {
             "algorithm": self.algorithm, "range": str(s.range), "reserved": str(s.reserved),
@@ -286,7 +299,7 @@ class Workload:
         }
 
 
-def workload(range: str = "32768-60999", reserved: str = "", listeners: str = "", **kw) -> Workload:
+def workload(range: str = "32768-60999", reserved: str = "", listeners: str = "", **kw: Any) -> Workload:
     """Convenience: build a Workload from strings, as the CLI and config files give
     them. Keys given as None take the defaults. Without a rate nothing closes, so
     the options that shape a rate run (RATE_ONLY) are refused rather than ignored."""
