@@ -12,6 +12,7 @@ import json
 import os
 import random
 from dataclasses import dataclass, field
+from typing import Container, Iterable
 
 from ..errors import BadInput, SystemReadError
 
@@ -21,12 +22,16 @@ DIFFICULTIES = ("easy", "medium", "hard")
 
 @dataclass(frozen=True)
 class Topic:
+    """A quiz topic: id (what --topic takes) and title."""
+
     id: str
     title: str
 
 
 @dataclass(frozen=True)
 class Question:
+    """One multiple-choice question, from the bank or generated from this host (`live`)."""
+
     id: str
     topic: str
     difficulty: str
@@ -39,6 +44,7 @@ class Question:
     live: bool = False          # generated from this host (live.py)
 
     def to_json(self) -> dict:
+        """One question of `quiz --json` (ref and check only when present)."""
         d = {"id": self.id, "topic": self.topic, "difficulty": self.difficulty,
              "live": self.live, "question": self.question, "choices": list(self.choices),
              "answer": self.answer, "explanation": self.explanation}
@@ -51,16 +57,20 @@ class Question:
 
 @dataclass(frozen=True)
 class Bank:
+    """The loaded question bank: topics and questions."""
+
     topics: tuple[Topic, ...]
     questions: tuple[Question, ...]
 
     def topic(self, topic_id: str) -> Topic:
+        """The topic with this id; KeyError if there is none."""
         for t in self.topics:
             if t.id == topic_id:
                 return t
         raise KeyError(topic_id)
 
-    def with_questions(self, extra) -> "Bank":
+    def with_questions(self, extra: Iterable[Question]) -> "Bank":
+        """A bank with `extra` questions (the live ones) appended."""
         return Bank(self.topics, self.questions + tuple(extra))
 
 
@@ -94,7 +104,7 @@ def problems(raw: dict) -> list[str]:
     return out
 
 
-def question_problems(q: dict, topic_ids) -> list[str]:
+def question_problems(q: dict, topic_ids: Container[object]) -> list[str]:
     """What is wrong with one question (bank entry or generated)."""
     out = []
     for k in ("id", "question", "explanation"):
@@ -164,6 +174,7 @@ def parse_topic(text: str | None, bank: Bank) -> str | None:
 
 
 def parse_difficulty(text: str | None) -> str | None:
+    """A difficulty from user input (case-insensitive); None stays None; BadInput otherwise."""
     if text is None:
         return None
     d = text.strip().lower()
@@ -172,26 +183,30 @@ def parse_difficulty(text: str | None) -> str | None:
     return d
 
 
-def parse_count(text) -> int:
+def parse_count(text: str | int) -> int:
+    """--count: a whole number >= 1; BadInput otherwise."""
     s = str(text).strip()
     if not s.isdigit() or int(s) < 1:
         raise BadInput(f"--count must be a whole number of at least 1, got {text!r}")
     return int(s)
 
 
-def parse_seed(text) -> int:
+def parse_seed(text: str | int) -> int:
+    """--seed: a non-negative whole number; BadInput otherwise."""
     s = str(text).strip()
     if not s.isdigit():
         raise BadInput(f"--seed must be a non-negative whole number, got {text!r}")
     return int(s)
 
 
-def filtered(questions, topic: str | None = None, difficulty: str | None = None) -> list[Question]:
+def filtered(questions: Iterable[Question], topic: str | None = None,
+             difficulty: str | None = None) -> list[Question]:
+    """The questions of `topic` and `difficulty` (None: any)."""
     return [q for q in questions
             if (topic is None or q.topic == topic) and (difficulty is None or q.difficulty == difficulty)]
 
 
-def select(questions, count: int, seed: int, topic: str | None = None,
+def select(questions: Iterable[Question], count: int, seed: int, topic: str | None = None,
            difficulty: str | None = None) -> list[Question]:
     """`count` questions in a seeded random order (fewer if the pool is smaller).
 

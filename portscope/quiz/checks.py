@@ -28,6 +28,7 @@ from ..portinfo import describe_port
 from ..ports import PortRange, PortSet, port_class
 from ..simulate.allocators import make
 from ..simulate.space import make_space
+from . import Question
 
 KERNEL_KINDS = frozenset({"netns_default", "sysctl_accepted", "reserved_after"})
 
@@ -174,7 +175,7 @@ KINDS = {
 }
 
 
-def evaluate(kind: str, args: dict, netns: str | None = None):
+def evaluate(kind: str, args: dict, netns: str | None = None) -> object:
     """The library's answer for one check kind."""
     if kind not in KINDS:
         raise BadInput(f"unknown check kind {kind!r}")
@@ -188,7 +189,7 @@ def _norm(text: str) -> str:
     return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text).replace("\u2013", "-").replace("\u2014", "-").lower()
 
 
-def mentions(choice: str, value) -> bool:
+def mentions(choice: str, value: object) -> bool:
     """Does the choice's text say the value it claims? (Keeps text and values aligned.)"""
     if value is None or isinstance(value, bool):
         return True   # yes/no claims are worded freely
@@ -198,7 +199,7 @@ def mentions(choice: str, value) -> bool:
     return _norm(str(value)) in text
 
 
-def verify(q, netns: str | None = None) -> list[str]:
+def verify(q: Question, netns: str | None = None) -> list[str]:
     """Problems with question q's check ([] when the library agrees with its answer).
 
     q is a Question (or anything with .check, .choices, .answer)."""
@@ -211,8 +212,8 @@ def verify(q, netns: str | None = None) -> list[str]:
     try:
         if "each" in chk:
             expect = chk.get("expect", True)
-            got = [evaluate(kind, a, netns) for a in chk["each"]]
-            hits = [i + 1 for i, g in enumerate(got) if g == expect]
+            each = [evaluate(kind, a, netns) for a in chk["each"]]
+            hits = [i + 1 for i, g in enumerate(each) if g == expect]
             if hits != [q.answer]:
                 out.append(f"{kind}: choices giving {expect!r} are {hits}, marked answer is {q.answer}")
             return out

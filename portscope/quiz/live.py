@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .. import host, registry, remedies
 from ..errors import PortscopeError
+from ..host import HostFacts
 from ..ports import PortRange
 from ..sockets import snapshot
 from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
@@ -35,6 +36,8 @@ OS_NAMES = {"linux": "Linux", "darwin": "macOS", "freebsd": "FreeBSD", "windows"
 
 @dataclass(frozen=True)
 class Generated:
+    """Questions generated from this host's facts, with what was skipped and why."""
+
     questions: tuple[Question, ...]
     notes: tuple[str, ...]          # generators skipped, fallbacks taken
 
@@ -66,7 +69,8 @@ def _place(rng: random.Random, right: str, wrong: list[str]) -> tuple[tuple[str,
     return tuple(choices), pos + 1
 
 
-def range_question(facts, rng: random.Random, netns: str | None = None) -> Question:
+def range_question(facts: HostFacts, rng: random.Random, netns: str | None = None) -> Question:
+    """Which range does connect() draw from here? (the true range among plausible other OS defaults)"""
     actual = str(facts.ephemeral)
     others = [r for r in OTHER_RANGES if r != actual]
     wrong = rng.sample(others, 3)
@@ -83,7 +87,8 @@ def range_question(facts, rng: random.Random, netns: str | None = None) -> Quest
         ref=_cmd(netns, "range"))
 
 
-def range_size_question(facts, rng: random.Random, netns: str | None = None) -> Question:
+def range_size_question(facts: HostFacts, rng: random.Random, netns: str | None = None) -> Question:
+    """How many ports does the range hold here?"""
     r: PortRange = facts.ephemeral
     size = r.size
     wrong_values = [v for v in dict.fromkeys((size - 1, size + 1, r.high, size * 2)) if v != size and v > 0][:3]
@@ -101,7 +106,8 @@ def range_size_question(facts, rng: random.Random, netns: str | None = None) -> 
         check={"kind": "range_size", "low": r.low, "high": r.high, "values": values})
 
 
-def privileged_question(facts, rng: random.Random, netns: str | None = None) -> Question:
+def privileged_question(facts: HostFacts, rng: random.Random, netns: str | None = None) -> Question:
+    """Does binding port P need privilege here (ip_unprivileged_port_start)?"""
     start = facts.unprivileged_port_start
     cands = sorted({p for p in PRIV_CANDIDATES + (start - 1, start) if 1 <= p <= 65535})
     port = rng.choice(cands)
@@ -130,7 +136,7 @@ def _one_name(reg, port: int, proto: str):
     return (rows[0], next(iter(names))) if len(names) == 1 else (None, None)
 
 
-def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
+def listening(netns: str | None = None, facts: HostFacts | None = None) -> list[tuple[str, int]]:
     """(proto, port) of every TCP listener and unconnected bound UDP socket, sorted."""
     t = snapshot(("tcp", "udp"), states=("LISTEN", "CLOSE"), netns=netns, facts=facts, classify=False)
     out = set()
@@ -143,8 +149,10 @@ def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
     return sorted(out)
 
 
-def service_question(facts, rng: random.Random, netns: str | None = None,
+def service_question(facts: HostFacts, rng: random.Random, netns: str | None = None,
                      listeners: list[tuple[str, int]] | None = None) -> tuple[Question, str | None]:
+    """Which service does IANA register on a port listening here (a common port when none
+    is registered)? With the note saying which fallback was taken, if any."""
     reg = registry.default()
     if listeners is None:
         listeners = listening(netns, facts)
@@ -174,7 +182,7 @@ def service_question(facts, rng: random.Random, netns: str | None = None,
         ref="IANA service names and port numbers registry"), note
 
 
-def generate(seed: int | None = None, netns: str | None = None, facts=None) -> Generated:
+def generate(seed: int | None = None, netns: str | None = None, facts: HostFacts | None = None) -> Generated:
     """The live questions for this host (or `netns`). `seed` fixes their random parts;
     without one (None) each question is seeded by its id, so listing them twice on the
     same host gives the same questions, choices and answers."""
