@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from typing import Any, Sequence
 
 import click
 
@@ -31,14 +32,18 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
-    def list_commands(self, ctx):
+    """The top-level group: commands come from COMMANDS and are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Command names in COMMANDS order, leaving out any whose module is absent."""
         return [n for n, (mod, _, _) in COMMANDS.items() if self._available(mod)]
 
     @staticmethod
     def _available(mod: str) -> bool:
         return importlib.util.find_spec(f"portscope.cli.{mod}") is not None
 
-    def get_command(self, ctx, name):
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Import the command's module now (None for an unknown name), with -v accepted after it."""
         if name not in COMMANDS:
             return None
         mod, attr, _ = COMMANDS[name]
@@ -48,7 +53,8 @@ class LazyGroup(click.Group):
         _accept_verbose(cmd)
         return cmd
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a closed stdout pipe is a quiet exit 0 (see the comment)."""
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
@@ -57,7 +63,8 @@ class LazyGroup(click.Group):
             _quiet_stdout()
             raise click.exceptions.Exit(0)
 
-    def format_commands(self, ctx, formatter):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The Commands section of --help, from the table."""
         # help from the table, so `--help` does not import every command
         rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
         if rows:
@@ -96,7 +103,7 @@ def _accept_verbose(cmd) -> None:
 @click.option("--netns", metavar="NAME|pid:PID", help="Look inside another network namespace (Linux).")
 @click.option("-v", "--verbose", is_flag=True, help="Say which backend and sources were used.")
 @click.pass_context
-def cli(ctx, json_out, netns, verbose):
+def cli(ctx, json_out, netns, verbose) -> None:
     """Show and control how this machine hands out port numbers.
 
     \b
@@ -112,7 +119,9 @@ def cli(ctx, json_out, netns, verbose):
     ctx.obj["verbose"] |= verbose
 
 
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `portscope` entry point: every error is one line and a fixed exit code (errors.py),
+    never a traceback."""
     from ..errors import PortscopeError
 
     args = sys.argv[1:] if argv is None else list(argv)

@@ -46,7 +46,7 @@ def _split(values) -> list[str]:
 @json_option
 @netns_option
 def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process, sort_key, count,
-          csv_out, limit, backend, json_out, netns):
+          csv_out, limit, backend, json_out, netns) -> None:
     """List sockets with their 4-tuples, which side is ephemeral, and their owner.
 
     \b

@@ -12,7 +12,7 @@ _HEAD = (f"{'destination':<18} {'step':<8} | {'predicted: capacity':>19} {'in us
 
 
 @click.group("lab")
-def lab():
+def lab() -> None:
     """Reproduce ephemeral-port exhaustion safely in a private network namespace (root)."""
 
 
@@ -77,7 +77,7 @@ def _summary(res) -> list[str]:
               help="IPv4 (destinations 127.0.0.2, .3, ... port 80) or IPv6 ([::1] ports 80, 81, ...).")
 @json_option
 def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw_reuse,
-            listeners_in_range, family, json_out):
+            listeners_in_range, family, json_out) -> None:
     """Open connections in a private namespace until the kernel refuses.
 
     Prints, side by side, what portscope predicted (pressure analysis of the
@@ -133,7 +133,7 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
 
 @lab.command("clean")
 @json_option
-def clean(json_out):
+def clean(json_out) -> None:
     """Remove lab namespaces left by a run that was killed (SIGKILL) before it could clean up."""
     from .. import lab as _lab
 

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..portinfo import PortFacts
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
 
@@ -23,7 +27,7 @@ CLASS_TEXT = {"system": "system (well known, 0-1023)", "user": "user (registered
               help="Show the pid and command of the sockets holding the port.")
 @json_option
 @netns_option
-def port(target, proto, owners, json_out, netns):
+def port(target, proto, owners, json_out, netns) -> None:
     """Classify port N, or list the ports of IANA service SERVICE.
 
     \b
@@ -81,7 +85,8 @@ def _sock(r: dict) -> str:
     return s
 
 
-def render(pf) -> str:
+def render(pf: PortFacts) -> str:
+    """`portscope port N`'s text: class, IANA services, privilege, range, reservation, sockets."""
     out = [f"port {pf.port}: {CLASS_TEXT[pf.port_class]}"]
     if pf.services:
         for i, s in enumerate(pf.services):
@@ -98,7 +103,8 @@ def render(pf) -> str:
     else:
         priv = f"no: at or above ip_unprivileged_port_start={pf.unprivileged_port_start}; anyone may bind it"
     out.append(f"  {'privileged:':<12}{priv}")
-    eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"
+    # describe_port always fills `ephemeral` (None is only PortFacts' default)
+    eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"  # type: ignore[union-attr]
     if pf.in_ephemeral_range and not pf.reserved:
         from ..remedies import reserve_add_command
         eph += f"; outgoing connections may take it: `{reserve_add_command(pf.port, pf.netns)}`"

@@ -5,6 +5,8 @@ functions; this module parses options and prints.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import click
 
 from ..check import DEFAULT_CRIT, DEFAULT_WARN, STATUS, UNKNOWN
@@ -16,7 +18,7 @@ def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
 
-def _unknown(msg: str, as_json: bool):
+def _unknown(msg: str, as_json: bool) -> NoReturn:
     """Check mode's answer to any failure: UNKNOWN (3), one plugin line (or its JSON)."""
     line = f"PORTSCOPE UNKNOWN - {_one_line(msg)}"
     if as_json:
@@ -36,7 +38,8 @@ class PressureCommand(click.Command):
     argument) is UNKNOWN (exit 3) with a plugin line: exit 2, click's code, would read as
     CRITICAL to a monitoring system."""
 
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """click's parsing, except that with --check a usage error exits UNKNOWN (see the class doc)."""
         if "--check" not in args:
             return super().parse_args(ctx, args)
         as_json = "--json" in args or _root_json(ctx)      # before click's parser consumes args
@@ -66,7 +69,7 @@ class PressureCommand(click.Command):
               help=f"Only with --check: CRITICAL at P percent use (default {DEFAULT_CRIT:g}).")
 @click.option("--ignore", multiple=True, metavar="ID[,ID]",
               help="Only with --check: leave these finding ids out of the status (repeatable).")
-def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore):
+def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore) -> None:
     """Ephemeral-port use per destination (src, dst, dport) against its real capacity.
 
     \b

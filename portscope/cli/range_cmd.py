@@ -48,7 +48,7 @@ def _show(facts) -> None:
 @json_option
 @netns_option
 @click.pass_context
-def range_group(ctx, json_out, netns):
+def range_group(ctx, json_out, netns) -> None:
     """Show the ephemeral port range(s), reserved ports and the privileged boundary.
 
     \b
@@ -82,7 +82,7 @@ def range_group(ctx, json_out, netns):
 @json_option
 @netns_option
 @click.pass_context
-def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos, json_out, netns):
+def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos, json_out, netns) -> None:
     """Change the ephemeral range to LOW..HIGH (inclusive).
 
     Checks first: integers, 1 <= LOW <= HIGH <= 65535, LOW at or above the

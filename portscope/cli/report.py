@@ -15,7 +15,7 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 @netns_option
 @click.option("--top", "top", type=int, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
-def report(json_out, netns, top):
+def report(json_out, netns, top) -> None:
     """One-screen health report: range facts, worst destination, findings with fixes."""
     from ..check import status
     from ..datapath import measure

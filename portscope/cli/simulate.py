@@ -45,7 +45,7 @@ from .common import emit_json, json_option, netns_of, want_json
 @json_option
 def simulate(range_, reserved, listeners, from_host, algorithm, destinations, sources, connects, rate,
              arrivals, lifetime, duration, time_wait, tw_reuse, tw_reuse_delay, loopback, socket_range,
-             udp_hash_size, seed, interval, config, plot_path, want_plan, timeseries, json_out):
+             udp_hash_size, seed, interval, config, plot_path, want_plan, timeseries, json_out) -> None:
     """Simulate the kernel's port allocator: exhaustion, search steps, parity, predictability.
 
     \b

@@ -1,7 +1,12 @@
 """`portscope suggest`: safe ports for a new server, with the reasons."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from ..suggest import SuggestResult
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
 
@@ -24,7 +29,7 @@ PROTOS = ("tcp", "udp", "sctp", "dccp")
 @click.option("--seed", type=int, help="Make the random choice repeatable.")
 @json_option
 @netns_option
-def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, insist, seed, json_out, netns):
+def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, insist, seed, json_out, netns) -> None:
     """Suggest ports for a new server: free now, outside the ephemeral range,
     unprivileged unless asked, and not assigned by IANA; says why each is safe.
 
@@ -57,7 +62,8 @@ def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, 
         raise SystemExit(1)
 
 
-def render(res, check_mode: bool) -> str:
+def render(res: SuggestResult, check_mode: bool) -> str:
+    """The suggested ports with their reasons, or (check_mode) the verdict on one port."""
     protos = "/".join(res.protos)
     out = []
     if check_mode:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from ..pressure import PressureResult
 
 from ..trend import SPARKS, Trend, TrendPoint, sparkline  # noqa: F401 - SPARKS re-exported for callers
 from .common import json_option, netns_of, netns_option, want_json
@@ -26,7 +32,8 @@ def _delta(p: TrendPoint) -> str:
     return f"{p.delta:+d}" if p.delta else "0"
 
 
-def render(res, trend: dict, *, netns, interval: float, iteration: int, iterations, top_n: int):
+def render(res: PressureResult, trend: dict, *, netns: str | None, interval: float, iteration: int,
+           iterations: int | None, top_n: int) -> Group:
     """The rich renderable of one refresh."""
     from rich.console import Group, RenderableType
     from rich.table import Table
@@ -118,7 +125,7 @@ class Keys:
 @click.option("--iterations", "-n", type=int, default=None, help="Stop after N refreshes.")
 @netns_option
 @json_option
-def top(interval, top_n, iterations, netns, json_out):
+def top(interval, top_n, iterations, netns, json_out) -> None:
     """Live view of ephemeral-port pressure per destination, with a trend.
 
     With --json, prints one JSON object per refresh (JSON Lines): the
