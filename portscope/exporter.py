@@ -218,7 +218,7 @@ class Exporter:
     """Registry + single-flight rendering: a scrape that arrives while a collection runs
     waits for that collection and gets its bytes (at most one collection in flight)."""
 
-    def __init__(self, collector: PortscopeCollector):
+    def __init__(self, collector: PortscopeCollector) -> None:
         self.collector = collector
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)

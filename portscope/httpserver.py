@@ -194,7 +194,7 @@ class Authenticator:
     (user, password) is remembered by its SHA-256 (as the exporter-toolkit caches it);
     wrong passwords always pay the full bcrypt cost."""
 
-    def __init__(self, users: dict):
+    def __init__(self, users: dict) -> None:
         self.users = users
         self._ok: set[bytes] = set()
         self._lock = threading.Lock()
@@ -241,7 +241,8 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_port = False      # never share a port with another exporter (some Pythons default to True)
 
-    def __init__(self, addr, handler, ctx: ssl.SSLContext | None, family=socket.AF_INET):
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], ctx: ssl.SSLContext | None,
+                 family: int = socket.AF_INET) -> None:
         self.address_family = family
         self.ctx = ctx
         super().__init__(addr, handler)

@@ -275,7 +275,7 @@ def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
 class RowMasks:
     """0/1 byte masks over the table's rows that the pressure model needs."""
 
-    def __init__(self, host_facts, t, usable: bytearray | None = None):
+    def __init__(self, host_facts: HostFacts, t: SocketTable, usable: bytearray | None = None) -> None:
         rng = host_facts.ephemeral
         if usable is None:
             usable = usable_ports(rng, host_facts.reserved)

@@ -75,7 +75,7 @@ class Registry:
     tuples) call `services`, which parses everything once.
     """
 
-    def __init__(self, text: str, source: str = "<registry>"):
+    def __init__(self, text: str, source: str = "<registry>") -> None:
         lines_start = text.find("\n") + 1
         head = text[:lines_start].strip()
         if not head.startswith(FORMAT_TAG):

@@ -28,7 +28,7 @@ class TrendPoint:
 class Trend:
     """in_use history per destination key, across refreshes."""
 
-    def __init__(self, keep: int = HISTORY):
+    def __init__(self, keep: int = HISTORY) -> None:
         self.keep = keep
         self._hist: dict[tuple, deque] = {}
         self._times: deque = deque(maxlen=keep)

@@ -84,7 +84,7 @@ def _style(u: float) -> str:
 class Keys:
     """q from the terminal without Enter (cbreak mode), restored on exit; no-op without a tty."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.fd = None
         self.saved = None
 

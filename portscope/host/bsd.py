@@ -108,7 +108,7 @@ def plan_range(new: PortRange, facts: HostFacts) -> tuple[list[Step], dict]:
 class Executor:
     """Runs `sysctl -w` through the runner and reads back with `sysctl net.inet.ip.portrange`."""
 
-    def __init__(self, runner: Runner):
+    def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
     def read(self, step: Step) -> str:

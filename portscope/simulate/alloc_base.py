@@ -51,7 +51,7 @@ class Allocator:
     parity: str | None = None
     keyed = False  # uses key_hash: draws a per-run secret
 
-    def __init__(self, space: PortSpace, rng: random.Random):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         self.space = space
         self.rng = rng
         self.skip = space.skip

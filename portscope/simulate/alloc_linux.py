@@ -130,7 +130,7 @@ class LinuxConnect(_Walker):
     keyed = True
 
     def __init__(self, space: PortSpace, rng: random.Random, socket_range: PortRange | None = None,
-                 perturb_order: int = PERTURB_ORDER):
+                 perturb_order: int = PERTURB_ORDER) -> None:
         super().__init__(space, rng)
         low, high, step = space.low, space.high, 2
         if socket_range is not None:
@@ -189,7 +189,7 @@ class LinuxBind(_Walker):
     scope = SOURCE
     parity: str | None = "other"
 
-    def __init__(self, space: PortSpace, rng: random.Random):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self._setup(space.low, space.high, 2)
 

@@ -62,7 +62,7 @@ class Rfc3(_Rfc):
     name = "rfc6056-3"
     keyed = True
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.next = rng.getrandbits(16)
 
@@ -86,7 +86,7 @@ class Rfc4(_Rfc):
     keyed = True
     TABLE_LENGTH = 10
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.table = [rng.getrandbits(16) for _ in range(self.TABLE_LENGTH)]
 
@@ -110,7 +110,7 @@ class Rfc5(_Rfc):
     name = "rfc6056-5"
     N = 500
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.next = rng.randrange(self.num)
 
@@ -130,7 +130,7 @@ class Sequential(_Rfc):
 
     name = "sequential"
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.next = 0
 

@@ -22,7 +22,7 @@ class UdpAutobind(Allocator):
     name = "udp"
     scope = GLOBAL
 
-    def __init__(self, space: PortSpace, rng: random.Random, hash_size: int = UDP_HASH_SIZE):
+    def __init__(self, space: PortSpace, rng: random.Random, hash_size: int = UDP_HASH_SIZE) -> None:
         super().__init__(space, rng)
         if hash_size & (hash_size - 1) or not 128 <= hash_size <= 65536:
             raise ValueError("--udp-hash-size must be a power of two from 128 to 65536 (the sizes the "
