@@ -70,7 +70,7 @@ def _place(rng: random.Random, right: str, wrong: list[str]) -> tuple[tuple[str,
 
 
 def range_question(facts: HostFacts, rng: random.Random, netns: str | None = None) -> Question:
-    """Which range does connect() draw from here? (the true range among plausible other OS defaults)"""
+    """Which range does connect() draw from here? (the true range among other common ones)"""
     actual = str(facts.ephemeral)
     others = [r for r in OTHER_RANGES if r != actual]
     wrong = rng.sample(others, 3)

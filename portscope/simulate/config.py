@@ -19,8 +19,8 @@ KEYS = ("range", "reserved", "listeners", "algorithm", "destinations", "sources"
 
 
 def load(path: str) -> dict:
-    """The workload options in a .toml, .yaml/.yml or .json file (keys as KEYS); BadInput for
-    an unreadable file, bad syntax or an unknown key."""
+    """The workload options in a file: TOML by a .toml suffix, else YAML (which JSON is too);
+    keys as KEYS. BadInput for an unreadable file, bad syntax or an unknown key."""
     p = Path(path)
     try:
         raw = p.read_bytes()

@@ -72,7 +72,7 @@ class Lifetime:
 
     @property
     def mean(self) -> float:
-        """Mean lifetime in seconds (inf for "inf"; lognormal's exp(mu + sigma^2/2) form)."""
+        """Mean lifetime in seconds (inf for "inf"; lognormal:A,S gives A * exp(S^2 / 2))."""
         if self.kind == "inf":
             return math.inf
         if self.kind == "uniform":
