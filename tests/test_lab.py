@@ -107,8 +107,8 @@ def lab_namespaces_safe() -> list[str]:
 
 
 @needs_netns
-def test_not_root_exits_3_with_one_line():
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *ENTRY,
+def test_not_root_exits_3_with_one_line(nobody_portscope):
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *nobody_portscope,
                         "lab", "exhaust"], capture_output=True, text=True, timeout=60,
                        cwd="/", env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert r.returncode == 3, r

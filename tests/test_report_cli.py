@@ -68,9 +68,9 @@ def test_report_on_this_host_read_only(cli):
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
-def test_report_as_non_root():
+def test_report_as_non_root(nobody_portscope):
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        sys.executable, "-m", "portscope", "report", "--json"],
+                        *nobody_portscope, "report", "--json"],
                        capture_output=True, text=True, timeout=60, cwd="/")
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
