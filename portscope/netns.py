@@ -35,21 +35,32 @@ def _setns(fd: int) -> None:
         raise OSError(e, os.strerror(e))
 
 
-def resolve(spec: str) -> str:
-    """Path of the namespace file for NAME or pid:PID; BadInput if it does not exist."""
-    spec = (spec or "").strip()
-    if not spec:
-        raise BadInput("--netns needs a name or pid:PID")
+def check_spec(spec: object) -> str:
+    """NAME or pid:PID, well formed (existence is resolve's job). An empty or blank spec is
+    an error, never "this host": a script passing an empty $NS must not change the host."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise BadInput(f"--netns needs a name or pid:PID, got {spec!r} (leave --netns out for this host)")
+    if spec != spec.strip():
+        raise BadInput(f"bad --netns {spec!r}: leading or trailing blanks")
     if spec.startswith("pid:"):
         pid = spec[4:]
-        if not pid.isdigit():
+        if not (pid.isascii() and pid.isdigit()) or int(pid) == 0:
             raise BadInput(f"bad --netns {spec!r}: expected pid:PID with a numeric PID")
+        return spec
+    if "/" in spec or spec in (".", "..") or not spec.isprintable():
+        raise BadInput(f"bad --netns name {spec!r}")
+    return spec
+
+
+def resolve(spec: str) -> str:
+    """Path of the namespace file for NAME or pid:PID; BadInput if it does not exist."""
+    spec = check_spec(spec)
+    if spec.startswith("pid:"):
+        pid = spec[4:]
         path = f"/proc/{pid}/ns/net"
         if not os.path.exists(f"/proc/{pid}"):
             raise BadInput(f"network namespace {spec!r} does not exist (no process {pid})")
         return path
-    if "/" in spec or spec in (".", ".."):
-        raise BadInput(f"bad --netns name {spec!r}")
     for d in NETNS_RUN_DIRS:
         path = os.path.join(d, spec)
         if os.path.exists(path):
@@ -59,10 +70,12 @@ def resolve(spec: str) -> str:
 
 @contextmanager
 def entered(spec: str | None) -> Iterator[None]:
-    """Run the block inside namespace `spec` (None: stay where we are), then come back."""
-    if not spec:
+    """Run the block inside namespace `spec` (None: stay where we are), then come back.
+    Only None means "here": an empty or blank spec is refused by check_spec."""
+    if spec is None:
         yield
         return
+    check_spec(spec)
     if not hasattr(os, "setns") and not os.path.exists("/proc/self/ns/net"):
         raise Unsupported("network namespaces are a Linux feature")
     path = resolve(spec)

@@ -11,8 +11,19 @@ def json_option(f):
     return click.option("--json", "json_out", is_flag=True, help="Print JSON (keys documented in docs/json.md).")(f)
 
 
+def check_netns(ctx, param, value):
+    """click callback for every --netns (single or repeated): a blank value is bad input,
+    never "this host"."""
+    from ..netns import check_spec
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(check_spec(v) for v in value)
+    return check_spec(value)
+
+
 def netns_option(f):
-    return click.option("--netns", metavar="NAME|pid:PID",
+    return click.option("--netns", metavar="NAME|pid:PID", callback=check_netns,
                         help="Network namespace: a name from `ip netns list` or pid:PID.")(f)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, netns_of, verbose, want_json
+from .common import check_netns, emit_json, json_option, netns_of, verbose, want_json
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
@@ -21,7 +21,7 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 @click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
               help="Seconds between textfile writes.")
 @click.option("--once", is_flag=True, help="With --textfile: write once and exit.")
-@click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID",
+@click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID", callback=check_netns,
               help="Report this network namespace (repeatable; each under its own netns label).")
 @click.option("--all-netns", is_flag=True,
               help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
