@@ -51,6 +51,7 @@ DEFAULT_RANGE = PortRange(40000, 40099)   # ends of different parity: all 100 po
 SRC = "127.0.0.1"
 SRC6 = "::1"
 MAX_DESTINATIONS = 64
+MAX_SECONDS = 86400.0       # --timeout and --hold: a day is a bound, not a lab
 CONNECT_TIMEOUT = 5.0        # a loopback connect that takes this long is an error, not a wait
 FD_HEADROOM = 64             # listeners, netlink sockets, stdio...
 CHECKPOINTS = (0.25, 0.5, 0.75)
@@ -78,8 +79,8 @@ class Plan:
             raise BadInput(f"--destinations must be 1..{MAX_DESTINATIONS}, got {self.destinations}")
         if self.max_connects < 1:
             raise BadInput(f"--max-connects must be at least 1, got {self.max_connects}")
-        if not self.timeout > 0:
-            raise BadInput(f"--timeout must be positive, got {self.timeout}")
+        if not (isinstance(self.timeout, (int, float)) and 0 < self.timeout <= MAX_SECONDS):
+            raise BadInput(f"--timeout must be in (0, {MAX_SECONDS:g}] seconds, got {self.timeout}")
         if self.family not in (4, 6):
             raise BadInput(f"--family must be 4 or 6, got {self.family}")
         if self.tw_reuse is not None and self.tw_reuse not in (0, 1, 2):
@@ -87,8 +88,8 @@ class Plan:
         if not 0 <= self.listeners_in_range < self.range.size:
             raise BadInput(f"--listeners-in-range must be 0..{self.range.size - 1} for --range "
                            f"{self.range}, got {self.listeners_in_range}")
-        if self.hold < 0:
-            raise BadInput(f"--hold must be 0 or more, got {self.hold}")
+        if not (isinstance(self.hold, (int, float)) and 0 <= self.hold <= MAX_SECONDS):   # nan, inf too
+            raise BadInput(f"--hold must be in 0..{MAX_SECONDS:g} seconds, got {self.hold}")
         # the kernel refuses a range starting below ip_unprivileged_port_start (1024)
         if self.range.low < 1024:
             raise BadInput(f"--range must start at 1024 or above, got {self.range}")

@@ -76,3 +76,75 @@ def test_library_none_means_here():
     here = os.stat("/proc/thread-self/ns/net").st_ino
     with pnetns.entered(None):
         assert os.stat("/proc/thread-self/ns/net").st_ino == here
+
+
+# ------------------------------------------------------------------ numeric options (defect 4, 10)
+
+def numeric_options() -> list[tuple[tuple[str, ...], str]]:
+    from portscope.cli.common import Number
+    out = []
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            if isinstance(p, click.Option) and isinstance(p.type, Number):
+                out.append((path, p.opts[0]))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, path + (name,))
+
+    g = LazyGroup()
+    for name in COMMANDS:
+        walk(g.get_command(None, name), (name,))
+    return out
+
+
+def test_no_numeric_option_bypasses_the_shared_type():
+    """click's int/float accept '٣', '1_0', 'inf' and 'nan': every numeric option must use
+    common.Number instead."""
+    loose = (click.types.IntParamType, click.types.FloatParamType)
+    bad = []
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            if isinstance(p, click.Option) and isinstance(p.type, loose):
+                bad.append(" ".join(path) + " " + p.opts[0])
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, path + (name,))
+
+    g = LazyGroup()
+    for name in COMMANDS:
+        walk(g.get_command(None, name), (name,))
+    assert not bad, bad
+    assert len(numeric_options()) >= 25
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e400", "١٠", "1_0", "0x10", "", "²"])
+@pytest.mark.parametrize("path,opt", numeric_options(), ids=lambda x: x if isinstance(x, str) else " ".join(x))
+def test_every_numeric_option_refuses_non_finite_and_non_ascii(cli, path, opt, value):
+    code, out, err = cli(*path, opt, value)
+    assert code == 2, (path, opt, value, out, err)
+    assert opt in one_line_error(err)
+
+
+@pytest.mark.parametrize("args", [
+    ("simulate", "--rate", "5/s", "--duration", "1e308"),
+    ("simulate", "--rate", "1e308/s", "--duration", "2"),
+    ("simulate", "--rate", "1e200/s", "--duration", "1e200"),
+    ("simulate", "--rate", "١/s", "--duration", "2"),
+])
+def test_simulate_that_would_never_end_is_refused_at_once(cli, args):
+    import time
+    t = time.monotonic()
+    code, out, err = cli(*args)
+    assert code == 2 and time.monotonic() - t < 5
+    one_line_error(err)
+
+
+def test_seed_rule_is_the_same_for_suggest_and_simulate(cli):
+    a = one_line_error(cli("suggest", "--seed", "-1")[2])
+    b = one_line_error(cli("simulate", "--connects", "5", "--seed", "-1")[2])
+    assert a == b == "portscope: error: --seed must be a non-negative whole number, got -1"
+
+
+def test_interval_limits_are_one_rule(cli):
+    msgs = {one_line_error(cli(*c, "--interval", "0.05")[2]) for c in (("pressure",), ("top",), ("exporter",))}
+    assert msgs == {"portscope: error: --interval must be in 0.1..86400 seconds, got 0.05"}

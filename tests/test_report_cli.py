@@ -160,11 +160,11 @@ def test_check_unknown(cli, args):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--check", "--warn", "abc"], "'--warn'"),          # click's BadParameter
+    (["--check", "--warn", "abc"], "--warn"),            # the shared Number type (cli/common.py)
     (["--check", "--bogus"], "--bogus"),                # click's NoSuchOption
     (["--bogus", "--check"], "--bogus"),
     (["--check", "--crit"], "'--crit'"),                # an option without its value
-    (["--check", "--top", "many"], "'--top'"),
+    (["--check", "--top", "many"], "--top"),
     (["--check", "extra-arg"], "extra-arg"),
 ])
 def test_check_usage_errors_are_unknown_not_critical(cli, args, needle):

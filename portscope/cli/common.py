@@ -7,6 +7,29 @@ import sys
 import click
 
 
+class Number(click.ParamType):
+    """Every numeric option: ASCII digits, finite, in range, else one `portscope: error:`
+    line and exit 2 (BadInput), naming the option. One type, so `--seed -1` or `--interval
+    1e308` get the same answer from every command."""
+
+    def __init__(self, lo=None, hi=None, *, whole: bool = False, lo_open: bool = False, unit: str = ""):
+        self.lo, self.hi, self.whole, self.lo_open, self.unit = lo, hi, whole, lo_open, unit
+        self.name = "integer" if whole else "number"
+
+    def convert(self, value, param, ctx):
+        from ..numparse import parse_real, parse_whole
+        what = param.opts[0] if param is not None and getattr(param, "opts", None) else "value"
+        if self.whole:
+            return parse_whole(value, what, self.lo, self.hi)
+        return parse_real(value, what, self.lo, self.hi, lo_open=self.lo_open, unit=self.unit)
+
+
+# limits shared by every command that has the option
+INTERVAL = Number(0.1, 86400.0, unit="seconds")   # pressure, top, exporter: sampling/refresh/write
+SEED = Number(0, 2**63 - 1, whole=True)           # suggest, simulate (quiz parses its own, same rule)
+TOP = Number(0, 1_000_000, whole=True)
+
+
 def json_option(f):
     return click.option("--json", "json_out", is_flag=True, help="Print JSON (keys documented in docs/json.md).")(f)
 

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import click
 
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from ..errors import PortscopeError
+from .common import INTERVAL, TOP, Number, emit_json, json_option, netns_of, netns_option, verbose, want_json
 
 # monitoring-plugin exit codes (Nagios / Icinga / Sensu)
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -15,7 +16,7 @@ SEVERITY_CODE = {"critical": CRITICAL, "warning": WARNING, "info": OK}
 # exactly what check_value() compares (a destination's utilization, the exclusive pools)
 THRESHOLD_FINDINGS = frozenset({"destination-critical", "destination-high", "pool-critical", "pool-warning"})
 DEFAULT_WARN, DEFAULT_CRIT = 80.0, 95.0
-MAX_INTERVAL = 3600.0
+MIN_INTERVAL, MAX_INTERVAL = INTERVAL.lo, INTERVAL.hi
 MAX_SAMPLES = 1000
 
 
@@ -29,8 +30,8 @@ def gather(netns=None, *, top=None, process=False, interval=None, samples=None):
         raise BadInput(f"--top must be >= 0, got {top}")
     if samples is not None and interval is None:
         raise BadInput("--samples needs --interval")
-    if interval is not None and not (0 < interval <= MAX_INTERVAL):
-        raise BadInput(f"--interval must be in (0, {MAX_INTERVAL:.0f}] seconds, got {interval:g}")
+    if interval is not None:
+        INTERVAL.convert(interval, None, None)
     if samples is not None and not (2 <= samples <= MAX_SAMPLES):
         raise BadInput(f"--samples must be in 2..{MAX_SAMPLES}, got {samples}")
     facts = host_facts(netns)
@@ -229,6 +230,8 @@ class PressureCommand(click.Command):
             return super().parse_args(ctx, args)
         except click.UsageError as e:       # BadParameter, NoSuchOption, BadOptionUsage, ...
             _unknown(f"{e.format_message()} (see '{ctx.command_path} --help')", as_json)
+        except PortscopeError as e:         # a value refused by a shared type (common.Number, --netns)
+            _unknown(str(e), as_json)
 
 
 def _ignored(values) -> frozenset:
@@ -246,20 +249,20 @@ def _ignored(values) -> frozenset:
 @click.command("pressure", cls=PressureCommand)
 @json_option
 @netns_option
-@click.option("--top", "top", type=int, default=20, show_default=True, metavar="N",
+@click.option("--top", "top", type=TOP, default=20, show_default=True, metavar="N",
               help="Show the N worst destinations (the rest are summed).")
-@click.option("--interval", type=float, default=None, metavar="S",
+@click.option("--interval", type=INTERVAL, default=None, metavar="S",
               help="Sample S seconds apart and forecast rates and time to exhaustion.")
-@click.option("--samples", type=int, default=None, metavar="K",
+@click.option("--samples", type=Number(2, MAX_SAMPLES, whole=True), default=None, metavar="K",
               help="Number of samples with --interval (default 2).")
 @click.option("--process", is_flag=True, help="Attribute use to processes (slower: reads /proc/*/fd).")
 @click.option("--check", is_flag=True,
               help="Monitoring-plugin mode: one status line with perfdata; exit 0 OK, 1 WARNING, "
                    "2 CRITICAL, 3 UNKNOWN (any error, bad usage included). The status is the worst "
                    "of --warn/--crit on the worst utilization and the severity of each finding.")
-@click.option("--warn", type=float, default=None, metavar="P",
+@click.option("--warn", type=Number(0, 100), default=None, metavar="P",
               help=f"Only with --check: WARNING at P percent use (default {DEFAULT_WARN:g}).")
-@click.option("--crit", type=float, default=None, metavar="P",
+@click.option("--crit", type=Number(0, 100), default=None, metavar="P",
               help=f"Only with --check: CRITICAL at P percent use (default {DEFAULT_CRIT:g}).")
 @click.option("--ignore", multiple=True, metavar="ID[,ID]",
               help="Only with --check: leave these finding ids out of the status (repeatable).")

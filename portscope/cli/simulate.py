@@ -1,11 +1,10 @@
 """`portscope simulate`: the kernel's port allocator at scale (logic in portscope.simulate)."""
 from __future__ import annotations
 
-import re
 
 import click
 
-from .common import emit_json, json_option, netns_of, want_json
+from .common import SEED, Number, emit_json, json_option, netns_of, want_json
 
 ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
          "rfc6056-5", "sequential")
@@ -22,29 +21,29 @@ DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm"
 @click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host "
               "(or from `portscope --netns NAME`).")
 @click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
-@click.option("--destinations", type=int, help="Destination ip:port pairs [1].")
-@click.option("--sources", type=int, help="Source IPs, connections spread over them [1]. linux-bind "
+@click.option("--destinations", type=Number(1, 1_000_000, whole=True), help="Destination ip:port pairs [1].")
+@click.option("--sources", type=Number(1, 1_000_000, whole=True), help="Source IPs, connections spread over them [1]. linux-bind "
               "models bind(IP, 0) on each source's own address (a port can repeat across IPs); "
               "for bind(0.0.0.0, 0) use 1.")
-@click.option("--connects", type=int, metavar="N",
+@click.option("--connects", type=Number(1, None, whole=True), metavar="N",
               help="N >= 1. Without --rate: N connects in a row, none closed. With --rate: stop after N.")
 @click.option("--rate", metavar="R/s", help="New connections per second over all pairs (finite, above 0).")
 @click.option("--arrivals", type=click.Choice(["fixed", "poisson"]), help="Arrival process [fixed] (with --rate).")
 @click.option("--lifetime", metavar="DIST", help="Connection lifetime (with --rate): SECONDS, exp:MEAN, "
               "uniform:A-B, lognormal:MEDIAN,SIGMA or inf; numbers finite and >= 0 [0].")
-@click.option("--duration", type=float, metavar="S", help="Simulated seconds (with --rate). --plan without it "
+@click.option("--duration", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Simulated seconds (with --rate). --plan without it "
               "plans for steady state and picks its own check span.")
-@click.option("--time-wait", type=float, metavar="S", help="TIME_WAIT length, 0..3600 [60, as the kernel] "
+@click.option("--time-wait", type=Number(0, 3600, unit="seconds"), metavar="S", help="TIME_WAIT length, 0..3600 [60, as the kernel] "
               "(with --rate).")
-@click.option("--tw-reuse", type=click.IntRange(0, 2), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0] (with --rate).")
-@click.option("--tw-reuse-delay", type=int, metavar="MS", help="tcp_tw_reuse_delay in ms [1000] (with --rate).")
+@click.option("--tw-reuse", type=Number(0, 2, whole=True), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0] (with --rate).")
+@click.option("--tw-reuse-delay", type=Number(0, None, whole=True), metavar="MS", help="tcp_tw_reuse_delay in ms [1000] (with --rate).")
 @click.option("--loopback", is_flag=True, default=None, help="Destinations are loopback (tw_reuse=2 applies; "
               "with --rate).")
 @click.option("--socket-range", metavar="LOW-HIGH", help="IP_LOCAL_PORT_RANGE on each socket (linux).")
-@click.option("--udp-hash-size", type=int, metavar="N", help="UDP hash table entries (dmesg) for --algorithm "
+@click.option("--udp-hash-size", type=Number(whole=True), metavar="N", help="UDP hash table entries (dmesg) for --algorithm "
               "udp: a power of two from 128 to 65536, the sizes the kernel allows [16384].")
-@click.option("--seed", type=int, help="Random seed, a non-negative whole number [0]; same seed, same run.")
-@click.option("--interval", type=float, metavar="S", help="Time-series sampling interval.")
+@click.option("--seed", type=SEED, help="Random seed, a non-negative whole number [0]; same seed, same run.")
+@click.option("--interval", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Time-series sampling interval.")
 @click.option("--config", "config", metavar="FILE", help="Workload from a YAML or TOML file; options win.")
 @click.option("--plot", "plot_path", metavar="OUT.png", help="Draw the time series and search steps.")
 @click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation. "
@@ -104,24 +103,21 @@ def _typed(o: dict) -> dict:
     def opt(key):
         return "--" + key.replace("_", "-")
 
+    from ..numparse import parse_real, parse_whole
+
+    # the range checks live in the Workload (shared with library callers); here only the
+    # form: ASCII digits, no 1.5 cut to 1, no inf/nan from a YAML or TOML file
     def whole(key):
         v = o.get(key)
         if v is None or (isinstance(v, int) and not isinstance(v, bool)):
             return v
-        if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
-            return int(v)
-        raise BadInput(f"{opt(key)}: expected a whole number, got {v!r}")
+        if not isinstance(v, str):     # 1.5, 2.0 or true from a config file
+            raise BadInput(f"{opt(key)}: expected a whole number, got {v!r}")
+        return parse_whole(v, opt(key))
 
     def number(key):
         v = o.get(key)
-        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
-            return None if v is None else float(v)
-        if isinstance(v, str):
-            try:
-                return float(v)
-            except ValueError:
-                pass
-        raise BadInput(f"{opt(key)}: not a number: {v!r}")
+        return None if v is None else parse_real(v, opt(key))
 
     out = {k: (str(o[k]) if o.get(k) is not None else None)
            for k in ("range", "reserved", "listeners", "algorithm", "arrivals", "socket_range")}

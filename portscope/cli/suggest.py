@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import SEED, emit_json, json_option, netns_of, netns_option, verbose, want_json
 
 PROTOS = ("tcp", "udp", "sctp", "dccp")
 
@@ -21,7 +21,7 @@ PROTOS = ("tcp", "udp", "sctp", "dccp")
 @click.option("--port", "insist", metavar="N",
               help="Judge this one port instead; prints the command that protects it if it is "
                    "inside the ephemeral range.")
-@click.option("--seed", type=int, help="Make the random choice repeatable.")
+@click.option("--seed", type=SEED, help="Make the random choice repeatable.")
 @json_option
 @netns_option
 def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, insist, seed, json_out, netns):
@@ -40,10 +40,9 @@ def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, 
         res = sg.check(parse_port(insist), protos, allow_registered=allow_registered, privileged=privileged,
                        allow_dynamic=allow_dynamic, netns=ns)
     else:
-        s = str(count).strip()
-        if not s.isdigit() or not 1 <= int(s) <= 1000:
-            raise BadInput(f"--count must be an integer in 1..1000, got {count!r}")
-        res = sg.suggest(int(s), protos, allow_registered=allow_registered, privileged=privileged,
+        from ..numparse import parse_whole
+        n = parse_whole(count, "--count", 1, 1000)
+        res = sg.suggest(n, protos, allow_registered=allow_registered, privileged=privileged,
                          allow_dynamic=allow_dynamic, search=PortRange.parse(search) if search else None,
                          netns=ns, seed=seed)
     if want_json(json_out):

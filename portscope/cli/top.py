@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import click
 
-from .common import json_option, netns_of, netns_option, want_json
+from .common import INTERVAL, Number, json_option, netns_of, netns_option, want_json
 
 SPARKS = "▁▂▃▄▅▆▇█"
 HISTORY = 30                 # refreshes kept per destination
 SHOWN = 12                   # of which the sparkline shows the latest
-MIN_INTERVAL = 0.1
-MAX_INTERVAL = 3600.0
+MIN_INTERVAL, MAX_INTERVAL = INTERVAL.lo, INTERVAL.hi
 
 
 @dataclass(frozen=True)
@@ -163,9 +162,9 @@ class Keys:
 
 
 @click.command("top")
-@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes.")
-@click.option("--top", "top_n", type=int, default=15, show_default=True, help="Destinations shown.")
-@click.option("--iterations", "-n", type=int, default=None, help="Stop after N refreshes.")
+@click.option("--interval", type=INTERVAL, default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--top", "top_n", type=Number(1, 1_000_000, whole=True), default=15, show_default=True, help="Destinations shown.")
+@click.option("--iterations", "-n", type=Number(1, None, whole=True), default=None, help="Stop after N refreshes.")
 @netns_option
 @json_option
 def top(interval, top_n, iterations, netns, json_out):

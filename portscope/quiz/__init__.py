@@ -173,17 +173,13 @@ def parse_difficulty(text: str | None) -> str | None:
 
 
 def parse_count(text) -> int:
-    s = str(text).strip()
-    if not s.isdigit() or int(s) < 1:
-        raise BadInput(f"--count must be a whole number of at least 1, got {text!r}")
-    return int(s)
+    from ..numparse import parse_whole
+    return parse_whole(text, "--count", 1, None, signed=False)
 
 
 def parse_seed(text) -> int:
-    s = str(text).strip()
-    if not s.isdigit():
-        raise BadInput(f"--seed must be a non-negative whole number, got {text!r}")
-    return int(s)
+    from ..numparse import parse_whole
+    return parse_whole(text, "--seed", 0, 2**63 - 1, signed=False)
 
 
 def filtered(questions, topic: str | None = None, difficulty: str | None = None) -> list[Question]:

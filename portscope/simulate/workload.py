@@ -108,10 +108,12 @@ def parse_rate(text: str | float | int) -> float:
         if s.endswith(suffix):
             s = s[: -len(suffix)]
             break
-    try:
-        r = float(s)
-    except ValueError:
-        raise BadInput(f"not a rate: {text!r} (expected e.g. 500/s)") from None
+    from ..numparse import _REAL
+    if s.lstrip("+-") in ("inf", "infinity", "nan"):
+        raise BadInput(f"the rate must be a finite number of connections per second, got {text!r}")
+    if isinstance(text, bool) or not _REAL.fullmatch(s) or len(s) > 64:
+        raise BadInput(f"not a rate: {text!r} (expected e.g. 500/s, digits 0-9)")
+    r = float(s)
     if not math.isfinite(r):
         raise BadInput(f"the rate must be a finite number of connections per second, got {text!r}")
     if r <= 0:
@@ -163,6 +165,9 @@ class Workload:
     interval: float | None = None
 
     def __post_init__(self) -> None:
+        if self.rate is not None and (isinstance(self.rate, bool) or not isinstance(self.rate, (int, float))
+                                      or not math.isfinite(self.rate) or self.rate <= 0):
+            raise BadInput(f"the rate must be a finite number of connections per second above 0, got {self.rate!r}")
         for name in ("destinations", "sources"):
             _whole(name, getattr(self, name), 1, 1_000_000)
         if self.connects is not None:
@@ -178,7 +183,7 @@ class Workload:
         if self.tw_reuse not in (0, 1, 2) or isinstance(self.tw_reuse, bool):
             raise BadInput(f"--tw-reuse must be 0, 1 or 2, got {self.tw_reuse!r}")
         tw = self.time_wait
-        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 <= tw <= 3600:
+        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 <= tw <= 3600:  # nan fails too
             raise BadInput(f"--time-wait must be a number of seconds in 0..3600, got {tw!r}")
         _whole("tw-reuse-delay", self.tw_reuse_delay_ms, 0, hint=" of ms")
         if self.interval is not None:
@@ -192,8 +197,9 @@ class Workload:
                                f"kernel's UDP hash table can have), got {n!r}")
         planned = self.connects if self.connects is not None else math.inf
         if self.rate is not None and self.duration is not None:
-            planned = min(planned, self.rate * self.duration)
-        if math.isfinite(planned) and planned > MAX_CONNECTS:  # open-ended: only --plan, which bounds its check
+            planned = min(planned, self.rate * self.duration)   # may overflow to inf: still bounded
+        bounded = self.connects is not None or (self.rate is not None and self.duration is not None)
+        if bounded and planned > MAX_CONNECTS:  # open-ended: only --plan, which bounds its check
             raise BadInput(f"that is about {planned:.3g} connects; the limit is {MAX_CONNECTS:.0e} "
                            "(lower --rate/--duration or cap with --connects)")
         live = self.live_bound(planned)
