@@ -148,3 +148,48 @@ def test_seed_rule_is_the_same_for_suggest_and_simulate(cli):
 def test_interval_limits_are_one_rule(cli):
     msgs = {one_line_error(cli(*c, "--interval", "0.05")[2]) for c in (("pressure",), ("top",), ("exporter",))}
     assert msgs == {"portscope: error: --interval must be in 0.1..86400 seconds, got 0.05"}
+
+
+# ------------------------------------------------------------------ ASCII digits only (defect 10)
+
+ODD_NUMBERS = ["٤٠٠٠٠", "４００００", "40000²", "²", "0x50", "+80", "4_0000", "४००००"]
+
+
+@pytest.mark.parametrize("text", ODD_NUMBERS)
+def test_port_parsers_take_ascii_digits_only(text):
+    from portscope.host.changes import check_range, parse_ports
+    from portscope.ports import PortRange, PortSet, parse_port
+    for f in (parse_port, PortRange.parse, PortSet.parse, parse_ports, lambda t: check_range(t, "50000"),
+              lambda t: check_range("1024", t)):
+        with pytest.raises(BadInput):
+            f(text)
+
+
+@pytest.mark.parametrize("text", ODD_NUMBERS)
+def test_writes_with_odd_digits_change_nothing_in_the_kernel(cli, netns, text):
+    before = (netns.sysctl("net.ipv4.ip_local_port_range"), netns.sysctl("net.ipv4.ip_local_reserved_ports"))
+    for args in (("range", "set", text, "50000"), ("range", "set", "40000", text), ("reserve", "add", text),
+                 ("reserve", "add", f"8080,{text}")):
+        code, out, err = cli("--netns", netns.name, *args)
+        assert code == 2, (args, out, err)
+        assert "digits 0-9" in one_line_error(err) or "not a port" in err
+    after = (netns.sysctl("net.ipv4.ip_local_port_range"), netns.sysctl("net.ipv4.ip_local_reserved_ports"))
+    assert after == before
+
+
+def test_ascii_still_works_and_negative_ports_say_so(cli, netns):
+    code, out, err = cli("--netns", netns.name, "reserve", "add", "8080")
+    assert code == 0, err
+    assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == "8080"
+    code, out, err = cli("reserve", "add", "-5", "--dry-run")
+    assert code == 2 and "negative" in one_line_error(err) and "got ''" not in err
+
+
+@pytest.mark.parametrize("text", ["40000 ٥٠٠٠٠", "４ 5", "40000\t50000²"])
+def test_procfs_range_with_odd_digits_is_a_read_error(text):
+    from portscope.errors import SystemReadError
+    from portscope.host.linux import parse_int, parse_range
+    with pytest.raises(SystemReadError):
+        parse_range(text)
+    with pytest.raises(SystemReadError):
+        parse_int("ip_unprivileged_port_start", next(t for t in text.split() if not t.isascii()))

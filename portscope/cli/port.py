@@ -36,6 +36,7 @@ def port(target, proto, owners, json_out, netns):
 
     ns = netns_of(netns)
     proto = proto.lower() if proto else None
+    # \d also matches other scripts' digits: "٨٠" then gets parse_port's digits-only error
     if re.fullmatch(r"\s*[+-]?\d+\s*", target):
         pf = classify.classify(parse_port(target), proto, ns, owners=owners)
         if want_json(json_out):

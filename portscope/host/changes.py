@@ -127,9 +127,11 @@ def netns_prefix(netns: str | None) -> tuple[str, ...]:
 def parse_int(text, what: str) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         return text
+    from ..numparse import _WHOLE, MAX_DIGITS
     s = str(text).strip()
-    if not (s.isdigit() or (s.startswith("-") and s[1:].isdigit())):
-        raise BadInput(f"{what} must be an integer, got {text!r}")
+    # ASCII only (str.isdigit() is true for "٤٠٠٠٠"); a sign is allowed so that -5 gets the range message
+    if len(s) > MAX_DIGITS or not _WHOLE.fullmatch(s) or s.startswith("+"):
+        raise BadInput(f"{what} must be an integer written in digits 0-9, got {text!r}")
     return int(s)
 
 

@@ -82,16 +82,17 @@ def write_sysctl(name: str, value: str) -> None:
 
 
 def parse_int(name: str, text: str) -> int:
+    from ..numparse import _WHOLE, MAX_DIGITS
     s = text.strip()
-    try:
-        return int(s)
-    except ValueError:
+    if len(s) > MAX_DIGITS or not _WHOLE.fullmatch(s):
         raise SystemReadError(f"malformed value in {sysctl_path(name)}: {s!r}")
+    return int(s)
 
 
 def parse_range(text: str) -> PortRange:
     parts = text.split()
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    from ..numparse import is_digits
+    if len(parts) != 2 or not all(is_digits(p) for p in parts):
         raise SystemReadError(f"malformed value in {sysctl_path(PORT_RANGE)}: {text.strip()!r}")
     try:
         return PortRange(int(parts[0]), int(parts[1]))

@@ -47,10 +47,9 @@ class Lifetime:
         want = {"fixed": 1, "exp": 1, "uniform": 2, "lognormal": 2}
         arg = arg.strip().removesuffix("s")
         parts = [arg] if want.get(kind) == 1 else re.split(r"(?<=\d)-|,", arg)
-        try:
-            vals = [float(x) for x in parts]
-        except ValueError:
-            vals = []
+        from ..numparse import _REAL
+        # ASCII decimals only: float() also takes "٣", "1_0" and "nan"
+        vals = [float(x) for x in parts] if all(_REAL.fullmatch(x.strip()) for x in parts) else []
         if kind not in want or len(vals) != want[kind]:
             raise BadInput(f"--lifetime {text!r}: not a lifetime ({LIFETIME_FORMS})")
         return cls._checked(text, kind, *vals)
