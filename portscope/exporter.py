@@ -20,6 +20,8 @@ from itertools import compress
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from .errors import PortscopeError
+
 log = logging.getLogger("portscope.exporter")
 
 DEFAULT_LISTEN = "127.0.0.1:9917"
@@ -275,8 +277,8 @@ def run_textfile(exporter: Exporter, path: str, interval: float, *, count: int |
         try:
             write_textfile(path, exporter.render())
             n += 1
-        except OSError as e:
-            log.warning("cannot write %s: %s", path, e)
+        except (OSError, PortscopeError) as e:   # atomic_write names the file and the cause
+            log.warning("%s", e)
         if count is not None and tries >= count:
             break
         stop.wait(max(0.0, interval - (time.monotonic() - t0)))

@@ -108,7 +108,8 @@ def cli(ctx, json_out, netns, verbose):
     \b
     Exit codes: 0 ok, 1 `suggest` found no safe port or `lab` saw the kernel
     differ from the prediction, 2 bad input, 3 not permitted (needs root or a
-    capability), 4 unsupported on this platform, 130 interrupted.
+    capability), 4 unsupported on this platform, 5 could not write a file
+    (disk full, read-only file system; the message names it), 130 interrupted.
     `pressure --check` uses the monitoring-plugin codes instead (0 OK,
     1 WARNING, 2 CRITICAL, 3 UNKNOWN). JSON keys: docs/json.md.
     """

@@ -272,10 +272,8 @@ def _persist_plan(osname: str, netns: str | None, settings: dict[str, str],
         sep = "="
     else:
         raise Unsupported(f"--persist is not needed on {osname}: netsh changes are persistent")
-    if not os.path.isdir(d):
-        raise BadInput(f"cannot persist: {d} is not a directory")
-    if not os.access(d, os.W_OK):
-        raise NotPermitted(f"cannot persist: {d} is not writable (run as root)")
+    from ..fsutil import check_writable_dir
+    check_writable_dir(d, "persist in")
     old = read_text(path)
     fw = FileWrite(path, old, edit_conf(old, settings, sep))
     warnings = _later_overrides(d, os.path.basename(path), settings) if osname == "linux" else []

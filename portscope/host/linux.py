@@ -59,7 +59,7 @@ def write_sysctl(name: str, value: str) -> None:
     except FileNotFoundError:
         raise SystemReadError(f"{path} is missing: this kernel has no {sysctl_key(name)}")
     except PermissionError:
-        raise NotPermitted(f"cannot write {sysctl_key(name)}: permission denied (run as root)")
+        raise _denied(name)
     except OSError as e:
         if e.errno in (errno.EROFS,):
             raise NotPermitted(f"cannot write {sysctl_key(name)}: /proc/sys is read-only here (a container?)")
@@ -70,7 +70,7 @@ def write_sysctl(name: str, value: str) -> None:
         if n != len(data):
             raise SystemReadError(f"short write to {path} ({n} of {len(data)} bytes)")
     except PermissionError:
-        raise NotPermitted(f"cannot write {sysctl_key(name)}: permission denied (run as root)")
+        raise _denied(name)
     except OSError as e:
         if e.errno == errno.EPERM:
             raise NotPermitted(f"cannot write {sysctl_key(name)}: not permitted (needs CAP_NET_ADMIN)")
@@ -79,6 +79,12 @@ def write_sysctl(name: str, value: str) -> None:
         raise SystemReadError(f"cannot write {path}: {e.strerror or e}")
     finally:
         os.close(fd)
+
+
+def _denied(name: str) -> NotPermitted:
+    # "run as root" is advice only for someone who is not root
+    hint = "run as root" if os.geteuid() else "even as root: a container or security module forbids it"
+    return NotPermitted(f"cannot write {sysctl_key(name)}: permission denied ({hint})")
 
 
 def parse_int(name: str, text: str) -> int:
