@@ -57,6 +57,12 @@ def atomic_write(path: str, data: str | bytes, mode: int = 0o644) -> None:
     try:
         # the temp name must not match the reader's glob (*.conf, *.prom)
         fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as e:
+        if e.errno == errno.ENOENT and os.path.isdir(d):
+            # the directory is there but takes no new files (/proc, /sys): not the user's typo
+            raise WriteFailed(f"cannot write {path}: {d} does not allow new files (is it /proc or /sys?)") from e
+        raise write_error(path, e) from e
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()

@@ -62,3 +62,48 @@ def test_read_only_sysctl_dir_is_not_told_to_run_as_root(netns, tmp_path):
     line = one_line(r.stderr)
     assert d in line and "read-only file system" in line and "run as root" not in line
     assert netns.sysctl("net.ipv4.ip_local_port_range") == before
+
+
+# ------------------------------------------------------------------ exporter textfile (defect 7)
+
+def test_textfile_once_into_proc_exits_5():
+    r = subprocess.run([sys.executable, "-m", "portscope", "exporter", "--textfile", "/proc/version", "--once"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 5, r
+    assert "/proc/version" in one_line(r.stderr)
+
+
+@needs_netns
+@needs_unshare
+def test_textfile_once_on_a_full_disk_exits_5(netns, tmp_path):
+    d = str(tmp_path / "tf")
+    os.mkdir(d)
+    r = in_private_mount(netns, "size=16k", d, '(dd if=/dev/zero of="$D/fill" bs=4096 count=64 2>/dev/null; true)',
+                         sys.executable, "-m", "portscope", "exporter", "--textfile", f"{d}/p.prom", "--once")
+    assert r.returncode == 5, r
+    line = one_line(r.stderr)
+    assert f"{d}/p.prom" in line and "ENOSPC" in line
+
+
+@needs_netns
+@needs_unshare
+def test_textfile_loop_retries_and_counts_failures(netns, tmp_path):
+    """The disk is full for the first writes, then space comes back: the loop never stops,
+    the file appears and its counter says how many writes were lost."""
+    d = str(tmp_path / "tf")
+    os.mkdir(d)
+    # (a background job of sh ignores SIGINT: it is stopped with SIGTERM)
+    script = ('mount -t tmpfs -o size=16k portscope-test "$D" || exit 9; '
+              'dd if=/dev/zero of="$D/fill" bs=4096 count=64 2>/dev/null; '
+              'ip netns exec "$NS" "$PY" -m portscope exporter --textfile "$D/p.prom" --interval 0.2 & pid=$!; '
+              'sleep 1.5; rm -f "$D/fill"; i=0; while [ ! -s "$D/p.prom" ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done; '
+              'sleep 0.5; kill -TERM $pid; wait $pid; echo "rc=$?"; cat "$D/p.prom"')
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "D": d, "NS": netns.name, "PY": sys.executable})
+    from prometheus_client.parser import text_string_to_metric_families
+    body = r.stdout.split("\n", 1)[1]
+    errs = [s.value for f in text_string_to_metric_families(body) for s in f.samples
+            if s.name == "portscope_textfile_write_errors_total"]
+    assert errs and errs[0] >= 3, r           # ~7 tries in 1.5 s at 0.2 s, all on a full disk
+    assert "portscope_ephemeral_range_ports" in body
+    assert "retrying" in r.stderr and "Traceback" not in r.stderr

@@ -20,7 +20,8 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
               help="Instead of serving, write the metrics to PATH (atomically) every --interval seconds.")
 @click.option("--interval", default=15.0, show_default=True, type=INTERVAL, metavar="S",
               help="Seconds between textfile writes.")
-@click.option("--once", is_flag=True, help="With --textfile: write once and exit.")
+@click.option("--once", is_flag=True, help="With --textfile: write once and exit; exit 5 (3 if permission "
+              "was denied) when the file could not be written, so cron or a timer notices.")
 @click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID", callback=check_netns,
               help="Report this network namespace (repeatable; each under its own netns label).")
 @click.option("--all-netns", is_flag=True,
@@ -82,7 +83,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         if not os.path.isdir(d):
             raise BadInput(f"--textfile {textfile}: directory {d} does not exist")
         try:
-            run_textfile(exp, textfile, interval, count=1 if once else None)
+            run_textfile(exp, textfile, interval, count=1 if once else None, strict=once)
         except KeyboardInterrupt:
             pass
         return
