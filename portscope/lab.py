@@ -47,6 +47,7 @@ IP_BIND_ADDRESS_NO_PORT = 24
 REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
 
 NS_PREFIX = "pslab"
+LOCK_DIR = "/run/portscope-lab"     # NAME.lock, flock()ed by the live lab that made namespace NAME
 DEFAULT_RANGE = PortRange(40000, 40099)   # ends of different parity: all 100 ports usable
 SRC = "127.0.0.1"
 SRC6 = "::1"
@@ -275,19 +276,48 @@ def lab_namespaces() -> list[str]:
     return [ln.split()[0] for ln in out.splitlines() if ln.startswith(NS_PREFIX + "-")]
 
 
-def _owner_pid(name: str) -> int | None:
-    parts = name.split("-")
-    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+def _lock_path(name: str) -> str:
+    return os.path.join(LOCK_DIR, f"{name}.lock")
+
+
+def _take_lock(name: str, wait: bool) -> int | None:
+    """An exclusive flock on the lab's lock file: the fd, or None when a live lab holds it.
+    The kernel drops a flock when its holder dies (SIGKILL included), so a held lock means
+    a live lab and a free one means none, whatever happened to pids since."""
+    import fcntl
+    os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+    fd = os.open(_lock_path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release_lock(name: str, fd: int) -> None:
+    try:
+        os.unlink(_lock_path(name))      # while still holding it: no one can take a stale one
+    except FileNotFoundError:
+        pass
+    os.close(fd)
 
 
 def clean_stale() -> list[str]:
-    """Delete lab namespaces whose creating process is gone (a run killed with SIGKILL)."""
+    """Delete lab namespaces no live lab holds (a run killed with SIGKILL). Liveness is the
+    lab's flock on LOCK_DIR/NAME.lock, not the pid in the name (reused pids, zombies)."""
     removed = []
     for name in lab_namespaces():
-        pid = _owner_pid(name)
-        if pid is not None and os.path.exists(f"/proc/{pid}"):
-            continue
-        _ip("netns", "delete", name, check=False)
+        fd = _take_lock(name, wait=False)
+        if fd is None:
+            continue                     # a live lab holds it
+        try:
+            _ip("netns", "delete", name, check=False)
+        finally:
+            _release_lock(name, fd)
         removed.append(name)
     return removed
 
@@ -318,6 +348,7 @@ def threading_main() -> bool:
 def lab_namespace() -> Iterator[str]:
     """A fresh namespace named pslab-<our pid>-<random>, loopback up, always deleted."""
     name = f"{NS_PREFIX}-{os.getpid()}-{secrets.token_hex(3)}"
+    lock = _take_lock(name, wait=True)   # before the namespace exists: `lab clean` never sees it unlocked
     try:
         # inside the try: an interrupt right after `add` must still reach the delete
         _ip("netns", "add", name)
@@ -329,6 +360,7 @@ def lab_namespace() -> Iterator[str]:
         try:
             _ip("netns", "delete", name, check=False)
         finally:
+            _release_lock(name, lock)
             if old is not None:
                 signal.signal(signal.SIGINT, old)
 
