@@ -16,11 +16,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from itertools import compress
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from .errors import PortscopeError
 from .fsutil import atomic_write
 from .host import host_facts
 from .pressure import READ_STATE_NAMES, analyze, usable_ports
@@ -268,20 +269,50 @@ def write_textfile(path: str, data: bytes) -> None:
     atomic_write(path, data)
 
 
+class TextfileErrors:
+    """portscope_textfile_write_errors_total: failed textfile writes since start. The loop
+    keeps retrying; the counter tells node_exporter's reader (once a write succeeds again)
+    and `portscope exporter --json` that some were lost. Registered in textfile mode only."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The one counter, for the registry."""
+        c = CounterMetricFamily("portscope_textfile_write_errors",
+                                "Textfile writes that failed (disk full, read-only, permission) since start.")
+        c.add_metric([], self.count)
+        yield c
+
+
 def run_textfile(exporter: Exporter, path: str, interval: float, *, count: int | None = None,
-                 stop: threading.Event | None = None) -> int:
-    """Write every `interval` seconds (count: stop after that many writes). Returns writes."""
+                 stop: threading.Event | None = None, strict: bool = False) -> int:
+    """Write every `interval` seconds (count: stop after that many tries). Returns writes.
+    A failed write is logged, counted in portscope_textfile_write_errors_total and retried at
+    the next interval; with `strict` (`--once`), the last failure is raised when no write
+    succeeded, so cron or a systemd timer sees a non-zero exit."""
     stop = stop or threading.Event()
+    errors = TextfileErrors()
+    exporter.registry.register(errors)
     n = tries = 0
-    while not stop.is_set():
-        t0 = time.monotonic()
-        tries += 1
-        try:
-            write_textfile(path, exporter.render())
-            n += 1
-        except OSError as e:
-            log.warning("cannot write %s: %s", path, e)
-        if count is not None and tries >= count:
-            break
-        stop.wait(max(0.0, interval - (time.monotonic() - t0)))
+    last: Exception | None = None
+    try:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            tries += 1
+            try:
+                write_textfile(path, exporter.render())
+                n += 1
+            except (OSError, PortscopeError) as e:   # atomic_write names the file and the cause
+                errors.count += 1
+                last = e
+                if not (strict and count is not None and tries >= count):   # then it is the error line
+                    log.warning("%s (write %d failed; %d failed in all; retrying)", e, tries, errors.count)
+            if count is not None and tries >= count:
+                break
+            stop.wait(max(0.0, interval - (time.monotonic() - t0)))
+    finally:
+        exporter.registry.unregister(errors)
+    if strict and n == 0 and last is not None:
+        raise last
     return n

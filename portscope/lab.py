@@ -24,6 +24,7 @@ they take the same path as Ctrl-C).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -52,10 +53,12 @@ PER_DESTINATION_MODES = ("connect", "bind-no-port", "connect-close")
 REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
 
 NS_PREFIX = "pslab"
+LOCK_DIR = "/run/portscope-lab"     # NAME.lock, flock()ed by the live lab that made namespace NAME
 DEFAULT_RANGE = PortRange(40000, 40099)   # ends of different parity: all 100 ports usable
 SRC = "127.0.0.1"
 SRC6 = "::1"
 MAX_DESTINATIONS = 64
+MAX_SECONDS = 86400.0       # --timeout and --hold: a day is a bound, not a lab
 CONNECT_TIMEOUT = 5.0        # a loopback connect that takes this long is an error, not a wait
 FD_HEADROOM = 64             # listeners, netlink sockets, stdio...
 CHECKPOINTS = (0.25, 0.5, 0.75)
@@ -84,8 +87,8 @@ class Plan:
             raise BadInput(f"--destinations must be 1..{MAX_DESTINATIONS}, got {self.destinations}")
         if self.max_connects < 1:
             raise BadInput(f"--max-connects must be at least 1, got {self.max_connects}")
-        if not self.timeout > 0:
-            raise BadInput(f"--timeout must be positive, got {self.timeout}")
+        if not (isinstance(self.timeout, (int, float)) and 0 < self.timeout <= MAX_SECONDS):
+            raise BadInput(f"--timeout must be in (0, {MAX_SECONDS:g}] seconds, got {self.timeout}")
         if self.family not in (4, 6):
             raise BadInput(f"--family must be 4 or 6, got {self.family}")
         if self.tw_reuse is not None and self.tw_reuse not in (0, 1, 2):
@@ -93,8 +96,8 @@ class Plan:
         if not 0 <= self.listeners_in_range < self.range.size:
             raise BadInput(f"--listeners-in-range must be 0..{self.range.size - 1} for --range "
                            f"{self.range}, got {self.listeners_in_range}")
-        if self.hold < 0:
-            raise BadInput(f"--hold must be 0 or more, got {self.hold}")
+        if not (isinstance(self.hold, (int, float)) and 0 <= self.hold <= MAX_SECONDS):   # nan, inf too
+            raise BadInput(f"--hold must be in 0..{MAX_SECONDS:g} seconds, got {self.hold}")
         # the kernel refuses a range starting below ip_unprivileged_port_start (1024)
         if self.range.low < 1024:
             raise BadInput(f"--range must start at 1024 or above, got {self.range}")
@@ -304,19 +307,50 @@ def lab_namespaces() -> list[str]:
     return [ln.split()[0] for ln in out.splitlines() if ln.startswith(NS_PREFIX + "-")]
 
 
-def _owner_pid(name: str) -> int | None:
-    parts = name.split("-")
-    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+def _lock_path(name: str) -> str:
+    return os.path.join(LOCK_DIR, f"{name}.lock")
+
+
+def _take_lock(name: str, wait: bool) -> int | None:
+    """An exclusive flock on the lab's lock file: the fd, or None when a live lab holds it.
+    The kernel drops a flock when its holder dies (SIGKILL included), so a held lock means
+    a live lab and a free one means none, whatever happened to pids since."""
+    os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+    fd = os.open(_lock_path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release_lock(name: str, fd: int | None) -> None:
+    """Drop the lab's lock (None: it was never taken)."""
+    if fd is None:
+        return
+    try:
+        os.unlink(_lock_path(name))      # while still holding it: no one can take a stale one
+    except FileNotFoundError:
+        pass
+    os.close(fd)
 
 
 def clean_stale() -> list[str]:
-    """Delete lab namespaces whose creating process is gone (a run killed with SIGKILL)."""
+    """Delete lab namespaces no live lab holds (a run killed with SIGKILL). Liveness is the
+    lab's flock on LOCK_DIR/NAME.lock, not the pid in the name (reused pids, zombies)."""
     removed = []
     for name in lab_namespaces():
-        pid = _owner_pid(name)
-        if pid is not None and os.path.exists(f"/proc/{pid}"):
-            continue
-        _ip("netns", "delete", name, check=False)
+        fd = _take_lock(name, wait=False)
+        if fd is None:
+            continue                     # a live lab holds it
+        try:
+            _ip("netns", "delete", name, check=False)
+        finally:
+            _release_lock(name, fd)
         removed.append(name)
     return removed
 
@@ -348,6 +382,7 @@ def threading_main() -> bool:
 def lab_namespace() -> Iterator[str]:
     """A fresh namespace named pslab-<our pid>-<random>, loopback up, always deleted."""
     name = f"{NS_PREFIX}-{os.getpid()}-{secrets.token_hex(3)}"
+    lock = _take_lock(name, wait=True)   # before the namespace exists: `lab clean` never sees it unlocked
     try:
         # inside the try: an interrupt right after `add` must still reach the delete
         _ip("netns", "add", name)
@@ -359,6 +394,7 @@ def lab_namespace() -> Iterator[str]:
         try:
             _ip("netns", "delete", name, check=False)
         finally:
+            _release_lock(name, lock)
             if old is not None:
                 signal.signal(signal.SIGINT, old)
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .errors import BadInput
+from .numparse import is_digits
 
 MIN_PORT = 0
 MAX_PORT = 65535
@@ -37,8 +38,10 @@ def parse_port(text: str | int, what: str = "port") -> int:
     if isinstance(text, int):
         return check_port(text, what)
     s = str(text).strip()
-    if not s.isdigit():
-        raise BadInput(f"{what} must be an integer in 0..65535, got {text!r}")
+    if not is_digits(s):     # ASCII only: str.isdigit() is true for "٤٠٠٠٠" and "²"
+        if s.startswith("-") and is_digits(s[1:]):
+            raise BadInput(f"{what} must be an integer in 0..65535, got {s} (a negative number)")
+        raise BadInput(f"{what} must be an integer in 0..65535 written in digits 0-9, got {text!r}")
     return check_port(int(s), what)
 
 
@@ -135,6 +138,9 @@ class PortSet:
                 raise BadInput(f"empty item in port list {text!r}")
             # spaces may surround items and dashes, never split a number: "80 80" is an error
             parts = [x.strip() for x in item.split("-")]
+            if len(parts) == 2 and not parts[0] and parts[1]:
+                raise BadInput(f"not a port or range: {item!r} in {text!r} (ports are 0..65535; "
+                               f"a leading '-' makes a negative number, not a range)")
             if any(len(x.split()) > 1 for x in parts):
                 raise BadInput(f"not a port or range: {item!r} in {text!r} (separate items with commas)")
             if len(parts) == 1:

@@ -83,6 +83,11 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _check_netns(ctx, param, value):
+    from .common import check_netns
+    return check_netns(ctx, param, value)
+
+
 def _set_verbose(ctx, param, value):
     if value:
         ctx.find_root().ensure_object(dict)["verbose"] = True
@@ -100,7 +105,8 @@ def _accept_verbose(cmd) -> None:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="portscope")
 @click.option("--json", "json_out", is_flag=True, help="Print JSON (same as --json on the command).")
-@click.option("--netns", metavar="NAME|pid:PID", help="Look inside another network namespace (Linux).")
+@click.option("--netns", metavar="NAME|pid:PID", callback=lambda c, p, v: _check_netns(c, p, v),
+              help="Look inside another network namespace (Linux).")
 @click.option("-v", "--verbose", is_flag=True, help="Say which backend and sources were used.")
 @click.pass_context
 def cli(ctx, json_out, netns, verbose) -> None:
@@ -109,7 +115,8 @@ def cli(ctx, json_out, netns, verbose) -> None:
     \b
     Exit codes: 0 ok, 1 `suggest` found no safe port or `lab` saw the kernel
     differ from the prediction, 2 bad input, 3 not permitted (needs root or a
-    capability), 4 unsupported on this platform, 130 interrupted.
+    capability), 4 unsupported on this platform, 5 could not write a file
+    (disk full, read-only file system; the message names it), 130 interrupted.
     `pressure --check` uses the monitoring-plugin codes instead (0 OK,
     1 WARNING, 2 CRITICAL, 3 UNKNOWN). JSON keys: docs/json.md.
     """

@@ -7,7 +7,35 @@ from typing import Any, Callable, TypeVar
 
 import click
 
+from ..netns import check_spec
+from ..numparse import INTERVAL_S, parse_real, parse_whole
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Number(click.ParamType):
+    """Every numeric option: ASCII digits, finite, in range, else one `portscope: error:`
+    line and exit 2 (BadInput), naming the option. One type, so `--seed -1` or `--interval
+    1e308` get the same answer from every command."""
+
+    def __init__(self, lo: float | None = None, hi: float | None = None, *, whole: bool = False,
+                 lo_open: bool = False, unit: str = "") -> None:
+        self.lo, self.hi, self.whole, self.lo_open, self.unit = lo, hi, whole, lo_open, unit
+        self.name = "integer" if whole else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The checked number (int for whole options), or BadInput naming the option."""
+        what = param.opts[0] if param is not None and getattr(param, "opts", None) else "value"
+        if self.whole:
+            return parse_whole(value, what, None if self.lo is None else int(self.lo),
+                               None if self.hi is None else int(self.hi))
+        return parse_real(value, what, self.lo, self.hi, lo_open=self.lo_open, unit=self.unit)
+
+
+# limits shared by every command that has the option
+INTERVAL = Number(*INTERVAL_S, unit="seconds")    # pressure, top, exporter: sampling/refresh/write
+SEED = Number(0, 2**63 - 1, whole=True)           # suggest, simulate (quiz parses its own, same rule)
+TOP = Number(0, 1_000_000, whole=True)
 
 
 def json_option(f: F) -> F:
@@ -15,9 +43,19 @@ def json_option(f: F) -> F:
     return click.option("--json", "json_out", is_flag=True, help="Print JSON (keys documented in docs/json.md).")(f)
 
 
+def check_netns(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """click callback for every --netns (single or repeated): a blank value is bad input,
+    never "this host"."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(check_spec(v) for v in value)
+    return check_spec(value)
+
+
 def netns_option(f: F) -> F:
     """Decorator: the command's --netns option (passed as `netns`)."""
-    return click.option("--netns", metavar="NAME|pid:PID",
+    return click.option("--netns", metavar="NAME|pid:PID", callback=check_netns,
                         help="Network namespace: a name from `ip netns list` or pid:PID.")(f)
 
 

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .common import json_option, netns_of, netns_option, verbose, want_json
+from .common import Number, json_option, netns_of, netns_option, verbose, want_json
 
 PROTOS = ("tcp", "udp", "udplite", "sctp")
 
@@ -40,7 +40,7 @@ def _split(values) -> list[str]:
     help="Sort rows (default: kernel order, as ss).")
 @click.option("--count", is_flag=True, help="Only count sockets by protocol and state.")
 @click.option("--csv", "csv_out", is_flag=True, help="Print rows as CSV.")
-@click.option("--limit", type=click.IntRange(min=0), help="Print at most N rows.")
+@click.option("--limit", type=Number(0, None, whole=True), help="Print at most N rows.")
 @click.option("--backend", type=click.Choice(["netlink", "procfs", "psutil"]),
               help="Force a backend (default: netlink, falling back to procfs; psutil off Linux).")
 @json_option

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, netns_of, verbose, want_json
+from .common import INTERVAL, Number, check_netns, emit_json, json_option, netns_of, verbose, want_json
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
@@ -14,14 +14,15 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
               help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every IPv4 address).")
 @click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False),
               help="TLS and basic auth, in the Prometheus exporter-toolkit's web-config format.")
-@click.option("--top", default=20, show_default=True, type=int, metavar="N",
+@click.option("--top", default=20, show_default=True, type=Number(0, MAX_TOP, whole=True), metavar="N",
               help="Per-destination series for the N busiest destinations; the rest are summed (dst=\"other\").")
 @click.option("--textfile", metavar="PATH", type=click.Path(dir_okay=False),
               help="Instead of serving, write the metrics to PATH (atomically) every --interval seconds.")
-@click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
+@click.option("--interval", default=15.0, show_default=True, type=INTERVAL, metavar="S",
               help="Seconds between textfile writes.")
-@click.option("--once", is_flag=True, help="With --textfile: write once and exit.")
-@click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID",
+@click.option("--once", is_flag=True, help="With --textfile: write once and exit; exit 5 (3 if permission "
+              "was denied) when the file could not be written, so cron or a timer notices.")
+@click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID", callback=check_netns,
               help="Report this network namespace (repeatable; each under its own netns label).")
 @click.option("--all-netns", is_flag=True,
               help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
@@ -82,7 +83,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         if not os.path.isdir(d):
             raise BadInput(f"--textfile {textfile}: directory {d} does not exist")
         try:
-            run_textfile(exp, textfile, interval, count=1 if once else None)
+            run_textfile(exp, textfile, interval, count=1 if once else None, strict=once)
         except KeyboardInterrupt:
             pass
         return

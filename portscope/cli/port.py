@@ -40,6 +40,7 @@ def port(target, proto, owners, json_out, netns) -> None:
 
     ns = netns_of(netns)
     proto = proto.lower() if proto else None
+    # \d also matches other scripts' digits: "٨٠" then gets parse_port's digits-only error
     if re.fullmatch(r"\s*[+-]?\d+\s*", target):
         pf = portinfo.describe_port(parse_port(target), proto, ns, owners=owners)
         if want_json(json_out):

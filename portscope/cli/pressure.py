@@ -10,7 +10,9 @@ from typing import NoReturn
 import click
 
 from ..check import DEFAULT_CRIT, DEFAULT_WARN, STATUS, UNKNOWN
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from ..datapath import MAX_SAMPLES
+from ..errors import PortscopeError
+from .common import INTERVAL, TOP, Number, emit_json, json_option, netns_of, netns_option, verbose, want_json
 from .render import render_destinations, render_findings, render_global
 
 
@@ -47,25 +49,27 @@ class PressureCommand(click.Command):
             return super().parse_args(ctx, args)
         except click.UsageError as e:       # BadParameter, NoSuchOption, BadOptionUsage, ...
             _unknown(f"{e.format_message()} (see '{ctx.command_path} --help')", as_json)
+        except PortscopeError as e:         # a value refused by a shared type (common.Number, --netns)
+            _unknown(str(e), as_json)
 
 
 @click.command("pressure", cls=PressureCommand)
 @json_option
 @netns_option
-@click.option("--top", "top", type=int, default=20, show_default=True, metavar="N",
+@click.option("--top", "top", type=TOP, default=20, show_default=True, metavar="N",
               help="Show the N worst destinations (the rest are summed).")
-@click.option("--interval", type=float, default=None, metavar="S",
+@click.option("--interval", type=INTERVAL, default=None, metavar="S",
               help="Sample S seconds apart and forecast rates and time to exhaustion.")
-@click.option("--samples", type=int, default=None, metavar="K",
+@click.option("--samples", type=Number(2, MAX_SAMPLES, whole=True), default=None, metavar="K",
               help="Number of samples with --interval (default 2).")
 @click.option("--process", is_flag=True, help="Attribute use to processes (slower: reads /proc/*/fd).")
 @click.option("--check", is_flag=True,
               help="Monitoring-plugin mode: one status line with perfdata; exit 0 OK, 1 WARNING, "
                    "2 CRITICAL, 3 UNKNOWN (any error, bad usage included). The status is the worst "
                    "of --warn/--crit on the worst utilization and the severity of each finding.")
-@click.option("--warn", type=float, default=None, metavar="P",
+@click.option("--warn", type=Number(0, 100), default=None, metavar="P",
               help=f"Only with --check: WARNING at P percent use (default {DEFAULT_WARN:g}).")
-@click.option("--crit", type=float, default=None, metavar="P",
+@click.option("--crit", type=Number(0, 100), default=None, metavar="P",
               help=f"Only with --check: CRITICAL at P percent use (default {DEFAULT_CRIT:g}).")
 @click.option("--ignore", multiple=True, metavar="ID[,ID]",
               help="Only with --check: leave these finding ids out of the status (repeatable).")

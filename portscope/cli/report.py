@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from .common import TOP as TOP_N
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
 from .render import render_destinations, render_findings
 
@@ -13,7 +14,7 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 @click.command("report")
 @json_option
 @netns_option
-@click.option("--top", "top", type=int, default=TOP, show_default=True, metavar="N",
+@click.option("--top", "top", type=TOP_N, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
 def report(json_out, netns, top) -> None:
     """One-screen health report: range facts, worst destination, findings with fixes."""

@@ -8,7 +8,7 @@ import click
 if TYPE_CHECKING:
     from ..suggest import SuggestResult
 
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import SEED, emit_json, json_option, netns_of, netns_option, verbose, want_json
 
 PROTOS = ("tcp", "udp", "sctp", "dccp")
 
@@ -26,7 +26,7 @@ PROTOS = ("tcp", "udp", "sctp", "dccp")
 @click.option("--port", "insist", metavar="N",
               help="Judge this one port instead; prints the command that protects it if it is "
                    "inside the ephemeral range.")
-@click.option("--seed", type=int, help="Make the random choice repeatable.")
+@click.option("--seed", type=SEED, help="Make the random choice repeatable.")
 @json_option
 @netns_option
 def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, insist, seed, json_out, netns) -> None:
@@ -36,7 +36,6 @@ def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, 
     Exit 0 when ports were found (or --port is safe), 1 when none (or --port is not safe).
     """
     from .. import suggest as sg
-    from ..errors import BadInput
     from ..ports import PortRange, parse_port
 
     ns = netns_of(netns)
@@ -45,10 +44,9 @@ def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, 
         res = sg.check(parse_port(insist), protos, allow_registered=allow_registered, privileged=privileged,
                        allow_dynamic=allow_dynamic, netns=ns)
     else:
-        s = str(count).strip()
-        if not s.isdigit() or not 1 <= int(s) <= 1000:
-            raise BadInput(f"--count must be an integer in 1..1000, got {count!r}")
-        res = sg.suggest(int(s), protos, allow_registered=allow_registered, privileged=privileged,
+        from ..numparse import parse_whole
+        n = parse_whole(count, "--count", 1, 1000)
+        res = sg.suggest(n, protos, allow_registered=allow_registered, privileged=privileged,
                          allow_dynamic=allow_dynamic, search=PortRange.parse(search) if search else None,
                          netns=ns, seed=seed)
     if want_json(json_out):

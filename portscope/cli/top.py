@@ -19,11 +19,10 @@ if TYPE_CHECKING:
     from ..pressure import PressureResult
 
 from ..trend import SPARKS, Trend, TrendPoint, sparkline  # noqa: F401 - SPARKS re-exported for callers
-from .common import json_option, netns_of, netns_option, want_json
+from .common import INTERVAL, Number, json_option, netns_of, netns_option, want_json
 
 SHOWN = 12                   # of which the sparkline shows the latest
-MIN_INTERVAL = 0.1
-MAX_INTERVAL = 3600.0
+MIN_INTERVAL, MAX_INTERVAL = INTERVAL.lo, INTERVAL.hi
 
 
 def _delta(p: TrendPoint) -> str:
@@ -120,9 +119,9 @@ class Keys:
 
 
 @click.command("top")
-@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes.")
-@click.option("--top", "top_n", type=int, default=15, show_default=True, help="Destinations shown.")
-@click.option("--iterations", "-n", type=int, default=None, help="Stop after N refreshes.")
+@click.option("--interval", type=INTERVAL, default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--top", "top_n", type=Number(1, 1_000_000, whole=True), default=15, show_default=True, help="Destinations shown.")
+@click.option("--iterations", "-n", type=Number(1, None, whole=True), default=None, help="Stop after N refreshes.")
 @netns_option
 @json_option
 def top(interval, top_n, iterations, netns, json_out) -> None:

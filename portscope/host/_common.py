@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from ..errors import BadInput, NotPermitted, SystemReadError, Unsupported
 from ..netns import parse as parse_netns
+from ..numparse import is_whole
 from ..ports import IANA_DYNAMIC, PortRange, PortSet
 
 Runner = Callable[[Sequence[str]], str]
@@ -287,9 +288,9 @@ def parse_number(text: int | str, what: str) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         return text
     s = str(text).strip()
-    digits = s[1:] if s.startswith("-") else s
-    if not (digits.isascii() and digits.isdigit()):
-        raise BadInput(f"{what} must be an integer, got {text!r}")
+    # ASCII only (str.isdigit() is true for "٤٠٠٠٠"); a minus is allowed so that -5 gets the range message
+    if s.startswith("+") or not is_whole(s):
+        raise BadInput(f"{what} must be an integer written in digits 0-9, got {text!r}")
     return int(s)
 
 

@@ -20,7 +20,7 @@ READ_ARGV = ("sysctl", PREFIX.rstrip("."))
 OS_DEFAULT = {"freebsd": PortRange(10000, 65535), "darwin": PortRange(49152, 65535)}
 IPPORT_RESERVED = 1024
 
-_LINE = re.compile(r"^\s*net\.inet\.ip\.portrange\.([a-z]+)\s*[:=]\s*(?:(-?\d+)\s*->\s*)?(-?\d+)\s*$")
+_LINE = re.compile(r"^\s*net\.inet\.ip\.portrange\.([a-z]+)\s*[:=]\s*(?:(-?\d{1,9})\s*->\s*)?(-?\d{1,9})\s*$", re.ASCII)
 
 
 

@@ -11,6 +11,7 @@ import os
 from .. import netns as _netns
 from .. import remedies
 from ..errors import BadInput, NotPermitted, SystemReadError
+from ..numparse import is_digits, is_whole
 from ..ports import PortRange, PortSet
 from ._common import (
     HostFacts,
@@ -64,7 +65,7 @@ def write_key(key: str, value: str) -> None:
     except FileNotFoundError:
         raise SystemReadError(f"{path} is missing: this kernel has no {key}")
     except PermissionError:
-        raise NotPermitted(f"cannot write {key}: permission denied (run as root)")
+        raise _denied(key)
     except OSError as e:
         if e.errno in (errno.EROFS,):
             raise NotPermitted(f"cannot write {key}: /proc/sys is read-only here (a container?)")
@@ -75,7 +76,7 @@ def write_key(key: str, value: str) -> None:
         if n != len(data):
             raise SystemReadError(f"short write to {path} ({n} of {len(data)} bytes)")
     except PermissionError:
-        raise NotPermitted(f"cannot write {key}: permission denied (run as root)")
+        raise _denied(key)
     except OSError as e:
         if e.errno == errno.EPERM:
             raise NotPermitted(f"cannot write {key}: not permitted (needs CAP_NET_ADMIN)")
@@ -86,19 +87,24 @@ def write_key(key: str, value: str) -> None:
         os.close(fd)
 
 
+def _denied(key: str) -> NotPermitted:
+    # "run as root" is advice only for someone who is not root
+    hint = "run as root" if os.geteuid() else "even as root: a container or security module forbids it"
+    return NotPermitted(f"cannot write {key}: permission denied ({hint})")
+
+
 def parse_sysctl_int(name: str, text: str) -> int:
     """The integer in sysctl NAME's text; SystemReadError naming the file if it is not one."""
     s = text.strip()
-    try:
-        return int(s)
-    except ValueError:
+    if not is_whole(s):
         raise SystemReadError(f"malformed value in {sysctl_path(name)}: {s!r}")
+    return int(s)
 
 
 def parse_range(text: str) -> PortRange:
     """ip_local_port_range's "LOW\tHIGH"; SystemReadError naming the file otherwise."""
     parts = text.split()
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(is_digits(p) for p in parts):
         raise SystemReadError(f"malformed value in {sysctl_path(PORT_RANGE)}: {text.strip()!r}")
     try:
         return PortRange(int(parts[0]), int(parts[1]))

@@ -21,8 +21,8 @@ MIN_COUNT = 255
 
 
 # "Label : 49152"; the label may hold spaces, accents, CJK; the value ends the line
-_VALUE = re.compile(r":\s*(\d+)\s*$")
-_EXCL = re.compile(r"^\s*(\d+)\s+(\d+)\s*(\*)?\s*$")
+_VALUE = re.compile(r":\s*([0-9]{1,9})\s*$")          # ASCII digits: \d would take "٤٩١٥٢"
+_EXCL = re.compile(r"^\s*([0-9]{1,9})\s+([0-9]{1,9})\s*(\*)?\s*$")
 
 
 def dynamic_argv(family: str, proto: str) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Container, Iterable
 
 from ..errors import BadInput, SystemReadError
+from ..numparse import parse_whole
 
 BANK_FILE = os.path.join(os.path.dirname(__file__), "bank.json")
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -184,19 +185,13 @@ def parse_difficulty(text: str | None) -> str | None:
 
 
 def parse_count(text: str | int) -> int:
-    """--count: a whole number >= 1; BadInput otherwise."""
-    s = str(text).strip()
-    if not s.isdigit() or int(s) < 1:
-        raise BadInput(f"--count must be a whole number of at least 1, got {text!r}")
-    return int(s)
+    """--count: a whole number >= 1 in ASCII digits; BadInput otherwise."""
+    return parse_whole(text, "--count", 1, None, signed=False)
 
 
 def parse_seed(text: str | int) -> int:
-    """--seed: a non-negative whole number; BadInput otherwise."""
-    s = str(text).strip()
-    if not s.isdigit():
-        raise BadInput(f"--seed must be a non-negative whole number, got {text!r}")
-    return int(s)
+    """--seed: a non-negative whole number in ASCII digits; BadInput otherwise."""
+    return parse_whole(text, "--seed", 0, 2**63 - 1, signed=False)
 
 
 def filtered(questions: Iterable[Question], topic: str | None = None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import BadInput
+from ..numparse import is_digits
 from . import Question
 
 COMPLETE, EOF, QUIT, INTERRUPTED = "complete", "eof", "quit", "interrupted"
@@ -83,7 +84,7 @@ def parse_answers(text: str, questions: Sequence[Question]) -> list[int]:
                        f"for {len(questions)} question{'s' if len(questions) != 1 else ''}")
     out = []
     for i, (p, q) in enumerate(zip(parts, questions), 1):
-        if not p.isdigit() or not 1 <= int(p) <= len(q.choices):
+        if not is_digits(p) or not 1 <= int(p) <= len(q.choices):
             raise BadInput(f"--answers: answer {i} is {p!r}, but question {i} ({q.id}) "
                            f"has choices 1..{len(q.choices)}")
         out.append(int(p))
@@ -155,7 +156,7 @@ def read_choice(q: Question, ask: Callable[[str], str | None], say: Callable[[st
         s = line.strip()
         if s.lower() in QUIT_WORDS:
             return QUIT
-        if s.isdigit() and 1 <= int(s) <= n:
+        if is_digits(s) and 1 <= int(s) <= n:
             return int(s)
         if not s:
             say(f"Please type a number from 1 to {n} (or q to stop).")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
+from ..numparse import is_decimal
 from ..ports import PortRange
 from .alloc_base import SOURCE, TUPLE
 from .allocators import scope_of
@@ -52,10 +53,8 @@ class Lifetime:
         want = {"fixed": 1, "exp": 1, "uniform": 2, "lognormal": 2}
         arg = arg.strip().removesuffix("s")
         parts = [arg] if want.get(kind) == 1 else re.split(r"(?<=\d)-|,", arg)
-        try:
-            vals = [float(x) for x in parts]
-        except ValueError:
-            vals = []
+        # ASCII decimals only: float() also takes "٣", "1_0" and "nan"
+        vals = [float(x) for x in parts] if all(is_decimal(x.strip()) for x in parts) else []
         if kind not in want or len(vals) != want[kind]:
             raise BadInput(f"--lifetime {text!r}: not a lifetime ({LIFETIME_FORMS})")
         return cls._checked(text, kind, *vals)
@@ -115,10 +114,11 @@ def parse_rate(text: str | float | int) -> float:
         if s.endswith(suffix):
             s = s[: -len(suffix)]
             break
-    try:
-        r = float(s)
-    except ValueError:
-        raise BadInput(f"not a rate: {text!r} (expected e.g. 500/s)") from None
+    if s.lstrip("+-") in ("inf", "infinity", "nan"):
+        raise BadInput(f"the rate must be a finite number of connections per second, got {text!r}")
+    if isinstance(text, bool) or not is_decimal(s):
+        raise BadInput(f"not a rate: {text!r} (expected e.g. 500/s, digits 0-9)")
+    r = float(s)
     if not math.isfinite(r):
         raise BadInput(f"the rate must be a finite number of connections per second, got {text!r}")
     if r <= 0:
@@ -184,6 +184,9 @@ class Workload:
         return self.connects
 
     def __post_init__(self) -> None:
+        if self.rate is not None and (isinstance(self.rate, bool) or not isinstance(self.rate, (int, float))
+                                      or not math.isfinite(self.rate) or self.rate <= 0):
+            raise BadInput(f"the rate must be a finite number of connections per second above 0, got {self.rate!r}")
         for name in ("destinations", "sources"):
             _whole(name, getattr(self, name), 1, 1_000_000)
         if self.connects is not None:
@@ -199,7 +202,7 @@ class Workload:
         if self.tw_reuse not in (0, 1, 2) or isinstance(self.tw_reuse, bool):
             raise BadInput(f"--tw-reuse must be 0, 1 or 2, got {self.tw_reuse!r}")
         tw = self.time_wait
-        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 <= tw <= 3600:
+        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 <= tw <= 3600:  # nan fails too
             raise BadInput(f"--time-wait must be a number of seconds in 0..3600, got {tw!r}")
         _whole("tw-reuse-delay", self.tw_reuse_delay_ms, 0, hint=" of ms")
         if self.interval is not None:
@@ -213,8 +216,9 @@ class Workload:
                                f"kernel's UDP hash table can have), got {n!r}")
         planned = self.connects if self.connects is not None else math.inf
         if self.rate is not None and self.duration is not None:
-            planned = min(planned, self.rate * self.duration)
-        if math.isfinite(planned) and planned > MAX_CONNECTS:  # open-ended: only --plan, which bounds its check
+            planned = min(planned, self.rate * self.duration)   # may overflow to inf: still bounded
+        bounded = self.connects is not None or (self.rate is not None and self.duration is not None)
+        if bounded and planned > MAX_CONNECTS:  # open-ended: only --plan, which bounds its check
             raise BadInput(f"that is about {planned:.3g} connects; the limit is {MAX_CONNECTS:.0e} "
                            "(lower --rate/--duration or cap with --connects)")
         live = self.live_bound(planned)

@@ -1,0 +1,195 @@
+"""Issue 12's hardening, end to end through the real entry point: each class of bad input is
+refused by one shared mechanism for every command that takes it (exit 2, one line, nothing
+changed). The commands are enumerated from the CLI itself, so a new command is covered."""
+from __future__ import annotations
+
+import click
+import pytest
+
+from conftest import host_sysctls
+from portscope import netns as pnetns
+from portscope.cli import COMMANDS, LazyGroup
+from portscope.errors import BadInput
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("portscope: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def command_paths(opt: str) -> list[tuple[str, ...]]:
+    """Every (sub)command path whose own parameters include option `opt`."""
+    out = []
+
+    def walk(cmd, path):
+        if any(isinstance(p, click.Option) and opt in p.opts for p in cmd.params):
+            out.append(path)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, path + (name,))
+
+    g = LazyGroup()
+    for name in COMMANDS:
+        cmd = g.get_command(None, name)
+        if cmd is not None:
+            walk(cmd, (name,))
+    return out
+
+
+NETNS_PATHS = command_paths("--netns")
+
+
+def test_the_netns_commands_are_found():
+    assert {("range", "set"), ("reserve", "add"), ("exporter",), ("conns",), ("pressure",)} <= set(NETNS_PATHS)
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+@pytest.mark.parametrize("path", NETNS_PATHS, ids=" ".join)
+def test_blank_netns_is_bad_input_for_every_command(cli, path, blank):
+    before = host_sysctls()
+    for args in ((*path, "--netns", blank), ("--netns", blank, *path)):
+        code, out, err = cli(*args)
+        assert code == 2, (args, out, err)
+        assert "--netns needs a name or pid:PID" in one_line_error(err)
+    assert host_sysctls() == before
+
+
+def test_blank_netns_refused_when_it_would_change_the_host(cli):
+    code, out, err = cli("--netns", "", "range", "set", "40000", "50000", "--dry-run")
+    assert code == 2 and "sysctl" not in out
+    code, out, err = cli("exporter", "--netns", "lo-ns-that-is-not-checked", "--netns", "", "--json")
+    assert code == 2 and "--netns needs" in one_line_error(err)
+
+
+@pytest.mark.parametrize("spec", ["", "  ", "\n", "pid:", "pid:0", "pid:٤", " a", "a/b", ".."])
+def test_library_refuses_blank_or_malformed_specs(spec):
+    with pytest.raises(BadInput):
+        pnetns.check_spec(spec)
+    with pytest.raises(BadInput):
+        with pnetns.entered(spec):
+            pass
+
+
+def test_library_none_means_here():
+    import os
+    here = os.stat("/proc/thread-self/ns/net").st_ino
+    with pnetns.entered(None):
+        assert os.stat("/proc/thread-self/ns/net").st_ino == here
+
+
+# ------------------------------------------------------------------ numeric options (defect 4, 10)
+
+def numeric_options() -> list[tuple[tuple[str, ...], str]]:
+    from portscope.cli.common import Number
+    out = []
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            if isinstance(p, click.Option) and isinstance(p.type, Number):
+                out.append((path, p.opts[0]))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, path + (name,))
+
+    g = LazyGroup()
+    for name in COMMANDS:
+        walk(g.get_command(None, name), (name,))
+    return out
+
+
+def test_no_numeric_option_bypasses_the_shared_type():
+    """click's int/float accept '٣', '1_0', 'inf' and 'nan': every numeric option must use
+    common.Number instead."""
+    loose = (click.types.IntParamType, click.types.FloatParamType)
+    bad = []
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            if isinstance(p, click.Option) and isinstance(p.type, loose):
+                bad.append(" ".join(path) + " " + p.opts[0])
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, path + (name,))
+
+    g = LazyGroup()
+    for name in COMMANDS:
+        walk(g.get_command(None, name), (name,))
+    assert not bad, bad
+    assert len(numeric_options()) >= 25
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e400", "١٠", "1_0", "0x10", "", "²"])
+@pytest.mark.parametrize("path,opt", numeric_options(), ids=lambda x: x if isinstance(x, str) else " ".join(x))
+def test_every_numeric_option_refuses_non_finite_and_non_ascii(cli, path, opt, value):
+    code, out, err = cli(*path, opt, value)
+    assert code == 2, (path, opt, value, out, err)
+    assert opt in one_line_error(err)
+
+
+@pytest.mark.parametrize("args", [
+    ("simulate", "--rate", "5/s", "--duration", "1e308"),
+    ("simulate", "--rate", "1e308/s", "--duration", "2"),
+    ("simulate", "--rate", "1e200/s", "--duration", "1e200"),
+    ("simulate", "--rate", "١/s", "--duration", "2"),
+])
+def test_simulate_that_would_never_end_is_refused_at_once(cli, args):
+    import time
+    t = time.monotonic()
+    code, out, err = cli(*args)
+    assert code == 2 and time.monotonic() - t < 5
+    one_line_error(err)
+
+
+def test_seed_rule_is_the_same_for_suggest_and_simulate(cli):
+    a = one_line_error(cli("suggest", "--seed", "-1")[2])
+    b = one_line_error(cli("simulate", "--connects", "5", "--seed", "-1")[2])
+    assert a == b == "portscope: error: --seed must be a non-negative whole number, got -1"
+
+
+def test_interval_limits_are_one_rule(cli):
+    msgs = {one_line_error(cli(*c, "--interval", "0.05")[2]) for c in (("pressure",), ("top",), ("exporter",))}
+    assert msgs == {"portscope: error: --interval must be in 0.1..86400 seconds, got 0.05"}
+
+
+# ------------------------------------------------------------------ ASCII digits only (defect 10)
+
+ODD_NUMBERS = ["٤٠٠٠٠", "４００００", "40000²", "²", "0x50", "+80", "4_0000", "४००००"]
+
+
+@pytest.mark.parametrize("text", ODD_NUMBERS)
+def test_port_parsers_take_ascii_digits_only(text):
+    from portscope.host._common import check_range, parse_ports
+    from portscope.ports import PortRange, PortSet, parse_port
+    for f in (parse_port, PortRange.parse, PortSet.parse, parse_ports, lambda t: check_range(t, "50000"),
+              lambda t: check_range("1024", t)):
+        with pytest.raises(BadInput):
+            f(text)
+
+
+@pytest.mark.parametrize("text", ODD_NUMBERS)
+def test_writes_with_odd_digits_change_nothing_in_the_kernel(cli, netns, text):
+    before = (netns.sysctl("net.ipv4.ip_local_port_range"), netns.sysctl("net.ipv4.ip_local_reserved_ports"))
+    for args in (("range", "set", text, "50000"), ("range", "set", "40000", text), ("reserve", "add", text),
+                 ("reserve", "add", f"8080,{text}")):
+        code, out, err = cli("--netns", netns.name, *args)
+        assert code == 2, (args, out, err)
+        assert "digits 0-9" in one_line_error(err) or "not a port" in err
+    after = (netns.sysctl("net.ipv4.ip_local_port_range"), netns.sysctl("net.ipv4.ip_local_reserved_ports"))
+    assert after == before
+
+
+def test_ascii_still_works_and_negative_ports_say_so(cli, netns):
+    code, out, err = cli("--netns", netns.name, "reserve", "add", "8080")
+    assert code == 0, err
+    assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == "8080"
+    code, out, err = cli("reserve", "add", "-5", "--dry-run")
+    assert code == 2 and "negative" in one_line_error(err) and "got ''" not in err
+
+
+@pytest.mark.parametrize("text", ["40000 ٥٠٠٠٠", "４ 5", "40000\t50000²"])
+def test_procfs_range_with_odd_digits_is_a_read_error(text):
+    from portscope.errors import SystemReadError
+    from portscope.host.linux import parse_int, parse_range
+    with pytest.raises(SystemReadError):
+        parse_range(text)
+    with pytest.raises(SystemReadError):
+        parse_int("ip_unprivileged_port_start", next(t for t in text.split() if not t.isascii()))

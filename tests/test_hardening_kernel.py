@@ -1,0 +1,109 @@
+"""Issue 12's faults injected for real: a full file system (tmpfs with no room left), a
+read-only one, a SIGKILLed lab. Each runs in a private mount namespace (unshare -m) and a
+private network namespace, so the host's mounts and settings are never touched."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import host_sysctls, needs_netns
+
+needs_unshare = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+
+
+def in_private_mount(ns, mount_opts: str, d: str, prep: str, *cmd: str) -> subprocess.CompletedProcess:
+    """Mount a tmpfs on `d` (options `mount_opts`) in a mount namespace of its own, run shell
+    `prep` there, then `cmd` inside network namespace `ns`. The mount dies with the process."""
+    script = (f'mount -t tmpfs -o {mount_opts} portscope-test "$D" && {prep} && '
+              f'exec ip netns exec "$NS" "$@"')
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "D": d, "NS": ns.name})
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("portscope: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@needs_netns
+@needs_unshare
+def test_full_disk_during_persist_names_the_file_exits_5_and_rolls_back(netns, tmp_path):
+    host = host_sysctls()
+    before = netns.sysctl("net.ipv4.ip_local_port_range")
+    d = str(tmp_path / "sysctl.d")
+    os.mkdir(d)
+    # an existing drop-in, then fill every page the tmpfs has
+    prep = ('printf "net.ipv4.ip_local_reserved_ports = 9\\n" > "$D/90-portscope.conf" && '
+            '(dd if=/dev/zero of="$D/fill" bs=4096 count=64 2>/dev/null; true)')
+    r = in_private_mount(netns, "size=16k", d, prep, "env", f"PORTSCOPE_SYSCTL_DIR={d}", sys.executable,
+                         "-m", "portscope", "range", "set", "40000", "50001", "--persist")
+    assert r.returncode == 5, r
+    line = one_line(r.stderr)
+    assert f"{d}/90-portscope.conf" in line and "no space left" in line and "ENOSPC" in line
+    assert "rolled back" in line
+    assert netns.sysctl("net.ipv4.ip_local_port_range") == before     # the range change was undone
+    assert host_sysctls() == host
+
+
+@needs_netns
+@needs_unshare
+def test_read_only_sysctl_dir_is_not_told_to_run_as_root(netns, tmp_path):
+    before = netns.sysctl("net.ipv4.ip_local_port_range")
+    d = str(tmp_path / "sysctl.d")
+    os.mkdir(d)
+    r = in_private_mount(netns, "ro", d, "true", "env", f"PORTSCOPE_SYSCTL_DIR={d}", sys.executable,
+                         "-m", "portscope", "range", "set", "40000", "50001", "--persist")
+    assert r.returncode == 5, r
+    line = one_line(r.stderr)
+    assert d in line and "read-only file system" in line and "run as root" not in line
+    assert netns.sysctl("net.ipv4.ip_local_port_range") == before
+
+
+# ------------------------------------------------------------------ exporter textfile (defect 7)
+
+def test_textfile_once_into_proc_exits_5():
+    r = subprocess.run([sys.executable, "-m", "portscope", "exporter", "--textfile", "/proc/version", "--once"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 5, r
+    assert "/proc/version" in one_line(r.stderr)
+
+
+@needs_netns
+@needs_unshare
+def test_textfile_once_on_a_full_disk_exits_5(netns, tmp_path):
+    d = str(tmp_path / "tf")
+    os.mkdir(d)
+    r = in_private_mount(netns, "size=16k", d, '(dd if=/dev/zero of="$D/fill" bs=4096 count=64 2>/dev/null; true)',
+                         sys.executable, "-m", "portscope", "exporter", "--textfile", f"{d}/p.prom", "--once")
+    assert r.returncode == 5, r
+    line = one_line(r.stderr)
+    assert f"{d}/p.prom" in line and "ENOSPC" in line
+
+
+@needs_netns
+@needs_unshare
+def test_textfile_loop_retries_and_counts_failures(netns, tmp_path):
+    """The disk is full for the first writes, then space comes back: the loop never stops,
+    the file appears and its counter says how many writes were lost."""
+    d = str(tmp_path / "tf")
+    os.mkdir(d)
+    # (a background job of sh ignores SIGINT: it is stopped with SIGTERM)
+    script = ('mount -t tmpfs -o size=16k portscope-test "$D" || exit 9; '
+              'dd if=/dev/zero of="$D/fill" bs=4096 count=64 2>/dev/null; '
+              'ip netns exec "$NS" "$PY" -m portscope exporter --textfile "$D/p.prom" --interval 0.2 & pid=$!; '
+              'sleep 1.5; rm -f "$D/fill"; i=0; while [ ! -s "$D/p.prom" ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done; '
+              'sleep 0.5; kill -TERM $pid; wait $pid; echo "rc=$?"; cat "$D/p.prom"')
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "D": d, "NS": netns.name, "PY": sys.executable})
+    from prometheus_client.parser import text_string_to_metric_families
+    body = r.stdout.split("\n", 1)[1]
+    errs = [s.value for f in text_string_to_metric_families(body) for s in f.samples
+            if s.name == "portscope_textfile_write_errors_total"]
+    assert errs and errs[0] >= 3, r           # ~7 tries in 1.5 s at 0.2 s, all on a full disk
+    assert "portscope_ephemeral_range_ports" in body
+    assert "retrying" in r.stderr and "Traceback" not in r.stderr
