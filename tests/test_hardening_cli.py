@@ -188,7 +188,8 @@ def test_ascii_still_works_and_negative_ports_say_so(cli, netns):
 @pytest.mark.parametrize("text", ["40000 ٥٠٠٠٠", "４ 5", "40000\t50000²"])
 def test_procfs_range_with_odd_digits_is_a_read_error(text):
     from portscope.errors import SystemReadError
-    from portscope.host.linux import parse_int, parse_range
+    from portscope.host.linux import parse_range
+    from portscope.host.linux import parse_sysctl_int as parse_int
     with pytest.raises(SystemReadError):
         parse_range(text)
     with pytest.raises(SystemReadError):
