@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
@@ -170,15 +171,43 @@ def load(path: str) -> WebConfig:
         raise BadInput(f"web config {path}: basic_auth_users must be a mapping of user: bcrypt-hash")
     hashes = {}
     for user, h in users.items():
-        h = str(h or "")
-        if not h.startswith(("$2a$", "$2b$", "$2y$")):
-            raise BadInput(f"web config {path}: the password of user {user!r} is not a bcrypt hash")
-        hashes[str(user)] = h.encode()
+        problem = bcrypt_problem(h)
+        if problem:
+            raise BadInput(f"web config {path}: the password of user {user!r} is not a bcrypt "
+                           f"hash: {problem}")
+        hashes[str(user)] = str(h).encode()
     cfg = WebConfig(cert_file=rel(tls.get("cert_file")), key_file=rel(tls.get("key_file")),
                     client_ca_file=rel(tls.get("client_ca_file")), client_auth_type=auth_type,
                     min_version=min_version, users=hashes, source=path)
     cfg.ssl_context()           # fail at start, not at the first scrape
     return cfg
+
+
+_BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}", re.ASCII)
+
+
+def bcrypt_problem(h: object) -> str | None:
+    """Why `h` cannot be a bcrypt hash, or None. Checked in full at start-up: bcrypt.checkpw
+    returns False, not an error, for a truncated hash, so a bad one would lock everyone out
+    without a word. The library's own check runs at cost 4 (the salt and digest are the same
+    bytes at any cost), so even a cost-31 hash is checked in a millisecond."""
+    if not isinstance(h, str) or not h:
+        return "empty" if not h else f"expected a string, got {type(h).__name__}"
+    m = _BCRYPT.fullmatch(h)
+    if not m:
+        if not h.startswith(("$2a$", "$2b$", "$2y$")):
+            return "it does not start with $2a$, $2b$ or $2y$ (make one with htpasswd -nbBC 10 USER PASS)"
+        return (f"expected $2b$NN$ and 53 characters of bcrypt's alphabet (60 in all), got {len(h)} "
+                "characters: is it cut short?")
+    cost = int(m.group(1))
+    if not 4 <= cost <= 31:
+        return f"cost {cost} is outside bcrypt's 04..31"
+    import bcrypt
+    try:
+        bcrypt.checkpw(b"", (h[:4] + "04" + h[6:]).encode())
+    except ValueError as e:
+        return f"bcrypt refuses it ({e})"
+    return None
 
 
 class Authenticator:

@@ -45,3 +45,37 @@ def test_exit_code_5_is_documented():
     import portscope.cli as c
     readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
     assert "| 5 |" in readme and "5 could not write" in " ".join(c.cli.help.split())
+
+
+# ------------------------------------------------------------------ web config (defects 5, 6)
+
+def _hash(pw: str, cost: int = 4) -> str:
+    import bcrypt
+    return bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=cost)).decode()
+
+
+def _basic(user: str, pw: str) -> str:
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ("$2b$04$abc", "cut short"), ("$2b$04$" + "a" * 52, "cut short"), ("$2b$03$" + "a" * 53, "outside"),
+    ("$2b$04$" + "!" * 53, "alphabet"), ("plain", "does not start with"), ("", "empty"),
+])
+def test_malformed_bcrypt_hash_is_refused_at_start_naming_user_and_file(cli, tmp_path, bad, needle):
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"basic_auth_users:\n  admin: '{bad}'\n")
+    code, out, err = cli("exporter", "--web-config", str(cfg), "--listen", "127.0.0.1:0")
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(cfg) in err and "'admin'" in err and needle in err
+
+
+def test_a_truncated_hash_would_have_locked_everyone_out():
+    """Why the start-up check exists: bcrypt says False, not error, for a cut hash."""
+    import bcrypt
+    good = _hash("pw")
+    assert bcrypt.checkpw(b"pw", good[:-1].encode()) is False
+    from portscope.webconfig import bcrypt_problem
+    assert bcrypt_problem(good) is None and bcrypt_problem(good[:-1])
