@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import logging
 import os
 import re
@@ -211,14 +210,30 @@ def bcrypt_problem(h: object) -> str | None:
 
 
 class Authenticator:
-    """Basic auth against bcrypt hashes. bcrypt costs ~0.1-0.3 s by design, so a good
-    (user, password) is remembered by its SHA-256 (as the exporter-toolkit caches it);
-    wrong passwords always pay the full bcrypt cost."""
+    """Basic auth against bcrypt hashes.
+
+    Timing: an unknown user is checked against a dummy hash of the highest cost in the
+    config, so answering "no" takes as long for a user that does not exist as for a wrong
+    password (no guessing user names by timing).
+    Cost under load: bcrypt costs ~0.1-0.3 s by design. As in Prometheus' exporter-toolkit,
+    a verified (user, password, stored hash) is remembered by its SHA-256 in a bounded
+    cache, so an authenticated scraper pays bcrypt once; concurrent requests with the same
+    credentials share one verification instead of each paying for it. Wrong passwords are
+    never cached and always pay the full cost."""
+
+    CACHE_SIZE = 256
 
     def __init__(self, users: dict):
+        from collections import OrderedDict
         self.users = users
-        self._ok: set[bytes] = set()
+        self._ok: OrderedDict[bytes, None] = OrderedDict()
+        self._pending: dict[bytes, list] = {}      # key -> [threading.Event, result]
         self._lock = threading.Lock()
+        self._dummy: bytes | None = None
+        if users:
+            import bcrypt
+            cost = max(int(h[4:6]) for h in users.values())
+            self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=cost))
 
     def check(self, header: str | None) -> bool:
         if not self.users:
@@ -230,20 +245,37 @@ class Authenticator:
         except (ValueError, UnicodeDecodeError):
             return False
         h = self.users.get(user)
-        if h is None:
-            return False
+        known = h is not None
+        if not known:
+            h = self._dummy
         key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), h))).digest()
         with self._lock:
-            if any(hmac.compare_digest(key, k) for k in self._ok):
-                return True
-        import bcrypt
+            if key in self._ok:
+                self._ok.move_to_end(key)
+                return known
+            slot = self._pending.get(key)
+            leader = slot is None
+            if leader:
+                slot = self._pending[key] = [threading.Event(), False]
+        if not leader:
+            slot[0].wait()
+            return slot[1]
+        ok = False
         try:
-            ok = bcrypt.checkpw(password.encode(), h)
-        except ValueError:
-            return False
-        if ok:
+            import bcrypt
+            try:
+                ok = bcrypt.checkpw(password.encode(), h) and known
+            except ValueError:
+                ok = False
+        finally:
             with self._lock:
-                self._ok.add(key)
+                slot[1] = ok
+                del self._pending[key]
+                if ok:
+                    self._ok[key] = None
+                    while len(self._ok) > self.CACHE_SIZE:
+                        self._ok.popitem(last=False)
+            slot[0].set()
         return ok
 
 
