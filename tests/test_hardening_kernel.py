@@ -107,3 +107,50 @@ def test_textfile_loop_retries_and_counts_failures(netns, tmp_path):
     assert errs and errs[0] >= 3, r           # ~7 tries in 1.5 s at 0.2 s, all on a full disk
     assert "portscope_ephemeral_range_ports" in body
     assert "retrying" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------ ranges too small to serve (defect 11)
+
+TWO_CONNECTS = r"""
+import socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 5000)); srv.listen()
+got = []
+for _ in range(2):
+    c = socket.socket()
+    try:
+        c.connect(("127.0.0.1", 5000)); got.append("ok")
+    except OSError as e:
+        got.append(e.errno)
+print(got)
+"""
+
+
+@needs_netns
+def test_one_port_range_is_refused_without_force_and_the_kernel_agrees(cli, netns):
+    import errno
+    before = netns.sysctl("net.ipv4.ip_local_port_range")
+    code, out, err = cli("--netns", netns.name, "range", "set", "40000", "40000")
+    assert code == 2
+    line = one_line(err)
+    assert "1 usable port" in line and "--force" in line and "EADDRNOTAVAIL" in line
+    assert netns.sysctl("net.ipv4.ip_local_port_range") == before
+    # the same rule counts reservations: 2 ports, one reserved
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "40001")
+    code, out, err = cli("--netns", netns.name, "range", "set", "40000", "40001")
+    assert code == 2 and "1 of its 2 reserved" in one_line(err)
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "")
+    # with --force it is applied, with the reason as a warning; the kernel then shows why
+    code, out, err = cli("--netns", netns.name, "range", "set", "40000", "40000", "--force")
+    assert code == 0 and "--force: the range 40000 leaves 1 usable port" in err
+    assert netns.sysctl("net.ipv4.ip_local_port_range").split() == ["40000", "40000"]
+    got = netns.python(TWO_CONNECTS).stdout.strip()
+    assert got == f"['ok', {errno.EADDRNOTAVAIL}]", got
+
+
+def test_lab_refuses_the_same_ranges():
+    from portscope import lab
+    from portscope.errors import BadInput
+    from portscope.ports import PortRange, PortSet
+    for rng, res in ((PortRange(40000, 40000), PortSet()), (PortRange(40000, 40001), PortSet.parse("40001"))):
+        with pytest.raises(BadInput, match="usable"):
+            lab.Plan(range=rng, reserved=res).validate()

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 from .. import netns as _netns
 from ..errors import BadInput, NotPermitted, PortscopeError, SystemReadError, Unsupported
-from ..ports import PortRange, PortSet
+from ..ports import MIN_USABLE_RANGE, PortRange, PortSet
 from . import HostFacts
 from ..fsutil import atomic_write
 from .linux import read_text
@@ -316,6 +316,17 @@ def plan_range(low, high, *, facts: HostFacts, sockets: SocketFacts | None = Non
 
     reserved_after = facts.reserved
     steps: list[Step] = []
+
+    serving = new.size - facts.reserved.count_in(new) if osname == "linux" else new.size
+    if serving < MIN_USABLE_RANGE:
+        why = (f"the range {new} leaves {serving} usable port{'s' if serving != 1 else ''}"
+               + (f" ({facts.reserved.count_in(new)} of its {new.size} reserved)" if serving != new.size else "")
+               + ": each destination could hold one connection at a time and the next connect() "
+               f"would fail (EADDRNOTAVAIL); a range needs at least {MIN_USABLE_RANGE} usable ports, "
+               "as `lab exhaust` does")
+        if not force:
+            raise BadInput(f"{why} (use --force to do it anyway)")
+        warnings.append(f"--force: {why}")
 
     if osname == "linux" and new.same_parity:
         warnings.append(f"LOW {new.low} and HIGH {new.high} have the same parity; the kernel prefers "
