@@ -33,7 +33,7 @@ IP_BIND_ADDRESS_NO_PORT = 24
 FINDING_IDS = ("destination-critical", "destination-high", "destination-forecast-exhaustion",
                "pool-critical", "pool-warning", "pool-empty", "listener-in-range",
                "range-same-parity", "range-small", "time-wait-dominant", "bind-before-connect",
-               "udp-pool", "process-dominant")
+               "udp-pool", "process-dominant", "pool-full")
 
 
 def ns_exec(netns: str | None) -> str:
@@ -289,8 +289,13 @@ def process_findings(result, facts) -> list:
          "sockets": g.sockets, "capacity": g.capacity})]
 
 
+def _pool_full(result, facts) -> list:
+    from .pool_full import pool_full_findings
+    return pool_full_findings(result, facts)
+
+
 RULES = (destination_findings, pool_findings, listener_findings, range_findings,
-         time_wait_findings, bind_findings, udp_findings)
+         time_wait_findings, bind_findings, udp_findings, _pool_full)
 
 
 def evaluate(result, facts, *, process: bool = False) -> list:

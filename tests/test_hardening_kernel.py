@@ -154,3 +154,61 @@ def test_lab_refuses_the_same_ranges():
     for rng, res in ((PortRange(40000, 40000), PortSet()), (PortRange(40000, 40001), PortSet.parse("40001"))):
         with pytest.raises(BadInput, match="usable"):
             lab.Plan(range=rng, reserved=res).validate()
+
+
+# ------------------------------------------------------------------ a pool filled by bind-before-connect (defect 12)
+
+BIND_FILL = r"""
+import json, socket, sys, time
+a = socket.socket(); a.bind(("127.0.0.1", 5000)); a.listen(512)
+b = socket.socket(); b.bind(("127.0.0.2", 5001)); b.listen(512)
+held, err = [], None
+for _ in range(1000):                          # bounded: the range has 100 ports
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0)); s.connect(("127.0.0.1", 5000))
+    except OSError as e:
+        err = e.errno; s.close(); break
+    held.append(s)
+c = socket.socket()
+try:
+    c.connect(("127.0.0.2", 5001)); second = "ok"
+except OSError as e:
+    second = e.errno
+print(json.dumps({"held": len(held), "first_refusal": err, "second_destination": second}), flush=True)
+sys.stdin.read()                                 # hold until the test closes stdin
+"""
+
+
+@needs_netns
+def test_a_pool_filled_by_bind_before_connect_is_explained(cli, netns):
+    import errno
+    import json
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    netns.run("ip", "addr", "add", "127.0.0.2/8", "dev", "lo", check=False)
+    p = netns.popen(sys.executable, "-c", BIND_FILL, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        got = json.loads(p.stdout.readline())
+        # the kernel: one destination got all 100 ports, the second destination none
+        assert got["held"] == 100 and got["first_refusal"] in (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
+        assert got["second_destination"] in (errno.EADDRINUSE, errno.EADDRNOTAVAIL), got
+        code, out, err = cli("pressure", "--json", "--netns", netns.name)
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["global"]["in_use"] == 100 and doc["global"]["capacity"] == 100
+        [f] = [f for f in doc["findings"] if f["id"] == "pool-full"]
+        assert f["severity"] == "critical"
+        assert "bind-before-connect" in f["message"] and "127.0.0.1:5000 100" in f["message"]
+        assert "IP_BIND_ADDRESS_NO_PORT" in f["remedy"]
+        assert f["evidence"]["client_ports"] == 100 and f["evidence"]["ports_shared"] is False
+    finally:
+        p.stdin.close()
+        p.wait(timeout=20)
+
+
+@needs_netns
+def test_pool_full_stays_silent_when_the_pool_is_not_full(cli, netns):
+    import json
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    code, out, err = cli("pressure", "--json", "--netns", netns.name)
+    assert code == 0 and "pool-full" not in {f["id"] for f in json.loads(out)["findings"]}
