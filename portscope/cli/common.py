@@ -18,10 +18,17 @@ class Number(click.ParamType):
 
     def convert(self, value, param, ctx):
         from ..numparse import parse_real, parse_whole
+        from ..errors import BadInput
         what = param.opts[0] if param is not None and getattr(param, "opts", None) else "value"
-        if self.whole:
-            return parse_whole(value, what, self.lo, self.hi)
-        return parse_real(value, what, self.lo, self.hi, lo_open=self.lo_open, unit=self.unit)
+        try:
+            if self.whole:
+                return parse_whole(value, what, self.lo, self.hi)
+            return parse_real(value, what, self.lo, self.hi, lo_open=self.lo_open, unit=self.unit)
+        except BadInput as e:
+            if ctx is None:         # called outside click (pressure.gather): the library's error
+                raise
+            # a usage error: exit 2 with the `--help` pointer, UNKNOWN under pressure --check
+            raise click.UsageError(str(e), ctx) from None
 
 
 # limits shared by every command that has the option
