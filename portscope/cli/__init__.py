@@ -51,6 +51,10 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # click would print a blank line and turn it into Abort ("aborted"): keep it
+            # one line, the same for every command
+            raise _Interrupted() from None
         except BrokenPipeError:
             # the reader went away (`portscope conns | head`): not our failure, and click
             # would turn it into exit 1, which means something else here
@@ -63,6 +67,10 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past click's own KeyboardInterrupt handling."""
 
 
 def _quiet_stdout() -> None:
@@ -130,6 +138,9 @@ def main(argv=None) -> None:
     except PortscopeError as e:
         click.echo(f"portscope: error: {e}", err=True)
         sys.exit(e.exit_code)
+    except _Interrupted:
+        click.echo("portscope: interrupted", err=True)
+        sys.exit(130)
     except click.exceptions.Abort:
         click.echo("portscope: aborted", err=True)
         sys.exit(130)
