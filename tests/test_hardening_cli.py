@@ -194,3 +194,19 @@ def test_procfs_range_with_odd_digits_is_a_read_error(text):
         parse_range(text)
     with pytest.raises(SystemReadError):
         parse_int("ip_unprivileged_port_start", next(t for t in text.split() if not t.isascii()))
+
+
+# ------------------------------------------------------------------ smaller items (defect 13)
+
+def test_group_help_lists_each_subcommand_whole(cli):
+    g = LazyGroup()
+    groups = [(n,) for n in COMMANDS if getattr(g.get_command(None, n), "commands", None)]
+    assert {("range",), ("reserve",), ("lab",)} <= set(groups)
+    for path in groups:
+        code, out, err = cli(*path, "--help")
+        assert code == 0, err
+        listing = " ".join(out.split("Commands:")[1].split())
+        for name, sub in g.get_command(None, path[0]).commands.items():
+            first = " ".join(sub.help.split("\n\n")[0].replace("\b", " ").split())
+            assert f"{name} {first}" in listing, (path, name, listing)
+        assert "..." not in listing and "(e.g. " not in listing.replace("(e.g. 8080", "")

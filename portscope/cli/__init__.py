@@ -100,7 +100,17 @@ def _accept_verbose(cmd) -> None:
         cmd.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False,
                                        callback=_set_verbose, help="Same as the global -v."))
     for sub in getattr(cmd, "commands", {}).values():
+        _whole_short_help(sub)
         _accept_verbose(sub)
+
+
+def _whole_short_help(cmd) -> None:
+    """A group's command list shows each subcommand's first paragraph whole: click's default
+    stops at the first '.', so "Add PORTS (e.g. 8080,...)" became "Add PORTS (e.g.", and
+    cuts at 45 characters with '...'."""
+    if cmd.short_help is None and cmd.help:
+        first = cmd.help.split("\n\n")[0]
+        cmd.short_help = " ".join(first.replace("\b", " ").split())
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
