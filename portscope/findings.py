@@ -46,7 +46,7 @@ SEVERITIES = ("critical", "warning", "info")
 FINDING_IDS = ("destination-critical", "destination-high", "destination-forecast-exhaustion",
                "pool-critical", "pool-warning", "pool-empty", "listener-in-range",
                "range-same-parity", "range-small", "time-wait-dominant", "bind-before-connect",
-               "udp-pool", "process-dominant")
+               "udp-pool", "process-dominant", "pool-full")
 
 __all__ = ["Finding", "FINDING_IDS", "SEVERITIES", "evaluate", "max_rate", "destination_label", "percent",
            "IP_BIND_ADDRESS_NO_PORT"]
@@ -264,8 +264,62 @@ def process_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
          "sockets": g.sockets, "capacity": g.capacity})]
 
 
+# The `pool-full` finding: every usable port of the range is in use, and by what.
+#
+# pool-critical judges the ports held *for every destination* (listeners, bind-before-connect,
+# UDP). That needs the bind-before-connect sockets to be recognised, and sock_diag cannot show
+# a bind(addr, 0): pressure infers it from bind(0)'s port parity, which says nothing once both
+# parities are taken. A client that binds before connect() until the kernel refuses leaves
+# exactly that: one destination with every port, the pool full, no port it can prove bind-held.
+# Then this finding says what holds the pool, and what that means for each possible cause.
+
+POOL_FULL_NAMED = 3
+
+
+def pool_full_findings(result, facts) -> list[Finding]:
+    """One critical finding when every port a new TCP socket can count on is in use and the
+    ports held for every destination alone do not already explain it (pool-critical)."""
+    from .findings import _F, CRIT_UTIL, IP_BIND_ADDRESS_NO_PORT, range_command
+
+    g = result.global_
+    pool = result.tcp_pool_ports
+    if not g.capacity or not pool or g.in_use < pool:
+        return []
+    if g.tcp_exclusive / pool >= CRIT_UTIL:
+        return []                       # pool-critical names them already
+    by_client = max(0, g.in_use - g.listeners - g.bind_held - g.udp)
+    tcp = [d for d in result.destinations if d.proto == "tcp" and d.in_use]
+    tcp.sort(key=lambda d: d.in_use, reverse=True)
+    names = "; ".join(f"{destination_label(d)} {d.in_use}" for d in tcp[:POOL_FULL_NAMED])
+    more = f" and {len(tcp) - POOL_FULL_NAMED} more" if len(tcp) > POOL_FULL_NAMED else ""
+    # connect() alone shares a port between destinations once ports run short; bind(0) never does
+    unshared = g.sockets <= g.in_use
+    parity = ("the parity inference cannot tell bind-before-connect here: ports of both parities are taken"
+              if g.bind_inferred == 0 and by_client else
+              f"{g.bind_held} of them are known to be bind-held")
+    why = ("if the client binds before connect() (bind(addr, 0)), as a full pool with no port shared "
+           "between destinations suggests, each of these ports is blocked for every destination and "
+           "connect() to any other destination fails as well (EADDRINUSE/EADDRNOTAVAIL)"
+           if unshared else
+           "ports are shared between destinations, so plain connect() holds at least part of them: "
+           "destinations other than these can still connect")
+    return [_F(
+        "pool-full", "critical",
+        f"the global pool is full: all {pool} usable ports of {facts.ephemeral} are in use "
+        f"(listeners {g.listeners}, bind-before-connect {g.bind_held}, UDP {g.udp}, and {by_client} "
+        f"held by client sockets: {names or 'none'}{more}); {parity}. A new TCP bind(addr, 0) fails "
+        f"now; {why}",
+        f"in the client, before bind(addr, 0): setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1) "
+        f"(Python: s.setsockopt(socket.IPPROTO_IP, {IP_BIND_ADDRESS_NO_PORT}, 1)), or do not bind; reuse "
+        f"connections; or widen the range: {range_command(facts, *wider_range(facts))}",
+        {"in_use": g.in_use, "capacity": g.capacity, "pool": pool, "listeners": g.listeners,
+         "bind_held": g.bind_held, "bind_inferred": g.bind_inferred, "udp": g.udp,
+         "client_ports": by_client, "ports_shared": not unshared,
+         "destinations": [d.to_json() for d in tcp[:10]]})]
+
+
 RULES = (destination_findings, pool_findings, listener_findings, range_findings,
-         time_wait_findings, bind_findings, udp_findings)
+         time_wait_findings, bind_findings, udp_findings, pool_full_findings)
 
 
 def evaluate(result: PressureResult, facts: HostFacts, *, process: bool = False) -> list[Finding]:

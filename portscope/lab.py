@@ -42,7 +42,7 @@ from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
 from .host import host_facts
 from .host._common import run_command
 from .host.linux import write_key
-from .ports import PortRange, PortSet
+from .ports import MIN_USABLE_RANGE, PortRange, PortSet
 from .remedies import IP_BIND_ADDRESS_NO_PORT
 from .sockets import snapshot
 
@@ -101,8 +101,10 @@ class Plan:
         # the kernel refuses a range starting below ip_unprivileged_port_start (1024)
         if self.range.low < 1024:
             raise BadInput(f"--range must start at 1024 or above, got {self.range}")
-        if self.range.size < 2:
-            raise BadInput(f"--range needs at least 2 ports, got {self.range}")
+        usable = self.range.size - self.reserved.count_in(self.range)
+        if usable < MIN_USABLE_RANGE:
+            raise BadInput(f"--range {self.range} with --reserve {self.reserved or 'none'} leaves {usable} usable "
+                           f"port(s); the lab needs at least {MIN_USABLE_RANGE}")
         return self
 
     @property

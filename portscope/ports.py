@@ -9,6 +9,10 @@ from .numparse import is_digits
 
 MIN_PORT = 0
 MAX_PORT = 65535
+# the fewest usable ports (range minus reservations) an ephemeral range may have without
+# --force: with one, each destination gets one connection at a time and the next connect()
+# fails (EADDRNOTAVAIL). `range set` and `lab exhaust` share it.
+MIN_USABLE_RANGE = 2
 
 # RFC 6335 section 6
 SYSTEM = "system"    # 0-1023, well known

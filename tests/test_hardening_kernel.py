@@ -107,3 +107,108 @@ def test_textfile_loop_retries_and_counts_failures(netns, tmp_path):
     assert errs and errs[0] >= 3, r           # ~7 tries in 1.5 s at 0.2 s, all on a full disk
     assert "portscope_ephemeral_range_ports" in body
     assert "retrying" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------ ranges too small to serve (defect 11)
+
+TWO_CONNECTS = r"""
+import socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 5000)); srv.listen()
+got = []
+for _ in range(2):
+    c = socket.socket()
+    try:
+        c.connect(("127.0.0.1", 5000)); got.append("ok")
+    except OSError as e:
+        got.append(e.errno)
+print(got)
+"""
+
+
+@needs_netns
+def test_one_port_range_is_refused_without_force_and_the_kernel_agrees(cli, netns):
+    import errno
+    before = netns.sysctl("net.ipv4.ip_local_port_range")
+    code, out, err = cli("--netns", netns.name, "range", "set", "40000", "40000")
+    assert code == 2
+    line = one_line(err)
+    assert "1 usable port" in line and "--force" in line and "EADDRNOTAVAIL" in line
+    assert netns.sysctl("net.ipv4.ip_local_port_range") == before
+    # the same rule counts reservations: 2 ports, one reserved
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "40001")
+    code, out, err = cli("--netns", netns.name, "range", "set", "40000", "40001")
+    assert code == 2 and "1 of its 2 reserved" in one_line(err)
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "")
+    # with --force it is applied, with the reason as a warning; the kernel then shows why
+    code, out, err = cli("--netns", netns.name, "range", "set", "40000", "40000", "--force")
+    assert code == 0 and "--force: the range 40000 leaves 1 usable port" in err
+    assert netns.sysctl("net.ipv4.ip_local_port_range").split() == ["40000", "40000"]
+    got = netns.python(TWO_CONNECTS).stdout.strip()
+    assert got == f"['ok', {errno.EADDRNOTAVAIL}]", got
+
+
+def test_lab_refuses_the_same_ranges():
+    from portscope import lab
+    from portscope.errors import BadInput
+    from portscope.ports import PortRange, PortSet
+    for rng, res in ((PortRange(40000, 40000), PortSet()), (PortRange(40000, 40001), PortSet.parse("40001"))):
+        with pytest.raises(BadInput, match="usable"):
+            lab.Plan(range=rng, reserved=res).validate()
+
+
+# ------------------------------------------------------------------ a pool filled by bind-before-connect (defect 12)
+
+BIND_FILL = r"""
+import json, socket, sys, time
+a = socket.socket(); a.bind(("127.0.0.1", 5000)); a.listen(512)
+b = socket.socket(); b.bind(("127.0.0.2", 5001)); b.listen(512)
+held, err = [], None
+for _ in range(1000):                          # bounded: the range has 100 ports
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0)); s.connect(("127.0.0.1", 5000))
+    except OSError as e:
+        err = e.errno; s.close(); break
+    held.append(s)
+c = socket.socket()
+try:
+    c.connect(("127.0.0.2", 5001)); second = "ok"
+except OSError as e:
+    second = e.errno
+print(json.dumps({"held": len(held), "first_refusal": err, "second_destination": second}), flush=True)
+sys.stdin.read()                                 # hold until the test closes stdin
+"""
+
+
+@needs_netns
+def test_a_pool_filled_by_bind_before_connect_is_explained(cli, netns):
+    import errno
+    import json
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    netns.run("ip", "addr", "add", "127.0.0.2/8", "dev", "lo", check=False)
+    p = netns.popen(sys.executable, "-c", BIND_FILL, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        got = json.loads(p.stdout.readline())
+        # the kernel: one destination got all 100 ports, the second destination none
+        assert got["held"] == 100 and got["first_refusal"] in (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
+        assert got["second_destination"] in (errno.EADDRINUSE, errno.EADDRNOTAVAIL), got
+        code, out, err = cli("pressure", "--json", "--netns", netns.name)
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["global"]["in_use"] == 100 and doc["global"]["capacity"] == 100
+        [f] = [f for f in doc["findings"] if f["id"] == "pool-full"]
+        assert f["severity"] == "critical"
+        assert "bind-before-connect" in f["message"] and "127.0.0.1:5000 100" in f["message"]
+        assert "IP_BIND_ADDRESS_NO_PORT" in f["remedy"]
+        assert f["evidence"]["client_ports"] == 100 and f["evidence"]["ports_shared"] is False
+    finally:
+        p.stdin.close()
+        p.wait(timeout=20)
+
+
+@needs_netns
+def test_pool_full_stays_silent_when_the_pool_is_not_full(cli, netns):
+    import json
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    code, out, err = cli("pressure", "--json", "--netns", netns.name)
+    assert code == 0 and "pool-full" not in {f["id"] for f in json.loads(out)["findings"]}

@@ -45,3 +45,89 @@ def test_exit_code_5_is_documented():
     import portscope.cli as c
     readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
     assert "| 5 |" in readme and "5 could not write" in " ".join(c.cli.help.split())
+
+
+# ------------------------------------------------------------------ web config (defects 5, 6)
+
+def _hash(pw: str, cost: int = 4) -> str:
+    import bcrypt
+    return bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=cost)).decode()
+
+
+def _basic(user: str, pw: str) -> str:
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ("$2b$04$abc", "cut short"), ("$2b$04$" + "a" * 52, "cut short"), ("$2b$03$" + "a" * 53, "outside"),
+    ("$2b$04$" + "!" * 53, "alphabet"), ("plain", "does not start with"), ("", "empty"),
+])
+def test_malformed_bcrypt_hash_is_refused_at_start_naming_user_and_file(cli, tmp_path, bad, needle):
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(f"basic_auth_users:\n  admin: '{bad}'\n")
+    code, out, err = cli("exporter", "--web-config", str(cfg), "--listen", "127.0.0.1:0")
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(cfg) in err and "'admin'" in err and needle in err
+
+
+def test_a_truncated_hash_would_have_locked_everyone_out():
+    """Why the start-up check exists: bcrypt says False, not error, for a cut hash."""
+    import bcrypt
+    good = _hash("pw")
+    assert bcrypt.checkpw(b"pw", good[:-1].encode()) is False
+    from portscope.webconfig import bcrypt_problem
+    assert bcrypt_problem(good) is None and bcrypt_problem(good[:-1])
+
+
+def test_unknown_user_costs_one_bcrypt_of_the_configured_cost(monkeypatch):
+    import bcrypt
+    from portscope.webconfig import Authenticator
+    auth = Authenticator({"prom": _hash("secret", 5).encode()})
+    calls = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda pw, h: calls.append(h[:7]) or real(pw, h))
+    assert auth.check(_basic("nobody-here", "x")) is False
+    assert auth.check(_basic("prom", "wrong")) is False
+    assert calls == [b"$2b$05$", b"$2b$05$"]      # the same work for both answers
+
+
+def test_good_credentials_are_verified_once_even_by_50_concurrent_requests(monkeypatch):
+    import threading
+    import bcrypt
+    from portscope.webconfig import Authenticator
+    auth = Authenticator({"prom": _hash("secret", 6).encode()})
+    calls = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda pw, h: calls.append(pw) or real(pw, h))
+    results = []
+    go = threading.Barrier(50)
+
+    def scrape():
+        go.wait()
+        results.append(auth.check(_basic("prom", "secret")))
+
+    ts = [threading.Thread(target=scrape) for _ in range(50)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert results == [True] * 50 and calls == [b"secret"]
+    # wrong passwords are never remembered: each pays
+    for _ in range(3):
+        assert auth.check(_basic("prom", "nope")) is False
+    assert calls.count(b"nope") == 3
+
+
+def test_the_cache_is_bounded_and_keyed_by_the_stored_hash(monkeypatch):
+    from portscope.webconfig import Authenticator
+    monkeypatch.setattr(Authenticator, "CACHE_SIZE", 4)
+    users = {f"u{i}": _hash(f"p{i}").encode() for i in range(6)}
+    auth = Authenticator(users)
+    for i in range(6):
+        assert auth.check(_basic(f"u{i}", f"p{i}"))
+    assert len(auth._ok) == 4
+    # a changed hash (password rotated, config reloaded) does not match the old entry
+    auth.users["u5"] = _hash("new").encode()
+    assert auth.check(_basic("u5", "p5")) is False and auth.check(_basic("u5", "new")) is True

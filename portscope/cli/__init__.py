@@ -57,6 +57,10 @@ class LazyGroup(click.Group):
         """Run the command; a closed stdout pipe is a quiet exit 0 (see the comment)."""
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # click would print a blank line and turn it into Abort ("aborted"): keep it
+            # one line, the same for every command
+            raise _Interrupted() from None
         except BrokenPipeError:
             # the reader went away (`portscope conns | head`): not our failure, and click
             # would turn it into exit 1, which means something else here
@@ -70,6 +74,10 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past click's own KeyboardInterrupt handling."""
 
 
 def _quiet_stdout() -> None:
@@ -99,7 +107,17 @@ def _accept_verbose(cmd) -> None:
         cmd.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False,
                                        callback=_set_verbose, help="Same as the global -v."))
     for sub in getattr(cmd, "commands", {}).values():
+        _whole_short_help(sub)
         _accept_verbose(sub)
+
+
+def _whole_short_help(cmd) -> None:
+    """A group's command list shows each subcommand's first paragraph whole: click's default
+    stops at the first '.', so "Add PORTS (e.g. 8080,...)" became "Add PORTS (e.g.", and
+    cuts at 45 characters with '...'."""
+    if cmd.short_help is None and cmd.help:
+        first = cmd.help.split("\n\n")[0]
+        cmd.short_help = " ".join(first.replace("\b", " ").split())
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PortscopeError as e:
         click.echo(f"portscope: error: {e}", err=True)
         sys.exit(e.exit_code)
+    except _Interrupted:
+        click.echo("portscope: interrupted", err=True)
+        sys.exit(130)
     except click.exceptions.Abort:
         click.echo("portscope: aborted", err=True)
         sys.exit(130)

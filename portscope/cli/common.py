@@ -7,6 +7,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
+from ..errors import BadInput
 from ..netns import check_spec
 from ..numparse import INTERVAL_S, parse_real, parse_whole
 
@@ -26,10 +27,16 @@ class Number(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """The checked number (int for whole options), or BadInput naming the option."""
         what = param.opts[0] if param is not None and getattr(param, "opts", None) else "value"
-        if self.whole:
-            return parse_whole(value, what, None if self.lo is None else int(self.lo),
-                               None if self.hi is None else int(self.hi))
-        return parse_real(value, what, self.lo, self.hi, lo_open=self.lo_open, unit=self.unit)
+        try:
+            if self.whole:
+                return parse_whole(value, what, None if self.lo is None else int(self.lo),
+                                   None if self.hi is None else int(self.hi))
+            return parse_real(value, what, self.lo, self.hi, lo_open=self.lo_open, unit=self.unit)
+        except BadInput as e:
+            if ctx is None:         # called outside click: the library's error
+                raise
+            # a usage error: exit 2 with the `--help` pointer, UNKNOWN under pressure --check
+            raise click.UsageError(str(e), ctx) from None
 
 
 # limits shared by every command that has the option

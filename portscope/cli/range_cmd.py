@@ -74,7 +74,7 @@ def range_group(ctx, json_out, netns) -> None:
 @click.argument("high", metavar="HIGH")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the exact commands; change nothing.")
 @click.option("--persist", is_flag=True, help="Also write a drop-in under /etc/sysctl.d (atomically).")
-@click.option("--force", is_flag=True, help="Shrink the range even below the ephemeral ports in use now.")
+@click.option("--force", is_flag=True, help="Shrink the range even below the ephemeral ports in use now, or below 2 usable ports.")
 @click.option("--reserve-listeners", is_flag=True,
               help="Reserve listening ports that would fall inside the new range (done first).")
 @click.option("--proto", "protos", multiple=True, type=click.Choice(["tcp", "udp"]),

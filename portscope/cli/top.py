@@ -32,8 +32,10 @@ def _delta(p: TrendPoint) -> str:
 
 
 def render(res: PressureResult, trend: dict, *, netns: str | None, interval: float, iteration: int,
-           iterations: int | None, top_n: int) -> Group:
-    """The rich renderable of one refresh."""
+           iterations: int | None, top_n: int, width: int | None = None) -> Group:
+    """The rich renderable of one refresh. In a terminal narrower than the table, whole
+    columns are left out from the right (TREND, RATE/s, ...): the destination and its
+    use stay readable, never cut to "PR…" or "28…"."""
     from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
@@ -48,18 +50,25 @@ def render(res: PressureResult, trend: dict, *, netns: str | None, interval: flo
         f"  TIME_WAIT {g.time_wait}  bind-held {g.bind_held}  UDP {g.udp}  listeners {g.listeners}")
     t = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
     names = [d.label for d in res.destinations[:top_n]]
-    t.add_column("PROTO", no_wrap=True)
-    t.add_column("SOURCE -> DESTINATION", no_wrap=True,
-                 min_width=max([len("SOURCE -> DESTINATION")] + [len(n) for n in names]))
-    for col in ("IN USE", "CAP", "USE", "TW", "Δ", "RATE/s"):
-        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
-    t.add_column("TREND", no_wrap=True, overflow="crop")
+    heads = ("PROTO", "SOURCE -> DESTINATION", "IN USE", "CAP", "USE", "TW", "Δ", "RATE/s", "TREND")
+    rows = []
     for d, name in zip(res.destinations[:top_n], names):
         p = trend.get(d.key) or TrendPoint((d.in_use,), None, None)
-        t.add_row(d.proto, name, str(d.in_use), str(d.capacity),
-                  Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
-                  _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
-                  Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization)))
+        rows.append((d.proto, name, str(d.in_use), str(d.capacity),
+                     Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
+                     _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
+                     Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization))))
+    natural = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(heads)]
+    keep = len(heads)
+    if width is not None:
+        # columns are separated by 2 blanks (padding 1 on each side, none at the edges)
+        while keep > 2 and sum(natural[:keep]) + 2 * (keep - 1) > width:
+            keep -= 1
+    for i, h in enumerate(heads[:keep]):
+        t.add_column(h, justify="left" if i < 2 or h == "TREND" else "right", no_wrap=True,
+                     min_width=natural[i], overflow="crop" if h == "TREND" else "ellipsis")
+    for r in rows:
+        t.add_row(*r[:keep])
     parts: list[RenderableType] = [head, t]
     if not res.destinations:
         parts.append(Text("  (no outgoing connections using the ephemeral range)"))
@@ -148,13 +157,12 @@ def top(interval, top_n, iterations, netns, json_out) -> None:
         res = measure(netns)
         return res, trend.update(res.destinations)
 
-    try:
-        if as_json:
-            _json_loop(refresh, interval, iterations, top_n)
-        else:
-            _live_loop(refresh, interval, iterations, netns, top_n)
-    except KeyboardInterrupt:
-        pass   # Ctrl-C is the normal way out
+    # q ends with 0; Ctrl-C reaches main(), which says "interrupted" and exits 130 as
+    # every command does (README's exit codes): a script can tell the two apart
+    if as_json:
+        _json_loop(refresh, interval, iterations, top_n)
+    else:
+        _live_loop(refresh, interval, iterations, netns, top_n)
 
 
 def _json_loop(refresh, interval, iterations, top_n) -> None:
@@ -192,7 +200,7 @@ def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
                 i += 1
                 res, tr = refresh(i)
                 show(render(res, tr, netns=netns, interval=interval, iteration=i,
-                            iterations=iterations, top_n=top_n))
+                            iterations=iterations, top_n=top_n, width=console.width))
                 if iterations and i >= iterations:
                     return
                 if keys.wait_quit(interval):

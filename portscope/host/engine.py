@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from .. import netns as _netns
 from ..errors import BadInput, PortscopeError, SystemReadError, Unsupported
 from ..fsutil import atomic_write
+from ..ports import MIN_USABLE_RANGE
 from . import bsd, linux, sysctld, windows
 from ._common import (
     FileWrite,
@@ -57,9 +58,20 @@ def plan_range(low: int | str, high: int | str, *, facts: HostFacts, sockets: So
         raise BadInput(f"--proto applies to Windows only: {osname} has one range for every protocol")
     warnings: list[str] = []
     notes: list[str] = []
+    serving = new.size - facts.reserved.count_in(new) if osname == "linux" else new.size
+    if serving < MIN_USABLE_RANGE:
+        why = (f"the range {new} leaves {serving} usable port{'s' if serving != 1 else ''}"
+               + (f" ({facts.reserved.count_in(new)} of its {new.size} reserved)" if serving != new.size else "")
+               + ": each destination could hold one connection at a time and the next connect() "
+               f"would fail (EADDRNOTAVAIL); a range needs at least {MIN_USABLE_RANGE} usable ports, "
+               "as `lab exhaust` does")
+        if not force:
+            raise BadInput(f"{why} (use --force to do it anyway)")
+        warnings.append(f"--force: {why}")
     if osname == "linux":
-        steps, settings, warnings, notes = linux.plan_range(new, facts, sockets, reserve_listeners=reserve_listeners,
-                                                            force=force)
+        steps, settings, more_warnings, notes = linux.plan_range(new, facts, sockets, reserve_listeners=reserve_listeners,
+                                                                 force=force)
+        warnings.extend(more_warnings)
     elif osname == "windows":
         steps, settings = windows.plan_range(new, facts, protos), {}
     else:
