@@ -55,6 +55,7 @@ class PortFacts:
     in_use_backend: str | None = None
     notes: tuple = field(default=())
     proto: str | None = None               # the --proto filter, if any
+    who_may_bind: str = "any address"      # privilege.ANY | WILDCARD | ROOT (macOS 10.14+: WILDCARD)
 
     def to_json(self) -> dict:
         return {
@@ -72,6 +73,7 @@ class PortFacts:
             "bind_allowed": self.bind_allowed,
             "unprivileged_port_start": self.unprivileged_port_start,
             "cap_net_bind_service": self.cap_net_bind_service,
+            "who_may_bind": self.who_may_bind,
             "ephemeral_range": ({"low": self.ephemeral.low, "high": self.ephemeral.high}
                                 if self.ephemeral else None),
             "netns": self.netns,
@@ -116,13 +118,17 @@ def reserve_command(port: int, netns: str | None = None) -> str:
 
 
 def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserved: bool,
-           start: int, eph: PortRange, netns: str | None = None) -> list[str]:
+           start: int, eph: PortRange, netns: str | None = None, prule=None) -> list[str]:
     n = []
     if pf_port == 0:
         n.append("port 0 is not a usable port: bind() to port 0 asks the kernel to pick an ephemeral one")
     if privileged:
-        n.append(f"below ip_unprivileged_port_start={start}: binding needs root or CAP_NET_BIND_SERVICE"
-                 + ("; this process has it" if allowed else "; this process does not have it"))
+        # the wording is the platform's own (capabilities exist only on Linux; macOS 10.14+
+        # frees the wildcard address): privilege.py holds the per-platform rule
+        if prule is None:
+            from .privilege import PrivilegeRule
+            prule = PrivilegeRule("linux", 0, start, False)
+        n.append(prule.note(pf_port, allowed))
     if in_range and not reserved:
         n.append(f"inside the ephemeral range {eph}: an outgoing connection may take it first; "
                  f"protect it with `{reserve_command(pf_port, netns)}`")
@@ -143,8 +149,11 @@ def classify(port: int, proto: str | None = None, netns: str | None = None, fact
     reg = reg or registry.default()
     cap = has_cap_net_bind_service() if cap is None else cap
     protos = (proto,) if proto else registry.PROTOCOLS
+    from .privilege import rule as privilege_rule
+    prule = privilege_rule(facts)
     start = facts.unprivileged_port_start
-    privileged = port < start
+    # binding to a specific address (macOS 10.14+ frees only the wildcard address)
+    privileged = prule.needs_privilege(port)
     in_range = port in facts.ephemeral
     reserved = port in facts.reserved
     rows: list[dict] = []
@@ -174,8 +183,9 @@ def classify(port: int, proto: str | None = None, netns: str | None = None, fact
         netns=netns,
         in_use_backend=backend,
         notes=tuple(_notes(port, privileged, not privileged or cap, in_range, reserved, start, facts.ephemeral,
-                           netns)),
+                           netns, prule)),
         proto=proto,
+        who_may_bind=prule.who_may_bind(port),
     )
 
 
