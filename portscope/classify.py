@@ -56,6 +56,8 @@ class PortFacts:
     notes: tuple = field(default=())
     proto: str | None = None               # the --proto filter, if any
     who_may_bind: str = "any address"      # privilege.ANY | WILDCARD | ROOT (macOS 10.14+: WILDCARD)
+    os: str = "linux"                      # whose privilege rule applies
+    privilege_note: str | None = None      # that rule for this port, in the platform's terms
 
     def to_json(self) -> dict:
         return {
@@ -186,6 +188,8 @@ def classify(port: int, proto: str | None = None, netns: str | None = None, fact
                            netns, prule)),
         proto=proto,
         who_may_bind=prule.who_may_bind(port),
+        os=facts.os,
+        privilege_note=prule.note(port, not privileged or cap) if privileged else None,
     )
 
 

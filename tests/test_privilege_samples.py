@@ -120,3 +120,29 @@ def test_linux_has_no_wildcard_exemption(netns):
     r = rule(facts(netns.name))
     assert d == {"0.0.0.0": not r.needs_privilege(80, wildcard=True),
                  "127.0.0.1": not r.needs_privilege(80)} == {"0.0.0.0": False, "127.0.0.1": False}
+
+
+@pytest.mark.parametrize("name,priv_line,range_line", [
+    ("darwin", "yes: below 1024 (IPPORT_RESERVED): since macOS 10.14 any user may bind it on the wildcard address",
+     "any user may bind them on the wildcard address (macOS 10.14+)"),
+    ("darwin-10.13", "yes: below 1024 (the fixed IPPORT_RESERVED boundary 1024): binding needs root",
+     "Privileged ports: 0-1023 (binding needs root)"),
+    ("windows-en", "no: anyone may bind it", "Privileged ports: none"),
+])
+def test_port_and_range_text_on_other_systems(cli, monkeypatch, name, priv_line, range_line):
+    """`portscope port 80` and `portscope range` fed with a recorded macOS/Windows host say that
+    host's rule, not Linux's (issue 18: port N on macOS inherited the CAP_NET_BIND_SERVICE claim)."""
+    import portscope.host as phost
+    f = BACKENDS[name]()
+    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    code, out, err = cli("port", "80")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert priv_line in flat, flat
+    assert "CAP_NET_BIND_SERVICE" not in out and "ip_unprivileged_port_start" not in out
+    code, out, err = cli("port", "80", "--json")
+    assert json.loads(out)["who_may_bind"] == rule(f).who_may_bind(80)
+    code, out, err = cli("range")
+    flat = " ".join(out.split())
+    assert range_line in flat, flat
+    assert f"TIME_WAIT: {f.time_wait_seconds} s ({f.time_wait_source})" in flat

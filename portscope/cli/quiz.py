@@ -167,4 +167,4 @@ def _list(questions, as_json: bool) -> None:
             click.echo(f" {mark}{j}) {c}")
         click.echo(f"   {q.explanation}")
         if q.source:
-            click.echo(f"   {'Built from' if q.live else 'Source'}: {q.source}")
+            click.echo(f"   Built from {q.source}" if q.live else f"   Source: {q.source}")

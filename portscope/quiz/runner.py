@@ -111,7 +111,7 @@ def feedback(q: Question, given: int, style=_plain) -> str:
         first = style("Not quite.", fg="red", bold=True) + f" The answer is {q.answer}) {q.choices[q.answer - 1]}"
     out = [_wrap(first), _wrap(q.explanation)]
     if q.source:
-        out.append(_wrap(f"{'Built from' if q.live else 'Source'}: {q.source}", paths=True))
+        out.append(_wrap(f"Built from {q.source}" if q.live else f"Source: {q.source}", paths=True))
     if q.ref and q.ref != q.source:
         out.append(_wrap(f"More: {q.ref}"))
     return "\n".join(out)
