@@ -177,8 +177,12 @@ def privileged_question(facts, rng: random.Random, netns: str | None = None) -> 
     cands = sorted({p for p in PRIV_CANDIDATES + (start - 1, start) if 1 <= p <= 65535})
     port = rng.choice(cands)
     hf = (host_fact(facts, "privileged", netns),)
+    # where the rule itself is written down (the host facts say which values applied)
+    rule_ref = {"linux": "Linux Documentation/networking/ip-sysctl.rst (ip_unprivileged_port_start)",
+                "darwin": ("macOS 10.14 rule: github/homebrew-bootstrap PR 93, apple/container PR 2269 "
+                           "(docs/quiz.md)") if prule.wildcard_free else None}.get(facts.os)
     common = dict(id="live-privileged", topic="privileged", difficulty="easy", live=True,
-                  source=source_line(hf), host_facts=hf, ref=_cmd(netns, f"port {port}"))
+                  source=source_line(hf), host_facts=hf, ref=rule_ref)
     shows = f"`{_cmd(netns, f'port {port}')}` shows it."
     if prule.wildcard_free:
         # macOS 10.14+: three outcomes, so the choices name who may bind and where
@@ -209,14 +213,14 @@ def privileged_question(facts, rng: random.Random, netns: str | None = None) -> 
         tail = "The boundary applies to TCP, UDP and SCTP alike, and has nothing to do with the ephemeral range."
     elif facts.os == "windows":
         ask = "does binding port {p} need Administrator rights?"
-        why = f"Windows has no privileged port numbers, so {port} is not one"
+        why = "Windows has no privileged port numbers"
         tail = "Windows keeps ports from automatic use with excluded port ranges instead (netsh)."
     else:
         ask = "does binding port {p} need root?"
         why = (f"{port} is {'inside' if priv else 'outside'} the privileged window {prule.boundary}"
                if facts.os == "freebsd" else
                f"{port} is {'below' if priv else 'not below'} {prule.boundary}")
-        tail = "CAP_NET_BIND_SERVICE is a Linux capability; here the test is being root."
+        tail = "CAP_NET_BIND_SERVICE is a Linux capability; on this system a privileged port takes root."
     return Question(
         question=f"{_at(netns).capitalize()}, " + ask.format(p=port),
         choices=choices, answer=1 if priv else 2,
