@@ -20,13 +20,19 @@ from itertools import compress
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from .fsutil import atomic_write
+from .host import host_facts
+from .pressure import READ_STATE_NAMES, analyze, usable_ports
+from .sockets import ALL_PROTOS, snapshot
+from .sockets.masks import and_, is_
+from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
+
 log = logging.getLogger("portscope.exporter")
 
 DEFAULT_LISTEN = "127.0.0.1:9917"
 DEFAULT_TOP = 20
 OTHER = "other"                       # dst label of the series summing every destination beyond top-N
 NETNS_DIR = "/run/netns"
-ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
 PORT_PROTOS = ("tcp", "udp", "udplite")   # share the ephemeral range (SCTP has its own allocator)
 
 
@@ -44,27 +50,18 @@ class Sample:
 def read_table(netns: str | None):
     """One read of every socket in every state, bound-only ones included (they hold
     ports), with the kernel's auto-bound bit; SCTP comes from /proc/net/sctp."""
-    from .pressure import READ_STATE_NAMES
-    from .sockets import snapshot
     return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True)
 
 
 def ports_in_use(table, usable) -> dict:
     """proto name -> distinct ports of the usable pool held by that protocol's sockets."""
-    from .pressure import _and, _is
-    from .sockets.table import PROTO_CODES
-
     lports = table.local_port
     in_u = bytes(map(usable.__getitem__, lports))
     pb = table.proto.tobytes()
-    return {p: len(set(compress(lports, _and(_is(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
+    return {p: len(set(compress(lports, and_(is_(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
 
 
 def read_sample(netns: str | None, top: int) -> Sample:
-    from .host import facts as host_facts
-    from .pressure import analyze, usable_ports
-    from .sockets.table import PROTO_NAMES, STATE_NAMES
-
     facts = host_facts(netns)
     table = read_table(netns)
     counts = Counter(zip(table.proto, table.state))
@@ -260,7 +257,6 @@ class Exporter:
 
 def write_textfile(path: str, data: bytes) -> None:
     """Atomic write for node_exporter's textfile collector (it reads *.prom only)."""
-    from .fsutil import atomic_write
     atomic_write(path, data)
 
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from portscope import classify
+from portscope import portinfo
 from portscope.host import bsd
 from portscope.privilege import ANY, ROOT, WILDCARD, rule
 from portscope.quiz import checks, live
@@ -37,8 +37,8 @@ def test_freebsd_window_has_a_low_end():
     assert f.privileged_low == 100
     r = rule(f)
     assert not r.needs_privilege(99) and r.needs_privilege(100) and r.needs_privilege(1023)
-    assert not classify.classify(99, facts=f, in_use=False, cap=False).privileged
-    assert classify.classify(100, facts=f, in_use=False, cap=False).privileged
+    assert not portinfo.describe_port(99, facts=f, in_use=False, cap=False).privileged
+    assert portinfo.describe_port(100, facts=f, in_use=False, cap=False).privileged
 
 
 @pytest.mark.parametrize("name,privileged,who,must,must_not", [
@@ -55,7 +55,7 @@ def test_port_80_is_described_in_the_platforms_own_terms(name, privileged, who, 
     if name == "linux-live":
         import dataclasses
         f = dataclasses.replace(f, unprivileged_port_start=1024)
-    pf = classify.classify(80, facts=f, in_use=False, cap=False)
+    pf = portinfo.describe_port(80, facts=f, in_use=False, cap=False)
     assert pf.privileged is privileged and pf.who_may_bind == who
     assert pf.to_json()["who_may_bind"] == who
     notes = " ".join(pf.notes)
@@ -133,8 +133,10 @@ def test_port_and_range_text_on_other_systems(cli, monkeypatch, name, priv_line,
     """`portscope port 80` and `portscope range` fed with a recorded macOS/Windows host say that
     host's rule, not Linux's (issue 18: port N on macOS inherited the CAP_NET_BIND_SERVICE claim)."""
     import portscope.host as phost
+    from portscope import portinfo
     f = BACKENDS[name]()
-    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)      # what `range` reads
+    monkeypatch.setattr(portinfo, "read_facts", lambda netns=None: f)   # what `port` reads
     code, out, err = cli("port", "80")
     assert code == 0, err
     flat = " ".join(out.split())

@@ -27,7 +27,7 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
               help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
                    "(not with --netns).")
 @json_option
-def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out):
+def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out) -> None:
     """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
 
     \b
@@ -87,11 +87,12 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
             pass
         return
 
-    from ..webconfig import WebConfig, load, serve
+    from ..httpserver import WebConfig, load, serve
     cfg = load(web_config) if web_config else WebConfig()
     _limit_malloc_arenas()
     server = serve(listen, exp.routes(), cfg, access_log=verbose())
-    host, port = server.server_address[:2]
+    addr, port = server.server_address[:2]
+    host = addr.decode() if isinstance(addr, bytes) else str(addr)   # AF_INET/AF_INET6: already str
     scheme = "https" if cfg.tls else "http"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"portscope exporter: serving {scheme}://{shown}:{port}/metrics"

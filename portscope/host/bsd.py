@@ -9,11 +9,11 @@ in macOS 10.14, Darwin 18).
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from typing import Sequence
 
-from ..errors import BadInput, SystemReadError
+from ..errors import BadInput, PortscopeError, SystemReadError
 from ..ports import PortRange, PortSet
-from . import HostFacts, NamedRange
+from ._common import HostFacts, NamedRange, Plan, Runner, Step, run_command
 
 PREFIX = "net.inet.ip.portrange."
 KEYS = ("first", "last", "hifirst", "hilast", "lowfirst", "lowlast",
@@ -33,8 +33,6 @@ IPPORT_RESERVED = 1024
 _LINE = re.compile(r"^\s*net\.inet\.ip\.portrange\.([a-z]+)\s*[:=]\s*(?:(-?\d+)\s*->\s*)?(-?\d+)\s*$")
 _MSL = re.compile(r"^\s*net\.inet\.tcp\.msl\s*[:=]\s*(?:\d+\s*->\s*)?(\d+)\s*$", re.M)
 _OSREL = re.compile(r"^\s*kern\.osrelease\s*[:=]\s*(\d+)((?:\.\d+)*)\s*$", re.M)
-
-Runner = Callable[[Sequence[str]], str]
 
 
 def parse_sysctl(text: str) -> dict[str, int]:
@@ -110,7 +108,6 @@ def facts_from_sysctl(text: str, osname: str) -> HostFacts:
 
 def _optional(runner: Runner, argv: Sequence[str]) -> str:
     """Output of a command whose value has a documented default: "" when it fails."""
-    from ..errors import PortscopeError
     try:
         return runner(argv)
     except PortscopeError:
@@ -118,8 +115,9 @@ def _optional(runner: Runner, argv: Sequence[str]) -> str:
 
 
 def read_facts(osname: str, runner: Runner | None = None) -> HostFacts:
-    if runner is None:
-        from .changes import run_command as runner
+    """Facts of this macOS / FreeBSD host, from `sysctl net.inet.ip.portrange` (plus the MSL
+    and, on macOS, the Darwin version, when the system answers)."""
+    runner = runner or run_command
     text = runner(READ_ARGV)
     extra = [_optional(runner, MSL_ARGV)]
     if osname == "darwin":
@@ -132,3 +130,38 @@ def set_argv(key: str, value: int) -> tuple[str, ...]:
     if key not in KEYS:
         raise BadInput(f"unknown portrange sysctl {key!r}")
     return ("sysctl", "-w", f"{PREFIX}{key}={value}")
+
+
+# --------------------------------------------------------------------------- changes
+
+def plan_range(new: PortRange, facts: HostFacts) -> tuple[list[Step], dict]:
+    """Steps (first/last in an order that keeps first <= last) and persistent settings."""
+    cur = {r.name: r.range for r in facts.ranges}.get("default", facts.ephemeral)
+    first_old, last_old = str(cur.low), str(cur.high)
+    # widening downward first/upward last first keeps first <= last at every moment
+    order = (("first", first_old, new.low), ("last", last_old, new.high))
+    if new.low > cur.high:
+        order = order[::-1]
+    steps = [Step(PREFIX + k, old, str(val), set_argv(k, val), set_argv(k, int(old)))
+             for k, old, val in order if old != str(val)]
+    return steps, {PREFIX + "first": str(new.low), PREFIX + "last": str(new.high)}
+
+
+class Executor:
+    """Runs `sysctl -w` through the runner and reads back with `sysctl net.inet.ip.portrange`."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    def read(self, step: Step) -> str:
+        v = parse_sysctl(self.runner(READ_ARGV)).get(step.key[len(PREFIX):])
+        return "" if v is None else str(v)
+
+    def do(self, step: Step) -> None:
+        self.runner(step.argv)
+
+    def undo(self, step: Step) -> None:
+        self.runner(step.undo_argv)
+
+    def reread(self, plan: Plan) -> HostFacts:
+        return read_facts(plan.os, self.runner)

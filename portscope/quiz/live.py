@@ -13,11 +13,14 @@ what it needs is skipped, with a note, rather than failing the quiz.
 from __future__ import annotations
 
 import random
-import shlex
 from dataclasses import dataclass
 
+from .. import host, registry, remedies
 from ..errors import PortscopeError
 from ..ports import PortRange
+from ..privilege import ANY, ROOT, WILDCARD, rule
+from ..sockets import snapshot
+from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
 from . import Question
 
 LIVE_IDS = ("live-range", "live-range-size", "live-privileged", "live-service")
@@ -49,16 +52,12 @@ def _at(netns: str | None) -> str:
 
 def _cmd(netns: str | None, args: str) -> str:
     """The portscope command that shows the same thing, in the same namespace."""
-    return f"portscope --netns {shlex.quote(netns)} {args}" if netns else f"portscope {args}"
+    return remedies.portscope(netns, args)
 
 
 def _in_ns(netns: str | None, cmd: str) -> str:
     """A shell command run in the same namespace (the learner's way to check a value)."""
-    if not netns:
-        return cmd
-    if netns.startswith("pid:"):
-        return f"nsenter --net=/proc/{netns[4:]}/ns/net {cmd}"
-    return f"ip netns exec {shlex.quote(netns)} {cmd}"
+    return remedies.shell(netns) + cmd
 
 
 def _proc(name: str) -> str:
@@ -171,7 +170,6 @@ def range_size_question(facts, rng: random.Random, netns: str | None = None) -> 
 def privileged_question(facts, rng: random.Random, netns: str | None = None) -> Question:
     """Worded in the host's own terms: capabilities only on Linux, the wildcard-address
     exemption on macOS 10.14+, no privileged ports on Windows (privilege.py)."""
-    from ..privilege import ANY, ROOT, WILDCARD, rule
     prule = rule(facts)
     start = facts.unprivileged_port_start
     cands = sorted({p for p in PRIV_CANDIDATES + (start - 1, start) if 1 <= p <= 65535})
@@ -239,8 +237,6 @@ def _one_name(reg, port: int, proto: str):
 
 def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
     """(proto, port) of every TCP listener and unconnected bound UDP socket, sorted."""
-    from ..sockets import snapshot
-    from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
     t = snapshot(("tcp", "udp"), states=("LISTEN", "CLOSE"), netns=netns, facts=facts, classify=False)
     out = set()
     for i in range(len(t)):
@@ -254,7 +250,6 @@ def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
 
 def service_question(facts, rng: random.Random, netns: str | None = None,
                      listeners: list[tuple[str, int]] | None = None) -> tuple[Question, str | None]:
-    from .. import registry
     reg = registry.default()
     if listeners is None:
         listeners = listening(netns, facts)
@@ -298,8 +293,7 @@ def generate(seed: int | None = None, netns: str | None = None, facts=None) -> G
     questions, notes = [], []
     if facts is None:
         try:
-            from ..host import facts as read_facts
-            facts = read_facts(netns)
+            facts = host.host_facts(netns)
         except (PortscopeError, OSError) as e:
             return Generated((), (f"live questions skipped: cannot read the host's port settings: {e}",))
     for qid, make in zip(LIVE_IDS, (range_question, range_size_question, privileged_question)):

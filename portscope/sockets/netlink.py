@@ -22,9 +22,15 @@ import socket
 import struct
 import sys
 from array import array
+from typing import Iterable, Literal
 
 from .table import (
-    AUTO_NO, AUTO_UNKNOWN, AUTO_YES, PROTO_CODES, TCP_LISTEN, SocketTable,
+    AUTO_NO,
+    AUTO_UNKNOWN,
+    AUTO_YES,
+    PROTO_CODES,
+    TCP_LISTEN,
+    SocketTable,
 )
 
 NETLINK_SOCK_DIAG = 4
@@ -207,7 +213,7 @@ def _raise(code: int):
     raise NetlinkRefused(f"{errno.errorcode.get(code, code)}: {os.strerror(code)}")
 
 
-def _cut(blob, stride: int, code: str, offset: int) -> array:
+def _cut(blob, stride: int, code: Literal["H", "I"], offset: int) -> array:
     """The field at byte `offset` of every `stride`-byte record, via a strided view."""
     a = array(code)
     size = a.itemsize
@@ -216,8 +222,8 @@ def _cut(blob, stride: int, code: str, offset: int) -> array:
 
 
 def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int) -> None:
-    for stride, blob in blobs.items():
-        blob = bytes(blob)              # slices of bytes are bytes: the address column
+    for stride, raw in blobs.items():
+        blob = bytes(raw)               # slices of bytes are bytes: the address column
         size = len(blob)
         n = size // stride
         if not n:
@@ -236,7 +242,7 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
         table.family.frombytes(fams)
         table.state.frombytes(states)
         for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
-            addrs = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
+            addrs: Iterable[bytes] = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
             if w == 16 and v4:         # a legacy dump mixing families: IPv4 uses 4 bytes
                 addrs = [a[:4] if f == 4 else a for a, f in zip(addrs, fams)]
             column.extend(addrs)
@@ -291,6 +297,7 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
                 # even when it returns nothing), so: all sockets that pass AUTO, then
                 # the few that do not; TIME_WAIT and request sockets always pass
                 # AUTO, and stay out of the second walk's bytecode
+                parts: list[tuple[int, bool | None, int]]
                 if auto:
                     parts = [(mask, True, AUTO_YES), (mask & ~_NO_BIND_LOCK, False, AUTO_NO)]
                 else:
