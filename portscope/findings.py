@@ -276,10 +276,9 @@ def process_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
 POOL_FULL_NAMED = 3
 
 
-def pool_full_findings(result, facts) -> list[Finding]:
+def pool_full_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
     """One critical finding when every port a new TCP socket can count on is in use and the
     ports held for every destination alone do not already explain it (pool-critical)."""
-    from .findings import _F, CRIT_UTIL, IP_BIND_ADDRESS_NO_PORT, range_command
 
     g = result.global_
     pool = result.tcp_pool_ports

@@ -82,8 +82,9 @@ CONTRACT: dict[str, set[str]] = {
                  "timeseries"},
     # issue 7
     "quiz": {"score", "total", "questions", "questions[].id", "questions[].topic",
-             "questions[].correct"},
-    "quiz-list": {"questions"},
+             "questions[].correct"}
+            | {"questions[].source"},   # issue 18: every question's source
+    "quiz-list": {"questions"} | {"questions[].source"},
 }
 
 # --------------------------------------------------------------------------------------------

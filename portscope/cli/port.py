@@ -97,10 +97,14 @@ def render(pf: PortFacts) -> str:
     else:
         st = ", ".join(f"{p} {v}" for p, v in pf.iana_status.items())
         out.append(f"  {'IANA:':<12}no service ({st})")
-    if pf.privileged:
+    if pf.privileged and pf.privilege_note and pf.os != "linux":
+        priv = f"yes: {pf.privilege_note}"    # the platform's own rule (privilege.py)
+    elif pf.privileged:
         who = "this process can bind it (CAP_NET_BIND_SERVICE)" if pf.bind_allowed else \
             "this process cannot bind it (needs root or CAP_NET_BIND_SERVICE)"
         priv = f"yes: below ip_unprivileged_port_start={pf.unprivileged_port_start}; {who}"
+    elif pf.os != "linux":
+        priv = "no: anyone may bind it"
     else:
         priv = f"no: at or above ip_unprivileged_port_start={pf.unprivileged_port_start}; anyone may bind it"
     out.append(f"  {'privileged:':<12}{priv}")

@@ -33,12 +33,17 @@ def _show(facts) -> None:
         click.echo("Privileged ports: none (any user may bind any port)")
     elif facts.os == "linux":
         click.echo(f"Privileged ports: below {u} (binding needs root or CAP_NET_BIND_SERVICE)")
+    elif facts.wildcard_bind_unprivileged:
+        click.echo(f"Privileged ports: {facts.privileged_low}-{u - 1} on a specific address (binding needs root); "
+                   "any user may bind them on the wildcard address (macOS 10.14+)")
     else:
         click.echo(f"Privileged ports: {facts.privileged_low}-{u - 1} (binding needs root)")
     if facts.tcp_tw_reuse is not None:
         delay = f", reuse after {facts.tcp_tw_reuse_delay_ms} ms" if facts.tcp_tw_reuse_delay_ms is not None else ""
         click.echo(f"TIME_WAIT: {facts.time_wait_seconds} s (fixed); tcp_tw_reuse={facts.tcp_tw_reuse} "
                    f"({TW_REUSE.get(facts.tcp_tw_reuse, '?')}){delay}")
+    elif facts.os != "linux":
+        click.echo(f"TIME_WAIT: {facts.time_wait_seconds} s ({facts.time_wait_source})")
     if verbose():
         for k, v in facts.sources.items():
             click.echo(f"  source {k}: {v}")

@@ -75,6 +75,10 @@ class HostFacts:
     reserved_sets: tuple[NamedSet, ...] = ()   # per protocol/family (Windows); () elsewhere
     privileged_low: int = 0                    # FreeBSD reservedlow: privileged ports are [low, start-1]
     sources: dict = field(default_factory=dict, compare=False)  # where each value was read
+    tcp_msl_ms: int | None = None              # BSD/macOS net.inet.tcp.msl, when read
+    tcp_timed_wait_delay: int | None = None    # Windows TcpTimedWaitDelay (s), when set and read
+    os_release: str | None = None              # macOS kern.osrelease (Darwin version), when read
+    wildcard_bind_unprivileged: bool = False   # macOS 10.14+: ports below the boundary are free on 0.0.0.0/::
 
     def to_json(self) -> dict:
         """The `portscope range --json` document."""
@@ -103,8 +107,37 @@ class HostFacts:
 
     @property
     def time_wait_seconds(self) -> int:
-        """Linux TIME_WAIT is hard-coded at 60 s (TCP_TIMEWAIT_LEN), not tcp_fin_timeout."""
-        return 60 if self.os == "linux" else 120 if self.os == "windows" else 30
+        """How long a closed connection holds its 4-tuple here (see time_wait_source)."""
+        return time_wait(self)[0]
+
+    @property
+    def time_wait_source(self) -> str:
+        """Where time_wait_seconds comes from: read from the system, or a named default."""
+        return time_wait(self)[1]
+
+
+# TIME_WAIT when the system does not say: each with the place that states it.
+# Linux has no knob at all, so its value is never "read".
+TIME_WAIT_DEFAULTS = {
+    "linux": (60, "fixed: TCP_TIMEWAIT_LEN (60*HZ) in include/net/tcp.h, no sysctl changes it"),
+    "freebsd": (60, "default, not read: 2 x net.inet.tcp.msl, whose default is 30000 ms "
+                    "(TCPTV_MSL 30 s in sys/netinet/tcp_timer.h)"),
+    "darwin": (30, "default, not read: 2 x net.inet.tcp.msl, whose default is 15000 ms "
+                   "(TCPTV_MSL 15 s in XNU bsd/netinet/tcp_timer.h)"),
+    "windows": (120, "default, not read: TcpTimedWaitDelay is not set; Microsoft's Windows Server 2003 "
+                     "TCP/IP registry reference gives 120 s (its Windows 2000 page said 240 s)"),
+}
+
+
+def time_wait(f: "HostFacts") -> tuple[int, str]:
+    """(seconds, source) of TIME_WAIT on the host the facts describe."""
+    if f.os in ("freebsd", "darwin") and f.tcp_msl_ms is not None:
+        # both kernels arm the 2MSL timer with 2 * tcp_msl; the sysctl is in milliseconds
+        return round(2 * f.tcp_msl_ms / 1000), f"read: 2 x sysctl net.inet.tcp.msl ({f.tcp_msl_ms} ms)"
+    if f.os == "windows" and f.tcp_timed_wait_delay is not None:
+        return f.tcp_timed_wait_delay, ("read: TcpTimedWaitDelay under "
+                                        "HKLM\\SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters")
+    return TIME_WAIT_DEFAULTS.get(f.os, (60, f"default, not read: no value known for {f.os}"))
 
 
 
@@ -149,6 +182,7 @@ def facts_json(f: "HostFacts") -> dict:
         "tcp_tw_reuse_delay_ms": f.tcp_tw_reuse_delay_ms,
         "tcp_fin_timeout": f.tcp_fin_timeout,
         "time_wait_seconds": f.time_wait_seconds,
+        "time_wait_source": f.time_wait_source,
         "sources": dict(f.sources),
     }
     if f.reserved_sets:

@@ -5,6 +5,12 @@ Every fact-bearing question carries a `check`, a machine-readable claim that
 checks.py evaluates with the library itself (port classes, range sizes, the
 allocator model, the kernel in a fresh namespace), so the lessons and the tool
 cannot drift apart without a test failing.
+
+Every question also carries a `source`: where a learner can check its answer and
+explanation (an RFC and section, a kernel file and commit, a vendor page). A bank
+question without one does not load. Questions generated from this host name the
+host facts they were built from instead (`host_facts`: the value and the command
+that shows it), and their `source` says the same in one line.
 """
 from __future__ import annotations
 
@@ -43,12 +49,16 @@ class Question:
     check: dict | None = field(default=None, compare=False)
     ref: str | None = None      # where a learner can read more
     live: bool = False          # generated from this host (live.py)
+    source: str | None = None   # where the answer and explanation can be checked
+    host_facts: tuple = field(default=(), compare=False)   # live: ({fact, value, command}, ...)
 
     def to_json(self) -> dict:
         """One question of `quiz --json` (ref and check only when present)."""
         d = {"id": self.id, "topic": self.topic, "difficulty": self.difficulty,
              "live": self.live, "question": self.question, "choices": list(self.choices),
-             "answer": self.answer, "explanation": self.explanation}
+             "answer": self.answer, "explanation": self.explanation, "source": self.source}
+        if self.host_facts:
+            d["host_facts"] = [dict(h) for h in self.host_facts]
         if self.ref:
             d["ref"] = self.ref
         if self.check is not None:
@@ -108,7 +118,7 @@ def problems(raw: dict) -> list[str]:
 def question_problems(q: dict, topic_ids: Container[object]) -> list[str]:
     """What is wrong with one question (bank entry or generated)."""
     out = []
-    for k in ("id", "question", "explanation"):
+    for k in ("id", "question", "explanation", "source"):
         if not isinstance(q.get(k), str) or not q[k].strip():
             out.append(f"empty or missing {k}")
     if q.get("topic") not in topic_ids:
@@ -141,7 +151,7 @@ def question_problems(q: dict, topic_ids: Container[object]) -> list[str]:
 def _question(q: dict, live: bool = False) -> Question:
     return Question(id=q["id"], topic=q["topic"], difficulty=q["difficulty"], question=q["question"],
                     choices=tuple(q["choices"]), answer=q["answer"], explanation=q["explanation"],
-                    check=q.get("check"), ref=q.get("ref"), live=live)
+                    check=q.get("check"), ref=q.get("ref"), live=live, source=q.get("source"))
 
 
 def load(path: str = BANK_FILE) -> Bank:

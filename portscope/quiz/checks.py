@@ -26,6 +26,7 @@ from ..errors import BadInput, PortscopeError
 from ..host import HostFacts, bsd, linux, windows
 from ..portinfo import describe_port
 from ..ports import PortRange, PortSet, port_class
+from ..privilege import PrivilegeRule
 from ..simulate.allocators import make
 from ..simulate.space import make_space
 from . import Question
@@ -78,6 +79,14 @@ def _os_default(a, ns):
 def _privileged(a, ns):
     pf = describe_port(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
     return pf.privileged
+
+
+def _who_may_bind(a, ns):
+    """The platform rule (privilege.py): who may bind the port on a system like the one
+    described. With the wildcard exemption (macOS 10.14+) the answer has three values,
+    otherwise it is "needs privilege" yes/no."""
+    rule = PrivilegeRule(a["os"], a.get("low", 0), a["start"], a.get("wildcard_free", False))
+    return rule.who_may_bind(a["port"]) if rule.wildcard_free else rule.needs_privilege(a["port"])
 
 
 def _time_wait(a, ns):
@@ -166,7 +175,7 @@ def _reserved_after(a, ns):
 KINDS = {
     "port_class": _port_class, "class_range": _class_range, "range_size": _range_size,
     "in_range": _in_range, "same_parity": _same_parity, "os_default": _os_default,
-    "privileged": _privileged, "time_wait": _time_wait, "max_rate": _max_rate,
+    "privileged": _privileged, "who_may_bind": _who_may_bind, "time_wait": _time_wait, "max_rate": _max_rate,
     "connect_capacity": _connect_capacity, "first_parity": _first_parity,
     "portset_count": _portset_count, "portset_valid": _portset_valid,
     "windows_settable": _windows_settable, "service_name": _service_name,

@@ -96,8 +96,10 @@ def grade(questions: Sequence[Question], answers: Sequence[int], **kw: Any) -> O
     return Outcome(tuple(questions), tuple(answers), **kw)
 
 
-def _wrap(text: str, indent: str = "") -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent)
+def _wrap(text: str, indent: str = "", paths: bool = False) -> str:
+    # sources hold paths and commit ids: never split them at a hyphen or mid-word
+    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent,
+                         break_on_hyphens=not paths, break_long_words=not paths)
 
 
 def render_question(q: Question, n: int, total: int, style: Style = plain) -> str:
@@ -121,7 +123,9 @@ def feedback(q: Question, given: int, style: Style = plain) -> str:
     else:
         first = style("Not quite.", fg="red", bold=True) + f" The answer is {q.answer}) {q.choices[q.answer - 1]}"
     out = [_wrap(first), _wrap(q.explanation)]
-    if q.ref:
+    if q.source:
+        out.append(_wrap(f"Built from {q.source}" if q.live else f"Source: {q.source}", paths=True))
+    if q.ref and q.ref != q.source:
         out.append(_wrap(f"More: {q.ref}"))
     return "\n".join(out)
 
