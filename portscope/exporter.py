@@ -252,10 +252,15 @@ class Exporter:
 
         page = (b"<html><head><title>portscope exporter</title></head><body>"
                 b"<h1>portscope exporter</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n")
-        return {
+        routes = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render()),
             "/": lambda: (200, "text/html; charset=utf-8", page),
         }
+        # the web view (portscope.web) of the first namespace: "/" and "/api/pressure",
+        # behind the same TLS and basic auth as /metrics (docs/web.md)
+        from .web import WebView
+        routes.update(WebView(self.collector.namespaces()[0], top=self.collector.top).routes())
+        return routes
 
 
 def write_textfile(path: str, data: bytes) -> None:
