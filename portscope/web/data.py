@@ -111,7 +111,7 @@ def read_pressure(netns: str | None, prev, top: int | None):
     table = read_sockets(facts, netns)
     now = (t0 + time.monotonic()) / 2
     if prev is not None and now - prev[0] > 0.05:
-        res = forecast(facts, [prev, (now, table)], top=top, interval=now - prev[0])
+        res = forecast(facts, [prev, (now, table)], top=top, interval=round(now - prev[0], 3))
     else:
         res = analyze(facts, table, top=top)
     return res, (now, table)
