@@ -51,6 +51,7 @@ def status_of(res) -> str:
 
 
 def worst_name(d) -> str:
+    """A destination as the history names it: 'proto src -> dst:dport'."""
     dst = f"[{d.dst}]" if ":" in d.dst else d.dst
     return f"{d.proto} {d.src} -> {dst}:{d.dport}"
 
@@ -96,6 +97,7 @@ def build_document(res, *, source: str, t: float | None = None, history=(),
 
 
 def dumps(doc: dict) -> bytes:
+    """The endpoint's body: compact JSON (no NaN: the contract test parses strictly)."""
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -138,6 +140,7 @@ class WebView:
         self._lock = threading.Lock()
 
     def document(self) -> dict:
+        """The current document: a fresh read, or the last one if younger than min_age."""
         with self._lock:                     # the second of two concurrent requests waits, then reuses
             now = time.monotonic()
             if self._doc is not None and now - self._at < self.min_age:

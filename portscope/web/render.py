@@ -27,6 +27,7 @@ PANEL_KEYS = tuple(k for k in HOOKS if k != "nat_ranges")
 
 
 def esc(s) -> str:
+    """Text for HTML content or a quoted attribute (quotes escaped too)."""
     return html.escape("" if s is None else str(s), quote=True)
 
 
@@ -38,10 +39,12 @@ def _asset(name: str) -> str:
 
 
 def num(n) -> str:
+    """An int with thousands separators (as page.js writes it); anything else as escaped text."""
     return f"{n:,}" if isinstance(n, int) and not isinstance(n, bool) else esc(n)
 
 
 def pct(x) -> str:
+    """A fraction as a percentage with one decimal, halves rounded up (as page.js does)."""
     if x is None:
         return "–"
     n = math.floor(x * 1000 + 0.5)
@@ -49,6 +52,7 @@ def pct(x) -> str:
 
 
 def duration(s) -> str:
+    """Seconds to exhaustion as the page shows them: s, min, or h with one decimal."""
     if s is None:
         return "–"
     r = math.floor(s + 0.5)
@@ -61,14 +65,17 @@ def duration(s) -> str:
 
 
 def clock(t) -> str:
+    """Unix time as HH:MM:SS UTC."""
     return time.strftime("%H:%M:%S", time.gmtime(math.floor(t))) + " UTC"
 
 
 def span(lo: int, hi: int) -> str:
+    """'LOW–HIGH', or one port."""
     return f"{lo}–{hi}" if lo != hi else f"{lo}"
 
 
 def dest_label(d: dict) -> str:
+    """'src → dst:dport', an IPv6 destination in brackets."""
     dst = f"[{d['dst']}]" if ":" in d["dst"] else d["dst"]
     return f"{d['src']} → {dst}:{d['dport']}"
 
@@ -77,6 +84,7 @@ def dest_label(d: dict) -> str:
 
 
 def render_status(doc: dict) -> str:
+    """The health badge's content."""
     st = doc["status"]
     n = len(doc["findings"])
     return (f'<span class="st-label">Health</span> <strong>{esc(st.upper())}</strong> '
@@ -84,6 +92,7 @@ def render_status(doc: dict) -> str:
 
 
 def render_facts(doc: dict) -> str:
+    """The facts list (dl rows)."""
     g, r = doc["global"], doc["range"]
     rows = [
         ("netns", "Namespace", doc["netns"] or "(this host's own)"),
@@ -138,6 +147,7 @@ def map_items(doc: dict) -> list[tuple[str, int | None, int | None, str]]:
 
 
 def render_legend(doc: dict) -> str:
+    """The map's legend: its text alternative, one li per map item."""
     out = []
     for kind, lo, hi, text in map_items(doc):
         attrs = f' data-low="{lo}" data-high="{hi}"' if lo is not None else ""
@@ -204,6 +214,7 @@ def _bar(in_use: int, tw: int, cap: int) -> str:
 
 
 def render_destinations(doc: dict) -> str:
+    """One table row per destination, worst first, with its bar."""
     rows = []
     for d in doc["destinations"]:
         eta = duration(d.get("seconds_to_exhaustion")) if "seconds_to_exhaustion" in d else "–"
@@ -222,6 +233,7 @@ def render_destinations(doc: dict) -> str:
 
 
 def render_others(doc: dict) -> str:
+    """The footer row summing the destinations beyond --top (or nothing)."""
     o = doc["others"]
     if not o["destinations"]:
         return ""
@@ -230,6 +242,7 @@ def render_others(doc: dict) -> str:
 
 
 def render_dest_summary(doc: dict) -> str:
+    """The line above the destinations table."""
     n, shown = doc["destinations_total"], len(doc["destinations"])
     fc = "forecast over the last read interval" if doc.get("forecast") else \
         "no forecast yet (it needs two reads)" if doc["source"] == "exporter" else "no forecast in a single snapshot"
@@ -237,6 +250,7 @@ def render_dest_summary(doc: dict) -> str:
 
 
 def render_findings(doc: dict) -> str:
+    """One li per finding with its remedy and a Copy button (shown by page.js)."""
     out = []
     for i, f in enumerate(doc["findings"]):
         rid = f"remedy-{i}"
@@ -254,6 +268,7 @@ HX0, HX1, HY0, HY1 = 40.0, 590.0, 10.0, 130.0
 
 
 def history_summary(doc: dict) -> str:
+    """The history chart in words (its text alternative)."""
     pts = doc["history"]["points"]
     last = pts[-1]
     span_s = pts[-1]["time"] - pts[0]["time"]
@@ -266,6 +281,7 @@ def history_summary(doc: dict) -> str:
 
 
 def render_history(doc: dict) -> str:
+    """The history chart's SVG children: global use and the worst destination, 0-100%."""
     pts = doc["history"]["points"]
     t0, t1 = pts[0]["time"], pts[-1]["time"]
     dt = (t1 - t0) or 1.0
@@ -293,6 +309,7 @@ def render_history(doc: dict) -> str:
 
 
 def render_panels(doc: dict) -> str:
+    """The hook panels (conntrack, failures) present in the document."""
     out = []
     for key in PANEL_KEYS:
         p = doc.get(key)
@@ -314,6 +331,7 @@ def render_panels(doc: dict) -> str:
 
 
 def render_processes(doc: dict) -> str:
+    """Rows of the processes table (report --html reads owners)."""
     out = []
     for p in doc.get("processes") or ():
         out.append(f'<tr><td class="num">{"?" if p["pid"] is None else p["pid"]}</td>'
