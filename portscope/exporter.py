@@ -28,6 +28,7 @@ from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_
 from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES, SocketTable
+from .web import WebView
 
 log = logging.getLogger("portscope.exporter")
 
@@ -256,12 +257,11 @@ class Exporter:
         """path -> callable giving (status, content type, body), for httpserver."""
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-        page = (b"<html><head><title>portscope exporter</title></head><body>"
-                b"<h1>portscope exporter</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n")
-        return {
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render()),
-            "/": lambda: (200, "text/html; charset=utf-8", page),
-        }
+        routes: dict = {"/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render())}
+        # the web view (portscope.web) of the first namespace: "/" and "/api/pressure",
+        # behind the same TLS and basic auth as /metrics (docs/web.md)
+        routes.update(WebView(self.collector.namespaces()[0], top=self.collector.top).routes())
+        return routes
 
 
 def write_textfile(path: str, data: bytes) -> None:

@@ -16,14 +16,24 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 @netns_option
 @click.option("--top", "top", type=TOP_N, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
-def report(json_out, netns, top) -> None:
+@click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write the report as one self-contained HTML page (the exporter's web view, "
+                   "data embedded, with process attribution) to FILE (docs/web.md).")
+def report(json_out, netns, top, html_file) -> None:
     """One-screen health report: range facts, worst destination, findings with fixes."""
     from ..check import status
     from ..datapath import measure
     from ..findings import max_rate, percent
     from ..report import report_json
 
-    res = measure(netns_of(netns), top=top)
+    if html_file:
+        from ..web.report import check_target
+        check_target(html_file)                 # a bad path fails before the socket read
+    # the page names the processes behind the use (a file for a ticket is worth the /proc walk)
+    res = measure(netns_of(netns), top=top, process=bool(html_file))
+    if html_file:
+        from ..web.report import write_html
+        write_html(res, html_file)
     if want_json(json_out):
         emit_json(report_json(res))
         return
