@@ -24,6 +24,7 @@ from ..findings import destination_label
 from ..forecast import forecast
 from ..pressure import PressureResult, analyze, snapshot_in_range
 from ..sockets.table import SocketTable
+from . import hooks
 from .render import render_html
 
 log = logging.getLogger("portscope.web")
