@@ -210,3 +210,38 @@ def test_group_help_lists_each_subcommand_whole(cli):
             first = " ".join(sub.help.split("\n\n")[0].replace("\b", " ").split())
             assert f"{name} {first}" in listing, (path, name, listing)
         assert "..." not in listing and "(e.g. " not in listing.replace("(e.g. 8080", "")
+
+
+def _run_with_tty_stderr(args: list[str]) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout piped); return code, stdout, tty text."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "portscope", *args], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 4096)
+        except OSError:          # EIO: the child closed its side
+            break
+        if not b:
+            break
+        chunks.append(b)
+    out = p.stdout.read().decode()
+    code = p.wait(timeout=120)
+    os.close(master)
+    return code, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_simulate_plan_shows_progress_on_a_tty_only(cli):
+    args = ["simulate", "--rate", "5000/s", "--destinations", "4", "--plan"]   # ~10 s of simulation
+    code, out, tty = _run_with_tty_stderr(args)
+    assert code == 0 and "verdict" in out
+    assert "simulating: checking the plan" in tty and "%" in tty
+    assert tty.endswith("\r\x1b[K")              # erased at the end: the result starts clean
+    assert "simulating" not in out               # never on stdout
+    code, out2, err = cli(*args)                 # not a terminal: not a byte of progress
+    assert code == 0 and "simulating" not in err and err == ""

@@ -83,7 +83,9 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
         return _plan(w, json_out)
 
     from ..simulate.engine import run
-    r = run(w, timeseries=bool(timeseries or plot_path))
+    from .progress import Progress
+    with Progress() as bar:
+        r = run(w, timeseries=bool(timeseries or plot_path), progress=lambda s: bar.update("run", s))
     if plot_path:
         from ..simulate.plot import plot
         plot(r, plot_path)
@@ -197,8 +199,10 @@ def _print_result(r, timeseries: bool) -> None:
 def _plan(w, json_out) -> None:
     from ..simulate.plan import MAX_CHECK_CONNECTS, check, plan
     from ..simulate.space import Capacity
+    from .progress import Progress
     p = plan(w)
-    chk = check(w, p)
+    with Progress() as bar:     # the check runs up to three bounded simulations: seconds, not silence
+        chk = check(w, p, progress=bar.update)
     if want_json(json_out):
         emit_json({"plan": p.to_json(), "simulation": chk, "settings": w.settings()})
         return
