@@ -52,6 +52,18 @@ def check_netns(ctx, param, value):
     return check_spec(value)
 
 
+def nonblank(ctx, param, value):
+    """click callback: an option given with an empty or blank value is bad input, never
+    "not given" (`--web-config "$CFG"` with CFG unset must not serve without auth)."""
+    if value is None:
+        return None
+    for v in value if isinstance(value, tuple) else (value,):     # repeated options too
+        if not str(v).replace(",", " ").strip():
+            from ..errors import BadInput
+            raise BadInput(f"{param.opts[0]} needs a value, got {v!r} (leave the option out instead)")
+    return value
+
+
 def netns_option(f):
     return click.option("--netns", metavar="NAME|pid:PID", callback=check_netns,
                         help="Network namespace: a name from `ip netns list` or pid:PID.")(f)

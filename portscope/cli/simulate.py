@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import SEED, Number, emit_json, json_option, netns_of, want_json
+from .common import SEED, Number, emit_json, nonblank, json_option, netns_of, want_json
 
 ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
          "rfc6056-5", "sequential")
@@ -44,8 +44,8 @@ DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm"
               "udp: a power of two from 128 to 65536, the sizes the kernel allows [16384].")
 @click.option("--seed", type=SEED, help="Random seed, a non-negative whole number [0]; same seed, same run.")
 @click.option("--interval", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Time-series sampling interval.")
-@click.option("--config", "config", metavar="FILE", help="Workload from a YAML or TOML file; options win.")
-@click.option("--plot", "plot_path", metavar="OUT.png", help="Draw the time series and search steps.")
+@click.option("--config", "config", metavar="FILE", callback=nonblank, help="Workload from a YAML or TOML file; options win.")
+@click.option("--plot", "plot_path", metavar="OUT.png", callback=nonblank, help="Draw the time series and search steps.")
 @click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation. "
               "Needs --rate or --connects; without --duration it plans for steady state.")
 @click.option("--timeseries", is_flag=True, help="Include the time series (JSON) / print it (text).")
@@ -78,6 +78,9 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
         opts.update(cfgmod.load(config))
     opts.update({k: v for k, v in given.items() if v is not None})
     w = build(**_typed(opts))
+    if plot_path:
+        from ..simulate.plot import check_path
+        check_path(plot_path)       # before the run, which can take seconds
 
     if want_plan:
         return _plan(w, json_out)
