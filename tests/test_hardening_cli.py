@@ -211,3 +211,88 @@ def test_group_help_lists_each_subcommand_whole(cli):
             first = " ".join(sub.help.split("\n\n")[0].replace("\b", " ").split())
             assert f"{name} {first}" in listing, (path, name, listing)
         assert "..." not in listing and "(e.g. " not in listing.replace("(e.g. 8080", "")
+
+
+def _run_with_tty_stderr(args: list[str]) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout piped); return code, stdout, tty text."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "portscope", *args], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 4096)
+        except OSError:          # EIO: the child closed its side
+            break
+        if not b:
+            break
+        chunks.append(b)
+    out = p.stdout.read().decode()
+    code = p.wait(timeout=120)
+    os.close(master)
+    return code, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_simulate_plan_shows_progress_on_a_tty_only(cli):
+    args = ["simulate", "--rate", "5000/s", "--destinations", "4", "--plan"]   # ~10 s of simulation
+    code, out, tty = _run_with_tty_stderr(args)
+    assert code == 0 and "verdict" in out
+    assert "simulating: checking the plan" in tty and "%" in tty
+    assert tty.endswith("\r\x1b[K")              # erased at the end: the result starts clean
+    assert "simulating" not in out               # never on stdout
+    code, out2, err = cli(*args)                 # not a terminal: not a byte of progress
+    assert code == 0 and "simulating" not in err and err == ""
+
+
+# ------------------------------------------------------------------ the same class elsewhere: blank values
+
+# where an empty value is a real value: an empty port list
+EMPTY_IS_A_VALUE = {("simulate", "--reserved"), ("simulate", "--listeners"), ("lab", "exhaust", "--reserve")}
+
+
+def value_options():
+    out = []
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            if (isinstance(p, click.Option) and not p.is_flag and not p.count
+                    and isinstance(p.type, (click.types.StringParamType, click.Path))
+                    and p.opts[0] != "--netns"):
+                out.append((path, p.opts[0]))
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, path + (name,))
+
+    g = LazyGroup()
+    for name in COMMANDS:
+        walk(g.get_command(None, name), (name,))
+    return [(p, o) for p, o in out if (*p, o) not in EMPTY_IS_A_VALUE]
+
+
+def test_value_options_are_found():
+    found = {(" ".join(p), o) for p, o in value_options()}
+    assert {("exporter", "--web-config"), ("exporter", "--textfile"), ("simulate", "--config"),
+            ("simulate", "--plot"), ("suggest", "--range")} <= found
+
+
+@pytest.mark.parametrize("path,opt", value_options(), ids=lambda x: x if isinstance(x, str) else " ".join(x))
+def test_a_blank_value_is_never_taken_as_not_given(cli, path, opt):
+    """`--web-config "$CFG"` with CFG empty used to serve without auth; `--textfile ''` to serve
+    HTTP instead of writing; `--plot ''`, `--config ''`, `suggest --range ''` were ignored."""
+    code, out, err = cli(*path, opt, "")
+    assert code == 2, (path, opt, out, err)
+    one_line_error(err)
+
+
+def test_plot_writes_a_png_where_asked_or_refuses_before_the_run(cli, tmp_path):
+    import os
+    code, out, err = cli("simulate", "--connects", "10", "--plot", str(tmp_path))
+    assert code == 2 and "ending in .png" in one_line_error(err)
+    assert not os.path.exists(str(tmp_path) + ".png")          # matplotlib used to add .png itself
+    target = tmp_path / "out.png"
+    code, out, err = cli("simulate", "--connects", "10", "--plot", str(target))
+    assert code == 0, err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in tmp_path.iterdir()] == ["out.png"]

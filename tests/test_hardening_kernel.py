@@ -212,3 +212,18 @@ def test_pool_full_stays_silent_when_the_pool_is_not_full(cli, netns):
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
     code, out, err = cli("pressure", "--json", "--netns", netns.name)
     assert code == 0 and "pool-full" not in {f["id"] for f in json.loads(out)["findings"]}
+
+
+# ------------------------------------------------------------------ parity guess on a realistic mix (defect 13)
+
+@needs_netns
+@pytest.mark.parametrize("seed", [2, 6])
+def test_parity_guess_on_a_realistic_mix_of_plain_connects(seed):
+    """benchmarks/bench_parity_fp.py's mixes (docs/pressure.md has the 20-mix figures): plain
+    connect() to many destinations, a third closed by the client, is never called
+    bind-before-connect; four real bind(0)+connect() sockets among them are all found."""
+    from benchmarks.bench_parity_fp import trial
+    plain = trial(seed, bound=0)
+    assert plain["plain"] > 50 and plain["inferred"] == 0, plain
+    mixed = trial(seed, bound=4)
+    assert mixed["false_positives"] == 0 and mixed["found_bound"] == 4, mixed

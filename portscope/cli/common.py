@@ -60,6 +60,17 @@ def check_netns(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return check_spec(value)
 
 
+def nonblank(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """click callback: an option given with an empty or blank value is bad input, never
+    "not given" (`--web-config "$CFG"` with CFG unset must not serve without auth)."""
+    if value is None:
+        return None
+    for v in value if isinstance(value, tuple) else (value,):     # repeated options too
+        if not str(v).replace(",", " ").strip():
+            raise BadInput(f"{param.opts[0]} needs a value, got {v!r} (leave the option out instead)")
+    return value
+
+
 def netns_option(f: F) -> F:
     """Decorator: the command's --netns option (passed as `netns`)."""
     return click.option("--netns", metavar="NAME|pid:PID", callback=check_netns,

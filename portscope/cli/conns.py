@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .common import Number, json_option, netns_of, netns_option, verbose, want_json
+from .common import Number, json_option, nonblank, netns_of, netns_option, verbose, want_json
 
 PROTOS = ("tcp", "udp", "udplite", "sctp")
 
@@ -22,9 +22,9 @@ def _split(values) -> list[str]:
 
 
 @click.command("conns")
-@click.option("--proto", "protos", multiple=True, metavar="PROTO",
+@click.option("--proto", "protos", multiple=True, metavar="PROTO", callback=nonblank,
               help="tcp, udp, udplite, sctp (repeat or comma-separate; default all).")
-@click.option("--state", "states", multiple=True, metavar="STATE",
+@click.option("--state", "states", multiple=True, metavar="STATE", callback=nonblank,
               help="Kernel state name, e.g. ESTABLISHED, TIME_WAIT, LISTEN (repeatable).")
 @click.option("--port", metavar="PORT|A-B", help="Only sockets with this port (or range) on either side.")
 @click.option("--src", metavar="ADDR[/LEN]", help="Only sockets whose local address is in this network.")

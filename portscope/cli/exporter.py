@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import INTERVAL, Number, check_netns, emit_json, json_option, netns_of, verbose, want_json
+from .common import INTERVAL, Number, check_netns, nonblank, emit_json, json_option, netns_of, verbose, want_json
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
@@ -12,11 +12,11 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 @click.command("exporter")
 @click.option("--listen", default="127.0.0.1:9917", show_default=True, metavar="ADDR:PORT",
               help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every IPv4 address).")
-@click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False), callback=nonblank,
               help="TLS and basic auth, in the Prometheus exporter-toolkit's web-config format.")
 @click.option("--top", default=20, show_default=True, type=Number(0, MAX_TOP, whole=True), metavar="N",
               help="Per-destination series for the N busiest destinations; the rest are summed (dst=\"other\").")
-@click.option("--textfile", metavar="PATH", type=click.Path(dir_okay=False),
+@click.option("--textfile", metavar="PATH", type=click.Path(dir_okay=False), callback=nonblank,
               help="Instead of serving, write the metrics to PATH (atomically) every --interval seconds.")
 @click.option("--interval", default=15.0, show_default=True, type=INTERVAL, metavar="S",
               help="Seconds between textfile writes.")

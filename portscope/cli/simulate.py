@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..simulate.config import ALGOS, DEFAULTS, typed
-from .common import SEED, Number, emit_json, json_option, netns_of, want_json
+from .common import SEED, Number, emit_json, json_option, netns_of, nonblank, want_json
 
 
 @click.command("simulate")
@@ -37,8 +37,8 @@ from .common import SEED, Number, emit_json, json_option, netns_of, want_json
               "udp: a power of two from 128 to 65536, the sizes the kernel allows [16384].")
 @click.option("--seed", type=SEED, help="Random seed, a non-negative whole number [0]; same seed, same run.")
 @click.option("--interval", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Time-series sampling interval.")
-@click.option("--config", "config", metavar="FILE", help="Workload from a YAML or TOML file; options win.")
-@click.option("--plot", "plot_path", metavar="OUT.png", help="Draw the time series and search steps.")
+@click.option("--config", "config", metavar="FILE", callback=nonblank, help="Workload from a YAML or TOML file; options win.")
+@click.option("--plot", "plot_path", metavar="OUT.png", callback=nonblank, help="Draw the time series and search steps.")
 @click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation. "
               "Needs --rate or --connects; without --duration it plans for steady state.")
 @click.option("--timeseries", is_flag=True, help="Include the time series (JSON) / print it (text).")
@@ -71,12 +71,17 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
         opts.update(cfgmod.load(config))
     opts.update({k: v for k, v in given.items() if v is not None})
     w = build(**typed(opts))
+    if plot_path:
+        from ..simulate.plot import check_path
+        check_path(plot_path)       # before the run, which can take seconds
 
     if want_plan:
         return _plan(w, json_out)
 
     from ..simulate.engine import run
-    r = run(w, timeseries=bool(timeseries or plot_path))
+    from .progress import Progress
+    with Progress() as bar:
+        r = run(w, timeseries=bool(timeseries or plot_path), progress=lambda s: bar.update("run", s))
     if plot_path:
         from ..simulate.plot import plot
         plot(r, plot_path)
@@ -142,8 +147,10 @@ def _print_result(r, timeseries: bool) -> None:
 def _plan(w, json_out) -> None:
     from ..simulate.plan import MAX_CHECK_CONNECTS, check, plan
     from ..simulate.space import Capacity
+    from .progress import Progress
     p = plan(w)
-    chk = check(w, p)
+    with Progress() as bar:     # the check runs up to three bounded simulations: seconds, not silence
+        chk = check(w, p, progress=bar.update)
     if want_json(json_out):
         emit_json({"plan": p.to_json(), "simulation": chk, "settings": w.settings()})
         return

@@ -8,7 +8,7 @@ import click
 if TYPE_CHECKING:
     from ..suggest import SuggestResult
 
-from .common import SEED, emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import SEED, emit_json, json_option, nonblank, netns_of, netns_option, verbose, want_json
 
 PROTOS = ("tcp", "udp", "sctp", "dccp")
 
@@ -22,8 +22,8 @@ PROTOS = ("tcp", "udp", "sctp", "dccp")
 @click.option("--privileged", is_flag=True,
               help="Suggest privileged ports (below ip_unprivileged_port_start) instead.")
 @click.option("--allow-dynamic", is_flag=True, help="Also search IANA's dynamic range 49152-65535.")
-@click.option("--range", "search", metavar="LOW-HIGH", help="Only search inside this range.")
-@click.option("--port", "insist", metavar="N",
+@click.option("--range", "search", metavar="LOW-HIGH", callback=nonblank, help="Only search inside this range.")
+@click.option("--port", "insist", metavar="N", callback=nonblank,
               help="Judge this one port instead; prints the command that protects it if it is "
                    "inside the ephemeral range.")
 @click.option("--seed", type=SEED, help="Make the random choice repeatable.")
