@@ -84,7 +84,7 @@ def facts_from_sysctl(text: str, osname: str) -> HostFacts:
     release = r.group(1) + r.group(2) if r else None
     wildcard_free = False
     if osname == "darwin":
-        if release is not None:
+        if r is not None:
             sources["os_release"] = "sysctl kern.osrelease"
             wildcard_free = int(r.group(1)) >= DARWIN_WILDCARD_FREE_FROM
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from .. import host, registry, remedies
 from ..errors import PortscopeError
@@ -179,8 +180,8 @@ def privileged_question(facts, rng: random.Random, netns: str | None = None) -> 
     rule_ref = {"linux": "Linux Documentation/networking/ip-sysctl.rst (ip_unprivileged_port_start)",
                 "darwin": ("macOS 10.14 rule: github/homebrew-bootstrap PR 93, apple/container PR 2269 "
                            "(docs/quiz.md)") if prule.wildcard_free else None}.get(facts.os)
-    common = dict(id="live-privileged", topic="privileged", difficulty="easy", live=True,
-                  source=source_line(hf), host_facts=hf, ref=rule_ref)
+    common: dict[str, Any] = dict(id="live-privileged", topic="privileged", difficulty="easy", live=True,
+                                  source=source_line(hf), host_facts=hf, ref=rule_ref)
     shows = f"`{_cmd(netns, f'port {port}')}` shows it."
     if prule.wildcard_free:
         # macOS 10.14+: three outcomes, so the choices name who may bind and where
@@ -263,7 +264,7 @@ def service_question(facts, rng: random.Random, netns: str | None = None,
         note = f"nothing {_at(netns)} listens on a port IANA names; asked about tcp/{port} instead"
         lead = f"Nothing {_at(netns)} listens on a registered port right now, so from the registry:"
     row, name = _one_name(reg, port, proto)
-    hf = ({"fact": f"IANA service name of {proto}/{port}", "value": name,
+    hf: tuple[dict[str, Any], ...] = ({"fact": f"IANA service name of {proto}/{port}", "value": name,
            "command": f"{_cmd(netns, f'port {port} --proto {proto}')}"},)
     if named:
         opt = "-ltn" if proto == "tcp" else "-lun"
