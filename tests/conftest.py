@@ -14,8 +14,33 @@ ROOT = os.geteuid() == 0
 HAVE_IP = shutil.which("ip") is not None
 NEED_ROOT = "needs root and `ip netns` to create a private network namespace"
 
-needs_netns = pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT)
+# the namespace mark: the hook below adds root and live to it, and skips it without root and `ip`
+needs_netns = pytest.mark.netns
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Fixtures that create private network namespaces: a test using any of them, directly or
+# through another fixture, is a netns test whatever its own marks say.
+NETNS_FIXTURES = frozenset({"netns", "netns_factory", "module_netns"})
+
+
+@pytest.hookimpl(tryfirst=True)          # before `-m` deselects by mark
+def pytest_collection_modifyitems(config, items):
+    """Make the marks honest, so that the fast tier (`-m "not root and not netns and not slow
+    and not live"`) cannot pick up a test that needs root: a test that uses a namespace
+    fixture is marked netns; a netns test is a root test and a live one (it talks to the
+    kernel); and a root test skips, with the reason, where there is no root."""
+    for item in items:
+        if NETNS_FIXTURES.intersection(item.fixturenames) and item.get_closest_marker("netns") is None:
+            item.add_marker(pytest.mark.netns)
+        netns_test = item.get_closest_marker("netns") is not None
+        if netns_test:
+            for name in ("root", "live"):
+                if item.get_closest_marker(name) is None:
+                    item.add_marker(name)
+            if not (ROOT and HAVE_IP):
+                item.add_marker(pytest.mark.skip(reason=NEED_ROOT))
+        elif item.get_closest_marker("root") is not None and not ROOT:
+            item.add_marker(pytest.mark.skip(reason="needs root"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -101,6 +126,19 @@ def remove_netns(ns: Netns) -> None:
 
 @pytest.fixture
 def netns():
+    if not (ROOT and HAVE_IP):
+        pytest.skip(NEED_ROOT)
+    ns = make_netns()
+    try:
+        yield ns
+    finally:
+        remove_netns(ns)
+
+
+@pytest.fixture(scope="module")
+def module_netns():
+    """One namespace shared by a module's tests, for scenes that are slow to build; removed
+    after the module's last test."""
     if not (ROOT and HAVE_IP):
         pytest.skip(NEED_ROOT)
     ns = make_netns()

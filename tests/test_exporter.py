@@ -329,6 +329,7 @@ def promql(base: str, q: str) -> list:
     return d["data"]["result"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="Prometheus not installed (scripts/test.sh installs it)")
 def test_real_prometheus_scrapes_library_values(loaded, netns_factory, tmp_path):
     from tests.conftest import remove_netns

@@ -40,6 +40,7 @@ def one_line_error(err: str) -> str:
 
 # ------------------------------------------------------------------ showing
 
+@pytest.mark.live
 def test_range_json_contract_matches_the_kernel(cli):
     code, out, err = cli("range", "--json")
     assert code == 0, err
@@ -106,6 +107,7 @@ def test_bad_input_changes_nothing(cli, netns, args, code, msg):
     assert ns_values(netns) == before and host_values() == host
 
 
+@pytest.mark.live                 # the host's settings are the evidence that nothing changed
 @pytest.mark.parametrize("spec", ["no-such-ns-portscope", "pid:999999999", "pid:abc"])
 def test_missing_netns(cli, spec):
     host = host_values()

@@ -87,6 +87,7 @@ def test_listen_port_stays_outside_the_range():
     assert lab.Plan(range=PortRange(1024, 65535)).listen_port == 80
 
 
+@pytest.mark.live                 # `ip netns list` shows that nothing was created
 def test_cli_bad_input_is_one_line_exit_2(cli):
     before = lab_namespaces_safe()
     for args in (["--range", "100-200"], ["--range", "nope"], ["-k", "0"], ["--reserve", "1-2-3"]):

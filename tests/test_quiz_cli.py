@@ -232,6 +232,7 @@ class Tmux:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@pytest.mark.live
 @needs_tmux
 def test_full_round_in_a_real_terminal():
     qs = key(1, 3)
@@ -263,6 +264,7 @@ def test_full_round_in_a_real_terminal():
         t.close()
 
 
+@pytest.mark.live
 @needs_tmux
 def test_ctrl_c_in_a_real_terminal():
     qs = key(2, 3)
@@ -279,6 +281,7 @@ def test_ctrl_c_in_a_real_terminal():
         t.close()
 
 
+@pytest.mark.live
 @needs_tmux
 def test_ctrl_d_in_a_real_terminal():
     t = Tmux(f"{PORTSCOPE} quiz --count 2 --seed 3")

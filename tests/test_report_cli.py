@@ -61,12 +61,15 @@ def test_report_shows_problem_and_fix(cli, loaded):
     assert {"destination-high", "listener-in-range", "range-small"} <= {f["id"] for f in j["findings"]}
 
 
+@pytest.mark.live
 def test_report_on_this_host_read_only(cli):
     code, out, err = cli("report")
     assert code == 0, err
     assert "Ephemeral range" in out and "Findings:" in out
 
 
+@pytest.mark.root
+@pytest.mark.live
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
 def test_report_as_non_root():
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

@@ -207,6 +207,7 @@ def test_search_range_rules():
         S.suggest(1, ("icmp",), facts=f)
 
 
+@pytest.mark.root                 # --persist plans a write under /etc/sysctl.d: root only
 def test_printed_host_command_is_accepted_by_reserve(cli):
     from portscope.classify import reserve_command
 
