@@ -114,9 +114,7 @@ time.sleep(60)
 
 
 def hold(ns, port):
-    p = ns.popen(sys.executable, "-c", HOLD, str(port), stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    return p
+    return ns.start(HOLD, str(port))
 
 
 def ss_local_ports(ns, port) -> list[tuple[str, str]]:

@@ -13,13 +13,14 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import PORTSCOPE
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "portscope.rules.yml")
 RULE_TESTS = os.path.join(DEPLOY, "tests")
 DASHBOARD = os.path.join(DEPLOY, "grafana", "portscope-dashboard.json")
 UNIT = os.path.join(DEPLOY, "systemd", "portscope-exporter.service")
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 needs_promtool = pytest.mark.skipif(not shutil.which("promtool"),
                                     reason="promtool not installed (scripts/test.sh installs Debian's prometheus)")

@@ -8,17 +8,10 @@ import subprocess
 
 import pytest
 
+from conftest import SAMPLES, sample
 from portscope.errors import SystemReadError
 from portscope.host import HostFacts, NamedRange, NamedSet, as_dict, bsd, linux, windows
 from portscope.ports import PortRange, PortSet
-
-SAMPLES = os.path.join(os.path.dirname(__file__), "samples")
-
-
-def sample(name: str) -> str:
-    with open(os.path.join(SAMPLES, name), encoding="utf-8", newline="") as f:
-        return f.read()
-
 
 def windows_outputs(lang: str):
     dyn = {(f, p): sample(f"windows_{lang}_{f}_dynamicport_{p}.txt")

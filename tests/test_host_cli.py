@@ -16,19 +16,10 @@ from portscope import host as phost
 from portscope.host import linux
 from portscope.ports import PortSet
 
-from test_host_backends import sample
+from conftest import PYTHON_M as PS
+from conftest import host_values, ns_values, sample
 
-PS = (sys.executable, "-m", "portscope")
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-
-
-def host_values():
-    return (" ".join(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()),
-            open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip())
-
-
-def ns_values(ns):
-    return (ns.sysctl("net.ipv4.ip_local_port_range"), ns.sysctl("net.ipv4.ip_local_reserved_ports"))
 
 
 def one_line_error(err: str) -> str:

@@ -25,21 +25,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import select
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from conftest import HAVE_IP, NEED_ROOT, ROOT
+from conftest import HAVE_IP, NEED_ROOT, PORTSCOPE, ROOT
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 # --------------------------------------------------------------------------------------------
 # The contract keys the issues name (issue number in the comment). The doc's ✓ marks must be
@@ -400,10 +396,7 @@ def scene(module_netns):
         ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
         ns.sysctl("net.ipv4.ip_local_reserved_ports", "40090-40094")
         ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
-        proc = ns.popen(sys.executable, "-c", SCENARIO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready and proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc = ns.start(SCENARIO, stdin=subprocess.PIPE)
         yield Scene(ns)
     finally:
         if proc is not None:

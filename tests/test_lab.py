@@ -9,19 +9,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import host_sysctls, needs_netns
+from conftest import ENTRY, host_sysctls, needs_netns
 from portscope import lab
 from portscope.errors import BadInput
 from portscope.ports import PortRange, PortSet
 
-# the venv's console script, as a user runs it
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
-ENTRY = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "portscope"]
 RANGE = PortRange(40000, 40099)          # 100 ports, ends of different parity
 
 

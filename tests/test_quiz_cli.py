@@ -7,17 +7,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
+from conftest import PORTSCOPE
 from portscope import quiz
 from portscope.quiz import live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 BANK = quiz.load()
 BANK_ANSWERS = {q.id: q.answer for q in BANK.questions}
 

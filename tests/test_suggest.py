@@ -3,7 +3,6 @@ and every suggested port actually bound afterwards."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -42,9 +41,7 @@ time.sleep(60)
 
 
 def hold(ns, tcp_port, udp6_port):
-    p = ns.popen(sys.executable, "-c", HOLD, str(tcp_port), str(udp6_port), stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    return p
+    return ns.start(HOLD, str(tcp_port), str(udp6_port))
 
 
 def ss_ports(ns) -> set[int]:
