@@ -2,6 +2,7 @@
 inside a private network namespace made here and always removed."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -195,28 +196,30 @@ def remove_netns(ns: Netns) -> None:
     _ip("netns", "delete", ns.name, check=False)
 
 
-@pytest.fixture
-def netns():
+@contextlib.contextmanager
+def private_netns(prefix: str = "pstest"):
+    """A fresh namespace for the block, removed however the block ends (skips without root)."""
     if not (ROOT and HAVE_IP):
         pytest.skip(NEED_ROOT)
-    ns = make_netns()
+    ns = make_netns(prefix)
     try:
         yield ns
     finally:
         remove_netns(ns)
+
+
+@pytest.fixture
+def netns():
+    with private_netns() as ns:
+        yield ns
 
 
 @pytest.fixture(scope="module")
 def module_netns():
     """One namespace shared by a module's tests, for scenes that are slow to build; removed
     after the module's last test."""
-    if not (ROOT and HAVE_IP):
-        pytest.skip(NEED_ROOT)
-    ns = make_netns()
-    try:
+    with private_netns() as ns:
         yield ns
-    finally:
-        remove_netns(ns)
 
 
 @pytest.fixture
