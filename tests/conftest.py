@@ -102,6 +102,10 @@ class Netns:
     def popen(self, *cmd: str, **kw) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kw)
 
+    def ss(self, *args: str) -> list[list[str]]:
+        """`ss -H ARGS` inside the namespace (the ground truth): one list of fields a socket."""
+        return [ln.split() for ln in self.run("ss", "-H", *args).stdout.splitlines() if ln.strip()]
+
     def start(self, code: str, *args: str, ready: str = "ready", timeout: float = 30, **kw) -> subprocess.Popen:
         """Run Python `code` inside the namespace and return once its first line is `ready`
         (its sockets are open by then); end it with stop_process()."""

@@ -119,8 +119,7 @@ def hold(ns, port):
 
 def ss_local_ports(ns, port) -> list[tuple[str, str]]:
     """(netid, state) of every socket whose local port is `port`, as ss sees them."""
-    out = ns.run("ss", "-H", "-tuan", f"sport = :{port}").stdout
-    return sorted((ln.split()[0], ln.split()[1]) for ln in out.splitlines() if ln.strip())
+    return sorted((f[0], f[1]) for f in ns.ss("-tuan", f"sport = :{port}"))
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) as ground truth")

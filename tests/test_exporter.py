@@ -75,7 +75,7 @@ def loaded(netns):
 
 
 def _ss_count(ns, *args) -> int:
-    return len([l for l in ns.run("ss", "-H", *args).stdout.splitlines() if l.strip()])
+    return len(ns.ss(*args))
 
 
 def _library(ns_name, top=None):

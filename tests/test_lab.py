@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ENTRY, host_sysctls, needs_netns
+from conftest import ENTRY, Netns, host_sysctls, needs_netns
 from portscope import lab
 from portscope.errors import BadInput
 from portscope.ports import PortRange, PortSet
@@ -22,9 +22,7 @@ RANGE = PortRange(40000, 40099)          # 100 ports, ends of different parity
 
 
 def ss_in(ns: str, *args: str) -> list[list[str]]:
-    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-nH", *args],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    return [ln.split() for ln in out.splitlines() if ln.strip()]
+    return Netns(ns).ss("-n", *args)
 
 
 def client_ports(rows: list[list[str]], dst: str) -> list[int]:

@@ -45,8 +45,7 @@ def hold(ns, tcp_port, udp6_port):
 
 
 def ss_ports(ns) -> set[int]:
-    out = ns.run("ss", "-H", "-tuan").stdout
-    return {int(ln.split()[4].rsplit(":", 1)[1]) for ln in out.splitlines() if ln.strip()}
+    return {int(f[4].rsplit(":", 1)[1]) for f in ns.ss("-tuan")}
 
 
 def test_suggestions_follow_every_rule_and_bind(netns, cli):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ENTRY
+from conftest import ENTRY, Netns
 from portscope.cli.top import SPARKS, Trend, sparkline
 
 
@@ -69,9 +69,7 @@ def _remove_socket(name: str) -> None:
 
 
 def ss_clients(ns: str, dst: str) -> int:
-    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tnH"], capture_output=True, text=True,
-                         check=True).stdout
-    return sum(1 for ln in out.splitlines() if ln.split()[:1] == ["ESTAB"] and ln.split()[4] == dst)
+    return sum(1 for f in Netns(ns).ss("-tn") if f[:1] == ["ESTAB"] and f[4] == dst)
 
 
 # ------------------------------------------------------------------ pure
