@@ -1,5 +1,6 @@
-"""Shared fixtures. Anything that writes sysctls, reserves or exhausts ports runs
-inside a private network namespace made here and always removed."""
+"""Shared fixtures and helpers (each lives here once), and the hook that keeps the test
+tiers' marks honest. Anything that writes sysctls, reserves or exhausts ports runs inside
+a private network namespace made here and always removed."""
 from __future__ import annotations
 
 import contextlib
