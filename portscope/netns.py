@@ -40,6 +40,9 @@ def resolve(spec: str) -> str:
     spec = (spec or "").strip()
     if not spec:
         raise BadInput("--netns needs a name or pid:PID")
+    if spec.partition(":")[0] in ("inode", "container", "pod"):
+        from .namespaces import resolve_spec      # walks /proc: only for these forms
+        return resolve_spec(spec)
     if spec.startswith("pid:"):
         pid = spec[4:]
         if not pid.isdigit():

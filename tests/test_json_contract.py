@@ -84,6 +84,10 @@ CONTRACT: dict[str, set[str]] = {
     "quiz": {"score", "total", "questions", "questions[].id", "questions[].topic",
              "questions[].correct"},
     "quiz-list": {"questions"},
+    # issue 15
+    "namespaces": {"namespaces"} | {f"namespaces[].{k}" for k in (
+        "inode", "names", "pids", "process_count", "commands", "container", "container.runtime",
+        "container.id", "pod", "pod.uid", "pod.qos", "current")},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +465,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz": [(["quiz", "--seed", "4", "--count", "2", "--answers", "1,3", "--json"], 0)],
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
+    "namespaces": [],         # run by test_namespaces_json below, with containers made for it
 }
 JSON_LINES = {"top"}
 
@@ -633,3 +638,23 @@ def test_simulate_plan_with_connects_is_strict_json(cli):
     code, out, _ = cli("simulate", "--connects", "1000", "--range", "40000-40099", "--plan", "--json")
     assert code == 0
     loads_strict(out)
+
+
+def test_namespaces_json(doc, cli, tmp_path):
+    """Namespaces in cgroups named as a runtime and the kubelet name them, so that the
+    container and pod objects are printed (nsworld removes them all)."""
+    from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, pod_uid
+    if not (ROOT and HAVE_TOOLS and cgroup_v2_root()):
+        pytest.skip("needs root, unshare/ip/lsns and a writable cgroup v2 mount")
+    _, rows, _ = doc
+    w = World()
+    try:
+        uid = pod_uid()
+        w.spawn(f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}"
+                f".slice/cri-containerd-{hex64()}.scope")
+        w.attach(w.spawn(f"system.slice/docker-{hex64()}.scope"))
+        code, out, err = cli("namespaces", "--json")
+    finally:
+        w.close()
+    assert code == 0, err
+    check_runs(rows["namespaces"], "namespaces", [(["namespaces", "--json"], out)])
