@@ -83,6 +83,23 @@ def list_netns() -> list[str]:
         return []
 
 
+def discover_netns() -> tuple[list[str], dict]:
+    """Every other network namespace of the host (portscope.namespaces: processes and bind
+    mounts, not only /run/netns): (specs, spec -> info labels). A spec is the `ip netns`
+    name when there is one, else inode:N."""
+    from .namespaces import discover
+    specs, info = [], {}
+    for ns in discover().namespaces:
+        label = "" if ns.current else ns.spec
+        info[label] = {"inode": str(ns.inode),
+                       "runtime": ns.container.runtime if ns.container else "",
+                       "container": ns.container.id[:12] if ns.container else "",
+                       "pod": ns.pod.uid if ns.pod else "", "qos": ns.pod.qos if ns.pod else ""}
+        if not ns.current:
+            specs.append(ns.spec)
+    return specs, info
+
+
 class PortscopeCollector:
     """prometheus_client custom collector: one consistent read per namespace per collect().
 
@@ -96,12 +113,14 @@ class PortscopeCollector:
         self.top = top
         self.reader = reader
         self.errors: Counter = Counter()          # netns label -> failed reads (monotonic)
+        self.info: dict = {}                      # netns label -> container / pod labels
         self._lock = threading.Lock()
 
     def namespaces(self) -> list[str | None]:
         out = list(dict.fromkeys(self.targets))
         if self.all_netns:
-            out += [n for n in list_netns() if n not in out]
+            specs, self.info = discover_netns()
+            out += [n for n in specs if n not in out]
         return out
 
     def describe(self):
@@ -126,7 +145,21 @@ class PortscopeCollector:
             durations[label] = time.perf_counter() - t0
         for label in self.errors:
             ok.setdefault(label, 0)
-        return list(_families(samples)) + list(self._self_metrics(durations, ok))
+        return list(_families(samples)) + list(self._self_metrics(durations, ok)) + self._info(samples)
+
+    def _info(self, samples) -> list:
+        """portscope_netns_info: one series per namespace read, joining netns to its
+        container and pod (labels bounded: one series per namespace, no per-socket data)."""
+        if not self.all_netns:
+            return []
+        keys = ("inode", "runtime", "container", "pod", "qos")
+        g = GaugeMetricFamily("portscope_netns_info", "Container and pod of each network namespace "
+                              "read with --all-netns (value 1; join on netns).", labels=["netns", *keys])
+        for s in samples:
+            lab = self.info.get(s.netns)
+            if lab is not None:
+                g.add_metric([s.netns, *(lab[k] for k in keys)], 1)
+        return [g]
 
     def _self_metrics(self, durations, ok):
         d = GaugeMetricFamily("portscope_scrape_duration_seconds",

@@ -43,10 +43,12 @@ def _split(values) -> list[str]:
 @click.option("--limit", type=click.IntRange(min=0), help="Print at most N rows.")
 @click.option("--backend", type=click.Choice(["netlink", "procfs", "psutil"]),
               help="Force a backend (default: netlink, falling back to procfs; psutil off Linux).")
+@click.option("--all-netns", is_flag=True, help="Every network namespace on the host; rows labelled by "
+              "namespace, container and pod (see `portscope namespaces`).")
 @json_option
 @netns_option
 def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process, sort_key, count,
-          csv_out, limit, backend, json_out, netns):
+          csv_out, limit, backend, all_netns, json_out, netns):
     """List sockets with their 4-tuples, which side is ephemeral, and their owner.
 
     \b
@@ -85,6 +87,18 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
 
     # the ephemeral decision costs a second kernel dump and a pass; only when shown or filtered
     need_class = not count or ephemeral is not None
+    if all_netns:
+        from .multi import conns_all, refuse_with_netns
+        refuse_with_netns(netns)
+        if csv_out or sort_key:
+            raise BadInput("--all-netns takes no --csv or --sort")
+        return conns_all(
+            lambda spec: snapshot(tuple(p.lower() for p in plist), families=families, states=slist,
+                                  owners=process and not count, netns=spec, backend=backend,
+                                  classify=need_class),
+            lambda t: filters.select(t, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
+                                     listening=listening),
+            as_json, count, process, limit)
     table = snapshot(tuple(p.lower() for p in plist), families=families, states=slist, owners=process and not count,
                      netns=ns, backend=backend, classify=need_class)
     for w in table.warnings:

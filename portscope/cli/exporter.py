@@ -24,7 +24,8 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 @click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID",
               help="Report this network namespace (repeatable; each under its own netns label).")
 @click.option("--all-netns", is_flag=True,
-              help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
+              help="Report our own namespace (netns=\"\") and every other network namespace of the host "
+                   "(processes' and bind mounts', see `portscope namespaces`), listed at each scrape "
                    "(not with --netns).")
 @json_option
 def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out):

@@ -263,7 +263,9 @@ def _ignored(values) -> frozenset:
               help=f"Only with --check: CRITICAL at P percent use (default {DEFAULT_CRIT:g}).")
 @click.option("--ignore", multiple=True, metavar="ID[,ID]",
               help="Only with --check: leave these finding ids out of the status (repeatable).")
-def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore):
+@click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
+              "namespace, container and pod (not with --check or --interval).")
+def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore, all_netns):
     """Ephemeral-port use per destination (src, dst, dport) against its real capacity.
 
     \b
@@ -276,8 +278,18 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
     ports but one. TIME_WAIT counts as used. --interval adds the rate of new
     connections, the sustainable rate and the time to exhaustion.
     """
+    if all_netns and not check:
+        from ..errors import BadInput
+        from .multi import pressure_all, refuse_with_netns
+        refuse_with_netns(netns)
+        if interval is not None or warn is not None or crit is not None or ignore:
+            raise BadInput("--all-netns takes no --interval, --warn, --crit or --ignore (yet): "
+                           "forecast one namespace with --netns")
+        return pressure_all(top, process, want_json(json_out))
     if check:
         as_json = want_json(json_out)
+        if all_netns:
+            _unknown("--check judges one namespace: use --netns, not --all-netns", as_json)
         try:
             _check(netns, top, interval, samples, process, warn, crit, ignore, as_json)
         except (SystemExit, BrokenPipeError):

@@ -46,8 +46,14 @@ def _status(res) -> str:
 @netns_option
 @click.option("--top", "top", type=int, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
-def report(json_out, netns, top):
+@click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
+              "namespace, container and pod (see `portscope namespaces`).")
+def report(json_out, netns, top, all_netns):
     """One-screen health report: range facts, worst destination, findings with fixes."""
+    if all_netns:
+        from .multi import refuse_with_netns, report_all
+        refuse_with_netns(netns)
+        return report_all(top, want_json(json_out))
     from ..findings import max_rate
     from .pressure import dest_name, gather, render_destinations, render_findings
 
