@@ -42,6 +42,9 @@ def ns_exec(netns: str | None) -> str:
         return ""
     if netns.startswith("pid:"):
         return f"nsenter --net=/proc/{netns[4:]}/ns/net "
+    if netns.partition(":")[0] in ("inode", "container", "pod"):    # unnamed: enter by its path
+        from .netns import resolve
+        return f"nsenter --net={shlex.quote(resolve(netns))} "
     return f"ip netns exec {shlex.quote(netns)} "
 
 

@@ -148,3 +148,28 @@ def test_all_netns_refuses_netns_and_check(cli, scene):
         assert code == 2 and err.count("\n") == 1, (args, err)
     code, out, _ = cli("pressure", "--all-netns", "--check")
     assert code == 3 and out.startswith("PORTSCOPE UNKNOWN")
+
+
+def test_findings_of_an_unnamed_namespace_enter_it_by_path(cli):
+    """A remedy for a namespace without an `ip netns` name must not say `ip netns exec
+    inode:N` (no such name): it enters by the namespace's path."""
+    w = World()
+    try:
+        pid = w.spawn(None, conns=1, port=40051)         # a listener inside the default range
+        doc = _json(cli, "report", "--all-netns", "--json")
+    finally:
+        w.close()
+    mine = [f for f in doc["findings"] if f["netns_inode"] == inode_of_pid_cached(doc, pid)]
+    lir = [f for f in mine if f["id"] == "listener-in-range"]
+    assert lir, mine
+    remedy = lir[0]["remedy"]
+    assert "ip netns exec inode:" not in remedy
+    assert remedy.startswith("nsenter --net=/proc/") and f"--netns inode:" in remedy
+
+
+def inode_of_pid_cached(doc, pid):
+    # the process is gone after w.close(); its namespace is the one whose report says pid's port
+    for n in doc["namespaces"]:
+        if any(d["dport"] == 40051 for d in n["report"]["destinations"]):
+            return n["netns_inode"]
+    raise AssertionError("namespace with the :40051 listener not in the report")

@@ -466,6 +466,10 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
     "namespaces": [],         # run by test_namespaces_json below, with containers made for it
+    "report-all": [],         # these four: test_all_netns_json below
+    "pressure-all": [],
+    "conns-all": [],
+    "conns-all-count": [],
 }
 JSON_LINES = {"top"}
 
@@ -658,3 +662,31 @@ def test_namespaces_json(doc, cli, tmp_path):
         w.close()
     assert code == 0, err
     check_runs(rows["namespaces"], "namespaces", [(["namespaces", "--json"], out)])
+
+
+def test_all_netns_json(doc, cli):
+    """report / pressure / conns --all-netns over namespaces made here: one in a kubelet
+    cgroup holding connections (so the labelled rows are printed), one with a finding."""
+    from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, pod_uid
+    if not (ROOT and HAVE_TOOLS and cgroup_v2_root()):
+        pytest.skip("needs root, unshare/ip/lsns and a writable cgroup v2 mount")
+    _, rows, _ = doc
+    w = World()
+    runs = {"report-all": [["report", "--all-netns", "--json"]],
+            "pressure-all": [["pressure", "--all-netns", "--json", "--top", "3"],
+                             ["pressure", "--all-netns", "--json", "--process"]],
+            "conns-all": [["conns", "--all-netns", "--json"], ["conns", "--all-netns", "--json", "--process"]],
+            "conns-all-count": [["conns", "--all-netns", "--count", "--json"]]}
+    try:
+        uid = pod_uid()
+        pid = w.spawn(f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}"
+                      f".slice/cri-containerd-{hex64()}.scope", conns=2, port=40050)
+        # a listener inside the ephemeral range: a finding in that namespace
+        assert pid
+        out = {t: [(a, run(cli, None, a)) for a in cmds] for t, cmds in runs.items()}
+    finally:
+        w.close()
+    for t, res in out.items():
+        for a, (code, _, err) in res:
+            assert code == 0, (a, err)
+        check_runs(rows[t], t, [(a, o) for a, (_, o, _) in res])

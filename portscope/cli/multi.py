@@ -102,7 +102,7 @@ def pressure_all(top, process: bool, as_json: bool) -> None:
     if as_json:
         emit_json({
             "all_netns": True,
-            "namespaces": [{**v.labels(), "pressure": v.value.to_json()} for v in walk.visits],
+            "namespaces": [{**v.labels(), "pressure": _pressure_json(v.value, process)} for v in walk.visits],
             "destinations": dests,
             "findings": finds,
             "skipped": walk.skipped,
@@ -126,6 +126,13 @@ def pressure_all(top, process: bool, as_json: bool) -> None:
         echo(f"      fix: {f['remedy']}")
 
 
+def _pressure_json(res, process: bool) -> dict:
+    doc = res.to_json()
+    if process:
+        doc.setdefault("processes", [])     # docs/json.md: present with --process, even if empty
+    return doc
+
+
 class _D:
     def __init__(self, d: dict):
         self.src, self.dst, self.dport = d["src"], d["dst"], d["dport"]
@@ -140,7 +147,8 @@ def conns_all(read, select, as_json: bool, count: bool, process: bool, limit) ->
         per = []
         for v in walk.visits:
             rows = select(v.value)
-            per.append({**v.labels(), "backend": v.value.backend, **filters.counts(v.value, rows)})
+            per.append({**v.labels(), "backend": v.value.backend, "warnings": v.value.warnings,
+                        **filters.counts(v.value, rows)})
         if as_json:
             emit_json({"all_netns": True, "total": sum(p["total"] for p in per), "namespaces": per,
                        "skipped": walk.skipped, "warnings": walk.discovery.warnings})
