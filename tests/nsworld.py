@@ -22,11 +22,20 @@ LIFETIME_S = 120          # every helper process exits by itself after this
 SERVE = r"""
 import socket, sys, time
 n, port = int(sys.argv[1]), int(sys.argv[2])
-srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("0.0.0.0", port)); srv.listen(max(n, 1))
+closed = int(sys.argv[4]) if len(sys.argv) > 4 else 0     # client-closed: TIME_WAIT on our side
+client_only = len(sys.argv) > 5 and sys.argv[5] == "client"
 keep = []
-for _ in range(n):
-    c = socket.create_connection(("127.0.0.1", port)); keep.append(c); keep.append(srv.accept()[0])
+if not client_only:
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port)); srv.listen(max(n + closed, 1)); keep.append(srv)
+for i in range(n + closed):
+    c = socket.create_connection(("127.0.0.1", port))
+    if not client_only:
+        a = srv.accept()[0]
+        if i >= n:
+            c.close(); a.close(); continue
+        keep.append(a)
+    keep.append(c)
 print("ready", flush=True)
 time.sleep(float(sys.argv[3]))
 """
@@ -79,9 +88,9 @@ class World:
         return path
 
     def spawn(self, cgroup_rel: str | None = None, *, conns: int = 0, port: int = 0,
-              lifetime: float = LIFETIME_S) -> int:
+              lifetime: float = LIFETIME_S, closed: int = 0) -> int:
         """A process in a new network namespace (optionally in a cgroup): its pid."""
-        inner = (f"ip link set lo up && exec {sys.executable} {self.script} {conns} {port} {lifetime}"
+        inner = (f"ip link set lo up && exec {sys.executable} {self.script} {conns} {port} {lifetime} {closed}"
                  if port else f"exec sleep {int(lifetime)}")
         prefix = ""
         if cgroup_rel:
@@ -107,6 +116,20 @@ class World:
             line = p.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"helper failed: {line!r} {p.stderr.read()}")
+        return p.pid
+
+    def join(self, pid: int, cgroup_rel: str | None, *, port: int, conns: int,
+             lifetime: float = LIFETIME_S) -> int:
+        """A second process in `pid`'s namespace (as a host-network pod shares the node's),
+        in its own cgroup, holding `conns` connections to `port` there: its pid."""
+        prefix = f"echo $$ > {self.cgroup(cgroup_rel)}/cgroup.procs && " if cgroup_rel else ""
+        cmd = (f"{prefix}exec nsenter -t {pid} -n {sys.executable} {self.script} {conns} {port} "
+               f"{lifetime} 0 client")
+        p = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"helper failed: {line!r} {p.stderr.read()}")
         return p.pid
 
     def attach(self, pid: int) -> str:

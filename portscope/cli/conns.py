@@ -92,15 +92,23 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
         refuse_with_netns(netns)
         if csv_out or sort_key:
             raise BadInput("--all-netns takes no --csv or --sort")
+        def read(spec):
+            t = snapshot(tuple(p.lower() for p in plist), families=families, states=slist,
+                         owners=process and not count, netns=spec, backend=backend, classify=need_class)
+            if process and not count:
+                from ..sockets import cgroups
+                cgroups.fill(t, spec)
+            return t
         return conns_all(
-            lambda spec: snapshot(tuple(p.lower() for p in plist), families=families, states=slist,
-                                  owners=process and not count, netns=spec, backend=backend,
-                                  classify=need_class),
+            read,
             lambda t: filters.select(t, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
                                      listening=listening),
             as_json, count, process, limit)
     table = snapshot(tuple(p.lower() for p in plist), families=families, states=slist, owners=process and not count,
                      netns=ns, backend=backend, classify=need_class)
+    if process and not count:
+        from ..sockets import cgroups
+        cgroups.fill(table, ns)          # which container / pod opened each socket
     for w in table.warnings:
         click.echo(f"portscope: warning: {w}", err=True)
     if verbose():
@@ -190,6 +198,10 @@ def _print_table(table, idx, process: bool) -> None:
     if process:
         cols.append([f"{p}/{c or '?'}" if p >= 0 else "-" for p, c in zip(pick(table.pid), pick(table.command))])
         head.append("PROCESS")
+        if table.cgroup is not None:
+            from ..sockets.cgroups import label
+            cols.append([label(cg, s) for cg, s in zip(pick(table.cgroup), pick(table.state))])
+            head.append("CGROUP")
     widths = [max(len(h), max(map(len, c), default=0)) for h, c in zip(head, cols)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     out = sys.stdout
