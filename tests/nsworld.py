@@ -24,12 +24,14 @@ import socket, sys, time
 n, port = int(sys.argv[1]), int(sys.argv[2])
 closed = int(sys.argv[4]) if len(sys.argv) > 4 else 0     # client-closed: TIME_WAIT on our side
 client_only = len(sys.argv) > 5 and sys.argv[5] == "client"
+dst = sys.argv[6] if len(sys.argv) > 6 else "127.0.0.1"
+src = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] != "-" else None
 keep = []
 if not client_only:
     srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", port)); srv.listen(max(n + closed, 1)); keep.append(srv)
+    srv.bind(("0.0.0.0", port)); srv.listen(128); keep.append(srv)
 for i in range(n + closed):
-    c = socket.create_connection(("127.0.0.1", port))
+    c = socket.create_connection((dst, port), source_address=(src, 0) if src else None)
     if not client_only:
         a = srv.accept()[0]
         if i >= n:
@@ -88,9 +90,14 @@ class World:
         return path
 
     def spawn(self, cgroup_rel: str | None = None, *, conns: int = 0, port: int = 0,
-              lifetime: float = LIFETIME_S, closed: int = 0) -> int:
-        """A process in a new network namespace (optionally in a cgroup): its pid."""
-        inner = (f"ip link set lo up && exec {sys.executable} {self.script} {conns} {port} {lifetime} {closed}"
+              lifetime: float = LIFETIME_S, closed: int = 0, dst: str = "127.0.0.1",
+              src: str | None = None, addrs: tuple = ()) -> int:
+        """A process in a new network namespace (optionally in a cgroup): its pid. With a
+        port it listens there and holds `conns` connections to dst:port (from src), after
+        `closed` ones it closed first (TIME_WAIT); `addrs` are added to lo first."""
+        setup = "".join(f"ip addr add {a} dev lo && " for a in addrs)
+        inner = (f"ip link set lo up && {setup}exec {sys.executable} {self.script} {conns} {port} "
+                 f"{lifetime} {closed} server {dst} {src or '-'}"
                  if port else f"exec sleep {int(lifetime)}")
         prefix = ""
         if cgroup_rel:
@@ -119,12 +126,12 @@ class World:
         return p.pid
 
     def join(self, pid: int, cgroup_rel: str | None, *, port: int, conns: int,
-             lifetime: float = LIFETIME_S) -> int:
+             lifetime: float = LIFETIME_S, dst: str = "127.0.0.1") -> int:
         """A second process in `pid`'s namespace (as a host-network pod shares the node's),
         in its own cgroup, holding `conns` connections to `port` there: its pid."""
         prefix = f"echo $$ > {self.cgroup(cgroup_rel)}/cgroup.procs && " if cgroup_rel else ""
         cmd = (f"{prefix}exec nsenter -t {pid} -n {sys.executable} {self.script} {conns} {port} "
-               f"{lifetime} 0 client")
+               f"{lifetime} 0 client {dst}")
         p = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         line = p.stdout.readline()

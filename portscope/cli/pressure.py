@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import click
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .egress import egress_options
 
 # monitoring-plugin exit codes (Nagios / Icinga / Sensu)
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -244,6 +245,7 @@ def _ignored(values) -> frozenset:
 
 
 @click.command("pressure", cls=PressureCommand)
+@egress_options
 @json_option
 @netns_option
 @click.option("--top", "top", type=int, default=20, show_default=True, metavar="N",
