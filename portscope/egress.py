@@ -139,7 +139,7 @@ class NsFlows:
     live: Counter = field(default_factory=Counter)               # (proto, dst, dport) -> n
     closed: Counter = field(default_factory=Counter)             # ... closed, still held by the NAT
     by_cgroup: dict = field(default_factory=lambda: defaultdict(Counter))   # key -> cgroup id -> n
-    keys: set = field(default_factory=set)                       # 5-tuples of live flows (for rates)
+    keys: set = field(default_factory=set)                       # 5-tuples of flows, TIME_WAIT too (rates)
 
 
 def _nat_bound(addr: bytes, include_private: bool, cache: dict) -> str | None:
@@ -183,13 +183,13 @@ def read_flows(hold: float, include_private: bool = False) -> NsFlows:
                     if d is None:
                         continue
                     key = (proto, d, dport)
+                    out.keys.add((proto, src, sport, d, dport))
                     if state == _TIME_WAIT:
                         closed_ago = TIME_WAIT_S - expires / 1000.0
                         if closed_ago < hold:
                             out.closed[key] += 1
                         continue
                     out.live[key] += 1
-                    out.keys.add((proto, src, sport, d, dport))
                     if cg is not None:
                         out.by_cgroup[key][cg] += 1
     finally:

@@ -39,7 +39,17 @@ for i in range(n + closed):
         keep.append(a)
     keep.append(c)
 print("ready", flush=True)
-time.sleep(float(sys.argv[3]))
+churn = float(sys.argv[8]) if len(sys.argv) > 8 else 0.0       # new connections per second, closed at once
+end = time.monotonic() + float(sys.argv[3])
+while churn and time.monotonic() < end:
+    c = socket.create_connection((dst, port), source_address=(src, 0) if src else None)
+    if not client_only:
+        a = srv.accept()[0]
+    c.close()
+    if not client_only:
+        a.close()
+    time.sleep(1.0 / churn)
+time.sleep(max(0.0, end - time.monotonic()))
 """
 
 
@@ -91,13 +101,13 @@ class World:
 
     def spawn(self, cgroup_rel: str | None = None, *, conns: int = 0, port: int = 0,
               lifetime: float = LIFETIME_S, closed: int = 0, dst: str = "127.0.0.1",
-              src: str | None = None, addrs: tuple = ()) -> int:
+              src: str | None = None, addrs: tuple = (), churn: float = 0.0) -> int:
         """A process in a new network namespace (optionally in a cgroup): its pid. With a
         port it listens there and holds `conns` connections to dst:port (from src), after
         `closed` ones it closed first (TIME_WAIT); `addrs` are added to lo first."""
         setup = "".join(f"ip addr add {a} dev lo && " for a in addrs)
         inner = (f"ip link set lo up && {setup}exec {sys.executable} {self.script} {conns} {port} "
-                 f"{lifetime} {closed} server {dst} {src or '-'}"
+                 f"{lifetime} {closed} server {dst} {src or '-'} {churn}"
                  if port else f"exec sleep {int(lifetime)}")
         prefix = ""
         if cgroup_rel:

@@ -124,3 +124,22 @@ def test_bad_egress_input_is_one_line_exit_2(cli):
                  ("pressure", "--egress", "--nat-budget", "5", "--nat-hold", "-1")):
         code, _, err = cli(*args)
         assert code == 2 and err.count("\n") == 1 and err.startswith("portscope: error:"), (args, err)
+
+
+def test_interval_measures_new_flows_and_projects_the_hold(cli):
+    """Flows closed longer ago than TIME_WAIT are invisible to the node but still held by a
+    NAT with a longer hold (GCP: 120 s): --interval measures the rate of new flows and
+    projects them over the rest of the hold."""
+    w = World()
+    try:
+        port = 9443
+        w.spawn(None, conns=2, port=port, dst=DST, addrs=(f"{DST}/32",), churn=20)
+        code, out, err = cli("pressure", "--egress", "--json", "--cloud", "gcp-cloud-nat", "--interval", "1")
+        assert code == 0, err
+        doc = json.loads(out)
+    finally:
+        w.close()
+    (r,) = [r for r in doc["egress"] if (r["dst"], r["dport"]) == (DST, port)]
+    assert 5 <= r["rate_per_s"] <= 40, r                       # ~20/s, minus sleep jitter
+    assert r["projected_flows"] == r["flows"] + round(r["rate_per_s"] * 60)
+    assert doc["forecast"]["hold_seconds"] == 120 and doc["forecast"]["new_flows"] >= 5

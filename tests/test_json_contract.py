@@ -88,6 +88,11 @@ CONTRACT: dict[str, set[str]] = {
     "namespaces": {"namespaces"} | {f"namespaces[].{k}" for k in (
         "inode", "names", "pids", "process_count", "commands", "container", "container.runtime",
         "container.id", "pod", "pod.uid", "pod.qos", "current")},
+    "egress": {"egress", "budget", "budget.per_destination", "budget.nat_addresses", "budget.source",
+               "findings"}
+              | {f"egress[].{k}" for k in ("proto", "dst", "dport", "flows", "budget", "utilization",
+                                           "top_sources")}
+              | {f"egress[].top_sources[].{k}" for k in ("netns", "container", "pod", "flows")},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -470,6 +475,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "pressure-all": [],
     "conns-all": [],
     "conns-all-count": [],
+    "egress": [],             # test_egress_json below
 }
 JSON_LINES = {"top"}
 
@@ -690,3 +696,26 @@ def test_all_netns_json(doc, cli):
         for a, (code, _, err) in res:
             assert code == 0, (a, err)
         check_runs(rows[t], t, [(a, o) for a, (_, o, _) in res])
+
+
+def test_egress_json(doc, cli):
+    """pressure --egress over a namespace made here, in a kubelet cgroup, holding flows to a
+    documentation address on its own loopback, with a budget small enough for a finding."""
+    from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, pod_uid
+    if not (ROOT and HAVE_TOOLS and cgroup_v2_root()):
+        pytest.skip("needs root, unshare/ip/lsns and a writable cgroup v2 mount")
+    _, rows, _ = doc
+    w = World()
+    runs = [["pressure", "--egress", "--json", "--nat-budget", "4"],
+            ["pressure", "--egress", "--json", "--cloud", "gcp-cloud-nat", "--interval", "0.2"]]
+    try:
+        uid = pod_uid()
+        w.spawn(f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}"
+                f".slice/cri-containerd-{hex64()}.scope", conns=4, closed=1, port=443, dst="203.0.113.77",
+                addrs=("203.0.113.77/32",))
+        out = [(a, cli(*a)) for a in runs]
+    finally:
+        w.close()
+    for a, (code, _, err) in out:
+        assert code == 0, (a, err)
+    check_runs(rows["egress"], "egress", [(a, o) for a, (_, o, _) in out])
