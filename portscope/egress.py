@@ -436,3 +436,28 @@ def run(b: Budget, *, top: int | None = 20, include_private: bool = False,
 
 
 __all__ = ["PRESETS", "Budget", "budget", "run", "analyze", "read_flows", "EgressResult"]
+
+
+def metric_families(b: Budget, top: int, include_private: bool = False) -> list:
+    """Exporter series (one node-wide read of every namespace): flows and flows / budget per
+    destination for the `top` fullest, the rest summed in one dst="other" flows series."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    res = run(b, top=top, include_private=include_private)
+    flows = GaugeMetricFamily("portscope_egress_destination_flows",
+                              "Flows the NAT holds toward one destination from this node (all namespaces "
+                              "and source addresses; top-N, dst=\"other\" sums the rest).",
+                              labels=["proto", "dst", "dport"])
+    ratio = GaugeMetricFamily("portscope_egress_destination_budget_ratio",
+                              "Those flows / the NAT's per-destination budget (--cloud / --nat-budget); "
+                              "1 means the NAT refuses new flows to it.", labels=["proto", "dst", "dport"])
+    for d in res.destinations:
+        lv = [d.proto, d.dst, str(d.dport)]
+        flows.add_metric(lv, d.flows)
+        ratio.add_metric(lv, d.utilization)
+    if res.others["destinations"]:
+        flows.add_metric(["", "other", ""], res.others["flows"])
+    budget_g = GaugeMetricFamily("portscope_egress_budget_flows",
+                                 "The per-destination budget the ratios are computed with.")
+    budget_g.add_metric([], b.per_destination)
+    return [flows, ratio, budget_g]

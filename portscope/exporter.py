@@ -107,13 +107,14 @@ class PortscopeCollector:
     /run/netns, listed afresh at each scrape (containers come and go)."""
 
     def __init__(self, targets=(None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
-                 reader=read_sample):
+                 reader=read_sample, egress=None):
         self.targets = tuple(targets) or (None,)
         self.all_netns = all_netns
         self.top = top
         self.reader = reader
         self.errors: Counter = Counter()          # netns label -> failed reads (monotonic)
         self.info: dict = {}                      # netns label -> container / pod labels
+        self.egress = egress                      # egress.Budget: node-wide NAT series (docs/egress.md)
         self._lock = threading.Lock()
 
     def namespaces(self) -> list[str | None]:
@@ -145,7 +146,19 @@ class PortscopeCollector:
             durations[label] = time.perf_counter() - t0
         for label in self.errors:
             ok.setdefault(label, 0)
-        return list(_families(samples)) + list(self._self_metrics(durations, ok)) + self._info(samples)
+        return (list(_families(samples)) + list(self._self_metrics(durations, ok)) + self._info(samples)
+                + self._egress())
+
+    def _egress(self) -> list:
+        if self.egress is None:
+            return []
+        from .egress import metric_families
+        try:
+            return metric_families(self.egress, self.top)
+        except Exception as e:               # egress must not take the port series down with it
+            self.errors["egress"] += 1
+            log.warning("egress: read failed: %s", e)
+            return []
 
     def _info(self, samples) -> list:
         """portscope_netns_info: one series per namespace read, joining netns to its

@@ -143,3 +143,28 @@ def test_interval_measures_new_flows_and_projects_the_hold(cli):
     assert 5 <= r["rate_per_s"] <= 40, r                       # ~20/s, minus sleep jitter
     assert r["projected_flows"] == r["flows"] + round(r["rate_per_s"] * 60)
     assert doc["forecast"]["hold_seconds"] == 120 and doc["forecast"]["new_flows"] >= 5
+
+
+def test_exporter_egress_series(scene):
+    from portscope.egress import budget
+    from portscope.exporter import Exporter, PortscopeCollector
+    from prometheus_client.parser import text_string_to_metric_families
+    col = PortscopeCollector([None], egress=budget(nat_budget=100, nat_addresses=2), top=20)
+    text = Exporter(col).render().decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    lab = {"proto": "tcp", "dst": DST, "dport": str(PORT)}
+    flows = [s.value for s in samples if s.name == "portscope_egress_destination_flows" and s.labels == lab]
+    ratio = [s.value for s in samples if s.name == "portscope_egress_destination_budget_ratio" and s.labels == lab]
+    want = sum(LIVE) + sum(CLOSED)
+    assert flows == [want] and ratio == [pytest.approx(want / 200)]
+    assert [s.value for s in samples if s.name == "portscope_egress_budget_flows"] == [200]
+
+
+def test_exporter_cli_egress_options(cli, scene):
+    code, out, err = cli("exporter", "--json", "--cloud", "azure-nat-gateway", "--nat-addresses", "3")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["portscope_egress_budget_flows"][0]["value"] == 150_000
+    assert any(s["labels"]["dst"] == DST for s in doc["portscope_egress_destination_flows"])
+    code, _, err = cli("exporter", "--json", "--nat-addresses", "3")
+    assert code == 2 and err.count("\n") == 1

@@ -100,3 +100,42 @@ def egress_command(json_out, top, interval, nat_budget, cloud, nat_addresses, na
 def _who(s) -> str:
     from ..egress import _who as who
     return who(s)
+
+
+_EXPORTER_OPTIONS = [
+    click.option("--cloud", type=click.Choice(CLOUDS), default=None,
+                 help="Also export node egress per destination against this provider's NAT budget "
+                      "(portscope_egress_destination_flows / _budget_ratio; docs/egress.md)."),
+    click.option("--nat-budget", type=int, default=None, metavar="N",
+                 help="Also export node egress against this per-destination NAT budget (or override the "
+                      "--cloud preset's number)."),
+    click.option("--nat-addresses", type=int, default=None, metavar="K",
+                 help="With --cloud / --nat-budget: NAT public addresses (default 1)."),
+    click.option("--nat-hold", type=float, default=None, metavar="S",
+                 help="With --cloud / --nat-budget: seconds a NAT keeps a closed TCP flow's port."),
+]
+
+
+def exporter_egress_options(f):
+    """Add the NAT budget options to `exporter`; the Budget goes to egress_budget()."""
+    @functools.wraps(f)
+    def wrapper(*args, cloud, nat_budget, nat_addresses, nat_hold, **kw):
+        ctx = click.get_current_context()
+        b = None
+        if cloud or nat_budget is not None:
+            from ..egress import budget
+            b = budget(nat_budget, cloud, nat_addresses, nat_hold)
+        elif nat_addresses is not None or nat_hold is not None:
+            from ..errors import BadInput
+            raise BadInput("--nat-addresses and --nat-hold need --cloud or --nat-budget")
+        ctx.ensure_object(dict)["egress_budget"] = b
+        return f(*args, **kw)
+    for opt in reversed(_EXPORTER_OPTIONS):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def egress_budget():
+    """The exporter's NAT budget (None: no egress series)."""
+    ctx = click.get_current_context(silent=True)
+    return (ctx.obj or {}).get("egress_budget") if ctx else None

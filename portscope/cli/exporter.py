@@ -4,12 +4,14 @@ from __future__ import annotations
 import click
 
 from .common import emit_json, json_option, netns_of, verbose, want_json
+from .egress import egress_budget, exporter_egress_options
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 
 
 @click.command("exporter")
+@exporter_egress_options
 @click.option("--listen", default="127.0.0.1:9917", show_default=True, metavar="ADDR:PORT",
               help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every IPv4 address).")
 @click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False),
@@ -66,7 +68,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
                         format="portscope exporter: %(levelname)s: %(message)s")
     from ..exporter import Exporter, PortscopeCollector, run_textfile
 
-    collector = PortscopeCollector(targets, all_netns=all_netns, top=top)
+    collector = PortscopeCollector(targets, all_netns=all_netns, top=top, egress=egress_budget())
     exp = Exporter(collector)
     if want_json(json_out):
         from prometheus_client.parser import text_string_to_metric_families
