@@ -39,6 +39,8 @@ _BARE_ID = re.compile(rf"^({_HEX64})$")
 _POD_SYSTEMD = re.compile(r"kubepods(?:-(burstable|besteffort|guaranteed))?-pod([0-9a-fA-F_]+)\.slice")
 _POD_CGROUPFS = re.compile(r"^pod([0-9a-fA-F-]+)$")
 QOS_CLASSES = ("guaranteed", "burstable", "besteffort")
+# every form above names one of these: a host process's file is skipped with one search
+_MARKERS = re.compile(r"docker|containerd|crio|libpod|nerdctl|kubepods")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ def from_path(path: str) -> Identity:
 def parse(text: str) -> Identity:
     """Identity from the contents of /proc/PID/cgroup (v1, v2 or hybrid). The v2 line
     is preferred; any v1 hierarchy fills what it lacks."""
+    if not _MARKERS.search(text):
+        return NONE
     v2, v1 = [], []
     for line in text.splitlines():
         line = line.strip()
@@ -127,7 +131,7 @@ def parse(text: str) -> Identity:
             continue
         (v2 if hier == "0" and not ctrl else v1).append(path)
     container = pod = None
-    for path in v2 + v1:
+    for path in dict.fromkeys(v2 + v1):       # v1 repeats one path per hierarchy
         ident = from_path(path)
         container = container or ident.container
         pod = pod or ident.pod
