@@ -3,6 +3,7 @@ host with many network namespaces and processes.
 
     sudo .venv/bin/python -m benchmarks.bench_namespaces                 # 200 namespaces, 2,000 processes
     sudo .venv/bin/python -m benchmarks.bench_namespaces --namespaces 50 --per-namespace 4 --rounds 5
+    sudo .venv/bin/python -m benchmarks.bench_namespaces --report     # report --all-netns, 50 x 2,000 vs 100k
 
 Each namespace is a new unnamed one (`unshare --net`) holding `--per-namespace` sleeping
 processes; every fifth also gets an `ip netns attach` name. All of them are bounded
@@ -72,13 +73,44 @@ def timed(cmd) -> tuple[float, str]:
     return dt, r.stdout
 
 
+def report_all(namespaces: int, sockets: int, rounds: int) -> None:
+    """`report --all-netns` over `namespaces` namespaces of `sockets` sockets each, beside one
+    `report --netns` over a namespace holding all of them (the issue's <= 3x target)."""
+    from contextlib import ExitStack
+
+    from benchmarks.harness import socket_namespace
+    with ExitStack() as stack:
+        big = stack.enter_context(socket_namespace(namespaces * sockets, lifetime=900))
+        for _ in range(namespaces):
+            stack.enter_context(socket_namespace(sockets, lifetime=900))
+        one, every = [], []
+        for _ in range(rounds):
+            one.append(timed([PORTSCOPE, "--netns", big.name, "report", "--json"])[0])
+            dt, out = timed([PORTSCOPE, "report", "--all-netns", "--json"])
+            every.append(dt)
+        n = len(json.loads(out)["namespaces"])
+        a, b = statistics.median(one), statistics.median(every)
+        print(f"report over one namespace of {namespaces * sockets} sockets: median {a * 1000:.0f} ms")
+        print(f"report --all-netns over {n} namespaces ({namespaces} of {sockets} sockets, the rest the "
+              f"host's): median {b * 1000:.0f} ms = {b / a:.2f}x")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--namespaces", type=int, default=200)
     ap.add_argument("--per-namespace", type=int, default=10, help="processes in each namespace")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--lifetime", type=int, default=300, help="seconds every helper lives at most")
+    ap.add_argument("--report", action="store_true",
+                    help="Instead: report --all-netns over 50 namespaces of 2,000 sockets vs one of 100k.")
+    ap.add_argument("--sockets", type=int, default=2000, help="with --report: sockets per namespace")
     a = ap.parse_args(argv)
+    if a.report:
+        if os.geteuid() != 0:
+            print("needs root (private namespaces)", file=sys.stderr)
+            return 2
+        report_all(50 if a.namespaces == 200 else a.namespaces, a.sockets, min(a.rounds, 5))
+        return 0
     if os.geteuid() != 0:
         print("needs root (unshare --net, ip netns attach)", file=sys.stderr)
         return 2
