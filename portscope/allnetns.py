@@ -11,8 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .check import status
+from .datapath import measure
 from .errors import PortscopeError
 from .namespaces import Discovery, NetNamespace, discover
+from .report import report_json
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 @dataclass
@@ -53,3 +58,63 @@ def each(reader: Callable[[str | None], Any], discovery: Discovery | None = None
             walk.skipped.append({"netns": spec, "netns_inode": ns.inode,
                                  "reason": " ".join(str(e).split()) or type(e).__name__})
     return walk
+
+
+def _flat(walk: Walk) -> tuple[list, list]:
+    """Every namespace's destinations and findings, each labelled (worst / critical first)."""
+    dests, finds = [], []
+    for v in walk.visits:
+        lab = v.labels()
+        dests += [{**d.to_json(forecast=v.value.forecast is not None), **lab} for d in v.value.destinations]
+        finds += [{**f.to_json(), **lab} for f in v.value.findings]
+    dests.sort(key=lambda d: -d["utilization"])
+    finds.sort(key=lambda f: SEVERITY_ORDER.get(f["severity"], 3))
+    return dests, finds
+
+
+def report_all(top: int | None) -> tuple[Walk, dict]:
+    """`report --all-netns`: each namespace's `report --netns SPEC` document, labelled, plus
+    every destination and finding flattened with its labels."""
+    walk = each(lambda spec: measure(spec, top=top))
+    dests, finds = _flat(walk)
+    worst = [status(v.value) for v in walk.visits]
+    overall = "critical" if "critical" in worst else "warning" if "warning" in worst else "ok"
+    return walk, {
+        "all_netns": True,
+        "status": overall,
+        "namespaces": [{**v.labels(), "report": report_json(v.value)} for v in walk.visits],
+        "destinations": dests,
+        "findings": finds,
+        "skipped": walk.skipped,
+        "warnings": walk.discovery.warnings if walk.discovery else [],
+    }
+
+
+def pressure_all(top: int | None, process: bool = False) -> tuple[Walk, dict]:
+    """`pressure --all-netns`: as report_all, with each namespace's `pressure --json`."""
+    walk = each(lambda spec: measure(spec, top=top, process=process))
+    dests, finds = _flat(walk)
+
+    def doc(res) -> dict:
+        d = res.to_json()
+        if process:
+            d.setdefault("processes", [])     # docs/json.md: present with --process, even if empty
+        return d
+    return walk, {
+        "all_netns": True,
+        "namespaces": [{**v.labels(), "pressure": doc(v.value)} for v in walk.visits],
+        "destinations": dests,
+        "findings": finds,
+        "skipped": walk.skipped,
+        "warnings": walk.discovery.warnings if walk.discovery else [],
+    }
+
+
+def who(labels: dict) -> str:
+    """A namespace in one phrase: its spec (or "(ours)"), container and pod."""
+    parts = [labels["netns"] or "(ours)"]
+    if labels.get("container"):
+        parts.append(f"{labels['container']['runtime']}:{labels['container']['id'][:12]}")
+    if labels.get("pod"):
+        parts.append(f"pod {labels['pod']['uid']}")
+    return " ".join(parts)

@@ -23,7 +23,14 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from .allnetns import Walk, each
+from .containers import NONE, from_path
 from .errors import BadInput
+from .findings import Finding
+from .netns import entered
+from .sockets import netlink
+from .sockets.cgroups import INET_DIAG_CGROUP_ID
+from .sockets.cgroups import paths as cgroup_paths
 
 # --- budgets -----------------------------------------------------------------------------
 
@@ -130,7 +137,6 @@ def budget(nat_budget: int | None = None, cloud: str | None = None, nat_addresse
 # states of a connected TCP socket (no LISTEN, CLOSE, SYN_RECV, NEW_SYN_RECV)
 _TCP_STATES = sum(1 << s for s in (1, 2, 4, 5, 6, 8, 9, 11))
 _TIME_WAIT = 6
-_CGROUP_ID = 21
 
 
 @dataclass
@@ -157,7 +163,6 @@ def _nat_bound(addr: bytes, include_private: bool, cache: dict) -> str | None:
 
 def read_flows(hold: float, include_private: bool = False) -> NsFlows:
     """Outgoing flows of the calling thread's namespace (sock_diag, every family)."""
-    from .sockets import netlink
     out = NsFlows()
     cache: dict = {}
     sock = netlink.open_socket()
@@ -199,39 +204,17 @@ def read_flows(hold: float, include_private: bool = False) -> NsFlows:
 
 def _dump(sock, family: int, proto: int, states: int, seq: int, buf: bytearray):
     """(state, src, dst, sport, dport, expires ms, cgroup id | None) per socket."""
-    from .sockets import netlink
-    sock.send(netlink._request(family, proto, states, b"", seq))
     w = 4 if family == 4 else 16
-    while True:
-        n = sock.recv_into(buf)
-        off = 0
-        while off + 16 <= n:
-            length, kind = struct.unpack_from("=IH", buf, off)
-            if length < 16:
-                raise netlink.NetlinkRefused("malformed netlink message")
-            if kind == netlink.NLMSG_DONE:
-                return
-            if kind == netlink.NLMSG_ERROR:
-                err = struct.unpack_from("=i", buf, off + 16)[0]
-                if err < 0:
-                    netlink._raise(-err)
-                return
-            if kind == netlink.SOCK_DIAG_BY_FAMILY and length >= netlink.HEAD:
-                state = buf[off + 17]
-                sport, dport = struct.unpack_from("!HH", buf, off + 20)
-                expires = struct.unpack_from("=I", buf, off + 68)[0]
-                cg = None
-                a, end = off + netlink.HEAD, off + length
-                while a + 4 <= end:
-                    alen, atype = struct.unpack_from("=HH", buf, a)
-                    if alen < 4:
-                        break
-                    if atype == _CGROUP_ID and alen >= 12:
-                        cg = struct.unpack_from("=Q", buf, a + 4)[0]
-                    a += (alen + 3) & ~3
-                yield (state, bytes(buf[off + 24:off + 24 + w]), bytes(buf[off + 40:off + 40 + w]),
-                       sport, dport, expires, cg)
-            off += (length + 3) & ~3
+    for off, length in netlink.records(sock, family, proto, states, seq, buf):
+        state = buf[off + 17]
+        sport, dport = struct.unpack_from("!HH", buf, off + 20)
+        expires = struct.unpack_from("=I", buf, off + 68)[0]
+        cg = None
+        for atype, at, alen in netlink.attributes(buf, off, length):
+            if atype == INET_DIAG_CGROUP_ID and alen >= 8:
+                cg = struct.unpack_from("=Q", buf, at)[0]
+        yield (state, bytes(buf[off + 24:off + 24 + w]), bytes(buf[off + 40:off + 40 + w]),
+               sport, dport, expires, cg)
 
 
 # --- the analysis ------------------------------------------------------------------------
@@ -310,14 +293,10 @@ def analyze(visits, b: Budget, *, top: int | None = 20, skipped=(), warnings=(),
             earlier=None, elapsed: float | None = None) -> EgressResult:
     """visits: [(NetNamespace, NsFlows)] -> per-destination flows vs the budget.
     earlier/elapsed (--interval): the same namespaces' flows one interval before."""
-    from .containers import NONE, from_path
-    from .pressure import Finding
-    from .sockets.cgroups import paths
-
     live, closed = Counter(), Counter()
     contrib: dict = defaultdict(Counter)        # key -> (netns, container json, pod json) -> flows
     cg_ids = {cg for _, f in visits for per in f.by_cgroup.values() for cg in per}
-    where = paths(cg_ids) if cg_ids else {}
+    where = cgroup_paths(cg_ids) if cg_ids else {}
     idents = {cg: (from_path(p) if p else NONE) for cg, p in where.items()}
     for ns, f in visits:
         label = None if ns.current else ns.spec
@@ -362,7 +341,7 @@ def analyze(visits, b: Budget, *, top: int | None = 20, skipped=(), warnings=(),
         rows.append(row)
     rows.sort(key=lambda r: (-r.utilization, r.proto, r.dst, r.dport))
     total = len(rows)
-    findings = [f for f in (_finding(r, b, Finding) for r in rows) if f]
+    findings = [f for f in (_finding(r, b) for r in rows) if f]
     keep, rest = (rows, []) if top is None else (rows[:max(0, top)], rows[max(0, top):])
     others = {"destinations": len(rest), "flows": sum(r.flows for r in rest)}
     fc = None
@@ -380,27 +359,28 @@ def _thaw(t):
     return None if t is None else dict(t)
 
 
-def _finding(r: EgressDestination, b: Budget, Finding):
+def _finding(r: EgressDestination, b: Budget) -> Finding | None:
     u = max(r.utilization, (r.projected_flows or 0) / b.per_destination if b.per_destination else 0)
     if u < WARN:
         return None
     sev = "critical" if u >= CRIT else "warning"
-    who = ", ".join(_who(s) for s in r.top_sources[:3]) or "unknown"
+    names = ", ".join(who(s) for s in r.top_sources[:3]) or "unknown"
     p = PRESETS.get(b.cloud) if b.cloud else None
     nat = p.remedy if p else ("add NAT addresses (each adds its own ports per destination)")
     dst = f"[{r.dst}]" if ":" in r.dst else r.dst
     msg = (f"{r.proto} {dst}:{r.dport}: {r.flows} concurrent flows through the NAT ({r.live} live, "
            f"{r.closed_held} closed but held {b.hold_seconds:g} s) of a budget of {b.per_destination} "
-           f"({u * 100:.1f}%); most from {who}"
+           f"({u * 100:.1f}%); most from {names}"
            + (f"; the provider counts failures in {p.counter}" if p else ""))
-    remedy = (f"{nat}; pool connections / keep-alive in the top sources ({who}) so fewer flows to "
+    remedy = (f"{nat}; pool connections / keep-alive in the top sources ({names}) so fewer flows to "
               f"{dst}:{r.dport} are open at once; a private endpoint for this destination takes it off the NAT")
     return Finding("egress-nat-budget", sev, msg, remedy,
                    {"proto": r.proto, "dst": r.dst, "dport": r.dport, "flows": r.flows,
                     "budget": b.per_destination, "utilization": round(u, 6)})
 
 
-def _who(s: Source) -> str:
+def who(s: Source) -> str:
+    """A source in one phrase: its pod, else its container, else its namespace."""
     if s.pod:
         return f"pod {s.pod['uid']}"
     if s.container:
@@ -408,11 +388,8 @@ def _who(s: Source) -> str:
     return s.netns or "the host"
 
 
-def collect(hold: float, include_private: bool = False):
+def collect(hold: float, include_private: bool = False) -> tuple[Walk, list]:
     """Read every namespace once: (walk, [(ns, NsFlows)])."""
-    from .allnetns import each
-    from .netns import entered
-
     def reader(spec):
         with entered(spec):
             return read_flows(hold, include_private)
@@ -435,29 +412,4 @@ def run(b: Budget, *, top: int | None = 20, include_private: bool = False,
                    earlier=earlier, elapsed=elapsed)
 
 
-__all__ = ["PRESETS", "Budget", "budget", "run", "analyze", "read_flows", "EgressResult"]
-
-
-def metric_families(b: Budget, top: int, include_private: bool = False) -> list:
-    """Exporter series (one node-wide read of every namespace): flows and flows / budget per
-    destination for the `top` fullest, the rest summed in one dst="other" flows series."""
-    from prometheus_client.core import GaugeMetricFamily
-
-    res = run(b, top=top, include_private=include_private)
-    flows = GaugeMetricFamily("portscope_egress_destination_flows",
-                              "Flows the NAT holds toward one destination from this node (all namespaces "
-                              "and source addresses; top-N, dst=\"other\" sums the rest).",
-                              labels=["proto", "dst", "dport"])
-    ratio = GaugeMetricFamily("portscope_egress_destination_budget_ratio",
-                              "Those flows / the NAT's per-destination budget (--cloud / --nat-budget); "
-                              "1 means the NAT refuses new flows to it.", labels=["proto", "dst", "dport"])
-    for d in res.destinations:
-        lv = [d.proto, d.dst, str(d.dport)]
-        flows.add_metric(lv, d.flows)
-        ratio.add_metric(lv, d.utilization)
-    if res.others["destinations"]:
-        flows.add_metric(["", "other", ""], res.others["flows"])
-    budget_g = GaugeMetricFamily("portscope_egress_budget_flows",
-                                 "The per-destination budget the ratios are computed with.")
-    budget_g.add_metric([], b.per_destination)
-    return [flows, ratio, budget_g]
+__all__ = ["PRESETS", "Budget", "budget", "run", "analyze", "read_flows", "EgressResult", "who"]

@@ -6,18 +6,26 @@ UNSUPPORTED = 4    # not available on this platform / kernel
 
 
 class PortscopeError(Exception):
+    """Any portscope failure; `exit_code` is what the command exits with."""
+
     exit_code = USAGE
 
 
 class BadInput(PortscopeError):
+    """Malformed input (a port, range, list, filter, option or file): exit 2."""
+
     exit_code = USAGE
 
 
 class NotPermitted(PortscopeError):
+    """Needs more privilege (root or a capability): exit 3."""
+
     exit_code = NOT_PERMITTED
 
 
 class Unsupported(PortscopeError):
+    """Not available on this platform or kernel: exit 4."""
+
     exit_code = UNSUPPORTED
 
 

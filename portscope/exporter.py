@@ -20,13 +20,21 @@ from itertools import compress
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from . import egress as node_egress
+from .fsutil import atomic_write
+from .host import host_facts
+from .namespaces import discover
+from .pressure import READ_STATE_NAMES, analyze, usable_ports
+from .sockets import ALL_PROTOS, snapshot
+from .sockets.masks import and_, is_
+from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
+
 log = logging.getLogger("portscope.exporter")
 
 DEFAULT_LISTEN = "127.0.0.1:9917"
 DEFAULT_TOP = 20
 OTHER = "other"                       # dst label of the series summing every destination beyond top-N
 NETNS_DIR = "/run/netns"
-ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
 PORT_PROTOS = ("tcp", "udp", "udplite")   # share the ephemeral range (SCTP has its own allocator)
 
 
@@ -44,27 +52,18 @@ class Sample:
 def read_table(netns: str | None):
     """One read of every socket in every state, bound-only ones included (they hold
     ports), with the kernel's auto-bound bit; SCTP comes from /proc/net/sctp."""
-    from .pressure import READ_STATE_NAMES
-    from .sockets import snapshot
     return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True)
 
 
 def ports_in_use(table, usable) -> dict:
     """proto name -> distinct ports of the usable pool held by that protocol's sockets."""
-    from .pressure import _and, _is
-    from .sockets.table import PROTO_CODES
-
     lports = table.local_port
     in_u = bytes(map(usable.__getitem__, lports))
     pb = table.proto.tobytes()
-    return {p: len(set(compress(lports, _and(_is(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
+    return {p: len(set(compress(lports, and_(is_(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
 
 
 def read_sample(netns: str | None, top: int) -> Sample:
-    from .host import facts as host_facts
-    from .pressure import analyze, usable_ports
-    from .sockets.table import PROTO_NAMES, STATE_NAMES
-
     facts = host_facts(netns)
     table = read_table(netns)
     counts = Counter(zip(table.proto, table.state))
@@ -87,7 +86,6 @@ def discover_netns() -> tuple[list[str], dict]:
     """Every other network namespace of the host (portscope.namespaces: processes and bind
     mounts, not only /run/netns): (specs, spec -> info labels). A spec is the `ip netns`
     name when there is one, else inode:N."""
-    from .namespaces import discover
     specs, info = [], {}
     for ns in discover().namespaces:
         label = "" if ns.current else ns.spec
@@ -98,6 +96,27 @@ def discover_netns() -> tuple[list[str], dict]:
         if not ns.current:
             specs.append(ns.spec)
     return specs, info
+
+
+def egress_families(res, budget) -> list:
+    """portscope_egress_* from one node-wide egress reading (portscope.egress.run): flows and
+    flows / budget per destination for the top-N, the rest summed in one dst="other" series."""
+    flows = GaugeMetricFamily("portscope_egress_destination_flows",
+                              "Flows the NAT holds toward one destination from this node (all namespaces "
+                              "and source addresses; top-N, dst=\"other\" sums the rest).",
+                              labels=["proto", "dst", "dport"])
+    ratio = GaugeMetricFamily("portscope_egress_destination_budget_ratio",
+                              "Those flows / the NAT's per-destination budget (--cloud / --nat-budget); "
+                              "1 means the NAT refuses new flows to it.", labels=["proto", "dst", "dport"])
+    for d in res.destinations:
+        lv = [d.proto, d.dst, str(d.dport)]
+        flows.add_metric(lv, d.flows)
+        ratio.add_metric(lv, d.utilization)
+    if res.others["destinations"]:
+        flows.add_metric(["", "other", ""], res.others["flows"])
+    per = GaugeMetricFamily("portscope_egress_budget_flows", "The per-destination budget the ratios are computed with.")
+    per.add_metric([], budget.per_destination)
+    return [flows, ratio, per]
 
 
 class PortscopeCollector:
@@ -152,9 +171,8 @@ class PortscopeCollector:
     def _egress(self) -> list:
         if self.egress is None:
             return []
-        from .egress import metric_families
         try:
-            return metric_families(self.egress, self.top)
+            return egress_families(node_egress.run(self.egress, top=self.top), self.egress)
         except Exception as e:               # egress must not take the port series down with it
             self.errors["egress"] += 1
             log.warning("egress: read failed: %s", e)
@@ -306,7 +324,6 @@ class Exporter:
 
 def write_textfile(path: str, data: bytes) -> None:
     """Atomic write for node_exporter's textfile collector (it reads *.prom only)."""
-    from .fsutil import atomic_write
     atomic_write(path, data)
 
 

@@ -13,9 +13,18 @@ settings are kept by whatever creates it).
 """
 from __future__ import annotations
 
-import shlex
+from dataclasses import dataclass, field
 
-from .ports import PortSet
+from .remedies import (
+    IP_BIND_ADDRESS_NO_PORT,
+    bind_no_port_fix,
+    port_list,
+    range_command,
+    reserve_command,
+    shell,
+    sysctl_command,
+    wider_range,
+)
 
 WARN_UTIL = 0.80
 CRIT_UTIL = 0.95
@@ -26,8 +35,7 @@ BIND_WARN_SHARE = 0.05   # bind-before-connect holding >= 5% of the pool: warnin
 PROC_SHARE = 0.50        # one process owning >= 50% of the client sockets...
 PROC_MIN_UTIL = 0.10     # ...when they are >= 10% of the pool
 MAX_LISTED = 3           # destinations named in one message
-
-IP_BIND_ADDRESS_NO_PORT = 24
+SEVERITIES = ("critical", "warning", "info")
 
 # every id a finding can have (pressure --check --ignore checks names against it)
 FINDING_IDS = ("destination-critical", "destination-high", "destination-forecast-exhaustion",
@@ -35,59 +43,27 @@ FINDING_IDS = ("destination-critical", "destination-high", "destination-forecast
                "range-same-parity", "range-small", "time-wait-dominant", "bind-before-connect",
                "udp-pool", "process-dominant")
 
-
-def ns_exec(netns: str | None) -> str:
-    """The prefix that runs a command inside the analysed namespace ('' on the host)."""
-    if not netns:
-        return ""
-    if netns.startswith("pid:"):
-        return f"nsenter --net=/proc/{netns[4:]}/ns/net "
-    if netns.partition(":")[0] in ("inode", "container", "pod"):    # unnamed: enter by its path
-        from .netns import resolve
-        return f"nsenter --net={shlex.quote(resolve(netns))} "
-    return f"ip netns exec {shlex.quote(netns)} "
+__all__ = ["Finding", "FINDING_IDS", "SEVERITIES", "evaluate", "max_rate", "destination_label", "percent",
+           "IP_BIND_ADDRESS_NO_PORT"]
 
 
-def sysctl_command(facts, *assignments: str) -> str:
-    """`sysctl -w ...` where the result was read: on the host, or inside its namespace."""
-    return ns_exec(getattr(facts, "netns", None)) + "sysctl -w " + " ".join(assignments)
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong, with the numbers behind it and the exact fix."""
 
+    id: str                       # stable, e.g. "destination-critical"
+    severity: str                 # "critical" | "warning" | "info"
+    message: str
+    remedy: str                   # the exact command or code change
+    evidence: dict = field(default_factory=dict, compare=False)
 
-def _keep_note(facts, portscope_args: str) -> str:
-    """How to make a Linux change last: --persist on the host; in a namespace the portscope
-    form names it, and keeping it is the job of whatever creates the namespace."""
-    netns = getattr(facts, "netns", None)
-    if netns:
-        return (f"  # or: portscope --netns {shlex.quote(netns)} {portscope_args}; a namespace keeps it "
-                f"only while it exists: persist it in whatever creates the namespace")
-    return f"  # persist: portscope {portscope_args} --persist"
-
-
-def range_command(facts, low: int, high: int) -> str:
-    """The command that sets the ephemeral range to low..high on this OS (in the namespace
-    the facts were read from)."""
-    os_name = facts.os
-    if os_name == "darwin" or os_name == "freebsd":
-        return f"sysctl -w net.inet.ip.portrange.first={low} net.inet.ip.portrange.last={high}"
-    if os_name == "windows":
-        return (f"netsh int ipv4 set dynamic tcp start={low} num={high - low + 1}"
-                f" && netsh int ipv4 set dynamic udp start={low} num={high - low + 1}")
-    return (sysctl_command(facts, f'net.ipv4.ip_local_port_range="{low} {high}"')
-            + _keep_note(facts, f"range set {low} {high}"))
-
-
-def reserve_command(facts, ports: list[int]) -> str:
-    if facts.os == "windows":
-        return " && ".join(f"netsh int ipv4 add excludedportrange protocol=tcp startport={p} numberofports=1"
-                           for p in ports)
-    if facts.os != "linux":
-        return f"move the listeners ({_plist(ports)}) below the ephemeral range"
-    new = facts.reserved.union(PortSet.of(ports))
-    return (sysctl_command(facts, f'net.ipv4.ip_local_reserved_ports="{new}"')
-            + _keep_note(facts, f"reserve add {_plist(ports, sep=',')}"))
+    def to_json(self) -> dict:
+        return {"id": self.id, "severity": self.severity, "message": self.message,
+                "remedy": self.remedy, "evidence": self.evidence}
 
 
 def rate_text(x: float) -> str:
+    """A rate as findings print it: whole numbers from 10 up, one decimal below."""
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
@@ -101,48 +77,30 @@ def max_rate(result) -> tuple[str, str]:
     return rate_text(ports / tw), f"{basis} / {tw} s"
 
 
-def _plist(ports, sep: str = ", ", limit: int = 10) -> str:
-    ports = list(ports)
-    s = sep.join(str(p) for p in ports[:limit])
-    return s + (f"{sep}..." if len(ports) > limit else "")
+def destination_label(d) -> str:
+    """`tcp 10.0.0.1 -> [2001:db8::1]:443`: a destination as findings name it."""
+    return f"{d.proto} {d.label}"
 
 
-def _dname(d) -> str:
-    dst = f"[{d.dst}]" if ":" in d.dst else d.dst
-    return f"{d.proto} {d.src} -> {dst}:{d.dport}"
-
-
-def _pct(x: float) -> str:
+def percent(x: float) -> str:
+    """A 0..1 fraction as every report prints it: `48.2%`."""
     return f"{x * 100:.1f}%"
-
-
-def _wider_range(facts):
-    """A larger range to suggest: the OS default if the current one is smaller, else
-    extend downward to 16384 (different-parity ends, registered ports above most daemons)."""
-    cur, dflt = facts.ephemeral, facts.os_default
-    if cur.size < dflt.size:
-        return dflt.low, dflt.high
-    low = min(cur.low, 16384)
-    high = 65535 if cur.high < 65535 else cur.high
-    if (high - low) % 2 == 0:
-        low += 1
-    return low, high
 
 
 def destination_findings(result, facts) -> list:
     out = []
     crit = [d for d in result.destinations if d.utilization >= CRIT_UTIL]
     warn = [d for d in result.destinations if WARN_UTIL <= d.utilization < CRIT_UTIL]
-    lo, hi = _wider_range(facts)
+    lo, hi = wider_range(facts)
     for sev, fid, ds, thr in (("critical", "destination-critical", crit, CRIT_UTIL),
                               ("warning", "destination-high", warn, WARN_UTIL)):
         if not ds:
             continue
-        names = "; ".join(f"{_dname(d)} {d.in_use}/{d.capacity} ({_pct(d.utilization)})" for d in ds[:MAX_LISTED])
+        names = "; ".join(f"{destination_label(d)} {d.in_use}/{d.capacity} ({percent(d.utilization)})" for d in ds[:MAX_LISTED])
         more = f" and {len(ds) - MAX_LISTED} more" if len(ds) > MAX_LISTED else ""
         tw = sum(d.time_wait for d in ds)
         use = sum(d.in_use for d in ds)
-        why = (f"; {_pct(tw / use)} of it is TIME_WAIT" if use and tw / use >= TW_SHARE else "")
+        why = (f"; {percent(tw / use)} of it is TIME_WAIT" if use and tw / use >= TW_SHARE else "")
         out.append(_F(
             fid, sev,
             f"{len(ds)} destination(s) at >= {thr * 100:.0f}% of their source ports: {names}{more}{why}",
@@ -167,11 +125,11 @@ def pool_findings(result, facts) -> list:
             sev = "critical" if u >= CRIT_UTIL else "warning"
             out.append(_F(
                 f"pool-{sev}", sev,
-                f"{n} of {cap} ports ({_pct(u)}) are held for every destination by {name.upper()} "
+                f"{n} of {cap} ports ({percent(u)}) are held for every destination by {name.upper()} "
                 f"sockets (listeners {g.listeners}, bind-before-connect {g.bind_held}, UDP {g.udp}): "
                 f"new {name.upper()} sockets will fail with EADDRNOTAVAIL/EADDRINUSE",
                 "set IP_BIND_ADDRESS_NO_PORT before bind(addr, 0); reuse UDP sockets; "
-                + range_command(facts, *_wider_range(facts)),
+                + range_command(facts, *wider_range(facts)),
                 {"proto": name, "held": n, "capacity": cap}))
     return out
 
@@ -183,7 +141,7 @@ def listener_findings(result, facts) -> list:
     return [_F(
         "listener-in-range", "warning",
         f"{len(ports)} listening port(s) inside the ephemeral range {facts.ephemeral} are not reserved "
-        f"({_plist(ports)}): each takes a port from every destination, and after a restart "
+        f"({port_list(ports)}): each takes a port from every destination, and after a restart "
         f"the kernel may hand it to an outgoing connection first",
         reserve_command(facts, ports),
         {"ports": ports[:100], "count": len(ports)})]
@@ -231,10 +189,10 @@ def time_wait_findings(result, facts) -> list:
         now = {0: "off", 2: "loopback only"}.get(facts.tcp_tw_reuse, str(facts.tcp_tw_reuse))
         remedy += (f"; let connect() reuse TIME_WAIT ports (now {now}; needs TCP timestamps): "
                    f"{sysctl_command(facts, 'net.ipv4.tcp_tw_reuse=1')}")
-    names = "; ".join(f"{_dname(d)} {d.time_wait} TIME_WAIT/{d.capacity}" for d in hot[:MAX_LISTED])
+    names = "; ".join(f"{destination_label(d)} {d.time_wait} TIME_WAIT/{d.capacity}" for d in hot[:MAX_LISTED])
     return [_F(
         "time-wait-dominant", "warning",
-        f"{g.time_wait} of {g.sockets} client sockets ({_pct(g.time_wait / g.sockets)}) are in TIME_WAIT, "
+        f"{g.time_wait} of {g.sockets} client sockets ({percent(g.time_wait / g.sockets)}) are in TIME_WAIT, "
         f"each holding its port for {result.time_wait_seconds} s" + (f": {names}" if names else ""),
         remedy, {"time_wait": g.time_wait, "sockets": g.sockets, "tcp_tw_reuse": facts.tcp_tw_reuse})]
 
@@ -248,10 +206,9 @@ def bind_findings(result, facts) -> list:
     how = (f" ({g.bind_inferred} inferred from bind(0)'s port parity)" if g.bind_inferred else "")
     return [_F(
         "bind-before-connect", sev,
-        f"{g.bind_held} TCP port(s) of the range ({_pct(share)}) are held by sockets bound before "
+        f"{g.bind_held} TCP port(s) of the range ({percent(share)}) are held by sockets bound before "
         f"connect(){how}: each blocks its port for every destination",
-        f"in the client, before bind(addr, 0): setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1) "
-        f"(Python: s.setsockopt(socket.IPPROTO_IP, {IP_BIND_ADDRESS_NO_PORT}, 1)); or do not bind at all",
+        bind_no_port_fix(),
         {"bind_held": g.bind_held, "inferred": g.bind_inferred, "capacity": g.capacity})]
 
 
@@ -264,7 +221,7 @@ def udp_findings(result, facts) -> list:
     # (and pressure --check judges that share against --warn/--crit)
     return [_F(
         "udp-pool", "warning",
-        f"{g.udp} UDP socket port(s) hold {_pct(share)} of the range: unlike TCP connect(), "
+        f"{g.udp} UDP socket port(s) hold {percent(share)} of the range: unlike TCP connect(), "
         f"each UDP socket keeps its port from every destination",
         "reuse UDP sockets (one socket per upstream, or one unconnected socket with sendto()) "
         "and cap outstanding queries (e.g. resolver concurrency)",
@@ -284,10 +241,10 @@ def process_findings(result, facts) -> list:
     return [_F(
         "process-dominant", "warning",
         f"pid {p.pid} ({p.command or '?'}) owns {p.in_use} of {g.sockets} client sockets "
-        f"({_pct(p.in_use / g.sockets)}), holding {p.ports} of the {g.capacity} usable ports "
-        f"({_pct(p.ports / g.capacity)})",
+        f"({percent(p.in_use / g.sockets)}), holding {p.ports} of the {g.capacity} usable ports "
+        f"({percent(p.ports / g.capacity)})",
         f"reuse connections in {p.command or 'pid ' + str(p.pid)} (keep-alive / a pool); "
-        f"inspect: {ns_exec(getattr(facts, 'netns', None))}ss -tanp | grep 'pid={p.pid},'",
+        f"inspect: {shell(facts.netns)}ss -tanp | grep 'pid={p.pid},'",
         {"pid": p.pid, "command": p.command, "in_use": p.in_use, "ports": p.ports,
          "sockets": g.sockets, "capacity": g.capacity})]
 
@@ -303,11 +260,10 @@ def evaluate(result, facts, *, process: bool = False) -> list:
         out.extend(rule(result, facts))
     if process:
         out.extend(process_findings(result, facts))
-    order = {s: i for i, s in enumerate(("critical", "warning", "info"))}
+    order = {s: i for i, s in enumerate(SEVERITIES)}
     out.sort(key=lambda f: order.get(f.severity, 9))
     return out
 
 
-def _F(fid, sev, msg, remedy, evidence):
-    from .pressure import Finding
+def _F(fid, sev, msg, remedy, evidence) -> Finding:
     return Finding(id=fid, severity=sev, message=msg, remedy=remedy, evidence=evidence)

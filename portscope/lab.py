@@ -29,20 +29,25 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from . import netns as _netns
+from . import pressure
 from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
+from .host import host_facts
+from .host._common import run_command
+from .host.linux import write_key
 from .ports import PortRange, PortSet
+from .remedies import IP_BIND_ADDRESS_NO_PORT
+from .sockets import snapshot
 
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")
 # capacity counted per destination
 PER_DESTINATION_MODES = ("connect", "bind-no-port", "connect-close")
-IP_BIND_ADDRESS_NO_PORT = 24
 # the kernel's ways of saying "no port left"
 REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
 
@@ -252,11 +257,14 @@ class LabResult:
 
 # ---------------------------------------------------------------- namespace lifecycle
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise PortscopeError(f"`ip {' '.join(args)}` failed: {r.stderr.strip() or r.returncode}")
-    return r
+def _ip(*args: str, check: bool = True) -> str:
+    """`ip ARGS` through the shared runner; with check=False a failure is only an empty answer."""
+    try:
+        return run_command(["ip", *args])
+    except PortscopeError:
+        if check:
+            raise
+        return ""
 
 
 def check_can_run() -> None:
@@ -270,7 +278,7 @@ def check_can_run() -> None:
 
 def lab_namespaces() -> list[str]:
     """Names of lab namespaces that exist now (ours or left by a killed run)."""
-    out = _ip("netns", "list", check=False).stdout
+    out = _ip("netns", "list", check=False)
     return [ln.split()[0] for ln in out.splitlines() if ln.startswith(NS_PREFIX + "-")]
 
 
@@ -340,9 +348,7 @@ def _write_sysctl(key: str, value: str, ns_inode: int) -> None:
     # /proc/sys/net resolves through the *calling thread's* namespace: check we are in the lab's
     if _ns_inode("/proc/thread-self/ns/net") != ns_inode:
         raise PortscopeError("refusing to write a sysctl outside the lab namespace")
-    path = "/proc/sys/" + key.replace(".", "/")
-    with open(path, "w") as f:
-        f.write(value)
+    write_key(key, value)
 
 
 def _configure(plan: Plan, ns_inode: int) -> None:
@@ -425,7 +431,7 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
         s.connect((dst, port))
     except OSError as e:
         s.close()
-        e.call = call
+        e.call = call  # type: ignore[attr-defined]  # read by Refusal: which syscall failed
         raise
     except BaseException:
         s.close()
@@ -437,9 +443,6 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
 
 def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Prediction]:
     """Ask pressure.analyze about the live table and host facts of `namespace`."""
-    from . import pressure
-    from .host import facts as host_facts
-    from .sockets import snapshot
 
     proto = "udp" if plan.mode == "udp" else "tcp"
     per_dest = plan.mode in PER_DESTINATION_MODES
@@ -478,7 +481,6 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 on_hold: Callable[[str], None] | None = None,
                 predictor_factory=None) -> LabResult:
     """Create the lab, exhaust it, report, and remove everything (also on Ctrl-C/SIGTERM)."""
-    from . import netns as _netns
 
     plan.validate()
     check_can_run()
@@ -501,7 +503,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
         _configure(plan, ns_inode)
         sockets: list[socket.socket] = []
         # closed before the namespace is deleted (ExitStack unwinds in reverse)
-        stack.callback(lambda: [s.close() for s in sockets])
+        stack.callback(_close_all, sockets)
         listeners = _listeners(plan)
         sockets.extend(listeners)
         listener_of = dict(zip(plan.destination_list(), listeners))
@@ -578,3 +580,8 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
     return LabResult(namespace=name, plan=plan, destinations=tuple(outcomes), steps=tuple(steps),
                      stop_reason=stop, elapsed_s=elapsed, global_start=global_start,
                      global_end=global_end, error=error)
+
+
+def _close_all(sockets: list[socket.socket]) -> None:
+    for s in sockets:
+        s.close()

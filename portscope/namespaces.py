@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import containers
-from .errors import BadInput
+from .errors import BadInput, Unsupported
 
 # where runtimes keep bind-mounted namespaces (read when mountinfo is not)
 BIND_DIRS = ("/run/netns", "/var/run/netns", "/run/docker/netns", "/var/run/docker/netns")
@@ -227,7 +227,6 @@ def discover(proc: str = "/proc", *, identity: bool = True) -> Discovery:
     try:
         entries = os.listdir(proc)
     except OSError as e:
-        from .errors import Unsupported
         raise Unsupported(f"cannot list {proc}: {e.strerror}")
     for name in entries:
         if not name.isdigit():
@@ -312,6 +311,16 @@ def _check_inode_path(path: str, inode: int) -> bool:
         return os.stat(path).st_ino == inode
     except OSError:
         return False
+
+
+def check_spec(spec: str) -> None:
+    """Syntax of inode:N, container:ID, pod:UID (BadInput, exit 2); nothing is read."""
+    kind, _, value = spec.partition(":")
+    value = value.strip()
+    if kind == "inode" and not (value.isascii() and value.isdigit()):
+        raise BadInput(f"bad --netns {spec!r}: expected inode:N with a numeric inode (see `portscope namespaces`)")
+    if kind in ("container", "pod") and not value:
+        raise BadInput(f"bad --netns {spec!r}: {kind}: needs a{'n id prefix' if kind == 'container' else ' UID'}")
 
 
 def resolve_spec(spec: str, proc: str = "/proc") -> str:

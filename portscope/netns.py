@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
+from . import namespaces as found
 from .errors import BadInput, NotPermitted, Unsupported
 
 CLONE_NEWNET = 0x40000000
@@ -35,40 +37,103 @@ def _setns(fd: int) -> None:
         raise OSError(e, os.strerror(e))
 
 
-def resolve(spec: str) -> str:
+@dataclass(frozen=True)
+class Namespace:
+    """One network namespace as the user named it: `NAME` (from `ip netns add`) or `pid:PID`.
+
+    Everything that names the namespace again derives from this one value: the file to
+    setns() into (`path`), the shell prefix a remedy runs through (`shell_prefix`), the
+    `portscope --netns ...` arguments (`portscope_args`), and the name shown (`str()`).
+    `parse` checks only the syntax; `path` checks that the namespace exists.
+    """
+
+    spec: str
+
+    @classmethod
+    def parse(cls, spec: "str | Namespace") -> "Namespace":
+        """Namespace from `NAME` or `pid:PID`; BadInput for an empty, blank or malformed spec."""
+        if isinstance(spec, Namespace):
+            return spec
+        text = spec.strip() if isinstance(spec, str) else ""
+        if not text:
+            raise BadInput("--netns needs a name or pid:PID (got an empty value)")
+        if text.startswith("pid:"):
+            if not _is_ascii_digits(text[4:]):
+                raise BadInput(f"bad --netns {text!r}: expected pid:PID with a numeric PID")
+        elif text.partition(":")[0] in _FOUND_KINDS:
+            found.check_spec(text)
+        elif "/" in text or text in (".", "..") or "\0" in text:
+            raise BadInput(f"bad --netns name {text!r}")
+        return cls(text)
+
+    @property
+    def pid(self) -> int | None:
+        """The process whose namespace this is (`pid:PID`), else None."""
+        return int(self.spec[4:]) if self.spec.startswith("pid:") else None
+
+    @property
+    def path(self) -> str:
+        """The namespace file to open; BadInput if the namespace does not exist."""
+        pid = self.pid
+        if self.spec.partition(":")[0] in _FOUND_KINDS:
+            return found.resolve_spec(self.spec)
+        if pid is not None:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise BadInput(f"network namespace {self.spec!r} does not exist (no process {pid})")
+            return f"/proc/{pid}/ns/net"
+        for d in NETNS_RUN_DIRS:
+            path = os.path.join(d, self.spec)
+            if os.path.exists(path):
+                return path
+        raise BadInput(f"network namespace {self.spec!r} does not exist (see `ip netns list`)")
+
+    def shell_prefix(self) -> tuple[str, ...]:
+        """argv that runs a command inside this namespace (prepend it to the command)."""
+        pid = self.pid
+        if pid is not None:
+            return ("nsenter", f"--net=/proc/{pid}/ns/net")
+        if self.spec.partition(":")[0] in _FOUND_KINDS:      # unnamed: entered by its path
+            return ("nsenter", f"--net={self.path}")
+        return ("ip", "netns", "exec", self.spec)
+
+    def portscope_args(self) -> tuple[str, ...]:
+        """The global options that make `portscope` act on this namespace."""
+        return ("--netns", self.spec)
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+# inode:N, container:ID, pod:UID: found by walking /proc (portscope.namespaces)
+_FOUND_KINDS = ("inode", "container", "pod")
+
+
+def _is_ascii_digits(s: str) -> bool:
+    # str.isdigit() accepts other scripts' digits (e.g. Arabic-Indic), which int() would parse
+    return bool(s) and s.isascii() and s.isdigit()
+
+
+def parse(spec: "str | Namespace | None") -> Namespace | None:
+    """Namespace for a --netns value; None means this process's own namespace."""
+    return None if spec is None else Namespace.parse(spec)
+
+
+def resolve(spec: "str | Namespace") -> str:
     """Path of the namespace file for NAME or pid:PID; BadInput if it does not exist."""
-    spec = (spec or "").strip()
-    if not spec:
-        raise BadInput("--netns needs a name or pid:PID")
-    if spec.partition(":")[0] in ("inode", "container", "pod"):
-        from .namespaces import resolve_spec      # walks /proc: only for these forms
-        return resolve_spec(spec)
-    if spec.startswith("pid:"):
-        pid = spec[4:]
-        if not pid.isdigit():
-            raise BadInput(f"bad --netns {spec!r}: expected pid:PID with a numeric PID")
-        path = f"/proc/{pid}/ns/net"
-        if not os.path.exists(f"/proc/{pid}"):
-            raise BadInput(f"network namespace {spec!r} does not exist (no process {pid})")
-        return path
-    if "/" in spec or spec in (".", ".."):
-        raise BadInput(f"bad --netns name {spec!r}")
-    for d in NETNS_RUN_DIRS:
-        path = os.path.join(d, spec)
-        if os.path.exists(path):
-            return path
-    raise BadInput(f"network namespace {spec!r} does not exist (see `ip netns list`)")
+    return Namespace.parse(spec).path
 
 
 @contextmanager
-def entered(spec: str | None) -> Iterator[None]:
+def entered(spec: "str | Namespace | None") -> Iterator[None]:
     """Run the block inside namespace `spec` (None: stay where we are), then come back."""
-    if not spec:
+    if spec is None or spec == "":
         yield
         return
+    ns = Namespace.parse(spec)
+    spec = ns.spec
     if not hasattr(os, "setns") and not os.path.exists("/proc/self/ns/net"):
         raise Unsupported("network namespaces are a Linux feature")
-    path = resolve(spec)
+    path = ns.path
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except PermissionError:

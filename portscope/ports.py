@@ -16,6 +16,7 @@ DYNAMIC = "dynamic"  # 49152-65535, dynamic/private/ephemeral
 
 
 def port_class(port: int) -> str:
+    """RFC 6335 class of a port: "system" (0-1023), "user" (1024-49151) or "dynamic"."""
     check_port(port)
     if port <= 1023:
         return SYSTEM
@@ -31,6 +32,7 @@ def check_port(port: int, what: str = "port") -> int:
 
 
 def parse_port(text: str | int, what: str = "port") -> int:
+    """A port number 0..65535 from ASCII digits (or an int); BadInput otherwise."""
     if isinstance(text, int):
         return check_port(text, what)
     s = str(text).strip()
@@ -86,8 +88,16 @@ class PortRange:
     def overlaps(self, other: "PortRange") -> bool:
         return self.low <= other.high and other.low <= self.high
 
+    def to_json(self) -> dict:
+        """`{"low", "high", "size"}`: how every JSON document writes a range."""
+        return {"low": self.low, "high": self.high, "size": self.size}
+
     def __str__(self) -> str:
         return f"{self.low}-{self.high}" if self.low != self.high else str(self.low)
+
+
+# RFC 6335 section 6: the dynamic/private range IANA recommends for ephemeral ports
+IANA_DYNAMIC = PortRange(49152, 65535)
 
 
 class PortSet:
@@ -182,6 +192,14 @@ class PortSet:
                 pieces = nxt
             out.extend(pieces)
         return PortSet(out)
+
+    def intersection(self, other: "PortSet") -> "PortSet":
+        """Ports in both sets."""
+        return self.difference(self.difference(other))
+
+    __and__ = intersection
+    __or__ = union
+    __sub__ = difference
 
     def count_in(self, rng: PortRange) -> int:
         """How many ports of this set lie inside rng."""

@@ -53,7 +53,7 @@ class Service:
         return self.low is not None and self.high != self.low
 
     def covers(self, port: int, proto: str | None = None) -> bool:
-        if self.low is None or not self.low <= port <= self.high:
+        if self.low is None or self.high is None or not self.low <= port <= self.high:
             return False
         return proto is None or not self.protos or proto in self.protos
 
@@ -174,7 +174,8 @@ class Registry:
         for s in self.services:
             # Unassigned rows (often whole ranges) set nothing, so they never hide a
             # single assignment inside them
-            if s.low is not None and s.status != UNASSIGNED and (not s.protos or proto in s.protos):
+            if (s.low is not None and s.high is not None and s.status != UNASSIGNED
+                    and (not s.protos or proto in s.protos)):
                 flags[s.low:s.high + 1] = b"\x01" * (s.high - s.low + 1)
         self._taken[proto] = bytes(flags)
         return flags
@@ -206,11 +207,14 @@ class Registry:
         if self._lower is False:
             low = self._text.lower()
             self._lower = low if len(low) == len(self._text) else None
-        return self._lower
+        return None if isinstance(self._lower, bool) else self._lower
 
     def _find_name(self, key: str) -> list[Service]:
         # the lower-cased text has the same offsets (see _lowered), so find there, parse the original
-        low, text, out = self._lowered(), self._text, []
+        low, text = self._lowered(), self._text
+        out: list[Service] = []
+        if low is None:
+            return out
         for code in _CODE_STATUS:
             needle = f"\t{code.lower()}\t{key}\t"
             i = low.find(needle)
@@ -226,7 +230,7 @@ class Registry:
         """Sorted port numbers registered under `name` (ranges expanded)."""
         ports: set[int] = set()
         for s in self.rows_for_name(name, proto):
-            if s.low is not None:
+            if s.low is not None and s.high is not None:
                 ports.update(range(s.low, s.high + 1))
         return sorted(ports)
 
@@ -348,8 +352,8 @@ def parse_iana_csv(text: str, source: str = "csv") -> list[Service]:
         for d, ps in others:
             if d and d.lower() not in first.lower():
                 desc += f"; {'/'.join(sorted(ps, key=_proto_order)) or 'any'}: {d}"
-        ps = () if "" in protos else tuple(sorted(protos, key=_proto_order))
-        out.append(Service(name, low, high, ps, status, desc))
+        transports = () if "" in protos else tuple(sorted(protos, key=_proto_order))
+        out.append(Service(name, low, high, transports, status, desc))
     return out
 
 

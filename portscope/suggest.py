@@ -21,11 +21,15 @@ import random
 import socket
 from dataclasses import dataclass
 
+from . import netns as _netns
 from . import registry
 from .errors import BadInput
-from .ports import DYNAMIC, PortRange, check_port, port_class
+from .host import host_facts as read_facts
+from .portinfo import bound_sockets, has_cap_net_bind_service
+from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
+from .remedies import reserve_add_command
+from .sockets import snapshot
 
-IANA_DYNAMIC = PortRange(49152, 65535)
 MAX_TRIALS = 500   # trial binds per call: bounded even when the table is stale
 
 
@@ -75,7 +79,7 @@ class SuggestResult:
 def _protos(protos) -> tuple[str, ...]:
     if isinstance(protos, str):
         protos = protos.replace(",", " ").split()
-    out = tuple(dict.fromkeys(registry.check_proto(p) for p in protos))
+    out = tuple(dict.fromkeys(str(registry.check_proto(p)) for p in protos))
     if not out:
         raise BadInput("--proto needs at least one protocol")
     return out
@@ -116,7 +120,6 @@ def trial_bind(port: int) -> str | None:
 
 def _bound_ports(netns, facts) -> tuple[dict[int, list[int]], str, int]:
     """port -> table rows holding it (TCP and UDP, every state), the backend, the socket count."""
-    from .sockets import snapshot
 
     table = snapshot(("tcp", "udp"), netns=netns, facts=facts, classify=False)
     by_port: dict[int, list[int]] = {}
@@ -152,7 +155,6 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
         raise BadInput(f"--count must be an integer in 1..1000, got {count!r}")
     protos = _protos(protos)
     if facts is None:
-        from .host import facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
     start = facts.unprivileged_port_start
@@ -179,7 +181,6 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
     picked: list[Suggestion] = []
     warnings: list[str] = []
     trials = 0
-    from . import netns as _netns
     with _netns.entered(netns):
         for p in order:
             if len(picked) == count or trials >= MAX_TRIALS:
@@ -199,6 +200,9 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
                         + _excluded(rng, eph, reserved, bound, protos, reg, allow_registered))
     return SuggestResult(tuple(sorted(picked, key=lambda s: s.port)), protos, eph, start, rng,
                          len(eligible), tuple(warnings), netns, backend)
+
+
+suggest_ports = suggest     # the name in the flat API (portscope.suggest is this module)
 
 
 def _excluded(rng, eph, reserved, bound, protos, reg, allow_registered) -> str:
@@ -253,15 +257,12 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
     check_port(port)
     protos = _protos(protos)
     if facts is None:
-        from .host import facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
-    from .classify import bound_sockets, has_cap_net_bind_service, reserve_command
-    from . import netns as _netns
 
     start, eph = facts.unprivileged_port_start, facts.ephemeral
-    rows, backend = bound_sockets([port], netns, facts)
-    rows = rows[port]
+    held, backend = bound_sockets([port], netns, facts)
+    rows = held[port]
     reasons, problems, commands = [], [], []
     if port == 0:
         problems.append("port 0 means 'any port': bind(0) asks the kernel to choose")
@@ -283,7 +284,7 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
         else:
             problems.append(f"inside the ephemeral range {eph}: an outgoing connection or bind(0) "
                             "may take it before your server starts")
-            commands.append(reserve_command(port, netns))
+            commands.append(reserve_add_command(port, netns))
     else:
         reasons.append(f"outside the ephemeral range {eph}: connect() and bind(0) never hand it out")
         if port in facts.reserved:

@@ -43,4 +43,7 @@ with tempfile.TemporaryDirectory() as d:
 PY
 fi
 export PORTSCOPE_IANA_CSV="$PWD/$iana"
+# lint and types first: configured in pyproject.toml ([tool.ruff], [tool.mypy]); the library only
+.venv/bin/ruff check portscope
+.venv/bin/mypy --no-error-summary
 exec .venv/bin/python -m pytest -q -rs "$@"

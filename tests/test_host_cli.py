@@ -71,7 +71,7 @@ def test_range_text_in_a_namespace(cli, netns):
 
 def test_range_json_on_other_oses(cli, monkeypatch):
     f = phost.bsd.facts_from_sysctl(sample("freebsd_sysctl_portrange.txt"), "freebsd")
-    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     code, out, err = cli("range", "--json")
     d = json.loads(out)
     assert d["os"] == "freebsd" and d["ephemeral"] == {"low": 10000, "high": 65535, "size": 55536}
@@ -154,7 +154,7 @@ def test_unsupported_os_exit_4(cli, monkeypatch):
     rc, out, err = cli("range")
     assert rc == 4 and "unsupported" in one_line_error(err)
     f = phost.bsd.facts_from_sysctl(sample("darwin_sysctl_portrange.txt"), "darwin")
-    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     rc, out, err = cli("reserve", "add", "8080")
     assert rc == 4 and "Linux and Windows" in one_line_error(err)
 
@@ -276,7 +276,7 @@ def test_listener_warning_and_reserve_listeners(cli, netns):
 def test_windows_text_output(cli, monkeypatch):
     from test_host_backends import BACKENDS
     f = BACKENDS["windows-de"]()
-    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     code, out, err = cli("range")
     assert code == 0, err
     assert "Ephemeral range: 1024-65534 (64,511 ports; default is 49152-65535)" in out
@@ -291,7 +291,7 @@ def test_windows_text_output(cli, monkeypatch):
 
 def test_cli_modules_import_light():
     code = ("import sys, portscope.cli.range_cmd, portscope.cli.reserve;"
-            "heavy = [m for m in ('portscope.sockets', 'portscope.host.changes', 'rich', 'psutil', 'numpy')"
+            "heavy = [m for m in ('portscope.sockets', 'portscope.settings', 'rich', 'psutil', 'numpy')"
             " if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -158,6 +158,6 @@ def test_live_skips_everything_when_facts_fail(monkeypatch):
 
     def boom(netns=None):
         raise SystemReadError("/proc/sys/net/ipv4/ip_local_port_range is missing")
-    monkeypatch.setattr(host, "facts", boom)
+    monkeypatch.setattr(host, "host_facts", boom)
     gen = live.generate(2)
     assert gen.questions == () and "cannot read" in gen.notes[0]

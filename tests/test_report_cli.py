@@ -278,7 +278,7 @@ def test_socket_read_failure_is_one_line(cli, monkeypatch):
 
     def broken(*a, **k):
         raise OSError(105, "No buffer space available")
-    monkeypatch.setattr(P, "read_sockets", broken)
+    monkeypatch.setattr(P, "snapshot_in_range", broken)
     rc, out, err = cli("pressure")
     assert rc == 2 and err.strip() == "portscope: error: cannot read the socket table: [Errno 105] No buffer space available"
     rc, out, err = cli("pressure", "--check")

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from portscope.cli.top import SPARKS, Trend, sparkline
+from portscope.trend import SPARKS, Trend, sparkline
 
 # the venv's console script, as a user runs it
 _SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
@@ -113,7 +113,7 @@ def test_bad_options_exit_2(cli):
 # ------------------------------------------------------------------ live, in a namespace
 
 def test_trend_follows_the_kernel(netns, holder):
-    from portscope.cli.pressure import gather
+    from portscope.datapath import measure as gather
     t = Trend()
     holder.open("127.0.0.2", 10)
     res = gather(netns.name)

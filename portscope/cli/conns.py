@@ -88,7 +88,7 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
     # the ephemeral decision costs a second kernel dump and a pass; only when shown or filtered
     need_class = not count or ephemeral is not None
     if all_netns:
-        from .multi import conns_all, refuse_with_netns
+        from .common import refuse_with_netns
         refuse_with_netns(netns)
         if csv_out or sort_key:
             raise BadInput("--all-netns takes no --csv or --sort")
@@ -99,7 +99,7 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
                 from ..sockets import cgroups
                 cgroups.fill(t, spec)
             return t
-        return conns_all(
+        return _conns_all(
             read,
             lambda t: filters.select(t, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
                                      listening=listening),
@@ -138,6 +138,52 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
         _print_csv(table, idx, process)
     else:
         _print_table(table, idx, process)
+
+
+def _conns_all(read, select, as_json: bool, count: bool, process: bool, limit) -> None:
+    """`conns --all-netns`: read(spec) -> table in every namespace; select(table) -> rows."""
+    import json
+
+    from ..allnetns import each, who
+    from ..sockets import filters
+    from .common import emit_json
+    from .render import warn_skipped
+
+    walk = each(read)
+    warn_skipped(walk.skipped)
+    warnings = walk.discovery.warnings if walk.discovery else []
+    if count:
+        per = []
+        for v in walk.visits:
+            per.append({**v.labels(), "backend": v.value.backend, "warnings": v.value.warnings,
+                        **filters.counts(v.value, select(v.value))})
+        if as_json:
+            emit_json({"all_netns": True, "total": sum(p["total"] for p in per), "namespaces": per,
+                       "skipped": walk.skipped, "warnings": warnings})
+        else:
+            for p in per:
+                states = ", ".join(f"{k} {n}" for k, n in sorted(p["by_state"].items()))
+                click.echo(f"{who(p)}: {p['total']} socket(s)" + (f" ({states})" if states else ""))
+        return
+    out = sys.stdout
+    left = limit
+    picks = []
+    for v in walk.visits:
+        rows = select(v.value)
+        idx = list(rows if rows is not None else range(len(v.value)))
+        if left is not None:
+            idx, left = idx[:left], left - len(idx[:left])
+        picks.append((v, idx))
+    if as_json:
+        head = {"backend": walk.visits[0].value.backend if walk.visits else None, "netns": None,
+                "all_netns": True, "warnings": warnings, "skipped": walk.skipped}
+        out.write(json.dumps(head)[:-1] + ', "sockets": [\n')
+        out.write(",\n".join(json.dumps({**v.value.row(i), **v.labels()}) for v, idx in picks for i in idx))
+        out.write("\n]}\n")
+        return
+    for v, idx in picks:
+        out.write(f"# {who(v.labels())} (inode {v.ns.inode}, backend {v.value.backend})\n")
+        _print_table(v.value, idx, process)
 
 
 def _print_json(table, idx, ns) -> None:

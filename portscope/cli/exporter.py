@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, netns_of, verbose, want_json
-from .egress import egress_budget, exporter_egress_options
+from .common import egress_budget, emit_json, exporter_egress_options, json_option, netns_of, verbose, want_json
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
@@ -30,7 +29,7 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
                    "(processes' and bind mounts', see `portscope namespaces`), listed at each scrape "
                    "(not with --netns).")
 @json_option
-def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out):
+def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out) -> None:
     """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
 
     \b
@@ -90,11 +89,12 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
             pass
         return
 
-    from ..webconfig import WebConfig, load, serve
+    from ..httpserver import WebConfig, load, serve
     cfg = load(web_config) if web_config else WebConfig()
     _limit_malloc_arenas()
     server = serve(listen, exp.routes(), cfg, access_log=verbose())
-    host, port = server.server_address[:2]
+    addr, port = server.server_address[:2]
+    host = addr.decode() if isinstance(addr, bytes) else str(addr)   # AF_INET/AF_INET6: already str
     scheme = "https" if cfg.tls else "http"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"portscope exporter: serving {scheme}://{shown}:{port}/metrics"

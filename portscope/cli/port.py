@@ -1,4 +1,4 @@
-"""`portscope port N|SERVICE`: classify a port, or look a service name up."""
+"""`portscope port N|SERVICE`: describe a port, or look a service name up."""
 from __future__ import annotations
 
 import re
@@ -31,19 +31,19 @@ def port(target, proto, owners, json_out, netns):
     privilege here (ip_unprivileged_port_start, CAP_NET_BIND_SERVICE), whether it
     lies in the ephemeral range or the reserved list, and the sockets bound to it now.
     """
-    from .. import classify
+    from .. import portinfo
     from ..ports import parse_port
 
     ns = netns_of(netns)
     proto = proto.lower() if proto else None
     if re.fullmatch(r"\s*[+-]?\d+\s*", target):
-        pf = classify.classify(parse_port(target), proto, ns, owners=owners)
+        pf = portinfo.describe_port(parse_port(target), proto, ns, owners=owners)
         if want_json(json_out):
             emit_json(pf.to_json())
         else:
             click.echo(render(pf))
         return
-    found = classify.classify_name(target, proto, ns, owners=owners)
+    found = portinfo.describe_name(target, proto, ns, owners=owners)
     if want_json(json_out):
         emit_json({"service": target, "proto": proto, "ports": [pf.to_json() for pf in found]})
         return
@@ -100,8 +100,8 @@ def render(pf) -> str:
     out.append(f"  {'privileged:':<12}{priv}")
     eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"
     if pf.in_ephemeral_range and not pf.reserved:
-        from ..classify import reserve_command
-        eph += f"; outgoing connections may take it: `{reserve_command(pf.port, pf.netns)}`"
+        from ..remedies import reserve_add_command
+        eph += f"; outgoing connections may take it: `{reserve_add_command(pf.port, pf.netns)}`"
     out.append(f"  {'ephemeral:':<12}{eph}")
     out.append(f"  {'reserved:':<12}{_yes(pf.reserved)}" +
                (" (ip_local_reserved_ports: never auto-assigned)" if pf.reserved else ""))

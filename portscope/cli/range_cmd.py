@@ -4,14 +4,13 @@ from __future__ import annotations
 import click
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .render import report_change
 
 TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 
 
 def _show(facts) -> None:
-    from ..host import as_dict
-
-    d = as_dict(facts)
+    d = facts.to_json()
     e = facts.ephemeral
     tag = "this OS's default" if d["is_os_default"] else f"default is {facts.os_default}"
     where = f" in netns {facts.netns}" if facts.netns else ""
@@ -61,58 +60,15 @@ def range_group(ctx, json_out, netns):
     ctx.obj["range_netns"] = netns
     if ctx.invoked_subcommand is not None:
         return
-    from ..host import as_dict, facts
+    from ..host import host_facts
 
-    f = facts(netns_of(netns))
+    f = host_facts(netns_of(netns))
     if want_json(json_out):
-        emit_json(as_dict(f))
+        emit_json(f.to_json())
     else:
         _show(f)
 
 
-def _brief(f) -> dict:
-    return {"ephemeral": {"low": f.ephemeral.low, "high": f.ephemeral.high, "size": f.ephemeral.size},
-            "reserved": str(f.reserved),
-            "ranges": [{"name": r.name, "low": r.range.low, "high": r.range.high, "size": r.range.size,
-                        "proto": r.proto, "family": r.family} for r in f.ranges]}
-
-
-def report_change(plan, result, dry_run: bool, as_json: bool) -> None:
-    """Shared by `range set` and `reserve add|remove`."""
-    commands = plan.commands()
-    if as_json:
-        emit_json({
-            "action": plan.action,
-            "dry_run": dry_run,
-            "changed": result is not None and bool(plan.steps),
-            "commands": commands,
-            "warnings": list(plan.warnings),
-            "notes": list(plan.notes),
-            "before": _brief(plan.before),
-            "after": _brief(result.after) if result else None,
-            "read_back": dict(result.read_back) if result else {},
-            "persisted": result.persisted if result else None,
-        })
-        return
-    for w in plan.warnings:
-        click.echo(f"portscope: warning: {w}", err=True)
-    for n in plan.notes:
-        click.echo(f"note: {n}")
-    if dry_run:
-        if commands:
-            click.echo("Dry run; these commands would run:")
-            for c in commands:
-                click.echo(f"  {c}")
-        return
-    if result is None:
-        return
-    for s in plan.steps:
-        click.echo(f"{s.key}: {s.old or '(empty)'} -> {result.read_back.get(s.key, '?') or '(empty)'} (read back)")
-    if result.persisted:
-        click.echo(f"Persisted in {result.persisted}")
-
-
-# negative numbers must reach our own check (one clear line), not click's option parser
 @range_group.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("low", metavar="LOW")
 @click.argument("high", metavar="HIGH")
@@ -135,7 +91,7 @@ def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos
     ephemeral ports in use now unless --force. Reads the value back; any
     failure puts every setting back as it was.
     """
-    from ..host.changes import range_set as do
+    from ..settings import set_range as do
 
     obj = ctx.obj or {}
     ns = netns_of(netns or obj.get("range_netns"))

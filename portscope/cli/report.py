@@ -3,42 +3,11 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import emit_json, json_option, netns_of, netns_option, refuse_with_netns, verbose, want_json
+from .render import render_destinations, render_findings, render_report_all, warn_skipped
 
 TOP = 5
 TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
-
-
-def report_json(res) -> dict:
-    """Range facts, headline, findings and top destinations (plus everything pressure has)."""
-    g = res.global_
-    w = res.worst
-    return {
-        "os": res.os,
-        "netns": res.netns,
-        "backend": res.backend,
-        "range": {"low": res.range.low, "high": res.range.high, "size": res.range.size,
-                  "same_parity": res.range.same_parity},
-        "reserved": str(res.reserved),
-        "reserved_in_range": g.reserved_in_range,
-        "unprivileged_port_start": res.unprivileged_port_start,
-        "tcp_tw_reuse": res.tcp_tw_reuse,
-        "time_wait_seconds": res.time_wait_seconds,
-        "headline": {
-            "worst_destination": w.to_json() if w else None,
-            "global": g.to_json(),
-            "status": _status(res),
-        },
-        "findings": [f.to_json() for f in res.findings],
-        "destinations": [d.to_json() for d in res.destinations],
-        "destinations_total": res.destinations_total,
-        "global": g.to_json(),
-    }
-
-
-def _status(res) -> str:
-    sev = {f.severity for f in res.findings}
-    return "critical" if "critical" in sev else "warning" if "warning" in sev else "ok"
 
 
 @click.command("report")
@@ -51,20 +20,24 @@ def _status(res) -> str:
 def report(json_out, netns, top, all_netns):
     """One-screen health report: range facts, worst destination, findings with fixes."""
     if all_netns:
-        from .multi import refuse_with_netns, report_all
+        from ..allnetns import report_all
         refuse_with_netns(netns)
-        return report_all(top, want_json(json_out))
-    from ..findings import max_rate
-    from .pressure import dest_name, gather, render_destinations, render_findings
+        walk, doc = report_all(top)
+        warn_skipped(walk.skipped)
+        return emit_json(doc) if want_json(json_out) else render_report_all(walk, doc)
+    from ..check import status
+    from ..datapath import measure
+    from ..findings import max_rate, percent
+    from ..report import report_json
 
-    res = gather(netns_of(netns), top=top)
+    res = measure(netns_of(netns), top=top)
     if want_json(json_out):
         emit_json(report_json(res))
         return
     g, r = res.global_, res.range
     echo = click.echo
     where = f" (netns {res.netns})" if res.netns else ""
-    echo(f"portscope report{where}: {_status(res).upper()}")
+    echo(f"portscope report{where}: {status(res).upper()}")
     echo("")
     reuse = TW_REUSE.get(res.tcp_tw_reuse, str(res.tcp_tw_reuse)) if res.tcp_tw_reuse is not None else "n/a"
     parity = " (ends of equal parity)" if r.size > 1 and r.same_parity else ""
@@ -80,11 +53,11 @@ def report(json_out, netns, top, all_netns):
     echo("")
     w = res.worst
     if w:
-        echo(f"  Worst destination {w.proto} {dest_name(w)}: {w.in_use} of {w.capacity} ports "
-             f"({w.utilization * 100:.1f}%), {w.time_wait} in TIME_WAIT")
+        echo(f"  Worst destination {w.proto} {w.label}: {w.in_use} of {w.capacity} ports "
+             f"({percent(w.utilization)}), {w.time_wait} in TIME_WAIT")
     else:
         echo("  Worst destination none: no outgoing connection uses the ephemeral range")
-    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({g.utilization * 100:.1f}%) held by "
+    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({percent(g.utilization)}) held by "
          f"{g.connect} connect() sockets ({g.time_wait} in TIME_WAIT), {g.listeners} listener(s), "
          f"{g.bind_held} bind-held, {g.udp} UDP")
     echo("")

@@ -1,18 +1,10 @@
 """`portscope simulate`: the kernel's port allocator at scale (logic in portscope.simulate)."""
 from __future__ import annotations
 
-import re
-
 import click
 
+from ..simulate.config import ALGOS, DEFAULTS, typed
 from .common import emit_json, json_option, netns_of, want_json
-
-ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
-         "rfc6056-5", "sequential")
-# the rate-only settings (lifetime, arrivals, TIME_WAIT, tw_reuse, loopback) default in
-# the Workload: a --connects run without --rate refuses them when given
-DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm": "linux",
-            "destinations": 1, "sources": 1, "seed": 0}
 
 
 @click.command("simulate")
@@ -78,7 +70,7 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
     if config:
         opts.update(cfgmod.load(config))
     opts.update({k: v for k, v in given.items() if v is not None})
-    w = build(**_typed(opts))
+    w = build(**typed(opts))
 
     if want_plan:
         return _plan(w, json_out)
@@ -94,57 +86,6 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
     _print_result(r, timeseries)
     if plot_path:
         click.echo(f"plot written to {plot_path}")
-
-
-def _typed(o: dict) -> dict:
-    """Config values arrive as strings or numbers; the workload wants its own types.
-    Integers must be integers (1.5 is refused, not cut to 1); None means not given."""
-    from ..errors import BadInput
-
-    def opt(key):
-        return "--" + key.replace("_", "-")
-
-    def whole(key):
-        v = o.get(key)
-        if v is None or (isinstance(v, int) and not isinstance(v, bool)):
-            return v
-        if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
-            return int(v)
-        raise BadInput(f"{opt(key)}: expected a whole number, got {v!r}")
-
-    def number(key):
-        v = o.get(key)
-        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
-            return None if v is None else float(v)
-        if isinstance(v, str):
-            try:
-                return float(v)
-            except ValueError:
-                pass
-        raise BadInput(f"{opt(key)}: not a number: {v!r}")
-
-    out = {k: (str(o[k]) if o.get(k) is not None else None)
-           for k in ("range", "reserved", "listeners", "algorithm", "arrivals", "socket_range")}
-    out["reserved"] = out["reserved"] or ""
-    out["listeners"] = out["listeners"] or ""
-    if out["algorithm"] not in ALGOS:
-        raise BadInput(f"unknown algorithm {out['algorithm']!r}; choose one of {', '.join(ALGOS)}")
-    for k in ("destinations", "sources", "connects", "tw_reuse", "seed", "udp_hash_size"):
-        out[k] = whole(k)
-    for k in ("duration", "time_wait", "interval"):
-        out[k] = number(k)
-    out["tw_reuse_delay_ms"] = whole("tw_reuse_delay")
-    lb = o.get("loopback")
-    if isinstance(lb, str):
-        if lb.strip().lower() not in ("true", "yes", "1", "false", "no", "0", ""):
-            raise BadInput(f"--loopback: expected true or false, got {lb!r}")
-        lb = lb.strip().lower() in ("true", "yes", "1")
-    elif lb is not None and not isinstance(lb, bool):
-        raise BadInput(f"--loopback: expected true or false, got {lb!r}")
-    out["loopback"] = lb
-    out["rate"] = o.get("rate")
-    out["lifetime"] = o.get("lifetime")
-    return out
 
 
 def _capacity_text(cap, sources: int) -> str:

@@ -9,63 +9,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass
 
 import click
 
+from ..trend import SPARKS, Trend, TrendPoint, sparkline  # noqa: F401 - SPARKS re-exported for callers
 from .common import json_option, netns_of, netns_option, want_json
 
-SPARKS = "▁▂▃▄▅▆▇█"
-HISTORY = 30                 # refreshes kept per destination
 SHOWN = 12                   # of which the sparkline shows the latest
 MIN_INTERVAL = 0.1
 MAX_INTERVAL = 3600.0
-
-
-@dataclass(frozen=True)
-class TrendPoint:
-    history: tuple[int, ...]     # in_use, oldest first, this refresh last
-    delta: int | None            # in_use change since the previous refresh (None: new)
-    rate_per_s: float | None     # (last - first) / seconds over the kept history
-
-
-class Trend:
-    """in_use history per destination key, across refreshes."""
-
-    def __init__(self, keep: int = HISTORY):
-        self.keep = keep
-        self._hist: dict[tuple, deque] = {}
-        self._times: deque = deque(maxlen=keep)
-
-    def update(self, destinations, now: float | None = None) -> dict[tuple, TrendPoint]:
-        """Record one refresh; destinations that vanished are forgotten."""
-        self._times.append(time.monotonic() if now is None else now)
-        seen = {}
-        for d in destinations:
-            h = self._hist.get(d.key)
-            if h is None:
-                h = deque(maxlen=self.keep)
-            h.append(d.in_use)
-            seen[d.key] = h
-        self._hist = seen
-        out = {}
-        for key, h in seen.items():
-            delta = h[-1] - h[-2] if len(h) >= 2 else None
-            rate = None
-            if len(h) >= 2:
-                span = self._times[-1] - self._times[-len(h)]
-                rate = (h[-1] - h[0]) / span if span > 0 else None
-            out[key] = TrendPoint(tuple(h), delta, rate)
-        return out
-
-
-def sparkline(values, capacity: int) -> str:
-    """One glyph per refresh, height = share of capacity (so ▁ is idle and █ is full)."""
-    top = len(SPARKS) - 1
-    if capacity <= 0:
-        return SPARKS[top] * len(values)
-    return "".join(SPARKS[min(top, max(0, round(v / capacity * top)))] for v in values)
 
 
 def _delta(p: TrendPoint) -> str:
@@ -76,11 +28,9 @@ def _delta(p: TrendPoint) -> str:
 
 def render(res, trend: dict, *, netns, interval: float, iteration: int, iterations, top_n: int):
     """The rich renderable of one refresh."""
-    from rich.console import Group
+    from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
-
-    from .pressure import dest_name
 
     g = res.global_
     where = f"netns {netns}" if netns else "this host"
@@ -91,7 +41,7 @@ def render(res, trend: dict, *, netns, interval: float, iteration: int, iteratio
          _style(g.utilization)),
         f"  TIME_WAIT {g.time_wait}  bind-held {g.bind_held}  UDP {g.udp}  listeners {g.listeners}")
     t = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
-    names = [dest_name(d) for d in res.destinations[:top_n]]
+    names = [d.label for d in res.destinations[:top_n]]
     t.add_column("PROTO", no_wrap=True)
     t.add_column("SOURCE -> DESTINATION", no_wrap=True,
                  min_width=max([len("SOURCE -> DESTINATION")] + [len(n) for n in names]))
@@ -104,7 +54,7 @@ def render(res, trend: dict, *, netns, interval: float, iteration: int, iteratio
                   Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
                   _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
                   Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization)))
-    parts = [head, t]
+    parts: list[RenderableType] = [head, t]
     if not res.destinations:
         parts.append(Text("  (no outgoing connections using the ephemeral range)"))
     rest = len(res.destinations) - top_n
@@ -175,8 +125,8 @@ def top(interval, top_n, iterations, netns, json_out):
     `portscope pressure --json` document plus `iteration`, `time` and, per
     destination, `delta` and `history`.
     """
+    from ..datapath import measure
     from ..errors import BadInput
-    from .pressure import gather
 
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
         raise BadInput(f"--interval must be in {MIN_INTERVAL}..{MAX_INTERVAL:.0f} seconds, got {interval:g}")
@@ -189,7 +139,7 @@ def top(interval, top_n, iterations, netns, json_out):
     as_json = want_json(json_out)
 
     def refresh(i):
-        res = gather(netns)
+        res = measure(netns)
         return res, trend.update(res.destinations)
 
     try:
@@ -244,7 +194,10 @@ def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
 
     if not console.is_terminal:
         # piped or redirected: rich.live would only print the last frame; print every one
-        frames(lambda r: (console.print(r), console.line()))
+        def show(r) -> None:
+            console.print(r)
+            console.line()
+        frames(show)
         return
     with Live(console=console, auto_refresh=False, screen=True) as live:
         frames(lambda r: live.update(r, refresh=True))

@@ -6,11 +6,10 @@ Both print `name: value` (one per line); `sysctl name=value` prints
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
 
 from ..errors import BadInput, SystemReadError
 from ..ports import PortRange, PortSet
-from . import HostFacts, NamedRange
+from ._common import HostFacts, NamedRange, Plan, Runner, Step, run_command
 
 PREFIX = "net.inet.ip.portrange."
 KEYS = ("first", "last", "hifirst", "hilast", "lowfirst", "lowlast",
@@ -23,7 +22,6 @@ IPPORT_RESERVED = 1024
 
 _LINE = re.compile(r"^\s*net\.inet\.ip\.portrange\.([a-z]+)\s*[:=]\s*(?:(-?\d+)\s*->\s*)?(-?\d+)\s*$")
 
-Runner = Callable[[Sequence[str]], str]
 
 
 def parse_sysctl(text: str) -> dict[str, int]:
@@ -80,9 +78,8 @@ def facts_from_sysctl(text: str, osname: str) -> HostFacts:
 
 
 def read_facts(osname: str, runner: Runner | None = None) -> HostFacts:
-    if runner is None:
-        from .changes import run_command as runner
-    return facts_from_sysctl(runner(READ_ARGV), osname)
+    """Facts of this macOS / FreeBSD host, from `sysctl net.inet.ip.portrange`."""
+    return facts_from_sysctl((runner or run_command)(READ_ARGV), osname)
 
 
 def set_argv(key: str, value: int) -> tuple[str, ...]:
@@ -90,3 +87,38 @@ def set_argv(key: str, value: int) -> tuple[str, ...]:
     if key not in KEYS:
         raise BadInput(f"unknown portrange sysctl {key!r}")
     return ("sysctl", "-w", f"{PREFIX}{key}={value}")
+
+
+# --------------------------------------------------------------------------- changes
+
+def plan_range(new: PortRange, facts: HostFacts) -> tuple[list[Step], dict]:
+    """Steps (first/last in an order that keeps first <= last) and persistent settings."""
+    cur = {r.name: r.range for r in facts.ranges}.get("default", facts.ephemeral)
+    first_old, last_old = str(cur.low), str(cur.high)
+    # widening downward first/upward last first keeps first <= last at every moment
+    order = (("first", first_old, new.low), ("last", last_old, new.high))
+    if new.low > cur.high:
+        order = order[::-1]
+    steps = [Step(PREFIX + k, old, str(val), set_argv(k, val), set_argv(k, int(old)))
+             for k, old, val in order if old != str(val)]
+    return steps, {PREFIX + "first": str(new.low), PREFIX + "last": str(new.high)}
+
+
+class Executor:
+    """Runs `sysctl -w` through the runner and reads back with `sysctl net.inet.ip.portrange`."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    def read(self, step: Step) -> str:
+        v = parse_sysctl(self.runner(READ_ARGV)).get(step.key[len(PREFIX):])
+        return "" if v is None else str(v)
+
+    def do(self, step: Step) -> None:
+        self.runner(step.argv)
+
+    def undo(self, step: Step) -> None:
+        self.runner(step.undo_argv)
+
+    def reread(self, plan: Plan) -> HostFacts:
+        return read_facts(plan.os, self.runner)

@@ -6,11 +6,12 @@ so we read numbers by position, never labels.
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from ..errors import BadInput, SystemReadError
 from ..ports import PortRange, PortSet
-from . import HostFacts, NamedRange, NamedSet
+from . import bsd
+from ._common import HostFacts, NamedRange, NamedSet, Plan, Runner, Step, run_command
 
 FAMILIES = ("ipv4", "ipv6")
 PROTOS = ("tcp", "udp")
@@ -18,7 +19,6 @@ OS_DEFAULT = PortRange(49152, 65535)   # since Vista / Server 2008 (KB929851)
 MIN_START = 1025                       # netsh limits (MS troubleshooting doc)
 MIN_COUNT = 255
 
-Runner = Callable[[Sequence[str]], str]
 
 # "Label : 49152"; the label may hold spaces, accents, CJK; the value ends the line
 _VALUE = re.compile(r":\s*(\d+)\s*$")
@@ -113,8 +113,85 @@ def facts_from_outputs(dynamic: Mapping[tuple[str, str], str],
 
 
 def read_facts(runner: Runner | None = None) -> HostFacts:
-    if runner is None:
-        from .changes import run_command as runner
+    """Facts of this Windows host, from netsh's dynamicport and excludedportrange output."""
+    runner = runner or run_command
     dyn = {(f, p): runner(dynamic_argv(f, p)) for f in FAMILIES for p in PROTOS}
     exc = {(f, p): runner(excluded_argv(f, p)) for f in FAMILIES for p in PROTOS}
     return facts_from_outputs(dyn, exc)
+
+
+# --------------------------------------------------------------------------- changes
+
+def wanted_protos(protos: Sequence[str] | None) -> set[str]:
+    """The protocols a change applies to (all by default); BadInput for an unknown one."""
+    want = set(protos or PROTOS)
+    bad = want - set(PROTOS)
+    if bad:
+        raise BadInput(f"unknown protocol {sorted(bad)[0]!r} (Windows has tcp and udp ranges)")
+    return want
+
+
+def plan_range(new: PortRange, facts: HostFacts, protos: Sequence[str] | None) -> list[Step]:
+    """One `netsh ... set dynamicport` step per (family, protocol) range that differs."""
+    want = wanted_protos(protos)
+    steps = []
+    for r in facts.ranges:
+        if r.proto in want and r.range != new:
+            fam = "ipv4" if r.family == 4 else "ipv6"
+            steps.append(Step(f"{fam}/{r.proto}", str(r.range), str(new),
+                              set_argv(fam, r.proto, new), set_argv(fam, r.proto, r.range)))
+    return steps
+
+
+def plan_reserve(op: str, ports: PortSet, facts: HostFacts, protos) -> tuple[list[Step], list[str], list[str]]:
+    """Windows keeps exclusions per protocol and family; only administered ones (`*`) can be deleted,
+    and only whole, so removing part of one deletes it and adds the rest back."""
+    want = wanted_protos(protos)
+    steps: list[Step] = []
+    warnings: list[str] = []
+    notes: list[str] = []
+    for s in facts.reserved_sets:
+        if s.proto not in want:
+            continue
+        fam = "ipv4" if s.family == 4 else "ipv6"
+        cur = s.ports
+        key = f"excluded {fam}/{s.proto}"
+
+        def step(argv, undo, new_set, cur_set, key=key):
+            steps.append(Step(key, str(cur_set), str(new_set), argv, undo))
+            return new_set
+
+        if op == "add":
+            for r in ports.difference(cur).ranges:
+                cur = step(add_excluded_argv(fam, s.proto, r), delete_excluded_argv(fam, s.proto, r),
+                           cur.union(PortSet([r])), cur)
+        else:
+            fixed = ports & s.ports.difference(s.administered)
+            if fixed:
+                warnings.append(f"{s.name}: {fixed} excluded by the system (not administered), cannot be removed")
+            for r in s.administered.ranges:
+                if not PortSet([r]) & ports:
+                    continue
+                cur = step(delete_excluded_argv(fam, s.proto, r), add_excluded_argv(fam, s.proto, r),
+                           cur.difference(PortSet([r])), cur)
+                for piece in PortSet([r]).difference(ports).ranges:
+                    cur = step(add_excluded_argv(fam, s.proto, piece),
+                               delete_excluded_argv(fam, s.proto, piece), cur.union(PortSet([piece])), cur)
+    if not steps:
+        notes.append("nothing to change")
+    return steps, warnings, notes
+
+
+
+class Executor(bsd.Executor):
+    """netsh through the runner; reads back the range or the exclusion list a step changed."""
+
+    def read(self, step: Step) -> str:
+        if step.key.startswith("excluded "):
+            fam, proto = step.key.split()[1].split("/")
+            return str(parse_excluded(self.runner(excluded_argv(fam, proto)))[0])
+        fam, proto = step.key.split("/")
+        return str(parse_dynamicport(self.runner(dynamic_argv(fam, proto))))
+
+    def reread(self, plan: Plan) -> HostFacts:
+        return read_facts(self.runner)

@@ -20,8 +20,14 @@ from __future__ import annotations
 import random
 import re
 
+from .. import host, registry
+from .. import netns as _netns
 from ..errors import BadInput, PortscopeError
+from ..host import HostFacts, bsd, linux, windows
+from ..portinfo import describe_port
 from ..ports import PortRange, PortSet, port_class
+from ..simulate.allocators import make
+from ..simulate.space import make_space
 
 KERNEL_KINDS = frozenset({"netns_default", "sysctl_accepted", "reserved_after"})
 
@@ -31,8 +37,7 @@ class NeedsKernel(Exception):
 
 
 def _facts(os_name: str = "linux", unprivileged_port_start: int = 1024):
-    from ..host import HostFacts
-    r = PortRange(32768, 60999)
+    r = linux.DEFAULT_RANGE
     return HostFacts(os=os_name, ephemeral=r, reserved=PortSet(),
                      unprivileged_port_start=unprivileged_port_start, os_default=r)
 
@@ -61,20 +66,16 @@ def _same_parity(a, ns):
 def _os_default(a, ns):
     os_name = a["os"]
     if os_name == "linux":
-        from ..host.linux import DEFAULT_RANGE
-        return str(DEFAULT_RANGE)
+        return str(linux.DEFAULT_RANGE)
     if os_name in ("darwin", "freebsd"):
-        from ..host.bsd import OS_DEFAULT
-        return str(OS_DEFAULT[os_name])
+        return str(bsd.OS_DEFAULT[os_name])
     if os_name == "windows":
-        from ..host.windows import OS_DEFAULT
-        return str(OS_DEFAULT)
+        return str(windows.OS_DEFAULT)
     raise BadInput(f"no default range known for {os_name!r}")
 
 
 def _privileged(a, ns):
-    from ..classify import classify
-    pf = classify(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
+    pf = describe_port(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
     return pf.privileged
 
 
@@ -89,14 +90,11 @@ def _max_rate(a, ns):
 
 def _connect_capacity(a, ns):
     """Ports one (source, destination) pair can count on: the simulator's model."""
-    from ..simulate.space import make_space
     return make_space(PortRange(a["low"], a["high"]), a.get("reserved", "")).capacity("linux").min
 
 
 def _first_parity(a, ns):
     """The parity the allocator model picks on an empty range, for 64 fresh sockets."""
-    from ..simulate.allocators import make
-    from ..simulate.space import make_space
     call = {"connect": "linux", "bind": "linux-bind"}[a["call"]]
     alloc = make(call, make_space(PortRange(a["low"], a["high"])), random.Random(a.get("seed", 1)))
     seen = set()
@@ -119,22 +117,19 @@ def _portset_valid(a, ns):
 
 
 def _windows_settable(a, ns):
-    from ..host.windows import check_settable
     try:
-        check_settable(PortRange(a["start"], a["start"] + a["num"] - 1))
+        windows.check_settable(PortRange(a["start"], a["start"] + a["num"] - 1))
     except BadInput:
         return False
     return True
 
 
 def _service_name(a, ns):
-    from .. import registry
     names = sorted({s.name for s in registry.services_for_port(a["port"], a["proto"]) if s.name})
     return names[0] if len(names) == 1 else names
 
 
 def _service_port(a, ns):
-    from .. import registry
     ports = registry.ports_for_name(a["name"], a["proto"])
     return ports[0] if len(ports) == 1 else ports
 
@@ -142,8 +137,7 @@ def _service_port(a, ns):
 # -- the real kernel, in a throwaway namespace ------------------------------
 
 def _netns_default(a, ns):
-    from ..host import facts
-    f = facts(ns)
+    f = host.host_facts(ns)
     key = a["key"]
     if key == "ephemeral":
         return str(f.ephemeral)
@@ -153,24 +147,19 @@ def _netns_default(a, ns):
 
 
 def _sysctl_accepted(a, ns):
-    from .. import netns as _netns
-    from ..host.linux import write_sysctl
     with _netns.entered(ns):
         try:
-            write_sysctl(a["key"].removeprefix("net.ipv4."), a["value"])
+            linux.write_sysctl(a["key"].removeprefix("net.ipv4."), a["value"])
         except BadInput:   # the kernel answered EINVAL
             return False
     return True
 
 
 def _reserved_after(a, ns):
-    from .. import netns as _netns
-    from ..host import facts
-    from ..host.linux import write_sysctl
     with _netns.entered(ns):
         for w in a["writes"]:
-            write_sysctl("ip_local_reserved_ports", w)
-    return str(facts(ns).reserved)
+            linux.write_sysctl("ip_local_reserved_ports", w)
+    return str(host.host_facts(ns).reserved)
 
 
 KINDS = {

@@ -13,11 +13,13 @@ what it needs is skipped, with a note, rather than failing the quiz.
 from __future__ import annotations
 
 import random
-import shlex
 from dataclasses import dataclass
 
+from .. import host, registry, remedies
 from ..errors import PortscopeError
 from ..ports import PortRange
+from ..sockets import snapshot
+from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
 from . import Question
 
 LIVE_IDS = ("live-range", "live-range-size", "live-privileged", "live-service")
@@ -49,7 +51,7 @@ def _at(netns: str | None) -> str:
 
 def _cmd(netns: str | None, args: str) -> str:
     """The portscope command that shows the same thing, in the same namespace."""
-    return f"portscope --netns {shlex.quote(netns)} {args}" if netns else f"portscope {args}"
+    return remedies.portscope(netns, args)
 
 
 def _rng(seed: int | None, qid: str) -> random.Random:
@@ -130,8 +132,6 @@ def _one_name(reg, port: int, proto: str):
 
 def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
     """(proto, port) of every TCP listener and unconnected bound UDP socket, sorted."""
-    from ..sockets import snapshot
-    from ..sockets.table import PROTO_NAMES, TCP_CLOSE, TCP_LISTEN
     t = snapshot(("tcp", "udp"), states=("LISTEN", "CLOSE"), netns=netns, facts=facts, classify=False)
     out = set()
     for i in range(len(t)):
@@ -145,7 +145,6 @@ def listening(netns: str | None = None, facts=None) -> list[tuple[str, int]]:
 
 def service_question(facts, rng: random.Random, netns: str | None = None,
                      listeners: list[tuple[str, int]] | None = None) -> tuple[Question, str | None]:
-    from .. import registry
     reg = registry.default()
     if listeners is None:
         listeners = listening(netns, facts)
@@ -182,8 +181,7 @@ def generate(seed: int | None = None, netns: str | None = None, facts=None) -> G
     questions, notes = [], []
     if facts is None:
         try:
-            from ..host import facts as read_facts
-            facts = read_facts(netns)
+            facts = host.host_facts(netns)
         except (PortscopeError, OSError) as e:
             return Generated((), (f"live questions skipped: cannot read the host's port settings: {e}",))
     for qid, make in zip(LIVE_IDS, (range_question, range_size_question, privileged_question)):

@@ -19,7 +19,7 @@ QUIT_WORDS = ("q", "quit", "exit")
 WIDTH = 88
 
 
-def _plain(text: str, **_style) -> str:
+def plain(text: str, **_style) -> str:
     return text
 
 
@@ -90,7 +90,7 @@ def _wrap(text: str, indent: str = "") -> str:
     return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent)
 
 
-def render_question(q: Question, n: int, total: int, style=_plain) -> str:
+def render_question(q: Question, n: int, total: int, style=plain) -> str:
     head = f"Question {n} of {total}  [{q.topic}, {q.difficulty}{', this host' if q.live else ''}]"
     lines = [style(head, bold=True), _wrap(q.question)]
     for i, c in enumerate(q.choices, 1):
@@ -102,7 +102,7 @@ def prompt_for(q: Question) -> str:
     return f"Your answer (1-{len(q.choices)}, q to stop): "
 
 
-def feedback(q: Question, given: int, style=_plain) -> str:
+def feedback(q: Question, given: int, style=plain) -> str:
     if given == q.answer:
         first = style("Correct!", fg="green", bold=True)
     else:
@@ -113,7 +113,7 @@ def feedback(q: Question, given: int, style=_plain) -> str:
     return "\n".join(out)
 
 
-def summary(o: Outcome, style=_plain) -> str:
+def summary(o: Outcome, style=plain) -> str:
     pct = f" ({round(100 * o.score / o.answered)}%)" if o.answered else ""
     lines = []
     if o.ended != COMPLETE:
@@ -151,7 +151,7 @@ def read_choice(q: Question, ask: Callable[[str], str | None], say: Callable[[st
 
 
 def play(questions: Sequence[Question], ask: Callable[[str], str | None], say: Callable[[str], None],
-         *, style=_plain, **kw) -> Outcome:
+         *, style=plain, **kw) -> Outcome:
     """One interactive round; ends early on EOF, q or Ctrl-C with the score so far."""
     given: list[int | None] = [None] * len(questions)
     ended = COMPLETE

@@ -46,7 +46,7 @@ class Allocator:
     name = "?"
     scope = TUPLE
     # the parity preference, for reports: "low" (connect), "other" (bind), None
-    parity = None
+    parity: str | None = None
     keyed = False  # uses key_hash: draws a per-run secret
 
     def __init__(self, space: PortSpace, rng: random.Random):

@@ -126,7 +126,7 @@ class LinuxConnect(_Walker):
 
     name = "linux"
     scope = TUPLE
-    parity = "low"
+    parity: str | None = "low"
     keyed = True
 
     def __init__(self, space: PortSpace, rng: random.Random, socket_range: PortRange | None = None,
@@ -186,7 +186,7 @@ class LinuxBind(_Walker):
 
     name = "linux-bind"
     scope = SOURCE
-    parity = "other"
+    parity: str | None = "other"
 
     def __init__(self, space: PortSpace, rng: random.Random):
         super().__init__(space, rng)

@@ -5,6 +5,7 @@ import random
 
 from ..errors import BadInput
 from ..ports import PortRange
+from . import alloc_linux, alloc_rfc6056, alloc_udp
 from .alloc_base import GLOBAL, SOURCE, TUPLE, Allocator
 from .space import PortSpace
 
@@ -21,7 +22,6 @@ def scope_of(name: str) -> str:
 
 def make(name: str, space: PortSpace, rng: random.Random, *, socket_range: PortRange | None = None,
          udp_hash_size: int | None = None) -> Allocator:
-    from . import alloc_linux, alloc_rfc6056, alloc_udp
 
     if name == "linux":
         return alloc_linux.LinuxConnect(space, rng, socket_range=socket_range)

@@ -10,13 +10,14 @@ import random
 import time
 from array import array
 from collections import deque
+from typing import Any
 
 import numpy as np
 
+from ..errors import BadInput
 from . import allocators, arrivals
 from .alloc_base import GLOBAL, TUPLE
 from .result import Result, Series, parity_stats, predictability
-from ..errors import BadInput
 from .workload import MAX_SAMPLES, Workload
 
 SERIES_POINTS = 200
@@ -61,7 +62,9 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
     bits = getattr(alloc, "bits", None)  # hot pools' free-port bitsets (linux models)
     if bits is None:
         bits = {}
-    release, occupy = getattr(alloc, "release", None), getattr(alloc, "occupy", None)
+    # only the linux models keep `bits` and have release/occupy: called only when bits is set
+    release: Any = getattr(alloc, "release", None)
+    occupy: Any = getattr(alloc, "occupy", None)
     eligq: deque = deque()  # (TIME_WAIT start, pool, port): tw_reuse may take it over from then on
     track_elig = reuse_after is not None and tw > 0
 
@@ -186,7 +189,7 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
         s_fail.append(bin_fail)
     series = Series(s_t, s_est, s_tw, s_ports, s_fail) if timeseries else None
     low = alloc.low if hasattr(alloc, "low") else w.space.low
-    first_pass = {"low": low & 1, "other": (low & 1) ^ 1}.get(alloc.parity)
+    first_pass = {"low": low & 1, "other": (low & 1) ^ 1}.get(alloc.parity or "")
     par = parity_stats(ports_log, first_pass, low & 1) if record else {}
     pred = predictability(ports_log, kids_log, w.space.range.size) if record else {}
     return Result(

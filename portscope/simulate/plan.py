@@ -89,7 +89,7 @@ def first_index(w: Workload, held: int) -> int:
 def in_a_row_demand(w: Workload) -> int:
     """Ports pool 0 must hold for `connects` in a row. The round-robin order fills it
     first (see first_index), so this is the demand on the busiest pool."""
-    n, p, d = w.connects, w.pairs, w.destinations
+    n, p, d = w.connect_count, w.pairs, w.destinations
     if w.scope == TUPLE:
         return -(-n // p)
     if w.scope == SOURCE:
@@ -101,14 +101,13 @@ def onsets(w: Workload, tw_s: float, cap: Capacity) -> tuple[float | None, float
     """(earliest, latest) first failure in simulated seconds, ignoring --duration:
     earliest None = no failure; latest None = a failure is not certain."""
     if w.in_a_row:
-        n = w.connects
+        n = w.connect_count
         lo, hi = first_index(w, cap.min), first_index(w, cap.max)
         return (lo * IN_A_ROW_GAP if n > lo else None, hi * IN_A_ROW_GAP if n > hi else None)
     holds = _holds(w, tw_s)
-    rate_pp = w.rate / w.pools
-    lo = _onset(rate_pp, holds, cap.min) if cap.min else 0.0
-    hi = _onset(rate_pp, holds, cap.max) if cap.max else 0.0
-    return lo, hi
+    rate_pp = w.rate_per_s / w.pools
+    return (_onset(rate_pp, holds, cap.min) if cap.min else 0.0,
+            _onset(rate_pp, holds, cap.max) if cap.max else 0.0)
 
 
 def plan(w: Workload) -> Plan:
@@ -124,7 +123,7 @@ def plan(w: Workload) -> Plan:
         if w.in_a_row:
             need, rate_pp = float(in_a_row_demand(w)), None
         else:
-            rate_pp = w.rate / pools
+            rate_pp = w.rate_per_s / pools
             need = rate_pp * hold
             if w.duration is not None:  # the run ends first
                 lo = None if lo is not None and lo >= w.duration else lo
@@ -162,9 +161,9 @@ def check_span(w: Workload, hold: float, onset: float | None) -> float | None:
     if w.in_a_row:
         return None
     horizon = max(1.5 * hold if math.isfinite(hold) else 0.0, 1.2 * (onset or 0.0), 1.0)
-    span = min(w.duration or math.inf, horizon, MAX_CHECK_CONNECTS / w.rate)
+    span = min(w.duration or math.inf, horizon, MAX_CHECK_CONNECTS / w.rate_per_s)
     if w.connects is not None and w.arrivals == "fixed":
-        span = min(span, w.connects / w.rate)
+        span = min(span, w.connects / w.rate_per_s)
     return span
 
 
@@ -205,7 +204,7 @@ def check(w: Workload, p: Plan) -> dict:
     tw = w.effective_time_wait
     lo, hi = onsets(w, tw, cap)
     out = _simulate(w, p.hold_s, hi if hi is not None else lo)
-    span = w.connects * IN_A_ROW_GAP if w.in_a_row else out["simulated_s"]
+    span = w.connect_count * IN_A_ROW_GAP if w.in_a_row else out["simulated_s"]
     out["agrees"] = _agrees(out, lo, hi, span, timing=True, exact=w.in_a_row)
     out["duration_default"] = not w.in_a_row and w.duration is None and w.connects is None
     if p.fits or w.in_a_row:

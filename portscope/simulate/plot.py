@@ -24,8 +24,8 @@ def plot(r: Result, path: str) -> None:
         ax1.axhline(r.capacity.max, color="grey", linewidth=0.8, linestyle=":", label=per)
         ax1.set_ylabel("sockets / ports")
         ax1.legend(loc="upper left", fontsize=8)
-        edges = [0.0] + list(s.t)  # each sample closes the interval that ends at it
-        ax2.stairs(s.failures, edges, fill=True, color="tab:red")
+        intervals = [0.0] + list(s.t)  # each sample closes the interval that ends at it
+        ax2.stairs(s.failures, intervals, fill=True, color="tab:red")
         ax2.set_ylabel("refused connects (EADDRNOTAVAIL)\nper interval")
         ax2.set_xlabel("simulated time (s)")
     import numpy as np

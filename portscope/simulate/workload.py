@@ -162,6 +162,20 @@ class Workload:
     seed: int = 0
     interval: float | None = None
 
+    @property
+    def rate_per_s(self) -> float:
+        """The arrival rate of a rate-driven run (set whenever `in_a_row` is false)."""
+        if self.rate is None:
+            raise BadInput("this workload has no --rate")
+        return self.rate
+
+    @property
+    def connect_count(self) -> int:
+        """The number of connects of an in-a-row run (set whenever `in_a_row` is true)."""
+        if self.connects is None:
+            raise BadInput("this workload has no --connects")
+        return self.connects
+
     def __post_init__(self) -> None:
         for name in ("destinations", "sources"):
             _whole(name, getattr(self, name), 1, 1_000_000)

@@ -6,13 +6,19 @@
 Linux uses NETLINK_SOCK_DIAG (filters run in the kernel) and falls back to
 /proc/net when netlink is refused; other systems use psutil. Every backend
 returns the same columnar SocketTable (see table.py), classified by the same
-rules (filters.classify), and `table.backend` says which one ran.
+rules (filters.mark_ephemeral), and `table.backend` says which one ran.
 """
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager, nullcontext
 
+from .. import netns as _netns  # ctypes on Python < 3.12: only when needed
 from ..errors import BadInput, Unsupported
+from ..host import host_facts
+from . import netlink, other, procfs
+from . import owners as _owners
+from .filters import mark_ephemeral
 from .table import PROTO_NAMES, STATE_CODES, SocketTable
 
 ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
@@ -56,7 +62,6 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
 
 def _linux_read(backend, protos, families, states, sport, auto, owners) -> SocketTable:
     if backend in (None, "netlink"):
-        from . import netlink
         # SCTP comes from /proc/net/sctp even on the netlink path: sctp_diag reports
         # association states in SCTP's own numbering and multi-homed addresses in
         # attributes, and no kernel here offers it to verify a parser against
@@ -75,12 +80,10 @@ def _linux_read(backend, protos, families, states, sport, auto, owners) -> Socke
         return table
     if backend == "procfs":
         return _procfs(protos, families, states, sport)
-    from . import other
     return other.read_table(protos, families, states, sport, owners=owners)
 
 
 def _procfs(protos, families, states, sport) -> SocketTable:
-    from . import procfs
     return procfs.read_table(protos, families, states, sport)
 
 
@@ -106,26 +109,17 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
     if netns and not linux:
         raise Unsupported("--netns is available on Linux only")
 
-    if netns:
-        from .. import netns as _netns    # ctypes on Python < 3.12: only when needed
-        where = _netns.entered(netns)
-    else:
-        from contextlib import nullcontext
-        where = nullcontext()
+    where: AbstractContextManager[None] = _netns.entered(netns) if netns else nullcontext()
     with where:
         if linux:
             table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners)
         else:
-            from . import other
             table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:
         if facts is None:
-            from ..host import facts as host_facts
             facts = host_facts(netns)
-        from .filters import classify as _classify
-        _classify(table, facts.ephemeral, facts.reserved)
+        mark_ephemeral(table, facts.ephemeral, facts.reserved)
     if owners and table.pid is None:       # psutil tables come with their owners
-        from . import owners as _owners
         _owners.fill(table)
     return table
 

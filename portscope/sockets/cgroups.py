@@ -17,11 +17,12 @@ import os
 import socket
 import struct
 
+from .. import containers
+from ..netns import entered
 from . import netlink
 from .table import PROTO_CODES
 
 INET_DIAG_CGROUP_ID = 21
-_ATTR = struct.Struct("=HH")
 _U64 = struct.Struct("=Q")
 
 
@@ -30,7 +31,7 @@ def read_ids(protos=("tcp", "udp", "udplite"), families=(4, 6)) -> dict[tuple, i
     (empty when the kernel sends no cgroup ids). The key is (proto, family, local
     address, local port, remote address, remote port, inode): a socket still in a
     listener's accept queue has no inode yet, but has a cgroup."""
-    out: dict[int, int] = {}
+    out: dict[tuple, int] = {}
     sock = netlink.open_socket()
     buf = bytearray(netlink.RECV_BYTES)
     seq = 0
@@ -40,7 +41,10 @@ def read_ids(protos=("tcp", "udp", "udplite"), families=(4, 6)) -> dict[tuple, i
             for fam in families:
                 seq += 1
                 try:
-                    _dump(sock, fam, code, seq, buf, out, code)
+                    for off, length in netlink.records(sock, fam, code, netlink.ALL_STATES, seq, buf):
+                        cid = _cgroup_id(buf, off, length)
+                        if cid is not None:
+                            out[_key(buf, off, code)] = cid
                 except netlink.ProtocolMissing:
                     continue
     finally:
@@ -48,38 +52,19 @@ def read_ids(protos=("tcp", "udp", "udplite"), families=(4, 6)) -> dict[tuple, i
     return out
 
 
-def _dump(sock, family: int, proto: int, seq: int, buf: bytearray, out: dict, code: int) -> None:
-    sock.send(netlink._request(family, proto, netlink.ALL_STATES, b"", seq))
-    while True:
-        n = sock.recv_into(buf)
-        off = 0
-        while off + 16 <= n:
-            length, kind = struct.unpack_from("=IH", buf, off)
-            if length < 16:
-                raise netlink.NetlinkRefused("malformed netlink message")
-            if kind == netlink.NLMSG_DONE:
-                return
-            if kind == netlink.NLMSG_ERROR:
-                err = struct.unpack_from("=i", buf, off + 16)[0]
-                if err < 0:
-                    netlink._raise(-err)
-                return
-            if kind == netlink.SOCK_DIAG_BY_FAMILY and length >= netlink.HEAD:
-                inode = struct.unpack_from("=I", buf, off + 84)[0]
-                fam = 4 if buf[off + 16] == socket.AF_INET else 6
-                w = 4 if fam == 4 else 16
-                sport, dport = struct.unpack_from("!HH", buf, off + 20)
-                key = (code, fam, bytes(buf[off + 24:off + 24 + w]), sport,
-                       bytes(buf[off + 40:off + 40 + w]), dport, inode)
-                a, end = off + netlink.HEAD, off + length
-                while a + 4 <= end:
-                    alen, atype = _ATTR.unpack_from(buf, a)
-                    if alen < 4:
-                        break
-                    if atype == INET_DIAG_CGROUP_ID and alen >= 12:
-                        out[key] = _U64.unpack_from(buf, a + 4)[0]
-                    a += (alen + 3) & ~3
-            off += (length + 3) & ~3
+def _cgroup_id(buf: bytearray, off: int, length: int) -> int | None:
+    for atype, at, alen in netlink.attributes(buf, off, length):
+        if atype == INET_DIAG_CGROUP_ID and alen >= 8:
+            return _U64.unpack_from(buf, at)[0]
+    return None
+
+
+def _key(buf: bytearray, off: int, code: int) -> tuple:
+    fam = 4 if buf[off + 16] == socket.AF_INET else 6
+    w = 4 if fam == 4 else 16
+    sport, dport = struct.unpack_from("!HH", buf, off + 20)
+    inode = struct.unpack_from("=I", buf, off + 84)[0]
+    return (code, fam, bytes(buf[off + 24:off + 24 + w]), sport, bytes(buf[off + 40:off + 40 + w]), dport, inode)
 
 
 def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
@@ -118,13 +103,10 @@ def paths(ids, mount: str | None = None) -> dict[int, str]:
 def fill(table, netns: str | None = None) -> None:
     """Set table.cgroup: per row, {"id", "path", "container", "pod"} or None (TIME_WAIT,
     request sockets, a kernel without cgroup ids, or another backend than netlink)."""
-    from .. import containers
-    from .. import netns as _netns
-
     table.cgroup = [None] * len(table)
     if table.backend != "netlink":
         return
-    with _netns.entered(netns):
+    with entered(netns):
         ids = read_ids()
     where = paths(set(ids.values()))
     cache: dict[int, dict] = {}

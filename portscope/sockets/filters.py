@@ -5,12 +5,26 @@ the same rules (the contract tests rely on it).
 """
 from __future__ import annotations
 
+import ipaddress
 from array import array
+from collections import Counter
 
+from ..errors import BadInput
 from .table import (
-    AUTO_NO, AUTO_UNKNOWN, AUTO_YES, EPH_LOCAL, EPH_NONE, EPH_REMOTE, METHOD_KERNEL, METHOD_RANGE,
-    TCP_LISTEN, SocketTable,
+    AUTO_NO,
+    AUTO_UNKNOWN,
+    AUTO_YES,
+    EPH_LOCAL,
+    EPH_NONE,
+    EPH_REMOTE,
+    METHOD_KERNEL,
+    METHOD_RANGE,
+    PROTO_NAMES,
+    STATE_NAMES,
+    TCP_LISTEN,
+    SocketTable,
 )
+
 
 # one byte per row packs ephemeral | method << 2 | auto_bound << 4, so a single
 # bytes(map(...)) pass builds three columns
@@ -28,7 +42,7 @@ def port_mask(ephemeral, reserved=None) -> bytearray:
     return mask
 
 
-def classify(table: SocketTable, ephemeral, reserved=None) -> None:
+def mark_ephemeral(table: SocketTable, ephemeral, reserved=None) -> None:
     """Fill table.ephemeral and table.method (and correct table.auto_bound).
 
     The kernel decides when it can (sock_diag AUTO: the program did not bind the
@@ -100,8 +114,6 @@ _V4_MAPPED = bytes(10) + b"\xff\xff"
 
 def parse_net(text: str, what: str):
     """An address or CIDR network for --src / --dst; BadInput otherwise."""
-    import ipaddress
-    from ..errors import BadInput
     s = str(text).strip()
     try:
         return ipaddress.ip_network(s, strict=False)
@@ -163,8 +175,6 @@ def select(table: SocketTable, *, port=None, src=None, dst=None, ephemeral=None,
 
 def counts(table: SocketTable, rows: list[int] | None = None) -> dict:
     """{"total", "by_proto", "by_state", "by_proto_state"} without building any row."""
-    from collections import Counter
-    from .table import PROTO_NAMES, STATE_NAMES
     if rows is None:
         pairs = Counter(zip(table.proto, table.state))
     else:

@@ -22,9 +22,15 @@ import socket
 import struct
 import sys
 from array import array
+from typing import Iterable, Iterator, Literal
 
 from .table import (
-    AUTO_NO, AUTO_UNKNOWN, AUTO_YES, PROTO_CODES, TCP_LISTEN, SocketTable,
+    AUTO_NO,
+    AUTO_UNKNOWN,
+    AUTO_YES,
+    PROTO_CODES,
+    TCP_LISTEN,
+    SocketTable,
 )
 
 NETLINK_SOCK_DIAG = 4
@@ -207,7 +213,7 @@ def _raise(code: int):
     raise NetlinkRefused(f"{errno.errorcode.get(code, code)}: {os.strerror(code)}")
 
 
-def _cut(blob, stride: int, code: str, offset: int) -> array:
+def _cut(blob, stride: int, code: Literal["H", "I"], offset: int) -> array:
     """The field at byte `offset` of every `stride`-byte record, via a strided view."""
     a = array(code)
     size = a.itemsize
@@ -216,8 +222,8 @@ def _cut(blob, stride: int, code: str, offset: int) -> array:
 
 
 def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int) -> None:
-    for stride, blob in blobs.items():
-        blob = bytes(blob)              # slices of bytes are bytes: the address column
+    for stride, raw in blobs.items():
+        blob = bytes(raw)               # slices of bytes are bytes: the address column
         size = len(blob)
         n = size // stride
         if not n:
@@ -236,7 +242,7 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
         table.family.frombytes(fams)
         table.state.frombytes(states)
         for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
-            addrs = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
+            addrs: Iterable[bytes] = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
             if w == 16 and v4:         # a legacy dump mixing families: IPv4 uses 4 bytes
                 addrs = [a[:4] if f == 4 else a for a, f in zip(addrs, fams)]
             column.extend(addrs)
@@ -291,6 +297,7 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
                 # even when it returns nothing), so: all sockets that pass AUTO, then
                 # the few that do not; TIME_WAIT and request sockets always pass
                 # AUTO, and stay out of the second walk's bytecode
+                parts: list[tuple[int, bool | None, int]]
                 if auto:
                     parts = [(mask, True, AUTO_YES), (mask & ~_NO_BIND_LOCK, False, AUTO_NO)]
                 else:
@@ -336,3 +343,46 @@ def _listeners(table, sock, families, buf, seq) -> int:
         for stride, blob in dump(sock, fam, tcp, 1 << TCP_LISTEN, b"", seq, buf).items():
             ls.update((tcp, socket.ntohs(p)) for p in _cut(blob, stride, "H", 20))
     return seq
+
+
+def records(sock: socket.socket, family: int, proto: int, states: int, seq: int,
+            buf: bytearray) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each inet_diag reply of one dump, attributes included, in `buf`
+    (valid until the next item). For readers that need the attributes the fast path drops
+    (sockets/cgroups.py: INET_DIAG_CGROUP_ID; egress.py: TIME_WAIT expiry): a plain loop,
+    slower than read_table, so only when asked."""
+    try:
+        sock.send(_request(family, proto, states, b"", seq))
+    except OSError as e:
+        raise NetlinkRefused(_why(e))
+    while True:
+        try:
+            n = sock.recv_into(buf)
+        except OSError as e:
+            raise NetlinkRefused(_why(e))
+        off = 0
+        while off + 16 <= n:
+            length, kind = struct.unpack_from("=IH", buf, off)
+            if length < 16:
+                raise NetlinkRefused("malformed netlink message")
+            if kind == NLMSG_DONE:
+                return
+            if kind == NLMSG_ERROR:
+                err = struct.unpack_from("=i", buf, off + 16)[0]
+                if err < 0:
+                    _raise(-err)
+                return
+            if kind == SOCK_DIAG_BY_FAMILY and length >= HEAD:
+                yield off, length
+            off += (length + 3) & ~3
+
+
+def attributes(buf: bytearray, off: int, length: int) -> Iterator[tuple[int, int, int]]:
+    """(type, value offset, value length) of each attribute of the reply at `off`."""
+    a, end = off + HEAD, off + length
+    while a + 4 <= end:
+        alen, atype = _ATTR.unpack_from(buf, a)
+        if alen < 4:
+            return
+        yield atype, a + 4, alen - 4
+        a += (alen + 3) & ~3

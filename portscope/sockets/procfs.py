@@ -16,7 +16,13 @@ from array import array
 from .. import netns as _netns
 from ..errors import NotPermitted, SystemReadError
 from .table import (
-    AUTO_UNKNOWN, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN, SocketTable,
+    AUTO_UNKNOWN,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+    PROTO_UDPLITE,
+    TCP_LISTEN,
+    SocketTable,
 )
 
 # (proto code, family, file under /proc/net)
@@ -117,18 +123,7 @@ class _Sink:
             return -1
         if self.sport is not None and not (self.sport.low <= lport <= self.sport.high):
             return -1
-        t = self.t
-        t.proto.append(proto)
-        t.family.append(family)
-        t.state.append(state)
-        t.local_addr.append(laddr)
-        t.local_port.append(lport)
-        t.remote_addr.append(raddr)
-        t.remote_port.append(rport)
-        t.uid.append(uid)
-        t.inode.append(inode)
-        t.auto_bound.append(AUTO_UNKNOWN)
-        return len(t.proto) - 1
+        return self.t.append(proto, family, state, laddr, lport, raddr, rport, uid, inode, AUTO_UNKNOWN)
 
 
 def parse_inet(text: str, proto: int, family: int, sink: _Sink) -> None:
@@ -169,7 +164,7 @@ def _columns(header: str, *names: str) -> list[int]:
     return [cols.index(n) for n in names]
 
 
-def _addr_list(tokens: list[str]) -> list[bytes]:
+def _addr_list(tokens: list[str]) -> list[tuple[int, bytes]]:
     """Addresses of one side, primary (`*`) first; all of one family."""
     parsed = [_text_addr(a) for a in tokens]
     star = next((k for k, a in enumerate(tokens) if a.startswith("*")), 0)

@@ -1,0 +1,152 @@
+"""Text rendering shared by several commands (tables of destinations, findings, a change's
+report). Commands import this and `common`, never each other."""
+from __future__ import annotations
+
+import click
+
+from ..findings import percent
+from ..host._common import change_json
+from .common import emit_json
+
+
+def render_destinations(res, echo=click.echo) -> None:
+    fc = res.forecast is not None
+    if not res.destinations:
+        echo("  (no outgoing connections using the ephemeral range)")
+        return
+    rows = [("PROTO", "SOURCE -> DESTINATION", "IN USE", "TIME_WAIT", "CAPACITY", "USE")
+            + (("RATE/s", "MAX/s", "EXHAUSTED IN") if fc else ())]
+    for d in res.destinations:
+        row: tuple[str, ...] = (d.proto, d.label, str(d.in_use), str(d.time_wait), str(d.capacity), percent(d.utilization))
+        if fc:
+            eta = "-" if d.seconds_to_exhaustion is None else f"{d.seconds_to_exhaustion:.0f} s"
+            mx = "-" if d.sustainable_rate_per_s is None else f"{d.sustainable_rate_per_s:.1f}"
+            row += (f"{d.rate_per_s:.1f}", mx, eta)
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        echo("  " + "  ".join(cells).rstrip())
+    if res.others["destinations"]:
+        echo(f"  ... and {res.others['destinations']} more destination(s) holding {res.others['in_use']} port(s)")
+
+
+def render_global(res, echo=click.echo) -> None:
+    g = res.global_
+    echo(f"Global: {g.in_use} of {g.capacity} usable ports in use ({percent(g.utilization)}): "
+         f"{g.listeners} listener, {g.bind_held} bind-held, {g.udp} UDP, "
+         f"{g.connect} connect() sockets ({g.time_wait} in TIME_WAIT)")
+
+
+def render_findings(res, echo=click.echo) -> None:
+    if not res.findings:
+        echo("  none: nothing to fix")
+        return
+    for f in res.findings:
+        echo(f"  [{f.severity.upper()}] {f.id}: {f.message}")
+        echo(f"      fix: {f.remedy}")
+
+
+def report_change(plan, result, dry_run: bool, as_json: bool) -> None:
+    """Shared by `range set` and `reserve add|remove`."""
+    if as_json:
+        emit_json(change_json(plan, result, dry_run))
+        return
+    commands = plan.commands()
+    for w in plan.warnings:
+        click.echo(f"portscope: warning: {w}", err=True)
+    for n in plan.notes:
+        click.echo(f"note: {n}")
+    if dry_run:
+        if commands:
+            click.echo("Dry run; these commands would run:")
+            for c in commands:
+                click.echo(f"  {c}")
+        return
+    if result is None:
+        return
+    for s in plan.steps:
+        click.echo(f"{s.key}: {s.old or '(empty)'} -> {result.read_back.get(s.key, '?') or '(empty)'} (read back)")
+    if result.persisted:
+        click.echo(f"Persisted in {result.persisted}")
+
+
+# negative numbers must reach our own check (one clear line), not click's option parser
+
+
+# ---- --all-netns and --egress ----
+
+def warn_skipped(skipped) -> None:
+    for s in skipped:
+        click.echo(f"portscope: warning: namespace {s['netns'] or s['netns_inode']} skipped: {s['reason']}", err=True)
+
+
+def _labelled_findings(finds, echo=click.echo) -> None:
+    from ..allnetns import who
+    echo("Findings:")
+    if not finds:
+        echo("  none: nothing to fix")
+    for f in finds:
+        echo(f"  [{f['severity'].upper()}] {who(f)} {f['id']}: {f['message']}")
+        echo(f"      fix: {f['remedy']}")
+
+
+def render_report_all(walk, doc, echo=click.echo) -> None:
+    """`report --all-netns` as text: one line per namespace, then every finding."""
+    from ..allnetns import who
+    from ..check import status
+    echo(f"portscope report --all-netns: {doc['status'].upper()} ({len(walk.visits)} namespaces"
+         + (f", {len(walk.skipped)} skipped" if walk.skipped else "") + ")")
+    echo("")
+    for v in walk.visits:
+        res, w = v.value, v.value.worst
+        worst = (f"worst {w.proto} {w.label} {w.in_use}/{w.capacity} ({percent(w.utilization)})"
+                 if w else "no outgoing connection in the range")
+        echo(f"  {status(res).upper():8} {who(v.labels())}: {worst}; {len(res.findings)} finding(s)")
+    echo("")
+    _labelled_findings(doc["findings"], echo)
+
+
+def render_pressure_all(walk, doc, top, echo=click.echo) -> None:
+    """`pressure --all-netns` as text: every destination with its namespace, then findings."""
+    from ..allnetns import who
+    dests = doc["destinations"]
+    echo(f"Destinations across {len(walk.visits)} namespaces ({len(dests)}):")
+    rows = [("NAMESPACE", "PROTO", "SOURCE -> DESTINATION", "IN USE", "TIME_WAIT", "CAPACITY", "USE")]
+    for d in dests[:top] if top is not None else dests:
+        dst = f"[{d['dst']}]" if ":" in d["dst"] else d["dst"]
+        rows.append((who(d), d["proto"], f"{d['src']} -> {dst}:{d['dport']}", str(d["in_use"]),
+                     str(d["time_wait"]), str(d["capacity"]), percent(d["utilization"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        echo("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    _labelled_findings(doc["findings"], echo)
+
+
+def render_egress(res, echo=click.echo) -> None:
+    """`pressure --egress` as text."""
+    from ..egress import who
+    b = res.budget
+    echo(f"Egress through the NAT ({res.namespaces_read} namespaces): budget {b.per_destination} flows per "
+         f"destination ({b.source}); closed flows held {b.hold_seconds:g} s")
+    if not res.destinations:
+        echo("  (no flow to a NAT-bound destination)")
+    else:
+        rows = [("PROTO", "DESTINATION", "FLOWS", "LIVE", "HELD", "BUDGET", "USE", "TOP SOURCES")]
+        for d in res.destinations:
+            dst = f"[{d.dst}]" if ":" in d.dst else d.dst
+            srcs = ", ".join(f"{who(s)} {s.flows}" for s in d.top_sources[:3])
+            rows.append((d.proto, f"{dst}:{d.dport}", str(d.flows), str(d.live), str(d.closed_held),
+                         str(d.budget), percent(d.utilization), srcs))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            echo("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                 + "  " + r[-1])
+    if res.others["destinations"]:
+        echo(f"  ... and {res.others['destinations']} more destination(s) with {res.others['flows']} flow(s)")
+    echo("Findings:")
+    if not res.findings:
+        echo("  none: every destination is under 80% of the budget")
+    for f in res.findings:
+        echo(f"  [{f.severity.upper()}] {f.id}: {f.message}")
+        echo(f"      fix: {f.remedy}")
