@@ -120,7 +120,8 @@ def parse(text: str) -> Identity:
     is preferred; any v1 hierarchy fills what it lacks."""
     if not _MARKERS.search(text):
         return NONE
-    v2, v1 = [], []
+    v2: list[str] = []
+    v1: list[str] = []
     for line in text.splitlines():
         line = line.strip()
         if not line:

@@ -118,6 +118,7 @@ def budget(nat_budget: int | None = None, cloud: str | None = None, nat_addresse
         raise BadInput(f"--nat-budget must be >= 1, got {nat_budget}")
     n = nat_addresses or 1
     if cloud is None:
+        assert nat_budget is not None
         return Budget(nat_budget * n, n, f"--nat-budget {nat_budget} per address x {n}", None,
                       DEFAULT_HOLD if hold is None else hold)
     p = PRESETS.get(cloud)
@@ -293,7 +294,8 @@ def analyze(visits, b: Budget, *, top: int | None = 20, skipped=(), warnings=(),
             earlier=None, elapsed: float | None = None) -> EgressResult:
     """visits: [(NetNamespace, NsFlows)] -> per-destination flows vs the budget.
     earlier/elapsed (--interval): the same namespaces' flows one interval before."""
-    live, closed = Counter(), Counter()
+    live: Counter = Counter()
+    closed: Counter = Counter()
     contrib: dict = defaultdict(Counter)        # key -> (netns, container json, pod json) -> flows
     cg_ids = {cg for _, f in visits for per in f.by_cgroup.values() for cg in per}
     where = cgroup_paths(cg_ids) if cg_ids else {}
@@ -321,7 +323,7 @@ def analyze(visits, b: Budget, *, top: int | None = 20, skipped=(), warnings=(),
     rates = {}
     if earlier is not None and elapsed:
         before = set().union(*(f.keys for _, f in earlier)) if earlier else set()
-        new = Counter()
+        new: Counter = Counter()
         for _, f in visits:
             for k in f.keys - before:
                 new[(k[0], k[3], k[4])] += 1
@@ -408,8 +410,14 @@ def run(b: Budget, *, top: int | None = 20, include_private: bool = False,
         earlier = visits
         walk, visits = collect(b.hold_seconds, include_private)
         elapsed = time.monotonic() - t0
-    return analyze(visits, b, top=top, skipped=walk.skipped, warnings=walk.discovery.warnings,
+    return analyze(visits, b, top=top, skipped=walk.skipped,
+                   warnings=walk.discovery.warnings if walk.discovery else [],
                    earlier=earlier, elapsed=elapsed)
 
 
-__all__ = ["PRESETS", "Budget", "budget", "run", "analyze", "read_flows", "EgressResult", "who"]
+# the flat API's names (portscope.nat_budget, portscope.measure_egress)
+nat_budget = budget
+measure_egress = run
+
+__all__ = ["PRESETS", "Budget", "budget", "run", "analyze", "read_flows", "EgressResult", "who",
+           "nat_budget", "measure_egress"]

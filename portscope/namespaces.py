@@ -137,7 +137,7 @@ def _unescape(s: str) -> str:
 
 def nsfs_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[tuple[int, str]]:
     """(inode, mount point) of every network-namespace bind mount we can see."""
-    out = []
+    out: list[tuple[int, str]] = []
     try:
         with open(mountinfo) as f:
             lines = f.read().splitlines()
@@ -355,18 +355,22 @@ def resolve_spec(spec: str, proc: str = "/proc") -> str:
         if text is None:
             continue
         ident = containers.parse(text)
-        obj = ident.container if kind == "container" else ident.pod
-        if obj is None:
-            continue
-        key = obj.id if kind == "container" else obj.uid
+        if kind == "container":
+            if ident.container is None:
+                continue
+            key = ident.container.id
+        else:
+            if ident.pod is None:
+                continue
+            key = ident.pod.uid
         known.add(key[:12] if kind == "container" else key)
         if (key.startswith(want) if kind == "container" else key == want):
             try:
-                ino = _ino_of_link(os.readlink(f"{proc}/{name}/ns/net"))
+                found = _ino_of_link(os.readlink(f"{proc}/{name}/ns/net"))
             except OSError:
                 continue
-            if ino is not None:
-                matches.setdefault(key, {}).setdefault(ino, int(name))
+            if found is not None:
+                matches.setdefault(key, {}).setdefault(found, int(name))
     what = "container id prefix" if kind == "container" else "pod UID"
     if not matches:
         raise BadInput(f"no running {kind} matches {what} {value!r} (known: {_short(known)})")
@@ -378,3 +382,6 @@ def resolve_spec(spec: str, proc: str = "/proc") -> str:
                        f"{_short(f'inode:{i}' for i in inodes)}; pick one with inode:N")
     (ino, pid), = inodes.items()
     return f"{proc}/{pid}/ns/net"
+
+
+discover_namespaces = discover      # the flat API's name (portscope.discover_namespaces)

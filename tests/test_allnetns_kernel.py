@@ -117,7 +117,7 @@ def test_exporter_all_netns_reads_unnamed_namespaces(scene):
 
 def test_a_namespace_that_vanishes_mid_scan_is_reported_once_and_skipped():
     from portscope.allnetns import each
-    from portscope.cli.pressure import gather
+    from portscope.datapath import measure
     from portscope.namespaces import discover
     w = World()
     try:
@@ -126,7 +126,7 @@ def test_a_namespace_that_vanishes_mid_scan_is_reported_once_and_skipped():
         victim = w.procs[1]
         victim.kill()
         victim.wait(5)
-        walk = each(lambda spec: gather(spec, top=5), discovery=d)
+        walk = each(lambda spec: measure(spec, top=5), discovery=d)
     finally:
         w.close()
     skipped = [s for s in walk.skipped if s["netns_inode"] == inode_of_safe(d, gone)]

@@ -9,10 +9,22 @@ import click
 
 from ..check import DEFAULT_CRIT, DEFAULT_WARN, STATUS, UNKNOWN
 from .common import (
-    egress_options, emit_json, json_option, netns_of, netns_option, refuse_with_netns, verbose, want_json,
+    egress_options,
+    emit_json,
+    json_option,
+    netns_of,
+    netns_option,
+    refuse_with_netns,
+    verbose,
+    want_json,
 )
 from .render import (
-    render_destinations, render_egress, render_findings, render_global, render_pressure_all, warn_skipped,
+    render_destinations,
+    render_egress,
+    render_findings,
+    render_global,
+    render_pressure_all,
+    warn_skipped,
 )
 
 
@@ -66,7 +78,7 @@ def _egress(opts: dict, kw: dict) -> None:
     b = budget(opts["nat_budget"], opts["cloud"], opts["nat_addresses"], opts["nat_hold"])
     res = run(b, top=kw.get("top"), include_private=opts["include_private"], interval=interval)
     warn_skipped(res.skipped)
-    if want_json(kw.get("json_out")):
+    if want_json(bool(kw.get("json_out"))):
         emit_json(res.to_json())
     else:
         render_egress(res)

@@ -87,7 +87,7 @@ def paths(ids, mount: str | None = None) -> dict[int, str]:
     out: dict[int, str] = {}
     if not mount or not want:
         return out
-    for root, dirs, _files in os.walk(mount):
+    for root, _dirs, _files in os.walk(mount):
         try:
             ino = os.stat(root).st_ino
         except OSError:
