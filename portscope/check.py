@@ -8,9 +8,13 @@ the findings' fixed 80% / 95% lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
 
 from .errors import BadInput
 from .findings import FINDING_IDS
+
+if TYPE_CHECKING:
+    from .pressure import PressureResult
 
 # monitoring-plugin exit codes (Nagios / Icinga / Sensu)
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -25,7 +29,7 @@ __all__ = ["Check", "evaluate_check", "check_value", "status", "parse_ignore", "
            "OK", "WARNING", "CRITICAL", "UNKNOWN", "STATUS", "DEFAULT_WARN", "DEFAULT_CRIT"]
 
 
-def status(res) -> str:
+def status(res: PressureResult) -> str:
     """"critical", "warning" or "ok": the most severe finding of a result."""
     sev = {f.severity for f in res.findings}
     return "critical" if "critical" in sev else "warning" if "warning" in sev else "ok"
@@ -40,7 +44,7 @@ def check_thresholds(warn: float | None, crit: float | None) -> tuple[float, flo
     return warn, crit
 
 
-def check_value(res) -> tuple[float, str]:
+def check_value(res: PressureResult) -> tuple[float, str]:
     """The number --check compares: the worst of any destination and of the exclusive pools."""
     g = res.global_
     cands = []
@@ -73,6 +77,7 @@ class Check:
     ignored: tuple[str, ...]
 
     def to_json(self) -> dict:
+        """The `pressure --check --json` document (docs/json.md)."""
         return {"status": STATUS[self.code], "exit_code": self.code, "line": self.line,
                 "value": round(self.value, 6), "what": self.what, "warn": self.warn, "crit": self.crit,
                 "reasons": list(self.reasons), "perfdata": list(self.perfdata), "ignored": list(self.ignored)}
@@ -89,7 +94,8 @@ def _perf_text(p: dict, fmt: str = "") -> str:
     return f"{p['label']}={v}{p['uom']};{g(p['warn'])};{g(p['crit'])};{g(p['min'])};{g(p['max'])}"
 
 
-def evaluate_check(res, warn: float = DEFAULT_WARN, crit: float = DEFAULT_CRIT, ignore=()) -> Check:
+def evaluate_check(res: PressureResult, warn: float = DEFAULT_WARN, crit: float = DEFAULT_CRIT,
+                   ignore: Iterable[str] = ()) -> Check:
     """Status = the worst of (a) the compared utilization against --warn/--crit and (b) the
     severity of every finding (critical -> CRITICAL, warning -> WARNING, info -> OK), except
     the findings the thresholds take the place of (THRESHOLD_FINDINGS) and those in `ignore`.
@@ -110,9 +116,10 @@ def evaluate_check(res, warn: float = DEFAULT_WARN, crit: float = DEFAULT_CRIT, 
             reasons.append({"source": "finding", "id": f.id, "severity": f.severity, "status": STATUS[c]})
             code = max(code, c)
     parts = [f"worst {pct:.1f}% ({what})"]
-    heading = [d for d in res.destinations if d.seconds_to_exhaustion is not None]
+    # (eta, destination) pairs: the eta typed as a float for the checker
+    heading = [(d.seconds_to_exhaustion, d) for d in res.destinations if d.seconds_to_exhaustion is not None]
     if heading:
-        d = min(heading, key=lambda d: d.seconds_to_exhaustion)
+        d = min(heading, key=lambda e: e[0])[1]
         parts.append(f"{d.proto} {d.label} runs out in {d.seconds_to_exhaustion:.0f} s "
                      f"at {d.rate_per_s:.1f}/s")
     fs = f"{len(res.findings)} finding(s)"
@@ -131,7 +138,7 @@ def evaluate_check(res, warn: float = DEFAULT_WARN, crit: float = DEFAULT_CRIT, 
     if res.forecast is not None:
         perf.append((_perf("new_connections_rate", round(res.forecast["rate_per_s"], 2), "", None, None, 0), ".2f"))
         if heading:
-            eta = min(d.seconds_to_exhaustion for d in heading)
+            eta = min(e for e, _ in heading)
             perf.append((_perf("seconds_to_exhaustion", round(eta), "s", None, None, 0), ""))
     line = (f"PORTSCOPE {STATUS[code]} - " + "; ".join(parts) + " | "
             + " ".join(_perf_text(p, fmt) for p, fmt in perf))
@@ -139,7 +146,7 @@ def evaluate_check(res, warn: float = DEFAULT_WARN, crit: float = DEFAULT_CRIT, 
                  perfdata=tuple(p for p, _ in perf), ignored=tuple(sorted(ignore)))
 
 
-def parse_ignore(values) -> frozenset:
+def parse_ignore(values: Iterable[str]) -> frozenset[str]:
     """Finding ids from repeated `--ignore ID[,ID]` values; BadInput for an unknown id."""
     ids = {x.strip() for v in values for x in v.split(",") if x.strip()}
     unknown = sorted(ids - set(FINDING_IDS))

@@ -11,12 +11,13 @@ from . import host, pressure
 from .errors import BadInput, NotPermitted, SystemReadError
 from .forecast import forecast, sample
 from .netns import Namespace
+from .numparse import INTERVAL_S, parse_real
 from .pressure import PressureResult
 
-MAX_INTERVAL = 3600.0
+MIN_INTERVAL, MAX_INTERVAL = INTERVAL_S
 MAX_SAMPLES = 1000
 
-__all__ = ["measure", "MAX_INTERVAL", "MAX_SAMPLES"]
+__all__ = ["measure", "MIN_INTERVAL", "MAX_INTERVAL", "MAX_SAMPLES"]
 
 
 def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, process: bool = False,
@@ -33,8 +34,8 @@ def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, p
         raise BadInput(f"--top must be >= 0, got {top}")
     if samples is not None and interval is None:
         raise BadInput("--samples needs --interval")
-    if interval is not None and not (0 < interval <= MAX_INTERVAL):
-        raise BadInput(f"--interval must be in (0, {MAX_INTERVAL:.0f}] seconds, got {interval:g}")
+    if interval is not None:
+        parse_real(interval, "--interval", MIN_INTERVAL, MAX_INTERVAL, unit="seconds")
     if samples is not None and not (2 <= samples <= MAX_SAMPLES):
         raise BadInput(f"--samples must be in 2..{MAX_SAMPLES}, got {samples}")
     name = str(netns) if netns else None

@@ -3,6 +3,7 @@
 USAGE = 2          # bad input: malformed ports, ranges, filters, unknown names
 NOT_PERMITTED = 3  # needs root or a capability
 UNSUPPORTED = 4    # not available on this platform / kernel
+WRITE_FAILED = 5   # the system could not store a file: disk full, read-only file system, I/O error
 
 
 class PortscopeError(Exception):
@@ -32,3 +33,9 @@ class Unsupported(PortscopeError):
 class SystemReadError(PortscopeError):
     """A procfs value or a command's output we cannot make sense of."""
     exit_code = USAGE
+
+
+class WriteFailed(PortscopeError):
+    """A file could not be written for a reason that is neither bad input nor missing
+    privilege (ENOSPC, EDQUOT, EROFS, EIO): the message names the file and the cause."""
+    exit_code = WRITE_FAILED

@@ -14,6 +14,7 @@ settings are kept by whatever creates it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .remedies import (
     IP_BIND_ADDRESS_NO_PORT,
@@ -25,6 +26,10 @@ from .remedies import (
     sysctl_command,
     wider_range,
 )
+
+if TYPE_CHECKING:     # pressure imports this module: the types only, for the checker
+    from .host import HostFacts
+    from .pressure import Destination, PressureResult
 
 WARN_UTIL = 0.80
 CRIT_UTIL = 0.95
@@ -41,7 +46,7 @@ SEVERITIES = ("critical", "warning", "info")
 FINDING_IDS = ("destination-critical", "destination-high", "destination-forecast-exhaustion",
                "pool-critical", "pool-warning", "pool-empty", "listener-in-range",
                "range-same-parity", "range-small", "time-wait-dominant", "bind-before-connect",
-               "udp-pool", "process-dominant")
+               "udp-pool", "process-dominant", "pool-full")
 
 __all__ = ["Finding", "FINDING_IDS", "SEVERITIES", "evaluate", "max_rate", "destination_label", "percent",
            "IP_BIND_ADDRESS_NO_PORT"]
@@ -58,6 +63,7 @@ class Finding:
     evidence: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
+        """`{"id", "severity", "message", "remedy", "evidence"}`."""
         return {"id": self.id, "severity": self.severity, "message": self.message,
                 "remedy": self.remedy, "evidence": self.evidence}
 
@@ -67,7 +73,7 @@ def rate_text(x: float) -> str:
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
-def max_rate(result) -> tuple[str, str]:
+def max_rate(result: PressureResult) -> tuple[str, str]:
     """(rate, basis): the most new connections/s one destination sustains without TIME_WAIT
     reuse, from the ports its connect() can count on. report's headline and range-small
     both say it this way, so they agree."""
@@ -77,7 +83,7 @@ def max_rate(result) -> tuple[str, str]:
     return rate_text(ports / tw), f"{basis} / {tw} s"
 
 
-def destination_label(d) -> str:
+def destination_label(d: Destination) -> str:
     """`tcp 10.0.0.1 -> [2001:db8::1]:443`: a destination as findings name it."""
     return f"{d.proto} {d.label}"
 
@@ -87,7 +93,8 @@ def percent(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
-def destination_findings(result, facts) -> list:
+def destination_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """destination-critical / destination-high: destinations at >= 95% / 80% of their source ports."""
     out = []
     crit = [d for d in result.destinations if d.utilization >= CRIT_UTIL]
     warn = [d for d in result.destinations if WARN_UTIL <= d.utilization < CRIT_UTIL]
@@ -110,7 +117,8 @@ def destination_findings(result, facts) -> list:
     return out
 
 
-def pool_findings(result, facts) -> list:
+def pool_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """pool-empty, pool-critical / pool-warning: ports held for every destination crowding out the pool."""
     g = result.global_
     out = []
     if not g.capacity:
@@ -134,7 +142,8 @@ def pool_findings(result, facts) -> list:
     return out
 
 
-def listener_findings(result, facts) -> list:
+def listener_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """listener-in-range: unreserved listeners inside the range (each costs every destination a port)."""
     ports = list(result.listener_ports)
     if not ports:
         return []
@@ -147,7 +156,8 @@ def listener_findings(result, facts) -> list:
         {"ports": ports[:100], "count": len(ports)})]
 
 
-def range_findings(result, facts) -> list:
+def range_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """range-same-parity and range-small: a range whose shape or size limits every destination."""
     out = []
     r, dflt = facts.ephemeral, facts.os_default
     if facts.os == "linux" and r.size > 1 and r.same_parity:
@@ -177,7 +187,8 @@ def range_findings(result, facts) -> list:
     return out
 
 
-def time_wait_findings(result, facts) -> list:
+def time_wait_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """time-wait-dominant: TIME_WAIT holds most client sockets and a real share of some capacity."""
     g = result.global_
     if not g.sockets or g.time_wait / g.sockets < TW_SHARE:
         return []
@@ -186,7 +197,8 @@ def time_wait_findings(result, facts) -> list:
         return []
     remedy = "reuse connections (HTTP keep-alive / a connection pool) instead of one connection per request"
     if facts.os == "linux" and facts.tcp_tw_reuse != 1:
-        now = {0: "off", 2: "loopback only"}.get(facts.tcp_tw_reuse, str(facts.tcp_tw_reuse))
+        reuse_names: dict[int | None, str] = {0: "off", 2: "loopback only"}
+        now = reuse_names.get(facts.tcp_tw_reuse, str(facts.tcp_tw_reuse))
         remedy += (f"; let connect() reuse TIME_WAIT ports (now {now}; needs TCP timestamps): "
                    f"{sysctl_command(facts, 'net.ipv4.tcp_tw_reuse=1')}")
     names = "; ".join(f"{destination_label(d)} {d.time_wait} TIME_WAIT/{d.capacity}" for d in hot[:MAX_LISTED])
@@ -197,7 +209,8 @@ def time_wait_findings(result, facts) -> list:
         remedy, {"time_wait": g.time_wait, "sockets": g.sockets, "tcp_tw_reuse": facts.tcp_tw_reuse})]
 
 
-def bind_findings(result, facts) -> list:
+def bind_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """bind-before-connect: ports blocked for every destination by sockets bound before connect()."""
     g = result.global_
     if not g.bind_held:
         return []
@@ -212,7 +225,8 @@ def bind_findings(result, facts) -> list:
         {"bind_held": g.bind_held, "inferred": g.bind_inferred, "capacity": g.capacity})]
 
 
-def udp_findings(result, facts) -> list:
+def udp_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """udp-pool: UDP sockets holding >= 10% of the pool (each keeps its port from every destination)."""
     g = result.global_
     if not g.capacity or not g.udp or g.udp / g.capacity < UDP_SHARE:
         return []
@@ -228,7 +242,8 @@ def udp_findings(result, facts) -> list:
         {"udp": g.udp, "capacity": g.capacity})]
 
 
-def process_findings(result, facts) -> list:
+def process_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """process-dominant: one process owns most client sockets and a real share of the pool."""
     g = result.global_
     known = [p for p in result.processes if p.pid is not None]
     if not known or not g.sockets or not g.capacity:
@@ -249,13 +264,66 @@ def process_findings(result, facts) -> list:
          "sockets": g.sockets, "capacity": g.capacity})]
 
 
+# The `pool-full` finding: every usable port of the range is in use, and by what.
+#
+# pool-critical judges the ports held *for every destination* (listeners, bind-before-connect,
+# UDP). That needs the bind-before-connect sockets to be recognised, and sock_diag cannot show
+# a bind(addr, 0): pressure infers it from bind(0)'s port parity, which says nothing once both
+# parities are taken. A client that binds before connect() until the kernel refuses leaves
+# exactly that: one destination with every port, the pool full, no port it can prove bind-held.
+# Then this finding says what holds the pool, and what that means for each possible cause.
+
+POOL_FULL_NAMED = 3
+
+
+def pool_full_findings(result: PressureResult, facts: HostFacts) -> list[Finding]:
+    """One critical finding when every port a new TCP socket can count on is in use and the
+    ports held for every destination alone do not already explain it (pool-critical)."""
+
+    g = result.global_
+    pool = result.tcp_pool_ports
+    if not g.capacity or not pool or g.in_use < pool:
+        return []
+    if g.tcp_exclusive / pool >= CRIT_UTIL:
+        return []                       # pool-critical names them already
+    by_client = max(0, g.in_use - g.listeners - g.bind_held - g.udp)
+    tcp = [d for d in result.destinations if d.proto == "tcp" and d.in_use]
+    tcp.sort(key=lambda d: d.in_use, reverse=True)
+    names = "; ".join(f"{destination_label(d)} {d.in_use}" for d in tcp[:POOL_FULL_NAMED])
+    more = f" and {len(tcp) - POOL_FULL_NAMED} more" if len(tcp) > POOL_FULL_NAMED else ""
+    # connect() alone shares a port between destinations once ports run short; bind(0) never does
+    unshared = g.sockets <= g.in_use
+    parity = ("the parity inference cannot tell bind-before-connect here: ports of both parities are taken"
+              if g.bind_inferred == 0 and by_client else
+              f"{g.bind_held} of them are known to be bind-held")
+    why = ("if the client binds before connect() (bind(addr, 0)), as a full pool with no port shared "
+           "between destinations suggests, each of these ports is blocked for every destination and "
+           "connect() to any other destination fails as well (EADDRINUSE/EADDRNOTAVAIL)"
+           if unshared else
+           "ports are shared between destinations, so plain connect() holds at least part of them: "
+           "destinations other than these can still connect")
+    return [_F(
+        "pool-full", "critical",
+        f"the global pool is full: all {pool} usable ports of {facts.ephemeral} are in use "
+        f"(listeners {g.listeners}, bind-before-connect {g.bind_held}, UDP {g.udp}, and {by_client} "
+        f"held by client sockets: {names or 'none'}{more}); {parity}. A new TCP bind(addr, 0) fails "
+        f"now; {why}",
+        f"in the client, before bind(addr, 0): setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1) "
+        f"(Python: s.setsockopt(socket.IPPROTO_IP, {IP_BIND_ADDRESS_NO_PORT}, 1)), or do not bind; reuse "
+        f"connections; or widen the range: {range_command(facts, *wider_range(facts))}",
+        {"in_use": g.in_use, "capacity": g.capacity, "pool": pool, "listeners": g.listeners,
+         "bind_held": g.bind_held, "bind_inferred": g.bind_inferred, "udp": g.udp,
+         "client_ports": by_client, "ports_shared": not unshared,
+         "destinations": [d.to_json() for d in tcp[:10]]})]
+
+
 RULES = (destination_findings, pool_findings, listener_findings, range_findings,
-         time_wait_findings, bind_findings, udp_findings)
+         time_wait_findings, bind_findings, udp_findings, pool_full_findings)
 
 
-def evaluate(result, facts, *, process: bool = False) -> list:
+def evaluate(result: PressureResult, facts: HostFacts, *, process: bool = False) -> list[Finding]:
     """All findings for an analysed result, most severe first."""
-    out = []
+    out: list[Finding] = []
     for rule in RULES:
         out.extend(rule(result, facts))
     if process:

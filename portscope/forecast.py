@@ -21,15 +21,18 @@ from collections import Counter
 from dataclasses import replace
 from ipaddress import ip_address
 from itertools import compress
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .findings import Finding, destination_label
 from .pressure import PressureResult, analyze, row_masks, truncate
 from .remedies import range_command, sysctl_command, wider_range
-from .sockets.table import PROTO_CODES
+from .sockets.table import PROTO_CODES, SocketTable
+
+if TYPE_CHECKING:
+    from .host import HostFacts
 
 
-def client_tuples(host_facts, table) -> set:
+def client_tuples(host_facts: HostFacts, table: SocketTable) -> set[tuple]:
     """(proto, laddr, lport, raddr, rport) of the client sockets analyze() counts (the same
     row masks, so both agree on what a client socket is)."""
     m = row_masks(host_facts, table)
@@ -55,7 +58,7 @@ def _mapped_loopback(a: str) -> bool:
     return bool(m and m.is_loopback)
 
 
-def forecast(host_facts, samples: list, *, top: int | None = None, process: bool = False,
+def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable]], *, top: int | None = None, process: bool = False,
              interval: float | None = None) -> PressureResult:
     """Analyse the last of `samples` [(monotonic_time, SocketTable), ...] (two or more) and add
     rate, steady state, sustainable rate and time to exhaustion to each destination."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
-import hmac
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -39,6 +40,8 @@ CONN_TIMEOUT = 10.0          # seconds a client may take to send its request (no
 
 @dataclass(frozen=True)
 class WebConfig:
+    """A Prometheus exporter-toolkit web config: TLS files and basic-auth users."""
+
     cert_file: str | None = None
     key_file: str | None = None
     client_ca_file: str | None = None
@@ -49,6 +52,7 @@ class WebConfig:
 
     @property
     def tls(self) -> bool:
+        """True when a certificate is configured (serve HTTPS)."""
         return self.cert_file is not None
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -175,10 +179,11 @@ def load(path: str) -> WebConfig:
         raise BadInput(f"web config {path}: basic_auth_users must be a mapping of user: bcrypt-hash")
     hashes = {}
     for user, h in users.items():
-        h = str(h or "")
-        if not h.startswith(("$2a$", "$2b$", "$2y$")):
-            raise BadInput(f"web config {path}: the password of user {user!r} is not a bcrypt hash")
-        hashes[str(user)] = h.encode()
+        problem = bcrypt_problem(h)
+        if problem:
+            raise BadInput(f"web config {path}: the password of user {user!r} is not a bcrypt "
+                           f"hash: {problem}")
+        hashes[str(user)] = str(h).encode()
     cfg = WebConfig(cert_file=rel(tls.get("cert_file")), key_file=rel(tls.get("key_file")),
                     client_ca_file=rel(tls.get("client_ca_file")), client_auth_type=auth_type,
                     min_version=min_version, users=hashes, source=path)
@@ -186,17 +191,61 @@ def load(path: str) -> WebConfig:
     return cfg
 
 
-class Authenticator:
-    """Basic auth against bcrypt hashes. bcrypt costs ~0.1-0.3 s by design, so a good
-    (user, password) is remembered by its SHA-256 (as the exporter-toolkit caches it);
-    wrong passwords always pay the full bcrypt cost."""
+_BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}", re.ASCII)
 
-    def __init__(self, users: dict):
+
+def bcrypt_problem(h: object) -> str | None:
+    """Why `h` cannot be a bcrypt hash, or None. Checked in full at start-up: bcrypt.checkpw
+    returns False, not an error, for a truncated hash, so a bad one would lock everyone out
+    without a word. The library's own check runs at cost 4 (the salt and digest are the same
+    bytes at any cost), so even a cost-31 hash is checked in a millisecond."""
+    if not isinstance(h, str) or not h:
+        return "empty" if not h else f"expected a string, got {type(h).__name__}"
+    m = _BCRYPT.fullmatch(h)
+    if not m:
+        if not h.startswith(("$2a$", "$2b$", "$2y$")):
+            return "it does not start with $2a$, $2b$ or $2y$ (make one with htpasswd -nbBC 10 USER PASS)"
+        return (f"expected $2b$NN$ and 53 characters of bcrypt's alphabet (60 in all), got {len(h)} "
+                "characters: is it cut short?")
+    cost = int(m.group(1))
+    if not 4 <= cost <= 31:
+        return f"cost {cost} is outside bcrypt's 04..31"
+    import bcrypt
+    try:
+        bcrypt.checkpw(b"", (h[:4] + "04" + h[6:]).encode())
+    except ValueError as e:
+        return f"bcrypt refuses it ({e})"
+    return None
+
+
+class Authenticator:
+    """Basic auth against bcrypt hashes.
+
+    Timing: an unknown user is checked against a dummy hash of the highest cost in the
+    config, so answering "no" takes as long for a user that does not exist as for a wrong
+    password (no guessing user names by timing).
+    Cost under load: bcrypt costs ~0.1-0.3 s by design. As in Prometheus' exporter-toolkit,
+    a verified (user, password, stored hash) is remembered by its SHA-256 in a bounded
+    cache, so an authenticated scraper pays bcrypt once; concurrent requests with the same
+    credentials share one verification instead of each paying for it. Wrong passwords are
+    never cached and always pay the full cost."""
+
+    CACHE_SIZE = 256
+
+    def __init__(self, users: dict) -> None:
         self.users = users
-        self._ok: set[bytes] = set()
+        self._ok: OrderedDict[bytes, None] = OrderedDict()
+        self._pending: dict[bytes, list] = {}      # key -> [threading.Event, result]
         self._lock = threading.Lock()
+        self._dummy: bytes | None = None
+        if users:
+            import bcrypt
+            cost = max(int(h[4:6]) for h in users.values())
+            self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=cost))
 
     def check(self, header: str | None) -> bool:
+        """Does the Authorization header name a configured user and the right password?
+        Always True without users (auth off)."""
         if not self.users:
             return True
         if not header or not header.startswith("Basic "):
@@ -205,21 +254,39 @@ class Authenticator:
             user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        h = self.users.get(user)
-        if h is None:
-            return False
+        stored = self.users.get(user)
+        known = stored is not None
+        # an unknown user pays for the dummy hash: no guessing user names by timing
+        h: bytes = stored if stored is not None else (self._dummy or b"")
         key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), h))).digest()
         with self._lock:
-            if any(hmac.compare_digest(key, k) for k in self._ok):
-                return True
-        import bcrypt
+            if key in self._ok:
+                self._ok.move_to_end(key)
+                return known
+            pending = self._pending.get(key)
+            leader = pending is None
+            slot: list = [threading.Event(), False] if pending is None else pending
+            if leader:
+                self._pending[key] = slot
+        if not leader:
+            slot[0].wait()
+            return slot[1]
+        ok = False
         try:
-            ok = bcrypt.checkpw(password.encode(), h)
-        except ValueError:
-            return False
-        if ok:
+            import bcrypt
+            try:
+                ok = bcrypt.checkpw(password.encode(), h) and known
+            except ValueError:
+                ok = False
+        finally:
             with self._lock:
-                self._ok.add(key)
+                slot[1] = ok
+                del self._pending[key]
+                if ok:
+                    self._ok[key] = None
+                    while len(self._ok) > self.CACHE_SIZE:
+                        self._ok.popitem(last=False)
+            slot[0].set()
         return ok
 
 
@@ -236,12 +303,16 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_port = False      # never share a port with another exporter (some Pythons default to True)
 
-    def __init__(self, addr, handler, ctx: ssl.SSLContext | None, family=socket.AF_INET):
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], ctx: ssl.SSLContext | None,
+                 family: int = socket.AF_INET) -> None:
         self.address_family = family
         self.ctx = ctx
         super().__init__(addr, handler)
 
-    def finish_request(self, request, client_address):
+    # a TCP server is only ever handed connected sockets, never socketserver's (data, socket) pairs
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        """Handle one connection in its thread: refuse plain HTTP on a TLS port, do the handshake
+        here (not in accept()), then run the handler."""
         request.settimeout(CONN_TIMEOUT)
         conn = request
         if self.ctx is not None:
@@ -257,7 +328,8 @@ class Server(ThreadingHTTPServer):
                 log.info("TLS handshake with %s failed: %s", client_address[0], e)
                 return
         try:
-            self.RequestHandlerClass(conn, client_address, self)
+            # typeshed types the handler's server argument as Self, which `self` here is
+            self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
         finally:
             if conn is not request:
                 try:
@@ -265,12 +337,13 @@ class Server(ThreadingHTTPServer):
                 except OSError:
                     pass
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """Log a failed connection at info level (traceback only with debug logging)."""
         # a client hanging up mid-response is not worth a traceback on stderr
         log.info("connection from %s ended with an error", client_address[0], exc_info=log.isEnabledFor(logging.DEBUG))
 
 
-def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False):
+def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False) -> type[BaseHTTPRequestHandler]:
     """routes: path -> callable() -> (status, content_type, body bytes)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -335,7 +408,7 @@ def parse_listen(text: str) -> tuple[str, int, int]:
     return host, parse_port(port, "--listen port"), family
 
 
-def serve(listen: str, routes: dict, config: WebConfig | None = None, *, access_log=False) -> Server:
+def serve(listen: str, routes: dict, config: WebConfig | None = None, *, access_log: bool = False) -> Server:
     """Bind (errors are one line) and return the server; the caller runs serve_forever()."""
 
     host, port, family = parse_listen(listen)

@@ -54,17 +54,21 @@ class Namespace:
         """Namespace from `NAME` or `pid:PID`; BadInput for an empty, blank or malformed spec."""
         if isinstance(spec, Namespace):
             return spec
-        text = spec.strip() if isinstance(spec, str) else ""
-        if not text:
-            raise BadInput("--netns needs a name or pid:PID (got an empty value)")
-        if text.startswith("pid:"):
-            if not _is_ascii_digits(text[4:]):
-                raise BadInput(f"bad --netns {text!r}: expected pid:PID with a numeric PID")
-        elif text.partition(":")[0] in _FOUND_KINDS:
-            found.check_spec(text)
-        elif "/" in text or text in (".", "..") or "\0" in text:
-            raise BadInput(f"bad --netns name {text!r}")
-        return cls(text)
+        # an empty or blank spec is an error, never "this host": a script passing an empty
+        # $NS must not change the host
+        if not isinstance(spec, str) or not spec.strip():
+            raise BadInput(f"--netns needs a name or pid:PID, got {spec!r} (leave --netns out for this host)")
+        if spec != spec.strip():
+            raise BadInput(f"bad --netns {spec!r}: leading or trailing blanks")
+        if spec.startswith("pid:"):
+            pid = spec[4:]
+            if not _is_ascii_digits(pid) or int(pid) == 0:
+                raise BadInput(f"bad --netns {spec!r}: expected pid:PID with a numeric PID")
+        elif spec.partition(":")[0] in _FOUND_KINDS:
+            found.check_spec(spec)
+        elif "/" in spec or spec in (".", "..") or not spec.isprintable():
+            raise BadInput(f"bad --netns name {spec!r}")
+        return cls(spec)
 
     @property
     def pid(self) -> int | None:
@@ -118,6 +122,11 @@ def parse(spec: "str | Namespace | None") -> Namespace | None:
     return None if spec is None else Namespace.parse(spec)
 
 
+def check_spec(spec: object) -> str:
+    """NAME or pid:PID, well formed (existence is `Namespace.path`'s job); BadInput otherwise."""
+    return Namespace.parse(spec).spec  # type: ignore[arg-type]  # parse refuses non-strings itself
+
+
 def resolve(spec: "str | Namespace") -> str:
     """Path of the namespace file for NAME or pid:PID; BadInput if it does not exist."""
     return Namespace.parse(spec).path
@@ -125,8 +134,9 @@ def resolve(spec: "str | Namespace") -> str:
 
 @contextmanager
 def entered(spec: "str | Namespace | None") -> Iterator[None]:
-    """Run the block inside namespace `spec` (None: stay where we are), then come back."""
-    if spec is None or spec == "":
+    """Run the block inside namespace `spec` (None: stay where we are), then come back.
+    Only None means "here": an empty or blank spec is refused by Namespace.parse."""
+    if spec is None:
         yield
         return
     ns = Namespace.parse(spec)

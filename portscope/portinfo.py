@@ -1,8 +1,9 @@
 """The facts about one port on this host: what `portscope port N` answers.
 
 Its RFC 6335 class and IANA services, whether binding it needs privilege here
-(ip_unprivileged_port_start of the namespace) and whether *this* process has that
-privilege (CAP_NET_BIND_SERVICE, read from /proc/self/status), whether it lies in
+(ip_unprivileged_port_start of the namespace on Linux; each platform's own rule,
+privilege.py) and whether *this* process has that privilege (CAP_NET_BIND_SERVICE,
+read from /proc/self/status; root elsewhere), whether it lies in
 the ephemeral range (outgoing connections can take it) or the reserved list, and
 which sockets hold it now.
 """
@@ -14,8 +15,11 @@ from typing import Iterable
 
 from . import registry
 from .errors import BadInput
+from .host import HostFacts
 from .host import host_facts as read_facts
 from .ports import PortRange, check_port, port_class
+from .privilege import PrivilegeRule
+from .privilege import rule as privilege_rule
 from .remedies import reserve_add_command
 from .sockets import owners as _owners
 from .sockets import snapshot
@@ -44,6 +48,8 @@ def has_cap_net_bind_service(status_text: str | None = None) -> bool:
 
 @dataclass(frozen=True)
 class PortFacts:
+    """Everything `portscope port N` says about one port on this host."""
+
     port: int
     port_class: str                        # system | user | dynamic (RFC 6335)
     services: tuple                        # registry.Service rows assigned on this port
@@ -60,8 +66,12 @@ class PortFacts:
     in_use_backend: str | None = None
     notes: tuple = field(default=())
     proto: str | None = None               # the --proto filter, if any
+    who_may_bind: str = "any address"      # privilege.ANY | WILDCARD | ROOT (macOS 10.14+: WILDCARD)
+    os: str = "linux"                      # whose privilege rule applies
+    privilege_note: str | None = None      # that rule for this port, in the platform's terms
 
     def to_json(self) -> dict:
+        """The `port --json` object (docs/json.md); services listed once per protocol."""
         return {
             "port": self.port,
             "class": self.port_class,
@@ -77,6 +87,7 @@ class PortFacts:
             "bind_allowed": self.bind_allowed,
             "unprivileged_port_start": self.unprivileged_port_start,
             "cap_net_bind_service": self.cap_net_bind_service,
+            "who_may_bind": self.who_may_bind,
             "ephemeral_range": ({"low": self.ephemeral.low, "high": self.ephemeral.high}
                                 if self.ephemeral else None),
             "netns": self.netns,
@@ -84,7 +95,7 @@ class PortFacts:
         }
 
 
-def bound_sockets(ports: Iterable[int], netns: str | None = None, facts=None,
+def bound_sockets(ports: Iterable[int], netns: str | None = None, facts: HostFacts | None = None,
                   protos: Iterable[str] = IN_USE_PROTOS, owners: bool = False) -> tuple[dict[int, list[dict]], str]:
     """port -> socket rows whose LOCAL port is one of `ports` (TCP/UDP, IPv4/IPv6).
 
@@ -108,13 +119,14 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts=None,
 
 
 def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserved: bool,
-           start: int, eph: PortRange, netns: str | None = None) -> list[str]:
+           start: int, eph: PortRange, netns: str | None = None, prule: PrivilegeRule | None = None) -> list[str]:
     n = []
     if pf_port == 0:
         n.append("port 0 is not a usable port: bind() to port 0 asks the kernel to pick an ephemeral one")
     if privileged:
-        n.append(f"below ip_unprivileged_port_start={start}: binding needs root or CAP_NET_BIND_SERVICE"
-                 + ("; this process has it" if allowed else "; this process does not have it"))
+        # the wording is the platform's own (capabilities exist only on Linux; macOS 10.14+
+        # frees the wildcard address): privilege.py holds the per-platform rule
+        n.append((prule or PrivilegeRule("linux", 0, start, False)).note(pf_port, allowed))
     if in_range and not reserved:
         n.append(f"inside the ephemeral range {eph}: an outgoing connection may take it first; "
                  f"protect it with `{reserve_add_command(pf_port, netns)}`")
@@ -123,7 +135,7 @@ def _notes(pf_port: int, privileged: bool, allowed: bool, in_range: bool, reserv
     return n
 
 
-def describe_port(port: int, proto: str | None = None, netns: str | None = None, facts=None,
+def describe_port(port: int, proto: str | None = None, netns: str | None = None, facts: HostFacts | None = None,
              in_use: bool = True, owners: bool = False, reg: registry.Registry | None = None,
              cap: bool | None = None, _bound: dict | None = None, _backend: str | None = None) -> PortFacts:
     """Everything about `port` on this host (or in network namespace `netns`)."""
@@ -134,8 +146,10 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
     reg = reg or registry.default()
     cap = has_cap_net_bind_service() if cap is None else cap
     protos = (proto,) if proto else registry.PROTOCOLS
+    prule = privilege_rule(facts)
     start = facts.unprivileged_port_start
-    privileged = port < start
+    # binding to a specific address (macOS 10.14+ frees only the wildcard address)
+    privileged = prule.needs_privilege(port)
     in_range = port in facts.ephemeral
     reserved = port in facts.reserved
     rows: list[dict] = []
@@ -165,12 +179,15 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
         netns=netns,
         in_use_backend=backend,
         notes=tuple(_notes(port, privileged, not privileged or cap, in_range, reserved, start, facts.ephemeral,
-                           netns)),
+                           netns, prule)),
         proto=proto,
+        who_may_bind=prule.who_may_bind(port),
+        os=facts.os,
+        privilege_note=prule.note(port, not privileged or cap) if privileged else None,
     )
 
 
-def describe_name(name: str, proto: str | None = None, netns: str | None = None, facts=None,
+def describe_name(name: str, proto: str | None = None, netns: str | None = None, facts: HostFacts | None = None,
                   in_use: bool = True, owners: bool = False,
                   reg: registry.Registry | None = None) -> list[PortFacts]:
     """Every port registered under service `name`, each classified (one socket dump for all)."""

@@ -45,6 +45,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, replace
 from itertools import compress
+from typing import TYPE_CHECKING, Collection
 
 from . import netns as _netns
 from .findings import Finding, evaluate
@@ -63,6 +64,9 @@ from .sockets.table import (
     SocketTable,
     format_addr,
 )
+
+if TYPE_CHECKING:
+    from .host import HostFacts
 
 PARITY_FAR = 0.5     # bind(0) inference only while a destination uses < half its LOW-parity ports
 _BOUND_INACTIVE = 13
@@ -91,6 +95,7 @@ class Destination:
 
     @property
     def key(self) -> tuple:
+        """(proto, src, dst, dport): what identifies the destination across samples."""
         return (self.proto, self.src, self.dst, self.dport)
 
     @property
@@ -100,6 +105,8 @@ class Destination:
         return f"{self.src} -> {dst}:{self.dport}"
 
     def to_json(self, forecast: bool = False) -> dict:
+        """The destination's JSON object; the forecast keys only when `forecast` (their presence
+        tells a sampled run from a single snapshot)."""
         d = {
             "proto": self.proto, "src": self.src, "dst": self.dst, "dport": self.dport,
             "in_use": self.in_use, "time_wait": self.time_wait, "capacity": self.capacity,
@@ -137,6 +144,7 @@ class GlobalUse:
     udp_exclusive: int            # |G_udp|
 
     def to_json(self) -> dict:
+        """Every field by its name, utilization rounded to 6 places."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["utilization"] = round(self.utilization, 6)
         return d
@@ -144,6 +152,8 @@ class GlobalUse:
 
 @dataclass(frozen=True)
 class ProcessUse:
+    """Client sockets (and the distinct ports they hold) of one process."""
+
     pid: int | None
     command: str | None
     in_use: int                   # client sockets with a local port in U
@@ -151,11 +161,14 @@ class ProcessUse:
                                   # docs/json.md documents processes[] key by key)
 
     def to_json(self) -> dict:
+        """`{"pid", "command", "in_use"}` (pid and command null when unknown)."""
         return {"pid": self.pid, "command": self.command, "in_use": self.in_use}
 
 
 @dataclass(frozen=True)
 class PressureResult:
+    """Everything analyze() found: global use, destinations worst first, findings."""
+
     os: str
     range: PortRange
     reserved: PortSet
@@ -179,6 +192,7 @@ class PressureResult:
 
     @property
     def worst(self) -> Destination | None:
+        """The most utilized destination, None without any."""
         return self.destinations[0] if self.destinations else None
 
     def new_destination_capacity(self, proto: str = "tcp") -> int:
@@ -201,12 +215,14 @@ class PressureResult:
         return max(0, self.global_.capacity - self.range_window_loss)
 
     def destination(self, dst: str, dport: int, proto: str = "tcp", src: str | None = None) -> Destination | None:
+        """The destination to dst:dport over proto (from `src` when given); None if not among them."""
         for d in self.destinations:
             if d.dst == dst and d.dport == dport and d.proto == proto and (src is None or d.src == src):
                 return d
         return None
 
     def to_json(self) -> dict:
+        """The `pressure --json` document (docs/json.md)."""
         fc = self.forecast is not None
         d = {
             "global": self.global_.to_json(),
@@ -234,7 +250,7 @@ def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def window_loss(host_facts, usable: bytearray, held=()) -> int:
+def window_loss(host_facts: HostFacts, usable: bytearray, held: Collection[int] = ()) -> int:
     """1 when connect() may skip a port it could have used: equal-parity ends on Linux, and
     LOW or HIGH (the only ports a window can leave out) in the pool and not held by bind()
     (see the module doc); else 0."""
@@ -259,7 +275,7 @@ def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
 class RowMasks:
     """0/1 byte masks over the table's rows that the pressure model needs."""
 
-    def __init__(self, host_facts, t, usable: bytearray | None = None):
+    def __init__(self, host_facts: HostFacts, t: SocketTable, usable: bytearray | None = None) -> None:
         rng = host_facts.ephemeral
         if usable is None:
             usable = usable_ports(rng, host_facts.reserved)
@@ -291,14 +307,16 @@ class RowMasks:
         self.udp_keys = lambda: zip(t.proto, t.local_addr, t.remote_addr, t.remote_port)
 
     def protois_(self, pr: int) -> bytes:
+        """Mask of the rows of protocol number `pr`."""
         return is_(self.pb, pr)
 
 
-def row_masks(host_facts, table, usable=None) -> RowMasks:
+def row_masks(host_facts: HostFacts, table: SocketTable, usable: bytearray | None = None) -> RowMasks:
+    """The masks analyze() and the exporter share (`usable` saves recomputing the pool flags)."""
     return RowMasks(host_facts, table, usable)
 
 
-def analyze(host_facts, socket_table, *, top: int | None = None, process: bool = False) -> PressureResult:
+def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None = None, process: bool = False) -> PressureResult:
     """Pressure of `socket_table` against the range and reservations in `host_facts`."""
     rng: PortRange = host_facts.ephemeral
     usable = usable_ports(rng, host_facts.reserved)
@@ -410,7 +428,7 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     dests.sort(key=lambda d: (-d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src))
 
     procs: tuple[ProcessUse, ...] = ()
-    if connect_rows:
+    if connect_rows and t.pid is not None:    # connect_rows is only filled with pids
         pids, cmds = t.pid, t.command
         by_pid = Counter(pids[i] for i in connect_rows)
         ports_of: dict = {}
@@ -445,7 +463,7 @@ READ_STATES = set(range(1, 14))
 READ_STATE_NAMES = tuple(STATE_CODES)       # the same, by name, for sockets.snapshot()
 
 
-def snapshot_in_range(host_facts, netns: str | None = None, *, owners: bool = False) -> SocketTable:
+def snapshot_in_range(host_facts: HostFacts, netns: str | None = None, *, owners: bool = False) -> SocketTable:
     """The socket table pressure needs: sockets with a local port in the range, with the
     kernel's AUTO bit. On Linux this reads sock_diag directly and skips the facade's
     ephemeral classification, which analyze() does not use (it is a third of the time at

@@ -50,14 +50,17 @@ class Service:
 
     @property
     def is_range(self) -> bool:
+        """True for a row registered on a port range rather than one port."""
         return self.low is not None and self.high != self.low
 
     def covers(self, port: int, proto: str | None = None) -> bool:
+        """Does the row include `port` (for `proto`, when given; a row without protocols covers all)?"""
         if self.low is None or self.high is None or not self.low <= port <= self.high:
             return False
         return proto is None or not self.protos or proto in self.protos
 
     def port_text(self) -> str:
+        """"80" or "6000-6063" ("" for a row without a port)."""
         if self.low is None:
             return ""
         return str(self.low) if self.high == self.low else f"{self.low}-{self.high}"
@@ -72,7 +75,7 @@ class Registry:
     tuples) call `services`, which parses everything once.
     """
 
-    def __init__(self, text: str, source: str = "<registry>"):
+    def __init__(self, text: str, source: str = "<registry>") -> None:
         lines_start = text.find("\n") + 1
         head = text[:lines_start].strip()
         if not head.startswith(FORMAT_TAG):
@@ -89,6 +92,7 @@ class Registry:
 
     @classmethod
     def of(cls, services: Iterable[Service], meta: dict | None = None) -> "Registry":
+        """A registry of the given rows (encoded as the shipped file would be)."""
         return cls(encode(services, meta))
 
     def _parse(self, line: str) -> Service:
@@ -118,6 +122,7 @@ class Registry:
 
     @property
     def services(self) -> tuple[Service, ...]:
+        """Every row, parsed on first use (most lookups never need them all)."""
         if self._services is None:
             self._services = tuple(self._parse(ln) for ln in self._text.split("\n") if ln)
         return self._services
@@ -136,6 +141,7 @@ class Registry:
         return self._range_spans
 
     def range_rows(self) -> tuple[Service, ...]:
+        """The rows registered on port ranges, parsed on first use."""
         if self._ranges is None:
             self._ranges = tuple(self._parse(line) for _, _, line in self._spans())
         return self._ranges
@@ -164,6 +170,7 @@ class Registry:
         return _status_of(self.rows_for_port(port, proto))
 
     def is_assigned(self, port: int, proto: str) -> bool:
+        """True when IANA lists `port`/`proto` as assigned to a service."""
         return self.status(port, proto) == ASSIGNED
 
     def taken_ports(self, proto: str) -> bytearray:
@@ -182,6 +189,7 @@ class Registry:
 
     # name -> ports
     def rows_for_name(self, name: str, proto: str | None = None) -> list[Service]:
+        """Rows registered under service `name` (case-insensitive), with or without a port."""
         key = name.strip().lower()
         if not key or "\t" in key or "\n" in key:
             return []
@@ -401,6 +409,7 @@ def merge_services(base: Iterable[Service], extra: Iterable[Service]) -> tuple[l
 # the shipped file -----------------------------------------------------------------
 
 def encode(services: Iterable[Service], meta: dict | None = None) -> str:
+    """The shipped data file's text for `services` (with `meta` in its header line)."""
     # range rows first (a short block the reader scans once), then by port; no-port rows last
     rows = sorted(services, key=lambda s: (s.low is None, not s.is_range, s.low or 0, s.high or 0, s.name))
     head = FORMAT_TAG + "".join(f" {k}={v}" for k, v in (meta or {}).items())
@@ -415,6 +424,7 @@ def encode(services: Iterable[Service], meta: dict | None = None) -> str:
 
 
 def decode(text: str, source: str = DATA_FILE) -> Registry:
+    """A registry over encoded text (`source` names it in errors)."""
     return Registry(text, source)
 
 
@@ -429,6 +439,7 @@ def write_data(services: Iterable[Service], path: str, meta: dict | None = None)
 
 
 def read_data(path: str = DATA_FILE) -> Registry:
+    """The registry in the gzipped data file at `path`."""
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             return decode(f.read(), path)
@@ -450,6 +461,7 @@ def default() -> Registry:
 
 
 def check_proto(proto: str | None) -> str | None:
+    """`proto` lower-cased if it is one IANA registers (tcp, udp, sctp, dccp); None stays None; BadInput else."""
     if proto is None:
         return None
     p = proto.strip().lower()
@@ -459,9 +471,11 @@ def check_proto(proto: str | None) -> str | None:
 
 
 def services_for_port(port: int, proto: str | None = None) -> list[Service]:
+    """Services the shipped registry assigns on `port` (for `proto`, when given)."""
     return default().services_for_port(port, check_proto(proto))
 
 
 def ports_for_name(name: str, proto: str | None = None) -> list[int]:
+    """Ports the shipped registry lists under service `name`."""
     return default().ports_for_name(name, check_proto(proto))
 

@@ -11,10 +11,13 @@ the host's namespace at boot, so a namespace's settings are kept by whatever cre
 from __future__ import annotations
 
 import shlex
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .netns import Namespace, parse
 from .ports import PortSet
+
+if TYPE_CHECKING:
+    from .host import HostFacts
 
 # <linux/in.h>: defer the port choice of bind(addr, 0) to connect() (Linux 4.2+)
 IP_BIND_ADDRESS_NO_PORT = 24
@@ -36,12 +39,12 @@ def portscope(netns: "str | Namespace | None", args: str) -> str:
     return f"portscope {shlex.join(ns.portscope_args())} {args}" if ns else f"portscope {args}"
 
 
-def sysctl_command(facts, *assignments: str) -> str:
+def sysctl_command(facts: HostFacts, *assignments: str) -> str:
     """`sysctl -w ...` where the facts were read: on the host, or inside their namespace."""
     return shell(facts.netns) + "sysctl -w " + " ".join(assignments)
 
 
-def keep_note(facts, portscope_args: str) -> str:
+def keep_note(facts: HostFacts, portscope_args: str) -> str:
     """How to make a Linux change last: --persist on the host; in a namespace, the portscope
     form names it and keeping the setting is the job of whatever creates the namespace."""
     if facts.netns:
@@ -57,7 +60,7 @@ def port_list(ports: Iterable[int], sep: str = ", ", limit: int = 10) -> str:
     return s + (f"{sep}..." if len(ports) > limit else "")
 
 
-def range_command(facts, low: int, high: int) -> str:
+def range_command(facts: HostFacts, low: int, high: int) -> str:
     """The command that sets the ephemeral range to low..high on this OS (in the namespace
     the facts were read from)."""
     if facts.os in ("darwin", "freebsd"):
@@ -69,7 +72,7 @@ def range_command(facts, low: int, high: int) -> str:
             + keep_note(facts, f"range set {low} {high}"))
 
 
-def reserve_command(facts, ports: list[int]) -> str:
+def reserve_command(facts: HostFacts, ports: list[int]) -> str:
     """The command that keeps `ports` out of automatic assignment, added to what is reserved."""
     if facts.os == "windows":
         return " && ".join(f"netsh int ipv4 add excludedportrange protocol=tcp startport={p} numberofports=1"
@@ -92,7 +95,7 @@ def reserve_add_command(port: int, netns: "str | Namespace | None" = None) -> st
     return f"portscope reserve add {port} --persist"
 
 
-def wider_range(facts) -> tuple[int, int]:
+def wider_range(facts: HostFacts) -> tuple[int, int]:
     """A larger range to suggest: the OS default if the current one is smaller, else
     extend downward to 16384 (different-parity ends, registered ports above most daemons)."""
     cur, dflt = facts.ephemeral, facts.os_default

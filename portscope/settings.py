@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 from . import host
-from .host._common import HostFacts, Plan, Result, Runner, SocketFacts, check_range, parse_ports
+from .host._common import HostFacts, Plan, Result, Runner, SocketFacts, Sysctl, check_range, parse_ports
 from .host.engine import apply, plan_range, plan_reserve
 from .netns import Namespace
 from .sockets import snapshot
@@ -27,6 +27,7 @@ class Change(NamedTuple):
 
     @property
     def applied(self) -> bool:
+        """True when the change was made (not a dry run, and something needed changing)."""
         return self.result is not None
 
 
@@ -57,7 +58,7 @@ def socket_facts(netns: "str | Namespace | None", facts: HostFacts) -> SocketFac
 def set_range(low: int | str, high: int | str, *, netns: "str | Namespace | None" = None, dry_run: bool = False,
               persist: bool = False, force: bool = False, reserve_listeners: bool = False,
               sysctl_dir: str | None = None, check_sockets: bool = True, facts: HostFacts | None = None,
-              runner: Runner | None = None, sysctl=None, protos: Sequence[str] | None = None) -> Change:
+              runner: Runner | None = None, sysctl: Sysctl | None = None, protos: Sequence[str] | None = None) -> Change:
     """Set the ephemeral range to LOW..HIGH: validated, applied atomically, read back, and
     rolled back if any step fails.
 
@@ -84,7 +85,7 @@ def set_range(low: int | str, high: int | str, *, netns: "str | Namespace | None
 
 def change_reserved(op: str, ports: str, *, netns: "str | Namespace | None" = None, dry_run: bool = False,
                     persist: bool = False, sysctl_dir: str | None = None, facts: HostFacts | None = None,
-                    sysctl=None, runner: Runner | None = None, protos: Sequence[str] | None = None) -> Change:
+                    sysctl: Sysctl | None = None, runner: Runner | None = None, protos: Sequence[str] | None = None) -> Change:
     """Add (`op="add"`) or remove (`op="remove"`) PORTS ("8080,9000-9010") from the reserved
     ports (Linux `ip_local_reserved_ports`, Windows excluded port ranges), keeping every other
     entry. The same guarantees and arguments as `set_range`."""

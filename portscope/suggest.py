@@ -20,10 +20,12 @@ import errno
 import random
 import socket
 from dataclasses import dataclass
+from typing import Iterable
 
 from . import netns as _netns
 from . import registry
 from .errors import BadInput
+from .host import HostFacts
 from .host import host_facts as read_facts
 from .portinfo import bound_sockets, has_cap_net_bind_service
 from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
@@ -35,6 +37,8 @@ MAX_TRIALS = 500   # trial binds per call: bounded even when the table is stale
 
 @dataclass(frozen=True)
 class Suggestion:
+    """One port judged by suggest's rules: why it is safe, or what stands in the way."""
+
     port: int
     reasons: tuple[str, ...]                 # why it is safe
     problems: tuple[str, ...] = ()           # why it is not (check mode)
@@ -43,9 +47,11 @@ class Suggestion:
 
     @property
     def safe(self) -> bool:
+        """True when no rule objects to the port."""
         return not self.problems
 
     def to_json(self) -> dict:
+        """One element of `ports` in `suggest --json`."""
         return {"port": self.port, "reasons": list(self.reasons), "safe": self.safe,
                 "problems": list(self.problems), "commands": list(self.commands),
                 "in_use": list(self.in_use)}
@@ -53,6 +59,8 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class SuggestResult:
+    """What `suggest` found (or what `suggest --port N` judged), with the facts it used."""
+
     ports: tuple[Suggestion, ...]
     protos: tuple[str, ...]
     ephemeral: PortRange
@@ -64,6 +72,7 @@ class SuggestResult:
     sockets_backend: str | None = None
 
     def to_json(self) -> dict:
+        """The `suggest --json` document (docs/json.md)."""
         return {
             "ports": [s.to_json() for s in self.ports],
             "protos": list(self.protos),
@@ -146,9 +155,9 @@ def _search_range(privileged: bool, allow_dynamic: bool, start: int, search: Por
     return PortRange(lo, hi)
 
 
-def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, privileged: bool = False,
+def suggest(count: int = 3, protos: Iterable[str] = ("tcp",), *, allow_registered: bool = False, privileged: bool = False,
             allow_dynamic: bool = False, search: PortRange | None = None, netns: str | None = None,
-            facts=None, seed: int | None = None, reg: registry.Registry | None = None) -> SuggestResult:
+            facts: HostFacts | None = None, seed: int | None = None, reg: registry.Registry | None = None) -> SuggestResult:
     """Up to `count` ports that pass every rule in the module docstring, chosen at random
     among the eligible ones (so two daemons asking do not get the same answer)."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
@@ -169,9 +178,9 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
     for r in reserved.ranges:
         ok[r.low:r.high + 1] = bytes(r.size)
     if not allow_registered:
-        for p in protos:
+        for pr in protos:
             # bytewise ok AND NOT taken over all 65536 flags at once (0/1 bytes)
-            taken = int.from_bytes(reg.taken_ports(p), "little")
+            taken = int.from_bytes(reg.taken_ports(pr), "little")
             ok = bytearray((int.from_bytes(ok, "little") & ~taken).to_bytes(65536, "little"))
     for p in bound:
         ok[p] = 0
@@ -250,8 +259,8 @@ def _reasons(port, protos, facts, reg, allow_registered, privileged, backend, ns
     return out
 
 
-def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privileged: bool = False,
-          allow_dynamic: bool = False, netns: str | None = None, facts=None,
+def check(port: int, protos: Iterable[str] = ("tcp",), *, allow_registered: bool = False, privileged: bool = False,
+          allow_dynamic: bool = False, netns: str | None = None, facts: HostFacts | None = None,
           reg: registry.Registry | None = None) -> SuggestResult:
     """Judge a port the user insists on by the same rules; say what would make it safe."""
     check_port(port)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from .pressure import Destination
 
 SPARKS = "▁▂▃▄▅▆▇█"
 HISTORY = 30                 # refreshes kept per destination
@@ -14,6 +18,8 @@ __all__ = ["Trend", "TrendPoint", "sparkline", "SPARKS", "HISTORY"]
 
 @dataclass(frozen=True)
 class TrendPoint:
+    """One destination's history after a refresh, with its change and rate."""
+
     history: tuple[int, ...]     # in_use, oldest first, this refresh last
     delta: int | None            # in_use change since the previous refresh (None: new)
     rate_per_s: float | None     # (last - first) / seconds over the kept history
@@ -22,12 +28,12 @@ class TrendPoint:
 class Trend:
     """in_use history per destination key, across refreshes."""
 
-    def __init__(self, keep: int = HISTORY):
+    def __init__(self, keep: int = HISTORY) -> None:
         self.keep = keep
         self._hist: dict[tuple, deque] = {}
         self._times: deque = deque(maxlen=keep)
 
-    def update(self, destinations, now: float | None = None) -> dict[tuple, TrendPoint]:
+    def update(self, destinations: Iterable[Destination], now: float | None = None) -> dict[tuple, TrendPoint]:
         """Record one refresh; destinations that vanished are forgotten."""
         self._times.append(time.monotonic() if now is None else now)
         seen = {}
@@ -49,7 +55,7 @@ class Trend:
         return out
 
 
-def sparkline(values, capacity: int) -> str:
+def sparkline(values: Sequence[int], capacity: int) -> str:
     """One glyph per refresh, height = share of capacity (so ▁ is idle and █ is full)."""
     top = len(SPARKS) - 1
     if capacity <= 0:

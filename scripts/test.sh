@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests use: ip/ss (iproute2), a real Prometheus + promtool,
-# the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests)
+# the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests),
+# chromium (the web view's browser tests, headless)
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
@@ -15,6 +16,7 @@ command -v mount >/dev/null || need+=(mount)
 command -v tmux >/dev/null || need+=(tmux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -f /usr/share/wireshark/services ] || need+=(libwireshark-data)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -190,6 +190,8 @@ class FakeBsd:
         self.calls.append(argv)
         if argv == bsd.READ_ARGV:
             return "".join(f"{bsd.PREFIX}{k}: {v}\n" for k, v in self.values.items())
+        if argv in (bsd.MSL_ARGV, bsd.OSRELEASE_ARGV):   # read with the range; absent here
+            raise SystemReadError(f"sysctl: unknown oid '{argv[1]}'")
         assert argv[:2] == ("sysctl", "-w"), argv
         self.sets += 1
         if self.sets == self.fail_on_set:
@@ -211,6 +213,8 @@ class FakeWindows:
     def __call__(self, argv):
         argv = tuple(argv)
         self.calls.append(argv)
+        if argv == windows.TIMED_WAIT_ARGV:   # read with the ranges; not set here, so reg exits 1
+            raise SystemReadError("ERROR: The system was unable to find the specified registry key or value.")
         _, _, fam, verb, what, *rest = argv
         if verb == "show" and what == "dynamicport":
             r = self.ranges[(fam, rest[0])]

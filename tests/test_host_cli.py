@@ -119,19 +119,20 @@ def test_missing_netns(cli, spec):
 
 
 @pytest.mark.parametrize("args", [("range", "set", "20000", "29999"), ("reserve", "add", "8080")])
-def test_non_root_writer_gets_exit_3(netns, args):
+def test_non_root_writer_gets_exit_3(netns, args, nobody_portscope):
     before = ns_values(netns)
-    p = netns.run(*NOBODY, *PS, *args, check=False)
+    p = netns.run(*NOBODY, *nobody_portscope, *args, check=False, cwd="/")
     assert p.returncode == 3, p.stderr
     assert "permission denied" in one_line_error(p.stderr)
     assert ns_values(netns) == before
     # naming the namespace needs CAP_SYS_ADMIN too: same exit code
-    p = subprocess.run([*NOBODY, *PS, *args, "--netns", netns.name], capture_output=True, text=True)
+    p = subprocess.run([*NOBODY, *nobody_portscope, *args, "--netns", netns.name], capture_output=True,
+                       text=True, cwd="/")
     assert p.returncode == 3 and "run as root" in one_line_error(p.stderr)
 
 
-def test_non_root_dry_run_is_allowed(netns):
-    p = netns.run(*NOBODY, *PS, "range", "set", "20000", "29999", "--dry-run", check=False)
+def test_non_root_dry_run_is_allowed(netns, nobody_portscope):
+    p = netns.run(*NOBODY, *nobody_portscope, "range", "set", "20000", "29999", "--dry-run", check=False, cwd="/")
     assert p.returncode == 0, p.stderr
     assert "sysctl -w 'net.ipv4.ip_local_port_range=20000 29999'" in p.stdout
 

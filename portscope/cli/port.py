@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..portinfo import PortFacts
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
 
@@ -23,7 +27,7 @@ CLASS_TEXT = {"system": "system (well known, 0-1023)", "user": "user (registered
               help="Show the pid and command of the sockets holding the port.")
 @json_option
 @netns_option
-def port(target, proto, owners, json_out, netns):
+def port(target, proto, owners, json_out, netns) -> None:
     """Classify port N, or list the ports of IANA service SERVICE.
 
     \b
@@ -36,6 +40,7 @@ def port(target, proto, owners, json_out, netns):
 
     ns = netns_of(netns)
     proto = proto.lower() if proto else None
+    # \d also matches other scripts' digits: "٨٠" then gets parse_port's digits-only error
     if re.fullmatch(r"\s*[+-]?\d+\s*", target):
         pf = portinfo.describe_port(parse_port(target), proto, ns, owners=owners)
         if want_json(json_out):
@@ -81,7 +86,8 @@ def _sock(r: dict) -> str:
     return s
 
 
-def render(pf) -> str:
+def render(pf: PortFacts) -> str:
+    """`portscope port N`'s text: class, IANA services, privilege, range, reservation, sockets."""
     out = [f"port {pf.port}: {CLASS_TEXT[pf.port_class]}"]
     if pf.services:
         for i, s in enumerate(pf.services):
@@ -91,14 +97,19 @@ def render(pf) -> str:
     else:
         st = ", ".join(f"{p} {v}" for p, v in pf.iana_status.items())
         out.append(f"  {'IANA:':<12}no service ({st})")
-    if pf.privileged:
+    if pf.privileged and pf.privilege_note and pf.os != "linux":
+        priv = f"yes: {pf.privilege_note}"    # the platform's own rule (privilege.py)
+    elif pf.privileged:
         who = "this process can bind it (CAP_NET_BIND_SERVICE)" if pf.bind_allowed else \
             "this process cannot bind it (needs root or CAP_NET_BIND_SERVICE)"
         priv = f"yes: below ip_unprivileged_port_start={pf.unprivileged_port_start}; {who}"
+    elif pf.os != "linux":
+        priv = "no: anyone may bind it"
     else:
         priv = f"no: at or above ip_unprivileged_port_start={pf.unprivileged_port_start}; anyone may bind it"
     out.append(f"  {'privileged:':<12}{priv}")
-    eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"
+    # describe_port always fills `ephemeral` (None is only PortFacts' default)
+    eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"  # type: ignore[union-attr]
     if pf.in_ephemeral_range and not pf.reserved:
         from ..remedies import reserve_add_command
         eph += f"; outgoing connections may take it: `{reserve_add_command(pf.port, pf.netns)}`"

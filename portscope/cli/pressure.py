@@ -5,10 +5,17 @@ functions; this module parses options and prints.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import click
 
 from ..check import DEFAULT_CRIT, DEFAULT_WARN, STATUS, UNKNOWN
+from ..datapath import MAX_SAMPLES
+from ..errors import PortscopeError
 from .common import (
+    INTERVAL,
+    TOP,
+    Number,
     egress_options,
     emit_json,
     json_option,
@@ -32,7 +39,7 @@ def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
 
-def _unknown(msg: str, as_json: bool):
+def _unknown(msg: str, as_json: bool) -> NoReturn:
     """Check mode's answer to any failure: UNKNOWN (3), one plugin line (or its JSON)."""
     line = f"PORTSCOPE UNKNOWN - {_one_line(msg)}"
     if as_json:
@@ -52,7 +59,8 @@ class PressureCommand(click.Command):
     argument) is UNKNOWN (exit 3) with a plugin line: exit 2, click's code, would read as
     CRITICAL to a monitoring system."""
 
-    def parse_args(self, ctx, args):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """click's parsing, except that with --check a usage error exits UNKNOWN (see the class doc)."""
         if "--check" not in args:
             return super().parse_args(ctx, args)
         as_json = "--json" in args or _root_json(ctx)      # before click's parser consumes args
@@ -60,6 +68,8 @@ class PressureCommand(click.Command):
             return super().parse_args(ctx, args)
         except click.UsageError as e:       # BadParameter, NoSuchOption, BadOptionUsage, ...
             _unknown(f"{e.format_message()} (see '{ctx.command_path} --help')", as_json)
+        except PortscopeError as e:         # a value refused by a shared type (common.Number, --netns)
+            _unknown(str(e), as_json)
 
 
 def _egress(opts: dict, kw: dict) -> None:
@@ -88,26 +98,26 @@ def _egress(opts: dict, kw: dict) -> None:
 @egress_options(_egress)
 @json_option
 @netns_option
-@click.option("--top", "top", type=int, default=20, show_default=True, metavar="N",
+@click.option("--top", "top", type=TOP, default=20, show_default=True, metavar="N",
               help="Show the N worst destinations (the rest are summed).")
-@click.option("--interval", type=float, default=None, metavar="S",
+@click.option("--interval", type=INTERVAL, default=None, metavar="S",
               help="Sample S seconds apart and forecast rates and time to exhaustion.")
-@click.option("--samples", type=int, default=None, metavar="K",
+@click.option("--samples", type=Number(2, MAX_SAMPLES, whole=True), default=None, metavar="K",
               help="Number of samples with --interval (default 2).")
 @click.option("--process", is_flag=True, help="Attribute use to processes (slower: reads /proc/*/fd).")
 @click.option("--check", is_flag=True,
               help="Monitoring-plugin mode: one status line with perfdata; exit 0 OK, 1 WARNING, "
                    "2 CRITICAL, 3 UNKNOWN (any error, bad usage included). The status is the worst "
                    "of --warn/--crit on the worst utilization and the severity of each finding.")
-@click.option("--warn", type=float, default=None, metavar="P",
+@click.option("--warn", type=Number(0, 100), default=None, metavar="P",
               help=f"Only with --check: WARNING at P percent use (default {DEFAULT_WARN:g}).")
-@click.option("--crit", type=float, default=None, metavar="P",
+@click.option("--crit", type=Number(0, 100), default=None, metavar="P",
               help=f"Only with --check: CRITICAL at P percent use (default {DEFAULT_CRIT:g}).")
 @click.option("--ignore", multiple=True, metavar="ID[,ID]",
               help="Only with --check: leave these finding ids out of the status (repeatable).")
 @click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
               "namespace, container and pod (not with --check or --interval).")
-def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore, all_netns):
+def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore, all_netns) -> None:
     """Ephemeral-port use per destination (src, dst, dport) against its real capacity.
 
     \b
@@ -129,7 +139,11 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
                            "forecast one namespace with --netns")
         walk, doc = pressure_all(top, process)
         warn_skipped(walk.skipped)
-        return emit_json(doc) if want_json(json_out) else render_pressure_all(walk, doc, top)
+        if want_json(json_out):
+            emit_json(doc)
+        else:
+            render_pressure_all(walk, doc, top)
+        return
     if check:
         as_json = want_json(json_out)
         if all_netns:

@@ -166,3 +166,5 @@ def _list(questions, as_json: bool) -> None:
             mark = "*" if j == q.answer else " "
             click.echo(f" {mark}{j}) {c}")
         click.echo(f"   {q.explanation}")
+        if q.source:
+            click.echo(f"   Built from {q.source}" if q.live else f"   Source: {q.source}")

@@ -33,12 +33,17 @@ def _show(facts) -> None:
         click.echo("Privileged ports: none (any user may bind any port)")
     elif facts.os == "linux":
         click.echo(f"Privileged ports: below {u} (binding needs root or CAP_NET_BIND_SERVICE)")
+    elif facts.wildcard_bind_unprivileged:
+        click.echo(f"Privileged ports: {facts.privileged_low}-{u - 1} on a specific address (binding needs root); "
+                   "any user may bind them on the wildcard address (macOS 10.14+)")
     else:
         click.echo(f"Privileged ports: {facts.privileged_low}-{u - 1} (binding needs root)")
     if facts.tcp_tw_reuse is not None:
         delay = f", reuse after {facts.tcp_tw_reuse_delay_ms} ms" if facts.tcp_tw_reuse_delay_ms is not None else ""
         click.echo(f"TIME_WAIT: {facts.time_wait_seconds} s (fixed); tcp_tw_reuse={facts.tcp_tw_reuse} "
                    f"({TW_REUSE.get(facts.tcp_tw_reuse, '?')}){delay}")
+    elif facts.os != "linux":
+        click.echo(f"TIME_WAIT: {facts.time_wait_seconds} s ({facts.time_wait_source})")
     if verbose():
         for k, v in facts.sources.items():
             click.echo(f"  source {k}: {v}")
@@ -48,7 +53,7 @@ def _show(facts) -> None:
 @json_option
 @netns_option
 @click.pass_context
-def range_group(ctx, json_out, netns):
+def range_group(ctx, json_out, netns) -> None:
     """Show the ephemeral port range(s), reserved ports and the privileged boundary.
 
     \b
@@ -74,7 +79,7 @@ def range_group(ctx, json_out, netns):
 @click.argument("high", metavar="HIGH")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the exact commands; change nothing.")
 @click.option("--persist", is_flag=True, help="Also write a drop-in under /etc/sysctl.d (atomically).")
-@click.option("--force", is_flag=True, help="Shrink the range even below the ephemeral ports in use now.")
+@click.option("--force", is_flag=True, help="Shrink the range even below the ephemeral ports in use now, or below 2 usable ports.")
 @click.option("--reserve-listeners", is_flag=True,
               help="Reserve listening ports that would fall inside the new range (done first).")
 @click.option("--proto", "protos", multiple=True, type=click.Choice(["tcp", "udp"]),
@@ -82,7 +87,7 @@ def range_group(ctx, json_out, netns):
 @json_option
 @netns_option
 @click.pass_context
-def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos, json_out, netns):
+def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos, json_out, netns) -> None:
     """Change the ephemeral range to LOW..HIGH (inclusive).
 
     Checks first: integers, 1 <= LOW <= HIGH <= 65535, LOW at or above the

@@ -2,14 +2,23 @@
 report). Commands import this and `common`, never each other."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import click
 
 from ..findings import percent
 from ..host._common import change_json
 from .common import emit_json
 
+if TYPE_CHECKING:
+    from ..host import Plan, Result
+    from ..pressure import PressureResult
 
-def render_destinations(res, echo=click.echo) -> None:
+Echo = Callable[[str], object]     # click.echo, or a collector in tests
+
+
+def render_destinations(res: PressureResult, echo: Echo = click.echo) -> None:
+    """The destinations table (with rate, sustainable rate and ETA columns after a forecast)."""
     fc = res.forecast is not None
     if not res.destinations:
         echo("  (no outgoing connections using the ephemeral range)")
@@ -31,14 +40,16 @@ def render_destinations(res, echo=click.echo) -> None:
         echo(f"  ... and {res.others['destinations']} more destination(s) holding {res.others['in_use']} port(s)")
 
 
-def render_global(res, echo=click.echo) -> None:
+def render_global(res: PressureResult, echo: Echo = click.echo) -> None:
+    """One line: global use of the pool and what holds it."""
     g = res.global_
     echo(f"Global: {g.in_use} of {g.capacity} usable ports in use ({percent(g.utilization)}): "
          f"{g.listeners} listener, {g.bind_held} bind-held, {g.udp} UDP, "
          f"{g.connect} connect() sockets ({g.time_wait} in TIME_WAIT)")
 
 
-def render_findings(res, echo=click.echo) -> None:
+def render_findings(res: PressureResult, echo: Echo = click.echo) -> None:
+    """Each finding with its severity, message and fix."""
     if not res.findings:
         echo("  none: nothing to fix")
         return
@@ -47,7 +58,7 @@ def render_findings(res, echo=click.echo) -> None:
         echo(f"      fix: {f.remedy}")
 
 
-def report_change(plan, result, dry_run: bool, as_json: bool) -> None:
+def report_change(plan: Plan, result: Result | None, dry_run: bool, as_json: bool) -> None:
     """Shared by `range set` and `reserve add|remove`."""
     if as_json:
         emit_json(change_json(plan, result, dry_run))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from .common import TOP as TOP_N
 from .common import emit_json, json_option, netns_of, netns_option, refuse_with_netns, verbose, want_json
 from .render import render_destinations, render_findings, render_report_all, warn_skipped
 
@@ -13,24 +14,41 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 @click.command("report")
 @json_option
 @netns_option
-@click.option("--top", "top", type=int, default=TOP, show_default=True, metavar="N",
+@click.option("--top", "top", type=TOP_N, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
+@click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write the report as one self-contained HTML page (the exporter's web view, "
+                   "data embedded, with process attribution) to FILE (docs/web.md).")
 @click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
               "namespace, container and pod (see `portscope namespaces`).")
-def report(json_out, netns, top, all_netns):
+def report(json_out, netns, top, html_file, all_netns) -> None:
     """One-screen health report: range facts, worst destination, findings with fixes."""
     if all_netns:
         from ..allnetns import report_all
+        from ..errors import BadInput
         refuse_with_netns(netns)
+        if html_file:
+            raise BadInput("--html shows one namespace: use --netns, not --all-netns")
         walk, doc = report_all(top)
         warn_skipped(walk.skipped)
-        return emit_json(doc) if want_json(json_out) else render_report_all(walk, doc)
+        if want_json(json_out):
+            emit_json(doc)
+        else:
+            render_report_all(walk, doc)
+        return
     from ..check import status
     from ..datapath import measure
     from ..findings import max_rate, percent
     from ..report import report_json
 
-    res = measure(netns_of(netns), top=top)
+    if html_file:
+        from ..web.report import check_target
+        check_target(html_file)                 # a bad path fails before the socket read
+    # the page names the processes behind the use (a file for a ticket is worth the /proc walk)
+    res = measure(netns_of(netns), top=top, process=bool(html_file))
+    if html_file:
+        from ..web.report import write_html
+        write_html(res, html_file)
     if want_json(json_out):
         emit_json(report_json(res))
         return

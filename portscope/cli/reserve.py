@@ -33,7 +33,7 @@ def _list(netns, json_out) -> None:
 @json_option
 @netns_option
 @click.pass_context
-def reserve(ctx, json_out, netns):
+def reserve(ctx, json_out, netns) -> None:
     """Ports the kernel never hands out automatically (Linux ip_local_reserved_ports).
 
     \b
@@ -52,7 +52,7 @@ def reserve(ctx, json_out, netns):
 @json_option
 @netns_option
 @click.pass_context
-def list_cmd(ctx, json_out, netns):
+def list_cmd(ctx, json_out, netns) -> None:
     """Show the reserved ports and how many lie inside the ephemeral range."""
     obj = ctx.obj or {}
     _list(netns or obj.get("reserve_netns"), json_out or obj.get("reserve_json"))
@@ -84,7 +84,7 @@ def _options(f):
 @click.argument("ports")
 @_options
 @click.pass_context
-def add(ctx, ports, protos, persist, dry_run, json_out, netns):
+def add(ctx, ports, protos, persist, dry_run, json_out, netns) -> None:
     """Add PORTS (e.g. 8080,9000-9010) to the reserved list, keeping what is there.
 
     On Windows: `netsh int ipv4|ipv6 add excludedportrange` per protocol.
@@ -96,7 +96,7 @@ def add(ctx, ports, protos, persist, dry_run, json_out, netns):
 @click.argument("ports")
 @_options
 @click.pass_context
-def remove(ctx, ports, protos, persist, dry_run, json_out, netns):
+def remove(ctx, ports, protos, persist, dry_run, json_out, netns) -> None:
     """Remove PORTS from the reserved list, keeping the rest.
 
     On Windows only administered exclusions (marked `*`) can be removed.

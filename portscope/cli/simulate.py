@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..simulate.config import ALGOS, DEFAULTS, typed
-from .common import emit_json, json_option, netns_of, want_json
+from .common import SEED, Number, emit_json, json_option, netns_of, nonblank, want_json
 
 
 @click.command("simulate")
@@ -14,38 +14,38 @@ from .common import emit_json, json_option, netns_of, want_json
 @click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host "
               "(or from `portscope --netns NAME`).")
 @click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
-@click.option("--destinations", type=int, help="Destination ip:port pairs [1].")
-@click.option("--sources", type=int, help="Source IPs, connections spread over them [1]. linux-bind "
+@click.option("--destinations", type=Number(1, 1_000_000, whole=True), help="Destination ip:port pairs [1].")
+@click.option("--sources", type=Number(1, 1_000_000, whole=True), help="Source IPs, connections spread over them [1]. linux-bind "
               "models bind(IP, 0) on each source's own address (a port can repeat across IPs); "
               "for bind(0.0.0.0, 0) use 1.")
-@click.option("--connects", type=int, metavar="N",
+@click.option("--connects", type=Number(1, None, whole=True), metavar="N",
               help="N >= 1. Without --rate: N connects in a row, none closed. With --rate: stop after N.")
 @click.option("--rate", metavar="R/s", help="New connections per second over all pairs (finite, above 0).")
 @click.option("--arrivals", type=click.Choice(["fixed", "poisson"]), help="Arrival process [fixed] (with --rate).")
 @click.option("--lifetime", metavar="DIST", help="Connection lifetime (with --rate): SECONDS, exp:MEAN, "
               "uniform:A-B, lognormal:MEDIAN,SIGMA or inf; numbers finite and >= 0 [0].")
-@click.option("--duration", type=float, metavar="S", help="Simulated seconds (with --rate). --plan without it "
+@click.option("--duration", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Simulated seconds (with --rate). --plan without it "
               "plans for steady state and picks its own check span.")
-@click.option("--time-wait", type=float, metavar="S", help="TIME_WAIT length, 0..3600 [60, as the kernel] "
+@click.option("--time-wait", type=Number(0, 3600, unit="seconds"), metavar="S", help="TIME_WAIT length, 0..3600 [60, as the kernel] "
               "(with --rate).")
-@click.option("--tw-reuse", type=click.IntRange(0, 2), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0] (with --rate).")
-@click.option("--tw-reuse-delay", type=int, metavar="MS", help="tcp_tw_reuse_delay in ms [1000] (with --rate).")
+@click.option("--tw-reuse", type=Number(0, 2, whole=True), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0] (with --rate).")
+@click.option("--tw-reuse-delay", type=Number(0, None, whole=True), metavar="MS", help="tcp_tw_reuse_delay in ms [1000] (with --rate).")
 @click.option("--loopback", is_flag=True, default=None, help="Destinations are loopback (tw_reuse=2 applies; "
               "with --rate).")
 @click.option("--socket-range", metavar="LOW-HIGH", help="IP_LOCAL_PORT_RANGE on each socket (linux).")
-@click.option("--udp-hash-size", type=int, metavar="N", help="UDP hash table entries (dmesg) for --algorithm "
+@click.option("--udp-hash-size", type=Number(whole=True), metavar="N", help="UDP hash table entries (dmesg) for --algorithm "
               "udp: a power of two from 128 to 65536, the sizes the kernel allows [16384].")
-@click.option("--seed", type=int, help="Random seed, a non-negative whole number [0]; same seed, same run.")
-@click.option("--interval", type=float, metavar="S", help="Time-series sampling interval.")
-@click.option("--config", "config", metavar="FILE", help="Workload from a YAML or TOML file; options win.")
-@click.option("--plot", "plot_path", metavar="OUT.png", help="Draw the time series and search steps.")
+@click.option("--seed", type=SEED, help="Random seed, a non-negative whole number [0]; same seed, same run.")
+@click.option("--interval", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Time-series sampling interval.")
+@click.option("--config", "config", metavar="FILE", callback=nonblank, help="Workload from a YAML or TOML file; options win.")
+@click.option("--plot", "plot_path", metavar="OUT.png", callback=nonblank, help="Draw the time series and search steps.")
 @click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation. "
               "Needs --rate or --connects; without --duration it plans for steady state.")
 @click.option("--timeseries", is_flag=True, help="Include the time series (JSON) / print it (text).")
 @json_option
 def simulate(range_, reserved, listeners, from_host, algorithm, destinations, sources, connects, rate,
              arrivals, lifetime, duration, time_wait, tw_reuse, tw_reuse_delay, loopback, socket_range,
-             udp_hash_size, seed, interval, config, plot_path, want_plan, timeseries, json_out):
+             udp_hash_size, seed, interval, config, plot_path, want_plan, timeseries, json_out) -> None:
     """Simulate the kernel's port allocator: exhaustion, search steps, parity, predictability.
 
     \b
@@ -71,12 +71,17 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
         opts.update(cfgmod.load(config))
     opts.update({k: v for k, v in given.items() if v is not None})
     w = build(**typed(opts))
+    if plot_path:
+        from ..simulate.plot import check_path
+        check_path(plot_path)       # before the run, which can take seconds
 
     if want_plan:
         return _plan(w, json_out)
 
     from ..simulate.engine import run
-    r = run(w, timeseries=bool(timeseries or plot_path))
+    from .progress import Progress
+    with Progress() as bar:
+        r = run(w, timeseries=bool(timeseries or plot_path), progress=lambda s: bar.update("run", s))
     if plot_path:
         from ..simulate.plot import plot
         plot(r, plot_path)
@@ -142,8 +147,10 @@ def _print_result(r, timeseries: bool) -> None:
 def _plan(w, json_out) -> None:
     from ..simulate.plan import MAX_CHECK_CONNECTS, check, plan
     from ..simulate.space import Capacity
+    from .progress import Progress
     p = plan(w)
-    chk = check(w, p)
+    with Progress() as bar:     # the check runs up to three bounded simulations: seconds, not silence
+        chk = check(w, p, progress=bar.update)
     if want_json(json_out):
         emit_json({"plan": p.to_json(), "simulation": chk, "settings": w.settings()})
         return

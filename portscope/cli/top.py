@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from ..pressure import PressureResult
+
 from ..trend import SPARKS, Trend, TrendPoint, sparkline  # noqa: F401 - SPARKS re-exported for callers
-from .common import json_option, netns_of, netns_option, want_json
+from .common import INTERVAL, Number, json_option, netns_of, netns_option, want_json
 
 SHOWN = 12                   # of which the sparkline shows the latest
-MIN_INTERVAL = 0.1
-MAX_INTERVAL = 3600.0
+MIN_INTERVAL, MAX_INTERVAL = INTERVAL.lo, INTERVAL.hi
 
 
 def _delta(p: TrendPoint) -> str:
@@ -26,8 +31,11 @@ def _delta(p: TrendPoint) -> str:
     return f"{p.delta:+d}" if p.delta else "0"
 
 
-def render(res, trend: dict, *, netns, interval: float, iteration: int, iterations, top_n: int):
-    """The rich renderable of one refresh."""
+def render(res: PressureResult, trend: dict, *, netns: str | None, interval: float, iteration: int,
+           iterations: int | None, top_n: int, width: int | None = None) -> Group:
+    """The rich renderable of one refresh. In a terminal narrower than the table, whole
+    columns are left out from the right (TREND, RATE/s, ...): the destination and its
+    use stay readable, never cut to "PR…" or "28…"."""
     from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
@@ -42,18 +50,25 @@ def render(res, trend: dict, *, netns, interval: float, iteration: int, iteratio
         f"  TIME_WAIT {g.time_wait}  bind-held {g.bind_held}  UDP {g.udp}  listeners {g.listeners}")
     t = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
     names = [d.label for d in res.destinations[:top_n]]
-    t.add_column("PROTO", no_wrap=True)
-    t.add_column("SOURCE -> DESTINATION", no_wrap=True,
-                 min_width=max([len("SOURCE -> DESTINATION")] + [len(n) for n in names]))
-    for col in ("IN USE", "CAP", "USE", "TW", "Δ", "RATE/s"):
-        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
-    t.add_column("TREND", no_wrap=True, overflow="crop")
+    heads = ("PROTO", "SOURCE -> DESTINATION", "IN USE", "CAP", "USE", "TW", "Δ", "RATE/s", "TREND")
+    rows = []
     for d, name in zip(res.destinations[:top_n], names):
         p = trend.get(d.key) or TrendPoint((d.in_use,), None, None)
-        t.add_row(d.proto, name, str(d.in_use), str(d.capacity),
-                  Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
-                  _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
-                  Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization)))
+        rows.append((d.proto, name, str(d.in_use), str(d.capacity),
+                     Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
+                     _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
+                     Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization))))
+    natural = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(heads)]
+    keep = len(heads)
+    if width is not None:
+        # columns are separated by 2 blanks (padding 1 on each side, none at the edges)
+        while keep > 2 and sum(natural[:keep]) + 2 * (keep - 1) > width:
+            keep -= 1
+    for i, h in enumerate(heads[:keep]):
+        t.add_column(h, justify="left" if i < 2 or h == "TREND" else "right", no_wrap=True,
+                     min_width=natural[i], overflow="crop" if h == "TREND" else "ellipsis")
+    for r in rows:
+        t.add_row(*r[:keep])
     parts: list[RenderableType] = [head, t]
     if not res.destinations:
         parts.append(Text("  (no outgoing connections using the ephemeral range)"))
@@ -77,7 +92,7 @@ def _style(u: float) -> str:
 class Keys:
     """q from the terminal without Enter (cbreak mode), restored on exit; no-op without a tty."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.fd = None
         self.saved = None
 
@@ -113,12 +128,12 @@ class Keys:
 
 
 @click.command("top")
-@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes.")
-@click.option("--top", "top_n", type=int, default=15, show_default=True, help="Destinations shown.")
-@click.option("--iterations", "-n", type=int, default=None, help="Stop after N refreshes.")
+@click.option("--interval", type=INTERVAL, default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--top", "top_n", type=Number(1, 1_000_000, whole=True), default=15, show_default=True, help="Destinations shown.")
+@click.option("--iterations", "-n", type=Number(1, None, whole=True), default=None, help="Stop after N refreshes.")
 @netns_option
 @json_option
-def top(interval, top_n, iterations, netns, json_out):
+def top(interval, top_n, iterations, netns, json_out) -> None:
     """Live view of ephemeral-port pressure per destination, with a trend.
 
     With --json, prints one JSON object per refresh (JSON Lines): the
@@ -142,13 +157,12 @@ def top(interval, top_n, iterations, netns, json_out):
         res = measure(netns)
         return res, trend.update(res.destinations)
 
-    try:
-        if as_json:
-            _json_loop(refresh, interval, iterations, top_n)
-        else:
-            _live_loop(refresh, interval, iterations, netns, top_n)
-    except KeyboardInterrupt:
-        pass   # Ctrl-C is the normal way out
+    # q ends with 0; Ctrl-C reaches main(), which says "interrupted" and exits 130 as
+    # every command does (README's exit codes): a script can tell the two apart
+    if as_json:
+        _json_loop(refresh, interval, iterations, top_n)
+    else:
+        _live_loop(refresh, interval, iterations, netns, top_n)
 
 
 def _json_loop(refresh, interval, iterations, top_n) -> None:
@@ -186,7 +200,7 @@ def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
                 i += 1
                 res, tr = refresh(i)
                 show(render(res, tr, netns=netns, interval=interval, iteration=i,
-                            iterations=iterations, top_n=top_n))
+                            iterations=iterations, top_n=top_n, width=console.width))
                 if iterations and i >= iterations:
                     return
                 if keys.wait_quit(interval):

@@ -26,6 +26,7 @@ __all__ = ["HostFacts", "NamedRange", "NamedSet", "Plan", "Step", "FileWrite", "
 
 
 def current_os() -> str:
+    """The backend name for the running OS: "linux", "darwin", "freebsd", "windows" (else sys.platform)."""
     p = sys.platform
     if p.startswith("linux"):
         return "linux"

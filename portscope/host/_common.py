@@ -7,13 +7,27 @@ from __future__ import annotations
 import shlex
 import subprocess
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from ..errors import BadInput, NotPermitted, SystemReadError, Unsupported
 from ..netns import parse as parse_netns
+from ..numparse import is_whole
 from ..ports import IANA_DYNAMIC, PortRange, PortSet
 
 Runner = Callable[[Sequence[str]], str]
+
+
+class Sysctl(Protocol):
+    """What the Linux executor reads and writes settings through (linux.LinuxSysctl, or a
+    fake in tests that behaves like the kernel)."""
+
+    def read(self, key: str) -> str:
+        """The setting's normalised value, e.g. "32768 60999" for net.ipv4.ip_local_port_range."""
+        ...
+
+    def write(self, key: str, value: str) -> None:
+        """Set `key` to `value` (the kernel, or the fake, may refuse)."""
+        ...
 
 
 # --------------------------------------------------------------------------- facts
@@ -39,6 +53,7 @@ class NamedSet:
     administered: PortSet = field(default_factory=PortSet)  # Windows `*`: added by an admin
 
     def to_json(self) -> dict:
+        """One entry of `sets` in `reserve list --json`: ports as kernel list syntax, with count."""
         return {"name": self.name, "proto": self.proto, "family": self.family, "ports": str(self.ports),
                 "count": len(self.ports), "administered": str(self.administered)}
 
@@ -60,6 +75,10 @@ class HostFacts:
     reserved_sets: tuple[NamedSet, ...] = ()   # per protocol/family (Windows); () elsewhere
     privileged_low: int = 0                    # FreeBSD reservedlow: privileged ports are [low, start-1]
     sources: dict = field(default_factory=dict, compare=False)  # where each value was read
+    tcp_msl_ms: int | None = None              # BSD/macOS net.inet.tcp.msl, when read
+    tcp_timed_wait_delay: int | None = None    # Windows TcpTimedWaitDelay (s), when set and read
+    os_release: str | None = None              # macOS kern.osrelease (Darwin version), when read
+    wildcard_bind_unprivileged: bool = False   # macOS 10.14+: ports below the boundary are free on 0.0.0.0/::
 
     def to_json(self) -> dict:
         """The `portscope range --json` document."""
@@ -88,8 +107,37 @@ class HostFacts:
 
     @property
     def time_wait_seconds(self) -> int:
-        """Linux TIME_WAIT is hard-coded at 60 s (TCP_TIMEWAIT_LEN), not tcp_fin_timeout."""
-        return 60 if self.os == "linux" else 120 if self.os == "windows" else 30
+        """How long a closed connection holds its 4-tuple here (see time_wait_source)."""
+        return time_wait(self)[0]
+
+    @property
+    def time_wait_source(self) -> str:
+        """Where time_wait_seconds comes from: read from the system, or a named default."""
+        return time_wait(self)[1]
+
+
+# TIME_WAIT when the system does not say: each with the place that states it.
+# Linux has no knob at all, so its value is never "read".
+TIME_WAIT_DEFAULTS = {
+    "linux": (60, "fixed: TCP_TIMEWAIT_LEN (60*HZ) in include/net/tcp.h, no sysctl changes it"),
+    "freebsd": (60, "default, not read: 2 x net.inet.tcp.msl, whose default is 30000 ms "
+                    "(TCPTV_MSL 30 s in sys/netinet/tcp_timer.h)"),
+    "darwin": (30, "default, not read: 2 x net.inet.tcp.msl, whose default is 15000 ms "
+                   "(TCPTV_MSL 15 s in XNU bsd/netinet/tcp_timer.h)"),
+    "windows": (120, "default, not read: TcpTimedWaitDelay is not set; Microsoft's Windows Server 2003 "
+                     "TCP/IP registry reference gives 120 s (its Windows 2000 page said 240 s)"),
+}
+
+
+def time_wait(f: "HostFacts") -> tuple[int, str]:
+    """(seconds, source) of TIME_WAIT on the host the facts describe."""
+    if f.os in ("freebsd", "darwin") and f.tcp_msl_ms is not None:
+        # both kernels arm the 2MSL timer with 2 * tcp_msl; the sysctl is in milliseconds
+        return round(2 * f.tcp_msl_ms / 1000), f"read: 2 x sysctl net.inet.tcp.msl ({f.tcp_msl_ms} ms)"
+    if f.os == "windows" and f.tcp_timed_wait_delay is not None:
+        return f.tcp_timed_wait_delay, ("read: TcpTimedWaitDelay under "
+                                        "HKLM\\SYSTEM\\CurrentControlSet\\Services\\Tcpip\\Parameters")
+    return TIME_WAIT_DEFAULTS.get(f.os, (60, f"default, not read: no value known for {f.os}"))
 
 
 
@@ -134,6 +182,7 @@ def facts_json(f: "HostFacts") -> dict:
         "tcp_tw_reuse_delay_ms": f.tcp_tw_reuse_delay_ms,
         "tcp_fin_timeout": f.tcp_fin_timeout,
         "time_wait_seconds": f.time_wait_seconds,
+        "time_wait_source": f.time_wait_source,
         "sources": dict(f.sources),
     }
     if f.reserved_sets:
@@ -193,6 +242,8 @@ class Step:
 
 @dataclass(frozen=True)
 class FileWrite:
+    """A file a change writes (the persisted setting), with what it held before for rollback."""
+
     path: str
     old: str | None               # None: the file does not exist yet
     new: str
@@ -200,6 +251,8 @@ class FileWrite:
 
 @dataclass(frozen=True)
 class Plan:
+    """Everything a change would do, checked and computed before anything is touched."""
+
     os: str
     action: str                   # "range set" | "reserve add" | "reserve remove"
     netns: str | None
@@ -211,6 +264,7 @@ class Plan:
 
     @property
     def changes_anything(self) -> bool:
+        """False when every setting and the persisted file already hold the new values."""
         return bool(self.steps) or (self.persist is not None and self.persist.old != self.persist.new)
 
     def commands(self) -> list[str]:
@@ -263,18 +317,19 @@ class SocketFacts:
 
 # --------------------------------------------------------------------------- input checks
 
-def parse_number(text, what: str) -> int:
+def parse_number(text: int | str, what: str) -> int:
     """An integer the user typed (ASCII digits, optional minus); BadInput otherwise."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text
     s = str(text).strip()
-    digits = s[1:] if s.startswith("-") else s
-    if not (digits.isascii() and digits.isdigit()):
-        raise BadInput(f"{what} must be an integer, got {text!r}")
+    # ASCII only (str.isdigit() is true for "٤٠٠٠٠"); a minus is allowed so that -5 gets the range message
+    if s.startswith("+") or not is_whole(s):
+        raise BadInput(f"{what} must be an integer written in digits 0-9, got {text!r}")
     return int(s)
 
 
-def check_range(low, high) -> PortRange:
+def check_range(low: int | str, high: int | str) -> PortRange:
+    """LOW..HIGH as the user typed them, as a range of 1..65535; BadInput naming the bad end."""
     lo, hi = parse_number(low, "LOW"), parse_number(high, "HIGH")
     for v, what in ((lo, "LOW"), (hi, "HIGH")):
         if not 1 <= v <= 65535:
@@ -285,6 +340,7 @@ def check_range(low, high) -> PortRange:
 
 
 def parse_ports(text: str) -> PortSet:
+    """A non-empty port list ("8080,9000-9010"); BadInput quoting the text otherwise."""
     try:
         ports = PortSet.parse(text)
     except BadInput as e:
@@ -296,6 +352,7 @@ def parse_ports(text: str) -> PortSet:
 
 
 def fmt_ports(ports: Iterable[int], limit: int = 12) -> str:
+    """The first `limit` ports (sorted) in list syntax, then how many more."""
     ps = sorted(ports)
     s = str(PortSet.of(ps[:limit]))
     return s + (f" and {len(ps) - limit} more" if len(ps) > limit else "")

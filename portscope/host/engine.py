@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from .. import netns as _netns
 from ..errors import BadInput, PortscopeError, SystemReadError, Unsupported
 from ..fsutil import atomic_write
+from ..ports import MIN_USABLE_RANGE
 from . import bsd, linux, sysctld, windows
 from ._common import (
     FileWrite,
@@ -26,6 +27,7 @@ from ._common import (
     Runner,
     SocketFacts,
     Step,
+    Sysctl,
     check_range,
     parse_ports,
     run_command,
@@ -35,7 +37,7 @@ from ._common import (
 _MIN_FIRST = {"darwin": bsd.IPPORT_RESERVED, "freebsd": bsd.IPPORT_RESERVED}
 
 
-def plan_range(low, high, *, facts: HostFacts, sockets: SocketFacts | None = None, force: bool = False,
+def plan_range(low: int | str, high: int | str, *, facts: HostFacts, sockets: SocketFacts | None = None, force: bool = False,
                persist: bool = False, sysctl_dir: str | None = None, reserve_listeners: bool = False,
                protos: Sequence[str] | None = None) -> Plan:
     """Check everything about `range set LOW HIGH` and say exactly what would be done.
@@ -56,9 +58,20 @@ def plan_range(low, high, *, facts: HostFacts, sockets: SocketFacts | None = Non
         raise BadInput(f"--proto applies to Windows only: {osname} has one range for every protocol")
     warnings: list[str] = []
     notes: list[str] = []
+    serving = new.size - facts.reserved.count_in(new) if osname == "linux" else new.size
+    if serving < MIN_USABLE_RANGE:
+        why = (f"the range {new} leaves {serving} usable port{'s' if serving != 1 else ''}"
+               + (f" ({facts.reserved.count_in(new)} of its {new.size} reserved)" if serving != new.size else "")
+               + ": each destination could hold one connection at a time and the next connect() "
+               f"would fail (EADDRNOTAVAIL); a range needs at least {MIN_USABLE_RANGE} usable ports, "
+               "as `lab exhaust` does")
+        if not force:
+            raise BadInput(f"{why} (use --force to do it anyway)")
+        warnings.append(f"--force: {why}")
     if osname == "linux":
-        steps, settings, warnings, notes = linux.plan_range(new, facts, sockets, reserve_listeners=reserve_listeners,
-                                                            force=force)
+        steps, settings, more_warnings, notes = linux.plan_range(new, facts, sockets, reserve_listeners=reserve_listeners,
+                                                                 force=force)
+        warnings.extend(more_warnings)
     elif osname == "windows":
         steps, settings = windows.plan_range(new, facts, protos), {}
     else:
@@ -95,7 +108,8 @@ def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = 
     return Plan("linux", f"reserve {op}", facts.netns, facts, tuple(steps), fw, tuple(warnings), tuple(notes))
 
 
-def executor(plan: Plan, *, sysctl=None, runner: Runner | None = None):
+def executor(plan: Plan, *, sysctl: Sysctl | None = None,
+             runner: Runner | None = None) -> linux.Executor | bsd.Executor:
     """The backend's Executor for this plan's OS."""
     if plan.os == "linux":
         return linux.Executor(sysctl)
@@ -103,7 +117,7 @@ def executor(plan: Plan, *, sysctl=None, runner: Runner | None = None):
     return windows.Executor(runner) if plan.os == "windows" else bsd.Executor(runner)
 
 
-def apply(plan: Plan, *, sysctl=None, runner: Runner | None = None,
+def apply(plan: Plan, *, sysctl: Sysctl | None = None, runner: Runner | None = None,
           write_file: Callable[[str, str], None] = atomic_write) -> Result:
     """Do the plan; on any failure undo what was done and re-raise (one line)."""
     ex = executor(plan, sysctl=sysctl, runner=runner)

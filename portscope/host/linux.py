@@ -11,6 +11,7 @@ import os
 from .. import netns as _netns
 from .. import remedies
 from ..errors import BadInput, NotPermitted, SystemReadError
+from ..numparse import is_digits, is_whole
 from ..ports import PortRange, PortSet
 from ._common import (
     HostFacts,
@@ -18,6 +19,7 @@ from ._common import (
     Plan,
     SocketFacts,
     Step,
+    Sysctl,
     fmt_ports,
     read_text,
 )
@@ -33,6 +35,7 @@ RESERVED_KEY = "net.ipv4." + RESERVED
 
 
 def sysctl_path(name: str) -> str:
+    """/proc/sys/net/ipv4/NAME."""
     return os.path.join(SYSCTL_DIR, name)
 
 
@@ -42,6 +45,7 @@ def sysctl_key(name: str) -> str:
 
 
 def read_sysctl(name: str, required: bool = True) -> str | None:
+    """The text of net.ipv4.NAME; a missing file raises if `required`, else gives None."""
     path = sysctl_path(name)
     return read_text(path, f"{path} is missing: is this a Linux kernel with IPv4?" if required else None)
 
@@ -61,7 +65,7 @@ def write_key(key: str, value: str) -> None:
     except FileNotFoundError:
         raise SystemReadError(f"{path} is missing: this kernel has no {key}")
     except PermissionError:
-        raise NotPermitted(f"cannot write {key}: permission denied (run as root)")
+        raise _denied(key)
     except OSError as e:
         if e.errno in (errno.EROFS,):
             raise NotPermitted(f"cannot write {key}: /proc/sys is read-only here (a container?)")
@@ -72,7 +76,7 @@ def write_key(key: str, value: str) -> None:
         if n != len(data):
             raise SystemReadError(f"short write to {path} ({n} of {len(data)} bytes)")
     except PermissionError:
-        raise NotPermitted(f"cannot write {key}: permission denied (run as root)")
+        raise _denied(key)
     except OSError as e:
         if e.errno == errno.EPERM:
             raise NotPermitted(f"cannot write {key}: not permitted (needs CAP_NET_ADMIN)")
@@ -83,18 +87,24 @@ def write_key(key: str, value: str) -> None:
         os.close(fd)
 
 
+def _denied(key: str) -> NotPermitted:
+    # "run as root" is advice only for someone who is not root
+    hint = "run as root" if os.geteuid() else "even as root: a container or security module forbids it"
+    return NotPermitted(f"cannot write {key}: permission denied ({hint})")
+
+
 def parse_sysctl_int(name: str, text: str) -> int:
     """The integer in sysctl NAME's text; SystemReadError naming the file if it is not one."""
     s = text.strip()
-    try:
-        return int(s)
-    except ValueError:
+    if not is_whole(s):
         raise SystemReadError(f"malformed value in {sysctl_path(name)}: {s!r}")
+    return int(s)
 
 
 def parse_range(text: str) -> PortRange:
+    """ip_local_port_range's "LOW\tHIGH"; SystemReadError naming the file otherwise."""
     parts = text.split()
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(is_digits(p) for p in parts):
         raise SystemReadError(f"malformed value in {sysctl_path(PORT_RANGE)}: {text.strip()!r}")
     try:
         return PortRange(int(parts[0]), int(parts[1]))
@@ -103,6 +113,7 @@ def parse_range(text: str) -> PortRange:
 
 
 def parse_reserved(text: str) -> PortSet:
+    """ip_local_reserved_ports' list; SystemReadError naming the file otherwise."""
     try:
         return PortSet.parse(text)
     except Exception:
@@ -232,6 +243,7 @@ class LinuxSysctl:
     """Reads and writes net.ipv4.* through /proc/sys of the calling thread's namespace."""
 
     def read(self, key: str) -> str:
+        """net.ipv4.* `key`, whitespace normalised (the reserved list in canonical form)."""
         name = key.rsplit(".", 1)[1]
         text = read_sysctl(name) or ""
         if name == RESERVED:
@@ -239,6 +251,7 @@ class LinuxSysctl:
         return " ".join(text.split())
 
     def write(self, key: str, value: str) -> None:
+        """One write of `value` to net.ipv4.* `key`."""
         # a trailing newline: a zero-byte write would not clear an empty reserved list
         write_sysctl(key.rsplit(".", 1)[1], value + "\n")
 
@@ -246,17 +259,21 @@ class LinuxSysctl:
 class Executor:
     """Does, undoes and reads back Linux steps (inside the plan's namespace: the engine enters it)."""
 
-    def __init__(self, sysctl=None):
+    def __init__(self, sysctl: Sysctl | None = None) -> None:
         self.sysctl = sysctl or LinuxSysctl()
 
     def read(self, step: Step) -> str:
+        """The step's setting now."""
         return self.sysctl.read(step.key)
 
     def do(self, step: Step) -> None:
+        """Write the step's new value."""
         self.sysctl.write(step.key, step.new)
 
     def undo(self, step: Step) -> None:
+        """Write the step's old value back."""
         self.sysctl.write(step.key, step.old)
 
     def reread(self, plan: Plan) -> HostFacts:
+        """The facts of the (entered) namespace after the change."""
         return read_facts_here(plan.netns)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from ..errors import BadInput, NotPermitted, Unsupported
-from ..fsutil import atomic_write
+from ..errors import BadInput, Unsupported
+from ..fsutil import atomic_write, check_writable_dir
 from ._common import FileWrite, read_text
 
 SYSCTL_DIR_ENV = "PORTSCOPE_SYSCTL_DIR"
@@ -26,6 +26,7 @@ def sysctl_dir(override: str | None = None) -> str:
 
 
 def line_key(line: str) -> str | None:
+    """The dotted key a sysctl.d line sets (slashes read as dots); None for blanks and comments."""
     s = line.strip()
     if not s or s[0] in "#;" or "=" not in s:
         return None
@@ -100,10 +101,7 @@ def persist_plan(osname: str, netns: str | None, settings: dict[str, str],
         sep = "="
     else:
         raise Unsupported(f"--persist is not needed on {osname}: netsh changes are persistent")
-    if not os.path.isdir(d):
-        raise BadInput(f"cannot persist: {d} is not a directory")
-    if not os.access(d, os.W_OK):
-        raise NotPermitted(f"cannot persist: {d} is not writable (run as root)")
+    check_writable_dir(d, "persist in")
     old = read_text(path)
     fw = FileWrite(path, old, edit_conf(old, settings, sep))
     warnings = later_overrides(d, os.path.basename(path), settings) if osname == "linux" else []

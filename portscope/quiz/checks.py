@@ -26,8 +26,10 @@ from ..errors import BadInput, PortscopeError
 from ..host import HostFacts, bsd, linux, windows
 from ..portinfo import describe_port
 from ..ports import PortRange, PortSet, port_class
+from ..privilege import PrivilegeRule
 from ..simulate.allocators import make
 from ..simulate.space import make_space
+from . import Question
 
 KERNEL_KINDS = frozenset({"netns_default", "sysctl_accepted", "reserved_after"})
 
@@ -77,6 +79,14 @@ def _os_default(a, ns):
 def _privileged(a, ns):
     pf = describe_port(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
     return pf.privileged
+
+
+def _who_may_bind(a, ns):
+    """The platform rule (privilege.py): who may bind the port on a system like the one
+    described. With the wildcard exemption (macOS 10.14+) the answer has three values,
+    otherwise it is "needs privilege" yes/no."""
+    rule = PrivilegeRule(a["os"], a.get("low", 0), a["start"], a.get("wildcard_free", False))
+    return rule.who_may_bind(a["port"]) if rule.wildcard_free else rule.needs_privilege(a["port"])
 
 
 def _time_wait(a, ns):
@@ -165,7 +175,7 @@ def _reserved_after(a, ns):
 KINDS = {
     "port_class": _port_class, "class_range": _class_range, "range_size": _range_size,
     "in_range": _in_range, "same_parity": _same_parity, "os_default": _os_default,
-    "privileged": _privileged, "time_wait": _time_wait, "max_rate": _max_rate,
+    "privileged": _privileged, "who_may_bind": _who_may_bind, "time_wait": _time_wait, "max_rate": _max_rate,
     "connect_capacity": _connect_capacity, "first_parity": _first_parity,
     "portset_count": _portset_count, "portset_valid": _portset_valid,
     "windows_settable": _windows_settable, "service_name": _service_name,
@@ -174,7 +184,7 @@ KINDS = {
 }
 
 
-def evaluate(kind: str, args: dict, netns: str | None = None):
+def evaluate(kind: str, args: dict, netns: str | None = None) -> object:
     """The library's answer for one check kind."""
     if kind not in KINDS:
         raise BadInput(f"unknown check kind {kind!r}")
@@ -188,7 +198,7 @@ def _norm(text: str) -> str:
     return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text).replace("\u2013", "-").replace("\u2014", "-").lower()
 
 
-def mentions(choice: str, value) -> bool:
+def mentions(choice: str, value: object) -> bool:
     """Does the choice's text say the value it claims? (Keeps text and values aligned.)"""
     if value is None or isinstance(value, bool):
         return True   # yes/no claims are worded freely
@@ -198,7 +208,7 @@ def mentions(choice: str, value) -> bool:
     return _norm(str(value)) in text
 
 
-def verify(q, netns: str | None = None) -> list[str]:
+def verify(q: Question, netns: str | None = None) -> list[str]:
     """Problems with question q's check ([] when the library agrees with its answer).
 
     q is a Question (or anything with .check, .choices, .answer)."""
@@ -211,8 +221,8 @@ def verify(q, netns: str | None = None) -> list[str]:
     try:
         if "each" in chk:
             expect = chk.get("expect", True)
-            got = [evaluate(kind, a, netns) for a in chk["each"]]
-            hits = [i + 1 for i, g in enumerate(got) if g == expect]
+            each = [evaluate(kind, a, netns) for a in chk["each"]]
+            hits = [i + 1 for i, g in enumerate(each) if g == expect]
             if hits != [q.answer]:
                 out.append(f"{kind}: choices giving {expect!r} are {hits}, marked answer is {q.answer}")
             return out

@@ -47,6 +47,8 @@ def chunks(w: Workload, gen: np.random.Generator) -> Iterator[tuple[list, list, 
 
 
 def end_time(w: Workload) -> float:
+    """Sim time at which the run stops: the last arrival's slot (a run without a rate opens
+    back to back), the duration, or the time the connects take at the rate."""
     if w.in_a_row:
         return max(1, w.connects or 0) * IN_A_ROW_GAP
     if w.duration is not None:

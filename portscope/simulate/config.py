@@ -1,10 +1,10 @@
 """Workload files: YAML (PyYAML) or TOML (tomllib), keys named like the CLI options."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..errors import BadInput
+from ..numparse import parse_real, parse_whole
 
 ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
          "rfc6056-5", "sequential")
@@ -19,6 +19,8 @@ KEYS = ("range", "reserved", "listeners", "algorithm", "destinations", "sources"
 
 
 def load(path: str) -> dict:
+    """The workload options in a file: TOML by a .toml suffix, else YAML (which JSON is too);
+    keys as KEYS. BadInput for an unreadable file, bad syntax or an unknown key."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -54,24 +56,19 @@ def typed(o: dict) -> dict:
     def opt(key):
         return "--" + key.replace("_", "-")
 
+    # the range checks live in the Workload (shared with library callers); here only the
+    # form: ASCII digits, no 1.5 cut to 1, no inf/nan from a YAML or TOML file
     def whole(key):
         v = o.get(key)
         if v is None or (isinstance(v, int) and not isinstance(v, bool)):
             return v
-        if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
-            return int(v)
-        raise BadInput(f"{opt(key)}: expected a whole number, got {v!r}")
+        if not isinstance(v, str):     # 1.5, 2.0 or true from a config file
+            raise BadInput(f"{opt(key)}: expected a whole number, got {v!r}")
+        return parse_whole(v, opt(key))
 
     def number(key):
         v = o.get(key)
-        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
-            return None if v is None else float(v)
-        if isinstance(v, str):
-            try:
-                return float(v)
-            except ValueError:
-                pass
-        raise BadInput(f"{opt(key)}: not a number: {v!r}")
+        return None if v is None else parse_real(v, opt(key))
 
     out: dict[str, object] = {k: (str(o[k]) if o.get(k) is not None else None)
            for k in ("range", "reserved", "listeners", "algorithm", "arrivals", "socket_range")}

@@ -10,7 +10,7 @@ import random
 import time
 from array import array
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,21 +23,23 @@ from .workload import MAX_SAMPLES, Workload
 SERIES_POINTS = 200
 
 
-def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
+def run(w: Workload, *, timeseries: bool = True, record: bool = True,
+        progress: Callable[[float], None] | None = None) -> Result:
     """Simulate `w`. record=False skips the per-connect port log (parity and
-    predictability then stay empty) to save memory on very long runs."""
+    predictability then stay empty) to save memory on very long runs. `progress`, if
+    given, is called with the simulated share done (0..1) once per chunk of arrivals."""
     # the loop makes millions of short-lived tuples and no reference cycles: the
     # cyclic GC would only rescan the live tables over and over
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        return _run(w, timeseries, record)
+        return _run(w, timeseries, record, progress)
     finally:
         if gc_was:
             gc.enable()
 
 
-def _run(w: Workload, timeseries: bool, record: bool) -> Result:
+def _run(w: Workload, timeseries: bool, record: bool, progress=None) -> Result:
     w.require_end()
     started = time.perf_counter()
     rng = random.Random(w.seed)
@@ -92,6 +94,8 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
     bin_fail = 0
 
     for times, kids, lives in arrivals.chunks(w, gen):
+        if progress is not None and len(times):
+            progress(min(1.0, times[0] / end) if end else 0.0)
         for t, kid, life in zip(times, kids, lives):
             while closes and closes[0][0] <= t:
                 tc, _, ck, cp = heapq.heappop(closes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Iterable
 
 from .. import netns as _netns  # ctypes on Python < 3.12: only when needed
 from ..errors import BadInput, Unsupported
@@ -21,11 +22,16 @@ from . import owners as _owners
 from .filters import mark_ephemeral
 from .table import PROTO_NAMES, STATE_CODES, SocketTable
 
+if TYPE_CHECKING:
+    from ..host import HostFacts
+    from ..netns import Namespace
+    from ..ports import PortRange
+
 ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
 BACKENDS = ("netlink", "procfs", "psutil")
 
 
-def state_codes(states) -> set[int] | None:
+def state_codes(states: str | Iterable[str] | None) -> set[int] | None:
     """State names (case-insensitive) -> kernel codes; SYN_RECV includes NEW_SYN_RECV."""
     if states is None:
         return None
@@ -87,8 +93,10 @@ def _procfs(protos, families, states, sport) -> SocketTable:
     return procfs.read_table(protos, families, states, sport)
 
 
-def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, owners=False,
-             netns=None, backend=None, facts=None, classify=True, auto=None) -> SocketTable:
+def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterable[int] = (4, 6),
+             states: str | Iterable[str] | None = None, sport: PortRange | None = None, owners: bool = False,
+             netns: str | Namespace | None = None, backend: str | None = None, facts: HostFacts | None = None,
+             classify: bool = True, auto: bool | None = None) -> SocketTable:
     """Every socket of the chosen protocols, families and states (see module doc).
 
     sport: a PortRange; only sockets whose local port lies inside it (in the kernel
@@ -117,7 +125,7 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
             table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:
         if facts is None:
-            facts = host_facts(netns)
+            facts = host_facts(str(netns) if netns else None)   # only its range is used here
         mark_ephemeral(table, facts.ephemeral, facts.reserved)
     if owners and table.pid is None:       # psutil tables come with their owners
         _owners.fill(table)

@@ -8,8 +8,12 @@ from __future__ import annotations
 import ipaddress
 from array import array
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from ..errors import BadInput
+
+if TYPE_CHECKING:
+    from ..ports import PortRange, PortSet
 from .table import (
     AUTO_NO,
     AUTO_UNKNOWN,
@@ -32,7 +36,7 @@ def _pack(eph, method, auto):
     return eph | method << 2 | auto << 4
 
 
-def port_mask(ephemeral, reserved=None) -> bytearray:
+def port_mask(ephemeral: PortRange, reserved: PortSet | None = None) -> bytearray:
     """65536 flags: 1 where the kernel may hand the port out automatically."""
     mask = bytearray(65536)
     mask[ephemeral.low:ephemeral.high + 1] = b"\x01" * ephemeral.size
@@ -42,7 +46,7 @@ def port_mask(ephemeral, reserved=None) -> bytearray:
     return mask
 
 
-def mark_ephemeral(table: SocketTable, ephemeral, reserved=None) -> None:
+def mark_ephemeral(table: SocketTable, ephemeral: PortRange, reserved: PortSet | None = None) -> None:
     """Fill table.ephemeral and table.method (and correct table.auto_bound).
 
     The kernel decides when it can (sock_diag AUTO: the program did not bind the
@@ -112,7 +116,7 @@ _AUTO = bytes(i >> 4 & 3 for i in range(256))
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
-def parse_net(text: str, what: str):
+def parse_net(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """An address or CIDR network for --src / --dst; BadInput otherwise."""
     s = str(text).strip()
     try:
@@ -140,7 +144,9 @@ def _addr_test(net):
     return test
 
 
-def select(table: SocketTable, *, port=None, src=None, dst=None, ephemeral=None,
+def select(table: SocketTable, *, port: PortRange | None = None,
+           src: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+           dst: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None, ephemeral: str | None = None,
            listening: bool = False) -> list[int] | None:
     """Row indices passing every filter; None when no filter is set (all rows).
 
@@ -198,6 +204,7 @@ SORT_KEYS = ("proto", "state", "local", "remote", "lport", "rport", "pid", "uid"
 
 
 def sort_rows(table: SocketTable, rows: list[int], key: str) -> list[int]:
+    """`rows` ordered by one of SORT_KEYS (`conns --sort`)."""
     t = table
     keyfn = {
         "proto": lambda i: (t.proto[i], t.state[i]),

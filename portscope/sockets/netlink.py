@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 from array import array
-from typing import Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Collection, Iterable, Iterator, Literal
 
 from .table import (
     AUTO_NO,
@@ -32,6 +32,9 @@ from .table import (
     TCP_LISTEN,
     SocketTable,
 )
+
+if TYPE_CHECKING:
+    from ..ports import PortRange
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -76,7 +79,7 @@ class ProtocolMissing(Exception):
     """This kernel's sock_diag does not serve the protocol (module absent)."""
 
 
-def bytecode(sport=None, auto: bool | None = None) -> bytes:
+def bytecode(sport: PortRange | None = None, auto: bool | None = None) -> bytes:
     """INET_DIAG_REQ_BYTECODE program: accept iff sport in range and AUTO == auto.
 
     Each test jumps to the next op on success and past the end (len+4: reject)
@@ -117,6 +120,7 @@ def _request(family: int, proto: int, states: int, bc: bytes, seq: int) -> bytes
 
 
 def open_socket() -> socket.socket:
+    """A NETLINK_SOCK_DIAG socket; NetlinkRefused (so the caller falls back to procfs) if refused."""
     try:
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
     except (AttributeError, OSError) as e:   # EPERM, EPROTONOSUPPORT, EAFNOSUPPORT, seccomp
@@ -273,7 +277,8 @@ _FAMILY_CODE = bytes(4 if i == socket.AF_INET else 6 if i == socket.AF_INET6 els
 _AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) else AUTO_YES for s in range(256))
 
 
-def read_table(protos, families, states: set[int] | None, sport, auto: bool = True) -> SocketTable:
+def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
+               sport: PortRange | None, auto: bool = True) -> SocketTable:
     """Sockets of the calling thread's network namespace via sock_diag.
 
     Raises NetlinkRefused when sock_diag is unusable (the facade then reads procfs).

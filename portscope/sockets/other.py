@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import socket
 from array import array
+from typing import TYPE_CHECKING, Collection, cast
 
 from ..errors import NotPermitted, Unsupported
 from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_CLOSE, TCP_ESTABLISHED, SocketTable
 
+if TYPE_CHECKING:
+    from ..ports import PortRange
+
 _ZERO = {4: bytes(4), 6: bytes(16)}
 
 
-def read_table(protos, families, states: set[int] | None, sport, owners: bool = False) -> SocketTable:
+def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
+               sport: PortRange | None, owners: bool = False) -> SocketTable:
+    """Sockets from psutil.net_connections() (TCP and UDP only), filtered like the Linux backends."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil is a dependency
@@ -73,12 +79,13 @@ def read_table(protos, families, states: set[int] | None, sport, owners: bool = 
     return table
 
 
-def fill_owners(table) -> None:
+def fill_owners(table: SocketTable) -> None:
     """Commands for the pids psutil already gave."""
     import psutil
     names: dict[int, str | None] = {}
     cmds: list[str | None] = []
-    for p in table.pid:
+    # called only on tables read_table() gave their pids: never None here
+    for p in cast(array, table.pid):
         if p < 0:
             cmds.append(None)
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import sys
 from array import array
+from typing import TYPE_CHECKING, Collection
 
 from .. import netns as _netns
 from ..errors import NotPermitted, SystemReadError
@@ -24,6 +25,9 @@ from .table import (
     TCP_LISTEN,
     SocketTable,
 )
+
+if TYPE_CHECKING:
+    from ..ports import PortRange
 
 # (proto code, family, file under /proc/net)
 INET_FILES = {
@@ -172,7 +176,7 @@ def _addr_list(tokens: list[str]) -> list[tuple[int, bytes]]:
     return parsed
 
 
-def parse_sctp_eps(text: str, sink: _Sink, families=(4, 6)) -> None:
+def parse_sctp_eps(text: str, sink: _Sink, families: Collection[int] = (4, 6)) -> None:
     """/proc/net/sctp/eps: one endpoint per line with all its local addresses."""
     lines = text.splitlines()
     if not lines:
@@ -206,7 +210,7 @@ def parse_sctp_eps(text: str, sink: _Sink, families=(4, 6)) -> None:
             sink.t.extra_local[i] = [a for _, a in addrs]
 
 
-def parse_sctp_assocs(text: str, sink: _Sink, families=(4, 6)) -> None:
+def parse_sctp_assocs(text: str, sink: _Sink, families: Collection[int] = (4, 6)) -> None:
     """/proc/net/sctp/assocs: multi-homed; `*` marks the primary path on each side."""
     lines = text.splitlines()
     if not lines:
@@ -270,7 +274,8 @@ def _read(name: str, root: str | None) -> str | None:
         raise SystemReadError(f"cannot read {path}: {e.strerror or e}")
 
 
-def read_table(protos, families, states: set[int] | None, sport, root: str | None = None) -> SocketTable:
+def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
+               sport: PortRange | None, root: str | None = None) -> SocketTable:
     """Sockets of the calling thread's network namespace, from /proc/net.
 
     root: a directory laid out like /proc/net (recorded samples in tests).

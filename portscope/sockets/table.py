@@ -47,6 +47,8 @@ def format_addr(raw: bytes) -> str:
 
 @dataclass
 class SocketTable:
+    """Sockets as columns (arrays and lists, one entry per row): 100k rows cost no per-socket object."""
+
     backend: str                                          # "netlink" | "procfs" | "psutil"
     proto: array = field(default_factory=lambda: array("B"))
     family: array = field(default_factory=lambda: array("B"))        # 4 | 6
@@ -133,5 +135,6 @@ class SocketTable:
         return d
 
     def rows(self) -> Iterator[dict]:
+        """Every row in the JSON contract's shape (builds a dict per row: for output, not counting)."""
         for i in range(len(self)):
             yield self.row(i)
