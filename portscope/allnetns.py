@@ -22,6 +22,7 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 @dataclass
 class Visit:
+    """One namespace read: the namespace, the spec passed to the reader, what it returned."""
     ns: NetNamespace
     spec: str | None               # what was passed to the reader (None: our own namespace)
     value: Any
@@ -33,12 +34,14 @@ class Visit:
 
 @dataclass
 class Walk:
+    """Every namespace's reading, the ones skipped (with the reason) and the discovery."""
     visits: list[Visit] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)   # {"netns", "netns_inode", "reason"}
     discovery: Discovery | None = None
 
 
 def label_dict(ns: NetNamespace) -> dict:
+    """The labels of rows and findings from namespace `ns`: netns, netns_inode, container, pod."""
     return {"netns": None if ns.current else ns.spec, "netns_inode": ns.inode,
             "container": ns.container.to_json() if ns.container else None,
             "pod": ns.pod.to_json() if ns.pod else None}

@@ -45,24 +45,29 @@ _MARKERS = re.compile(r"docker|containerd|crio|libpod|nerdctl|kubepods")
 
 @dataclass(frozen=True)
 class Container:
+    """A container as its cgroup names it."""
     runtime: str          # docker | containerd | cri-o | podman | cri (cgroupfs driver: not said)
     id: str
 
     def to_json(self) -> dict:
+        """{"runtime", "id"} as `namespaces --json` prints it."""
         return {"runtime": self.runtime, "id": self.id}
 
 
 @dataclass(frozen=True)
 class Pod:
+    """A Kubernetes pod as the kubelet's cgroup names it."""
     uid: str
     qos: str              # guaranteed | burstable | besteffort
 
     def to_json(self) -> dict:
+        """{"uid", "qos"} as `namespaces --json` prints it."""
         return {"uid": self.uid, "qos": self.qos}
 
 
 @dataclass(frozen=True)
 class Identity:
+    """What one cgroup path (or /proc/PID/cgroup file) says: container and pod, each or None."""
     container: Container | None = None
     pod: Pod | None = None
 

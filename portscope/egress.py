@@ -22,6 +22,7 @@ import struct
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from .allnetns import Walk, each
 from .containers import NONE, from_path
@@ -37,6 +38,7 @@ from .sockets.cgroups import paths as cgroup_paths
 
 @dataclass(frozen=True)
 class Preset:
+    """A cloud NAT's documented per-destination budget, hold time, counter and remedy."""
     name: str
     per_address: int              # flows to one destination per NAT address (or per VM)
     per_vm: bool                  # True: the budget is the VM's, more NAT addresses do not add
@@ -93,6 +95,7 @@ NEVER_NAT = tuple(ipaddress.ip_network(n) for n in (
 
 @dataclass(frozen=True)
 class Budget:
+    """The per-destination budget a run judges flows against, and where it comes from."""
     per_destination: int
     nat_addresses: int
     source: str
@@ -100,6 +103,7 @@ class Budget:
     hold_seconds: float
 
     def to_json(self) -> dict:
+        """The JSON document, as `pressure --egress --json` prints it."""
         return {"per_destination": self.per_destination, "nat_addresses": self.nat_addresses,
                 "source": self.source, "cloud": self.cloud, "hold_seconds": self.hold_seconds}
 
@@ -226,17 +230,20 @@ WARN, CRIT = 0.8, 0.95
 
 @dataclass
 class Source:
+    """One contributor of flows to a destination: its namespace, container and pod."""
     netns: str | None
     container: dict | None
     pod: dict | None
     flows: int
 
     def to_json(self) -> dict:
+        """The JSON document, as `pressure --egress --json` prints it."""
         return {"netns": self.netns, "container": self.container, "pod": self.pod, "flows": self.flows}
 
 
 @dataclass
 class EgressDestination:
+    """Flows toward one (proto, destination IP, port) against the budget."""
     proto: str
     dst: str
     dport: int
@@ -250,9 +257,11 @@ class EgressDestination:
 
     @property
     def utilization(self) -> float:
+        """flows / budget (may exceed 1)."""
         return self.flows / self.budget if self.budget else 1.0
 
     def to_json(self, forecast: bool = False) -> dict:
+        """The JSON document, as `pressure --egress --json` prints it."""
         d = {"proto": self.proto, "dst": self.dst, "dport": self.dport, "flows": self.flows,
              "budget": self.budget, "utilization": round(self.utilization, 6), "live": self.live,
              "closed_held": self.closed_held, "top_sources": [s.to_json() for s in self.top_sources]}
@@ -264,6 +273,7 @@ class EgressDestination:
 
 @dataclass
 class EgressResult:
+    """The whole of `pressure --egress`: destinations, budget, findings."""
     destinations: list
     destinations_total: int
     others: dict
@@ -275,6 +285,7 @@ class EgressResult:
     forecast: dict | None = None
 
     def to_json(self) -> dict:
+        """The JSON document, as `pressure --egress --json` prints it."""
         fc = self.forecast is not None
         d = {"egress": [x.to_json(fc) for x in self.destinations],
              "budget": self.budget.to_json(),
@@ -290,8 +301,9 @@ def _ident_json(ns):
     return (ns.container.to_json() if ns.container else None, ns.pod.to_json() if ns.pod else None)
 
 
-def analyze(visits, b: Budget, *, top: int | None = 20, skipped=(), warnings=(),
-            earlier=None, elapsed: float | None = None) -> EgressResult:
+def analyze(visits: list, b: Budget, *, top: int | None = 20, skipped: Iterable[dict] = (),
+            warnings: Iterable[str] = (), earlier: list | None = None,
+            elapsed: float | None = None) -> EgressResult:
     """visits: [(NetNamespace, NsFlows)] -> per-destination flows vs the budget.
     earlier/elapsed (--interval): the same namespaces' flows one interval before."""
     live: Counter = Counter()

@@ -103,7 +103,7 @@ def discover_netns() -> tuple[list[str], dict]:
     return specs, info
 
 
-def egress_families(res, budget) -> list:
+def egress_families(res: "node_egress.EgressResult", budget: "node_egress.Budget") -> list:
     """portscope_egress_* from one node-wide egress reading (portscope.egress.run): flows and
     flows / budget per destination for the top-N, the rest summed in one dst="other" series."""
     flows = GaugeMetricFamily("portscope_egress_destination_flows",
@@ -131,7 +131,8 @@ class PortscopeCollector:
     /run/netns, listed afresh at each scrape (containers come and go)."""
 
     def __init__(self, targets: Iterable[str | None] = (None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
-                 reader: Callable[[str | None, int], Sample] = read_sample, egress=None) -> None:
+                 reader: Callable[[str | None, int], Sample] = read_sample,
+                 egress: "node_egress.Budget | None" = None) -> None:
         self.targets = tuple(targets) or (None,)
         self.all_netns = all_netns
         self.top = top

@@ -71,6 +71,7 @@ class NetNamespace:
                 "pod": self.pod.uid if self.pod else ""}
 
     def to_json(self) -> dict:
+        """One `namespaces --json` row."""
         shown = [p for p in self.pids[:PIDS_SHOWN] if p in self.commands]
         return {
             "inode": self.inode,
@@ -87,6 +88,7 @@ class NetNamespace:
 
 @dataclass
 class Discovery:
+    """One walk of the host: every namespace, and what could not be read."""
     namespaces: list[NetNamespace]
     unreadable: int = 0          # processes whose namespace we may not read
     vanished: int = 0            # processes that exited during the walk
@@ -94,12 +96,14 @@ class Discovery:
     warnings: list[str] = field(default_factory=list)
 
     def by_inode(self, inode: int) -> NetNamespace | None:
+        """The namespace with this inode, or None."""
         for ns in self.namespaces:
             if ns.inode == inode:
                 return ns
         return None
 
     def to_json(self) -> dict:
+        """The `namespaces --json` document."""
         return {"namespaces": [n.to_json() for n in self.namespaces],
                 "unreadable_processes": self.unreadable, "vanished_processes": self.vanished,
                 "hidepid": self.hidepid, "warnings": list(self.warnings)}

@@ -131,7 +131,7 @@ _EGRESS_OPTIONS = [
 ]
 
 
-def egress_options(run_egress):
+def egress_options(run_egress: Callable[[dict, dict], None]) -> Callable:
     """Add the --egress options to a command; with --egress, call run_egress(egress options
     dict, the command's own keyword arguments) instead of the command."""
     def decorate(f):
@@ -168,7 +168,7 @@ _EXPORTER_EGRESS_OPTIONS = [
 ]
 
 
-def exporter_egress_options(f):
+def exporter_egress_options(f: Callable) -> Callable:
     """Add the NAT budget options to `exporter`; the budget is then egress_budget()."""
     import functools
 
@@ -188,13 +188,13 @@ def exporter_egress_options(f):
     return wrapper
 
 
-def egress_budget():
+def egress_budget() -> Any:
     """The exporter's NAT budget (None: no egress series)."""
     ctx = click.get_current_context(silent=True)
     return (ctx.obj or {}).get("egress_budget") if ctx else None
 
 
-def refuse_with_netns(netns) -> None:
+def refuse_with_netns(netns: str | None) -> None:
     """--all-netns reads every namespace: a --netns beside it is a contradiction."""
     if netns_of(netns):
         from ..errors import BadInput

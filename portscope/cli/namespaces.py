@@ -8,7 +8,7 @@ from .common import emit_json, json_option, want_json
 
 @click.command("namespaces")
 @json_option
-def namespaces(json_out):
+def namespaces(json_out: bool) -> None:
     """Every network namespace on the host: inode, names, processes, container and pod.
 
     \b

@@ -2,7 +2,7 @@
 report). Commands import this and `common`, never each other."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -11,6 +11,8 @@ from ..host._common import change_json
 from .common import emit_json
 
 if TYPE_CHECKING:
+    from ..allnetns import Walk
+    from ..egress import EgressResult
     from ..host import Plan, Result
     from ..pressure import PressureResult
 
@@ -87,7 +89,8 @@ def report_change(plan: Plan, result: Result | None, dry_run: bool, as_json: boo
 
 # ---- --all-netns and --egress ----
 
-def warn_skipped(skipped) -> None:
+def warn_skipped(skipped: list[dict]) -> None:
+    """One stderr line per namespace that vanished (or could not be entered) mid-scan."""
     for s in skipped:
         click.echo(f"portscope: warning: namespace {s['netns'] or s['netns_inode']} skipped: {s['reason']}", err=True)
 
@@ -102,7 +105,7 @@ def _labelled_findings(finds, echo=click.echo) -> None:
         echo(f"      fix: {f['remedy']}")
 
 
-def render_report_all(walk, doc, echo=click.echo) -> None:
+def render_report_all(walk: Walk, doc: dict, echo: Callable[..., Any] = click.echo) -> None:
     """`report --all-netns` as text: one line per namespace, then every finding."""
     from ..allnetns import who
     from ..check import status
@@ -118,7 +121,7 @@ def render_report_all(walk, doc, echo=click.echo) -> None:
     _labelled_findings(doc["findings"], echo)
 
 
-def render_pressure_all(walk, doc, top, echo=click.echo) -> None:
+def render_pressure_all(walk: Walk, doc: dict, top: int | None, echo: Callable[..., Any] = click.echo) -> None:
     """`pressure --all-netns` as text: every destination with its namespace, then findings."""
     from ..allnetns import who
     dests = doc["destinations"]
@@ -134,7 +137,7 @@ def render_pressure_all(walk, doc, top, echo=click.echo) -> None:
     _labelled_findings(doc["findings"], echo)
 
 
-def render_egress(res, echo=click.echo) -> None:
+def render_egress(res: EgressResult, echo: Callable[..., Any] = click.echo) -> None:
     """`pressure --egress` as text."""
     from ..egress import who
     b = res.budget

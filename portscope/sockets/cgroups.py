@@ -16,17 +16,19 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from typing import Iterable
 
 from .. import containers
 from ..netns import entered
 from . import netlink
-from .table import PROTO_CODES
+from .table import PROTO_CODES, SocketTable
 
 INET_DIAG_CGROUP_ID = 21
 _U64 = struct.Struct("=Q")
 
 
-def read_ids(protos=("tcp", "udp", "udplite"), families=(4, 6)) -> dict[tuple, int]:
+def read_ids(protos: Iterable[str] = ("tcp", "udp", "udplite"),
+             families: Iterable[int] = (4, 6)) -> dict[tuple, int]:
     """key(socket) -> cgroup id for every full socket of the calling thread's namespace
     (empty when the kernel sends no cgroup ids). The key is (proto, family, local
     address, local port, remote address, remote port, inode): a socket still in a
@@ -79,7 +81,7 @@ def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
     return None
 
 
-def paths(ids, mount: str | None = None) -> dict[int, str]:
+def paths(ids: Iterable[int], mount: str | None = None) -> dict[int, str]:
     """cgroup id -> path below the cgroup2 mount ("/" for the root), for the ids given.
     The walk stops as soon as every id is found."""
     mount = mount or cgroup2_mount()
@@ -100,7 +102,7 @@ def paths(ids, mount: str | None = None) -> dict[int, str]:
     return out
 
 
-def fill(table, netns: str | None = None) -> None:
+def fill(table: SocketTable, netns: str | None = None) -> None:
     """Set table.cgroup: per row, {"id", "path", "container", "pod"} or None (TIME_WAIT,
     request sockets, a kernel without cgroup ids, or another backend than netlink)."""
     table.cgroup = [None] * len(table)
