@@ -28,6 +28,8 @@ from .ports import IANA_DYNAMIC, PortRange, PortSet, parse_port, port_class  # n
 _LAZY = {
     "host_facts": "host", "HostFacts": "host",
     "Namespace": "netns",
+    "discover_namespaces": "namespaces", "NetNamespace": "namespaces",
+    "nat_budget": "egress", "measure_egress": "egress",
     "snapshot": "sockets", "SocketTable": "sockets.table",
     "analyze": "pressure", "PressureResult": "pressure", "Destination": "pressure", "GlobalUse": "pressure",
     "measure": "datapath",
@@ -48,7 +50,9 @@ __all__ = [
     # port numbers
     "PortRange", "PortSet", "port_class", "parse_port", "IANA_DYNAMIC",
     # the host and its namespaces
-    "host_facts", "HostFacts", "Namespace",
+    "host_facts", "HostFacts", "Namespace", "discover_namespaces", "NetNamespace",
+    # node egress against a cloud NAT's per-destination budget
+    "nat_budget", "measure_egress",
     # sockets
     "snapshot", "SocketTable",
     # pressure, forecast, findings, verdicts
@@ -79,8 +83,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .check import Check, evaluate_check, status
     from .datapath import measure
+    from .egress import measure_egress, nat_budget
     from .findings import FINDING_IDS, Finding
     from .host import HostFacts, host_facts
+    from .namespaces import NetNamespace, discover_namespaces
     from .netns import Namespace
     from .portinfo import PortFacts, describe_port
     from .pressure import Destination, GlobalUse, PressureResult, analyze

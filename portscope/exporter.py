@@ -21,9 +21,11 @@ from typing import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from . import egress as node_egress
 from .errors import PortscopeError
 from .fsutil import atomic_write
 from .host import host_facts
+from .namespaces import discover
 from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_
@@ -85,6 +87,43 @@ def list_netns() -> list[str]:
         return []
 
 
+def discover_netns() -> tuple[list[str], dict]:
+    """Every other network namespace of the host (portscope.namespaces: processes and bind
+    mounts, not only /run/netns): (specs, spec -> info labels). A spec is the `ip netns`
+    name when there is one, else inode:N."""
+    specs, info = [], {}
+    for ns in discover().namespaces:
+        label = "" if ns.current else ns.spec
+        info[label] = {"inode": str(ns.inode),
+                       "runtime": ns.container.runtime if ns.container else "",
+                       "container": ns.container.id[:12] if ns.container else "",
+                       "pod": ns.pod.uid if ns.pod else "", "qos": ns.pod.qos if ns.pod else ""}
+        if not ns.current:
+            specs.append(ns.spec)
+    return specs, info
+
+
+def egress_families(res: "node_egress.EgressResult", budget: "node_egress.Budget") -> list:
+    """portscope_egress_* from one node-wide egress reading (portscope.egress.run): flows and
+    flows / budget per destination for the top-N, the rest summed in one dst="other" series."""
+    flows = GaugeMetricFamily("portscope_egress_destination_flows",
+                              "Flows the NAT holds toward one destination from this node (all namespaces "
+                              "and source addresses; top-N, dst=\"other\" sums the rest).",
+                              labels=["proto", "dst", "dport"])
+    ratio = GaugeMetricFamily("portscope_egress_destination_budget_ratio",
+                              "Those flows / the NAT's per-destination budget (--cloud / --nat-budget); "
+                              "1 means the NAT refuses new flows to it.", labels=["proto", "dst", "dport"])
+    for d in res.destinations:
+        lv = [d.proto, d.dst, str(d.dport)]
+        flows.add_metric(lv, d.flows)
+        ratio.add_metric(lv, d.utilization)
+    if res.others["destinations"]:
+        flows.add_metric(["", "other", ""], res.others["flows"])
+    per = GaugeMetricFamily("portscope_egress_budget_flows", "The per-destination budget the ratios are computed with.")
+    per.add_metric([], budget.per_destination)
+    return [flows, ratio, per]
+
+
 class PortscopeCollector:
     """prometheus_client custom collector: one consistent read per namespace per collect().
 
@@ -92,19 +131,23 @@ class PortscopeCollector:
     /run/netns, listed afresh at each scrape (containers come and go)."""
 
     def __init__(self, targets: Iterable[str | None] = (None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
-                 reader: Callable[[str | None, int], Sample] = read_sample) -> None:
+                 reader: Callable[[str | None, int], Sample] = read_sample,
+                 egress: "node_egress.Budget | None" = None) -> None:
         self.targets = tuple(targets) or (None,)
         self.all_netns = all_netns
         self.top = top
         self.reader = reader
         self.errors: Counter = Counter()          # netns label -> failed reads (monotonic)
+        self.info: dict = {}                      # netns label -> container / pod labels
+        self.egress = egress                      # egress.Budget: node-wide NAT series (docs/egress.md)
         self._lock = threading.Lock()
 
     def namespaces(self) -> list[str | None]:
         """The namespaces this scrape reads: the targets, then (with all_netns) every named one."""
         out = list(dict.fromkeys(self.targets))
         if self.all_netns:
-            out += [n for n in list_netns() if n not in out]
+            specs, self.info = discover_netns()
+            out += [n for n in specs if n not in out]
         return out
 
     def describe(self) -> list:
@@ -131,7 +174,33 @@ class PortscopeCollector:
             durations[label] = time.perf_counter() - t0
         for label in self.errors:
             ok.setdefault(label, 0)
-        return list(_families(samples)) + list(self._self_metrics(durations, ok))
+        return (list(_families(samples)) + list(self._self_metrics(durations, ok)) + self._info(samples)
+                + self._egress())
+
+    def _egress(self) -> list:
+        if self.egress is None:
+            return []
+        try:
+            return egress_families(node_egress.run(self.egress, top=self.top), self.egress)
+        except Exception as e:               # egress must not take the port series down with it
+            self.errors["egress"] += 1
+            log.warning("egress: read failed: %s", e)
+            return []
+
+    def _info(self, samples) -> list:
+        """portscope_netns_info: one series per namespace read, joining netns to its
+        container and pod (labels bounded: one series per namespace, no per-socket data)."""
+        if not self.all_netns:
+            return []
+        keys = ("inode", "runtime", "container", "pod", "qos")
+        g = GaugeMetricFamily("portscope_netns_info", "Container and pod of each network namespace "
+                              "read with --all-netns (value 1; join on netns).", labels=["netns", *keys])
+        for s in samples:
+            lab = self.info.get(s.netns)
+            if lab is not None:
+                g.add_metric([s.netns, *(lab[k] for k in keys)], 1)
+        return [g]
+
 
     def _self_metrics(self, durations, ok):
         d = GaugeMetricFamily("portscope_scrape_duration_seconds",

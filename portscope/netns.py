@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from . import namespaces as found
 from .errors import BadInput, NotPermitted, Unsupported
 
 CLONE_NEWNET = 0x40000000
@@ -63,6 +64,8 @@ class Namespace:
             pid = spec[4:]
             if not _is_ascii_digits(pid) or int(pid) == 0:
                 raise BadInput(f"bad --netns {spec!r}: expected pid:PID with a numeric PID")
+        elif spec.partition(":")[0] in _FOUND_KINDS:
+            found.check_spec(spec)
         elif "/" in spec or spec in (".", "..") or not spec.isprintable():
             raise BadInput(f"bad --netns name {spec!r}")
         return cls(spec)
@@ -76,6 +79,8 @@ class Namespace:
     def path(self) -> str:
         """The namespace file to open; BadInput if the namespace does not exist."""
         pid = self.pid
+        if self.spec.partition(":")[0] in _FOUND_KINDS:
+            return found.resolve_spec(self.spec)
         if pid is not None:
             if not os.path.exists(f"/proc/{pid}"):
                 raise BadInput(f"network namespace {self.spec!r} does not exist (no process {pid})")
@@ -91,6 +96,8 @@ class Namespace:
         pid = self.pid
         if pid is not None:
             return ("nsenter", f"--net=/proc/{pid}/ns/net")
+        if self.spec.partition(":")[0] in _FOUND_KINDS:      # unnamed: entered by its path
+            return ("nsenter", f"--net={self.path}")
         return ("ip", "netns", "exec", self.spec)
 
     def portscope_args(self) -> tuple[str, ...]:
@@ -99,6 +106,10 @@ class Namespace:
 
     def __str__(self) -> str:
         return self.spec
+
+
+# inode:N, container:ID, pod:UID: found by walking /proc (portscope.namespaces)
+_FOUND_KINDS = ("inode", "container", "pod")
 
 
 def _is_ascii_digits(s: str) -> bool:

@@ -81,6 +81,15 @@ CONTRACT: dict[str, set[str]] = {
              "questions[].correct"}
             | {"questions[].source"},   # issue 18: every question's source
     "quiz-list": {"questions"} | {"questions[].source"},
+    # issue 15
+    "namespaces": {"namespaces"} | {f"namespaces[].{k}" for k in (
+        "inode", "names", "pids", "process_count", "commands", "container", "container.runtime",
+        "container.id", "pod", "pod.uid", "pod.qos", "current")},
+    "egress": {"egress", "budget", "budget.per_destination", "budget.nat_addresses", "budget.source",
+               "findings"}
+              | {f"egress[].{k}" for k in ("proto", "dst", "dport", "flows", "budget", "utilization",
+                                           "top_sources")}
+              | {f"egress[].top_sources[].{k}" for k in ("netns", "container", "pod", "flows")},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -452,6 +461,12 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
     "web": [],                # the exporter's /api/pressure: test_web_endpoint_json below
+    "namespaces": [],         # run by test_namespaces_json below, with containers made for it
+    "report-all": [],         # these four: test_all_netns_json below
+    "pressure-all": [],
+    "conns-all": [],
+    "conns-all-count": [],
+    "egress": [],             # test_egress_json below
 }
 JSON_LINES = {"top"}
 
@@ -668,3 +683,77 @@ def test_web_endpoint_json(doc, scene):
     assert len(second["history"]["points"]) == 2 and second["netns"] == scene.name
     check_runs(rows["web"], "web", [(["GET", "/api/pressure"], bodies[0].decode()),
                                     (["GET", "/api/pressure", "forecast"], bodies[1].decode())])
+
+
+def test_namespaces_json(doc, cli, tmp_path):
+    """Namespaces in cgroups named as a runtime and the kubelet name them, so that the
+    container and pod objects are printed (nsworld removes them all)."""
+    from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, pod_uid
+    if not (ROOT and HAVE_TOOLS and cgroup_v2_root()):
+        pytest.skip("needs root, unshare/ip/lsns and a writable cgroup v2 mount")
+    _, rows, _ = doc
+    w = World()
+    try:
+        uid = pod_uid()
+        w.spawn(f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}"
+                f".slice/cri-containerd-{hex64()}.scope")
+        w.attach(w.spawn(f"system.slice/docker-{hex64()}.scope"))
+        code, out, err = cli("namespaces", "--json")
+    finally:
+        w.close()
+    assert code == 0, err
+    check_runs(rows["namespaces"], "namespaces", [(["namespaces", "--json"], out)])
+
+
+@pytest.mark.root
+@pytest.mark.netns
+@pytest.mark.live
+def test_all_netns_json(doc, cli):
+    """report / pressure / conns --all-netns over namespaces made here: one in a kubelet
+    cgroup holding connections (so the labelled rows are printed), one with a finding."""
+    from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, pod_uid
+    if not (ROOT and HAVE_TOOLS and cgroup_v2_root()):
+        pytest.skip("needs root, unshare/ip/lsns and a writable cgroup v2 mount")
+    _, rows, _ = doc
+    w = World()
+    runs = {"report-all": [["report", "--all-netns", "--json"]],
+            "pressure-all": [["pressure", "--all-netns", "--json", "--top", "3"],
+                             ["pressure", "--all-netns", "--json", "--process"]],
+            "conns-all": [["conns", "--all-netns", "--json"], ["conns", "--all-netns", "--json", "--process"]],
+            "conns-all-count": [["conns", "--all-netns", "--count", "--json"]]}
+    try:
+        uid = pod_uid()
+        pid = w.spawn(f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}"
+                      f".slice/cri-containerd-{hex64()}.scope", conns=2, port=40050)
+        # a listener inside the ephemeral range: a finding in that namespace
+        assert pid
+        out = {t: [(a, run(cli, None, a)) for a in cmds] for t, cmds in runs.items()}
+    finally:
+        w.close()
+    for t, res in out.items():
+        for a, (code, _, err) in res:
+            assert code == 0, (a, err)
+        check_runs(rows[t], t, [(a, o) for a, (_, o, _) in res])
+
+
+def test_egress_json(doc, cli):
+    """pressure --egress over a namespace made here, in a kubelet cgroup, holding flows to a
+    documentation address on its own loopback, with a budget small enough for a finding."""
+    from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, pod_uid
+    if not (ROOT and HAVE_TOOLS and cgroup_v2_root()):
+        pytest.skip("needs root, unshare/ip/lsns and a writable cgroup v2 mount")
+    _, rows, _ = doc
+    w = World()
+    runs = [["pressure", "--egress", "--json", "--nat-budget", "4"],
+            ["pressure", "--egress", "--json", "--cloud", "gcp-cloud-nat", "--interval", "0.2"]]
+    try:
+        uid = pod_uid()
+        w.spawn(f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}"
+                f".slice/cri-containerd-{hex64()}.scope", conns=4, closed=1, port=443, dst="203.0.113.77",
+                addrs=("203.0.113.77/32",))
+        out = [(a, cli(*a)) for a in runs]
+    finally:
+        w.close()
+    for a, (code, _, err) in out:
+        assert code == 0, (a, err)
+    check_runs(rows["egress"], "egress", [(a, o) for a, (_, o, _) in out])

@@ -45,6 +45,8 @@ def _reach(node: ast.AST) -> Reach:
     r = Reach()
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         r.args = {a.arg for a in node.args.args + node.args.kwonlyargs}
+    # a path in an assert is an expected value (a manifest's mountPath), not a use of it
+    asserted = {id(x) for a in ast.walk(node) if isinstance(a, ast.Assert) for x in ast.walk(a)}
     for n in ast.walk(node):
         if isinstance(n, ast.Name):
             r.names.add(n.id)
@@ -57,7 +59,7 @@ def _reach(node: ast.AST) -> Reach:
             if n.value in ROOT_PROGRAMS:
                 r.root.add(n.value)
                 r.live.add(n.value)
-            if n.value.startswith("/run/netns"):
+            if n.value.startswith("/run/netns") and id(n) not in asserted:
                 r.root.add(n.value)
         elif isinstance(n, (ast.List, ast.Tuple)) or isinstance(n, ast.Call):
             items = n.elts if not isinstance(n, ast.Call) else n.args

@@ -28,6 +28,7 @@ COMMANDS = {
     "simulate": ("simulate", "simulate", "Simulate the kernel's port allocator at scale."),
     "lab": ("lab", "lab", "Reproduce port exhaustion safely in a private network namespace."),
     "quiz": ("quiz", "quiz", "Learn about ports with a short quiz."),
+    "namespaces": ("namespaces", "namespaces", "Every network namespace on the host, with its container and pod."),
 }
 
 

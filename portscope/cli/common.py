@@ -106,3 +106,96 @@ def emit_json(obj: object) -> None:
     """Print `obj` as indented JSON on stdout (anything not JSON-native as its str())."""
     json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")
+
+
+# ---- node egress against a NAT budget (pressure --egress; exporter --cloud / --nat-budget) ----
+
+CLOUDS = ("aws-nat-gateway", "azure-nat-gateway", "azure-lb", "gcp-cloud-nat")
+_EGRESS_OPTIONS = [
+    click.option("--egress", is_flag=True,
+                 help="Node egress: flows per (proto, destination IP, port) across every namespace and "
+                      "source address, against a NAT's per-destination budget (docs/egress.md)."),
+    click.option("--nat-budget", type=int, default=None, metavar="N",
+                 help="With --egress: flows one NAT address allows to one destination (or per VM for "
+                      "azure-lb / gcp-cloud-nat); overrides the --cloud preset's number."),
+    click.option("--cloud", type=click.Choice(CLOUDS), default=None,
+                 help="With --egress: a provider's documented budget and hold time."),
+    click.option("--nat-addresses", type=int, default=None, metavar="K",
+                 help="With --egress: NAT public addresses (multiplies a per-address budget; default 1)."),
+    click.option("--nat-hold", type=float, default=None, metavar="S",
+                 help="With --egress: seconds a NAT keeps a closed TCP flow's port (default: the preset's "
+                      "documented value, else 60, the node's own TIME_WAIT)."),
+    click.option("--include-private", is_flag=True,
+                 help="With --egress: count private (RFC 1918, ULA, 100.64/10) destinations too "
+                      "(they usually stay inside the VPC, off the NAT)."),
+]
+
+
+def egress_options(run_egress: Callable[[dict, dict], None]) -> Callable:
+    """Add the --egress options to a command; with --egress, call run_egress(egress options
+    dict, the command's own keyword arguments) instead of the command."""
+    def decorate(f):
+        import functools
+
+        @functools.wraps(f)
+        def wrapper(*args, egress, nat_budget, cloud, nat_addresses, nat_hold, include_private, **kw):
+            from ..errors import BadInput
+            opts = {"nat_budget": nat_budget, "cloud": cloud, "nat_addresses": nat_addresses,
+                    "nat_hold": nat_hold, "include_private": include_private}
+            if egress:
+                return run_egress(opts, kw)
+            given = [f"--{k.replace('_', '-')}" for k, v in opts.items() if v]
+            if given:
+                raise BadInput(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} only with --egress")
+            return f(*args, **kw)
+        for opt in reversed(_EGRESS_OPTIONS):
+            wrapper = opt(wrapper)
+        return wrapper
+    return decorate
+
+
+_EXPORTER_EGRESS_OPTIONS = [
+    click.option("--cloud", type=click.Choice(CLOUDS), default=None,
+                 help="Also export node egress per destination against this provider's NAT budget "
+                      "(portscope_egress_destination_flows / _budget_ratio; docs/egress.md)."),
+    click.option("--nat-budget", type=int, default=None, metavar="N",
+                 help="Also export node egress against this per-destination NAT budget (or override the "
+                      "--cloud preset's number)."),
+    click.option("--nat-addresses", type=int, default=None, metavar="K",
+                 help="With --cloud / --nat-budget: NAT public addresses (default 1)."),
+    click.option("--nat-hold", type=float, default=None, metavar="S",
+                 help="With --cloud / --nat-budget: seconds a NAT keeps a closed TCP flow's port."),
+]
+
+
+def exporter_egress_options(f: Callable) -> Callable:
+    """Add the NAT budget options to `exporter`; the budget is then egress_budget()."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, cloud, nat_budget, nat_addresses, nat_hold, **kw):
+        from ..egress import budget
+        from ..errors import BadInput
+        b = None
+        if cloud or nat_budget is not None:
+            b = budget(nat_budget, cloud, nat_addresses, nat_hold)
+        elif nat_addresses is not None or nat_hold is not None:
+            raise BadInput("--nat-addresses and --nat-hold need --cloud or --nat-budget")
+        click.get_current_context().ensure_object(dict)["egress_budget"] = b
+        return f(*args, **kw)
+    for opt in reversed(_EXPORTER_EGRESS_OPTIONS):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def egress_budget() -> Any:
+    """The exporter's NAT budget (None: no egress series)."""
+    ctx = click.get_current_context(silent=True)
+    return (ctx.obj or {}).get("egress_budget") if ctx else None
+
+
+def refuse_with_netns(netns: str | None) -> None:
+    """--all-netns reads every namespace: a --netns beside it is a contradiction."""
+    if netns_of(netns):
+        from ..errors import BadInput
+        raise BadInput("--all-netns cannot be combined with --netns: it already reads every namespace")

@@ -43,10 +43,12 @@ def _split(values) -> list[str]:
 @click.option("--limit", type=Number(0, None, whole=True), help="Print at most N rows.")
 @click.option("--backend", type=click.Choice(["netlink", "procfs", "psutil"]),
               help="Force a backend (default: netlink, falling back to procfs; psutil off Linux).")
+@click.option("--all-netns", is_flag=True, help="Every network namespace on the host; rows labelled by "
+              "namespace, container and pod (see `portscope namespaces`).")
 @json_option
 @netns_option
 def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process, sort_key, count,
-          csv_out, limit, backend, json_out, netns) -> None:
+          csv_out, limit, backend, all_netns, json_out, netns) -> None:
     """List sockets with their 4-tuples, which side is ephemeral, and their owner.
 
     \b
@@ -85,8 +87,28 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
 
     # the ephemeral decision costs a second kernel dump and a pass; only when shown or filtered
     need_class = not count or ephemeral is not None
+    if all_netns:
+        from .common import refuse_with_netns
+        refuse_with_netns(netns)
+        if csv_out or sort_key:
+            raise BadInput("--all-netns takes no --csv or --sort")
+        def read(spec):
+            t = snapshot(tuple(p.lower() for p in plist), families=families, states=slist,
+                         owners=process and not count, netns=spec, backend=backend, classify=need_class)
+            if process and not count:
+                from ..sockets import cgroups
+                cgroups.fill(t, spec)
+            return t
+        return _conns_all(
+            read,
+            lambda t: filters.select(t, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
+                                     listening=listening),
+            as_json, count, process, limit)
     table = snapshot(tuple(p.lower() for p in plist), families=families, states=slist, owners=process and not count,
                      netns=ns, backend=backend, classify=need_class)
+    if process and not count:
+        from ..sockets import cgroups
+        cgroups.fill(table, ns)          # which container / pod opened each socket
     for w in table.warnings:
         click.echo(f"portscope: warning: {w}", err=True)
     if verbose():
@@ -116,6 +138,52 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
         _print_csv(table, idx, process)
     else:
         _print_table(table, idx, process)
+
+
+def _conns_all(read, select, as_json: bool, count: bool, process: bool, limit) -> None:
+    """`conns --all-netns`: read(spec) -> table in every namespace; select(table) -> rows."""
+    import json
+
+    from ..allnetns import each, who
+    from ..sockets import filters
+    from .common import emit_json
+    from .render import warn_skipped
+
+    walk = each(read)
+    warn_skipped(walk.skipped)
+    warnings = walk.discovery.warnings if walk.discovery else []
+    if count:
+        per = []
+        for v in walk.visits:
+            per.append({**v.labels(), "backend": v.value.backend, "warnings": v.value.warnings,
+                        **filters.counts(v.value, select(v.value))})
+        if as_json:
+            emit_json({"all_netns": True, "total": sum(p["total"] for p in per), "namespaces": per,
+                       "skipped": walk.skipped, "warnings": warnings})
+        else:
+            for p in per:
+                states = ", ".join(f"{k} {n}" for k, n in sorted(p["by_state"].items()))
+                click.echo(f"{who(p)}: {p['total']} socket(s)" + (f" ({states})" if states else ""))
+        return
+    out = sys.stdout
+    left = limit
+    picks = []
+    for v in walk.visits:
+        rows = select(v.value)
+        idx = list(rows if rows is not None else range(len(v.value)))
+        if left is not None:
+            idx, left = idx[:left], left - len(idx[:left])
+        picks.append((v, idx))
+    if as_json:
+        head = {"backend": walk.visits[0].value.backend if walk.visits else None, "netns": None,
+                "all_netns": True, "warnings": warnings, "skipped": walk.skipped}
+        out.write(json.dumps(head)[:-1] + ', "sockets": [\n')
+        out.write(",\n".join(json.dumps({**v.value.row(i), **v.labels()}) for v, idx in picks for i in idx))
+        out.write("\n]}\n")
+        return
+    for v, idx in picks:
+        out.write(f"# {who(v.labels())} (inode {v.ns.inode}, backend {v.value.backend})\n")
+        _print_table(v.value, idx, process)
 
 
 def _print_json(table, idx, ns) -> None:
@@ -176,6 +244,10 @@ def _print_table(table, idx, process: bool) -> None:
     if process:
         cols.append([f"{p}/{c or '?'}" if p >= 0 else "-" for p, c in zip(pick(table.pid), pick(table.command))])
         head.append("PROCESS")
+        if table.cgroup is not None:
+            from ..sockets.cgroups import label
+            cols.append([label(cg, s) for cg, s in zip(pick(table.cgroup), pick(table.state))])
+            head.append("CGROUP")
     widths = [max(len(h), max(map(len, c), default=0)) for h, c in zip(head, cols)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     out = sys.stdout

@@ -3,13 +3,26 @@ from __future__ import annotations
 
 import click
 
-from .common import INTERVAL, Number, check_netns, emit_json, json_option, netns_of, nonblank, verbose, want_json
+from .common import (
+    INTERVAL,
+    Number,
+    check_netns,
+    egress_budget,
+    emit_json,
+    exporter_egress_options,
+    json_option,
+    netns_of,
+    nonblank,
+    verbose,
+    want_json,
+)
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 
 
 @click.command("exporter")
+@exporter_egress_options
 @click.option("--listen", default="127.0.0.1:9917", show_default=True, metavar="ADDR:PORT",
               help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every IPv4 address).")
 @click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False), callback=nonblank,
@@ -25,7 +38,8 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 @click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID", callback=check_netns,
               help="Report this network namespace (repeatable; each under its own netns label).")
 @click.option("--all-netns", is_flag=True,
-              help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
+              help="Report our own namespace (netns=\"\") and every other network namespace of the host "
+                   "(processes' and bind mounts', see `portscope namespaces`), listed at each scrape "
                    "(not with --netns).")
 @json_option
 def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out) -> None:
@@ -66,7 +80,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
                         format="portscope exporter: %(levelname)s: %(message)s")
     from ..exporter import Exporter, PortscopeCollector, run_textfile
 
-    collector = PortscopeCollector(targets, all_netns=all_netns, top=top)
+    collector = PortscopeCollector(targets, all_netns=all_netns, top=top, egress=egress_budget())
     exp = Exporter(collector)
     if want_json(json_out):
         from prometheus_client.parser import text_string_to_metric_families

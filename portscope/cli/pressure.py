@@ -12,8 +12,27 @@ import click
 from ..check import DEFAULT_CRIT, DEFAULT_WARN, STATUS, UNKNOWN
 from ..datapath import MAX_SAMPLES
 from ..errors import PortscopeError
-from .common import INTERVAL, TOP, Number, emit_json, json_option, netns_of, netns_option, verbose, want_json
-from .render import render_destinations, render_findings, render_global
+from .common import (
+    INTERVAL,
+    TOP,
+    Number,
+    egress_options,
+    emit_json,
+    json_option,
+    netns_of,
+    netns_option,
+    refuse_with_netns,
+    verbose,
+    want_json,
+)
+from .render import (
+    render_destinations,
+    render_egress,
+    render_findings,
+    render_global,
+    render_pressure_all,
+    warn_skipped,
+)
 
 
 def _one_line(msg: str) -> str:
@@ -53,7 +72,30 @@ class PressureCommand(click.Command):
             _unknown(str(e), as_json)
 
 
+def _egress(opts: dict, kw: dict) -> None:
+    """`pressure --egress`: every namespace's flows per destination against a NAT budget."""
+    import sys
+
+    from ..egress import budget, run
+    from ..errors import BadInput, Unsupported
+    if kw.get("check") or kw.get("all_netns") or netns_of(kw.get("netns")) or kw.get("process"):
+        raise BadInput("--egress reads every namespace by itself: no --netns, --all-netns, --check or --process")
+    if not sys.platform.startswith("linux"):
+        raise Unsupported("--egress reads sock_diag and network namespaces (Linux)")
+    interval = kw.get("interval")
+    if interval is not None and not (0 < interval <= 3600):
+        raise BadInput(f"--interval must be in (0, 3600] seconds, got {interval:g}")
+    b = budget(opts["nat_budget"], opts["cloud"], opts["nat_addresses"], opts["nat_hold"])
+    res = run(b, top=kw.get("top"), include_private=opts["include_private"], interval=interval)
+    warn_skipped(res.skipped)
+    if want_json(bool(kw.get("json_out"))):
+        emit_json(res.to_json())
+    else:
+        render_egress(res)
+
+
 @click.command("pressure", cls=PressureCommand)
+@egress_options(_egress)
 @json_option
 @netns_option
 @click.option("--top", "top", type=TOP, default=20, show_default=True, metavar="N",
@@ -73,7 +115,9 @@ class PressureCommand(click.Command):
               help=f"Only with --check: CRITICAL at P percent use (default {DEFAULT_CRIT:g}).")
 @click.option("--ignore", multiple=True, metavar="ID[,ID]",
               help="Only with --check: leave these finding ids out of the status (repeatable).")
-def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore) -> None:
+@click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
+              "namespace, container and pod (not with --check or --interval).")
+def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore, all_netns) -> None:
     """Ephemeral-port use per destination (src, dst, dport) against its real capacity.
 
     \b
@@ -86,8 +130,24 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
     ports but one. TIME_WAIT counts as used. --interval adds the rate of new
     connections, the sustainable rate and the time to exhaustion.
     """
+    if all_netns and not check:
+        from ..allnetns import pressure_all
+        from ..errors import BadInput
+        refuse_with_netns(netns)
+        if interval is not None or warn is not None or crit is not None or ignore:
+            raise BadInput("--all-netns takes no --interval, --warn, --crit or --ignore (yet): "
+                           "forecast one namespace with --netns")
+        walk, doc = pressure_all(top, process)
+        warn_skipped(walk.skipped)
+        if want_json(json_out):
+            emit_json(doc)
+        else:
+            render_pressure_all(walk, doc, top)
+        return
     if check:
         as_json = want_json(json_out)
+        if all_netns:
+            _unknown("--check judges one namespace: use --netns, not --all-netns", as_json)
         try:
             _check(netns, top, interval, samples, process, warn, crit, ignore, as_json)
         except (SystemExit, BrokenPipeError):

@@ -2,7 +2,7 @@
 report). Commands import this and `common`, never each other."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -11,6 +11,8 @@ from ..host._common import change_json
 from .common import emit_json
 
 if TYPE_CHECKING:
+    from ..allnetns import Walk
+    from ..egress import EgressResult
     from ..host import Plan, Result
     from ..pressure import PressureResult
 
@@ -83,3 +85,82 @@ def report_change(plan: Plan, result: Result | None, dry_run: bool, as_json: boo
 
 
 # negative numbers must reach our own check (one clear line), not click's option parser
+
+
+# ---- --all-netns and --egress ----
+
+def warn_skipped(skipped: list[dict]) -> None:
+    """One stderr line per namespace that vanished (or could not be entered) mid-scan."""
+    for s in skipped:
+        click.echo(f"portscope: warning: namespace {s['netns'] or s['netns_inode']} skipped: {s['reason']}", err=True)
+
+
+def _labelled_findings(finds, echo=click.echo) -> None:
+    from ..allnetns import who
+    echo("Findings:")
+    if not finds:
+        echo("  none: nothing to fix")
+    for f in finds:
+        echo(f"  [{f['severity'].upper()}] {who(f)} {f['id']}: {f['message']}")
+        echo(f"      fix: {f['remedy']}")
+
+
+def render_report_all(walk: Walk, doc: dict, echo: Callable[..., Any] = click.echo) -> None:
+    """`report --all-netns` as text: one line per namespace, then every finding."""
+    from ..allnetns import who
+    from ..check import status
+    echo(f"portscope report --all-netns: {doc['status'].upper()} ({len(walk.visits)} namespaces"
+         + (f", {len(walk.skipped)} skipped" if walk.skipped else "") + ")")
+    echo("")
+    for v in walk.visits:
+        res, w = v.value, v.value.worst
+        worst = (f"worst {w.proto} {w.label} {w.in_use}/{w.capacity} ({percent(w.utilization)})"
+                 if w else "no outgoing connection in the range")
+        echo(f"  {status(res).upper():8} {who(v.labels())}: {worst}; {len(res.findings)} finding(s)")
+    echo("")
+    _labelled_findings(doc["findings"], echo)
+
+
+def render_pressure_all(walk: Walk, doc: dict, top: int | None, echo: Callable[..., Any] = click.echo) -> None:
+    """`pressure --all-netns` as text: every destination with its namespace, then findings."""
+    from ..allnetns import who
+    dests = doc["destinations"]
+    echo(f"Destinations across {len(walk.visits)} namespaces ({len(dests)}):")
+    rows = [("NAMESPACE", "PROTO", "SOURCE -> DESTINATION", "IN USE", "TIME_WAIT", "CAPACITY", "USE")]
+    for d in dests[:top] if top is not None else dests:
+        dst = f"[{d['dst']}]" if ":" in d["dst"] else d["dst"]
+        rows.append((who(d), d["proto"], f"{d['src']} -> {dst}:{d['dport']}", str(d["in_use"]),
+                     str(d["time_wait"]), str(d["capacity"]), percent(d["utilization"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        echo("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    _labelled_findings(doc["findings"], echo)
+
+
+def render_egress(res: EgressResult, echo: Callable[..., Any] = click.echo) -> None:
+    """`pressure --egress` as text."""
+    from ..egress import who
+    b = res.budget
+    echo(f"Egress through the NAT ({res.namespaces_read} namespaces): budget {b.per_destination} flows per "
+         f"destination ({b.source}); closed flows held {b.hold_seconds:g} s")
+    if not res.destinations:
+        echo("  (no flow to a NAT-bound destination)")
+    else:
+        rows = [("PROTO", "DESTINATION", "FLOWS", "LIVE", "HELD", "BUDGET", "USE", "TOP SOURCES")]
+        for d in res.destinations:
+            dst = f"[{d.dst}]" if ":" in d.dst else d.dst
+            srcs = ", ".join(f"{who(s)} {s.flows}" for s in d.top_sources[:3])
+            rows.append((d.proto, f"{dst}:{d.dport}", str(d.flows), str(d.live), str(d.closed_held),
+                         str(d.budget), percent(d.utilization), srcs))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            echo("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                 + "  " + r[-1])
+    if res.others["destinations"]:
+        echo(f"  ... and {res.others['destinations']} more destination(s) with {res.others['flows']} flow(s)")
+    echo("Findings:")
+    if not res.findings:
+        echo("  none: every destination is under 80% of the budget")
+    for f in res.findings:
+        echo(f"  [{f.severity.upper()}] {f.id}: {f.message}")
+        echo(f"      fix: {f.remedy}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 
 from .common import TOP as TOP_N
-from .common import emit_json, json_option, netns_of, netns_option, nonblank, verbose, want_json
-from .render import render_destinations, render_findings
+from .common import emit_json, json_option, netns_of, netns_option, nonblank, refuse_with_netns, verbose, want_json
+from .render import render_destinations, render_findings, render_report_all, warn_skipped
 
 TOP = 5
 TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
@@ -19,8 +19,23 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 @click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False), callback=nonblank,
               help="Also write the report as one self-contained HTML page (the exporter's web view, "
                    "data embedded, with process attribution) to FILE (docs/web.md).")
-def report(json_out, netns, top, html_file) -> None:
+@click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
+              "namespace, container and pod (see `portscope namespaces`).")
+def report(json_out, netns, top, html_file, all_netns) -> None:
     """One-screen health report: range facts, worst destination, findings with fixes."""
+    if all_netns:
+        from ..allnetns import report_all
+        from ..errors import BadInput
+        refuse_with_netns(netns)
+        if html_file:
+            raise BadInput("--html shows one namespace: use --netns, not --all-netns")
+        walk, doc = report_all(top)
+        warn_skipped(walk.skipped)
+        if want_json(json_out):
+            emit_json(doc)
+        else:
+            render_report_all(walk, doc)
+        return
     from ..check import status
     from ..datapath import measure
     from ..findings import max_rate, percent

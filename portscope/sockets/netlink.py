@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 from array import array
-from typing import TYPE_CHECKING, Collection, Iterable, Literal
+from typing import TYPE_CHECKING, Collection, Iterable, Iterator, Literal
 
 from .table import (
     AUTO_NO,
@@ -348,3 +348,46 @@ def _listeners(table, sock, families, buf, seq) -> int:
         for stride, blob in dump(sock, fam, tcp, 1 << TCP_LISTEN, b"", seq, buf).items():
             ls.update((tcp, socket.ntohs(p)) for p in _cut(blob, stride, "H", 20))
     return seq
+
+
+def records(sock: socket.socket, family: int, proto: int, states: int, seq: int,
+            buf: bytearray) -> Iterator[tuple[int, int]]:
+    """(offset, length) of each inet_diag reply of one dump, attributes included, in `buf`
+    (valid until the next item). For readers that need the attributes the fast path drops
+    (sockets/cgroups.py: INET_DIAG_CGROUP_ID; egress.py: TIME_WAIT expiry): a plain loop,
+    slower than read_table, so only when asked."""
+    try:
+        sock.send(_request(family, proto, states, b"", seq))
+    except OSError as e:
+        raise NetlinkRefused(_why(e))
+    while True:
+        try:
+            n = sock.recv_into(buf)
+        except OSError as e:
+            raise NetlinkRefused(_why(e))
+        off = 0
+        while off + 16 <= n:
+            length, kind = struct.unpack_from("=IH", buf, off)
+            if length < 16:
+                raise NetlinkRefused("malformed netlink message")
+            if kind == NLMSG_DONE:
+                return
+            if kind == NLMSG_ERROR:
+                err = struct.unpack_from("=i", buf, off + 16)[0]
+                if err < 0:
+                    _raise(-err)
+                return
+            if kind == SOCK_DIAG_BY_FAMILY and length >= HEAD:
+                yield off, length
+            off += (length + 3) & ~3
+
+
+def attributes(buf: bytearray, off: int, length: int) -> Iterator[tuple[int, int, int]]:
+    """(type, value offset, value length) of each attribute of the reply at `off`."""
+    a, end = off + HEAD, off + length
+    while a + 4 <= end:
+        alen, atype = _ATTR.unpack_from(buf, a)
+        if alen < 4:
+            return
+        yield atype, a + 4, alen - 4
+        a += (alen + 3) & ~3

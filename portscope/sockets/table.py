@@ -64,6 +64,7 @@ class SocketTable:
     auto_bound: array = field(default_factory=lambda: array("B"))    # AUTO_*
     pid: array | None = None                                         # with owners; -1 unknown
     command: list | None = None
+    cgroup: list | None = None            # with conns --process: per row a dict or None (sockets/cgroups.py)
     # SCTP multi-homing: row -> all local / remote addresses (raw), primary first
     extra_local: dict = field(default_factory=dict)
     extra_remote: dict = field(default_factory=dict)
@@ -129,6 +130,8 @@ class SocketTable:
             p = self.pid[i]
             d["pid"] = p if p >= 0 else None
             d["command"] = self.command[i] if self.command is not None else None
+        if self.cgroup is not None:
+            d["cgroup"] = self.cgroup[i]
         return d
 
     def rows(self) -> Iterator[dict]:
