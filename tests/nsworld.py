@@ -16,7 +16,8 @@ import time
 import uuid
 
 CGROUP_V2_MOUNTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-LIFETIME_S = 120          # every helper process exits by itself after this
+LIFETIME_S = 900          # every helper exits by itself after this (close() kills it sooner); runs
+                          # that read every tenant's namespaces can be slow on a shared machine
 
 # listen on 0.0.0.0:PORT, open N connections to 127.0.0.1:PORT (lo is up), say "ready"
 SERVE = r"""

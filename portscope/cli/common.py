@@ -111,18 +111,21 @@ def emit_json(obj: object) -> None:
 # ---- node egress against a NAT budget (pressure --egress; exporter --cloud / --nat-budget) ----
 
 CLOUDS = ("aws-nat-gateway", "azure-nat-gateway", "azure-lb", "gcp-cloud-nat")
+NAT_BUDGET = Number(1, 10**9, whole=True)
+NAT_ADDRESSES = Number(1, 64, whole=True)           # the providers' maxima are checked by egress.budget()
+NAT_HOLD = Number(0, 86400, unit="seconds")
 _EGRESS_OPTIONS = [
     click.option("--egress", is_flag=True,
                  help="Node egress: flows per (proto, destination IP, port) across every namespace and "
                       "source address, against a NAT's per-destination budget (docs/egress.md)."),
-    click.option("--nat-budget", type=int, default=None, metavar="N",
+    click.option("--nat-budget", type=NAT_BUDGET, default=None, metavar="N",
                  help="With --egress: flows one NAT address allows to one destination (or per VM for "
                       "azure-lb / gcp-cloud-nat); overrides the --cloud preset's number."),
     click.option("--cloud", type=click.Choice(CLOUDS), default=None,
                  help="With --egress: a provider's documented budget and hold time."),
-    click.option("--nat-addresses", type=int, default=None, metavar="K",
+    click.option("--nat-addresses", type=NAT_ADDRESSES, default=None, metavar="K",
                  help="With --egress: NAT public addresses (multiplies a per-address budget; default 1)."),
-    click.option("--nat-hold", type=float, default=None, metavar="S",
+    click.option("--nat-hold", type=NAT_HOLD, default=None, metavar="S",
                  help="With --egress: seconds a NAT keeps a closed TCP flow's port (default: the preset's "
                       "documented value, else 60, the node's own TIME_WAIT)."),
     click.option("--include-private", is_flag=True,
@@ -158,12 +161,12 @@ _EXPORTER_EGRESS_OPTIONS = [
     click.option("--cloud", type=click.Choice(CLOUDS), default=None,
                  help="Also export node egress per destination against this provider's NAT budget "
                       "(portscope_egress_destination_flows / _budget_ratio; docs/egress.md)."),
-    click.option("--nat-budget", type=int, default=None, metavar="N",
+    click.option("--nat-budget", type=NAT_BUDGET, default=None, metavar="N",
                  help="Also export node egress against this per-destination NAT budget (or override the "
                       "--cloud preset's number)."),
-    click.option("--nat-addresses", type=int, default=None, metavar="K",
+    click.option("--nat-addresses", type=NAT_ADDRESSES, default=None, metavar="K",
                  help="With --cloud / --nat-budget: NAT public addresses (default 1)."),
-    click.option("--nat-hold", type=float, default=None, metavar="S",
+    click.option("--nat-hold", type=NAT_HOLD, default=None, metavar="S",
                  help="With --cloud / --nat-budget: seconds a NAT keeps a closed TCP flow's port."),
 ]
 
