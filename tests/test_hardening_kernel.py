@@ -227,3 +227,16 @@ def test_parity_guess_on_a_realistic_mix_of_plain_connects(seed):
     assert plain["plain"] > 50 and plain["inferred"] == 0, plain
     mixed = trial(seed, bound=4)
     assert mixed["false_positives"] == 0 and mixed["found_bound"] == 4, mixed
+
+
+@needs_netns
+def test_reserving_the_whole_range_is_refused_like_a_one_port_range(cli, netns):
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40009")
+    code, out, err = cli("--netns", netns.name, "reserve", "add", "40000-40008")
+    assert code == 2 and "leaves 1 usable port" in one_line(err) and "--force" in err
+    assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == ""
+    code, out, err = cli("--netns", netns.name, "reserve", "add", "40000-40007")     # 2 stay usable
+    assert code == 0, err
+    code, out, err = cli("--netns", netns.name, "reserve", "add", "40008", "--force")
+    assert code == 0 and "--force: reserving 40008 leaves 1 usable port" in err
+    assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == "40000-40008"

@@ -401,7 +401,8 @@ def plan_range(low, high, *, facts: HostFacts, sockets: SocketFacts | None = Non
 
 
 def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = False,
-                 sysctl_dir: str | None = None, protos: Sequence[str] | None = None) -> Plan:
+                 sysctl_dir: str | None = None, protos: Sequence[str] | None = None,
+                 force: bool = False) -> Plan:
     """`reserve add|remove PORTS`: the new list is computed from the current one, never replaced blindly."""
     if op not in ("add", "remove"):
         raise BadInput(f"unknown reserve operation {op!r}")
@@ -423,6 +424,15 @@ def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = 
             notes.append(f"{ports} already reserved; nothing to change")
         elif len(already):
             notes.append(f"already reserved: {already}")
+        left = facts.ephemeral.size - new.count_in(facts.ephemeral)
+        if left < MIN_USABLE_RANGE and new != old:
+            # the same rule as range set: a range that cannot serve is refused, with the reason
+            why = (f"reserving {ports} leaves {left} usable port{'s' if left != 1 else ''} of the ephemeral "
+                   f"range {facts.ephemeral}: connect() would fail at once (EADDRNOTAVAIL); at least "
+                   f"{MIN_USABLE_RANGE} must stay usable")
+            if not force:
+                raise BadInput(f"{why} (use --force to do it anyway)")
+            warnings.append(f"--force: {why}")
         outside = len(ports) - ports.count_in(facts.ephemeral)
         if outside and new != old:
             notes.append(f"{outside:,} of these ports lie outside the ephemeral range {facts.ephemeral}; the "
@@ -638,12 +648,13 @@ def range_set(low, high, *, netns: str | None = None, dry_run: bool = False, per
 def reserve_change(op: str, ports: str, *, netns: str | None = None, dry_run: bool = False,
                    persist: bool = False, sysctl_dir: str | None = None, facts: HostFacts | None = None,
                    sysctl=None, runner: Runner | None = None,
-                   protos: Sequence[str] | None = None) -> tuple[Plan, Result | None]:
+                   protos: Sequence[str] | None = None, force: bool = False) -> tuple[Plan, Result | None]:
     parse_ports(ports)
     if facts is None:
         from . import facts as read
         facts = read(netns)
-    plan = plan_reserve(op, ports, facts=facts, persist=persist, sysctl_dir=sysctl_dir, protos=protos)
+    plan = plan_reserve(op, ports, facts=facts, persist=persist, sysctl_dir=sysctl_dir, protos=protos,
+                        force=force)
     if dry_run or not plan.changes_anything:
         return plan, None
     return plan, apply(plan, sysctl=sysctl, runner=runner)
