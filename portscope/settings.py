@@ -85,14 +85,16 @@ def set_range(low: int | str, high: int | str, *, netns: "str | Namespace | None
 
 def change_reserved(op: str, ports: str, *, netns: "str | Namespace | None" = None, dry_run: bool = False,
                     persist: bool = False, sysctl_dir: str | None = None, facts: HostFacts | None = None,
-                    sysctl: Sysctl | None = None, runner: Runner | None = None, protos: Sequence[str] | None = None) -> Change:
+                    sysctl: Sysctl | None = None, runner: Runner | None = None, protos: Sequence[str] | None = None,
+                    force: bool = False) -> Change:
     """Add (`op="add"`) or remove (`op="remove"`) PORTS ("8080,9000-9010") from the reserved
     ports (Linux `ip_local_reserved_ports`, Windows excluded port ranges), keeping every other
     entry. The same guarantees and arguments as `set_range`."""
     parse_ports(ports)
     if facts is None:
         facts = host.host_facts(str(netns) if netns else None)
-    plan = plan_reserve(op, ports, facts=facts, persist=persist, sysctl_dir=sysctl_dir, protos=protos)
+    plan = plan_reserve(op, ports, facts=facts, persist=persist, sysctl_dir=sysctl_dir, protos=protos,
+                        force=force)
     if dry_run or not plan.changes_anything:
         return Change(plan, None)
     return Change(plan, apply(plan, sysctl=sysctl, runner=runner))

@@ -98,6 +98,31 @@ def _place(src: str, dst: str) -> None:
     os.chmod(dst, 0o755 if mode & stat.S_IXUSR else 0o644)
 
 
+NOBODY_RT_PREFIX = "portscope-nobody-"
+
+
+def _sweep_stale_runtimes(tmpdir: str) -> None:
+    """Remove runtimes of sessions that were killed before their teardown. A live session
+    holds a flock on its runtime's .lock (the kernel drops it when the session dies, SIGKILL
+    included). A runtime without a .lock is left alone: it may be one being set up, or one
+    of a live session of an older checkout, which holds no lock."""
+    import fcntl
+    import glob
+    for d in glob.glob(os.path.join(tmpdir, NOBODY_RT_PREFIX + "*")):
+        try:
+            fd = os.open(os.path.join(d, ".lock"), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue                    # a live session's runtime
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
 def _runs_as_nobody(argv: list[str], env: dict) -> bool:
     p = subprocess.run([*NOBODY_IDS, *argv, "-c", "import portscope.cli, bcrypt, psutil, yaml"],
                        capture_output=True, env=env, cwd="/", timeout=60)
@@ -115,11 +140,16 @@ def nobody_portscope():
     temp dir: this checkout's package and the installed files of its run-time dependencies
     (hard links where possible), run by the venv's base interpreter if nobody can execute it,
     else by a system interpreter of the same major.minor (same ABI for the compiled wheels).
-    It is removed when the session ends."""
+    It is removed when the session ends, and by the next session if this one is killed
+    (_sweep_stale_runtimes)."""
     import tempfile
     if not ROOT or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv (util-linux) to drop to nobody")
-    rt = tempfile.mkdtemp(prefix="portscope-nobody-")
+    import fcntl
+    _sweep_stale_runtimes(tempfile.gettempdir())
+    rt = tempfile.mkdtemp(prefix=NOBODY_RT_PREFIX)
+    lock = os.open(os.path.join(rt, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)    # held for the session: a later session's sweep keeps it
     try:
         os.chmod(rt, 0o755)
         site = os.path.join(rt, "site")
@@ -158,6 +188,7 @@ def nobody_portscope():
                         f"install the system's {ver}")
     finally:
         shutil.rmtree(rt, ignore_errors=True)
+        os.close(lock)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -296,3 +296,28 @@ def test_plot_writes_a_png_where_asked_or_refuses_before_the_run(cli, tmp_path):
     code, out, err = cli("simulate", "--connects", "10", "--plot", str(target))
     assert code == 0, err
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize("args,ready", [(["exporter", "--listen", "127.0.0.1:0"], "stderr"),
+                                        (["top", "--json", "--interval", "30"], "stdout")])
+def test_ctrl_c_exits_130_with_one_line(args, ready):
+    """README: 130 interrupted. top and the exporter used to exit 0 (other commands: click's
+    blank line and 'aborted'). The signal is sent once the command is running (its first
+    line), not after a guessed delay: on a loaded machine imports take seconds."""
+    import signal
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "portscope", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        first = (p.stderr if ready == "stderr" else p.stdout).readline()
+        assert first, p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = p.stderr.read()
+    assert rc == 130, err
+    assert err.splitlines()[-1] == "portscope: interrupted" and "Traceback" not in err and "\n\n" not in err

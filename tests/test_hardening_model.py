@@ -154,3 +154,32 @@ def test_every_test_the_guarantees_table_cites_exists():
                 assert re.search(rf"^def {name}\(", open(os.path.join(here, current)).read(), re.M), (current, name)
                 cited += 1
     assert cited >= 15
+
+
+def test_a_killed_sessions_nobody_runtime_is_swept_and_a_live_one_kept(tmp_path):
+    import fcntl
+    import subprocess
+    import sys
+    from conftest import NOBODY_RT_PREFIX, _sweep_stale_runtimes
+    dead, live, unlocked = (tmp_path / f"{NOBODY_RT_PREFIX}{n}" for n in ("dead", "live", "old"))
+    for d in (dead, live, unlocked):
+        (d / "site").mkdir(parents=True)
+    (dead / ".lock").touch()
+    # the lock of a session that then died: held by a process we kill
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR);"
+                               " fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); time.sleep(60)",
+                               str(dead / ".lock")], stdout=subprocess.PIPE)
+    holder.stdout.readline()
+    fd = os.open(live / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        _sweep_stale_runtimes(str(tmp_path))
+        assert dead.exists()                       # its session is still alive
+        holder.kill()
+        holder.wait()
+        _sweep_stale_runtimes(str(tmp_path))
+        assert not dead.exists() and live.exists() and unlocked.exists()
+    finally:
+        os.close(fd)
+        if holder.poll() is None:
+            holder.kill()

@@ -269,7 +269,7 @@ def test_a_narrow_terminal_drops_columns_from_the_right(netns, holder, cols):
     try:
         subprocess.run([*tmux, "new-session", "-d", "-s", "top", "-x", str(cols), "-y", "30", "sh", "-c", cmd],
                        check=True, env=env)
-        end, text = time.monotonic() + 15, ""
+        end, text = time.monotonic() + 30, ""
         while time.monotonic() < end and "127.0.0.2:80" not in text:
             text = subprocess.run([*tmux, "capture-pane", "-p", "-t", "top"], capture_output=True,
                                   text=True, env=env).stdout

@@ -96,10 +96,8 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         d = os.path.dirname(os.path.abspath(textfile))
         if not os.path.isdir(d):
             raise BadInput(f"--textfile {textfile}: directory {d} does not exist")
-        try:
-            run_textfile(exp, textfile, interval, count=1 if once else None, strict=once)
-        except KeyboardInterrupt:
-            pass
+        # Ctrl-C reaches main(): "portscope: interrupted", exit 130, as for every command
+        run_textfile(exp, textfile, interval, count=1 if once else None, strict=once)
         return
 
     from ..httpserver import WebConfig, load, serve
@@ -113,9 +111,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
     click.echo(f"portscope exporter: serving {scheme}://{shown}:{port}/metrics"
                f"{' (basic auth)' if cfg.users else ''}", err=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()          # Ctrl-C: exit 130 through main(), like every command
     finally:
         server.server_close()
 

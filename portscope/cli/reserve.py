@@ -58,12 +58,12 @@ def list_cmd(ctx, json_out, netns) -> None:
     _list(netns or obj.get("reserve_netns"), json_out or obj.get("reserve_json"))
 
 
-def _change(ctx, op, ports, persist, dry_run, json_out, netns, protos=()):
+def _change(ctx, op, ports, persist, dry_run, json_out, netns, protos=(), force=False):
     from ..settings import change_reserved
 
     obj = ctx.obj or {}
     plan, result = change_reserved(op, ports, netns=netns_of(netns or obj.get("reserve_netns")),
-                                  dry_run=dry_run, persist=persist, protos=protos or None)
+                                  dry_run=dry_run, persist=persist, protos=protos or None, force=force)
     as_json = want_json(json_out or obj.get("reserve_json"))
     report_change(plan, result, dry_run, as_json)
     if not as_json and result is not None:
@@ -83,13 +83,14 @@ def _options(f):
 @reserve.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("ports")
 @_options
+@click.option("--force", is_flag=True, help="Reserve even when fewer than 2 ports of the range would stay usable.")
 @click.pass_context
-def add(ctx, ports, protos, persist, dry_run, json_out, netns) -> None:
+def add(ctx, ports, protos, persist, dry_run, json_out, netns, force) -> None:
     """Add PORTS (e.g. 8080,9000-9010) to the reserved list, keeping what is there.
 
     On Windows: `netsh int ipv4|ipv6 add excludedportrange` per protocol.
     """
-    _change(ctx, "add", ports, persist, dry_run, json_out, netns, protos)
+    _change(ctx, "add", ports, persist, dry_run, json_out, netns, protos, force)
 
 
 @reserve.command("remove", context_settings={"ignore_unknown_options": True})

@@ -86,7 +86,8 @@ def plan_range(low: int | str, high: int | str, *, facts: HostFacts, sockets: So
 
 
 def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = False,
-                 sysctl_dir: str | None = None, protos: Sequence[str] | None = None) -> Plan:
+                 sysctl_dir: str | None = None, protos: Sequence[str] | None = None,
+                 force: bool = False) -> Plan:
     """`reserve add|remove PORTS`: the new list is computed from the current one, never replaced blindly."""
     if op not in ("add", "remove"):
         raise BadInput(f"unknown reserve operation {op!r}")
@@ -100,7 +101,7 @@ def plan_reserve(op: str, ports_text: str, *, facts: HostFacts, persist: bool = 
         raise BadInput("--proto applies to Windows only: the Linux reserved list covers every protocol")
     if facts.os != "linux":
         raise Unsupported(f"a reserved-ports list exists on Linux and Windows (exclusions) only, not on {facts.os}")
-    steps, settings, warnings, notes = linux.plan_reserve(op, ports, facts)
+    steps, settings, warnings, notes = linux.plan_reserve(op, ports, facts, force=force)
     fw = None
     if persist:
         fw, more = sysctld.persist_plan("linux", facts.netns, settings, sysctl_dir)

@@ -12,7 +12,7 @@ from .. import netns as _netns
 from .. import remedies
 from ..errors import BadInput, NotPermitted, SystemReadError
 from ..numparse import is_digits, is_whole
-from ..ports import PortRange, PortSet
+from ..ports import MIN_USABLE_RANGE, PortRange, PortSet
 from ._common import (
     HostFacts,
     NamedRange,
@@ -212,7 +212,8 @@ def plan_range(new: PortRange, facts: HostFacts, sockets: SocketFacts | None, *,
     return steps, settings, warnings, notes
 
 
-def plan_reserve(op: str, ports: PortSet, facts: HostFacts) -> tuple[list[Step], dict, list[str], list[str]]:
+def plan_reserve(op: str, ports: PortSet, facts: HostFacts,
+                 force: bool = False) -> tuple[list[Step], dict, list[str], list[str]]:
     """`reserve add|remove`: the new list is computed from the current one, never replaced blindly."""
     old = facts.reserved
     warnings: list[str] = []
@@ -224,6 +225,15 @@ def plan_reserve(op: str, ports: PortSet, facts: HostFacts) -> tuple[list[Step],
             notes.append(f"{ports} already reserved; nothing to change")
         elif len(already):
             notes.append(f"already reserved: {already}")
+        left = facts.ephemeral.size - new.count_in(facts.ephemeral)
+        if left < MIN_USABLE_RANGE and new != old:
+            # the same rule as range set: a range that cannot serve is refused, with the reason
+            why = (f"reserving {ports} leaves {left} usable port{'s' if left != 1 else ''} of the ephemeral "
+                   f"range {facts.ephemeral}: connect() would fail at once (EADDRNOTAVAIL); at least "
+                   f"{MIN_USABLE_RANGE} must stay usable")
+            if not force:
+                raise BadInput(f"{why} (use --force to do it anyway)")
+            warnings.append(f"--force: {why}")
         outside = len(ports) - ports.count_in(facts.ephemeral)
         if outside and new != old:
             notes.append(f"{outside:,} of these ports lie outside the ephemeral range {facts.ephemeral}; the "
