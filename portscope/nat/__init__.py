@@ -1,0 +1,110 @@
+"""Connection tracking and NAT: where ports run out outside the socket table.
+
+    from portscope.nat import analyze
+    r = analyze(netns=None)            # conntrack stats + table, NAT rules, SNAT use, findings
+    r.to_json(top=10)
+
+Modules: ctnetlink (NETLINK_NETFILTER requests), table (the columnar conntrack
+table), stats (fill and per-CPU statistics, procfs fallback), rules (iptables-save
+and nft -j parsing), snat (use per translated destination, ports NAT rules hold),
+findings (with remedies).
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+
+from .. import netns as _netns
+from ..errors import NotPermitted, Unsupported
+from .stats import NEED_CAP, ConntrackStats
+
+
+@dataclass
+class NatReport:
+    netns: str | None
+    conntrack: ConntrackStats
+    rules: object                        # rules.RuleSet
+    snat: list = field(default_factory=list)
+    nat_ports: list = field(default_factory=list)
+    findings: list = field(default_factory=list)
+    entries_read: int | None = None      # rows of the dump (None when not dumped)
+    notes: list = field(default_factory=list)
+
+    def to_json(self, top: int | None = None) -> dict:
+        snat = self.snat if top is None else self.snat[:top]
+        return {
+            "netns": self.netns,
+            "conntrack": self.conntrack.to_json(),
+            "rules": [r.to_json() for r in self.rules.rules],
+            "rules_skipped": self.rules.skipped,
+            "snat": [d.to_json() for d in snat],
+            "snat_total": len(self.snat),
+            "nat_ports": [p.to_json() for p in self.nat_ports],
+            "findings": self.findings,
+            "sources": {**self.rules.sources, "conntrack": self.conntrack.source},
+            "notes": self.conntrack.notes + self.rules.notes + self.notes,
+        }
+
+    @property
+    def present(self) -> bool:
+        """Is there anything NAT-related here worth a report section?"""
+        return bool(self.rules.rules or self.nat_ports or self.snat
+                    or (self.conntrack.available and self.conntrack.entries))
+
+
+def read_table():
+    """The conntrack table of the calling thread's namespace (CAP_NET_ADMIN)."""
+    from . import ctnetlink, table
+    try:
+        sock = ctnetlink.open_socket()
+        try:
+            groups = ctnetlink.dump_table(sock)
+        finally:
+            sock.close()
+    except ctnetlink.CtnetlinkError as e:
+        if e.errno == errno.EPERM:
+            raise NotPermitted(NEED_CAP)
+        raise Unsupported(f"cannot dump the conntrack table over ctnetlink ({e})")
+    return table.parse_groups(groups)
+
+
+def analyze(netns: str | None = None, dump: bool = True, facts=None) -> NatReport:
+    """Everything `portscope nat` shows, for one network namespace."""
+    import sys
+    if not sys.platform.startswith("linux"):
+        raise Unsupported("conntrack and netfilter NAT are Linux features")
+    from .. import host
+    from . import findings, rules, snat, stats
+    if facts is None:
+        facts = host.facts(netns)
+    with _netns.entered(netns):
+        ct = stats.read_stats()
+        rs = rules.read_rules()
+        t = read_table() if (dump and ct.available) else None
+    rep = NatReport(netns=netns, conntrack=ct, rules=rs)
+    if t is not None:
+        rep.entries_read = len(t)
+        rep.snat = snat.snat_destinations(t, rs.rules)
+    rep.nat_ports = snat.nat_ports(rs.holders, facts.ephemeral, facts.reserved)
+    if rs.skipped:
+        rep.notes.append(f"{rs.skipped} rule line(s) could not be read and were skipped "
+                         f"(e.g. {rs.skipped_examples[0]!r})")
+    rep.findings = (findings.conntrack_findings(ct, facts) + findings.snat_findings(rep.snat, facts)
+                    + findings.port_findings(rep.nat_ports, rs.rules, facts))
+    return rep
+
+
+def held_ports(netns: str | None = None) -> dict[int, list]:
+    """{port: [Holder, ...]} of the ports inbound NAT rules hold (for `port` and `suggest`).
+    Empty when no rule reader is installed or reading rules is not permitted."""
+    from . import rules
+    try:
+        with _netns.entered(netns):
+            rs = rules.read_rules()
+    except (NotPermitted, OSError):
+        return {}
+    out: dict[int, list] = {}
+    for h in rs.holders:
+        for p in range(h.low, min(h.high, h.low + 4095) + 1):
+            out.setdefault(p, []).append(h)
+    return out
