@@ -3,13 +3,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests use: ip/ss (iproute2), a real Prometheus + promtool,
-# the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests)
+# the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests),
+# conntrack + iptables + nftables (NAT tests)
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v tmux >/dev/null || need+=(tmux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# conntrack/NAT ground truth (conntrack -L/-S/-C) and the NAT rules the tests install
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v iptables-save >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables)
 [ -f /usr/share/wireshark/services ] || need+=(libwireshark-data)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

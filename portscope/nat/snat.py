@@ -52,7 +52,7 @@ class SnatDestination:
     def to_json(self) -> dict:
         return {"proto": self.proto, "nat_ip": self.nat_ip, "dst": self.dst, "dport": self.dport,
                 "in_use": self.in_use, "time_wait": self.time_wait, "capacity": self.capacity,
-                "utilization": round(self.utilization, 6), "range": f"{self.low}-{self.high}",
+                "utilization": self.utilization, "range": f"{self.low}-{self.high}",
                 "range_from": self.range_from, "time_wait_timeout_max": self.time_wait_timeout_max}
 
 

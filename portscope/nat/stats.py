@@ -47,7 +47,7 @@ class ConntrackStats:
             "entries": self.entries,
             "max": self.max,
             "buckets": self.buckets,
-            "utilization": None if self.utilization is None else round(self.utilization, 6),
+            "utilization": self.utilization,
             "stats": {k: self.stats.get(k) for k in ctnetlink.STAT_NAMES},
             "source": self.source,
         }

@@ -1,0 +1,151 @@
+"""A private SNAT topology: client namespace -> router namespace (MASQUERADE to a
+small --to-ports range) -> server namespace, on veth pairs, with documentation
+addresses only (198.51.100.0/24 client side, 203.0.113.0/24 server side).
+
+Used by the NAT tests and the benchmark; everything is made in namespaces this
+module creates, and `remove()` deletes them (their veths go with them). Every
+traffic loop is bounded in count and time.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+
+CLIENT_IP, ROUTER_IN = "198.51.100.2", "198.51.100.1"
+ROUTER_OUT, SERVER_IP = "203.0.113.1", "203.0.113.2"
+SERVER_PORT = 5001
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+@dataclass
+class SnatLab:
+    prefix: str = "psnat"
+    names: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        tag = uuid.uuid4().hex[:6]
+        self.names = {k: f"{self.prefix}-{tag}-{k}" for k in ("c", "r", "s")}
+
+    @property
+    def client(self) -> str:
+        return self.names["c"]
+
+    @property
+    def router(self) -> str:
+        return self.names["r"]
+
+    @property
+    def server(self) -> str:
+        return self.names["s"]
+
+    def run(self, ns: str, *cmd: str, check: bool = True, timeout: float = 60,
+            **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
+                              check=check, timeout=timeout, **kw)
+
+    def build(self, to_ports: tuple[int, int] | None, protos=("tcp", "udp"), random_fully: bool = False) -> None:
+        """Namespaces, veths, addresses, routes and the router's MASQUERADE rule(s)."""
+        c, r, s = self.client, self.router, self.server
+        for ns in (c, r, s):
+            _ip("netns", "add", ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "in0", "netns", r)
+        _ip("-n", r, "link", "add", "out0", "type", "veth", "peer", "name", "eth0", "netns", s)
+        _ip("-n", c, "addr", "add", f"{CLIENT_IP}/24", "dev", "eth0")
+        _ip("-n", r, "addr", "add", f"{ROUTER_IN}/24", "dev", "in0")
+        _ip("-n", r, "addr", "add", f"{ROUTER_OUT}/24", "dev", "out0")
+        _ip("-n", s, "addr", "add", f"{SERVER_IP}/24", "dev", "eth0")
+        for ns, dev in ((c, "eth0"), (r, "in0"), (r, "out0"), (s, "eth0")):
+            _ip("-n", ns, "link", "set", dev, "up")
+        _ip("-n", c, "route", "add", "default", "via", ROUTER_IN)
+        self.run(r, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+        for proto in protos:
+            rule = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "out0", "-p", proto, "-j", "MASQUERADE"]
+            if to_ports:
+                rule += ["--to-ports", f"{to_ports[0]}-{to_ports[1]}"]
+            if random_fully:
+                rule.append("--random-fully")
+            self.run(r, *rule)
+
+    def remove(self) -> None:
+        for ns in self.names.values():
+            pids = _ip("netns", "pids", ns, check=False).stdout.split()
+            for p in pids:
+                try:
+                    os.kill(int(p), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            _ip("netns", "delete", ns, check=False)
+
+    def __enter__(self) -> "SnatLab":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def popen(self, ns: str, code: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# The server: accepts TCP and counts UDP sources on SERVER_PORT; prints counts on request.
+SERVER = r"""
+import select, socket, sys
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", int(sys.argv[1]))); t.listen(4096); t.setblocking(False)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", int(sys.argv[1])))
+kept, udp_src = [], set()
+print("ready", flush=True)
+while True:
+    r, _, _ = select.select([t, u, sys.stdin], [], [], 5)
+    for x in r:
+        if x is t:
+            try:
+                kept.append(t.accept()[0])
+            except BlockingIOError:
+                pass
+        elif x is u:
+            udp_src.add(u.recvfrom(64)[1])
+        else:
+            line = sys.stdin.readline()
+            if not line:
+                sys.exit(0)
+            print(len(kept), len(udp_src), flush=True)
+"""
+
+# The client: opens `count` connections (tcp) or sends one datagram from `count`
+# sockets (udp) to the server, waits at most `wait` seconds, closes the TCP attempts
+# still pending (so no SYN retransmit changes the counters afterwards), prints how
+# many connected, and keeps the rest open until stdin closes.
+CLIENT = r"""
+import errno, select, socket, sys, time
+proto, dst, port, count, wait = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+socks = []
+if proto == "tcp":
+    for _ in range(count):
+        s = socket.socket(); s.setblocking(False)
+        s.connect_ex((dst, port)); socks.append(s)
+    pending = set(socks); ok = []
+    end = time.monotonic() + wait
+    while pending and time.monotonic() < end:
+        _, w, _ = select.select([], list(pending), [], max(0.0, end - time.monotonic()))
+        for s in w:
+            pending.discard(s)
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                ok.append(s)
+    for s in pending:
+        s.close()
+    print(len(ok), flush=True)
+else:
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", (dst, port)); socks.append(s)
+    time.sleep(wait)
+    print(count, flush=True)
+sys.stdin.read()
+"""
