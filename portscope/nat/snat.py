@@ -14,6 +14,8 @@ nf_nat_l4proto_unique_tuple). ip_local_port_range plays no part in it.
 from __future__ import annotations
 
 import ipaddress
+import platform
+import re
 from dataclasses import dataclass
 
 from .table import IPS_SRC_NAT, PROTO_NAMES, TCP_TIME_WAIT, ConntrackTable, format_addr
@@ -21,6 +23,15 @@ from .table import IPS_SRC_NAT, PROTO_NAMES, TCP_TIME_WAIT, ConntrackTable, form
 DEFAULT_HIGH = (1024, 65535)
 DEFAULT_MID = (600, 1023)
 DEFAULT_LOW = (1, 511)
+
+
+def tcp_time_wait_evictable(release: str | None = None) -> bool:
+    """Since Linux 6.5 ("netfilter: snat: evict closing tcp entries on reply tuple
+    collision"), the last 32 of a round's attempts may evict a colliding SNAT entry in
+    TIME_WAIT (or later) whose sequence number the new SYN has passed: such TCP ports
+    are taken back under pressure instead of failing the connection."""
+    m = re.match(r"(\d+)\.(\d+)", release if release is not None else platform.release())
+    return bool(m) and (int(m[1]), int(m[2])) >= (6, 5)
 
 
 def default_range(orig_port: int) -> tuple[int, int]:
@@ -44,6 +55,7 @@ class SnatDestination:
     high: int
     range_from: str              # "rule" | "default"
     rule: object | None = None   # the NatRule whose range applies
+    time_wait_reclaimable: bool = False
 
     @property
     def utilization(self) -> float:
@@ -53,7 +65,8 @@ class SnatDestination:
         return {"proto": self.proto, "nat_ip": self.nat_ip, "dst": self.dst, "dport": self.dport,
                 "in_use": self.in_use, "time_wait": self.time_wait, "capacity": self.capacity,
                 "utilization": self.utilization, "range": f"{self.low}-{self.high}",
-                "range_from": self.range_from, "time_wait_timeout_max": self.time_wait_timeout_max}
+                "range_from": self.range_from, "time_wait_timeout_max": self.time_wait_timeout_max,
+                "time_wait_reclaimable": self.time_wait_reclaimable}
 
 
 def _addr_in(nat_ip: str, to_addr: str | None) -> bool:
@@ -111,6 +124,7 @@ def snat_destinations(t: ConntrackTable, rules=()) -> list[SnatDestination]:
             to = t.timeout[i]
             g[2] = to if g[2] is None or to > g[2] else g[2]
     out = []
+    evict = tcp_time_wait_evictable()
     for (proto, fam, nat_ip, dst, dport), (ports, tw, tw_max, origs) in groups.items():
         pname = PROTO_NAMES.get(proto, str(proto))
         nat = format_addr(nat_ip)
@@ -118,7 +132,8 @@ def snat_destinations(t: ConntrackTable, rules=()) -> list[SnatDestination]:
         out.append(SnatDestination(proto=pname, nat_ip=nat, dst=format_addr(dst), dport=dport,
                                    in_use=len(ports), time_wait=tw, time_wait_timeout_max=tw_max,
                                    capacity=hi - lo + 1, low=lo, high=hi,
-                                   range_from="rule" if rule is not None else "default", rule=rule))
+                                   range_from="rule" if rule is not None else "default", rule=rule,
+                                   time_wait_reclaimable=evict and pname == "tcp"))
     out.sort(key=lambda d: (-d.utilization, -d.in_use, d.proto, d.nat_ip, d.dst, d.dport))
     return out
 
