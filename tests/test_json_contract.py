@@ -84,6 +84,17 @@ CONTRACT: dict[str, set[str]] = {
     "quiz": {"score", "total", "questions", "questions[].id", "questions[].topic",
              "questions[].correct"},
     "quiz-list": {"questions"},
+    # issue 13
+    "nat": {"conntrack", "rules", "snat", "nat_ports", "findings"}
+           | {f"conntrack.{k}" for k in ("available", "entries", "max", "buckets", "utilization", "stats")}
+           | {f"conntrack.stats.{k}" for k in ("found", "invalid", "insert", "insert_failed", "drop", "early_drop",
+                                               "error", "search_restart", "clash_resolve", "chain_toolong")}
+           | {f"rules[].{k}" for k in ("table", "chain", "kind", "proto", "ports", "random", "random_fully",
+                                       "source")}
+           | {f"snat[].{k}" for k in ("proto", "nat_ip", "dst", "dport", "in_use", "time_wait", "capacity",
+                                      "utilization")}
+           | {f"nat_ports[].{k}" for k in ("proto", "port", "chain", "in_ephemeral_range", "reserved")}
+           | {f"findings[].{k}" for k in ("id", "severity", "message", "remedy")},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +472,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz": [(["quiz", "--seed", "4", "--count", "2", "--answers", "1,3", "--json"], 0)],
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
+    "nat": [],                # run by test_nat_json below, in a namespace with NAT rules and flows
 }
 JSON_LINES = {"top"}
 
@@ -633,3 +645,57 @@ def test_simulate_plan_with_connects_is_strict_json(cli):
     code, out, _ = cli("simulate", "--connects", "1000", "--range", "40000-40099", "--plan", "--json")
     assert code == 0
     loads_strict(out)
+
+
+# a namespace with NAT rules (iptables and nft), flows through a SNAT rule on loopback
+# (two in TIME_WAIT) and a DNAT-held port inside the ephemeral range
+NAT_FLOWS = r"""
+import socket, sys
+keep = []
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 5001)); l.listen(64); keep.append(l)
+for i in range(4):
+    c = socket.create_connection(("127.0.0.1", 5001), timeout=5); a = l.accept()[0]
+    if i % 2:
+        c.close(); a.close()
+    else:
+        keep += [c, a]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(not (ROOT and HAVE_IP and shutil.which("iptables") and shutil.which("nft")),
+                    reason=NEED_ROOT + ", iptables and nft")
+def test_nat_json(doc, cli):
+    _, rows, _ = doc
+    ns = make_netns("psjson-nat")
+    proc = None
+    try:
+        ns.run("iptables", "-t", "nat", "-N", "KUBE-NODEPORTS")
+        ns.run("iptables", "-t", "nat", "-A", "PREROUTING", "-j", "KUBE-NODEPORTS")
+        ns.run("iptables", "-t", "nat", "-A", "KUBE-NODEPORTS", "-p", "tcp", "--dport", "40080", "-j", "DNAT",
+               "--to-destination", "192.0.2.10:8080")
+        ns.run("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-p", "tcp", "--dport", "5001",
+               "-j", "SNAT", "--to-source", "127.0.0.1:41000-41099", "--random-fully")
+        ns.run("nft", "add table ip edge; add chain ip edge post { type nat hook postrouting priority 110; }; "
+                      "add rule ip edge post oifname eth9 meta l4proto udp masquerade to :20000-20999")
+        proc = ns.popen(sys.executable, "-c", NAT_FLOWS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready and proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        runs = []
+        for args in (["nat", "--json", "--netns", ns.name], ["--json", "nat", "--top", "1", "--netns", ns.name],
+                     ["nat", "--json", "--no-table", "--netns", ns.name]):
+            code, out, err = cli(*args)
+            assert code == 0, err
+            runs.append((args, out))
+        first = loads_strict(runs[0][1])
+        assert first["snat"][0]["in_use"] == 4 and first["nat_ports"][0]["port"] == 40080
+        assert loads_strict(runs[2][1])["snat"] == []
+        check_runs(rows["nat"], "nat", runs)
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+        remove_netns(ns)
