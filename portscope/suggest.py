@@ -173,6 +173,10 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
             ok = bytearray((int.from_bytes(ok, "little") & ~taken).to_bytes(65536, "little"))
     for p in bound:
         ok[p] = 0
+    from .nat import held_ports
+    for p, hs in held_ports(netns).items():    # NodePorts, port forwards: NAT rules, no socket
+        if any(h.proto in (None, *protos) for h in hs):
+            ok[p] = 0
     eligible = [p for p in range(rng.low, rng.high + 1) if ok[p]]
 
     order = random.Random(seed).sample(eligible, len(eligible)) if eligible else []
@@ -276,6 +280,11 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
             problems.append(f"trial bind failed: {why}")
         elif port:
             reasons.append(f"free now: no TCP or UDP socket holds it (via {backend}) and a trial bind succeeded")
+    from .nat import holders_of
+    for h in holders_of(port, netns):
+        if h["proto"] not in (None, *protos):
+            continue
+        problems.append(f"held by a NAT rule, not a socket: {h['text']}: traffic to it is translated away")
     if port in eph:
         if port in facts.reserved:
             reasons.append(f"inside the ephemeral range {eph} but in ip_local_reserved_ports: "

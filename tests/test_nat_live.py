@@ -102,3 +102,70 @@ def test_missing_rule_readers_are_named_not_guessed(netns, tmp_path):
     assert d["rules"] == [] and d["sources"]["nft"] is None and d["sources"]["iptables"] is None
     assert any("iptables-save not found" in n for n in d["notes"])
     assert any("nft not found" in n for n in d["notes"])
+
+
+def _nodeport(ns, port: int, proto: str = "tcp") -> None:
+    ns.run("iptables", "-t", "nat", "-N", "KUBE-NODEPORTS", check=False)
+    ns.run("iptables", "-t", "nat", "-N", "KUBE-SEP-1", check=False)
+    if "KUBE-NODEPORTS" not in ns.run("iptables", "-t", "nat", "-S", "PREROUTING").stdout:
+        ns.run("iptables", "-t", "nat", "-A", "PREROUTING", "-j", "KUBE-NODEPORTS")
+        ns.run("iptables", "-t", "nat", "-A", "KUBE-SEP-1", "-p", proto, "-j", "DNAT", "--to-destination",
+               "192.0.2.10:8080")
+    ns.run("iptables", "-t", "nat", "-A", "KUBE-NODEPORTS", "-p", proto, "--dport", str(port), "-j", "KUBE-SEP-1")
+
+
+@needs_netns
+@needs_iptables
+def test_port_names_the_nat_holder(netns):
+    _nodeport(netns, 40080)
+    r = subprocess.run(PORTSCOPE + ["port", "40080", "--json", "--netns", netns.name],
+                       capture_output=True, text=True, timeout=60)
+    d = json.loads(r.stdout)
+    assert d["in_use"] == [] and d["nat_holders"] == [
+        {"proto": "tcp", "chain": "KUBE-NODEPORTS", "kind": "dnat", "source": "iptables",
+         "text": "DNAT rule in chain KUBE-NODEPORTS (iptables, tcp)"}]
+    r = subprocess.run(PORTSCOPE + ["port", "40080", "--netns", netns.name], capture_output=True, text=True, timeout=60)
+    assert "held by DNAT rule in chain KUBE-NODEPORTS" in r.stdout
+    r = subprocess.run(PORTSCOPE + ["port", "40081", "--json", "--netns", netns.name],
+                       capture_output=True, text=True, timeout=60)
+    assert "nat_holders" not in json.loads(r.stdout)
+
+
+@needs_netns
+@needs_iptables
+def test_suggest_never_proposes_a_nat_held_port(netns):
+    for p in (30001, 30003):
+        _nodeport(netns, p)
+    r = subprocess.run(PORTSCOPE + ["suggest", "--range", "30000-30004", "--allow-registered", "-n", "5", "--json", "--netns", netns.name],
+                       capture_output=True, text=True, timeout=60)
+    d = json.loads(r.stdout)
+    assert sorted(s["port"] for s in d["ports"]) == [30000, 30002, 30004]
+    r = subprocess.run(PORTSCOPE + ["suggest", "--port", "30001", "--allow-registered", "--netns", netns.name],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "held by a NAT rule, not a socket: DNAT rule in chain KUBE-NODEPORTS" in r.stdout
+
+
+@needs_netns
+@needs_iptables
+def test_report_and_pressure_check_carry_the_nat_findings(netns):
+    _nodeport(netns, 40080)
+    r = subprocess.run(PORTSCOPE + ["report", "--json", "--netns", netns.name], capture_output=True, text=True,
+                       timeout=60)
+    d = json.loads(r.stdout)
+    assert d["nat"]["nat_ports"][0]["port"] == 40080
+    assert "nat-port-in-range" in {f["id"] for f in d["findings"]} and d["headline"]["status"] == "warning"
+    r = subprocess.run(PORTSCOPE + ["report", "--netns", netns.name], capture_output=True, text=True, timeout=60)
+    assert "NAT and conntrack:" in r.stdout and "NAT-held ports    1 (1 in the ephemeral range" in r.stdout
+    r = subprocess.run(PORTSCOPE + ["pressure", "--check", "--netns", netns.name], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "nat-port-in-range (warning)" in r.stdout
+    r = subprocess.run(PORTSCOPE + ["pressure", "--check", "--ignore", "nat-port-in-range", "--netns", netns.name],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout
+
+
+@needs_netns
+def test_report_has_no_nat_section_without_nat(netns):
+    r = subprocess.run(PORTSCOPE + ["report", "--json", "--netns", netns.name], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "nat" not in json.loads(r.stdout)

@@ -234,6 +234,8 @@ class PressureCommand(click.Command):
 def _ignored(values) -> frozenset:
     from ..errors import BadInput
     from ..findings import FINDING_IDS
+    from ..nat.findings import NAT_FINDING_IDS
+    FINDING_IDS = FINDING_IDS + NAT_FINDING_IDS
 
     ids = {x.strip() for v in values for x in v.split(",") if x.strip()}
     unknown = sorted(ids - set(FINDING_IDS))
@@ -305,6 +307,8 @@ def _check(netns, top, interval, samples, process, warn, crit, ignore, as_json) 
         raise BadInput(f"--top must be >= 0, got {top}")
     # every destination is judged; --top trims only what --json shows
     res = gather(netns_of(netns), top=None, process=process, interval=interval, samples=samples)
+    from ..nat import with_nat
+    res, _ = with_nat(res, netns_of(netns))       # conntrack / SNAT findings count too
     c = evaluate_check(res, warn, crit, ignore)
     if as_json:
         doc = truncate(res, top).to_json()

@@ -51,9 +51,13 @@ def report(json_out, netns, top):
     from ..findings import max_rate
     from .pressure import dest_name, gather, render_destinations, render_findings
 
-    res = gather(netns_of(netns), top=top)
+    from ..nat import with_nat
+    res, nat = with_nat(gather(netns_of(netns), top=top), netns_of(netns))
     if want_json(json_out):
-        emit_json(report_json(res))
+        doc = report_json(res)
+        if nat is not None:
+            doc["nat"] = nat.to_json(top=top)
+        emit_json(doc)
         return
     g, r = res.global_, res.range
     echo = click.echo
@@ -87,5 +91,9 @@ def report(json_out, netns, top):
     echo("")
     echo(f"Top destinations ({min(len(res.destinations), top)} of {res.destinations_total}):")
     render_destinations(res)
+    if nat is not None:
+        from .nat import render_summary
+        echo("")
+        render_summary(nat, top)
     if verbose():
         echo(f"\n(backend {res.backend})")

@@ -12,6 +12,7 @@ findings (with remedies).
 from __future__ import annotations
 
 import errno
+import subprocess
 from dataclasses import dataclass, field
 
 from .. import netns as _netns
@@ -96,15 +97,54 @@ def analyze(netns: str | None = None, dump: bool = True, facts=None) -> NatRepor
 
 def held_ports(netns: str | None = None) -> dict[int, list]:
     """{port: [Holder, ...]} of the ports inbound NAT rules hold (for `port` and `suggest`).
-    Empty when no rule reader is installed or reading rules is not permitted."""
+    Empty off Linux, when no rule reader is installed, or when reading the rules is not
+    permitted or fails (the callers' other checks still stand)."""
+    import sys
+    from ..errors import PortscopeError
     from . import rules
+    if not sys.platform.startswith("linux"):
+        return {}
     try:
         with _netns.entered(netns):
             rs = rules.read_rules()
-    except (NotPermitted, OSError):
+    except (PortscopeError, OSError, subprocess.SubprocessError):
         return {}
     out: dict[int, list] = {}
     for h in rs.holders:
         for p in range(h.low, min(h.high, h.low + 4095) + 1):
             out.setdefault(p, []).append(h)
     return out
+
+
+def holder_text(h) -> str:
+    """'DNAT rule in chain KUBE-NODEPORTS (iptables)'."""
+    what = "nodeport map" if h.kind == "map" else f"{h.kind.upper()} rule in chain"
+    return f"{what} {h.chain} ({h.source}{', ' + h.proto if h.proto else ''})"
+
+
+def holders_of(port: int, netns: str | None = None, proto: str | None = None) -> list[dict]:
+    """The NAT rules that hold `port` on this host, for `portscope port N`."""
+    out = []
+    for h in held_ports(netns).get(port, []):
+        if proto and h.proto and h.proto != proto:
+            continue
+        out.append({"proto": h.proto, "chain": h.chain, "kind": h.kind, "source": h.source,
+                    "text": holder_text(h)})
+    return out
+
+
+def with_nat(res, netns: str | None = None):
+    """(pressure result with the NAT findings appended, NatReport or None), for `report`
+    and `pressure --check`. NAT facts that cannot be read (no CAP_NET_ADMIN, not Linux)
+    leave the result as it was: the socket findings still stand."""
+    from dataclasses import replace
+    from ..errors import PortscopeError
+    from ..pressure import Finding
+    try:
+        rep = analyze(netns)
+    except (PortscopeError, OSError, subprocess.SubprocessError):
+        return res, None
+    if not rep.present:
+        return res, None
+    extra = tuple(Finding(f["id"], f["severity"], f["message"], f["remedy"]) for f in rep.findings)
+    return replace(res, findings=tuple(res.findings) + extra), rep
