@@ -39,6 +39,7 @@ class Sample:
     sockets: dict                     # (proto, state) -> count
     ports_in_use: dict                # proto -> distinct ports of the usable pool held
     pressure: object                  # PressureResult (top-N)
+    nat: object = None                # nat.NatReport, None when not readable (no CAP_NET_ADMIN)
 
 
 def read_table(netns: str | None):
@@ -72,8 +73,10 @@ def read_sample(netns: str | None, top: int) -> Sample:
     for (p, s), n in counts.items():
         sockets[(PROTO_NAMES.get(p, str(p)), STATE_NAMES.get(s, str(s)))] += n
     usable = usable_ports(facts.ephemeral, facts.reserved)
+    from .nat.metrics import read_nat
     return Sample(netns=netns or "", facts=facts, sockets=dict(sockets),
-                  ports_in_use=ports_in_use(table, usable), pressure=analyze(facts, table, top=top))
+                  ports_in_use=ports_in_use(table, usable), pressure=analyze(facts, table, top=top),
+                  nat=read_nat(netns, facts))
 
 
 def list_netns() -> list[str]:
@@ -126,7 +129,10 @@ class PortscopeCollector:
             durations[label] = time.perf_counter() - t0
         for label in self.errors:
             ok.setdefault(label, 0)
-        return list(_families(samples)) + list(self._self_metrics(durations, ok))
+        from .nat.metrics import families as nat_families
+        nat = [(s.netns, s.nat) for s in samples if getattr(s, "nat", None) is not None]
+        return (list(_families(samples)) + list(nat_families(nat, self.top))
+                + list(self._self_metrics(durations, ok)))
 
     def _self_metrics(self, durations, ok):
         d = GaugeMetricFamily("portscope_scrape_duration_seconds",

@@ -75,6 +75,15 @@ CONTRACT: dict[str, set[str]] = {
                                             "portscope_destination_ports_capacity",
                                             "portscope_destination_utilization_ratio")
                    for suffix in ("", "[].labels.proto", "[].labels.src", "[].labels.dst",
+                                  "[].labels.dport")}
+                # issue 13: conntrack and SNAT series
+                | {"portscope_conntrack_entries", "portscope_conntrack_max",
+                   "portscope_conntrack_insert_failed_total", "portscope_conntrack_drop_total",
+                   "portscope_conntrack_early_drop_total", "portscope_nat_ports_in_ephemeral_range"}
+                | {f"{m}{suffix}" for m in ("portscope_snat_destination_ports_in_use",
+                                            "portscope_snat_destination_ports_capacity",
+                                            "portscope_snat_destination_utilization_ratio")
+                   for suffix in ("", "[].labels.proto", "[].labels.nat_ip", "[].labels.dst",
                                   "[].labels.dport")},
     # issue 6
     "simulate": {"connects", "failures", "first_failure_index", "ports_used_max", "search_steps",
@@ -694,6 +703,14 @@ def test_nat_json(doc, cli):
         assert first["snat"][0]["in_use"] == 4 and first["nat_ports"][0]["port"] == 40080
         assert loads_strict(runs[2][1])["snat"] == []
         check_runs(rows["nat"], "nat", runs)
+        # the exporter's conntrack and SNAT series of the same namespace, against the exporter table
+        args = ["exporter", "--json", "--top", "1", "--netns", ns.name]
+        code, out, err = cli(*args)
+        assert code == 0, err
+        exp = loads_strict(out)
+        assert exp["portscope_snat_destination_ports_in_use"][0]["value"] == 4
+        assert exp["portscope_nat_ports_in_ephemeral_range"][0]["value"] == 1
+        check_runs(rows["exporter"], "exporter", [(args, out)])
     finally:
         if proc is not None:
             proc.kill()

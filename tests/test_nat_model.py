@@ -182,3 +182,23 @@ def test_conntrack_absent_is_a_normal_state(tmp_path, monkeypatch):
     assert "not loaded" in ct.notes[0]
     assert ct.to_json()["available"] is False and ct.to_json()["utilization"] is None
     assert findings.conntrack_findings(ct, FACTS) == []
+
+
+def test_exporter_series_top_n_plus_other():
+    from portscope.nat import NatReport
+    from portscope.nat.metrics import families
+    from portscope.nat.rules import RuleSet
+    ms = [msg(("198.51.100.2", "203.0.113.9", 6, 50000 + i, 1000 + i // 3),
+              ("203.0.113.9", "203.0.113.1", 6, 1000 + i // 3, 40000 + i), SNAT, 60, 3) for i in range(12)]
+    t = table.parse_groups(groups(*ms))
+    rep = NatReport(netns=None, conntrack=_ct(12, 1000, insert_failed=5, drop=5, early_drop=1), rules=RuleSet(),
+                    snat=snat.snat_destinations(t, []), nat_ports=[])
+    fams = {f.name: f for f in families([("", rep)], top=2)}
+    use = fams["portscope_snat_destination_ports_in_use"].samples
+    assert [(s.labels["dst"], s.labels["dport"], s.value) for s in use] == [
+        ("203.0.113.9", "1000", 3), ("203.0.113.9", "1001", 3), ("other", "", 6)]
+    assert len(fams["portscope_snat_destination_ports_capacity"].samples) == 2
+    assert fams["portscope_snat_destination_ports_capacity"].samples[0].value == 64512
+    assert [s.value for s in fams["portscope_conntrack_insert_failed"].samples] == [5]
+    assert fams["portscope_conntrack_insert_failed"].samples[0].name == "portscope_conntrack_insert_failed_total"
+    assert [s.value for s in fams["portscope_conntrack_entries"].samples] == [12]
