@@ -214,7 +214,7 @@ def test_lab_masquerade_to_ports_exhaustion_matches_the_kernel(proto):
         try:
             assert srv.stdout.readline().strip() == "ready"
             cl = lab.popen(lab.client, CLIENT, proto, SERVER_IP, str(SERVER_PORT), str(attempts), "2.5")
-            connected = int(cl.stdout.readline())
+            connected = int(cl.stdout.readline().split()[0])
             time.sleep(0.3)
             srv.stdin.write("\n")
             srv.stdin.flush()
@@ -260,3 +260,52 @@ def test_no_cap_net_admin_is_exit_3_naming_it(netns, who):
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("portscope: error:")
     assert "CAP_NET_ADMIN" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_netns
+@needs_tools
+def test_nat_model_predicts_the_kernel_failing_before_the_range_is_full():
+    """300 NAT ports, 330 UDP flows: the kernel tries at most 128 ports per round, so a
+    flow can fail while ports are still free. The first unanswered flow's index must lie
+    in the model's (simulate --algorithm nat) 1%..99% band, and both end with the range full."""
+    import random
+
+    from portscope.nat.labnet import CLIENT, SERVER, SERVER_IP, SERVER_PORT, SnatLab
+    from portscope.simulate.alloc_nat import NatSnat
+    from portscope.simulate.workload import make_space
+    n, attempts = 300, 330
+    space = make_space(f"40000-{40000 + n - 1}", "", "")
+    firsts, fulls = [], []
+    for seed in range(400):
+        a, used, first = NatSnat(space, random.Random(seed)), {}, 0
+        for i in range(attempts):
+            p, _ = a.choose(0, used, 0.0, None)
+            if p >= 0:
+                used[p] = -1.0
+            elif not first:
+                first = i + 1
+        firsts.append(first)
+        fulls.append(len(used))
+    firsts.sort()
+    lo, hi = firsts[4], firsts[-4]
+    assert 0 < lo < n                       # the model says: failures start before the range is full
+    with SnatLab() as lab:
+        lab.build((40000, 40000 + n - 1), protos=("udp",))
+        srv = lab.popen(lab.server, SERVER, str(SERVER_PORT))
+        cl = None
+        try:
+            assert srv.stdout.readline().strip() == "ready"
+            cl = lab.popen(lab.client, CLIENT, "udp", SERVER_IP, str(SERVER_PORT), str(attempts), "1.5")
+            answered, first = map(int, cl.stdout.readline().split())
+            d = _nat_json(lab.router)
+            s = parse_conntrack_S(lab.run(lab.router, "conntrack", "-S").stdout)
+        finally:
+            for x in (cl, srv):
+                if x is not None:
+                    x.kill()
+                    x.wait(10)
+    assert answered == n and max(fulls) == min(fulls) == n
+    assert lo <= first <= hi, (first, lo, hi)
+    (dest,) = d["snat"]
+    assert dest["in_use"] == n and dest["capacity"] == n
+    assert d["conntrack"]["stats"]["insert_failed"] == s["insert_failed"] == attempts - n

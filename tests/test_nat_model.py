@@ -202,3 +202,24 @@ def test_exporter_series_top_n_plus_other():
     assert [s.value for s in fams["portscope_conntrack_insert_failed"].samples] == [5]
     assert fams["portscope_conntrack_insert_failed"].samples[0].name == "portscope_conntrack_insert_failed_total"
     assert [s.value for s in fams["portscope_conntrack_entries"].samples] == [12]
+
+
+def test_simulate_nat_small_range_is_exact(cli):
+    import json
+    code, out, err = cli("simulate", "--algorithm", "nat", "--range", "40000-40007", "--connects", "20", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert (d["ports_used_max"], d["failures"], d["first_failure_index"]) == (8, 12, 8)   # 0-based
+    assert d["capacity"] == {"min": 8, "max": 8, "per": "pair", "note": None}
+
+
+def test_simulate_nat_time_wait_and_refusals(cli):
+    import json
+    code, out, _ = cli("simulate", "--algorithm", "nat", "--range", "40000-40099", "--rate", "1/s",
+                       "--duration", "5", "--json")
+    assert code == 0 and json.loads(out)["settings"]["time_wait"] == 120.0       # conntrack's, not TCP's 60
+    code, _, err = cli("simulate", "--algorithm", "nat", "--range", "40000-40099", "--reserved", "40001",
+                       "--connects", "5")
+    assert code == 2 and "NAT ignores ip_local_reserved_ports" in err
+    code, _, err = cli("simulate", "--algorithm", "nat", "--range", "40000-40099", "--rate", "1/s", "--plan")
+    assert code == 2 and "--plan has no closed form" in err and err.count("\n") == 1

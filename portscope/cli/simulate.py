@@ -8,7 +8,7 @@ import click
 from .common import emit_json, json_option, netns_of, want_json
 
 ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
-         "rfc6056-5", "sequential")
+         "rfc6056-5", "sequential", "nat")
 # the rate-only settings (lifetime, arrivals, TIME_WAIT, tw_reuse, loopback) default in
 # the Workload: a --connects run without --rate refuses them when given
 DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm": "linux",
@@ -21,7 +21,9 @@ DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm"
 @click.option("--listeners", metavar="LIST", help="Ports held by bind()/listeners inside the range.")
 @click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host "
               "(or from `portscope --netns NAME`).")
-@click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
+@click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux]. nat: netfilter's "
+              "SNAT port choice, --range being the rule's --to-ports range (docs/nat.md); TIME_WAIT "
+              "defaults to conntrack's 120 s.")
 @click.option("--destinations", type=int, help="Destination ip:port pairs [1].")
 @click.option("--sources", type=int, help="Source IPs, connections spread over them [1]. linux-bind "
               "models bind(IP, 0) on each source's own address (a port can repeat across IPs); "
@@ -81,6 +83,10 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
     w = build(**_typed(opts))
 
     if want_plan:
+        if w.algorithm == "nat":
+            from ..errors import BadInput
+            raise BadInput("--plan has no closed form for --algorithm nat (bounded attempts, TIME_WAIT "
+                           "eviction): simulate without --plan")
         return _plan(w, json_out)
 
     from ..simulate.engine import run

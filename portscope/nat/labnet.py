@@ -111,7 +111,9 @@ while True:
             except BlockingIOError:
                 pass
         elif x is u:
-            udp_src.add(u.recvfrom(64)[1])
+            addr = u.recvfrom(64)[1]
+            udp_src.add(addr)
+            u.sendto(b"y", addr)          # the reply tells the client which datagrams got through
         else:
             line = sys.stdin.readline()
             if not line:
@@ -122,7 +124,8 @@ while True:
 # The client: opens `count` connections (tcp) or sends one datagram from `count`
 # sockets (udp) to the server, waits at most `wait` seconds, closes the TCP attempts
 # still pending (so no SYN retransmit changes the counters afterwards), prints how
-# many connected, and keeps the rest open until stdin closes.
+# many connected (udp: how many were answered, and the 1-based index of the first
+# unanswered one, 0 for none), and keeps the rest open until stdin closes.
 CLIENT = r"""
 import errno, select, socket, sys, time
 proto, dst, port, count, wait = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -146,6 +149,15 @@ else:
     for _ in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", (dst, port)); socks.append(s)
     time.sleep(wait)
-    print(count, flush=True)
+    answered = []
+    for s in socks:
+        s.setblocking(False)
+        try:
+            s.recv(8)
+            answered.append(True)
+        except BlockingIOError:
+            answered.append(False)
+    first = answered.index(False) + 1 if False in answered else 0
+    print(sum(answered), first, flush=True)
 sys.stdin.read()
 """
