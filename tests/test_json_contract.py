@@ -477,6 +477,8 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "plan": [(["simulate", "--rate", "100/s", "--range", "40000-40099", "--lifetime", "1",
                "--duration", "10", "--plan", "--json"], 0)],
     "lab": [(["lab", "exhaust", "--range", "40000-40019", "-k", "2", "--json"], 0)],
+    "lab-snat": [(["lab", "exhaust", "--mode", "snat", "--range", "40000-40007", "--json"], 0),
+                 (["lab", "exhaust", "--mode", "snat-udp", "--range", "40000-40007", "--json"], 0)],
     "lab-clean": [],          # run by test_lab_clean_json below, in a private mount namespace
     "quiz": [(["quiz", "--seed", "4", "--count", "2", "--answers", "1,3", "--json"], 0)],
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
@@ -564,7 +566,7 @@ def _slug(heading: str) -> str:
 @pytest.mark.parametrize("table_id", sorted(t for t, cmds in COMMANDS.items() if cmds and t != "change"))
 def test_real_output_matches_doc(doc, cli, request, table_id):
     _, rows, _ = doc
-    if table_id == "lab" and not (ROOT and HAVE_IP):
+    if table_id in ("lab", "lab-snat") and not (ROOT and HAVE_IP):
         pytest.skip(NEED_ROOT)
     # simulate and quiz need no namespace (nor root)
     needs_scene = any(NS in a for cmd, _ in COMMANDS[table_id] for a in cmd)

@@ -309,3 +309,20 @@ def test_nat_model_predicts_the_kernel_failing_before_the_range_is_full():
     (dest,) = d["snat"]
     assert dest["in_use"] == n and dest["capacity"] == n
     assert d["conntrack"]["stats"]["insert_failed"] == s["insert_failed"] == attempts - n
+
+
+@needs_netns
+@needs_tools
+def test_lab_exhaust_snat_prediction_equals_kernel():
+    r = subprocess.run(PORTSCOPE + ["lab", "exhaust", "--mode", "snat", "--range", "40000-40011", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["match"] is True and d["attempts"] == 20
+    assert d["predicted"] == {"through": 12, "low": 12, "high": 12} and d["kernel"]["through"] == 12
+    assert d["portscope"]["in_use"] == 12 and d["portscope"]["insert_failed"] == d["kernel"]["insert_failed"] > 0
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(n in left for n in d["namespaces"].values())
+    r = subprocess.run(PORTSCOPE + ["lab", "exhaust", "--mode", "snat", "--family", "6"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "IPv4 documentation addresses" in r.stderr

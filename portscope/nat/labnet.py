@@ -161,3 +161,96 @@ else:
     print(sum(answered), first, flush=True)
 sys.stdin.read()
 """
+
+
+def syn_tries(wait: float) -> int:
+    """SYNs a connect() sends within `wait` seconds: the first, then retransmissions at
+    1, 3, 7, 15 ... s (initial RTO 1 s, doubling). Each one is a new NAT attempt."""
+    n, t, rto = 1, 0.0, 1.0
+    while t + rto <= wait:
+        t += rto
+        rto *= 2
+        n += 1
+    return n
+
+
+def predict(to_ports: tuple[int, int], attempts: int, tries: int = 1, seeds: int = 200) -> dict:
+    """What the NAT model (simulate --algorithm nat) says the kernel lets through: flows
+    that stay open, `tries` NAT attempts each (TCP SYN retransmissions), one destination.
+    Exact for ranges up to 128 ports (every port is tried); a 1%..99% band above that."""
+    import random
+
+    from ..simulate.alloc_nat import NatSnat
+    from ..simulate.workload import make_space
+    space = make_space(f"{to_ports[0]}-{to_ports[1]}", "", "")
+    through = []
+    for seed in range(seeds):
+        a, used, ok = NatSnat(space, random.Random(seed)), {}, 0
+        pending = attempts
+        for _ in range(tries):
+            failed = 0
+            for _ in range(pending):
+                p, _ = a.choose(0, used, 0.0, None)
+                if p >= 0:
+                    used[p] = -1.0
+                    ok += 1
+                else:
+                    failed += 1
+            pending = failed
+        through.append(ok)
+    through.sort()
+    k = max(1, len(through) // 100)
+    return {"through": through[len(through) // 2], "low": through[k - 1], "high": through[-k]}
+
+
+def run_snat(to_ports: tuple[int, int], attempts: int, proto: str = "tcp", wait: float = 2.5,
+             prefix: str = "psnat") -> dict:
+    """Build the topology, send `attempts` flows to one server port, and compare what the
+    kernel let through with the model and with `portscope nat` read in the router."""
+    import json
+    import shutil
+
+    n = to_ports[1] - to_ports[0] + 1
+    tries = syn_tries(wait) if proto == "tcp" else 1
+    pred = predict(to_ports, attempts, tries)
+    lab = SnatLab(prefix=prefix)
+    srv = cl = None
+    try:
+        lab.build(to_ports, protos=(proto,))
+        srv = lab.popen(lab.server, SERVER, str(SERVER_PORT))
+        if srv.stdout.readline().strip() != "ready":
+            raise RuntimeError("lab server did not start: " + srv.stderr.read()[:200])
+        cl = lab.popen(lab.client, CLIENT, proto, SERVER_IP, str(SERVER_PORT), str(attempts), str(wait))
+        through = int(cl.stdout.readline().split()[0])
+        from . import analyze
+        rep = analyze(lab.router)
+        ct_s = None
+        if shutil.which("conntrack"):
+            text = lab.run(lab.router, "conntrack", "-S", check=False).stdout
+            ct_s = sum(int(v) for v in __import__("re").findall(r"insert_failed=(\d+)", text))
+        dest = rep.snat[0] if rep.snat else None
+        out = {
+            "mode": "snat" if proto == "tcp" else "snat-udp",
+            "proto": proto,
+            "namespaces": dict(lab.names),
+            "nat_range": f"{to_ports[0]}-{to_ports[1]}",
+            "capacity": n,
+            "attempts": attempts,
+            "nat_tries_per_flow": tries,
+            "predicted": pred,
+            "kernel": {"through": through, "insert_failed": ct_s},
+            "portscope": {"in_use": dest.in_use if dest else 0, "capacity": dest.capacity if dest else None,
+                          "insert_failed": rep.conntrack.stats.get("insert_failed"),
+                          "findings": [f["id"] for f in rep.findings]},
+        }
+        out["match"] = (pred["low"] <= through <= pred["high"]
+                        and out["portscope"]["in_use"] == through
+                        and (ct_s is None or ct_s == out["portscope"]["insert_failed"]))
+        json.dumps(out)
+        return out
+    finally:
+        for x in (cl, srv):
+            if x is not None:
+                x.kill()
+                x.wait(10)
+        lab.remove()
