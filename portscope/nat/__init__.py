@@ -69,8 +69,9 @@ def read_table():
     return table.parse_groups(groups)
 
 
-def analyze(netns: str | None = None, dump: bool = True, facts=None) -> NatReport:
-    """Everything `portscope nat` shows, for one network namespace."""
+def analyze(netns: str | None = None, dump: bool = True, facts=None, rules_cache=None) -> NatReport:
+    """Everything `portscope nat` shows, for one network namespace. `rules_cache`, a
+    callable (netns, read) -> RuleSet, lets the exporter reuse rules between scrapes."""
     import sys
     if not sys.platform.startswith("linux"):
         raise Unsupported("conntrack and netfilter NAT are Linux features")
@@ -80,7 +81,7 @@ def analyze(netns: str | None = None, dump: bool = True, facts=None) -> NatRepor
         facts = host.facts(netns)
     with _netns.entered(netns):
         ct = stats.read_stats()
-        rs = rules.read_rules()
+        rs = rules.read_rules() if rules_cache is None else rules_cache(netns, rules.read_rules)
         t = read_table() if (dump and ct.available) else None
     rep = NatReport(netns=netns, conntrack=ct, rules=rs)
     if t is not None:

@@ -18,6 +18,7 @@ import errno
 import os
 import socket
 import struct
+import sys
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
@@ -151,21 +152,78 @@ def dump_table(sock: socket.socket, family: int = 0):
     """Raw replies of a table dump, grouped by message length: {length: bytearray}.
 
     family 0 (AF_UNSPEC) dumps IPv4 and IPv6 in one walk. Grouping by length is
-    what lets table.py read each field of a whole group with one strided view."""
+    what lets table.py read each field of a whole group with one strided view. A
+    received chunk whose replies all have one length and type (the common case: one
+    kind of flow) is checked in C with strided views and kept whole; other chunks,
+    and the one that ends the dump, are split message by message."""
     buf = bytearray(RECV_BYTES)
     groups: dict[int, bytearray] = {}
     seq = 3
     sock.send(request(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family))
     mv = memoryview(buf)
-    get = groups.get
     try:
-        for kind, _, off, length in messages(sock, seq, buf):
-            if kind >> 8 != NFNL_SUBSYS_CTNETLINK:
+        while True:
+            try:
+                n = sock.recv_into(buf)
+            except OSError as e:
+                raise CtnetlinkError(_why(e.errno), e.errno)
+            if n == 0:
+                raise CtnetlinkError("netlink socket closed mid-dump")
+            length = int.from_bytes(mv[0:4], sys.byteorder)
+            if _uniform(mv, n, length, seq):
+                g = groups.get(length)
+                if g is None:
+                    g = groups[length] = bytearray()
+                g += mv[:n]
                 continue
-            g = get(length)
-            if g is None:
-                g = groups[length] = bytearray()
-            g += mv[off:off + length]
+            if _split(buf, mv, n, seq, groups):
+                return groups
     finally:
         mv.release()
-    return groups
+
+
+_patterns: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
+
+
+def _uniform(mv: memoryview, n: int, length: int, seq: int) -> bool:
+    """Is the chunk exactly n/length ctnetlink replies of one length, type and seq?"""
+    if length < 20 or length & 3 or n % length:
+        return False
+    words = mv[:n].cast("I")
+    step = length // 4
+    kind = int.from_bytes(mv[4:6], sys.byteorder)
+    if kind >> 8 != NFNL_SUBSYS_CTNETLINK:
+        return False
+    k = n // length
+    pat = _patterns.get((length, k, kind))
+    if pat is None:
+        if len(_patterns) > 64:
+            _patterns.clear()
+        pat = _patterns[(length, k, kind)] = (struct.pack("=I", length) * k,
+                                              struct.pack("=HH", kind, 0x2) * k)
+    return (words[0::step].tobytes() == pat[0] and words[1::step].tobytes() == pat[1]
+            and words[2::step].tobytes() == struct.pack("=I", seq) * k)
+
+
+def _split(buf, mv, n: int, seq: int, groups: dict) -> bool:
+    """Message by message; True when the dump's NLMSG_DONE was seen."""
+    off = 0
+    while off + 16 <= n:
+        length, kind, flags, mseq, _ = HDR.unpack_from(buf, off)
+        if length < 16 or off + length > n:
+            raise CtnetlinkError("malformed netlink message")
+        if mseq == seq:
+            if kind == NLMSG_DONE:
+                return True
+            if kind == NLMSG_ERROR:
+                err = struct.unpack_from("=i", buf, off + 16)[0]
+                if err < 0:
+                    raise CtnetlinkError(_why(-err), -err)
+                return True
+            if kind >> 8 == NFNL_SUBSYS_CTNETLINK:
+                g = groups.get(length)
+                if g is None:
+                    g = groups[length] = bytearray()
+                g += mv[off:off + length]
+        off += (length + 3) & ~3
+    return False

@@ -6,12 +6,29 @@ no NAT series; the socket series of the same scrape are unaffected.
 from __future__ import annotations
 
 import logging
+import time
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 log = logging.getLogger("portscope.exporter")
 OTHER = "other"
 _warned: set = set()
+# NAT rules change rarely and reading them costs 2-4 subprocesses (iptables-save per
+# family and back-end, nft): a scrape reuses a namespace's rules for this long
+RULES_TTL = 60.0
+_rules: dict = {}
+
+
+def _cached_rules(netns, read):
+    now = time.monotonic()
+    hit = _rules.get(netns or "")
+    if hit is not None and now - hit[0] < RULES_TTL:
+        return hit[1]
+    rs = read()
+    if len(_rules) > 1024:
+        _rules.clear()
+    _rules[netns or ""] = (now, rs)
+    return rs
 
 
 def read_nat(netns: str | None, facts=None):
@@ -19,7 +36,7 @@ def read_nat(netns: str | None, facts=None):
     from ..errors import PortscopeError
     from . import analyze
     try:
-        return analyze(netns, facts=facts)
+        return analyze(netns, facts=facts, rules_cache=_cached_rules)
     except PortscopeError as e:
         key = (netns or "", str(e))
         if key not in _warned:
