@@ -118,7 +118,7 @@ def held_ports(netns: str | None = None) -> dict[int, list]:
 
 
 def holder_text(h) -> str:
-    """'DNAT rule in chain KUBE-NODEPORTS (iptables)'."""
+    """'DNAT rule in chain KUBE-NODEPORTS (iptables, tcp)'."""
     what = "nodeport map" if h.kind == "map" else f"{h.kind.upper()} rule in chain"
     return f"{what} {h.chain} ({h.source}{', ' + h.proto if h.proto else ''})"
 
