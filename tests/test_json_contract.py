@@ -697,7 +697,7 @@ def test_nat_json(doc, cli):
         assert ready and proc.stdout.readline().strip() == "ready", proc.stderr.read()
         runs = []
         for args in (["nat", "--json", "--netns", ns.name], ["--json", "nat", "--top", "1", "--netns", ns.name],
-                     ["nat", "--json", "--no-table", "--netns", ns.name]):
+                     ["nat", "--json", "--no-table", "--interval", "0.2", "--netns", ns.name]):
             code, out, err = cli(*args)
             assert code == 0, err
             runs.append((args, out))

@@ -326,3 +326,31 @@ def test_lab_exhaust_snat_prediction_equals_kernel():
     r = subprocess.run(PORTSCOPE + ["lab", "exhaust", "--mode", "snat", "--family", "6"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "IPv4 documentation addresses" in r.stderr
+
+
+@needs_netns
+@needs_tools
+def test_interval_sees_insert_failures_rise_while_syns_are_retransmitted():
+    """Flows the NAT range cannot take keep failing at each SYN retransmission (1 s, 3 s):
+    `nat --interval` sees insert_failed rise (a warning) and agrees with conntrack -S."""
+    from portscope.nat.labnet import CLIENT, SERVER, SERVER_IP, SERVER_PORT, SnatLab
+    with SnatLab() as lab:
+        lab.build((40000, 40003), protos=("tcp",))
+        srv = lab.popen(lab.server, SERVER, str(SERVER_PORT))
+        cl = None
+        try:
+            assert srv.stdout.readline().strip() == "ready"
+            cl = lab.popen(lab.client, CLIENT, "tcp", SERVER_IP, str(SERVER_PORT), "10", "5")
+            time.sleep(0.5)
+            d = _nat_json(lab.router, "--interval", "2")
+            cl.stdout.readline()                        # the client gave up on the rest
+            s = parse_conntrack_S(lab.run(lab.router, "conntrack", "-S").stdout)
+        finally:
+            for x in (cl, srv):
+                if x is not None:
+                    x.kill()
+                    x.wait(10)
+    assert d["interval"]["seconds"] == 2 and d["interval"]["insert_failed"] >= 6   # 6 flows x 1 retransmit
+    (f,) = [f for f in d["findings"] if f["id"] == "conntrack-insert-failed"]
+    assert f["severity"] == "warning" and "in the last 2 s" in f["message"]
+    assert d["conntrack"]["stats"]["insert_failed"] <= s["insert_failed"]

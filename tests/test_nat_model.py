@@ -160,9 +160,14 @@ def test_conntrack_full_thresholds(entries, sev):
 
 
 def test_insert_failed_finding_names_random_fully():
-    fs = findings.conntrack_findings(_ct(10, 1000, insert_failed=3, drop=3), FACTS)
-    (f,) = fs
+    ct = _ct(10, 1000, insert_failed=3, drop=3)
+    (f,) = findings.conntrack_findings(ct, FACTS)
     assert f["id"] == "conntrack-insert-failed" and "--random-fully" in f["remedy"]
+    assert f["severity"] == "info"                      # totals alone may be old news
+    (f,) = findings.conntrack_findings(ct, FACTS, {"insert_failed": 2, "drop": 2}, 5.0)
+    assert f["severity"] == "warning" and "+2" in f["message"] and "5 s" in f["message"]
+    (f,) = findings.conntrack_findings(ct, FACTS, {"insert_failed": 0, "drop": 0}, 5.0)
+    assert f["severity"] == "info"                      # not rising: back to information
     assert findings.conntrack_findings(_ct(10, 1000), FACTS) == []
 
 

@@ -12,9 +12,12 @@ from .common import emit_json, json_option, netns_of, netns_option, verbose, wan
               help="Show the N most used SNAT destinations (0: all).")
 @click.option("--no-table", is_flag=True,
               help="Skip the conntrack table dump: statistics and rules only (no SNAT use).")
+@click.option("--interval", type=click.FloatRange(0, 60, min_open=True), default=None, metavar="S",
+              help="Read the statistics again after S seconds (at most 60): insert_failed/drop rising is a "
+                   "warning, non-zero totals alone only information.")
 @json_option
 @netns_option
-def nat(top, no_table, json_out, netns):
+def nat(top, no_table, interval, json_out, netns):
     """Connection tracking and NAT: the port exhaustion sockets do not show.
 
     \b
@@ -28,7 +31,7 @@ def nat(top, no_table, json_out, netns):
     from ..nat import analyze
 
     ns = netns_of(netns)
-    rep = analyze(ns, dump=not no_table)
+    rep = analyze(ns, dump=not no_table, interval=interval)
     n = top or None
     if want_json(json_out):
         emit_json(rep.to_json(top=n))
@@ -49,6 +52,9 @@ def _render(rep, top) -> None:
              + (f"  [{ct.source}]" if ct.source else ""))
         if ct.stats:
             echo("  " + " ".join(f"{k}={v}" for k, v in ct.stats.items()))
+        if rep.delta is not None:
+            echo(f"  in the last {rep.interval:g} s: " + " ".join(f"{k} +{v}" for k, v in rep.delta.items()
+                                                                if v is not None))
     rs = rep.rules
     echo("")
     if rs.rules:
@@ -92,8 +98,9 @@ def _render(rep, top) -> None:
             echo(f"  remedy: {f['remedy']}")
     else:
         echo("OK: no NAT findings")
-    if verbose():
-        for note in ct.notes + rs.notes + rep.notes:
+    for note in ct.notes + rs.notes + rep.notes:
+        # what is unknown is always said; how things were read only with -v
+        if verbose() or "unknown" in note or "skipped" in note:
             echo(f"note: {note}", err=True)
 
 

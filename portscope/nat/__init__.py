@@ -30,6 +30,8 @@ class NatReport:
     findings: list = field(default_factory=list)
     entries_read: int | None = None      # rows of the dump (None when not dumped)
     notes: list = field(default_factory=list)
+    interval: float | None = None        # with --interval: seconds between two stats reads
+    delta: dict | None = None            # counters' increase over that interval
 
     def to_json(self, top: int | None = None) -> dict:
         snat = self.snat if top is None else self.snat[:top]
@@ -44,6 +46,7 @@ class NatReport:
             "findings": self.findings,
             "sources": {**self.rules.sources, "conntrack": self.conntrack.source},
             "notes": self.conntrack.notes + self.rules.notes + self.notes,
+            **({"interval": {"seconds": self.interval, **self.delta}} if self.delta is not None else {}),
         }
 
     @property
@@ -69,9 +72,12 @@ def read_table():
     return table.parse_groups(groups)
 
 
-def analyze(netns: str | None = None, dump: bool = True, facts=None, rules_cache=None) -> NatReport:
+def analyze(netns: str | None = None, dump: bool = True, facts=None, rules_cache=None,
+            interval: float | None = None) -> NatReport:
     """Everything `portscope nat` shows, for one network namespace. `rules_cache`, a
-    callable (netns, read) -> RuleSet, lets the exporter reuse rules between scrapes."""
+    callable (netns, read) -> RuleSet, lets the exporter reuse rules between scrapes.
+    `interval`: read the statistics again after that many seconds, so insert failures
+    and drops are judged by whether they rise, not by their totals."""
     import sys
     if not sys.platform.startswith("linux"):
         raise Unsupported("conntrack and netfilter NAT are Linux features")
@@ -83,7 +89,16 @@ def analyze(netns: str | None = None, dump: bool = True, facts=None, rules_cache
         ct = stats.read_stats()
         rs = rules.read_rules() if rules_cache is None else rules_cache(netns, rules.read_rules)
         t = read_table() if (dump and ct.available) else None
-    rep = NatReport(netns=netns, conntrack=ct, rules=rs)
+        delta = None
+        if interval and ct.available:
+            import time
+            time.sleep(interval)
+            ct2 = stats.read_stats()
+            delta = {k: (ct2.stats[k] - ct.stats[k]) if ct.stats.get(k) is not None and
+                     ct2.stats.get(k) is not None else None for k in ("insert_failed", "drop", "early_drop")}
+            ct = ct2
+    rep = NatReport(netns=netns, conntrack=ct, rules=rs, interval=interval if delta is not None else None,
+                    delta=delta)
     if t is not None:
         rep.entries_read = len(t)
         rep.snat = snat.snat_destinations(t, rs.rules)
@@ -91,7 +106,7 @@ def analyze(netns: str | None = None, dump: bool = True, facts=None, rules_cache
     if rs.skipped:
         rep.notes.append(f"{rs.skipped} rule line(s) could not be read and were skipped "
                          f"(e.g. {rs.skipped_examples[0]!r})")
-    rep.findings = (findings.conntrack_findings(ct, facts) + findings.snat_findings(rep.snat, facts)
+    rep.findings = (findings.conntrack_findings(ct, facts, delta, interval) + findings.snat_findings(rep.snat, facts)
                     + findings.port_findings(rep.nat_ports, rs.rules, facts))
     return rep
 

@@ -27,7 +27,9 @@ def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
-def conntrack_findings(ct, facts) -> list[dict]:
+def conntrack_findings(ct, facts, delta: dict | None = None, seconds: float | None = None) -> list[dict]:
+    """conntrack-full, and conntrack-insert-failed: a warning when the counters rose during
+    `seconds` (delta), information when they are only non-zero totals."""
     out = []
     if not ct.available:
         return out
@@ -46,13 +48,24 @@ def conntrack_findings(ct, facts) -> list[dict]:
                       f"connections are dropped (nf_conntrack: table full, dropping packet)", remedy))
     failed = ct.stats.get("insert_failed") or 0
     drop = ct.stats.get("drop") or 0
+    remedy = ("add --random-fully to the MASQUERADE/SNAT rules (nft: masquerade fully-random), e.g. "
+              + ns_exec(facts.netns) + "iptables -t nat -A POSTROUTING -o IFACE -j MASQUERADE --random-fully"
+              "; when the table is also near full raise net.netfilter.nf_conntrack_max")
+    if delta is not None:
+        d_failed, d_drop = delta.get("insert_failed") or 0, delta.get("drop") or 0
+        if d_failed or d_drop:
+            out.append(_f("conntrack-insert-failed", "warning",
+                          f"conntrack insert_failed +{d_failed}, drop +{d_drop} in the last {seconds:g} s "
+                          f"(summed over CPUs): connections are being dropped by a NAT port clash (the SNAT "
+                          f"race) or a full table", remedy))
+            return out
     if failed or drop:
-        remedy = ("add --random-fully to the MASQUERADE/SNAT rules (nft: masquerade fully-random), e.g. "
-                  + ns_exec(facts.netns) + "iptables -t nat -A POSTROUTING -o IFACE -j MASQUERADE --random-fully"
-                  "; when the table is also near full raise net.netfilter.nf_conntrack_max")
-        out.append(_f("conntrack-insert-failed", "warning",
-                      f"conntrack insert_failed={failed} drop={drop} since boot (summed over CPUs): "
-                      f"connections were dropped by a NAT port clash (the SNAT race) or a full table", remedy))
+        # counts since the namespace's conntrack started: without a rate they may be old news
+        out.append(_f("conntrack-insert-failed", "info",
+                      f"conntrack insert_failed={failed} drop={drop} since the namespace's conntrack started "
+                      f"(summed over CPUs): connections were dropped by a NAT port clash (the SNAT race) or "
+                      f"a full table at some point; `portscope nat --interval 5` says whether it goes on",
+                      remedy))
     return out
 
 
