@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests use: ip/ss (iproute2), a real Prometheus + promtool,
 # the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests),
+# chromium (the web view's browser tests, headless),
 # conntrack + iptables + nftables (NAT tests)
 need=()
 command -v ip >/dev/null || need+=(iproute2)
@@ -16,6 +17,7 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v iptables-save >/dev/null || need+=(iptables)
 command -v nft >/dev/null || need+=(nftables)
 [ -f /usr/share/wireshark/services ] || need+=(libwireshark-data)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -44,4 +46,7 @@ with tempfile.TemporaryDirectory() as d:
 PY
 fi
 export PORTSCOPE_IANA_CSV="$PWD/$iana"
+# lint and types first: configured in pyproject.toml ([tool.ruff], [tool.mypy]); the library only
+.venv/bin/ruff check portscope
+.venv/bin/mypy --no-error-summary
 exec .venv/bin/python -m pytest -q -rs "$@"

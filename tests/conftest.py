@@ -18,24 +18,108 @@ needs_netns = pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT)
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _checkout_reachable_by_nobody():
-    """Several tests drop to `nobody` (setpriv) and run this checkout's venv. A checkout
-    made in a private directory (`mktemp -d` is 0700) would fail them for a reason that is
-    not portscope's: give others read and search on the checkout's own directory (its
-    files are world-readable already; Python's importer lists a sys.path directory, so
-    search alone is not enough) for the session, and put the mode back afterwards."""
+NOBODY_IDS = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+
+
+def _dist_closure() -> list:
+    """The installed distributions portscope needs at run time (its requirements, recursively)."""
+    from importlib import metadata
+    from packaging.requirements import Requirement
+
+    seen: dict[str, object] = {}
+    todo = ["portscope"]
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        try:
+            d = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen[key] = d
+        for r in d.requires or ():
+            req = Requirement(r)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return list(seen.values())
+
+
+def _place(src: str, dst: str) -> None:
+    """Hard-link (fast, same file system, no bytes copied) or copy `src` to `dst`, world-readable."""
     import stat
-    mode = os.stat(CHECKOUT).st_mode
-    need = stat.S_IROTH | stat.S_IXOTH
-    if not ROOT or mode & need == need:
-        yield
-        return
-    os.chmod(CHECKOUT, stat.S_IMODE(mode) | need)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    mode = os.stat(src).st_mode
+    if mode & stat.S_IROTH:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o755 if mode & stat.S_IXUSR else 0o644)
+
+
+def _runs_as_nobody(argv: list[str], env: dict) -> bool:
+    p = subprocess.run([*NOBODY_IDS, *argv, "-c", "import portscope.cli, bcrypt, psutil, yaml"],
+                       capture_output=True, env=env, cwd="/", timeout=60)
+    return p.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def nobody_portscope():
+    """argv that runs `portscope` as uid 65534 (prefix it with NOBODY_IDS or setpriv flags).
+
+    The checkout may sit in a private directory (`mktemp -d` is 0700, and so is /root, where
+    root clones by default), and the venv's interpreter under /root/.pyenv as well: `nobody`
+    can reach neither, and changing the mode of any directory above the checkout is not ours
+    to do. So the session builds its own runtime in a fresh 0755 directory under the system
+    temp dir: this checkout's package and the installed files of its run-time dependencies
+    (hard links where possible), run by the venv's base interpreter if nobody can execute it,
+    else by a system interpreter of the same major.minor (same ABI for the compiled wheels).
+    It is removed when the session ends."""
+    import tempfile
+    if not ROOT or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux) to drop to nobody")
+    rt = tempfile.mkdtemp(prefix="portscope-nobody-")
     try:
-        yield
+        os.chmod(rt, 0o755)
+        site = os.path.join(rt, "site")
+        pkg = os.path.join(CHECKOUT, "portscope")
+        for d, _, files in os.walk(pkg):
+            if "__pycache__" in d:
+                continue
+            for f in files:
+                src = os.path.join(d, f)
+                _place(src, os.path.join(site, "portscope", os.path.relpath(src, pkg)))
+        for dist in _dist_closure():
+            if dist.metadata["Name"].lower() == "portscope":
+                continue
+            for f in dist.files or ():
+                src = str(f.locate())
+                rel = str(f)
+                if rel.startswith("..") or "__pycache__" in rel or not os.path.isfile(src):
+                    continue
+                _place(src, os.path.join(site, rel))
+        # the directories made above follow the umask; nobody must list and enter each one
+        for d, dirs, _ in os.walk(rt):
+            os.chmod(d, 0o755)
+        env = {**os.environ, "PYTHONPATH": site, "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("VIRTUAL_ENV", None)
+        ver = "python%d.%d" % sys.version_info[:2]
+        candidates = [os.path.join(sys.base_prefix, "bin", ver)]
+        candidates += [p for p in (shutil.which(ver, path="/usr/bin:/usr/local/bin:/bin"),) if p]
+        for exe in candidates:
+            if os.path.exists(exe) and _runs_as_nobody(["env", f"PYTHONPATH={site}", "PYTHONNOUSERSITE=1",
+                                                        "PYTHONDONTWRITEBYTECODE=1", exe], env):
+                yield ["env", f"PYTHONPATH={site}", "PYTHONNOUSERSITE=1", "PYTHONDONTWRITEBYTECODE=1",
+                       exe, "-m", "portscope"]
+                break
+        else:
+            pytest.skip(f"no {ver} interpreter that uid 65534 may execute (tried {', '.join(candidates)}): "
+                        f"install the system's {ver}")
     finally:
-        os.chmod(CHECKOUT, stat.S_IMODE(mode))
+        shutil.rmtree(rt, ignore_errors=True)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

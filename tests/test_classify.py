@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from portscope import classify as C
+from portscope.remedies import reserve_add_command as reserve_command
 from portscope import registry as R
 from portscope.errors import BadInput
 from portscope.host import HostFacts
@@ -48,8 +49,8 @@ def test_classify_from_given_facts():
         assert (pf.in_ephemeral_range, pf.reserved) == (in_range, reserved), port
     assert any("reserve add 20000 --persist" in n for n in C.classify(20000, facts=f, in_use=False).notes)
     assert not any("reserve add" in n for n in C.classify(25000, facts=f, in_use=False).notes)
-    assert C.reserve_command(20000) == "portscope reserve add 20000 --persist"
-    assert C.reserve_command(20000, "ns1") == "portscope --netns ns1 reserve add 20000"
+    assert reserve_command(20000) == "portscope reserve add 20000 --persist"
+    assert reserve_command(20000, "ns1") == "portscope --netns ns1 reserve add 20000"
 
 
 def test_json_contract_and_services():

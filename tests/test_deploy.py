@@ -142,7 +142,7 @@ def test_systemd_unit_verifies(tmp_path):
     assert "--listen 127.0.0.1:" in u["ExecStart"]
 
 
-def _as_nobody(caps: list[str], *args: str) -> subprocess.CompletedProcess:
+def _as_nobody(entry: list[str], caps: list[str], *args: str) -> subprocess.CompletedProcess:
     """Run the exporter as uid/gid 65534 holding exactly `caps` (ambient), as the unit would."""
     names = ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
     cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -150,7 +150,7 @@ def _as_nobody(caps: list[str], *args: str) -> subprocess.CompletedProcess:
            f"--bounding-set=-all{',' + names if names else ''}"]
     if caps:
         cmd.append(f"--ambient-caps={names}")
-    return subprocess.run([*cmd, PORTSCOPE, "exporter", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*cmd, *entry, "exporter", *args], capture_output=True, text=True, timeout=60, cwd="/")
 
 
 def _read(out: str, name: str, ns: str) -> float:
@@ -162,7 +162,7 @@ def _read(out: str, name: str, ns: str) -> float:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_unit_capabilities_are_needed_and_enough(netns):
+def test_unit_capabilities_are_needed_and_enough(netns, nobody_portscope):
     """No capability: the host's own sockets are readable (as ss is); another namespace is
     not. CAP_NET_ADMIN does not help; the unit's CAP_SYS_ADMIN does."""
     import pathlib
@@ -170,17 +170,17 @@ def test_unit_capabilities_are_needed_and_enough(netns):
     tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="portscope-deploy-"))   # pytest's is 0700
     os.chmod(tmp_path, 0o777)
     try:
-        _check_caps(netns, tmp_path)
+        _check_caps(netns, tmp_path, nobody_portscope)
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def _check_caps(netns, tmp_path):
+def _check_caps(netns, tmp_path, entry):
     netns.run(sys.executable, "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()")
 
     def scrape(caps, *args):
         path = tmp_path / f"out-{len(caps)}-{len(args)}.prom"
-        r = _as_nobody(caps, "--textfile", str(path), "--once", *args)
+        r = _as_nobody(entry, caps, "--textfile", str(path), "--once", *args)
         assert r.returncode == 0, r.stderr
         return path.read_text(), r.stderr
 

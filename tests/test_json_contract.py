@@ -91,8 +91,9 @@ CONTRACT: dict[str, set[str]] = {
                  "timeseries"},
     # issue 7
     "quiz": {"score", "total", "questions", "questions[].id", "questions[].topic",
-             "questions[].correct"},
-    "quiz-list": {"questions"},
+             "questions[].correct"}
+            | {"questions[].source"},   # issue 18: every question's source
+    "quiz-list": {"questions"} | {"questions[].source"},
     # issue 13
     "nat": {"conntrack", "rules", "snat", "nat_ports", "findings"}
            | {f"conntrack.{k}" for k in ("available", "entries", "max", "buckets", "utilization", "stats")}
@@ -483,6 +484,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz": [(["quiz", "--seed", "4", "--count", "2", "--answers", "1,3", "--json"], 0)],
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
+    "web": [],                # the exporter's /api/pressure: test_web_endpoint_json below
     "nat": [],                # run by test_nat_json below, in a namespace with NAT rules and flows
 }
 JSON_LINES = {"top"}
@@ -718,3 +720,36 @@ def test_nat_json(doc, cli):
             proc.kill()
             proc.wait(10)
         remove_netns(ns)
+
+
+def test_web_endpoint_json(doc, scene):
+    """The exporter's /api/pressure (docs/web.md), read twice: the second read carries the
+    forecast (`when forecast` in the table)."""
+    import socket
+    import time
+    import urllib.request
+    _, rows, _ = doc
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exp = subprocess.Popen([PORTSCOPE, "exporter", "--listen", f"127.0.0.1:{port}", "--top", "1",
+                            "--netns", scene.name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        bodies = []
+        end = time.monotonic() + 20
+        while not bodies:
+            assert exp.poll() is None and time.monotonic() < end, exp.stderr.read() if exp.poll() is not None else "no start"
+            try:
+                bodies.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pressure", timeout=20).read())
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(1.2)           # past the exporter's 1 s reuse of a read
+        bodies.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pressure", timeout=20).read())
+    finally:
+        exp.terminate()
+        exp.wait(10)
+    first, second = (loads_strict(b.decode()) for b in bodies)
+    assert "forecast" not in first and second["forecast"]["samples"] == 2
+    assert len(second["history"]["points"]) == 2 and second["netns"] == scene.name
+    check_runs(rows["web"], "web", [(["GET", "/api/pressure"], bodies[0].decode()),
+                                    (["GET", "/api/pressure", "forecast"], bodies[1].decode())])

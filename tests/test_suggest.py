@@ -208,7 +208,7 @@ def test_search_range_rules():
 
 
 def test_printed_host_command_is_accepted_by_reserve(cli):
-    from portscope.classify import reserve_command
+    from portscope.remedies import reserve_add_command as reserve_command
 
     cmd = reserve_command(25000)
     assert cmd == "portscope reserve add 25000 --persist"

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from portscope.cli.top import SPARKS, Trend, sparkline
+from portscope.trend import SPARKS, Trend, sparkline
 
 # the venv's console script, as a user runs it
 _SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
@@ -113,7 +113,7 @@ def test_bad_options_exit_2(cli):
 # ------------------------------------------------------------------ live, in a namespace
 
 def test_trend_follows_the_kernel(netns, holder):
-    from portscope.cli.pressure import gather
+    from portscope.datapath import measure as gather
     t = Trend()
     holder.open("127.0.0.2", 10)
     res = gather(netns.name)
@@ -232,8 +232,8 @@ def test_ctrl_c_in_a_real_terminal_quits_cleanly(netns, holder, tmp_path):
         while time.monotonic() < end and not done.exists():
             time.sleep(0.1)
         time.sleep(0.1)
-        assert done.read_text().strip() == "EXIT=0"
-        assert err.read_text() == ""          # no traceback, no noise
+        assert done.read_text().strip() == "EXIT=130"      # README: 130 interrupted
+        assert err.read_text() == "portscope: interrupted\n"  # one line, no traceback
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         _remove_socket(sock)
@@ -265,3 +265,35 @@ def test_json_remedies_target_the_namespace(netns, cli):
             assert_remedy_targets(f["remedy"], netns.name)
     finally:
         drive.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test.sh installs it)")
+@pytest.mark.parametrize("cols", [44, 64])
+def test_a_narrow_terminal_drops_columns_from_the_right(netns, holder, cols):
+    """Issue 12: at 60 columns rich cut PROTO to "PR…" and CAP to "28…"; now whole columns
+    go, from the right, and what is shown is whole."""
+    holder.open("127.0.0.2", 7)
+    sock = f"pstop-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock]
+    env = {**os.environ, "TERM": "xterm-256color"}
+    cmd = " ".join(ENTRY) + f" top --netns {netns.name} --interval 0.3"
+    try:
+        subprocess.run([*tmux, "new-session", "-d", "-s", "top", "-x", str(cols), "-y", "30", "sh", "-c", cmd],
+                       check=True, env=env)
+        end, text = time.monotonic() + 15, ""
+        while time.monotonic() < end and "127.0.0.2:80" not in text:
+            text = subprocess.run([*tmux, "capture-pane", "-p", "-t", "top"], capture_output=True,
+                                  text=True, env=env).stdout
+            time.sleep(0.1)
+        head = next(ln for ln in text.splitlines() if ln.startswith("PROTO"))
+        row = next(ln for ln in text.splitlines() if "127.0.0.2:80" in ln)
+        assert "…" not in head + row and len(row.rstrip()) <= cols
+        assert head.split()[:5] == ["PROTO", "SOURCE", "->", "DESTINATION", "IN"]
+        assert row.split()[:5] == ["tcp", "127.0.0.1", "->", "127.0.0.2:80", "7"]
+        if cols >= 64:
+            assert row.split()[5] == "100" and "CAP" in head       # capacity shown whole
+        else:
+            assert "TREND" not in head                             # dropped, not squeezed
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, env=env)
+        _remove_socket(sock)

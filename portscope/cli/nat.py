@@ -17,7 +17,7 @@ from .common import emit_json, json_option, netns_of, netns_option, verbose, wan
                    "warning, non-zero totals alone only information.")
 @json_option
 @netns_option
-def nat(top, no_table, interval, json_out, netns):
+def nat(top, no_table, interval, json_out, netns) -> None:
     """Connection tracking and NAT: the port exhaustion sockets do not show.
 
     \b
@@ -39,7 +39,7 @@ def nat(top, no_table, interval, json_out, netns):
     _render(rep, n)
 
 
-def _render(rep, top) -> None:
+def _render(rep: "NatReport", top: int | None) -> None:
     ct = rep.conntrack
     echo = click.echo
     if not ct.available:
@@ -103,28 +103,3 @@ def _render(rep, top) -> None:
         if verbose() or "unknown" in note or "skipped" in note:
             echo(f"note: {note}", err=True)
 
-
-def render_summary(rep, top=None) -> None:
-    """The NAT section of `portscope report` (its findings are listed with the others)."""
-    echo = click.echo
-    ct = rep.conntrack
-    echo("NAT and conntrack:")
-    if ct.available and ct.max:
-        u = ct.utilization or 0.0
-        st = ct.stats
-        echo(f"  Conntrack         {ct.entries} of {ct.max} entries ({u * 100:.1f}%); insert_failed "
-             f"{st.get('insert_failed')}, drop {st.get('drop')}, early_drop {st.get('early_drop')}")
-    else:
-        echo("  Conntrack         not loaded")
-    kinds: dict[str, int] = {}
-    for r in rep.rules.rules:
-        kinds[r.kind] = kinds.get(r.kind, 0) + 1
-    echo("  NAT rules         " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
-    for d in (rep.snat if top is None else rep.snat[:top]):
-        dst = f"[{d.dst}]:{d.dport}" if ":" in d.dst else f"{d.dst}:{d.dport}"
-        echo(f"  SNAT              {d.proto} {d.nat_ip} -> {dst}: {d.in_use} of {d.capacity} NAT ports "
-             f"({d.utilization * 100:.1f}%), {d.time_wait} in TIME_WAIT")
-    if rep.nat_ports:
-        exposed = sum(1 for p in rep.nat_ports if p.in_ephemeral_range and not p.reserved)
-        echo(f"  NAT-held ports    {len(rep.nat_ports)} ({exposed} in the ephemeral range, not reserved)")
-    echo("  (details: portscope nat)")

@@ -13,15 +13,27 @@ from __future__ import annotations
 
 import errno
 import subprocess
-from dataclasses import dataclass, field
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable
 
+from .. import host
 from .. import netns as _netns
-from ..errors import NotPermitted, Unsupported
+from ..errors import NotPermitted, PortscopeError, Unsupported
+from ..findings import Finding
+from . import ctnetlink, rules, snat, stats, table
+from . import findings as nat_findings
 from .stats import NEED_CAP, ConntrackStats
+
+if TYPE_CHECKING:
+    from ..pressure import PressureResult
 
 
 @dataclass
 class NatReport:
+    """Everything `portscope nat` knows about one namespace: conntrack, rules, SNAT use,
+    NAT-held ports and the findings."""
     netns: str | None
     conntrack: ConntrackStats
     rules: object                        # rules.RuleSet
@@ -34,13 +46,14 @@ class NatReport:
     delta: dict | None = None            # counters' increase over that interval
 
     def to_json(self, top: int | None = None) -> dict:
-        snat = self.snat if top is None else self.snat[:top]
+        """The `nat --json` document (docs/json.md), with the `top` most used destinations."""
+        shown = self.snat if top is None else self.snat[:top]
         return {
             "netns": self.netns,
             "conntrack": self.conntrack.to_json(),
             "rules": [r.to_json() for r in self.rules.rules],
             "rules_skipped": self.rules.skipped,
-            "snat": [d.to_json() for d in snat],
+            "snat": [d.to_json() for d in shown],
             "snat_total": len(self.snat),
             "nat_ports": [p.to_json() for p in self.nat_ports],
             "findings": self.findings,
@@ -56,9 +69,8 @@ class NatReport:
                     or (self.conntrack.available and self.conntrack.entries))
 
 
-def read_table():
+def read_table() -> table.ConntrackTable:
     """The conntrack table of the calling thread's namespace (CAP_NET_ADMIN)."""
-    from . import ctnetlink, table
     try:
         sock = ctnetlink.open_socket()
         try:
@@ -72,26 +84,23 @@ def read_table():
     return table.parse_groups(groups)
 
 
-def analyze(netns: str | None = None, dump: bool = True, facts=None, rules_cache=None,
+def analyze(netns: str | None = None, dump: bool = True, facts: host.HostFacts | None = None,
+            rules_cache: Callable[[str | None, Callable[[], rules.RuleSet]], rules.RuleSet] | None = None,
             interval: float | None = None) -> NatReport:
     """Everything `portscope nat` shows, for one network namespace. `rules_cache`, a
     callable (netns, read) -> RuleSet, lets the exporter reuse rules between scrapes.
     `interval`: read the statistics again after that many seconds, so insert failures
     and drops are judged by whether they rise, not by their totals."""
-    import sys
     if not sys.platform.startswith("linux"):
         raise Unsupported("conntrack and netfilter NAT are Linux features")
-    from .. import host
-    from . import findings, rules, snat, stats
     if facts is None:
-        facts = host.facts(netns)
+        facts = host.host_facts(netns)
     with _netns.entered(netns):
         ct = stats.read_stats()
         rs = rules.read_rules() if rules_cache is None else rules_cache(netns, rules.read_rules)
         t = read_table() if (dump and ct.available) else None
         delta = None
         if interval and ct.available:
-            import time
             time.sleep(interval)
             ct2 = stats.read_stats()
             delta = {k: (ct2.stats[k] - ct.stats[k]) if ct.stats.get(k) is not None and
@@ -106,8 +115,9 @@ def analyze(netns: str | None = None, dump: bool = True, facts=None, rules_cache
     if rs.skipped:
         rep.notes.append(f"{rs.skipped} rule line(s) could not be read and were skipped "
                          f"(e.g. {rs.skipped_examples[0]!r})")
-    rep.findings = (findings.conntrack_findings(ct, facts, delta, interval) + findings.snat_findings(rep.snat, facts)
-                    + findings.port_findings(rep.nat_ports, rs.rules, facts))
+    rep.findings = (nat_findings.conntrack_findings(ct, facts, delta, interval)
+                    + nat_findings.snat_findings(rep.snat, facts)
+                    + nat_findings.port_findings(rep.nat_ports, rs.rules, facts))
     return rep
 
 
@@ -115,9 +125,6 @@ def held_ports(netns: str | None = None) -> dict[int, list]:
     """{port: [Holder, ...]} of the ports inbound NAT rules hold (for `port` and `suggest`).
     Empty off Linux, when no rule reader is installed, or when reading the rules is not
     permitted or fails (the callers' other checks still stand)."""
-    import sys
-    from ..errors import PortscopeError
-    from . import rules
     if not sys.platform.startswith("linux"):
         return {}
     try:
@@ -132,7 +139,7 @@ def held_ports(netns: str | None = None) -> dict[int, list]:
     return out
 
 
-def holder_text(h) -> str:
+def holder_text(h: rules.Holder) -> str:
     """'DNAT rule in chain KUBE-NODEPORTS (iptables, tcp)'."""
     what = "nodeport map" if h.kind == "map" else f"{h.kind.upper()} rule in chain"
     return f"{what} {h.chain} ({h.source}{', ' + h.proto if h.proto else ''})"
@@ -149,13 +156,10 @@ def holders_of(port: int, netns: str | None = None, proto: str | None = None) ->
     return out
 
 
-def with_nat(res, netns: str | None = None):
+def with_nat(res: "PressureResult", netns: str | None = None) -> "tuple[PressureResult, NatReport | None]":
     """(pressure result with the NAT findings appended, NatReport or None), for `report`
     and `pressure --check`. NAT facts that cannot be read (no CAP_NET_ADMIN, not Linux)
     leave the result as it was: the socket findings still stand."""
-    from dataclasses import replace
-    from ..errors import PortscopeError
-    from ..pressure import Finding
     try:
         rep = analyze(netns)
     except (PortscopeError, OSError, subprocess.SubprocessError):

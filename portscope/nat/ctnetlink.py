@@ -19,6 +19,7 @@ import os
 import socket
 import struct
 import sys
+from typing import Iterator
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
@@ -49,7 +50,7 @@ RECV_BYTES = 1 << 20
 class CtnetlinkError(Exception):
     """ctnetlink is not usable here; `errno` says why (EPERM: no CAP_NET_ADMIN)."""
 
-    def __init__(self, message: str, code: int | None = None):
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.errno = code
 
@@ -78,7 +79,7 @@ def request(msg: int, flags: int, seq: int, family: int = 0) -> bytes:
     return HDR.pack(16 + len(body), (NFNL_SUBSYS_CTNETLINK << 8) | msg, flags, seq, 0) + body
 
 
-def attrs(buf, off: int, end: int) -> dict[int, tuple[int, int]]:
+def attrs(buf: bytes | bytearray | memoryview, off: int, end: int) -> dict[int, tuple[int, int]]:
     """{type: (payload offset, payload length)} of the attributes in buf[off:end]."""
     out: dict[int, tuple[int, int]] = {}
     while off + 4 <= end:
@@ -90,7 +91,7 @@ def attrs(buf, off: int, end: int) -> dict[int, tuple[int, int]]:
     return out
 
 
-def messages(sock: socket.socket, seq: int, buf: bytearray):
+def messages(sock: socket.socket, seq: int, buf: bytearray) -> Iterator[tuple[int, bytearray, int, int]]:
     """Yield (type, chunk, offset, length) of every reply to request `seq` until the
     dump ends (NLMSG_DONE) or, for a plain request, the first answer arrives.
     Raises CtnetlinkError with the kernel's errno on NLMSG_ERROR."""
@@ -148,7 +149,7 @@ def read_stats(sock: socket.socket) -> tuple[dict[str, int], int, int | None, in
     return sums, cpus, entries, maximum
 
 
-def dump_table(sock: socket.socket, family: int = 0):
+def dump_table(sock: socket.socket, family: int = 0) -> dict[int, bytearray]:
     """Raw replies of a table dump, grouped by message length: {length: bytearray}.
 
     family 0 (AF_UNSPEC) dumps IPv4 and IPv6 in one walk. Grouping by length is

@@ -6,8 +6,17 @@ pressure --check and alerting treat them alike.
 """
 from __future__ import annotations
 
-from ..findings import ns_exec, reserve_command, sysctl_command
+from typing import TYPE_CHECKING
+
+from ..remedies import reserve_command, sysctl_command
+from ..remedies import shell as ns_exec
 from ..ports import PortSet
+
+if TYPE_CHECKING:
+    from ..host import HostFacts
+    from .rules import NatRule
+    from .snat import NatPort, SnatDestination
+    from .stats import ConntrackStats
 
 FULL_WARN = 0.80
 FULL_CRIT = 0.95
@@ -27,7 +36,8 @@ def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
-def conntrack_findings(ct, facts, delta: dict | None = None, seconds: float | None = None) -> list[dict]:
+def conntrack_findings(ct: ConntrackStats, facts: HostFacts, delta: dict | None = None,
+                       seconds: float | None = None) -> list[dict]:
     """conntrack-full, and conntrack-insert-failed: a warning when the counters rose during
     `seconds` (delta), information when they are only non-zero totals."""
     out = []
@@ -77,7 +87,9 @@ def _wider(d) -> str:
     return f"{lo}-{hi}"
 
 
-def snat_findings(destinations, facts) -> list[dict]:
+def snat_findings(destinations: list[SnatDestination], facts: HostFacts) -> list[dict]:
+    """snat-exhaustion: translated destinations at >= 80% (warning) / 95% (critical) of
+    their NAT range, with the wider range, more addresses and shorter TIME_WAIT remedies."""
     out = []
     for sev, lo_u, hi_u in (("critical", SNAT_CRIT, None), ("warning", SNAT_WARN, SNAT_CRIT)):
         ds = [d for d in destinations if d.utilization >= lo_u and (hi_u is None or d.utilization < hi_u)]
@@ -103,7 +115,9 @@ def snat_findings(destinations, facts) -> list[dict]:
     return out
 
 
-def port_findings(ports, snat_rules, facts) -> list[dict]:
+def port_findings(ports: list[NatPort], snat_rules: list[NatRule], facts: HostFacts) -> list[dict]:
+    """nat-port-in-range (NAT-held ports connect() may take: the reserve remedy) and
+    snat-range-overlaps-nat-port (a --to-ports range that includes them)."""
     out = []
     exposed = sorted({p.port for p in ports if p.in_ephemeral_range and not p.reserved})
     if exposed:

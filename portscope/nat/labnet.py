@@ -8,11 +8,21 @@ traffic loop is bounded in count and time.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import random
+import re
+import shutil
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
+
+from ..simulate.alloc_nat import NatSnat
+from ..simulate.workload import make_space
+from . import analyze
 
 CLIENT_IP, ROUTER_IN = "198.51.100.2", "198.51.100.1"
 ROUTER_OUT, SERVER_IP = "203.0.113.1", "203.0.113.2"
@@ -25,34 +35,45 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 @dataclass
 class SnatLab:
+    """Three namespaces (client `c`, router `r`, server `s`) and how to run things in them.
+
+    With `names` given, the namespaces already exist (made and removed by the caller,
+    e.g. portscope.lab.lab_namespace, which `lab clean` knows about)."""
     prefix: str = "psnat"
     names: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        tag = uuid.uuid4().hex[:6]
-        self.names = {k: f"{self.prefix}-{tag}-{k}" for k in ("c", "r", "s")}
+    def __post_init__(self) -> None:
+        self.owned = not self.names
+        if self.owned:
+            tag = uuid.uuid4().hex[:6]
+            self.names = {k: f"{self.prefix}-{tag}-{k}" for k in ("c", "r", "s")}
 
     @property
     def client(self) -> str:
+        """The client namespace (198.51.100.2)."""
         return self.names["c"]
 
     @property
     def router(self) -> str:
+        """The router namespace, where the MASQUERADE rule and the conntrack entries live."""
         return self.names["r"]
 
     @property
     def server(self) -> str:
+        """The server namespace (203.0.113.2)."""
         return self.names["s"]
 
     def run(self, ns: str, *cmd: str, check: bool = True, timeout: float = 60,
-            **kw) -> subprocess.CompletedProcess:
+            **kw: object) -> subprocess.CompletedProcess:
+        """Run a command inside namespace `ns` (ip netns exec), output captured as text."""
         return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
                               check=check, timeout=timeout, **kw)
 
-    def build(self, to_ports: tuple[int, int] | None, protos=("tcp", "udp"), random_fully: bool = False) -> None:
+    def build(self, to_ports: tuple[int, int] | None, protos: tuple[str, ...] = ("tcp", "udp"),
+              random_fully: bool = False) -> None:
         """Namespaces, veths, addresses, routes and the router's MASQUERADE rule(s)."""
         c, r, s = self.client, self.router, self.server
-        for ns in (c, r, s):
+        for ns in (c, r, s) if self.owned else ():
             _ip("netns", "add", ns)
             _ip("-n", ns, "link", "set", "lo", "up")
         _ip("-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "in0", "netns", r)
@@ -74,6 +95,9 @@ class SnatLab:
             self.run(r, *rule)
 
     def remove(self) -> None:
+        """Kill what runs in the namespaces this lab made and delete them."""
+        if not self.owned:
+            return
         for ns in self.names.values():
             pids = _ip("netns", "pids", ns, check=False).stdout.split()
             for p in pids:
@@ -86,10 +110,11 @@ class SnatLab:
     def __enter__(self) -> "SnatLab":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
     def popen(self, ns: str, code: str, *args: str) -> subprocess.Popen:
+        """Python `code` running inside `ns`, with pipes for stdin/stdout/stderr."""
         return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -178,10 +203,6 @@ def predict(to_ports: tuple[int, int], attempts: int, tries: int = 1, seeds: int
     """What the NAT model (simulate --algorithm nat) says the kernel lets through: flows
     that stay open, `tries` NAT attempts each (TCP SYN retransmissions), one destination.
     Exact for ranges up to 128 ports (every port is tried); a 1%..99% band above that."""
-    import random
-
-    from ..simulate.alloc_nat import NatSnat
-    from ..simulate.workload import make_space
     space = make_space(f"{to_ports[0]}-{to_ports[1]}", "", "")
     through = []
     for seed in range(seeds):
@@ -204,16 +225,24 @@ def predict(to_ports: tuple[int, int], attempts: int, tries: int = 1, seeds: int
 
 
 def run_snat(to_ports: tuple[int, int], attempts: int, proto: str = "tcp", wait: float = 2.5,
-             prefix: str = "psnat") -> dict:
+             namespaces: Callable[[], contextlib.AbstractContextManager[str]] | None = None) -> dict:
     """Build the topology, send `attempts` flows to one server port, and compare what the
-    kernel let through with the model and with `portscope nat` read in the router."""
-    import json
-    import shutil
-
+    kernel let through with the model and with `portscope nat` read in the router.
+    `namespaces`: a factory of namespace context managers (portscope.lab.lab_namespace, so
+    `lab clean` sees them); without it the lab names and removes its own."""
     n = to_ports[1] - to_ports[0] + 1
     tries = syn_tries(wait) if proto == "tcp" else 1
     pred = predict(to_ports, attempts, tries)
-    lab = SnatLab(prefix=prefix)
+    with contextlib.ExitStack() as stack:
+        if namespaces is not None:
+            lab = SnatLab(names={k: stack.enter_context(namespaces()) for k in ("c", "r", "s")})
+        else:
+            lab = stack.enter_context(SnatLab())
+        return _run(lab, to_ports, attempts, proto, wait, n, tries, pred)
+
+
+def _run(lab: SnatLab, to_ports: tuple[int, int], attempts: int, proto: str, wait: float, n: int,
+         tries: int, pred: dict) -> dict:
     srv = cl = None
     try:
         lab.build(to_ports, protos=(proto,))
@@ -222,12 +251,11 @@ def run_snat(to_ports: tuple[int, int], attempts: int, proto: str = "tcp", wait:
             raise RuntimeError("lab server did not start: " + srv.stderr.read()[:200])
         cl = lab.popen(lab.client, CLIENT, proto, SERVER_IP, str(SERVER_PORT), str(attempts), str(wait))
         through = int(cl.stdout.readline().split()[0])
-        from . import analyze
         rep = analyze(lab.router)
         ct_s = None
         if shutil.which("conntrack"):
             text = lab.run(lab.router, "conntrack", "-S", check=False).stdout
-            ct_s = sum(int(v) for v in __import__("re").findall(r"insert_failed=(\d+)", text))
+            ct_s = sum(int(v) for v in re.findall(r"insert_failed=(\d+)", text))
         dest = rep.snat[0] if rep.snat else None
         out = {
             "mode": "snat" if proto == "tcp" else "snat-udp",
@@ -253,4 +281,3 @@ def run_snat(to_ports: tuple[int, int], attempts: int, proto: str = "tcp", wait:
             if x is not None:
                 x.kill()
                 x.wait(10)
-        lab.remove()

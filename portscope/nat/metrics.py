@@ -8,7 +8,16 @@ from __future__ import annotations
 import logging
 import time
 
+from typing import TYPE_CHECKING, Callable
+
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..errors import PortscopeError
+from . import NatReport, analyze
+
+if TYPE_CHECKING:
+    from ..host import HostFacts
+    from .rules import RuleSet
 
 log = logging.getLogger("portscope.exporter")
 OTHER = "other"
@@ -19,7 +28,7 @@ RULES_TTL = 60.0
 _rules: dict = {}
 
 
-def _cached_rules(netns, read):
+def _cached_rules(netns: str | None, read: Callable[[], RuleSet]) -> RuleSet:
     now = time.monotonic()
     hit = _rules.get(netns or "")
     if hit is not None and now - hit[0] < RULES_TTL:
@@ -31,10 +40,8 @@ def _cached_rules(netns, read):
     return rs
 
 
-def read_nat(netns: str | None, facts=None):
+def read_nat(netns: str | None, facts: HostFacts | None = None) -> NatReport | None:
     """The NatReport of one namespace, or None when it cannot be read (logged once)."""
-    from ..errors import PortscopeError
-    from . import analyze
     try:
         return analyze(netns, facts=facts, rules_cache=_cached_rules)
     except PortscopeError as e:
@@ -53,7 +60,7 @@ def _c(name, doc):
     return CounterMetricFamily(name, doc, labels=["netns"])
 
 
-def families(samples, top: int):
+def families(samples: list[tuple[str, NatReport]], top: int) -> tuple[GaugeMetricFamily | CounterMetricFamily, ...]:
     """Metric families from [(netns label, NatReport)]."""
     entries = _g("portscope_conntrack_entries", "Conntrack entries of the namespace (nf_conntrack_count).")
     maximum = _g("portscope_conntrack_max", "Conntrack table limit (nf_conntrack_max, global).")

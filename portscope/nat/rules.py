@@ -29,6 +29,7 @@ PROTOS = ("tcp", "udp", "sctp", "dccp", "udplite")
 
 @dataclass
 class NatRule:
+    """One NAT rule as iptables-save or nft printed it: kind, protocol, port range, flags."""
     table: str
     chain: str
     kind: str                      # snat | masquerade | dnat | redirect
@@ -43,6 +44,7 @@ class NatRule:
     backend: str | None = None     # iptables: nft | legacy
 
     def to_json(self) -> dict:
+        """The `rules[]` object of `nat --json`."""
         return {"table": self.table, "chain": self.chain, "kind": self.kind, "proto": self.proto,
                 "ports": None if self.ports is None else f"{self.ports[0]}-{self.ports[1]}",
                 "random": self.random, "random_fully": self.random_fully, "source": self.source,
@@ -62,6 +64,7 @@ class Holder:
 
 @dataclass
 class RuleSet:
+    """What the rule readers found: NAT rules, held ports, what was skipped and why."""
     rules: list = field(default_factory=list)
     holders: list = field(default_factory=list)
     skipped: int = 0               # rules or lines we could not read
@@ -70,6 +73,7 @@ class RuleSet:
     sources: dict = field(default_factory=dict)   # iptables/nft -> command run, or why not
 
     def extend(self, other: "RuleSet") -> None:
+        """Add another reader's rules, holders, skips and notes."""
         self.rules += other.rules
         self.holders += other.holders
         self.skipped += other.skipped
@@ -77,6 +81,7 @@ class RuleSet:
         self.notes += other.notes
 
     def skip(self, what: str) -> None:
+        """Count one unreadable line or rule (and keep a few as examples)."""
         self.skipped += 1
         if len(self.skipped_examples) < 5:
             self.skipped_examples.append(what[:200])

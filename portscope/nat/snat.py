@@ -18,7 +18,13 @@ import platform
 import re
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING, Iterable
+
 from .table import IPS_SRC_NAT, PROTO_NAMES, TCP_TIME_WAIT, ConntrackTable, format_addr
+
+if TYPE_CHECKING:
+    from ..ports import PortRange, PortSet
+    from .rules import Holder, NatRule
 
 DEFAULT_HIGH = (1024, 65535)
 DEFAULT_MID = (600, 1023)
@@ -43,6 +49,7 @@ def default_range(orig_port: int) -> tuple[int, int]:
 
 @dataclass
 class SnatDestination:
+    """NAT ports in use toward one (proto, NAT IP, destination, port) and the range's size."""
     proto: str
     nat_ip: str
     dst: str
@@ -59,9 +66,11 @@ class SnatDestination:
 
     @property
     def utilization(self) -> float:
+        """in_use / capacity."""
         return self.in_use / self.capacity if self.capacity else 1.0
 
     def to_json(self) -> dict:
+        """The `snat[]` object of `nat --json`."""
         return {"proto": self.proto, "nat_ip": self.nat_ip, "dst": self.dst, "dport": self.dport,
                 "in_use": self.in_use, "time_wait": self.time_wait, "capacity": self.capacity,
                 "utilization": self.utilization, "range": f"{self.low}-{self.high}",
@@ -83,7 +92,8 @@ def _addr_in(nat_ip: str, to_addr: str | None) -> bool:
         return False
 
 
-def applicable_range(proto: str, family: int, nat_ip: str, ports: set, orig_ports: set, rules):
+def applicable_range(proto: str, family: int, nat_ip: str, ports: set, orig_ports: set,
+                     rules: Iterable[NatRule]) -> tuple[int, int, NatRule | None]:
     """(low, high, rule) of the NAT range these flows were given.
 
     Rules are matched by what the conntrack entry can show: protocol, family, the NAT
@@ -107,7 +117,7 @@ def applicable_range(proto: str, family: int, nat_ip: str, ports: set, orig_port
     return lo, hi, None
 
 
-def snat_destinations(t: ConntrackTable, rules=()) -> list[SnatDestination]:
+def snat_destinations(t: ConntrackTable, rules: Iterable[NatRule] = ()) -> list[SnatDestination]:
     """Every translated destination, most used first (by utilization, then ports)."""
     status = t.status
     rows = [i for i in range(len(status)) if status[i] & IPS_SRC_NAT]
@@ -140,6 +150,7 @@ def snat_destinations(t: ConntrackTable, rules=()) -> list[SnatDestination]:
 
 @dataclass
 class NatPort:
+    """One port an inbound NAT rule holds, and whether connect() may take it."""
     proto: str | None
     port: int
     chain: str
@@ -149,6 +160,7 @@ class NatPort:
     reserved: bool
 
     def to_json(self) -> dict:
+        """The `nat_ports[]` object of `nat --json`."""
         return {"proto": self.proto, "port": self.port, "chain": self.chain,
                 "in_ephemeral_range": self.in_ephemeral_range, "reserved": self.reserved,
                 "kind": self.kind, "source": self.source}
@@ -157,7 +169,7 @@ class NatPort:
 MAX_EXPANDED = 4096      # a rule matching a wide range is listed by its first ports only
 
 
-def nat_ports(holders, ephemeral, reserved) -> list[NatPort]:
+def nat_ports(holders: Iterable[Holder], ephemeral: PortRange, reserved: PortSet) -> list[NatPort]:
     """One row per (proto, port, chain) an inbound NAT rule holds, sorted by port."""
     seen = set()
     out = []

@@ -26,6 +26,7 @@ PROC_COLUMNS = {"found": "found", "invalid": "invalid", "insert": "insert", "ins
 
 @dataclass
 class ConntrackStats:
+    """Conntrack fill and per-CPU statistics (summed) of one namespace."""
     available: bool                       # the conntrack module is loaded in this kernel
     entries: int | None = None
     max: int | None = None
@@ -37,11 +38,13 @@ class ConntrackStats:
 
     @property
     def utilization(self) -> float | None:
+        """entries / max, None when either is unknown."""
         if self.entries is None or not self.max:
             return None
         return self.entries / self.max
 
     def to_json(self) -> dict:
+        """The `conntrack` object of `nat --json`."""
         return {
             "available": self.available,
             "entries": self.entries,

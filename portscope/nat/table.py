@@ -73,6 +73,7 @@ _NESTED = {CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO}
 
 
 def format_addr(raw: bytes) -> str:
+    """4 or 16 raw bytes as inet_ntop writes them."""
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 

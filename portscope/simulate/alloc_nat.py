@@ -32,16 +32,18 @@ CONNTRACK_TIME_WAIT = 120.0
 
 
 class NatSnat(Allocator):
+    """netfilter's SNAT port choice (see the module docstring)."""
     name = "nat"
     scope = TUPLE
 
     def __init__(self, space: PortSpace, rng: random.Random, *, random_fully: bool = False,
-                 evict_tw: bool = True):
+                 evict_tw: bool = True) -> None:
         super().__init__(space, rng)
         self.random_fully = random_fully
         self.evict_tw = evict_tw
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(NAT port, candidates examined), or (-1, examined) when SNAT gives up."""
         low, high = self.space.low, self.space.high
         size = high - low + 1
         rng = self.rng
