@@ -24,13 +24,13 @@ from prometheus_client.registry import CollectorRegistry
 from .errors import PortscopeError
 from .fsutil import atomic_write
 from .host import host_facts
+from .nat.metrics import families as nat_families
+from .nat.metrics import read_nat
 from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_
 from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES, SocketTable
 from .web import WebView
-from .nat.metrics import families as nat_families
-from .nat.metrics import read_nat
 
 log = logging.getLogger("portscope.exporter")
 

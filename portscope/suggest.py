@@ -27,11 +27,11 @@ from . import registry
 from .errors import BadInput
 from .host import HostFacts
 from .host import host_facts as read_facts
+from .nat import held_ports, holders_of
 from .portinfo import bound_sockets, has_cap_net_bind_service
 from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
 from .remedies import reserve_add_command
 from .sockets import snapshot
-from .nat import held_ports, holders_of
 
 MAX_TRIALS = 500   # trial binds per call: bounded even when the table is stale
 

@@ -2,9 +2,14 @@
 translated destination, ports NAT rules hold, findings. Logic: portscope.nat."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+
+if TYPE_CHECKING:
+    from ..nat import NatReport
 
 
 @click.command("nat")
@@ -39,7 +44,7 @@ def nat(top, no_table, interval, json_out, netns) -> None:
     _render(rep, n)
 
 
-def _render(rep: "NatReport", top: int | None) -> None:
+def _render(rep: NatReport, top: int | None) -> None:
     ct = rep.conntrack
     echo = click.echo
     if not ct.available:

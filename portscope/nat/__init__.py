@@ -36,7 +36,7 @@ class NatReport:
     NAT-held ports and the findings."""
     netns: str | None
     conntrack: ConntrackStats
-    rules: object                        # rules.RuleSet
+    rules: rules.RuleSet
     snat: list = field(default_factory=list)
     nat_ports: list = field(default_factory=list)
     findings: list = field(default_factory=list)

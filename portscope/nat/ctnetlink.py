@@ -55,7 +55,9 @@ class CtnetlinkError(Exception):
         self.errno = code
 
 
-def _why(code: int) -> str:
+def _why(code: int | None) -> str:
+    if code is None:
+        return "unknown error"
     return f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..ports import PortSet
 from ..remedies import reserve_command, sysctl_command
 from ..remedies import shell as ns_exec
-from ..ports import PortSet
+from .rules import NatRule
 
 if TYPE_CHECKING:
     from ..host import HostFacts
-    from .rules import NatRule
     from .snat import NatPort, SnatDestination
     from .stats import ConntrackStats
 
@@ -40,11 +40,11 @@ def conntrack_findings(ct: ConntrackStats, facts: HostFacts, delta: dict | None 
                        seconds: float | None = None) -> list[dict]:
     """conntrack-full, and conntrack-insert-failed: a warning when the counters rose during
     `seconds` (delta), information when they are only non-zero totals."""
-    out = []
+    out: list[dict] = []
     if not ct.available:
         return out
     u = ct.utilization
-    if u is not None and u >= FULL_WARN:
+    if u is not None and ct.max is not None and u >= FULL_WARN:
         new_max = max(ct.max * 2, 65536)
         sev = "critical" if u >= FULL_CRIT else "warning"
         # nf_conntrack_max and the hash size are global: only the initial namespace sets them
@@ -102,6 +102,7 @@ def snat_findings(destinations: list[SnatDestination], facts: HostFacts) -> list
         pre = ns_exec(facts.netns)
         if d.range_from == "rule" and d.rule is not None:
             r = d.rule
+            assert isinstance(r, NatRule)
             widen = (f"widen the NAT range of {r.source} rule in chain {r.chain} from {d.low}-{d.high} to "
                      f"{_wider(d)} (iptables: --to-ports {_wider(d)}; nft: to :{_wider(d)})")
         else:

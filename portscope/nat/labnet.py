@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import SystemReadError
 from ..simulate.alloc_nat import NatSnat
 from ..simulate.workload import make_space
 from . import analyze
@@ -67,7 +68,7 @@ class SnatLab:
             **kw: object) -> subprocess.CompletedProcess:
         """Run a command inside namespace `ns` (ip netns exec), output captured as text."""
         return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
-                              check=check, timeout=timeout, **kw)
+                              check=check, timeout=timeout, **kw)  # type: ignore[call-overload]
 
     def build(self, to_ports: tuple[int, int] | None, protos: tuple[str, ...] = ("tcp", "udp"),
               random_fully: bool = False) -> None:
@@ -188,6 +189,12 @@ sys.stdin.read()
 """
 
 
+def _line(p: subprocess.Popen) -> str:
+    """One line of a lab process's stdout ('' once it has ended)."""
+    assert p.stdout is not None
+    return p.stdout.readline()
+
+
 def syn_tries(wait: float) -> int:
     """SYNs a connect() sends within `wait` seconds: the first, then retransmissions at
     1, 3, 7, 15 ... s (initial RTO 1 s, doubling). Each one is a new NAT attempt."""
@@ -206,7 +213,8 @@ def predict(to_ports: tuple[int, int], attempts: int, tries: int = 1, seeds: int
     space = make_space(f"{to_ports[0]}-{to_ports[1]}", "", "")
     through = []
     for seed in range(seeds):
-        a, used, ok = NatSnat(space, random.Random(seed)), {}, 0
+        a, ok = NatSnat(space, random.Random(seed)), 0
+        used: dict[int, float] = {}
         pending = attempts
         for _ in range(tries):
             failed = 0
@@ -247,10 +255,13 @@ def _run(lab: SnatLab, to_ports: tuple[int, int], attempts: int, proto: str, wai
     try:
         lab.build(to_ports, protos=(proto,))
         srv = lab.popen(lab.server, SERVER, str(SERVER_PORT))
-        if srv.stdout.readline().strip() != "ready":
-            raise RuntimeError("lab server did not start: " + srv.stderr.read()[:200])
+        if _line(srv).strip() != "ready":
+            raise SystemReadError("the lab's server did not start in its namespace")
         cl = lab.popen(lab.client, CLIENT, proto, SERVER_IP, str(SERVER_PORT), str(attempts), str(wait))
-        through = int(cl.stdout.readline().split()[0])
+        words = _line(cl).split()
+        if not words or not words[0].isdigit():
+            raise SystemReadError("the lab's client printed no count")
+        through = int(words[0])
         rep = analyze(lab.router)
         ct_s = None
         if shutil.which("conntrack"):
@@ -272,8 +283,8 @@ def _run(lab: SnatLab, to_ports: tuple[int, int], attempts: int, proto: str, wai
                           "findings": [f["id"] for f in rep.findings]},
         }
         out["match"] = (pred["low"] <= through <= pred["high"]
-                        and out["portscope"]["in_use"] == through
-                        and (ct_s is None or ct_s == out["portscope"]["insert_failed"]))
+                        and (dest.in_use if dest else 0) == through
+                        and (ct_s is None or ct_s == rep.conntrack.stats.get("insert_failed")))
         json.dumps(out)
         return out
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-
 from typing import TYPE_CHECKING, Callable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -306,7 +306,7 @@ def parse_nft_json(text: str) -> RuleSet:
             continue
         ch = item.get("chain")
         if isinstance(ch, dict) and ch.get("hook") == "prerouting" and ch.get("type") == "nat":
-            roots.add((f"{ch.get('family')} {ch.get('table')}", ch.get("name")))
+            roots.add((f"{ch.get('family')} {ch.get('table')}", str(ch.get("name"))))
             continue
         if "map" in item:
             out.holders += _nft_map_holders(item["map"])
@@ -363,7 +363,7 @@ def _nft_rule(rule: dict, exprs: list):
                         proto = pl["protocol"]
                     dports += _nft_ports(right)
         elif "jump" in e or "goto" in e:
-            target = (e.get("jump") or e.get("goto"))["target"]
+            target = (e.get("jump") or e.get("goto") or {})["target"]
         else:
             for kind in ("snat", "dnat", "masquerade", "redirect"):
                 if kind in e:
@@ -383,7 +383,7 @@ def _nft_rule(rule: dict, exprs: list):
                     elif addr is not None and not isinstance(addr, str):
                         raise ValueError("NAT address is an expression we do not read")
                     fam = st.get("family")
-                    family = {"ip": 4, "ip6": 6}.get(fam, _NFT_FAMILY[rule["family"]])
+                    family = {"ip": 4, "ip6": 6}.get(str(fam), _NFT_FAMILY[rule["family"]])
                     nat = NatRule(table=table, chain=chain, kind=kind, proto=proto, ports=ports,
                                   random="random" in flags, random_fully="fully-random" in flags,
                                   source="nft", family=family, to_addr=addr,
@@ -449,7 +449,7 @@ def read_rules() -> RuleSet:
     """NAT rules of the calling thread's namespace (commands run inside it)."""
     out = RuleSet()
     for fam, base, names in ((4, "iptables", "ip_tables_names"), (6, "ip6tables", "ip6_tables_names")):
-        runs = []
+        runs: list[tuple[str, str | None]] = []
         if shutil.which(f"{base}-nft-save"):
             runs.append((f"{base}-nft-save", "nft"))
             if shutil.which(f"{base}-legacy-save") and _legacy_tables(names):

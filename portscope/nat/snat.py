@@ -17,7 +17,6 @@ import ipaddress
 import platform
 import re
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING, Iterable
 
 from .table import IPS_SRC_NAT, PROTO_NAMES, TCP_TIME_WAIT, ConntrackTable, format_addr
@@ -37,7 +36,7 @@ def tcp_time_wait_evictable(release: str | None = None) -> bool:
     TIME_WAIT (or later) whose sequence number the new SYN has passed: such TCP ports
     are taken back under pressure instead of failing the connection."""
     m = re.match(r"(\d+)\.(\d+)", release if release is not None else platform.release())
-    return bool(m) and (int(m[1]), int(m[2])) >= (6, 5)
+    return m is not None and (int(m[1]), int(m[2])) >= (6, 5)
 
 
 def default_range(orig_port: int) -> tuple[int, int]:
@@ -61,7 +60,7 @@ class SnatDestination:
     low: int
     high: int
     range_from: str              # "rule" | "default"
-    rule: object | None = None   # the NatRule whose range applies
+    rule: NatRule | None = None  # the NatRule whose range applies
     time_wait_reclaimable: bool = False
 
     @property
@@ -87,7 +86,9 @@ def _addr_in(nat_ip: str, to_addr: str | None) -> bool:
         a, _, b = to_addr.partition("-")
         lo = ipaddress.ip_address(a)
         hi = ipaddress.ip_address(b) if b else lo
-        return lo.version == ip.version and lo <= ip <= hi
+        if not (lo.version == ip.version == hi.version):
+            return False
+        return int(lo) <= int(ip) <= int(hi)
     except ValueError:
         return False
 

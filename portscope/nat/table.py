@@ -143,7 +143,7 @@ def _walk(buf, start: int, length: int):
     def found_at(path: tuple, off: int, size: int) -> None:
         for name, (want, width) in _FIELDS.items():
             if width == 0:
-                if len(path) == 3 and path[:2] == want[:2] and path[2] in _ADDR_TYPES[want[2]]:
+                if len(path) == 3 and path[:2] == want[:2] and path[2] in _ADDR_TYPES[str(want[2])]:
                     if size in (4, 16):
                         found[name] = off
                         found[name + ":w"] = size
@@ -161,7 +161,7 @@ def _strided(blob: bytes, stride: int, offset: int, code: str) -> array:
     a = array(code)
     size = a.itemsize
     if offset % size == 0 and stride % size == 0:
-        a.frombytes(memoryview(blob).cast(code)[offset // size::stride // size].tobytes())
+        a.frombytes(memoryview(blob).cast(code)[offset // size::stride // size].tobytes())  # type: ignore[call-overload]
     else:
         st = struct.Struct(f"={code}")
         a.extend(st.unpack_from(blob, o)[0] for o in range(offset, len(blob), stride))
