@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .common import Number, json_option, nonblank, netns_of, netns_option, verbose, want_json
+from .common import Number, json_option, netns_of, netns_option, nonblank, verbose, want_json
 
 PROTOS = ("tcp", "udp", "udplite", "sctp")
 

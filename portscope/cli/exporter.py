@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import INTERVAL, Number, check_netns, nonblank, emit_json, json_option, netns_of, verbose, want_json
+from .common import INTERVAL, Number, check_netns, emit_json, json_option, netns_of, nonblank, verbose, want_json
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .common import TOP as TOP_N
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import emit_json, json_option, netns_of, netns_option, nonblank, verbose, want_json
 from .render import render_destinations, render_findings, render_nat_summary
 
 TOP = 5
@@ -16,7 +16,7 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 @netns_option
 @click.option("--top", "top", type=TOP_N, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
-@click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False), callback=nonblank,
               help="Also write the report as one self-contained HTML page (the exporter's web view, "
                    "data embedded, with process attribution) to FILE (docs/web.md).")
 def report(json_out, netns, top, html_file) -> None:

@@ -8,7 +8,7 @@ import click
 if TYPE_CHECKING:
     from ..suggest import SuggestResult
 
-from .common import SEED, emit_json, json_option, nonblank, netns_of, netns_option, verbose, want_json
+from .common import SEED, emit_json, json_option, netns_of, netns_option, nonblank, verbose, want_json
 
 PROTOS = ("tcp", "udp", "sctp", "dccp")
 
