@@ -40,6 +40,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.live
 @needs_promtool
 @pytest.mark.parametrize("old, new", [
     ("portscope_snat_destination_utilization_ratio > 0.9\n        for: 2m",

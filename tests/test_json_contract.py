@@ -678,6 +678,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.netns
 @pytest.mark.skipif(not (ROOT and HAVE_IP and shutil.which("iptables") and shutil.which("nft")),
                     reason=NEED_ROOT + ", iptables and nft")
 def test_nat_json(doc, cli):

@@ -6,18 +6,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import TOP, Number, emit_json, json_option, netns_of, netns_option, verbose, want_json
 
 if TYPE_CHECKING:
     from ..nat import NatReport
 
 
 @click.command("nat")
-@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--top", type=TOP, default=10, show_default=True,
               help="Show the N most used SNAT destinations (0: all).")
 @click.option("--no-table", is_flag=True,
               help="Skip the conntrack table dump: statistics and rules only (no SNAT use).")
-@click.option("--interval", type=click.FloatRange(0, 60, min_open=True), default=None, metavar="S",
+@click.option("--interval", type=Number(0, 60, lo_open=True, unit="seconds"), default=None, metavar="S",
               help="Read the statistics again after S seconds (at most 60): insert_failed/drop rising is a "
                    "warning, non-zero totals alone only information.")
 @json_option
