@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HAVE_IP, NEED_ROOT, PORTSCOPE, ROOT
+from conftest import HAVE_IP, NEED_ROOT, PORTSCOPE, ROOT, private_netns
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
 
@@ -683,7 +683,11 @@ sys.stdin.read()
                     reason=NEED_ROOT + ", iptables and nft")
 def test_nat_json(doc, cli):
     _, rows, _ = doc
-    ns = make_netns("psjson-nat")
+    with private_netns("psjson-nat") as ns:
+        _nat_runs(rows, cli, ns)
+
+
+def _nat_runs(rows, cli, ns) -> None:
     proc = None
     try:
         ns.run("iptables", "-t", "nat", "-N", "KUBE-NODEPORTS")
@@ -694,10 +698,7 @@ def test_nat_json(doc, cli):
                "-j", "SNAT", "--to-source", "127.0.0.1:41000-41099", "--random-fully")
         ns.run("nft", "add table ip edge; add chain ip edge post { type nat hook postrouting priority 110; }; "
                       "add rule ip edge post oifname eth9 meta l4proto udp masquerade to :20000-20999")
-        proc = ns.popen(sys.executable, "-c", NAT_FLOWS, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready and proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc = ns.start(NAT_FLOWS, stdin=subprocess.PIPE)
         runs = []
         for args in (["nat", "--json", "--netns", ns.name], ["--json", "nat", "--top", "1", "--netns", ns.name],
                      ["nat", "--json", "--no-table", "--interval", "0.2", "--netns", ns.name]):
@@ -720,7 +721,6 @@ def test_nat_json(doc, cli):
         if proc is not None:
             proc.kill()
             proc.wait(10)
-        remove_netns(ns)
 
 
 def test_web_endpoint_json(doc, scene):
