@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from .errors import BadInput
 from .findings import FINDING_IDS
+from .nat.findings import NAT_FINDING_IDS
 
 if TYPE_CHECKING:
     from .pressure import PressureResult
@@ -148,9 +149,10 @@ def evaluate_check(res: PressureResult, warn: float = DEFAULT_WARN, crit: float 
 
 def parse_ignore(values: Iterable[str]) -> frozenset[str]:
     """Finding ids from repeated `--ignore ID[,ID]` values; BadInput for an unknown id."""
+    known = FINDING_IDS + NAT_FINDING_IDS          # report and --check carry the NAT findings too
     ids = {x.strip() for v in values for x in v.split(",") if x.strip()}
-    unknown = sorted(ids - set(FINDING_IDS))
+    unknown = sorted(ids - set(known))
     if unknown:
         raise BadInput(f"unknown finding id(s) for --ignore: {', '.join(unknown)} "
-                       f"(known: {', '.join(FINDING_IDS)})")
+                       f"(known: {', '.join(known)})")
     return frozenset(ids)

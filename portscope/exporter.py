@@ -26,6 +26,8 @@ from .errors import PortscopeError
 from .fsutil import atomic_write
 from .host import host_facts
 from .namespaces import discover
+from .nat.metrics import families as nat_families
+from .nat.metrics import read_nat
 from .pressure import READ_STATE_NAMES, analyze, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import and_, is_
@@ -50,6 +52,7 @@ class Sample:
     sockets: dict                     # (proto, state) -> count
     ports_in_use: dict                # proto -> distinct ports of the usable pool held
     pressure: object                  # PressureResult (top-N)
+    nat: object = None                # nat.NatReport, None when not readable (no CAP_NET_ADMIN)
 
 
 def read_table(netns: str | None) -> SocketTable:
@@ -76,7 +79,8 @@ def read_sample(netns: str | None, top: int) -> Sample:
         sockets[(PROTO_NAMES.get(p, str(p)), STATE_NAMES.get(s, str(s)))] += n
     usable = usable_ports(facts.ephemeral, facts.reserved)
     return Sample(netns=netns or "", facts=facts, sockets=dict(sockets),
-                  ports_in_use=ports_in_use(table, usable), pressure=analyze(facts, table, top=top))
+                  ports_in_use=ports_in_use(table, usable), pressure=analyze(facts, table, top=top),
+                  nat=read_nat(netns, facts))
 
 
 def list_netns() -> list[str]:
@@ -174,8 +178,9 @@ class PortscopeCollector:
             durations[label] = time.perf_counter() - t0
         for label in self.errors:
             ok.setdefault(label, 0)
-        return (list(_families(samples)) + list(self._self_metrics(durations, ok)) + self._info(samples)
-                + self._egress())
+        nat = [(s.netns, s.nat) for s in samples if getattr(s, "nat", None) is not None]
+        return (list(_families(samples)) + list(nat_families(nat, self.top))
+                + list(self._self_metrics(durations, ok)) + self._info(samples) + self._egress())
 
     def _egress(self) -> list:
         if self.egress is None:

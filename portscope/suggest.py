@@ -27,6 +27,7 @@ from . import registry
 from .errors import BadInput
 from .host import HostFacts
 from .host import host_facts as read_facts
+from .nat import held_ports, holders_of
 from .portinfo import bound_sockets, has_cap_net_bind_service
 from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
 from .remedies import reserve_add_command
@@ -184,6 +185,9 @@ def suggest(count: int = 3, protos: Iterable[str] = ("tcp",), *, allow_registere
             ok = bytearray((int.from_bytes(ok, "little") & ~taken).to_bytes(65536, "little"))
     for p in bound:
         ok[p] = 0
+    for p, hs in held_ports(netns).items():    # NodePorts, port forwards: NAT rules, no socket
+        if any(h.proto in (None, *protos) for h in hs):
+            ok[p] = 0
     eligible = [p for p in range(rng.low, rng.high + 1) if ok[p]]
 
     order = random.Random(seed).sample(eligible, len(eligible)) if eligible else []
@@ -286,6 +290,10 @@ def check(port: int, protos: Iterable[str] = ("tcp",), *, allow_registered: bool
             problems.append(f"trial bind failed: {why}")
         elif port:
             reasons.append(f"free now: no TCP or UDP socket holds it (via {backend}) and a trial bind succeeded")
+    for h in holders_of(port, netns):
+        if h["proto"] not in (None, *protos):
+            continue
+        problems.append(f"held by a NAT rule, not a socket: {h['text']}: traffic to it is translated away")
     if port in eph:
         if port in facts.reserved:
             reasons.append(f"inside the ephemeral range {eph} but in ip_local_reserved_ports: "

@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests use: ip/ss (iproute2), a real Prometheus + promtool,
 # the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests),
-# chromium (the web view's browser tests, headless)
+# chromium (the web view's browser tests, headless),
+# conntrack + iptables + nftables (NAT tests)
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
@@ -15,6 +16,10 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v mount >/dev/null || need+=(mount)
 command -v tmux >/dev/null || need+=(tmux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# conntrack/NAT ground truth (conntrack -L/-S/-C) and the NAT rules the tests install
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v iptables-save >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables)
 [ -f /usr/share/wireshark/services ] || need+=(libwireshark-data)
 command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then

@@ -39,7 +39,7 @@ def rule_tests():
 def test_promtool_check_rules():
     r = promtool("check", "rules", RULES)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 7 rules found" in r.stdout
+    assert "SUCCESS: 11 rules found" in r.stdout       # 7 socket rules + 4 NAT rules (issue 13)
 
 
 @pytest.mark.live
@@ -143,7 +143,7 @@ def test_systemd_unit_verifies(tmp_path):
     u = _unit()
     assert u["DynamicUser"] == "yes" and u["NoNewPrivileges"] == "yes"
     assert u["PrivateNetwork"] == "no"                 # an empty namespace would hide every socket
-    assert u["CapabilityBoundingSet"] == u["AmbientCapabilities"] == "CAP_SYS_ADMIN"
+    assert u["CapabilityBoundingSet"] == u["AmbientCapabilities"] == "CAP_SYS_ADMIN CAP_NET_ADMIN"
     assert "AF_NETLINK" in u["RestrictAddressFamilies"]
     assert "--listen 127.0.0.1:" in u["ExecStart"]
 

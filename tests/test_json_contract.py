@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HAVE_IP, NEED_ROOT, PORTSCOPE, ROOT
+from conftest import HAVE_IP, NEED_ROOT, PORTSCOPE, ROOT, private_netns
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
 
@@ -71,6 +71,15 @@ CONTRACT: dict[str, set[str]] = {
                                             "portscope_destination_ports_capacity",
                                             "portscope_destination_utilization_ratio")
                    for suffix in ("", "[].labels.proto", "[].labels.src", "[].labels.dst",
+                                  "[].labels.dport")}
+                # issue 13: conntrack and SNAT series
+                | {"portscope_conntrack_entries", "portscope_conntrack_max",
+                   "portscope_conntrack_insert_failed_total", "portscope_conntrack_drop_total",
+                   "portscope_conntrack_early_drop_total", "portscope_nat_ports_in_ephemeral_range"}
+                | {f"{m}{suffix}" for m in ("portscope_snat_destination_ports_in_use",
+                                            "portscope_snat_destination_ports_capacity",
+                                            "portscope_snat_destination_utilization_ratio")
+                   for suffix in ("", "[].labels.proto", "[].labels.nat_ip", "[].labels.dst",
                                   "[].labels.dport")},
     # issue 6
     "simulate": {"connects", "failures", "first_failure_index", "ports_used_max", "search_steps",
@@ -90,6 +99,17 @@ CONTRACT: dict[str, set[str]] = {
               | {f"egress[].{k}" for k in ("proto", "dst", "dport", "flows", "budget", "utilization",
                                            "top_sources")}
               | {f"egress[].top_sources[].{k}" for k in ("netns", "container", "pod", "flows")},
+    # issue 13
+    "nat": {"conntrack", "rules", "snat", "nat_ports", "findings"}
+           | {f"conntrack.{k}" for k in ("available", "entries", "max", "buckets", "utilization", "stats")}
+           | {f"conntrack.stats.{k}" for k in ("found", "invalid", "insert", "insert_failed", "drop", "early_drop",
+                                               "error", "search_restart", "clash_resolve", "chain_toolong")}
+           | {f"rules[].{k}" for k in ("table", "chain", "kind", "proto", "ports", "random", "random_fully",
+                                       "source")}
+           | {f"snat[].{k}" for k in ("proto", "nat_ip", "dst", "dport", "in_use", "time_wait", "capacity",
+                                      "utilization")}
+           | {f"nat_ports[].{k}" for k in ("proto", "port", "chain", "in_ephemeral_range", "reserved")}
+           | {f"findings[].{k}" for k in ("id", "severity", "message", "remedy")},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -456,6 +476,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "plan": [(["simulate", "--rate", "100/s", "--range", "40000-40099", "--lifetime", "1",
                "--duration", "10", "--plan", "--json"], 0)],
     "lab": [(["lab", "exhaust", "--range", "40000-40019", "-k", "2", "--json"], 0)],
+    "lab-snat": [],           # run by test_lab_snat_json below (after the scene's TIME_WAIT-bound tests)
     "lab-clean": [],          # run by test_lab_clean_json below, in a private mount namespace
     "quiz": [(["quiz", "--seed", "4", "--count", "2", "--answers", "1,3", "--json"], 0)],
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
@@ -467,6 +488,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "conns-all": [],
     "conns-all-count": [],
     "egress": [],             # test_egress_json below
+    "nat": [],                # run by test_nat_json below, in a namespace with NAT rules and flows
 }
 JSON_LINES = {"top"}
 
@@ -652,6 +674,69 @@ def test_simulate_plan_with_connects_is_strict_json(cli):
     loads_strict(out)
 
 
+# a namespace with NAT rules (iptables and nft), flows through a SNAT rule on loopback
+# (two in TIME_WAIT) and a DNAT-held port inside the ephemeral range
+NAT_FLOWS = r"""
+import socket, sys
+keep = []
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 5001)); l.listen(64); keep.append(l)
+for i in range(4):
+    c = socket.create_connection(("127.0.0.1", 5001), timeout=5); a = l.accept()[0]
+    if i % 2:
+        c.close(); a.close()
+    else:
+        keep += [c, a]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not (ROOT and HAVE_IP and shutil.which("iptables") and shutil.which("nft")),
+                    reason=NEED_ROOT + ", iptables and nft")
+def test_nat_json(doc, cli):
+    _, rows, _ = doc
+    with private_netns("psjson-nat") as ns:
+        _nat_runs(rows, cli, ns)
+
+
+def _nat_runs(rows, cli, ns) -> None:
+    proc = None
+    try:
+        ns.run("iptables", "-t", "nat", "-N", "KUBE-NODEPORTS")
+        ns.run("iptables", "-t", "nat", "-A", "PREROUTING", "-j", "KUBE-NODEPORTS")
+        ns.run("iptables", "-t", "nat", "-A", "KUBE-NODEPORTS", "-p", "tcp", "--dport", "40080", "-j", "DNAT",
+               "--to-destination", "192.0.2.10:8080")
+        ns.run("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-p", "tcp", "--dport", "5001",
+               "-j", "SNAT", "--to-source", "127.0.0.1:41000-41099", "--random-fully")
+        ns.run("nft", "add table ip edge; add chain ip edge post { type nat hook postrouting priority 110; }; "
+                      "add rule ip edge post oifname eth9 meta l4proto udp masquerade to :20000-20999")
+        proc = ns.start(NAT_FLOWS, stdin=subprocess.PIPE)
+        runs = []
+        for args in (["nat", "--json", "--netns", ns.name], ["--json", "nat", "--top", "1", "--netns", ns.name],
+                     ["nat", "--json", "--no-table", "--interval", "0.2", "--netns", ns.name]):
+            code, out, err = cli(*args)
+            assert code == 0, err
+            runs.append((args, out))
+        first = loads_strict(runs[0][1])
+        assert first["snat"][0]["in_use"] == 4 and first["nat_ports"][0]["port"] == 40080
+        assert loads_strict(runs[2][1])["snat"] == []
+        check_runs(rows["nat"], "nat", runs)
+        # the exporter's conntrack and SNAT series of the same namespace, against the exporter table
+        args = ["exporter", "--json", "--top", "1", "--netns", ns.name]
+        code, out, err = cli(*args)
+        assert code == 0, err
+        exp = loads_strict(out)
+        assert exp["portscope_snat_destination_ports_in_use"][0]["value"] == 4
+        assert exp["portscope_nat_ports_in_ephemeral_range"][0]["value"] == 1
+        check_runs(rows["exporter"], "exporter", [(args, out)])
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_web_endpoint_json(doc, scene):
     """The exporter's /api/pressure (docs/web.md), read twice: the second read carries the
     forecast (`when forecast` in the table)."""
@@ -759,3 +844,17 @@ def test_egress_json(doc, cli):
     for a, (code, _, err) in out:
         assert code == 0, (a, err)
     check_runs(rows["egress"], "egress", [(a, o) for a, (_, o, _) in out])
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not (ROOT and HAVE_IP and shutil.which("iptables")), reason=NEED_ROOT + " and iptables")
+def test_lab_snat_json(doc, cli):
+    """lab exhaust --mode snat / snat-udp: makes (and removes) its own three namespaces."""
+    _, rows, _ = doc
+    runs = []
+    for args in (["lab", "exhaust", "--mode", "snat", "--range", "40000-40007", "--json"],
+                 ["lab", "exhaust", "--mode", "snat-udp", "--range", "40000-40007", "--json"]):
+        code, out, err = cli(*args)
+        assert code == 0, err
+        runs.append((args, out))
+    check_runs(rows["lab-snat"], "lab-snat", runs)

@@ -29,6 +29,7 @@ COMMANDS = {
     "lab": ("lab", "lab", "Reproduce port exhaustion safely in a private network namespace."),
     "quiz": ("quiz", "quiz", "Learn about ports with a short quiz."),
     "namespaces": ("namespaces", "namespaces", "Every network namespace on the host, with its container and pod."),
+    "nat": ("nat", "nat", "Conntrack and NAT: SNAT port use, NAT-held ports, conntrack fill."),
 }
 
 

@@ -6,6 +6,7 @@ import click
 from .common import Number, emit_json, json_option, want_json
 
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")  # = lab.MODES (kept light)
+SNAT_MODES = ("snat", "snat-udp")        # portscope.nat.labnet: NAT, not the socket allocator
 
 _HEAD = (f"{'destination':<18} {'step':<8} | {'predicted: capacity':>19} {'in use':>7} {'(TW)':>5} "
          f"{'left':>6} {'util':>5} | {'kernel: opened':>14} {'µs/conn':>8}  result")
@@ -58,8 +59,9 @@ def _summary(res) -> list[str]:
               help="Ephemeral range inside the lab namespace.")
 @click.option("--destinations", "-k", type=Number(1, None, whole=True), default=2, show_default=True,
               help="Loopback destinations (127.0.0.2, 127.0.0.3, ...).")
-@click.option("--mode", type=click.Choice(MODES), default="connect", show_default=True,
-              help="How each socket gets its port.")
+@click.option("--mode", type=click.Choice(MODES + SNAT_MODES), default="connect", show_default=True,
+              help="How each socket gets its port. snat / snat-udp: client -> router (MASQUERADE "
+                   "--to-ports RANGE) -> server namespaces; --range is the NAT range (docs/nat.md).")
 @click.option("--max-connects", type=Number(1, 10_000_000, whole=True), default=10_000, show_default=True,
               help="Stop after this many sockets in all (also capped by the open-file limit).")
 @click.option("--timeout", type=Number(0, 86400.0, lo_open=True, unit="seconds"), default=60.0, show_default=True,
@@ -88,6 +90,8 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
     from .. import lab as _lab
     from ..ports import PortRange, PortSet
 
+    if mode in SNAT_MODES:
+        return _snat(mode, PortRange.parse(range_), max_connects, family, want_json(json_out))
     plan = _lab.Plan(range=PortRange.parse(range_), destinations=destinations, mode=mode,
                      max_connects=max_connects, timeout=timeout, reserved=PortSet.parse(reserve),
                      hold=hold, tw_reuse=tw_reuse,
@@ -145,3 +149,36 @@ def clean(json_out) -> None:
         click.echo("removed " + " ".join(removed))
     else:
         click.echo("no stale lab namespaces")
+
+
+def _snat(mode, rng, max_connects, family, as_json) -> None:
+    """lab exhaust --mode snat|snat-udp (logic in portscope.nat.labnet)."""
+    from .. import lab as _lab
+    from ..errors import BadInput
+    from ..nat.labnet import run_snat
+
+    _lab.check_can_run()
+    if family != "4":
+        raise BadInput("--mode snat uses IPv4 documentation addresses only (drop --family 6)")
+    if rng.low < 1024:
+        raise BadInput("--range for --mode snat: NAT ports from 1024 up, please")
+    attempts = min(max_connects, rng.size + max(8, rng.size // 10))
+    # lab_namespace: locked pslab-* names, so `lab clean` knows them (and cleans a killed run)
+    res = run_snat((rng.low, rng.high), attempts, "udp" if mode == "snat-udp" else "tcp",
+                   namespaces=_lab.lab_namespace)
+    if as_json:
+        emit_json(res)
+    else:
+        p, k, ps = res["predicted"], res["kernel"], res["portscope"]
+        click.echo(f"{res['mode']}: client -> router (MASQUERADE --to-ports {res['nat_range']}, "
+                   f"{res['capacity']} ports) -> server; {res['attempts']} {res['proto']} flows to one port")
+        band = f"{p['through']}" if p["low"] == p["high"] else f"{p['through']} ({p['low']}..{p['high']})"
+        click.echo(f"  predicted through  {band}   (model: simulate --algorithm nat, "
+                   f"{res['nat_tries_per_flow']} NAT attempt(s) per flow)")
+        click.echo(f"  kernel let through {k['through']}   insert_failed {k['insert_failed']} (conntrack -S)")
+        click.echo(f"  portscope nat      in_use {ps['in_use']} of capacity {ps['capacity']}, "
+                   f"insert_failed {ps['insert_failed']}, findings {', '.join(ps['findings']) or '-'}")
+        click.echo("  match" if res["match"] else "  MISMATCH")
+        click.echo(f"removed lab namespaces {', '.join(res['namespaces'].values())}")
+    if not res["match"]:
+        raise SystemExit(1)

@@ -43,10 +43,16 @@ def port(target, proto, owners, json_out, netns) -> None:
     # \d also matches other scripts' digits: "٨٠" then gets parse_port's digits-only error
     if re.fullmatch(r"\s*[+-]?\d+\s*", target):
         pf = portinfo.describe_port(parse_port(target), proto, ns, owners=owners)
+        from ..nat import holders_of
+        nat = holders_of(pf.port, ns, proto)           # NAT rules hold ports no socket shows
         if want_json(json_out):
-            emit_json(pf.to_json())
+            d = pf.to_json()
+            if nat:
+                d["nat_holders"] = nat
+            emit_json(d)
         else:
-            click.echo(render(pf))
+            click.echo(render(pf) + "".join(f"\n  {'nat:' if i == 0 else '':<12}held by {h['text']}"
+                                            for i, h in enumerate(nat)))
         return
     found = portinfo.describe_name(target, proto, ns, owners=owners)
     if want_json(json_out):

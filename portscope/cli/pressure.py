@@ -174,6 +174,8 @@ def _check(netns, top, interval, samples, process, warn, crit, ignore, as_json) 
         raise BadInput(f"--top must be >= 0, got {top}")
     # every destination is judged; --top trims only what --json shows
     res = measure(netns_of(netns), top=None, process=process, interval=interval, samples=samples)
+    from ..nat import with_nat
+    res, _ = with_nat(res, netns_of(netns))       # conntrack / SNAT findings count too
     c = evaluate_check(res, warn, crit, ignore)
     if as_json:
         doc = truncate(res, top).to_json()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..allnetns import Walk
     from ..egress import EgressResult
     from ..host import Plan, Result
+    from ..nat import NatReport
     from ..pressure import PressureResult
 
 Echo = Callable[[str], object]     # click.echo, or a collector in tests
@@ -164,3 +165,29 @@ def render_egress(res: EgressResult, echo: Callable[..., Any] = click.echo) -> N
     for f in res.findings:
         echo(f"  [{f.severity.upper()}] {f.id}: {f.message}")
         echo(f"      fix: {f.remedy}")
+
+
+def render_nat_summary(rep: NatReport, top: int | None = None) -> None:
+    """The NAT section of `portscope report` (its findings are listed with the others)."""
+    echo = click.echo
+    ct = rep.conntrack
+    echo("NAT and conntrack:")
+    if ct.available and ct.max:
+        u = ct.utilization or 0.0
+        st = ct.stats
+        echo(f"  Conntrack         {ct.entries} of {ct.max} entries ({u * 100:.1f}%); insert_failed "
+             f"{st.get('insert_failed')}, drop {st.get('drop')}, early_drop {st.get('early_drop')}")
+    else:
+        echo("  Conntrack         not loaded")
+    kinds: dict[str, int] = {}
+    for r in rep.rules.rules:
+        kinds[r.kind] = kinds.get(r.kind, 0) + 1
+    echo("  NAT rules         " + (", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none"))
+    for d in (rep.snat if top is None else rep.snat[:top]):
+        dst = f"[{d.dst}]:{d.dport}" if ":" in d.dst else f"{d.dst}:{d.dport}"
+        echo(f"  SNAT              {d.proto} {d.nat_ip} -> {dst}: {d.in_use} of {d.capacity} NAT ports "
+             f"({d.utilization * 100:.1f}%), {d.time_wait} in TIME_WAIT")
+    if rep.nat_ports:
+        exposed = sum(1 for p in rep.nat_ports if p.in_ephemeral_range and not p.reserved)
+        echo(f"  NAT-held ports    {len(rep.nat_ports)} ({exposed} in the ephemeral range, not reserved)")
+    echo("  (details: portscope nat)")

@@ -5,7 +5,7 @@ import click
 
 from .common import TOP as TOP_N
 from .common import emit_json, json_option, netns_of, netns_option, nonblank, refuse_with_netns, verbose, want_json
-from .render import render_destinations, render_findings, render_report_all, warn_skipped
+from .render import render_destinations, render_findings, render_nat_summary, render_report_all, warn_skipped
 
 TOP = 5
 TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
@@ -46,11 +46,16 @@ def report(json_out, netns, top, html_file, all_netns) -> None:
         check_target(html_file)                 # a bad path fails before the socket read
     # the page names the processes behind the use (a file for a ticket is worth the /proc walk)
     res = measure(netns_of(netns), top=top, process=bool(html_file))
+    from ..nat import with_nat
+    res, nat = with_nat(res, netns_of(netns))     # a NAT section whenever conntrack or NAT rules exist
     if html_file:
         from ..web.report import write_html
         write_html(res, html_file)
     if want_json(json_out):
-        emit_json(report_json(res))
+        doc = report_json(res)
+        if nat is not None:
+            doc["nat"] = nat.to_json(top=top)
+        emit_json(doc)
         return
     g, r = res.global_, res.range
     echo = click.echo
@@ -84,5 +89,8 @@ def report(json_out, netns, top, html_file, all_netns) -> None:
     echo("")
     echo(f"Top destinations ({min(len(res.destinations), top)} of {res.destinations_total}):")
     render_destinations(res)
+    if nat is not None:
+        echo("")
+        render_nat_summary(nat, top)
     if verbose():
         echo(f"\n(backend {res.backend})")

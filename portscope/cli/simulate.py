@@ -13,7 +13,9 @@ from .common import SEED, Number, emit_json, json_option, netns_of, nonblank, wa
 @click.option("--listeners", metavar="LIST", help="Ports held by bind()/listeners inside the range.")
 @click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host "
               "(or from `portscope --netns NAME`).")
-@click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
+@click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux]. nat: netfilter's "
+              "SNAT port choice, --range being the rule's --to-ports range (docs/nat.md); TIME_WAIT "
+              "defaults to conntrack's 120 s.")
 @click.option("--destinations", type=Number(1, 1_000_000, whole=True), help="Destination ip:port pairs [1].")
 @click.option("--sources", type=Number(1, 1_000_000, whole=True), help="Source IPs, connections spread over them [1]. linux-bind "
               "models bind(IP, 0) on each source's own address (a port can repeat across IPs); "
@@ -76,6 +78,10 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
         check_path(plot_path)       # before the run, which can take seconds
 
     if want_plan:
+        if w.algorithm == "nat":
+            from ..errors import BadInput
+            raise BadInput("--plan has no closed form for --algorithm nat (bounded attempts, TIME_WAIT "
+                           "eviction): simulate without --plan")
         return _plan(w, json_out)
 
     from ..simulate.engine import run

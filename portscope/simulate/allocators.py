@@ -5,12 +5,15 @@ import random
 
 from ..errors import BadInput
 from ..ports import PortRange
-from . import alloc_linux, alloc_rfc6056, alloc_udp
+from . import alloc_linux, alloc_nat, alloc_rfc6056, alloc_udp
 from .alloc_base import GLOBAL, SOURCE, TUPLE, Allocator
 from .space import PortSpace
 
 ALGORITHMS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3",
               "rfc6056-4", "rfc6056-5", "sequential")
+# netfilter's SNAT choice: not a socket allocator (no reserved ports, no listeners), so
+# kept apart from the socket models the generic tests iterate over
+NAT_ALGORITHMS = ("nat",)
 
 # whose ports each model shares (alloc_base); every class's `scope` says the same
 SCOPES = {"linux-bind": SOURCE, "udp": GLOBAL}
@@ -25,6 +28,10 @@ def make(name: str, space: PortSpace, rng: random.Random, *, socket_range: PortR
          udp_hash_size: int | None = None) -> Allocator:
     """The allocator model called `name` over `space`; BadInput for an unknown name or an
     option the model does not take."""
+    if name == "nat":          # SNAT/MASQUERADE: the range is the rule's --to-ports
+        if socket_range is not None:
+            raise BadInput("--socket-range (IP_LOCAL_PORT_RANGE) applies to the linux connect() model only")
+        return alloc_nat.NatSnat(space, rng)
     if name == "linux":
         return alloc_linux.LinuxConnect(space, rng, socket_range=socket_range)
     if socket_range is not None:
@@ -41,5 +48,5 @@ def make(name: str, space: PortSpace, rng: random.Random, *, socket_range: PortR
                "rfc6056-3": alloc_rfc6056.Rfc3, "rfc6056-4": alloc_rfc6056.Rfc4,
                "rfc6056-5": alloc_rfc6056.Rfc5, "sequential": alloc_rfc6056.Sequential}
     if name not in classes:
-        raise BadInput(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise BadInput(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS + NAT_ALGORITHMS)}")
     return classes[name](space, rng)

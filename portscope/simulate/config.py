@@ -7,7 +7,7 @@ from ..errors import BadInput
 from ..numparse import parse_real, parse_whole
 
 ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
-         "rfc6056-5", "sequential")
+         "rfc6056-5", "sequential", "nat")
 # the rate-only settings (lifetime, arrivals, TIME_WAIT, tw_reuse, loopback) default in
 # the Workload: a --connects run without --rate refuses them when given
 DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm": "linux",

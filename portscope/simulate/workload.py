@@ -207,6 +207,9 @@ class Workload:
         _whole("tw-reuse-delay", self.tw_reuse_delay_ms, 0, hint=" of ms")
         if self.interval is not None:
             _seconds("interval", self.interval)
+        if self.algorithm == "nat" and (self.space.reserved or self.space.listeners):
+            raise BadInput("--algorithm nat: NAT ignores ip_local_reserved_ports and local listeners "
+                           "(drop --reserved/--listeners)")
         if self.udp_hash_size is not None:
             if self.algorithm != "udp":
                 raise BadInput("--udp-hash-size applies to --algorithm udp only")
@@ -316,6 +319,8 @@ def workload(range: str = "32768-60999", reserved: str = "", listeners: str = ""
                 opt = "--" + k.replace("_ms", "").replace("_", "-")
                 raise BadInput(f"{opt} applies to --rate runs only: --connects N without --rate opens N "
                                f"connections and closes none (add --rate R/s, or drop {opt})")
+    if kw.get("algorithm") == "nat" and kw.get("rate") is not None and "time_wait" not in kw:
+        kw["time_wait"] = 120.0        # nf_conntrack_tcp_timeout_time_wait, not TCP's 60 s
     if "lifetime" in kw and not isinstance(kw["lifetime"], Lifetime):
         kw["lifetime"] = Lifetime.parse(kw["lifetime"])
     if "rate" in kw and not isinstance(kw["rate"], float):

@@ -1,0 +1,102 @@
+"""The exporter's conntrack and SNAT series (names are a contract: docs/exporter.md).
+
+A namespace whose NAT facts cannot be read (no CAP_NET_ADMIN, no conntrack) simply has
+no NAT series; the socket series of the same scrape are unaffected.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..errors import PortscopeError
+from . import NatReport, analyze
+
+if TYPE_CHECKING:
+    from ..host import HostFacts
+    from .rules import RuleSet
+
+log = logging.getLogger("portscope.exporter")
+OTHER = "other"
+_warned: set = set()
+# NAT rules change rarely and reading them costs 2-4 subprocesses (iptables-save per
+# family and back-end, nft): a scrape reuses a namespace's rules for this long
+RULES_TTL = 60.0
+_rules: dict = {}
+
+
+def _cached_rules(netns: str | None, read: Callable[[], RuleSet]) -> RuleSet:
+    now = time.monotonic()
+    hit = _rules.get(netns or "")
+    if hit is not None and now - hit[0] < RULES_TTL:
+        return hit[1]
+    rs = read()
+    if len(_rules) > 1024:
+        _rules.clear()
+    _rules[netns or ""] = (now, rs)
+    return rs
+
+
+def read_nat(netns: str | None, facts: HostFacts | None = None) -> NatReport | None:
+    """The NatReport of one namespace, or None when it cannot be read (logged once)."""
+    try:
+        return analyze(netns, facts=facts, rules_cache=_cached_rules)
+    except PortscopeError as e:
+        key = (netns or "", str(e))
+        if key not in _warned:
+            _warned.add(key)
+            log.warning("netns %s: no NAT metrics: %s", netns or "(own)", e)
+        return None
+
+
+def _g(name, doc, labels=()):
+    return GaugeMetricFamily(name, doc, labels=["netns", *labels])
+
+
+def _c(name, doc):
+    return CounterMetricFamily(name, doc, labels=["netns"])
+
+
+def families(samples: list[tuple[str, NatReport]], top: int) -> tuple[GaugeMetricFamily | CounterMetricFamily, ...]:
+    """Metric families from [(netns label, NatReport)]."""
+    entries = _g("portscope_conntrack_entries", "Conntrack entries of the namespace (nf_conntrack_count).")
+    maximum = _g("portscope_conntrack_max", "Conntrack table limit (nf_conntrack_max, global).")
+    failed = _c("portscope_conntrack_insert_failed",
+                "Conntrack inserts that failed (NAT port clash or full table), summed over CPUs.")
+    drop = _c("portscope_conntrack_drop", "Packets conntrack dropped (insert failed), summed over CPUs.")
+    early = _c("portscope_conntrack_early_drop",
+               "Entries evicted because the table was full, summed over CPUs.")
+    lab = ["proto", "nat_ip", "dst", "dport"]
+    use = _g("portscope_snat_destination_ports_in_use",
+             "NAT ports in use toward one translated destination, TIME_WAIT included "
+             "(top-N; dst=\"other\" sums the rest).", lab)
+    cap = _g("portscope_snat_destination_ports_capacity",
+             "Size of the NAT port range that applies to one translated destination (top-N).", lab)
+    util = _g("portscope_snat_destination_utilization_ratio",
+              "in_use / capacity (0..1) for one translated destination; 1: new connections are dropped.", lab)
+    held = _g("portscope_nat_ports_in_ephemeral_range",
+              "Ports held by NAT rules (DNAT, NodePorts) inside the usable ephemeral range: "
+              "outgoing connect() may take them.")
+    for ns, rep in samples:
+        ct = rep.conntrack
+        if ct.available:
+            if ct.entries is not None:
+                entries.add_metric([ns], ct.entries)
+            if ct.max is not None:
+                maximum.add_metric([ns], ct.max)
+            for fam, key in ((failed, "insert_failed"), (drop, "drop"), (early, "early_drop")):
+                if ct.stats.get(key) is not None:
+                    fam.add_metric([ns], ct.stats[key])
+        shown = rep.snat[:top]
+        for d in shown:
+            lv = [ns, d.proto, d.nat_ip, d.dst, str(d.dport)]
+            use.add_metric(lv, d.in_use)
+            cap.add_metric(lv, d.capacity)
+            util.add_metric(lv, d.utilization)
+        rest = rep.snat[top:]
+        if rest:
+            use.add_metric([ns, "", "", OTHER, ""], sum(d.in_use for d in rest))
+        held.add_metric([ns], sum(1 for p in rep.nat_ports if p.in_ephemeral_range and not p.reserved))
+    return (entries, maximum, failed, drop, early, use, cap, util, held)
