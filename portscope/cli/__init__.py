@@ -27,6 +27,7 @@ COMMANDS = {
     "simulate": ("simulate", "simulate", "Simulate the kernel's port allocator at scale."),
     "lab": ("lab", "lab", "Reproduce port exhaustion safely in a private network namespace."),
     "quiz": ("quiz", "quiz", "Learn about ports with a short quiz."),
+    "watch": ("watch", "watch", "Connect/bind failures for want of a port, as they happen (eBPF)."),
 }
 
 

@@ -69,15 +69,15 @@ def _private_mount_read(names: list[str]) -> dict[str, tuple[int, str]]:
             os.close(r)
             libc = ctypes.CDLL(None, use_errno=True)
             if libc.unshare(CLONE_NEWNS) != 0:
-                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+                raise OSError(ctypes.get_errno(), None, "unshare(CLONE_NEWNS)")
             if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-                raise OSError(ctypes.get_errno(), "making mounts private")
+                raise OSError(ctypes.get_errno(), None, "making mounts private")
             if libc.mount(b"nodev", ROOTS[0].encode(), b"tracefs", 0, None) != 0:
-                raise OSError(ctypes.get_errno(), "mounting tracefs")
+                raise OSError(ctypes.get_errno(), None, "mounting tracefs")
             res = {"ok": _read_from(ROOTS[0], names)}
             code = 0
         except OSError as e:
-            res = {"errno": e.errno or 0, "error": str(e)}
+            res = {"errno": e.errno or 0, "error": f"{e.strerror or os.strerror(e.errno or 0)} ({e.filename})"}
         except BaseException as e:  # noqa: BLE001 - reported to the parent, never raised here
             res = {"errno": 0, "error": f"{type(e).__name__}: {e}"}
         try:
@@ -94,7 +94,8 @@ def _private_mount_read(names: list[str]) -> dict[str, tuple[int, str]]:
     if "ok" in res:
         return {k: (v[0], v[1]) for k, v in res["ok"].items()}
     if res.get("errno") in (1, 13):
-        raise NotPermitted(f"tracefs is not mounted and mounting it privately was refused: {res['error']}")
+        hint = "run as root" if os.geteuid() else "needs CAP_SYS_ADMIN"
+        raise NotPermitted(f"tracefs is not mounted and mounting it privately was refused: {res['error']} ({hint})")
     raise Unsupported(f"tracefs is not mounted and could not be read: {res['error']}")
 
 
