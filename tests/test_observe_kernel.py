@@ -267,3 +267,62 @@ def test_host_mounts_untouched():
         pass
     with open("/proc/self/mountinfo") as f:
         assert f.read() == before
+
+
+CHURN = r"""
+import socket, sys, time
+n, hold = int(sys.argv[1]), float(sys.argv[2])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 5001))
+srv.listen(128)
+def churn(k):
+    for i in range(k):
+        c = socket.create_connection(("127.0.0.1", 5001), timeout=5)
+        a, _ = srv.accept()
+        c.close()            # active close: the client side keeps TIME_WAIT
+        a.recv(1)
+        a.close()
+churn(n)
+time.sleep(hold)             # older than tcp_tw_reuse_delay (1 s): connect() may take the TIME_WAIT ports
+churn(n)
+"""
+NSTAT_KEYS = {"TWRecycled": "TcpExtTWRecycled", "TCPTimeWaitOverflow": "TcpExtTCPTimeWaitOverflow",
+              "TWKilled": "TcpExtTWKilled"}
+
+
+def _nstat(ns) -> dict:
+    # -a absolute, -s do not touch nstat's history file, -z zeros too
+    out = ns.run("nstat", "-asz", *NSTAT_KEYS.values()).stdout
+    vals = {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if line and not line.startswith("#")}
+    return {k: vals[v] for k, v in NSTAT_KEYS.items()}
+
+
+def test_counters_equal_nstat_and_ss(netns):
+    """TIME_WAIT churn in a namespace with 10 ports, tcp_tw_reuse on and room for only 4
+    TIME_WAIT sockets: TWRecycled and TCPTimeWaitOverflow move, and the watcher's deltas are
+    nstat's deltas over the same window; `tw` is what ss counts in TIME-WAIT."""
+    import shutil
+    from portscope.observe.watch import Watcher
+    if not shutil.which("nstat"):
+        pytest.skip("nstat (iproute2) not installed")
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40009")
+    netns.sysctl("net.ipv4.tcp_tw_reuse", "1")
+    netns.sysctl("net.ipv4.tcp_max_tw_buckets", "4")
+    with Watcher(netns=netns.name, bpf=False) as w:
+        n0 = _nstat(netns)
+        start = w.snapshot()
+        netns.python(CHURN, "10", "1.3")
+        obs = w.observe(start, w.snapshot())
+        n1 = _nstat(netns)
+    want = {k: n1[k] - n0[k] for k in NSTAT_KEYS}
+    got = {k: obs.counters[k] for k in NSTAT_KEYS}
+    assert got == want
+    assert got["TWRecycled"] > 0 and got["TCPTimeWaitOverflow"] > 0
+    ss = netns.run("ss", "-Htan", "state", "time-wait").stdout.splitlines()
+    assert obs.counters["tw"] == len(ss) <= 4
+    assert obs.counters["tcp_max_tw_buckets"] == 4
+    ids = [f.id for f in obs.findings]
+    assert ids == ["tw-bucket-overflow", "tw-recycling"]
+    assert f"{got['TCPTimeWaitOverflow']} sockets skipped TIME_WAIT" in obs.findings[0].message
+    assert obs.findings[0].remedy.startswith(f"ip netns exec {netns.name} sysctl -w net.ipv4.tcp_max_tw_buckets=")
