@@ -46,19 +46,27 @@ def _status(res) -> str:
 @netns_option
 @click.option("--top", "top", type=int, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
-def report(json_out, netns, top):
+@click.option("--observe", "observe", metavar="S", default=None,
+              help="Also watch S seconds for failures and TIME_WAIT counters (see `portscope watch`).")
+def report(json_out, netns, top, observe):
     """One-screen health report: range facts, worst destination, findings with fixes."""
     from ..findings import max_rate
     from .pressure import dest_name, gather, render_destinations, render_findings
 
+    observed = None
+    if observe is not None:
+        from ..observe import report as obs_report
+        observed = obs_report.run(observe, netns_of(netns))
     res = gather(netns_of(netns), top=top)
     if want_json(json_out):
-        emit_json(report_json(res))
+        emit_json({**report_json(res), **({"observed": observed.to_json()} if observed else {})})
         return
     g, r = res.global_, res.range
     echo = click.echo
     where = f" (netns {res.netns})" if res.netns else ""
     echo(f"portscope report{where}: {_status(res).upper()}")
+    if observed is not None and obs_report.headline(observed):
+        echo(f"  {obs_report.headline(observed)}")
     echo("")
     reuse = TW_REUSE.get(res.tcp_tw_reuse, str(res.tcp_tw_reuse)) if res.tcp_tw_reuse is not None else "n/a"
     parity = " (ends of equal parity)" if r.size > 1 and r.same_parity else ""
@@ -84,6 +92,8 @@ def report(json_out, netns, top):
     echo("")
     echo("Findings:")
     render_findings(res)
+    if observed is not None:
+        obs_report.render(observed, echo)
     echo("")
     echo(f"Top destinations ({min(len(res.destinations), top)} of {res.destinations_total}):")
     render_destinations(res)

@@ -19,6 +19,12 @@ def _F(fid, sev, msg, remedy, evidence):
     return Finding(id=fid, severity=sev, message=msg, remedy=remedy, evidence=evidence)
 
 
+def _ps(obs) -> str:
+    """`portscope ` or `portscope --netns NAME ` for remedies."""
+    import shlex
+    return f"portscope --netns {shlex.quote(obs.netns)} " if obs.netns else "portscope "
+
+
 def _dest(f) -> str:
     if f.dst is None:
         return "(no address)"
@@ -52,9 +58,10 @@ def failure_findings(obs) -> list:
             "connect-failures", "critical",
             f"{total} connect() calls failed with EADDRNOTAVAIL in {_secs(obs.seconds)}: no free local "
             f"port; {dn / total:.0%} to {dst}, {pn / total:.0%} from pid {pid} ({comm})",
-            f"{pre}sysctl net.ipv4.ip_local_port_range  # widen it (portscope range set LOW HIGH), and "
-            f"reuse connections to {dst} (pooling / keep-alive) or add source addresses; "
-            f"{pre}sysctl -w net.ipv4.tcp_tw_reuse=1 lets connect() take TIME_WAIT ports (needs timestamps)",
+            f"reuse connections to {dst} (a pool, keep-alive) instead of one per request; or widen the "
+            f"range: {_ps(obs)}range set LOW HIGH (each source address, destination and port has the whole "
+            f"range: more source addresses also help); {pre}sysctl -w net.ipv4.tcp_tw_reuse=1 lets "
+            f"connect() take TIME_WAIT ports (needs TCP timestamps)",
             {"count": total, "destination": dst, "destination_count": dn, "pid": pid, "comm": comm,
              "process_count": pn}))
     rows = [f for f in obs.failures if f.syscall == "bind" and f.errno == "EADDRINUSE" and f.dport == 0]
@@ -65,7 +72,7 @@ def failure_findings(obs) -> list:
             f"{total} bind(port 0) calls failed with EADDRINUSE in {_secs(obs.seconds)}: the ephemeral "
             f"range is used up for explicit binds; {pn / total:.0%} from pid {pid} ({comm})",
             "set IP_BIND_ADDRESS_NO_PORT (24) on the socket before bind() so the port is chosen at "
-            "connect() and shared across destinations; or widen the range (portscope range set LOW HIGH)",
+            f"connect() and shared across destinations; or widen the range: {_ps(obs)}range set LOW HIGH",
             {"count": total, "pid": pid, "comm": comm, "process_count": pn}))
     rows = [f for f in obs.failures if f.errno == "EAGAIN"]
     if rows:
@@ -75,7 +82,7 @@ def failure_findings(obs) -> list:
             f"{total} UDP {'/'.join(sorted({f.syscall + '()' for f in rows}))} calls failed with EAGAIN in "
             f"{_secs(obs.seconds)}: no free local port to autobind; {pn / total:.0%} from pid {pid} ({comm})",
             "every unconnected UDP socket holds its own port for all destinations: reuse sockets "
-            "(one socket per peer set, not per request) or widen the range (portscope range set LOW HIGH)",
+            f"(one socket per peer set, not per request) or widen the range: {_ps(obs)}range set LOW HIGH",
             {"count": total, "destination": dst, "pid": pid, "comm": comm, "process_count": pn}))
     return out
 
@@ -102,8 +109,8 @@ def counter_findings(obs) -> list:
             f"clients stay alive only through tcp_tw_reuse, which needs TCP timestamps on both ends and "
             f"a TIME_WAIT older than tcp_tw_reuse_delay (1 s); a peer or middlebox without timestamps, "
             f"or a faster churn, turns it into EADDRNOTAVAIL",
-            "reuse connections (pooling / keep-alive) or widen the range (portscope range set LOW HIGH) "
-            "so connect() finds free ports without recycling",
+            "reuse connections (pooling / keep-alive) or widen the range "
+            f"({_ps(obs)}range set LOW HIGH) so connect() finds free ports without recycling",
             {"TWRecycled": rec}))
     return out
 

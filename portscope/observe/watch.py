@@ -86,9 +86,11 @@ class Watcher:
     bpf=True raises LoadError instead; bpf=False does not try.
     """
 
-    def __init__(self, netns: str | None = None, bpf: bool | None = None):
+    def __init__(self, netns: str | None = None, bpf: bool | None = None, *, own_netns_only: bool = False):
         self.netns, self.want_bpf = netns, bpf
         self.inode = netns_inode(netns)
+        if self.inode is None and own_netns_only:
+            self.inode = os.stat("/proc/thread-self/ns/net").st_ino
         self.counter: FailureCounter | None = None
         self.bpf_note: str | None = None
         self.load_error: LoadError | None = None
@@ -166,8 +168,9 @@ def describe(e: LoadError) -> str:
     return f"eBPF failure counter not loaded{prog}: {e}"
 
 
-def observe(seconds: float, netns: str | None = None, bpf: bool | None = None) -> Observation:
+def observe(seconds: float, netns: str | None = None, bpf: bool | None = None, *,
+            own_netns_only: bool = False) -> Observation:
     """Watch for `seconds`: the one-call form (report --observe)."""
     seconds = check_seconds(seconds)
-    with Watcher(netns, bpf) as w:
+    with Watcher(netns, bpf, own_netns_only=own_netns_only) as w:
         return w.window(seconds)
