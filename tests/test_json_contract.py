@@ -84,6 +84,13 @@ CONTRACT: dict[str, set[str]] = {
     "quiz": {"score", "total", "questions", "questions[].id", "questions[].topic",
              "questions[].correct"},
     "quiz-list": {"questions"},
+    # issue 14
+    "watch": {"backend", "seconds", "failures", "counters", "findings"}
+             | {f"failures[].{k}" for k in ("syscall", "errno", "count", "pid", "comm", "cgroup", "netns",
+                                            "dst", "dport")}
+             | {f"counters.{k}" for k in ("TWRecycled", "TCPTimeWaitOverflow", "TWKilled", "tw",
+                                          "tcp_max_tw_buckets")},
+    "report": {"observed"},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +468,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz": [(["quiz", "--seed", "4", "--count", "2", "--answers", "1,3", "--json"], 0)],
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
+    "watch": [],              # needs failures during the window: tests/test_observe_cli.py
 }
 JSON_LINES = {"top"}
 

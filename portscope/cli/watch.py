@@ -22,6 +22,9 @@ def _load_failure_error(w):
     cause = e.cause
     if isinstance(cause, PortscopeError):
         return type(cause)(describe(e))
+    if e.log:          # the verifier said no (EACCES/EINVAL): not a matter of privilege
+        from ..errors import Unsupported
+        return Unsupported(describe(e))
     if isinstance(cause, OSError) and cause.errno is not None:
         return type(as_cli_error(cause, ""))(describe(e))
     from ..errors import Unsupported
