@@ -21,6 +21,7 @@ _NR = {"x86_64": (321, 298), "aarch64": (280, 241), "arm64": (280, 241),
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 0, 1, 2, 3
 BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = 4, 5
 MAP_HASH, MAP_LRU_HASH = 1, 9
+F_NO_PREALLOC = 1        # allocate hash entries on insert: an idle counter costs almost nothing
 PROG_TRACEPOINT = 5
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 8
@@ -94,9 +95,10 @@ class Objects:
         self.fds.append(fd)
         return fd
 
-    def map_create(self, kind: int, key_size: int, value_size: int, max_entries: int, name: str) -> "Map":
+    def map_create(self, kind: int, key_size: int, value_size: int, max_entries: int, name: str,
+                   flags: int = 0) -> "Map":
         attr = ctypes.create_string_buffer(ATTR_SIZE)
-        struct.pack_into("<IIIII", attr, 0, kind, key_size, value_size, max_entries, 0)
+        struct.pack_into("<IIIII", attr, 0, kind, key_size, value_size, max_entries, flags)
         struct.pack_into("16s", attr, 28, name.encode()[:15])
         fd = bpf(BPF_MAP_CREATE, attr)
         if fd < 0:

@@ -66,7 +66,8 @@ class FailureCounter:
         names = [f"syscalls:sys_{d}_{s.name}" for s in self.syscalls for d in ("enter", "exit")]
         tps = tracefs.tracepoints(names)
         stash = objs.map_create(bpf.MAP_LRU_HASH, 8, programs.STASH_SIZE, STASH_ENTRIES, "ps_stash")
-        counts = objs.map_create(bpf.MAP_HASH, programs.KEY_SIZE, 8, COUNT_ENTRIES, "ps_failures")
+        counts = objs.map_create(bpf.MAP_HASH, programs.KEY_SIZE, 8, COUNT_ENTRIES, "ps_failures",
+                                 bpf.F_NO_PREALLOC)
         self.counts = counts
         for s in self.syscalls:
             enter, leave = tps[f"syscalls:sys_enter_{s.name}"], tps[f"syscalls:sys_exit_{s.name}"]
