@@ -26,8 +26,11 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 @click.option("--all-netns", is_flag=True,
               help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
                    "(not with --netns).")
+@click.option("--bpf/--no-bpf", "use_bpf", default=None,
+              help="Failure metrics from eBPF: require them (exit 3/4 if they cannot load) or leave them out. "
+                   "Default: when eBPF loads. Not with --json (one collection counts nothing).")
 @json_option
-def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out):
+def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, use_bpf, json_out):
     """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
 
     \b
@@ -67,6 +70,8 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
 
     collector = PortscopeCollector(targets, all_netns=all_netns, top=top)
     exp = Exporter(collector)
+    from ..observe.metrics import add_to
+    observed = add_to(exp, targets, all_netns=all_netns, bpf=False if want_json(json_out) else use_bpf)
     if want_json(json_out):
         from prometheus_client.parser import text_string_to_metric_families
         fams = text_string_to_metric_families(exp.render().decode())
@@ -85,6 +90,8 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
             run_textfile(exp, textfile, interval, count=1 if once else None)
         except KeyboardInterrupt:
             pass
+        finally:
+            observed.close()
         return
 
     from ..webconfig import WebConfig, load, serve
@@ -102,6 +109,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         pass
     finally:
         server.server_close()
+        observed.close()
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

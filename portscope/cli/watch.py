@@ -13,24 +13,6 @@ DEFAULT_SECONDS = 10.0      # the window without a tty and without --seconds
 SHOWN = 20
 
 
-def _load_failure_error(w):
-    """The CLI error for an eBPF counter that did not load (exit 3 or 4)."""
-    from ..errors import PortscopeError
-    from ..observe.bpf import as_cli_error
-    from ..observe.watch import describe
-    e = w.load_error
-    cause = e.cause
-    if isinstance(cause, PortscopeError):
-        return type(cause)(describe(e))
-    if e.log:          # the verifier said no (EACCES/EINVAL): not a matter of privilege
-        from ..errors import Unsupported
-        return Unsupported(describe(e))
-    if isinstance(cause, OSError) and cause.errno is not None:
-        return type(as_cli_error(cause, ""))(describe(e))
-    from ..errors import Unsupported
-    return Unsupported(describe(e))
-
-
 def dest(f) -> str:
     if f.dst is None:
         return "-"
@@ -116,7 +98,7 @@ def watch(seconds, interval, use_bpf, netns, json_out):
     are every namespace's unless --netns names one; counters are the namespace's.
     """
     from ..errors import BadInput
-    from ..observe.watch import Watcher, check_seconds, describe
+    from ..observe.watch import Watcher, check_seconds, cli_error, describe
 
     secs = check_seconds(seconds) if seconds is not None else None
     if not 0.1 <= interval <= 3600:
@@ -139,7 +121,7 @@ def watch(seconds, interval, use_bpf, netns, json_out):
             else:
                 render_text(obs)
         if use_bpf and w.load_error is not None:
-            raise _load_failure_error(w)
+            raise cli_error(w.load_error)
 
 
 def _live(w, interval: float) -> None:

@@ -20,6 +20,7 @@ _NR = {"x86_64": (321, 298), "aarch64": (280, 241), "arm64": (280, 241),
 
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 0, 1, 2, 3
 BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = 4, 5
+BPF_MAP_LOOKUP_AND_DELETE_ELEM = 21
 MAP_HASH, MAP_LRU_HASH = 1, 9
 F_NO_PREALLOC = 1        # allocate hash entries on insert: an idle counter costs almost nothing
 PROG_TRACEPOINT = 5
@@ -163,6 +164,17 @@ class Map:
             return None
         if r < 0:
             raise BPFError(-r, f"reading BPF map {self.name}")
+        return v.raw
+
+    def pop(self, key: bytes) -> bytes | None:
+        """Read and delete in one step (hash maps: kernel 5.14+): an increment that lands
+        after it makes a new entry instead of being lost."""
+        v = ctypes.create_string_buffer(self.value_size)
+        r = self._elem(BPF_MAP_LOOKUP_AND_DELETE_ELEM, key, v)
+        if r == -errno.ENOENT:
+            return None
+        if r < 0:
+            raise BPFError(-r, f"taking from BPF map {self.name}")
         return v.raw
 
     def update(self, key: bytes, value: bytes) -> None:

@@ -168,6 +168,18 @@ def describe(e: LoadError) -> str:
     return f"eBPF failure counter not loaded{prog}: {e}"
 
 
+def cli_error(e: LoadError):
+    """NotPermitted (exit 3) or Unsupported (exit 4) for a counter that did not load. A
+    verifier refusal (EACCES with a log) is Unsupported: no privilege would change it."""
+    import errno as E
+    from ..errors import NotPermitted, PortscopeError, Unsupported
+    if isinstance(e.cause, PortscopeError):
+        return type(e.cause)(describe(e))
+    if not e.log and isinstance(e.cause, OSError) and e.cause.errno in (E.EPERM, E.EACCES):
+        return NotPermitted(describe(e))
+    return Unsupported(describe(e))
+
+
 def observe(seconds: float, netns: str | None = None, bpf: bool | None = None, *,
             own_netns_only: bool = False) -> Observation:
     """Watch for `seconds`: the one-call form (report --observe)."""
