@@ -75,7 +75,10 @@ CONTRACT: dict[str, set[str]] = {
                                             "portscope_destination_ports_capacity",
                                             "portscope_destination_utilization_ratio")
                    for suffix in ("", "[].labels.proto", "[].labels.src", "[].labels.dst",
-                                  "[].labels.dport")},
+                                  "[].labels.dport")}
+                | {"portscope_connect_failures_total", "portscope_bind_failures_total",   # issue 14
+                   "portscope_tcp_timewait_recycled_total", "portscope_tcp_timewait_overflow_total",
+                   "portscope_tcp_timewait_sockets", "portscope_tcp_max_tw_buckets"},
     # issue 6
     "simulate": {"connects", "failures", "first_failure_index", "ports_used_max", "search_steps",
                  "search_steps.mean", "search_steps.p99", "search_steps.max", "settings",

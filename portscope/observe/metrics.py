@@ -112,12 +112,15 @@ class ObserveCollector:
                                labels=["netns"])
         up.add_metric([""], 1 if self.counter is not None else 0)
         yield up
-        if self.counter is None:
-            return
-        inodes = self._labels_of_inode(names)
         totals: Counter = Counter(self.folded)
-        for key, value in self.counter.counts.items().items():
-            f = decode(key, value)
+        if self.counter is not None:
+            self._count(names, totals)
+        yield from self._failure_families(totals)
+
+    def _count(self, names, totals: Counter) -> None:
+        inodes = self._labels_of_inode(names)
+        rows = [(decode(k, v), k) for k, v in self.counter.counts.items().items()]
+        for f, key in sorted(rows, key=lambda r: -r[0].count):      # the busiest get the top slots
             ns = inodes.get(f.netns)
             if ns is None:
                 if self.explicit:
@@ -131,6 +134,9 @@ class ObserveCollector:
                 v = self.counter.counts.pop(key)
                 if v is not None:
                     self.folded[row] += struct.unpack("<Q", v[:8])[0]
+
+    @staticmethod
+    def _failure_families(totals: Counter):
         fams = {
             "connect": CounterMetricFamily("portscope_connect_failures",
                                            "connect() calls that failed for want of a local port (EADDRNOTAVAIL; "
