@@ -56,7 +56,13 @@ def test_exporter_counts_failures_across_scrapes_and_exited_processes(netns):
         while not _attached(exp.pid):
             assert exp.poll() is None and time.monotonic() < end, exp.stderr.read()
             time.sleep(0.05)
-        m0 = _scrape(port)
+        while True:                  # attached before it listens: wait for the server too
+            try:
+                m0 = _scrape(port)
+                break
+            except OSError:
+                assert exp.poll() is None and time.monotonic() < end, exp.stderr.read()
+                time.sleep(0.05)
         lab = dict(netns=netns.name, errno="EADDRNOTAVAIL", comm="ps-client", dst="127.0.0.1", dport=str(PORT))
         assert _failures(m0, "portscope_connect_failures_total", **lab) == 0
         assert m0[("portscope_failure_counter_loaded", (("netns", ""),))] == 1

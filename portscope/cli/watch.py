@@ -115,7 +115,9 @@ def watch(seconds, interval, use_bpf, netns, json_out):
             try:
                 obs = w.window(secs or DEFAULT_SECONDS)
             except KeyboardInterrupt as e:      # Ctrl-C ends the window early: show it
-                obs = e.observation
+                obs = getattr(e, "observation", None)
+                if obs is None:                 # before the window began: plain interruption
+                    raise
             if as_json:
                 emit_json(obs.to_json())
             else:

@@ -33,6 +33,7 @@ HELPERS = {
     "map_lookup_elem": 1, "map_update_elem": 2, "map_delete_elem": 3,
     "get_current_pid_tgid": 14, "get_current_comm": 16, "get_current_task": 35,
     "get_current_cgroup_id": 80, "probe_read_user": 112, "probe_read_kernel": 113,
+    "get_current_task_btf": 158, "task_pt_regs": 175,
 }
 
 # registers

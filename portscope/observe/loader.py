@@ -10,6 +10,7 @@ block (also when loading fails half-way or on KeyboardInterrupt).
 from __future__ import annotations
 
 import os
+import platform
 
 from . import bpf, btf, programs, tracefs
 from .programs import SYSCALLS, Failure
@@ -31,10 +32,12 @@ class LoadError(Exception):
 class FailureCounter:
     """The eBPF failure counter of every syscall in `syscalls` (names from programs.SYSCALLS)."""
 
-    def __init__(self, syscalls: tuple[str, ...] | None = None):
+    def __init__(self, syscalls: tuple[str, ...] | None = None, *, mode: str | None = None):
+        self.force_mode = mode          # tests: "regs" or "stash"; None picks the best that loads
         self.syscalls = [s for s in SYSCALLS if syscalls is None or s.name in syscalls]
         self.objects: bpf.Objects | None = None
         self.counts: bpf.Map | None = None
+        self.mode: str | None = None    # "regs": exit programs only; "stash": entry + exit (kernels < 5.15)
 
     def __enter__(self) -> "FailureCounter":
         self.start()
@@ -62,22 +65,46 @@ class FailureCounter:
     def _load(self, objs: bpf.Objects) -> None:
         if not os.path.exists(btf.VMLINUX):
             raise btf.BTFError(f"this kernel has no BTF ({btf.VMLINUX}): the namespace of a failure cannot be read")
-        layout = programs.KernelLayout.from_btf(btf.load())
+        b = btf.load()
+        layout = programs.KernelLayout.from_btf(b)
+        try:
+            args = programs.arg_offsets(b, platform.machine())
+        except btf.BTFError:
+            args = None
+        modes = ["regs", "stash"] if args is not None else ["stash"]
+        if self.force_mode:
+            modes = [self.force_mode]
         names = [f"syscalls:sys_{d}_{s.name}" for s in self.syscalls for d in ("enter", "exit")]
         tps = tracefs.tracepoints(names)
-        stash = objs.map_create(bpf.MAP_LRU_HASH, 8, programs.STASH_SIZE, STASH_ENTRIES, "ps_stash")
+        for mode in modes:
+            try:
+                self._load_mode(objs, mode, tps, layout, args)
+                self.mode = mode
+                return
+            except bpf.BPFError as e:
+                # kernels before 5.15 lack bpf_task_pt_regs: fall back to entry programs
+                if mode == modes[-1] or getattr(e, "program", None) != f"ps_out_{self.syscalls[0].name}":
+                    raise
+                objs.close()
+
+    def _load_mode(self, objs: bpf.Objects, mode: str, tps, layout, args) -> None:
         counts = objs.map_create(bpf.MAP_HASH, programs.KEY_SIZE, 8, COUNT_ENTRIES, "ps_failures",
                                  bpf.F_NO_PREALLOC)
         self.counts = counts
+        stash = None
+        if mode == "stash":
+            stash = objs.map_create(bpf.MAP_LRU_HASH, 8, programs.STASH_SIZE, STASH_ENTRIES, "ps_stash")
         for s in self.syscalls:
             enter, leave = tps[f"syscalls:sys_enter_{s.name}"], tps[f"syscalls:sys_exit_{s.name}"]
-            code_in = programs.entry_program(s, enter, stash.fd)
-            code_out = programs.exit_program(s, leave, stash.fd, counts.fd, layout)
-            fd_in = _load_named(objs, code_in, f"ps_in_{s.name}")
+            code_out = programs.exit_program(s, leave, stash.fd if stash else None, counts.fd, layout,
+                                             args if mode == "regs" else None)
             fd_out = _load_named(objs, code_out, f"ps_out_{s.name}")
+            if stash is not None:
+                fd_in = _load_named(objs, programs.entry_program(s, enter, stash.fd), f"ps_in_{s.name}")
             # exit first: an entry stash without its exit program would only age out
             objs.attach_tracepoint(leave.id, fd_out, leave.name)
-            objs.attach_tracepoint(enter.id, fd_in, enter.name)
+            if stash is not None:
+                objs.attach_tracepoint(enter.id, fd_in, enter.name)
 
     def read(self) -> list[Failure]:
         """Every counted key since load (counts only grow)."""

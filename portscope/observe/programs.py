@@ -24,7 +24,7 @@ import struct
 from dataclasses import dataclass
 
 from . import bpfasm as A
-from .bpfasm import FP, R0, R1, R2, R3, R4, R6, R7, R8
+from .bpfasm import FP, R0, R1, R2, R3, R4, R6, R7, R8, R9
 
 EADDRNOTAVAIL, EADDRINUSE, EAGAIN = 99, 98, 11
 ERRNO_NAMES = {EADDRNOTAVAIL: "EADDRNOTAVAIL", EADDRINUSE: "EADDRINUSE", EAGAIN: "EAGAIN"}
@@ -42,13 +42,15 @@ class Syscall:
     len_field: str | None        # its length argument; sendmsg takes msg_namelen instead
     via_msghdr: bool = False
     unbound_check: bool = False  # EAGAIN counts only if the socket stayed unbound
+    addr_arg: int = 1            # argument positions, for reading them from pt_regs at exit
+    len_arg: int | None = 2
 
 
 SYSCALLS = (
     Syscall(1, "connect", "uservaddr", "addrlen"),
     Syscall(2, "bind", "umyaddr", "addrlen"),
-    Syscall(3, "sendto", "addr", "addr_len", unbound_check=True),
-    Syscall(4, "sendmsg", "msg", None, via_msghdr=True, unbound_check=True),
+    Syscall(3, "sendto", "addr", "addr_len", unbound_check=True, addr_arg=4, len_arg=5),
+    Syscall(4, "sendmsg", "msg", None, via_msghdr=True, unbound_check=True, len_arg=None),
 )
 BY_CODE = {s.code: s for s in SYSCALLS}
 
@@ -73,6 +75,50 @@ class KernelLayout:
                    b.offset("file.private_data"), b.offset("socket.sk"), b.offset("sock_common.skc_num"))
 
 
+# where a syscall's arguments sit in the pt_regs saved at entry (they are still there at exit)
+_ARG_REGS = {"x86_64": ("di", "si", "dx", "r10", "r8", "r9"),
+             # arm64 overwrites x0 with the return value; the kernel keeps the first argument in orig_x0
+             "aarch64": ("orig_x0", "regs", "regs", "regs", "regs", "regs")}
+
+
+def arg_offsets(b, machine: str) -> tuple[int, ...] | None:
+    """Byte offsets in struct pt_regs of syscall arguments 0..5 on this architecture (BTF),
+    or None where portscope does not know the calling convention."""
+    regs = _ARG_REGS.get(machine)
+    if regs is None:
+        return None
+    out = []
+    for i, r in enumerate(regs):
+        out.append(b.offset(f"pt_regs.{r}") + (8 * i if r == "regs" else 0))
+    return tuple(out)
+
+
+def _read_sockaddr(p: A.Program, sc: Syscall, dst: int, msg: int, out: str) -> None:
+    """R3 = the user pointer argument, R2 = its length (u32): copy at most 28 bytes of
+    sockaddr to the stack at `dst` (zeroed before), keep only AF_INET/AF_INET6 and clear the
+    bytes that are not address or port. Jumps to `out` when there is nothing to count."""
+    if sc.via_msghdr:
+        p.jmp("jeq", R3, out, imm=0)
+        p.mov(R1, FP).add(R1, imm=msg).mov(R2, imm=16).call("probe_read_user")
+        p.ldx(8, R3, FP, msg)
+        p.ldx(4, R2, FP, msg + 8)
+    p.jmp("jeq", R3, out, imm=0)
+    p.jmp("jle", R2, "len_ok", imm=SOCKADDR_MAX)
+    p.mov(R2, imm=SOCKADDR_MAX)
+    p.label("len_ok")
+    p.mov(R1, FP).add(R1, imm=dst).call("probe_read_user")
+    p.ldx(2, R1, FP, dst)
+    p.jmp("jeq", R1, "v4", imm=AF_INET)
+    p.jmp("jeq", R1, "v6", imm=AF_INET6)
+    p.ja(out)
+    p.label("v4")                       # sin_zero and beyond: not part of the address
+    p.st(8, FP, dst + 8, 0).st(8, FP, dst + 16, 0).st(4, FP, dst + 24, 0)
+    p.ja("sockaddr_ok")
+    p.label("v6")                       # flowinfo and scope id
+    p.st(4, FP, dst + 4, 0).st(4, FP, dst + 24, 0)
+    p.label("sockaddr_ok")
+
+
 def entry_program(sc: Syscall, fields, stash_fd: int) -> bytes:
     """sys_enter_<sc>: stash the INET sockaddr and fd under pid_tgid."""
     S = -40                     # stash value on the stack: sockaddr[28] sc u16 pad u16 fd u32 pad
@@ -82,28 +128,9 @@ def entry_program(sc: Syscall, fields, stash_fd: int) -> bytes:
     p.mov(R6, R1)
     p.zero(FP, MSG, 64)
     p.ldx(8, R3, R6, fields.field(sc.addr_field))
-    if sc.via_msghdr:
-        p.jmp("jeq", R3, "out", imm=0)
-        p.mov(R1, FP).add(R1, imm=MSG).mov(R2, imm=16).call("probe_read_user")
-        p.ldx(8, R3, FP, MSG)
-        p.ldx(4, R2, FP, MSG + 8)
-    else:
+    if not sc.via_msghdr:
         p.ldx(4, R2, R6, fields.field(sc.len_field))
-    p.jmp("jeq", R3, "out", imm=0)
-    p.jmp("jle", R2, "len_ok", imm=SOCKADDR_MAX)
-    p.mov(R2, imm=SOCKADDR_MAX)
-    p.label("len_ok")
-    p.mov(R1, FP).add(R1, imm=S).call("probe_read_user")
-    p.ldx(2, R1, FP, S)
-    p.jmp("jeq", R1, "v4", imm=AF_INET)
-    p.jmp("jeq", R1, "v6", imm=AF_INET6)
-    p.ja("out")
-    p.label("v4")                       # sin_zero and beyond: not part of the address
-    p.st(8, FP, S + 8, 0).st(8, FP, S + 16, 0).st(4, FP, S + 24, 0)
-    p.ja("store")
-    p.label("v6")                       # flowinfo and scope id
-    p.st(4, FP, S + 4, 0).st(4, FP, S + 24, 0)
-    p.label("store")
+    _read_sockaddr(p, sc, S, MSG, "out")
     p.st(2, FP, S + 28, sc.code)
     p.ldx(4, R1, R6, fields.field("fd"))
     p.stx(4, FP, S + 32, R1)
@@ -123,9 +150,15 @@ def _read_kernel_ptr(p: A.Program, tmp: int, fail: str) -> None:
     p.jmp("jeq", R3, fail, imm=0)
 
 
-def exit_program(sc: Syscall, fields, stash_fd: int, counts_fd: int, lay: KernelLayout) -> bytes:
-    """sys_exit_<sc>: count the failed call under its full key."""
-    KEY, PID, TMP, ONE, FD = -64, -72, -80, -88, -96
+def exit_program(sc: Syscall, fields, stash_fd: int | None, counts_fd: int, lay: KernelLayout,
+                 args: tuple[int, ...] | None = None) -> bytes:
+    """sys_exit_<sc>: count the failed call under its full key.
+
+    With `args` (pt_regs offsets of the syscall arguments) the program reads the sockaddr
+    itself, from the registers saved at entry (bpf_get_current_task_btf + bpf_task_pt_regs,
+    kernel 5.15+): no entry program, no stash, and a successful call costs one comparison.
+    Without, it takes what the entry program stashed."""
+    KEY, PID, TMP, ONE, FD, MSG = -64, -72, -80, -88, -96, -112
     p = A.Program()
     p.mov(R6, R1)
     p.ldx(8, R7, R6, fields.field("ret"))
@@ -133,9 +166,32 @@ def exit_program(sc: Syscall, fields, stash_fd: int, counts_fd: int, lay: Kernel
         p.jmp("jeq", R7, "hit", imm=-e)
     p.ja("out")
     p.label("hit")
-    p.zero(FP, -96, 96)
+    p.zero(FP, -112, 112)
     p.call("get_current_pid_tgid")
     p.stx(8, FP, PID, R0)
+    if args is not None:
+        p.call("get_current_task_btf").mov(R1, R0).call("task_pt_regs")
+        p.mov(R9, R0)
+
+        def arg(i: int, slot: int) -> None:
+            p.mov(R3, R9).add(R3, imm=args[i])
+            p.mov(R1, FP).add(R1, imm=slot).mov(R2, imm=8).call("probe_read_kernel")
+        arg(0, FD)
+        arg(sc.addr_arg, TMP)
+        if sc.len_arg is not None:
+            arg(sc.len_arg, ONE)
+            p.ldx(4, R2, FP, ONE)
+            p.st(8, FP, ONE, 0)
+        p.ldx(8, R3, FP, TMP)
+        _read_sockaddr(p, sc, KEY + 32, MSG, "out")
+        p.st(2, FP, KEY + 60, sc.code)
+    else:
+        _from_stash(p, sc, stash_fd, KEY, PID, FD)
+    _count_tail(p, sc, counts_fd, lay, KEY, PID, TMP, ONE, FD)
+    return p.assemble()
+
+
+def _from_stash(p: A.Program, sc: Syscall, stash_fd: int, KEY: int, PID: int, FD: int) -> None:
     p.ld_map_fd(R1, stash_fd).mov(R2, FP).add(R2, imm=PID).call("map_lookup_elem")
     p.jmp("jeq", R0, "out", imm=0)
     p.mov(R8, R0)
@@ -145,6 +201,11 @@ def exit_program(sc: Syscall, fields, stash_fd: int, counts_fd: int, lay: Kernel
     p.ld_map_fd(R1, stash_fd).mov(R2, FP).add(R2, imm=PID).call("map_delete_elem")
     p.ldx(2, R1, FP, KEY + 60)
     p.jmp("jne", R1, "out", imm=sc.code)        # a stash left by another syscall
+
+
+def _count_tail(p: A.Program, sc: Syscall, counts_fd: int, lay: KernelLayout,
+                KEY: int, PID: int, TMP: int, ONE: int, FD: int) -> None:
+    """errno, the unbound check, attribution (tgid, cgroup, comm, netns), then +1."""
     p.mov(R1, imm=0).alu("sub", R1, R7)
     p.stx(2, FP, KEY + 62, R1)
     if sc.unbound_check:
@@ -196,7 +257,6 @@ def exit_program(sc: Syscall, fields, stash_fd: int, counts_fd: int, lay: Kernel
     p.mov(R1, imm=1).atomic_add(8, R0, 0, R1)
     p.label("out")
     p.mov(R0, imm=0).exit()
-    return p.assemble()
 
 
 @dataclass(frozen=True)

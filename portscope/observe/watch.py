@@ -86,8 +86,9 @@ class Watcher:
     bpf=True raises LoadError instead; bpf=False does not try.
     """
 
-    def __init__(self, netns: str | None = None, bpf: bool | None = None, *, own_netns_only: bool = False):
-        self.netns, self.want_bpf = netns, bpf
+    def __init__(self, netns: str | None = None, bpf: bool | None = None, *, own_netns_only: bool = False,
+                 mode: str | None = None):
+        self.netns, self.want_bpf, self.mode = netns, bpf, mode
         self.inode = netns_inode(netns)
         if self.inode is None and own_netns_only:
             self.inode = os.stat("/proc/thread-self/ns/net").st_ino
@@ -106,7 +107,7 @@ class Watcher:
         if self.want_bpf is False:
             self.bpf_note = "eBPF not asked for (--no-bpf)"
             return
-        fc = FailureCounter()
+        fc = FailureCounter(mode=self.mode)
         try:
             fc.start()
         except LoadError as e:
@@ -153,11 +154,13 @@ class Watcher:
     def window(self, seconds: float, *, sleep=None) -> Observation:
         """Watch for `seconds` and return what happened. On Ctrl-C the window ends early and
         KeyboardInterrupt carries the partial Observation as `.observation`."""
-        start = self.snapshot()
+        start = None
         try:
+            start = self.snapshot()
             (sleep or time.sleep)(seconds)
         except KeyboardInterrupt as e:
-            e.observation = self.observe(start, self.snapshot())
+            # before the window started there is nothing to show: observation None
+            e.observation = self.observe(start, self.snapshot()) if start is not None else None
             raise
         return self.observe(start, self.snapshot())
 
