@@ -1,6 +1,6 @@
 """`portscope pressure` vs `ss -tan` on the same namespace full of sockets, in one run.
 
-    sudo .venv/bin/python -m benchmarks.bench_pressure [--sockets 100000] [--rounds 7]
+    sudo .venv/bin/python -m benchmarks.bench_pressure [--sockets 100000] [--rounds 7] [--baseline DIR]
 
 Both commands run inside the namespace through `ip netns exec` (same overhead for both), as
 whole processes (interpreter start-up included: that is what a user or a monitoring agent
@@ -33,12 +33,12 @@ def portscope_cmd() -> list[str]:
             "import importlib.util, sys; from portscope.cli import main; main(sys.argv[1:])"]
 
 
-def timed(cmd: list[str]) -> tuple[float, float, bytes]:
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, bytes]:
     """Wall time, and CPU time (user + sys of the child and its children: what the command
     costs, far less disturbed than wall time when other work shares the cores)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, env=env)
     dt = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sockets", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="also time `pressure --json` from another checkout of portscope (its directory "
+                         "first on PYTHONPATH), in the same rounds: before/after a change, side by side")
     a = ap.parse_args(argv)
     ps = portscope_cmd()
     t0 = time.monotonic()
@@ -64,14 +67,19 @@ def main(argv=None) -> int:
             "portscope pressure --json": ns.cmd(*ps, "pressure", "--json"),
             "portscope pressure": ns.cmd(*ps, "pressure"),
         }
-        for c in cmds.values():          # warm caches once
-            timed(c)
+        envs: dict[str, dict] = {}
+        if a.baseline:
+            key = "baseline pressure --json"
+            cmds[key] = ns.cmd(*ps, "pressure", "--json")
+            envs[key] = dict(os.environ, PYTHONPATH=os.path.abspath(a.baseline))
+        for k, c in cmds.items():        # warm caches once
+            timed(c, envs.get(k))
         times: dict[str, list[float]] = {k: [] for k in cmds}
         cpus: dict[str, list[float]] = {k: [] for k in cmds}
         out = {}
         for _ in range(a.rounds):
             for k, c in cmds.items():
-                dt, cpu, out[k] = timed(c)
+                dt, cpu, out[k] = timed(c, envs.get(k))
                 times[k].append(dt)
                 cpus[k].append(cpu)
         lines = out["ss -tan"].decode().count("\n") - 1

@@ -77,6 +77,7 @@ def enable_run_stats() -> int:
     returned fd is open (nothing is left behind when it closes)."""
     import ctypes
     import struct as st
+
     from portscope.observe import bpf
     attr = ctypes.create_string_buffer(bpf.ATTR_SIZE)
     st.pack_into("<I", attr, 0, 0)
@@ -88,7 +89,6 @@ def enable_run_stats() -> int:
 
 def program_stats(fc) -> dict:
     """name -> (run_cnt, run_time_ns) of the counter's programs, from /proc/self/fdinfo."""
-    from portscope.observe.programs import SYSCALLS
     progs = []
     for fd in fc.objects.fds:
         try:
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
             cpu: dict = {"off": [], "on": []}
             prog_ns: dict = {}
             counted = 0
-            for r in range(a.rounds):
+            for _ in range(a.rounds):
                 for state in ("off", "on"):
                     if state == "off":
                         secs, cpus, fails = run_loop(ns, mode, a.connects)

@@ -1,20 +1,93 @@
 """portscope: show and control how a machine hands out port numbers.
 
-The public facade. Heavy modules load on first use so the CLI starts fast.
+The public API, flat: everything a library user needs is importable from here.
+
+    import portscope
+    facts = portscope.host_facts()                 # ephemeral range, reservations, sysctls
+    res = portscope.measure(top=5)                 # pressure per destination, findings
+    print(portscope.status(res), res.worst)
+    table = portscope.snapshot(("tcp",))           # the live socket table (columnar)
+    info = portscope.describe_port(8080)           # class, IANA services, holders
+    change = portscope.set_range(40000, 49999, netns="blue", dry_run=True)
+
+Names load on first use (module __getattr__), so `import portscope` stays cheap and the
+command line starts fast. No exported name is also a submodule's name (`portscope.suggest`
+is the module, `portscope.suggest_ports` the function), so neither can hide the other. docs/api.md documents each name with runnable examples.
 """
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .errors import BadInput, NotPermitted, PortscopeError, Unsupported  # noqa: E402
-from .ports import PortRange, PortSet, port_class  # noqa: E402
+from .errors import BadInput, NotPermitted, PortscopeError, SystemReadError, Unsupported  # noqa: E402
+from .ports import IANA_DYNAMIC, PortRange, PortSet, parse_port, port_class  # noqa: E402
 
-
-def host_facts(netns=None):
-    """The host's ephemeral range, reserved ports and related sysctls (see host.HostFacts)."""
-    from .host import facts
-    return facts(netns)
-
+# public name -> module that defines it (loaded on first access)
+_LAZY = {
+    "host_facts": "host", "HostFacts": "host",
+    "Namespace": "netns",
+    "snapshot": "sockets", "SocketTable": "sockets.table",
+    "analyze": "pressure", "PressureResult": "pressure", "Destination": "pressure", "GlobalUse": "pressure",
+    "measure": "datapath",
+    "Finding": "findings", "FINDING_IDS": "findings",
+    "status": "check", "evaluate_check": "check", "Check": "check",
+    "report_json": "report",
+    "describe_port": "portinfo", "PortFacts": "portinfo",
+    "suggest_ports": "suggest", "SuggestResult": "suggest",
+    "set_range": "settings", "change_reserved": "settings", "Change": "settings",
+    "run_simulation": "simulate", "workload": "simulate", "Workload": "simulate",
+    "Trend": "trend",
+}
 
 __all__ = [
-    "__version__", "BadInput", "NotPermitted", "PortscopeError", "Unsupported",
-    "PortRange", "PortSet", "port_class", "host_facts",
+    "__version__",
+    # errors (each carries its exit code)
+    "PortscopeError", "BadInput", "NotPermitted", "Unsupported", "SystemReadError",
+    # port numbers
+    "PortRange", "PortSet", "port_class", "parse_port", "IANA_DYNAMIC",
+    # the host and its namespaces
+    "host_facts", "HostFacts", "Namespace",
+    # sockets
+    "snapshot", "SocketTable",
+    # pressure, forecast, findings, verdicts
+    "measure", "analyze", "PressureResult", "Destination", "GlobalUse",
+    "Finding", "FINDING_IDS", "status", "evaluate_check", "Check", "report_json", "Trend",
+    # one port, and ports for a new server
+    "describe_port", "PortFacts", "suggest_ports", "SuggestResult",
+    # changes (validated, atomic, read back, rolled back)
+    "set_range", "change_reserved", "Change",
+    # the allocator simulator
+    "run_simulation", "workload", "Workload",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'portscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from .check import Check, evaluate_check, status
+    from .datapath import measure
+    from .findings import FINDING_IDS, Finding
+    from .host import HostFacts, host_facts
+    from .netns import Namespace
+    from .portinfo import PortFacts, describe_port
+    from .pressure import Destination, GlobalUse, PressureResult, analyze
+    from .report import report_json
+    from .settings import Change, change_reserved, set_range
+    from .simulate import Workload, run_simulation, workload
+    from .sockets import snapshot
+    from .sockets.table import SocketTable
+    from .suggest import SuggestResult, suggest_ports
+    from .trend import Trend

@@ -16,9 +16,19 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from itertools import compress
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
+
+from .errors import PortscopeError
+from .fsutil import atomic_write
+from .host import host_facts
+from .pressure import READ_STATE_NAMES, analyze, usable_ports
+from .sockets import ALL_PROTOS, snapshot
+from .sockets.masks import and_, is_
+from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES, SocketTable
+from .web import WebView
 
 log = logging.getLogger("portscope.exporter")
 
@@ -26,7 +36,6 @@ DEFAULT_LISTEN = "127.0.0.1:9917"
 DEFAULT_TOP = 20
 OTHER = "other"                       # dst label of the series summing every destination beyond top-N
 NETNS_DIR = "/run/netns"
-ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
 PORT_PROTOS = ("tcp", "udp", "udplite")   # share the ephemeral range (SCTP has its own allocator)
 
 
@@ -41,30 +50,22 @@ class Sample:
     pressure: object                  # PressureResult (top-N)
 
 
-def read_table(netns: str | None):
+def read_table(netns: str | None) -> SocketTable:
     """One read of every socket in every state, bound-only ones included (they hold
     ports), with the kernel's auto-bound bit; SCTP comes from /proc/net/sctp."""
-    from .pressure import READ_STATE_NAMES
-    from .sockets import snapshot
     return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True)
 
 
-def ports_in_use(table, usable) -> dict:
+def ports_in_use(table: SocketTable, usable: bytearray) -> dict:
     """proto name -> distinct ports of the usable pool held by that protocol's sockets."""
-    from .pressure import _and, _is
-    from .sockets.table import PROTO_CODES
-
     lports = table.local_port
     in_u = bytes(map(usable.__getitem__, lports))
     pb = table.proto.tobytes()
-    return {p: len(set(compress(lports, _and(_is(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
+    return {p: len(set(compress(lports, and_(is_(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
 
 
 def read_sample(netns: str | None, top: int) -> Sample:
-    from .host import facts as host_facts
-    from .pressure import analyze, usable_ports
-    from .sockets.table import PROTO_NAMES, STATE_NAMES
-
+    """One namespace's facts, socket counts, pool use and pressure (top-N), all from one table read."""
     facts = host_facts(netns)
     table = read_table(netns)
     counts = Counter(zip(table.proto, table.state))
@@ -77,6 +78,7 @@ def read_sample(netns: str | None, top: int) -> Sample:
 
 
 def list_netns() -> list[str]:
+    """Names under /run/netns (`ip netns add`), sorted; none when the directory is missing."""
     try:
         return sorted(n for n in os.listdir(NETNS_DIR) if not n.startswith("."))
     except FileNotFoundError:
@@ -89,8 +91,8 @@ class PortscopeCollector:
     targets: namespaces to read ("" or None = our own); all_netns: also every name under
     /run/netns, listed afresh at each scrape (containers come and go)."""
 
-    def __init__(self, targets=(None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
-                 reader=read_sample):
+    def __init__(self, targets: Iterable[str | None] = (None,), *, all_netns: bool = False, top: int = DEFAULT_TOP,
+                 reader: Callable[[str | None, int], Sample] = read_sample) -> None:
         self.targets = tuple(targets) or (None,)
         self.all_netns = all_netns
         self.top = top
@@ -99,15 +101,18 @@ class PortscopeCollector:
         self._lock = threading.Lock()
 
     def namespaces(self) -> list[str | None]:
+        """The namespaces this scrape reads: the targets, then (with all_netns) every named one."""
         out = list(dict.fromkeys(self.targets))
         if self.all_netns:
             out += [n for n in list_netns() if n not in out]
         return out
 
-    def describe(self):
+    def describe(self) -> list:
+        """No metrics at registration (prometheus_client calls this; see the comment)."""
         return []        # no describe-time read: registering must not take a snapshot
 
-    def collect(self):
+    def collect(self) -> list:
+        """Every metric family of one scrape, from one read per namespace."""
         with self._lock:          # setns + 100k-socket reads: one at a time
             return self._collect()
 
@@ -215,7 +220,7 @@ class Exporter:
     """Registry + single-flight rendering: a scrape that arrives while a collection runs
     waits for that collection and gets its bytes (at most one collection in flight)."""
 
-    def __init__(self, collector: PortscopeCollector):
+    def __init__(self, collector: PortscopeCollector) -> None:
         self.collector = collector
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
@@ -225,6 +230,7 @@ class Exporter:
         self._last: bytes = b""
 
     def render(self) -> bytes:
+        """The exposition text; concurrent callers wait for and share the scrape in progress."""
         from prometheus_client.exposition import generate_latest
 
         with self._cv:
@@ -248,36 +254,65 @@ class Exporter:
         return out
 
     def routes(self) -> dict:
+        """path -> callable giving (status, content type, body), for httpserver."""
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-        page = (b"<html><head><title>portscope exporter</title></head><body>"
-                b"<h1>portscope exporter</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n")
-        return {
-            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render()),
-            "/": lambda: (200, "text/html; charset=utf-8", page),
-        }
+        routes: dict = {"/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render())}
+        # the web view (portscope.web) of the first namespace: "/" and "/api/pressure",
+        # behind the same TLS and basic auth as /metrics (docs/web.md)
+        routes.update(WebView(self.collector.namespaces()[0], top=self.collector.top).routes())
+        return routes
 
 
 def write_textfile(path: str, data: bytes) -> None:
     """Atomic write for node_exporter's textfile collector (it reads *.prom only)."""
-    from .fsutil import atomic_write
     atomic_write(path, data)
 
 
+class TextfileErrors:
+    """portscope_textfile_write_errors_total: failed textfile writes since start. The loop
+    keeps retrying; the counter tells node_exporter's reader (once a write succeeds again)
+    and `portscope exporter --json` that some were lost. Registered in textfile mode only."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The one counter, for the registry."""
+        c = CounterMetricFamily("portscope_textfile_write_errors",
+                                "Textfile writes that failed (disk full, read-only, permission) since start.")
+        c.add_metric([], self.count)
+        yield c
+
+
 def run_textfile(exporter: Exporter, path: str, interval: float, *, count: int | None = None,
-                 stop: threading.Event | None = None) -> int:
-    """Write every `interval` seconds (count: stop after that many writes). Returns writes."""
+                 stop: threading.Event | None = None, strict: bool = False) -> int:
+    """Write every `interval` seconds (count: stop after that many tries). Returns writes.
+    A failed write is logged, counted in portscope_textfile_write_errors_total and retried at
+    the next interval; with `strict` (`--once`), the last failure is raised when no write
+    succeeded, so cron or a systemd timer sees a non-zero exit."""
     stop = stop or threading.Event()
+    errors = TextfileErrors()
+    exporter.registry.register(errors)
     n = tries = 0
-    while not stop.is_set():
-        t0 = time.monotonic()
-        tries += 1
-        try:
-            write_textfile(path, exporter.render())
-            n += 1
-        except OSError as e:
-            log.warning("cannot write %s: %s", path, e)
-        if count is not None and tries >= count:
-            break
-        stop.wait(max(0.0, interval - (time.monotonic() - t0)))
+    last: Exception | None = None
+    try:
+        while not stop.is_set():
+            t0 = time.monotonic()
+            tries += 1
+            try:
+                write_textfile(path, exporter.render())
+                n += 1
+            except (OSError, PortscopeError) as e:   # atomic_write names the file and the cause
+                errors.count += 1
+                last = e
+                if not (strict and count is not None and tries >= count):   # then it is the error line
+                    log.warning("%s (write %d failed; %d failed in all; retrying)", e, tries, errors.count)
+            if count is not None and tries >= count:
+                break
+            stop.wait(max(0.0, interval - (time.monotonic() - t0)))
+    finally:
+        exporter.registry.unregister(errors)
+    if strict and n == 0 and last is not None:
+        raise last
     return n

@@ -19,14 +19,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import replace
-from itertools import compress
 from ipaddress import ip_address
-from typing import Callable
+from itertools import compress
+from typing import TYPE_CHECKING, Callable
 
-from .pressure import Finding, PressureResult, analyze, row_masks, truncate
+from .findings import Finding, destination_label
+from .pressure import PressureResult, analyze, row_masks, truncate
+from .remedies import range_command, sysctl_command, wider_range
+from .sockets.table import PROTO_CODES, SocketTable
+
+if TYPE_CHECKING:
+    from .host import HostFacts
 
 
-def client_tuples(host_facts, table) -> set:
+def client_tuples(host_facts: HostFacts, table: SocketTable) -> set[tuple]:
     """(proto, laddr, lport, raddr, rport) of the client sockets analyze() counts (the same
     row masks, so both agree on what a client socket is)."""
     m = row_masks(host_facts, table)
@@ -52,7 +58,7 @@ def _mapped_loopback(a: str) -> bool:
     return bool(m and m.is_loopback)
 
 
-def forecast(host_facts, samples: list, *, top: int | None = None, process: bool = False,
+def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable]], *, top: int | None = None, process: bool = False,
              interval: float | None = None) -> PressureResult:
     """Analyse the last of `samples` [(monotonic_time, SocketTable), ...] (two or more) and add
     rate, steady state, sustainable rate and time to exhaustion to each destination."""
@@ -108,21 +114,19 @@ def forecast(host_facts, samples: list, *, top: int | None = None, process: bool
 
 
 def _raw_key(d) -> tuple:
-    from .sockets.table import PROTO_CODES
     return (PROTO_CODES.get(d.proto, d.proto), ip_address(d.src).packed, ip_address(d.dst).packed, d.dport)
 
 
 def _exhaustion_finding(ds, facts) -> Finding:
     ds = sorted(ds, key=lambda d: d.seconds_to_exhaustion)
     d = ds[0]
-    from .findings import _dname, _wider_range, range_command, sysctl_command
-    msg = (f"{len(ds)} destination(s) heading for exhaustion: {_dname(d)} opens {d.rate_per_s:.1f}/s, "
+    msg = (f"{len(ds)} destination(s) heading for exhaustion: {destination_label(d)} opens {d.rate_per_s:.1f}/s, "
            f"above the sustainable {d.sustainable_rate_per_s:.1f}/s; its {d.capacity} ports run out in "
            f"about {d.seconds_to_exhaustion:.0f} s")
     remedy = "reuse connections (keep-alive / a pool) so the rate of new connections drops"
     if facts.os == "linux" and facts.tcp_tw_reuse != 1:
         remedy += "; " + sysctl_command(facts, "net.ipv4.tcp_tw_reuse=1")
-    remedy += "; or widen the range: " + range_command(facts, *_wider_range(facts))
+    remedy += "; or widen the range: " + range_command(facts, *wider_range(facts))
     return Finding(id="destination-forecast-exhaustion", severity="critical", message=msg, remedy=remedy,
                    evidence={"destinations": [x.to_json(forecast=True) for x in ds[:10]], "count": len(ds)})
 

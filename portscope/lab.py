@@ -24,33 +24,41 @@ they take the same path as Ctrl-C).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from . import netns as _netns
+from . import pressure
 from .errors import BadInput, NotPermitted, PortscopeError, Unsupported
-from .ports import PortRange, PortSet
+from .host import host_facts
+from .host._common import run_command
+from .host.linux import write_key
+from .ports import MIN_USABLE_RANGE, PortRange, PortSet
+from .remedies import IP_BIND_ADDRESS_NO_PORT
+from .sockets import snapshot
 
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")
 # capacity counted per destination
 PER_DESTINATION_MODES = ("connect", "bind-no-port", "connect-close")
-IP_BIND_ADDRESS_NO_PORT = 24
 # the kernel's ways of saying "no port left"
 REFUSALS = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EAGAIN}
 
 NS_PREFIX = "pslab"
+LOCK_DIR = "/run/portscope-lab"     # NAME.lock, flock()ed by the live lab that made namespace NAME
 DEFAULT_RANGE = PortRange(40000, 40099)   # ends of different parity: all 100 ports usable
 SRC = "127.0.0.1"
 SRC6 = "::1"
 MAX_DESTINATIONS = 64
+MAX_SECONDS = 86400.0       # --timeout and --hold: a day is a bound, not a lab
 CONNECT_TIMEOUT = 5.0        # a loopback connect that takes this long is an error, not a wait
 FD_HEADROOM = 64             # listeners, netlink sockets, stdio...
 CHECKPOINTS = (0.25, 0.5, 0.75)
@@ -72,14 +80,15 @@ class Plan:
     family: int = 4              # 6: destinations are [::1]:80, [::1]:81, ... (one loopback address)
 
     def validate(self) -> "Plan":
+        """The plan itself if every option is in bounds; BadInput naming the first that is not."""
         if self.mode not in MODES:
             raise BadInput(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
         if not 1 <= self.destinations <= MAX_DESTINATIONS:
             raise BadInput(f"--destinations must be 1..{MAX_DESTINATIONS}, got {self.destinations}")
         if self.max_connects < 1:
             raise BadInput(f"--max-connects must be at least 1, got {self.max_connects}")
-        if not self.timeout > 0:
-            raise BadInput(f"--timeout must be positive, got {self.timeout}")
+        if not (isinstance(self.timeout, (int, float)) and 0 < self.timeout <= MAX_SECONDS):
+            raise BadInput(f"--timeout must be in (0, {MAX_SECONDS:g}] seconds, got {self.timeout}")
         if self.family not in (4, 6):
             raise BadInput(f"--family must be 4 or 6, got {self.family}")
         if self.tw_reuse is not None and self.tw_reuse not in (0, 1, 2):
@@ -87,13 +96,15 @@ class Plan:
         if not 0 <= self.listeners_in_range < self.range.size:
             raise BadInput(f"--listeners-in-range must be 0..{self.range.size - 1} for --range "
                            f"{self.range}, got {self.listeners_in_range}")
-        if self.hold < 0:
-            raise BadInput(f"--hold must be 0 or more, got {self.hold}")
+        if not (isinstance(self.hold, (int, float)) and 0 <= self.hold <= MAX_SECONDS):   # nan, inf too
+            raise BadInput(f"--hold must be in 0..{MAX_SECONDS:g} seconds, got {self.hold}")
         # the kernel refuses a range starting below ip_unprivileged_port_start (1024)
         if self.range.low < 1024:
             raise BadInput(f"--range must start at 1024 or above, got {self.range}")
-        if self.range.size < 2:
-            raise BadInput(f"--range needs at least 2 ports, got {self.range}")
+        usable = self.range.size - self.reserved.count_in(self.range)
+        if usable < MIN_USABLE_RANGE:
+            raise BadInput(f"--range {self.range} with --reserve {self.reserved or 'none'} leaves {usable} usable "
+                           f"port(s); the lab needs at least {MIN_USABLE_RANGE}")
         return self
 
     @property
@@ -112,10 +123,12 @@ class Plan:
 
     @property
     def af(self) -> int:
+        """The socket address family of `family`."""
         return socket.AF_INET6 if self.family == 6 else socket.AF_INET
 
     @property
     def src(self) -> str:
+        """The loopback address the clients connect from."""
         return SRC6 if self.family == 6 else SRC
 
     def destination_list(self) -> list[tuple[str, int]]:
@@ -126,6 +139,7 @@ class Plan:
 
 
 def label(dst: str, port: int) -> str:
+    """`ADDR:PORT`, an IPv6 address in brackets."""
     return f"[{dst}]:{port}" if ":" in dst else f"{dst}:{port}"
 
 
@@ -146,9 +160,11 @@ class Prediction:
 
     @property
     def left(self) -> int:
+        """Connections still predicted to succeed (never negative)."""
         return max(0, self.capacity - self.in_use)
 
     def to_json(self) -> dict:
+        """The prediction's JSON object (docs/json.md, lab exhaust)."""
         return {"capacity": self.capacity, "in_use": self.in_use, "left": self.left,
                 "utilization": round(self.utilization, 6),
                 "global_in_use": self.global_in_use, "global_capacity": self.global_capacity,
@@ -158,6 +174,8 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Step:
+    """One checkpoint of the run: what was opened so far, what was predicted, what the kernel refused."""
+
     destination: str         # "127.0.0.2:80"
     phase: str               # "start", "25%", "50%", "75%", "refused", "stopped"
     opened: int              # sockets opened to this destination so far
@@ -171,9 +189,11 @@ class Step:
 
     @property
     def errno_name(self) -> str | None:
+        """The refusal's symbolic name (e.g. "EADDRNOTAVAIL"), None without one."""
         return errno.errorcode.get(self.errno, str(self.errno)) if self.errno is not None else None
 
     def to_json(self) -> dict:
+        """One element of `steps` in `lab exhaust --json`."""
         return {"destination": self.destination, "phase": self.phase, "opened": self.opened,
                 "opened_total": self.opened_total,
                 "predicted": self.predicted.to_json() if self.predicted else None,
@@ -183,6 +203,8 @@ class Step:
 
 @dataclass(frozen=True)
 class DestinationOutcome:
+    """One destination's prediction against what the kernel actually allowed."""
+
     dst: str
     dport: int
     predicted: int | None    # connections portscope said would still succeed, at the start
@@ -194,15 +216,19 @@ class DestinationOutcome:
 
     @property
     def errno_name(self) -> str | None:
+        """The refusal's symbolic name, None when stopped before any refusal."""
         return errno.errorcode.get(self.errno, str(self.errno)) if self.errno is not None else None
 
     @property
     def match(self) -> bool | None:
+        """Did the kernel open exactly the predicted count (up to `slack` more)? None without a
+        prediction or a refusal to compare with."""
         if self.predicted is None or self.errno is None:
             return None
         return self.predicted <= self.opened <= self.predicted + self.slack
 
     def to_json(self) -> dict:
+        """One element of `destinations` in `lab exhaust --json`."""
         return {"dst": self.dst, "dport": self.dport, "predicted": self.predicted,
                 "opened": self.opened, "errno": self.errno, "errno_name": self.errno_name,
                 "call": self.call, "utilization_at_refusal": self.utilization_at_refusal,
@@ -211,6 +237,8 @@ class DestinationOutcome:
 
 @dataclass(frozen=True)
 class LabResult:
+    """The whole run: per-destination outcomes, checkpoints, why it stopped."""
+
     namespace: str
     plan: Plan
     destinations: tuple[DestinationOutcome, ...]
@@ -223,16 +251,19 @@ class LabResult:
 
     @property
     def opened_total(self) -> int:
+        """Connections opened to every destination together."""
         return sum(d.opened for d in self.destinations)
 
     @property
     def match(self) -> bool | None:
+        """True when every destination matched its prediction; None unless the run ended in refusals."""
         ms = [d.match for d in self.destinations]
         if self.stop_reason != "refused" or any(m is None for m in ms):
             return None
         return all(ms)
 
     def to_json(self) -> dict:
+        """The `lab exhaust --json` document (docs/json.md)."""
         p = self.plan
         return {
             "namespace": self.namespace, "mode": p.mode,
@@ -252,14 +283,18 @@ class LabResult:
 
 # ---------------------------------------------------------------- namespace lifecycle
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise PortscopeError(f"`ip {' '.join(args)}` failed: {r.stderr.strip() or r.returncode}")
-    return r
+def _ip(*args: str, check: bool = True) -> str:
+    """`ip ARGS` through the shared runner; with check=False a failure is only an empty answer."""
+    try:
+        return run_command(["ip", *args])
+    except PortscopeError:
+        if check:
+            raise
+        return ""
 
 
 def check_can_run() -> None:
+    """Refuse early, with the right exit code, where the lab cannot run (not Linux, not root, no `ip`)."""
     if not sys.platform.startswith("linux"):
         raise Unsupported("lab exhaust needs Linux network namespaces")
     if os.geteuid() != 0:
@@ -270,23 +305,54 @@ def check_can_run() -> None:
 
 def lab_namespaces() -> list[str]:
     """Names of lab namespaces that exist now (ours or left by a killed run)."""
-    out = _ip("netns", "list", check=False).stdout
+    out = _ip("netns", "list", check=False)
     return [ln.split()[0] for ln in out.splitlines() if ln.startswith(NS_PREFIX + "-")]
 
 
-def _owner_pid(name: str) -> int | None:
-    parts = name.split("-")
-    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+def _lock_path(name: str) -> str:
+    return os.path.join(LOCK_DIR, f"{name}.lock")
+
+
+def _take_lock(name: str, wait: bool) -> int | None:
+    """An exclusive flock on the lab's lock file: the fd, or None when a live lab holds it.
+    The kernel drops a flock when its holder dies (SIGKILL included), so a held lock means
+    a live lab and a free one means none, whatever happened to pids since."""
+    os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+    fd = os.open(_lock_path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release_lock(name: str, fd: int | None) -> None:
+    """Drop the lab's lock (None: it was never taken)."""
+    if fd is None:
+        return
+    try:
+        os.unlink(_lock_path(name))      # while still holding it: no one can take a stale one
+    except FileNotFoundError:
+        pass
+    os.close(fd)
 
 
 def clean_stale() -> list[str]:
-    """Delete lab namespaces whose creating process is gone (a run killed with SIGKILL)."""
+    """Delete lab namespaces no live lab holds (a run killed with SIGKILL). Liveness is the
+    lab's flock on LOCK_DIR/NAME.lock, not the pid in the name (reused pids, zombies)."""
     removed = []
     for name in lab_namespaces():
-        pid = _owner_pid(name)
-        if pid is not None and os.path.exists(f"/proc/{pid}"):
-            continue
-        _ip("netns", "delete", name, check=False)
+        fd = _take_lock(name, wait=False)
+        if fd is None:
+            continue                     # a live lab holds it
+        try:
+            _ip("netns", "delete", name, check=False)
+        finally:
+            _release_lock(name, fd)
         removed.append(name)
     return removed
 
@@ -309,6 +375,7 @@ def _signals_as_interrupt() -> Iterator[None]:
 
 
 def threading_main() -> bool:
+    """True in the main thread, the only one that may install signal handlers."""
     import threading
     return threading.current_thread() is threading.main_thread()
 
@@ -317,6 +384,7 @@ def threading_main() -> bool:
 def lab_namespace() -> Iterator[str]:
     """A fresh namespace named pslab-<our pid>-<random>, loopback up, always deleted."""
     name = f"{NS_PREFIX}-{os.getpid()}-{secrets.token_hex(3)}"
+    lock = _take_lock(name, wait=True)   # before the namespace exists: `lab clean` never sees it unlocked
     try:
         # inside the try: an interrupt right after `add` must still reach the delete
         _ip("netns", "add", name)
@@ -328,6 +396,7 @@ def lab_namespace() -> Iterator[str]:
         try:
             _ip("netns", "delete", name, check=False)
         finally:
+            _release_lock(name, lock)
             if old is not None:
                 signal.signal(signal.SIGINT, old)
 
@@ -340,9 +409,7 @@ def _write_sysctl(key: str, value: str, ns_inode: int) -> None:
     # /proc/sys/net resolves through the *calling thread's* namespace: check we are in the lab's
     if _ns_inode("/proc/thread-self/ns/net") != ns_inode:
         raise PortscopeError("refusing to write a sysctl outside the lab namespace")
-    path = "/proc/sys/" + key.replace(".", "/")
-    with open(path, "w") as f:
-        f.write(value)
+    write_key(key, value)
 
 
 def _configure(plan: Plan, ns_inode: int) -> None:
@@ -425,7 +492,7 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
         s.connect((dst, port))
     except OSError as e:
         s.close()
-        e.call = call
+        e.call = call  # type: ignore[attr-defined]  # read by Refusal: which syscall failed
         raise
     except BaseException:
         s.close()
@@ -437,9 +504,6 @@ def open_one(mode: str, dst: str, port: int) -> socket.socket:
 
 def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Prediction]:
     """Ask pressure.analyze about the live table and host facts of `namespace`."""
-    from . import pressure
-    from .host import facts as host_facts
-    from .sockets import snapshot
 
     proto = "udp" if plan.mode == "udp" else "tcp"
     per_dest = plan.mode in PER_DESTINATION_MODES
@@ -476,9 +540,9 @@ def portscope_predictor(plan: Plan, namespace: str) -> Callable[[str, int], Pred
 def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
                 on_ready: Callable[[str], None] | None = None,
                 on_hold: Callable[[str], None] | None = None,
-                predictor_factory=None) -> LabResult:
+                predictor_factory: Callable[[Plan, str], Callable[[str, int], Prediction]] | None = None,
+                ) -> LabResult:
     """Create the lab, exhaust it, report, and remove everything (also on Ctrl-C/SIGTERM)."""
-    from . import netns as _netns
 
     plan.validate()
     check_can_run()
@@ -501,7 +565,7 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
         _configure(plan, ns_inode)
         sockets: list[socket.socket] = []
         # closed before the namespace is deleted (ExitStack unwinds in reverse)
-        stack.callback(lambda: [s.close() for s in sockets])
+        stack.callback(_close_all, sockets)
         listeners = _listeners(plan)
         sockets.extend(listeners)
         listener_of = dict(zip(plan.destination_list(), listeners))
@@ -578,3 +642,8 @@ def run_exhaust(plan: Plan, on_step: Callable[[Step], None] | None = None,
     return LabResult(namespace=name, plan=plan, destinations=tuple(outcomes), steps=tuple(steps),
                      stop_reason=stop, elapsed_s=elapsed, global_start=global_start,
                      global_end=global_end, error=error)
+
+
+def _close_all(sockets: list[socket.socket]) -> None:
+    for s in sockets:
+        s.close()

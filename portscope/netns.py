@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 from .errors import BadInput, NotPermitted, Unsupported
@@ -35,37 +36,103 @@ def _setns(fd: int) -> None:
         raise OSError(e, os.strerror(e))
 
 
-def resolve(spec: str) -> str:
+@dataclass(frozen=True)
+class Namespace:
+    """One network namespace as the user named it: `NAME` (from `ip netns add`) or `pid:PID`.
+
+    Everything that names the namespace again derives from this one value: the file to
+    setns() into (`path`), the shell prefix a remedy runs through (`shell_prefix`), the
+    `portscope --netns ...` arguments (`portscope_args`), and the name shown (`str()`).
+    `parse` checks only the syntax; `path` checks that the namespace exists.
+    """
+
+    spec: str
+
+    @classmethod
+    def parse(cls, spec: "str | Namespace") -> "Namespace":
+        """Namespace from `NAME` or `pid:PID`; BadInput for an empty, blank or malformed spec."""
+        if isinstance(spec, Namespace):
+            return spec
+        # an empty or blank spec is an error, never "this host": a script passing an empty
+        # $NS must not change the host
+        if not isinstance(spec, str) or not spec.strip():
+            raise BadInput(f"--netns needs a name or pid:PID, got {spec!r} (leave --netns out for this host)")
+        if spec != spec.strip():
+            raise BadInput(f"bad --netns {spec!r}: leading or trailing blanks")
+        if spec.startswith("pid:"):
+            pid = spec[4:]
+            if not _is_ascii_digits(pid) or int(pid) == 0:
+                raise BadInput(f"bad --netns {spec!r}: expected pid:PID with a numeric PID")
+        elif "/" in spec or spec in (".", "..") or not spec.isprintable():
+            raise BadInput(f"bad --netns name {spec!r}")
+        return cls(spec)
+
+    @property
+    def pid(self) -> int | None:
+        """The process whose namespace this is (`pid:PID`), else None."""
+        return int(self.spec[4:]) if self.spec.startswith("pid:") else None
+
+    @property
+    def path(self) -> str:
+        """The namespace file to open; BadInput if the namespace does not exist."""
+        pid = self.pid
+        if pid is not None:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise BadInput(f"network namespace {self.spec!r} does not exist (no process {pid})")
+            return f"/proc/{pid}/ns/net"
+        for d in NETNS_RUN_DIRS:
+            path = os.path.join(d, self.spec)
+            if os.path.exists(path):
+                return path
+        raise BadInput(f"network namespace {self.spec!r} does not exist (see `ip netns list`)")
+
+    def shell_prefix(self) -> tuple[str, ...]:
+        """argv that runs a command inside this namespace (prepend it to the command)."""
+        pid = self.pid
+        if pid is not None:
+            return ("nsenter", f"--net=/proc/{pid}/ns/net")
+        return ("ip", "netns", "exec", self.spec)
+
+    def portscope_args(self) -> tuple[str, ...]:
+        """The global options that make `portscope` act on this namespace."""
+        return ("--netns", self.spec)
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def _is_ascii_digits(s: str) -> bool:
+    # str.isdigit() accepts other scripts' digits (e.g. Arabic-Indic), which int() would parse
+    return bool(s) and s.isascii() and s.isdigit()
+
+
+def parse(spec: "str | Namespace | None") -> Namespace | None:
+    """Namespace for a --netns value; None means this process's own namespace."""
+    return None if spec is None else Namespace.parse(spec)
+
+
+def check_spec(spec: object) -> str:
+    """NAME or pid:PID, well formed (existence is `Namespace.path`'s job); BadInput otherwise."""
+    return Namespace.parse(spec).spec  # type: ignore[arg-type]  # parse refuses non-strings itself
+
+
+def resolve(spec: "str | Namespace") -> str:
     """Path of the namespace file for NAME or pid:PID; BadInput if it does not exist."""
-    spec = (spec or "").strip()
-    if not spec:
-        raise BadInput("--netns needs a name or pid:PID")
-    if spec.startswith("pid:"):
-        pid = spec[4:]
-        if not pid.isdigit():
-            raise BadInput(f"bad --netns {spec!r}: expected pid:PID with a numeric PID")
-        path = f"/proc/{pid}/ns/net"
-        if not os.path.exists(f"/proc/{pid}"):
-            raise BadInput(f"network namespace {spec!r} does not exist (no process {pid})")
-        return path
-    if "/" in spec or spec in (".", ".."):
-        raise BadInput(f"bad --netns name {spec!r}")
-    for d in NETNS_RUN_DIRS:
-        path = os.path.join(d, spec)
-        if os.path.exists(path):
-            return path
-    raise BadInput(f"network namespace {spec!r} does not exist (see `ip netns list`)")
+    return Namespace.parse(spec).path
 
 
 @contextmanager
-def entered(spec: str | None) -> Iterator[None]:
-    """Run the block inside namespace `spec` (None: stay where we are), then come back."""
-    if not spec:
+def entered(spec: "str | Namespace | None") -> Iterator[None]:
+    """Run the block inside namespace `spec` (None: stay where we are), then come back.
+    Only None means "here": an empty or blank spec is refused by Namespace.parse."""
+    if spec is None:
         yield
         return
+    ns = Namespace.parse(spec)
+    spec = ns.spec
     if not hasattr(os, "setns") and not os.path.exists("/proc/self/ns/net"):
         raise Unsupported("network namespaces are a Linux feature")
-    path = resolve(spec)
+    path = ns.path
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except PermissionError:

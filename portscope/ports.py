@@ -5,9 +5,14 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .errors import BadInput
+from .numparse import is_digits
 
 MIN_PORT = 0
 MAX_PORT = 65535
+# the fewest usable ports (range minus reservations) an ephemeral range may have without
+# --force: with one, each destination gets one connection at a time and the next connect()
+# fails (EADDRNOTAVAIL). `range set` and `lab exhaust` share it.
+MIN_USABLE_RANGE = 2
 
 # RFC 6335 section 6
 SYSTEM = "system"    # 0-1023, well known
@@ -16,6 +21,7 @@ DYNAMIC = "dynamic"  # 49152-65535, dynamic/private/ephemeral
 
 
 def port_class(port: int) -> str:
+    """RFC 6335 class of a port: "system" (0-1023), "user" (1024-49151) or "dynamic"."""
     check_port(port)
     if port <= 1023:
         return SYSTEM
@@ -25,17 +31,21 @@ def port_class(port: int) -> str:
 
 
 def check_port(port: int, what: str = "port") -> int:
+    """`port` itself if it is an int in 0..65535 (bool is not a port); BadInput naming `what` otherwise."""
     if isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT:
         raise BadInput(f"{what} must be an integer in 0..65535, got {port!r}")
     return port
 
 
 def parse_port(text: str | int, what: str = "port") -> int:
+    """A port number 0..65535 from ASCII digits (or an int); BadInput otherwise."""
     if isinstance(text, int):
         return check_port(text, what)
     s = str(text).strip()
-    if not s.isdigit():
-        raise BadInput(f"{what} must be an integer in 0..65535, got {text!r}")
+    if not is_digits(s):     # ASCII only: str.isdigit() is true for "٤٠٠٠٠" and "²"
+        if s.startswith("-") and is_digits(s[1:]):
+            raise BadInput(f"{what} must be an integer in 0..65535, got {s} (a negative number)")
+        raise BadInput(f"{what} must be an integer in 0..65535 written in digits 0-9, got {text!r}")
     return check_port(int(s), what)
 
 
@@ -67,6 +77,7 @@ class PortRange:
 
     @property
     def size(self) -> int:
+        """Number of ports in the range, both ends included."""
         return self.high - self.low + 1
 
     @property
@@ -84,10 +95,19 @@ class PortRange:
         return self.size
 
     def overlaps(self, other: "PortRange") -> bool:
+        """True if the two ranges share at least one port."""
         return self.low <= other.high and other.low <= self.high
+
+    def to_json(self) -> dict:
+        """`{"low", "high", "size"}`: how every JSON document writes a range."""
+        return {"low": self.low, "high": self.high, "size": self.size}
 
     def __str__(self) -> str:
         return f"{self.low}-{self.high}" if self.low != self.high else str(self.low)
+
+
+# RFC 6335 section 6: the dynamic/private range IANA recommends for ephemeral ports
+IANA_DYNAMIC = PortRange(49152, 65535)
 
 
 class PortSet:
@@ -111,6 +131,7 @@ class PortSet:
 
     @classmethod
     def parse(cls, text: str) -> "PortSet":
+        """The set written in the kernel's list syntax ("1,2-4"); BadInput for anything else."""
         s = str(text).strip()
         if not s:
             return cls()
@@ -121,6 +142,9 @@ class PortSet:
                 raise BadInput(f"empty item in port list {text!r}")
             # spaces may surround items and dashes, never split a number: "80 80" is an error
             parts = [x.strip() for x in item.split("-")]
+            if len(parts) == 2 and not parts[0] and parts[1]:
+                raise BadInput(f"not a port or range: {item!r} in {text!r} (ports are 0..65535; "
+                               f"a leading '-' makes a negative number, not a range)")
             if any(len(x.split()) > 1 for x in parts):
                 raise BadInput(f"not a port or range: {item!r} in {text!r} (separate items with commas)")
             if len(parts) == 1:
@@ -134,10 +158,12 @@ class PortSet:
 
     @classmethod
     def of(cls, ports: Iterable[int]) -> "PortSet":
+        """The set of the given single ports."""
         return cls(PortRange(p, p) for p in ports)
 
     @property
     def ranges(self) -> tuple[PortRange, ...]:
+        """The sorted, merged, non-adjacent ranges that make up the set."""
         return self._ranges
 
     def __contains__(self, port: object) -> bool:
@@ -163,9 +189,11 @@ class PortSet:
         return hash(self._ranges)
 
     def union(self, other: "PortSet") -> "PortSet":
+        """Ports in either set."""
         return PortSet(self._ranges + other._ranges)
 
     def difference(self, other: "PortSet") -> "PortSet":
+        """Ports in this set and not in `other`."""
         out: list[PortRange] = []
         for r in self._ranges:
             pieces = [r]
@@ -182,6 +210,14 @@ class PortSet:
                 pieces = nxt
             out.extend(pieces)
         return PortSet(out)
+
+    def intersection(self, other: "PortSet") -> "PortSet":
+        """Ports in both sets."""
+        return self.difference(self.difference(other))
+
+    __and__ = intersection
+    __or__ = union
+    __sub__ = difference
 
     def count_in(self, rng: PortRange) -> int:
         """How many ports of this set lie inside rng."""

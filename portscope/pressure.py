@@ -43,16 +43,31 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import compress
+from typing import TYPE_CHECKING, Collection
 
+from . import netns as _netns
+from .findings import Finding, evaluate
 from .ports import PortRange, PortSet
+from .sockets import netlink, snapshot
+from .sockets.masks import and_, is_, not_, or_
 from .sockets.table import (
-    AUTO_NO, PROTO_NAMES, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, STATE_CODES, TCP_LISTEN,
-    TCP_TIME_WAIT, format_addr,
+    AUTO_NO,
+    PROTO_NAMES,
+    PROTO_TCP,
+    PROTO_UDP,
+    PROTO_UDPLITE,
+    STATE_CODES,
+    TCP_LISTEN,
+    TCP_TIME_WAIT,
+    SocketTable,
+    format_addr,
 )
 
-SEVERITIES = ("critical", "warning", "info")
+if TYPE_CHECKING:
+    from .host import HostFacts
+
 PARITY_FAR = 0.5     # bind(0) inference only while a destination uses < half its LOW-parity ports
 _BOUND_INACTIVE = 13
 _UDP_PROTOS = (PROTO_UDP, PROTO_UDPLITE)
@@ -80,9 +95,18 @@ class Destination:
 
     @property
     def key(self) -> tuple:
+        """(proto, src, dst, dport): what identifies the destination across samples."""
         return (self.proto, self.src, self.dst, self.dport)
 
+    @property
+    def label(self) -> str:
+        """`SRC -> DST:DPORT`, an IPv6 destination in brackets."""
+        dst = f"[{self.dst}]" if ":" in self.dst else self.dst
+        return f"{self.src} -> {dst}:{self.dport}"
+
     def to_json(self, forecast: bool = False) -> dict:
+        """The destination's JSON object; the forecast keys only when `forecast` (their presence
+        tells a sampled run from a single snapshot)."""
         d = {
             "proto": self.proto, "src": self.src, "dst": self.dst, "dport": self.dport,
             "in_use": self.in_use, "time_wait": self.time_wait, "capacity": self.capacity,
@@ -120,26 +144,16 @@ class GlobalUse:
     udp_exclusive: int            # |G_udp|
 
     def to_json(self) -> dict:
+        """Every field by its name, utilization rounded to 6 places."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["utilization"] = round(self.utilization, 6)
         return d
 
 
 @dataclass(frozen=True)
-class Finding:
-    id: str                       # stable, e.g. "destination-critical"
-    severity: str                 # "critical" | "warning" | "info"
-    message: str
-    remedy: str                   # the exact command or code change
-    evidence: dict = field(default_factory=dict, compare=False)
-
-    def to_json(self) -> dict:
-        return {"id": self.id, "severity": self.severity, "message": self.message,
-                "remedy": self.remedy, "evidence": self.evidence}
-
-
-@dataclass(frozen=True)
 class ProcessUse:
+    """Client sockets (and the distinct ports they hold) of one process."""
+
     pid: int | None
     command: str | None
     in_use: int                   # client sockets with a local port in U
@@ -147,11 +161,14 @@ class ProcessUse:
                                   # docs/json.md documents processes[] key by key)
 
     def to_json(self) -> dict:
+        """`{"pid", "command", "in_use"}` (pid and command null when unknown)."""
         return {"pid": self.pid, "command": self.command, "in_use": self.in_use}
 
 
 @dataclass(frozen=True)
 class PressureResult:
+    """Everything analyze() found: global use, destinations worst first, findings."""
+
     os: str
     range: PortRange
     reserved: PortSet
@@ -175,6 +192,7 @@ class PressureResult:
 
     @property
     def worst(self) -> Destination | None:
+        """The most utilized destination, None without any."""
         return self.destinations[0] if self.destinations else None
 
     def new_destination_capacity(self, proto: str = "tcp") -> int:
@@ -197,12 +215,14 @@ class PressureResult:
         return max(0, self.global_.capacity - self.range_window_loss)
 
     def destination(self, dst: str, dport: int, proto: str = "tcp", src: str | None = None) -> Destination | None:
+        """The destination to dst:dport over proto (from `src` when given); None if not among them."""
         for d in self.destinations:
             if d.dst == dst and d.dport == dport and d.proto == proto and (src is None or d.src == src):
                 return d
         return None
 
     def to_json(self) -> dict:
+        """The `pressure --json` document (docs/json.md)."""
         fc = self.forecast is not None
         d = {
             "global": self.global_.to_json(),
@@ -230,7 +250,7 @@ def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(x, nd)
 
 
-def window_loss(host_facts, usable: bytearray, held=()) -> int:
+def window_loss(host_facts: HostFacts, usable: bytearray, held: Collection[int] = ()) -> int:
     """1 when connect() may skip a port it could have used: equal-parity ends on Linux, and
     LOW or HIGH (the only ports a window can leave out) in the pool and not held by bind()
     (see the module doc); else 0."""
@@ -252,79 +272,52 @@ def usable_ports(rng: PortRange, reserved: PortSet) -> bytearray:
     return flags
 
 
-_NOT = bytes([1] + [0] * 255)          # 0 -> 1, anything else -> 0
-
-
-def _and(*masks: bytes) -> bytes:
-    """Row-wise AND of 0/1 byte masks (one big-int operation, not a loop)."""
-    v = int.from_bytes(masks[0], "little")
-    for x in masks[1:]:
-        v &= int.from_bytes(x, "little")
-    return v.to_bytes(len(masks[0]), "little")
-
-
-def _or(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(len(a), "little")
-
-
-def _not(mask: bytes) -> bytes:
-    return mask.translate(_NOT)
-
-
-def _is(values: bytes, *codes: int) -> bytes:
-    """0/1 mask of the rows whose byte value is one of codes."""
-    tab = bytearray(256)
-    for c in codes:
-        tab[c] = 1
-    return values.translate(tab)
-
-
 class RowMasks:
     """0/1 byte masks over the table's rows that the pressure model needs."""
 
-    def __init__(self, host_facts, t, usable: bytearray | None = None):
+    def __init__(self, host_facts: HostFacts, t: SocketTable, usable: bytearray | None = None) -> None:
         rng = host_facts.ephemeral
         if usable is None:
             usable = usable_ports(rng, host_facts.reserved)
         n = len(t)
         self.pb, sb = t.proto.tobytes(), t.state.tobytes()
         lports = t.local_port
-        self.listen_ports = lp = set(compress(lports, _and(_is(sb, TCP_LISTEN), _is(self.pb, PROTO_TCP))))
+        self.listen_ports = lp = set(compress(lports, and_(is_(sb, TCP_LISTEN), is_(self.pb, PROTO_TCP))))
         lp.update(p for pr, p in (getattr(t, "listen_ports", None) or ()) if pr == PROTO_TCP)
         if n and not host_facts.reserved.count_in(rng) and rng.low <= min(lports) and max(lports) <= rng.high:
-            in_u = b"\x01" * n          # the kernel already filtered on the range (read_sockets)
+            in_u = b"\x01" * n          # the kernel already filtered on the range (snapshot_in_range)
         else:
             in_u = bytes(map(usable.__getitem__, lports))
         connected = bytes(map(bool, t.remote_port))
-        server = _or(_is(sb, TCP_LISTEN), bytes(map(lp.__contains__, lports)) if lp else bytes(n))
-        tcp = _and(_is(self.pb, PROTO_TCP), in_u, _not(server))
-        bound_only = _or(_not(connected), _is(sb, _BOUND_INACTIVE))
-        self.tcp_client = _and(tcp, _not(bound_only))
-        self.tcp_bound_only = _and(tcp, bound_only)
-        self.udp_in_u = _and(_is(self.pb, *_UDP_PROTOS), in_u)
-        self.udp_client = _and(self.udp_in_u, connected)
-        self.client = _or(self.tcp_client, self.udp_client)
-        self.tw = _is(sb, TCP_TIME_WAIT)
+        server = or_(is_(sb, TCP_LISTEN), bytes(map(lp.__contains__, lports)) if lp else bytes(n))
+        tcp = and_(is_(self.pb, PROTO_TCP), in_u, not_(server))
+        bound_only = or_(not_(connected), is_(sb, _BOUND_INACTIVE))
+        self.tcp_client = and_(tcp, not_(bound_only))
+        self.tcp_bound_only = and_(tcp, bound_only)
+        self.udp_in_u = and_(is_(self.pb, *_UDP_PROTOS), in_u)
+        self.udp_client = and_(self.udp_in_u, connected)
+        self.client = or_(self.tcp_client, self.udp_client)
+        self.tw = is_(sb, TCP_TIME_WAIT)
         ab = t.auto_bound.tobytes()
-        self.auto_no = _is(ab, AUTO_NO) if len(ab) == n else bytes(n)   # empty column: unknown
+        self.auto_no = is_(ab, AUTO_NO) if len(ab) == n else bytes(n)   # empty column: unknown
         # the low byte of each port gives its parity
         low = lports.tobytes()[0::2] if sys.byteorder == "little" else lports.tobytes()[1::2]
-        self.same_par = _is(low, *range(rng.low & 1, 256, 2))
+        self.same_par = is_(low, *range(rng.low & 1, 256, 2))
         self.tcp_keys = lambda: zip(t.local_addr, t.remote_addr, t.remote_port)
         self.udp_keys = lambda: zip(t.proto, t.local_addr, t.remote_addr, t.remote_port)
 
-    def proto_is(self, pr: int) -> bytes:
-        return _is(self.pb, pr)
+    def protois_(self, pr: int) -> bytes:
+        """Mask of the rows of protocol number `pr`."""
+        return is_(self.pb, pr)
 
 
-def row_masks(host_facts, table, usable=None) -> RowMasks:
+def row_masks(host_facts: HostFacts, table: SocketTable, usable: bytearray | None = None) -> RowMasks:
+    """The masks analyze() and the exporter share (`usable` saves recomputing the pool flags)."""
     return RowMasks(host_facts, table, usable)
 
 
-def analyze(host_facts, socket_table, *, top: int | None = None, process: bool = False) -> PressureResult:
+def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None = None, process: bool = False) -> PressureResult:
     """Pressure of `socket_table` against the range and reservations in `host_facts`."""
-    from . import findings as _findings
-
     rng: PortRange = host_facts.ephemeral
     usable = usable_ports(rng, host_facts.reserved)
     n_usable = usable.count(1)
@@ -342,16 +335,16 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     # selected rows become tuples.
     keys = m.tcp_keys
     tcp_client, client = m.tcp_client, m.client
-    dest_n = Counter(compress(keys(), tcp_client))
+    dest_n: Counter[tuple] = Counter(compress(keys(), tcp_client))
     udp_keys = list(compress(m.udp_keys(), m.udp_client))
     dest_n.update(udp_keys)
-    dest_tw = Counter(compress(keys(), _and(tcp_client, m.tw)))
+    dest_tw = Counter(compress(keys(), and_(tcp_client, m.tw)))
     n_tw = sum(dest_tw.values())
-    explicit = _and(tcp_client, m.auto_no)
-    auto_tcp = _and(tcp_client, _not(m.auto_no))
-    dest_bind = Counter(compress(keys(), explicit))
+    explicit = and_(tcp_client, m.auto_no)
+    auto_tcp = and_(tcp_client, not_(m.auto_no))
+    dest_bind: Counter[tuple] = Counter(compress(keys(), explicit))
     dest_bind.update(udp_keys)                              # every UDP socket holds its port
-    cand_mask = _and(auto_tcp, _not(m.same_par))
+    cand_mask = and_(auto_tcp, not_(m.same_par))
     has_cand = bool(cand_mask.count(1))
     # ports -> TCP client sockets: the parity rule needs the counts, the global view only the set
     tcp_port_n = Counter(compress(lports, tcp_client)) if has_cand else dict.fromkeys(compress(lports, tcp_client), 1)
@@ -359,10 +352,10 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     g_tcp_sure.update(compress(lports, m.tcp_bound_only))  # bound, not connected
     g_udp: dict[int, set] = {}
     for pr in set(compress(protos, m.udp_in_u)):
-        g_udp[pr] = set(compress(lports, _and(m.udp_in_u, m.proto_is(pr))))
+        g_udp[pr] = set(compress(lports, and_(m.udp_in_u, m.protois_(pr))))
     candidates = list(compress(zip(lports, keys()), cand_mask)) if has_cand else []
     # LOW-parity use per destination, needed only to judge the other-parity candidates
-    dest_same = Counter(compress(keys(), _and(auto_tcp, m.same_par))) if candidates else Counter()
+    dest_same = Counter(compress(keys(), and_(auto_tcp, m.same_par))) if candidates else Counter()
     connect_rows = list(compress(range(len(t)), client)) if (process and t.pid is not None) else []
 
     # bind(0)+connect inference (see module doc)
@@ -390,7 +383,7 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     if g_tcp_inferred and saturated:
         # Then a lone socket on a LOW-parity port, to a destination that already binds
         # before connecting, is taken to be bound as well (a program binds all or none).
-        for lp, key in compress(zip(lports, keys()), _and(auto_tcp, m.same_par)):
+        for lp, key in compress(zip(lports, keys()), and_(auto_tcp, m.same_par)):
             if tcp_port_n[lp] == 1 and key in bind_dests:
                 g_tcp_inferred.add(lp)
                 dest_bind[key] += 1
@@ -435,7 +428,7 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
     dests.sort(key=lambda d: (-d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src))
 
     procs: tuple[ProcessUse, ...] = ()
-    if connect_rows:
+    if connect_rows and t.pid is not None:    # connect_rows is only filled with pids
         pids, cmds = t.pid, t.command
         by_pid = Counter(pids[i] for i in connect_rows)
         ports_of: dict = {}
@@ -458,7 +451,7 @@ def analyze(host_facts, socket_table, *, top: int | None = None, process: bool =
         listener_ports=tuple(sorted(listen_in_u)),
         connect_window_loss=loss, range_window_loss=window_loss(host_facts, usable),
     )
-    result = replace(result, findings=tuple(_findings.evaluate(result, host_facts, process=process)))
+    result = replace(result, findings=tuple(evaluate(result, host_facts, process=process)))
     return truncate(result, top)
 
 
@@ -470,16 +463,13 @@ READ_STATES = set(range(1, 14))
 READ_STATE_NAMES = tuple(STATE_CODES)       # the same, by name, for sockets.snapshot()
 
 
-def read_sockets(host_facts, netns: str | None = None, *, owners: bool = False):
+def snapshot_in_range(host_facts: HostFacts, netns: str | None = None, *, owners: bool = False) -> SocketTable:
     """The socket table pressure needs: sockets with a local port in the range, with the
     kernel's AUTO bit. On Linux this reads sock_diag directly and skips the facade's
     ephemeral classification, which analyze() does not use (it is a third of the time at
     100k sockets); anything else (owners, netlink refused, other OSes) goes through
     sockets.snapshot()."""
-    from .sockets import snapshot
     if not owners and sys.platform.startswith("linux"):
-        from . import netns as _netns
-        from .sockets import netlink
         try:
             with _netns.entered(netns):
                 return netlink.read_table(SNAPSHOT_PROTOS, (4, 6), READ_STATES, host_facts.ephemeral, auto=True)
@@ -487,6 +477,9 @@ def read_sockets(host_facts, netns: str | None = None, *, owners: bool = False):
             pass
     return snapshot(protos=SNAPSHOT_PROTOS, sport=host_facts.ephemeral, owners=owners,
                     netns=netns, facts=host_facts, states=READ_STATE_NAMES)
+
+
+read_sockets = snapshot_in_range     # the name earlier releases (and docs/pressure.md) used
 
 
 def truncate(result: PressureResult, top: int | None) -> PressureResult:

@@ -50,14 +50,17 @@ class Service:
 
     @property
     def is_range(self) -> bool:
+        """True for a row registered on a port range rather than one port."""
         return self.low is not None and self.high != self.low
 
     def covers(self, port: int, proto: str | None = None) -> bool:
-        if self.low is None or not self.low <= port <= self.high:
+        """Does the row include `port` (for `proto`, when given; a row without protocols covers all)?"""
+        if self.low is None or self.high is None or not self.low <= port <= self.high:
             return False
         return proto is None or not self.protos or proto in self.protos
 
     def port_text(self) -> str:
+        """"80" or "6000-6063" ("" for a row without a port)."""
         if self.low is None:
             return ""
         return str(self.low) if self.high == self.low else f"{self.low}-{self.high}"
@@ -72,7 +75,7 @@ class Registry:
     tuples) call `services`, which parses everything once.
     """
 
-    def __init__(self, text: str, source: str = "<registry>"):
+    def __init__(self, text: str, source: str = "<registry>") -> None:
         lines_start = text.find("\n") + 1
         head = text[:lines_start].strip()
         if not head.startswith(FORMAT_TAG):
@@ -89,6 +92,7 @@ class Registry:
 
     @classmethod
     def of(cls, services: Iterable[Service], meta: dict | None = None) -> "Registry":
+        """A registry of the given rows (encoded as the shipped file would be)."""
         return cls(encode(services, meta))
 
     def _parse(self, line: str) -> Service:
@@ -118,6 +122,7 @@ class Registry:
 
     @property
     def services(self) -> tuple[Service, ...]:
+        """Every row, parsed on first use (most lookups never need them all)."""
         if self._services is None:
             self._services = tuple(self._parse(ln) for ln in self._text.split("\n") if ln)
         return self._services
@@ -136,6 +141,7 @@ class Registry:
         return self._range_spans
 
     def range_rows(self) -> tuple[Service, ...]:
+        """The rows registered on port ranges, parsed on first use."""
         if self._ranges is None:
             self._ranges = tuple(self._parse(line) for _, _, line in self._spans())
         return self._ranges
@@ -164,6 +170,7 @@ class Registry:
         return _status_of(self.rows_for_port(port, proto))
 
     def is_assigned(self, port: int, proto: str) -> bool:
+        """True when IANA lists `port`/`proto` as assigned to a service."""
         return self.status(port, proto) == ASSIGNED
 
     def taken_ports(self, proto: str) -> bytearray:
@@ -174,13 +181,15 @@ class Registry:
         for s in self.services:
             # Unassigned rows (often whole ranges) set nothing, so they never hide a
             # single assignment inside them
-            if s.low is not None and s.status != UNASSIGNED and (not s.protos or proto in s.protos):
+            if (s.low is not None and s.high is not None and s.status != UNASSIGNED
+                    and (not s.protos or proto in s.protos)):
                 flags[s.low:s.high + 1] = b"\x01" * (s.high - s.low + 1)
         self._taken[proto] = bytes(flags)
         return flags
 
     # name -> ports
     def rows_for_name(self, name: str, proto: str | None = None) -> list[Service]:
+        """Rows registered under service `name` (case-insensitive), with or without a port."""
         key = name.strip().lower()
         if not key or "\t" in key or "\n" in key:
             return []
@@ -206,11 +215,14 @@ class Registry:
         if self._lower is False:
             low = self._text.lower()
             self._lower = low if len(low) == len(self._text) else None
-        return self._lower
+        return None if isinstance(self._lower, bool) else self._lower
 
     def _find_name(self, key: str) -> list[Service]:
         # the lower-cased text has the same offsets (see _lowered), so find there, parse the original
-        low, text, out = self._lowered(), self._text, []
+        low, text = self._lowered(), self._text
+        out: list[Service] = []
+        if low is None:
+            return out
         for code in _CODE_STATUS:
             needle = f"\t{code.lower()}\t{key}\t"
             i = low.find(needle)
@@ -226,7 +238,7 @@ class Registry:
         """Sorted port numbers registered under `name` (ranges expanded)."""
         ports: set[int] = set()
         for s in self.rows_for_name(name, proto):
-            if s.low is not None:
+            if s.low is not None and s.high is not None:
                 ports.update(range(s.low, s.high + 1))
         return sorted(ports)
 
@@ -348,8 +360,8 @@ def parse_iana_csv(text: str, source: str = "csv") -> list[Service]:
         for d, ps in others:
             if d and d.lower() not in first.lower():
                 desc += f"; {'/'.join(sorted(ps, key=_proto_order)) or 'any'}: {d}"
-        ps = () if "" in protos else tuple(sorted(protos, key=_proto_order))
-        out.append(Service(name, low, high, ps, status, desc))
+        transports = () if "" in protos else tuple(sorted(protos, key=_proto_order))
+        out.append(Service(name, low, high, transports, status, desc))
     return out
 
 
@@ -397,6 +409,7 @@ def merge_services(base: Iterable[Service], extra: Iterable[Service]) -> tuple[l
 # the shipped file -----------------------------------------------------------------
 
 def encode(services: Iterable[Service], meta: dict | None = None) -> str:
+    """The shipped data file's text for `services` (with `meta` in its header line)."""
     # range rows first (a short block the reader scans once), then by port; no-port rows last
     rows = sorted(services, key=lambda s: (s.low is None, not s.is_range, s.low or 0, s.high or 0, s.name))
     head = FORMAT_TAG + "".join(f" {k}={v}" for k, v in (meta or {}).items())
@@ -411,6 +424,7 @@ def encode(services: Iterable[Service], meta: dict | None = None) -> str:
 
 
 def decode(text: str, source: str = DATA_FILE) -> Registry:
+    """A registry over encoded text (`source` names it in errors)."""
     return Registry(text, source)
 
 
@@ -425,6 +439,7 @@ def write_data(services: Iterable[Service], path: str, meta: dict | None = None)
 
 
 def read_data(path: str = DATA_FILE) -> Registry:
+    """The registry in the gzipped data file at `path`."""
     try:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             return decode(f.read(), path)
@@ -446,6 +461,7 @@ def default() -> Registry:
 
 
 def check_proto(proto: str | None) -> str | None:
+    """`proto` lower-cased if it is one IANA registers (tcp, udp, sctp, dccp); None stays None; BadInput else."""
     if proto is None:
         return None
     p = proto.strip().lower()
@@ -455,9 +471,11 @@ def check_proto(proto: str | None) -> str | None:
 
 
 def services_for_port(port: int, proto: str | None = None) -> list[Service]:
+    """Services the shipped registry assigns on `port` (for `proto`, when given)."""
     return default().services_for_port(port, check_proto(proto))
 
 
 def ports_for_name(name: str, proto: str | None = None) -> list[int]:
+    """Ports the shipped registry lists under service `name`."""
     return default().ports_for_name(name, check_proto(proto))
 

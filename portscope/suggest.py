@@ -20,17 +20,25 @@ import errno
 import random
 import socket
 from dataclasses import dataclass
+from typing import Iterable
 
+from . import netns as _netns
 from . import registry
 from .errors import BadInput
-from .ports import DYNAMIC, PortRange, check_port, port_class
+from .host import HostFacts
+from .host import host_facts as read_facts
+from .portinfo import bound_sockets, has_cap_net_bind_service
+from .ports import DYNAMIC, IANA_DYNAMIC, PortRange, check_port, port_class
+from .remedies import reserve_add_command
+from .sockets import snapshot
 
-IANA_DYNAMIC = PortRange(49152, 65535)
 MAX_TRIALS = 500   # trial binds per call: bounded even when the table is stale
 
 
 @dataclass(frozen=True)
 class Suggestion:
+    """One port judged by suggest's rules: why it is safe, or what stands in the way."""
+
     port: int
     reasons: tuple[str, ...]                 # why it is safe
     problems: tuple[str, ...] = ()           # why it is not (check mode)
@@ -39,9 +47,11 @@ class Suggestion:
 
     @property
     def safe(self) -> bool:
+        """True when no rule objects to the port."""
         return not self.problems
 
     def to_json(self) -> dict:
+        """One element of `ports` in `suggest --json`."""
         return {"port": self.port, "reasons": list(self.reasons), "safe": self.safe,
                 "problems": list(self.problems), "commands": list(self.commands),
                 "in_use": list(self.in_use)}
@@ -49,6 +59,8 @@ class Suggestion:
 
 @dataclass(frozen=True)
 class SuggestResult:
+    """What `suggest` found (or what `suggest --port N` judged), with the facts it used."""
+
     ports: tuple[Suggestion, ...]
     protos: tuple[str, ...]
     ephemeral: PortRange
@@ -60,6 +72,7 @@ class SuggestResult:
     sockets_backend: str | None = None
 
     def to_json(self) -> dict:
+        """The `suggest --json` document (docs/json.md)."""
         return {
             "ports": [s.to_json() for s in self.ports],
             "protos": list(self.protos),
@@ -75,7 +88,7 @@ class SuggestResult:
 def _protos(protos) -> tuple[str, ...]:
     if isinstance(protos, str):
         protos = protos.replace(",", " ").split()
-    out = tuple(dict.fromkeys(registry.check_proto(p) for p in protos))
+    out = tuple(dict.fromkeys(str(registry.check_proto(p)) for p in protos))
     if not out:
         raise BadInput("--proto needs at least one protocol")
     return out
@@ -116,7 +129,6 @@ def trial_bind(port: int) -> str | None:
 
 def _bound_ports(netns, facts) -> tuple[dict[int, list[int]], str, int]:
     """port -> table rows holding it (TCP and UDP, every state), the backend, the socket count."""
-    from .sockets import snapshot
 
     table = snapshot(("tcp", "udp"), netns=netns, facts=facts, classify=False)
     by_port: dict[int, list[int]] = {}
@@ -143,16 +155,15 @@ def _search_range(privileged: bool, allow_dynamic: bool, start: int, search: Por
     return PortRange(lo, hi)
 
 
-def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, privileged: bool = False,
+def suggest(count: int = 3, protos: Iterable[str] = ("tcp",), *, allow_registered: bool = False, privileged: bool = False,
             allow_dynamic: bool = False, search: PortRange | None = None, netns: str | None = None,
-            facts=None, seed: int | None = None, reg: registry.Registry | None = None) -> SuggestResult:
+            facts: HostFacts | None = None, seed: int | None = None, reg: registry.Registry | None = None) -> SuggestResult:
     """Up to `count` ports that pass every rule in the module docstring, chosen at random
     among the eligible ones (so two daemons asking do not get the same answer)."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
         raise BadInput(f"--count must be an integer in 1..1000, got {count!r}")
     protos = _protos(protos)
     if facts is None:
-        from .host import facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
     start = facts.unprivileged_port_start
@@ -167,9 +178,9 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
     for r in reserved.ranges:
         ok[r.low:r.high + 1] = bytes(r.size)
     if not allow_registered:
-        for p in protos:
+        for pr in protos:
             # bytewise ok AND NOT taken over all 65536 flags at once (0/1 bytes)
-            taken = int.from_bytes(reg.taken_ports(p), "little")
+            taken = int.from_bytes(reg.taken_ports(pr), "little")
             ok = bytearray((int.from_bytes(ok, "little") & ~taken).to_bytes(65536, "little"))
     for p in bound:
         ok[p] = 0
@@ -179,7 +190,6 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
     picked: list[Suggestion] = []
     warnings: list[str] = []
     trials = 0
-    from . import netns as _netns
     with _netns.entered(netns):
         for p in order:
             if len(picked) == count or trials >= MAX_TRIALS:
@@ -199,6 +209,9 @@ def suggest(count: int = 3, protos=("tcp",), *, allow_registered: bool = False, 
                         + _excluded(rng, eph, reserved, bound, protos, reg, allow_registered))
     return SuggestResult(tuple(sorted(picked, key=lambda s: s.port)), protos, eph, start, rng,
                          len(eligible), tuple(warnings), netns, backend)
+
+
+suggest_ports = suggest     # the name in the flat API (portscope.suggest is this module)
 
 
 def _excluded(rng, eph, reserved, bound, protos, reg, allow_registered) -> str:
@@ -246,22 +259,19 @@ def _reasons(port, protos, facts, reg, allow_registered, privileged, backend, ns
     return out
 
 
-def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privileged: bool = False,
-          allow_dynamic: bool = False, netns: str | None = None, facts=None,
+def check(port: int, protos: Iterable[str] = ("tcp",), *, allow_registered: bool = False, privileged: bool = False,
+          allow_dynamic: bool = False, netns: str | None = None, facts: HostFacts | None = None,
           reg: registry.Registry | None = None) -> SuggestResult:
     """Judge a port the user insists on by the same rules; say what would make it safe."""
     check_port(port)
     protos = _protos(protos)
     if facts is None:
-        from .host import facts as read_facts
         facts = read_facts(netns)
     reg = reg or registry.default()
-    from .classify import bound_sockets, has_cap_net_bind_service, reserve_command
-    from . import netns as _netns
 
     start, eph = facts.unprivileged_port_start, facts.ephemeral
-    rows, backend = bound_sockets([port], netns, facts)
-    rows = rows[port]
+    held, backend = bound_sockets([port], netns, facts)
+    rows = held[port]
     reasons, problems, commands = [], [], []
     if port == 0:
         problems.append("port 0 means 'any port': bind(0) asks the kernel to choose")
@@ -283,7 +293,7 @@ def check(port: int, protos=("tcp",), *, allow_registered: bool = False, privile
         else:
             problems.append(f"inside the ephemeral range {eph}: an outgoing connection or bind(0) "
                             "may take it before your server starts")
-            commands.append(reserve_command(port, netns))
+            commands.append(reserve_add_command(port, netns))
     else:
         reasons.append(f"outside the ephemeral range {eph}: connect() and bind(0) never hand it out")
         if port in facts.reserved:

@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages the tests use: ip/ss (iproute2), a real Prometheus + promtool,
-# the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests)
+# the Wireshark copy of the IANA registry (registry completeness), tmux (terminal tests),
+# chromium (the web view's browser tests, headless)
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
@@ -13,6 +14,7 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v tmux >/dev/null || need+=(tmux)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -f /usr/share/wireshark/services ] || need+=(libwireshark-data)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -41,4 +43,7 @@ with tempfile.TemporaryDirectory() as d:
 PY
 fi
 export PORTSCOPE_IANA_CSV="$PWD/$iana"
+# lint and types first: configured in pyproject.toml ([tool.ruff], [tool.mypy]); the library only
+.venv/bin/ruff check portscope
+.venv/bin/mypy --no-error-summary
 exec .venv/bin/python -m pytest -q -rs "$@"

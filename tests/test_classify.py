@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from portscope import classify as C
+from portscope.remedies import reserve_add_command as reserve_command
 from portscope import registry as R
 from portscope.errors import BadInput
 from portscope.host import HostFacts
@@ -48,8 +49,8 @@ def test_classify_from_given_facts():
         assert (pf.in_ephemeral_range, pf.reserved) == (in_range, reserved), port
     assert any("reserve add 20000 --persist" in n for n in C.classify(20000, facts=f, in_use=False).notes)
     assert not any("reserve add" in n for n in C.classify(25000, facts=f, in_use=False).notes)
-    assert C.reserve_command(20000) == "portscope reserve add 20000 --persist"
-    assert C.reserve_command(20000, "ns1") == "portscope --netns ns1 reserve add 20000"
+    assert reserve_command(20000) == "portscope reserve add 20000 --persist"
+    assert reserve_command(20000, "ns1") == "portscope --netns ns1 reserve add 20000"
 
 
 def test_json_contract_and_services():
@@ -114,15 +115,12 @@ time.sleep(60)
 
 
 def hold(ns, port):
-    p = ns.popen(sys.executable, "-c", HOLD, str(port), stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    return p
+    return ns.start(HOLD, str(port))
 
 
 def ss_local_ports(ns, port) -> list[tuple[str, str]]:
     """(netid, state) of every socket whose local port is `port`, as ss sees them."""
-    out = ns.run("ss", "-H", "-tuan", f"sport = :{port}").stdout
-    return sorted((ln.split()[0], ln.split()[1]) for ln in out.splitlines() if ln.strip())
+    return sorted((f[0], f[1]) for f in ns.ss("-tuan", f"sport = :{port}"))
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) as ground truth")

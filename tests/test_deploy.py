@@ -13,13 +13,14 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import PORTSCOPE
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "portscope.rules.yml")
 RULE_TESTS = os.path.join(DEPLOY, "tests")
 DASHBOARD = os.path.join(DEPLOY, "grafana", "portscope-dashboard.json")
 UNIT = os.path.join(DEPLOY, "systemd", "portscope-exporter.service")
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 needs_promtool = pytest.mark.skipif(not shutil.which("promtool"),
                                     reason="promtool not installed (scripts/test.sh installs Debian's prometheus)")
@@ -33,6 +34,7 @@ def rule_tests():
     return sorted(os.path.join(RULE_TESTS, f) for f in os.listdir(RULE_TESTS) if f.endswith(".yml"))
 
 
+@pytest.mark.live
 @needs_promtool
 def test_promtool_check_rules():
     r = promtool("check", "rules", RULES)
@@ -40,6 +42,7 @@ def test_promtool_check_rules():
     assert "SUCCESS: 8 rules found" in r.stdout
 
 
+@pytest.mark.live
 @needs_promtool
 def test_promtool_test_rules():
     assert rule_tests()
@@ -48,6 +51,7 @@ def test_promtool_test_rules():
     assert "SUCCESS" in r.stdout
 
 
+@pytest.mark.live
 @needs_promtool
 @pytest.mark.parametrize("old, new", [
     ("portscope_destination_utilization_ratio > 0.9\n        for: 5m", "portscope_destination_utilization_ratio > 0.96\n        for: 5m"),
@@ -105,6 +109,7 @@ def test_rules_and_dashboard_use_only_exported_metrics(exported_names):
         assert name in rules | dash, name
 
 
+@pytest.mark.live
 @needs_promtool
 def test_dashboard_queries_are_valid_promql(tmp_path):
     d = json.load(open(DASHBOARD))
@@ -133,6 +138,7 @@ def _unit() -> dict:
     return out
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_systemd_unit_verifies(tmp_path):
     text = open(UNIT).read().replace("/usr/local/bin/portscope", PORTSCOPE)
@@ -149,7 +155,7 @@ def test_systemd_unit_verifies(tmp_path):
     assert "--listen 127.0.0.1:" in u["ExecStart"]
 
 
-def _as_nobody(caps: list[str], *args: str) -> subprocess.CompletedProcess:
+def _as_nobody(entry: list[str], caps: list[str], *args: str) -> subprocess.CompletedProcess:
     """Run the exporter as uid/gid 65534 holding exactly `caps` (ambient), as the unit would."""
     names = ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
     cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -157,7 +163,7 @@ def _as_nobody(caps: list[str], *args: str) -> subprocess.CompletedProcess:
            f"--bounding-set=-all{',' + names if names else ''}"]
     if caps:
         cmd.append(f"--ambient-caps={names}")
-    return subprocess.run([*cmd, PORTSCOPE, "exporter", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*cmd, *entry, "exporter", *args], capture_output=True, text=True, timeout=60, cwd="/")
 
 
 def _read(out: str, name: str, ns: str) -> float:
@@ -169,7 +175,7 @@ def _read(out: str, name: str, ns: str) -> float:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_unit_capabilities_are_needed_and_enough(netns):
+def test_unit_capabilities_are_needed_and_enough(netns, nobody_portscope):
     """No capability: the host's own sockets are readable (as ss is); another namespace is
     not. CAP_NET_ADMIN does not help; the unit's CAP_SYS_ADMIN does."""
     import pathlib
@@ -177,17 +183,17 @@ def test_unit_capabilities_are_needed_and_enough(netns):
     tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="portscope-deploy-"))   # pytest's is 0700
     os.chmod(tmp_path, 0o777)
     try:
-        _check_caps(netns, tmp_path)
+        _check_caps(netns, tmp_path, nobody_portscope)
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def _check_caps(netns, tmp_path):
+def _check_caps(netns, tmp_path, entry):
     netns.run(sys.executable, "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()")
 
     def scrape(caps, *args):
         path = tmp_path / f"out-{len(caps)}-{len(args)}.prom"
-        r = _as_nobody(caps, "--textfile", str(path), "--once", *args)
+        r = _as_nobody(entry, caps, "--textfile", str(path), "--once", *args)
         assert r.returncode == 0, r.stderr
         return path.read_text(), r.stderr
 

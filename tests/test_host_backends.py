@@ -8,17 +8,10 @@ import subprocess
 
 import pytest
 
+from conftest import SAMPLES, sample
 from portscope.errors import SystemReadError
 from portscope.host import HostFacts, NamedRange, NamedSet, as_dict, bsd, linux, windows
 from portscope.ports import PortRange, PortSet
-
-SAMPLES = os.path.join(os.path.dirname(__file__), "samples")
-
-
-def sample(name: str) -> str:
-    with open(os.path.join(SAMPLES, name), encoding="utf-8", newline="") as f:
-        return f.read()
-
 
 def windows_outputs(lang: str):
     dyn = {(f, p): sample(f"windows_{lang}_{f}_dynamicport_{p}.txt")
@@ -43,29 +36,54 @@ class RecordedRunner:
 
     def __call__(self, argv):
         self.calls.append(tuple(argv))
-        return self.outputs[tuple(argv)]
+        out = self.outputs[tuple(argv)]
+        if isinstance(out, Exception):   # the command failed (run_command raises)
+            raise out
+        return out
 
 
-def _win_runner(lang):
+def failed(argv, sample_name):
+    """What run_command raises when `argv` exits non-zero printing the recorded text."""
+    return SystemReadError(f"`{' '.join(argv)}` failed: {' '.join(sample(sample_name).split())}")
+
+
+def _win_runner(lang, timed_wait="absent"):
     dyn, exc = windows_outputs(lang)
     out = {windows.dynamic_argv(f, p): t for (f, p), t in dyn.items()}
     out.update({windows.excluded_argv(f, p): t for (f, p), t in exc.items()})
+    name = f"windows_reg_tcptimedwaitdelay_{timed_wait}.txt"
+    out[windows.TIMED_WAIT_ARGV] = (sample(name) if timed_wait == "present"
+                                    else failed(windows.TIMED_WAIT_ARGV, name))
+    return RecordedRunner(out)
+
+
+def _bsd_runner(osname, msl=True, release="mojave"):
+    out = {bsd.READ_ARGV: sample(f"{osname}_sysctl_portrange.txt"),
+           bsd.MSL_ARGV: (sample(f"{osname}_sysctl_tcp_msl.txt") if msl
+                          else SystemReadError("`sysctl net.inet.tcp.msl` failed: unknown oid"))}
+    if osname == "darwin":
+        out[bsd.OSRELEASE_ARGV] = (sample(f"darwin_sysctl_osrelease_{release}.txt") if release
+                                   else SystemReadError("`sysctl kern.osrelease` failed: unknown oid"))
     return RecordedRunner(out)
 
 
 BACKENDS = {
-    "linux-live": lambda: linux.read_facts(),
-    "darwin": lambda: bsd.read_facts("darwin", RecordedRunner({bsd.READ_ARGV: sample("darwin_sysctl_portrange.txt")})),
+    "linux-live": lambda: linux.read_facts(),            # this host: marked live below
+    "darwin": lambda: bsd.read_facts("darwin", _bsd_runner("darwin")),
+    "darwin-10.13": lambda: bsd.read_facts("darwin", _bsd_runner("darwin", release="high_sierra")),
     "darwin-sysctl-a": lambda: bsd.facts_from_sysctl(sample("darwin_sysctl_a_excerpt.txt"), "darwin"),
-    "freebsd": lambda: bsd.read_facts("freebsd", RecordedRunner({bsd.READ_ARGV: sample("freebsd_sysctl_portrange.txt")})),
+    "freebsd": lambda: bsd.read_facts("freebsd", _bsd_runner("freebsd")),
+    "freebsd-no-msl": lambda: bsd.read_facts("freebsd", _bsd_runner("freebsd", msl=False)),
     "freebsd12": lambda: bsd.facts_from_sysctl(sample("freebsd12_sysctl_excerpt.txt"), "freebsd"),
     "windows-en": lambda: windows.read_facts(_win_runner("en")),
     "windows-fr": lambda: windows.read_facts(_win_runner("fr")),
     "windows-de": lambda: windows.read_facts(_win_runner("de")),
+    "windows-timed-wait-set": lambda: windows.read_facts(_win_runner("en", "present")),
 }
 
 
-@pytest.mark.parametrize("name", list(BACKENDS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.live) if n == "linux-live" else n
+                                  for n in BACKENDS])
 def test_every_backend_returns_the_same_shape(name):
     f = BACKENDS[name]()
     assert type(f) is HostFacts
@@ -87,6 +105,7 @@ def test_every_backend_returns_the_same_shape(name):
         f.os = "x"
 
 
+@pytest.mark.live
 def test_linux_live_matches_sysctl_command():
     f = linux.read_facts()
     out = subprocess.run(["sysctl", "-n", "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports",
@@ -111,7 +130,9 @@ def test_darwin_values():
 
 
 def test_sysctl_a_noise_is_ignored():
-    assert BACKENDS["darwin-sysctl-a"]() == BACKENDS["darwin"]()
+    # the same port settings; that capture lacks the msl and osrelease lines read separately
+    full = BACKENDS["darwin"]()
+    assert BACKENDS["darwin-sysctl-a"]() == dataclasses.replace(full, tcp_msl_ms=None, os_release=None)
 
 
 def test_freebsd_values_and_privileged_window():
@@ -219,3 +240,59 @@ def test_iana_comparison_numbers():
     assert d["overlap_with_iana_dynamic"] == 60999 - 49152 + 1
     assert "16,384 of yours lie below 49152" in d["comparison"]
     assert "4,536 ports of IANA's dynamic range" in d["comparison"]
+
+
+# -- TIME_WAIT: read where the system exposes it, a named default where it does not ----------
+
+@pytest.mark.parametrize("name,seconds,read", [
+    ("linux-live", 60, False),               # TCP_TIMEWAIT_LEN: a constant, nothing to read
+    ("freebsd", 60, True),                   # 2 x net.inet.tcp.msl (30000 ms)
+    ("freebsd-no-msl", 60, False),
+    ("darwin", 30, True),                    # 2 x 15000 ms
+    ("darwin-sysctl-a", 30, False),          # that capture has no net.inet.tcp.msl line
+    ("windows-en", 120, False),              # TcpTimedWaitDelay not set: reg query exits 1
+    ("windows-timed-wait-set", 30, True),    # 0x1e
+])
+def test_time_wait_is_read_or_labelled_default(name, seconds, read):
+    f = BACKENDS[name]()
+    assert f.time_wait_seconds == seconds
+    src = f.time_wait_source
+    assert src.startswith("read:") == read
+    if not read:
+        assert src.startswith(("default, not read:", "fixed:"))
+    d = as_dict(f)
+    assert d["time_wait_seconds"] == seconds and d["time_wait_source"] == src
+
+
+def test_time_wait_follows_the_value_read():
+    text = sample("freebsd_sysctl_portrange.txt") + "net.inet.tcp.msl: 7500\n"
+    f = bsd.facts_from_sysctl(text, "freebsd")
+    assert (f.tcp_msl_ms, f.time_wait_seconds) == (7500, 15)
+    assert f.sources["tcp_msl_ms"] == "sysctl net.inet.tcp.msl"
+    # `sysctl name=value` prints old -> new: the new value counts
+    f = bsd.facts_from_sysctl(sample("freebsd_sysctl_portrange.txt") + "net.inet.tcp.msl: 30000 -> 5000\n",
+                              "freebsd")
+    assert f.time_wait_seconds == 10
+
+
+def test_windows_timed_wait_delay_parsing():
+    assert windows.parse_timed_wait_delay(sample("windows_reg_tcptimedwaitdelay_present.txt")) == 30
+    assert windows.parse_timed_wait_delay(sample("windows_reg_tcptimedwaitdelay_absent.txt")) is None
+    assert windows.parse_timed_wait_delay("    TcpTimedWaitDelay    REG_DWORD    0xF0\r\n") == 240
+    runner = _win_runner("en", "present")
+    f = windows.read_facts(runner)
+    assert windows.TIMED_WAIT_ARGV in runner.calls
+    assert f.sources["tcp_timed_wait_delay"].startswith("reg query HKLM\\SYSTEM")
+
+
+def test_macos_version_decides_the_wildcard_rule():
+    new, old = BACKENDS["darwin"](), BACKENDS["darwin-10.13"]()
+    assert (new.os_release, new.wildcard_bind_unprivileged) == ("18.7.0", True)
+    assert (old.os_release, old.wildcard_bind_unprivileged) == ("17.7.0", False)
+    assert new.unprivileged_port_start == old.unprivileged_port_start == 1024
+    # unread version: every macOS still supported is 10.14+, and the source says it was assumed
+    f = bsd.read_facts("darwin", _bsd_runner("darwin", release=None))
+    assert f.wildcard_bind_unprivileged and f.os_release is None
+    assert f.sources["os_release"].startswith("not read")
+    # FreeBSD has no such exemption whatever it prints
+    assert not BACKENDS["freebsd"]().wildcard_bind_unprivileged

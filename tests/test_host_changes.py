@@ -15,11 +15,14 @@ import time
 import pytest
 
 from portscope.errors import BadInput, NotPermitted, PortscopeError, SystemReadError, Unsupported
-from portscope.host import bsd, changes, linux, windows
-from portscope.host.changes import SocketFacts, apply, plan_range, plan_reserve
+from portscope import settings
+from portscope.fsutil import atomic_write
+from portscope.host import _common, bsd, linux, sysctld, windows
+from portscope.host._common import SocketFacts
+from portscope.host.engine import apply, plan_range, plan_reserve
 from portscope.ports import PortRange, PortSet
 
-from test_host_backends import sample
+from conftest import host_values, ns_values, sample
 
 
 def linux_facts(low=32768, high=60999, reserved="", unpriv=1024, netns=None):
@@ -68,7 +71,7 @@ def test_listeners_inside_new_range_warn_unless_reserved():
     assert "20000-20001" in w and "portscope reserve add 20000-20001" in w
     assert "8080" not in w and "30000" not in w       # outside the range / already reserved
     p = plan_range(15000, 64999, facts=linux_facts(reserved="30000"), sockets=socks, reserve_listeners=True)
-    assert [s.key for s in p.steps] == [changes.RESERVED_KEY, changes.RANGE_KEY]   # reserve first
+    assert [s.key for s in p.steps] == [linux.RESERVED_KEY, linux.RANGE_KEY]   # reserve first
     assert p.steps[0].old == "30000" and p.steps[0].new == "20000-20001,30000"
     assert not any("would fall inside" in w for w in p.warnings)
 
@@ -95,7 +98,7 @@ def test_dry_run_commands_are_exact_and_netns_aware():
     p = plan_range(15000, 64999, facts=linux_facts(netns="blue"), sockets=NO_SOCKETS)
     assert p.commands() == ["ip netns exec blue sysctl -w 'net.ipv4.ip_local_port_range=15000 64999'"]
     p = plan_range(15000, 64999, facts=linux_facts(netns="pid:42"), sockets=NO_SOCKETS)
-    assert p.commands() == ["nsenter -t 42 -n sysctl -w 'net.ipv4.ip_local_port_range=15000 64999'"]
+    assert p.commands() == ["nsenter --net=/proc/42/ns/net sysctl -w 'net.ipv4.ip_local_port_range=15000 64999'"]
 
 
 @pytest.mark.parametrize("op,ports,old,new", [
@@ -135,13 +138,13 @@ def test_reserve_is_linux_only():
 
 def test_persist_writes_a_drop_in_and_keeps_other_lines(tmp_path):
     existing = "# mine\nnet.core.somaxconn = 4096\nnet.ipv4.ip_local_port_range=1 2\n"
-    (tmp_path / changes.DROPIN_NAME).write_text(existing)
+    (tmp_path / sysctld.DROPIN_NAME).write_text(existing)
     p = plan_range(15000, 64999, facts=linux_facts(), sockets=NO_SOCKETS, persist=True, sysctl_dir=str(tmp_path))
     assert p.persist.old == existing
     assert p.persist.new == "# mine\nnet.core.somaxconn = 4096\nnet.ipv4.ip_local_port_range = 15000 64999\n"
-    changes.atomic_write(p.persist.path, p.persist.new)
-    assert (tmp_path / changes.DROPIN_NAME).read_text() == p.persist.new
-    assert [x.name for x in tmp_path.iterdir()] == [changes.DROPIN_NAME]    # no temp file left
+    atomic_write(p.persist.path, p.persist.new)
+    assert (tmp_path / sysctld.DROPIN_NAME).read_text() == p.persist.new
+    assert [x.name for x in tmp_path.iterdir()] == [sysctld.DROPIN_NAME]    # no temp file left
 
 
 def test_persist_warns_about_a_later_file_that_wins(tmp_path):
@@ -164,9 +167,9 @@ def test_persist_dir_must_exist(tmp_path):
 
 
 def test_persist_dir_from_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(changes.SYSCTL_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(sysctld.SYSCTL_DIR_ENV, str(tmp_path))
     p = plan_reserve("add", "8080", facts=linux_facts(), persist=True)
-    assert p.persist.path == str(tmp_path / changes.DROPIN_NAME)
+    assert p.persist.path == str(tmp_path / sysctld.DROPIN_NAME)
     assert "net.ipv4.ip_local_reserved_ports = 8080" in p.persist.new
 
 
@@ -187,6 +190,8 @@ class FakeBsd:
         self.calls.append(argv)
         if argv == bsd.READ_ARGV:
             return "".join(f"{bsd.PREFIX}{k}: {v}\n" for k, v in self.values.items())
+        if argv in (bsd.MSL_ARGV, bsd.OSRELEASE_ARGV):   # read with the range; absent here
+            raise SystemReadError(f"sysctl: unknown oid '{argv[1]}'")
         assert argv[:2] == ("sysctl", "-w"), argv
         self.sets += 1
         if self.sets == self.fail_on_set:
@@ -208,6 +213,8 @@ class FakeWindows:
     def __call__(self, argv):
         argv = tuple(argv)
         self.calls.append(argv)
+        if argv == windows.TIMED_WAIT_ARGV:   # read with the ranges; not set here, so reg exits 1
+            raise SystemReadError("ERROR: The system was unable to find the specified registry key or value.")
         _, _, fam, verb, what, *rest = argv
         if verb == "show" and what == "dynamicport":
             r = self.ranges[(fam, rest[0])]
@@ -308,26 +315,17 @@ def test_native_persist_is_refused_on_windows():
 
 def test_default_runner_maps_failures():
     with pytest.raises(Unsupported):
-        changes.run_command(["no-such-command-portscope"])
+        _common.run_command(["no-such-command-portscope"])
     with pytest.raises(SystemReadError):
-        changes.run_command([sys.executable, "-c", "import sys; sys.exit('boom')"])
+        _common.run_command([sys.executable, "-c", "import sys; sys.exit('boom')"])
     with pytest.raises(NotPermitted):
-        changes.run_command([sys.executable, "-c", "import sys; sys.exit('Operation not permitted')"])
-    assert changes.run_command([sys.executable, "-c", "print(7)"]) == "7\n"
+        _common.run_command([sys.executable, "-c", "import sys; sys.exit('Operation not permitted')"])
+    assert _common.run_command([sys.executable, "-c", "print(7)"]) == "7\n"
 
 
 # ------------------------------------------------------------------ live, inside a private namespace
 
-def ns_values(ns):
-    return (ns.sysctl("net.ipv4.ip_local_port_range"), ns.sysctl("net.ipv4.ip_local_reserved_ports"))
-
-
-def host_values():
-    return (" ".join(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()),
-            open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip())
-
-
-class FailingSysctl(changes.LinuxSysctl):
+class FailingSysctl(linux.LinuxSysctl):
     """Injects a failure into the Nth write."""
 
     def __init__(self, fail_on):
@@ -344,16 +342,13 @@ class FailingSysctl(changes.LinuxSysctl):
 def _listen(ns, port):
     code = ("import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
             f"s.bind(('127.0.0.1',{port})); s.listen(); print('ready', flush=True); time.sleep(30)")
-    import subprocess
-    p = ns.popen(sys.executable, "-c", code, stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    return p
+    return ns.start(code)
 
 
 def test_live_range_set_in_namespace_reads_back_and_leaves_host_alone(netns):
     host = host_values()
-    plan, res = changes.range_set(20000, 29999, netns=netns.name)
-    assert res.read_back == {changes.RANGE_KEY: "20000 29999"}
+    plan, res = settings.set_range(20000, 29999, netns=netns.name)
+    assert res.read_back == {linux.RANGE_KEY: "20000 29999"}
     assert res.after.ephemeral == PortRange(20000, 29999)
     assert netns.sysctl("net.ipv4.ip_local_port_range").split() == ["20000", "29999"]
     assert host_values() == host
@@ -365,11 +360,11 @@ def test_live_rollback_when_second_write_fails(netns):
     try:
         before = ns_values(netns)
         with pytest.raises(SystemReadError) as e:
-            changes.range_set(20000, 29999, netns=netns.name, reserve_listeners=True, sysctl=FailingSysctl(2))
+            settings.set_range(20000, 29999, netns=netns.name, reserve_listeners=True, sysctl=FailingSysctl(2))
         assert "injected" in str(e.value) and "rolled back 1 change" in str(e.value)
         assert ns_values(netns) == before
         # the same change without the fault: the listener is reserved first, then the range moves
-        plan, res = changes.range_set(20000, 29999, netns=netns.name, reserve_listeners=True)
+        plan, res = settings.set_range(20000, 29999, netns=netns.name, reserve_listeners=True)
         assert ns_values(netns) == ("20000\t29999", "7000,25000")
     finally:
         srv.kill()
@@ -384,7 +379,7 @@ def test_live_rollback_when_persisting_fails(netns, tmp_path):
 
     plan = plan_reserve("add", "9000-9010", facts=linux.read_facts(netns.name))
     # persisting with --netns is refused, so build the file step by hand to reach apply()
-    plan = dataclasses.replace(plan, persist=changes.FileWrite(str(tmp_path / "x.conf"), None, "k = v\n"))
+    plan = dataclasses.replace(plan, persist=_common.FileWrite(str(tmp_path / "x.conf"), None, "k = v\n"))
     with pytest.raises(SystemReadError) as e:
         apply(plan, write_file=broken_write)
     assert "No space left" in str(e.value) and "rolled back 1 change" in str(e.value)
@@ -394,8 +389,8 @@ def test_live_rollback_when_persisting_fails(netns, tmp_path):
 def test_live_kernel_refusal_is_bad_input(netns):
     # the kernel refuses LOW below ip_unprivileged_port_start: plan around our own check to see it
     f = linux.read_facts(netns.name)
-    step = changes._linux_step(changes.RANGE_KEY, f"{f.ephemeral.low} {f.ephemeral.high}", "100 200")
-    plan = changes.Plan("linux", "range set", netns.name, f, (step,))
+    step = linux.step(linux.RANGE_KEY, f"{f.ephemeral.low} {f.ephemeral.high}", "100 200")
+    plan = _common.Plan("linux", "range set", netns.name, f, (step,))
     before = ns_values(netns)
     with pytest.raises(BadInput) as e:
         apply(plan)
@@ -404,11 +399,11 @@ def test_live_kernel_refusal_is_bad_input(netns):
 
 def test_live_reserve_add_remove_keep_entries(netns):
     netns.sysctl("net.ipv4.ip_local_reserved_ports", "5000,6000-6010")
-    changes.reserve_change("add", "8080,9000-9010", netns=netns.name)
+    settings.change_reserved("add", "8080,9000-9010", netns=netns.name)
     assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == "5000,6000-6010,8080,9000-9010"
-    changes.reserve_change("remove", "6005,9000-9010", netns=netns.name)
+    settings.change_reserved("remove", "6005,9000-9010", netns=netns.name)
     assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == "5000,6000-6004,6006-6010,8080"
-    changes.reserve_change("remove", "5000,6000-6010,8080", netns=netns.name)
+    settings.change_reserved("remove", "5000,6000-6010,8080", netns=netns.name)
     assert netns.sysctl("net.ipv4.ip_local_reserved_ports") == ""
 
 
@@ -423,13 +418,13 @@ def test_live_socket_checks_use_the_namespace_sockets(netns):
         assert p.stdout.readline().strip() == "ready"
         before = ns_values(netns)
         with pytest.raises(BadInput) as e:
-            changes.range_set(40000, 40019, netns=netns.name)
+            settings.set_range(40000, 40019, netns=netns.name)
         assert "30 ephemeral ports are in use" in str(e.value)
         assert ns_values(netns) == before
-        plan, res = changes.range_set(40000, 40019, netns=netns.name, force=True)
+        plan, res = settings.set_range(40000, 40019, netns=netns.name, force=True)
         assert res.after.ephemeral == PortRange(40000, 40019)
         # the listener on 5000 sits outside both ranges; moving the range over it warns
-        plan, _ = changes.range_set(4000, 5999, netns=netns.name, dry_run=True)
+        plan, _ = settings.set_range(4000, 5999, netns=netns.name, dry_run=True)
         assert any("5000" in w and "reserve add 5000" in w for w in plan.warnings)
     finally:
         p.kill()
@@ -461,7 +456,7 @@ def test_live_value_changed_after_planning_is_not_overwritten(netns):
 
 
 def test_live_ctrl_c_between_writes_is_rolled_back(netns):
-    class Interrupt(changes.LinuxSysctl):
+    class Interrupt(linux.LinuxSysctl):
         n = 0
 
         def write(self, key, value):
@@ -513,7 +508,7 @@ class FakeWindowsExclusions(FakeWindows):
 
 def test_windows_reserve_add_is_per_protocol_and_family():
     fake = FakeWindowsExclusions()
-    plan, res = changes.reserve_change("add", "8080,50010-50100", facts=windows.read_facts(fake), runner=fake)
+    plan, res = settings.change_reserved("add", "8080,50010-50100", facts=windows.read_facts(fake), runner=fake)
     cmds = plan.commands()
     assert "netsh int ipv4 add excludedportrange protocol=tcp startport=8080 numberofports=1" in cmds
     # tcp/ipv4 already excludes 50000-50059: only the rest is added there
@@ -526,7 +521,7 @@ def test_windows_reserve_add_is_per_protocol_and_family():
 
 def test_windows_reserve_remove_splits_administered_and_keeps_system_ones():
     fake = FakeWindowsExclusions()
-    plan, res = changes.reserve_change("remove", "5357,50020-50029", facts=windows.read_facts(fake),
+    plan, res = settings.change_reserved("remove", "5357,50020-50029", facts=windows.read_facts(fake),
                                        runner=fake, protos=["tcp"])
     assert any("5357 excluded by the system" in w for w in plan.warnings)
     assert plan.commands() == [
@@ -540,6 +535,6 @@ def test_windows_reserve_failure_half_way_restores_exclusions():
     fake = FakeWindowsExclusions(fail_on_set=3)
     before = {k: dict(v) for k, v in fake.excl.items()}
     with pytest.raises(SystemReadError) as e:
-        changes.reserve_change("remove", "50020-50029", facts=windows.read_facts(fake), runner=fake)
+        settings.change_reserved("remove", "50020-50029", facts=windows.read_facts(fake), runner=fake)
     assert "rolled back 2 change" in str(e.value)
     assert fake.excl == before

@@ -16,19 +16,10 @@ from portscope import host as phost
 from portscope.host import linux
 from portscope.ports import PortSet
 
-from test_host_backends import sample
+from conftest import PYTHON_M as PS
+from conftest import host_values, ns_values, sample
 
-PS = (sys.executable, "-m", "portscope")
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-
-
-def host_values():
-    return (" ".join(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()),
-            open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip())
-
-
-def ns_values(ns):
-    return (ns.sysctl("net.ipv4.ip_local_port_range"), ns.sysctl("net.ipv4.ip_local_reserved_ports"))
 
 
 def one_line_error(err: str) -> str:
@@ -40,6 +31,7 @@ def one_line_error(err: str) -> str:
 
 # ------------------------------------------------------------------ showing
 
+@pytest.mark.live
 def test_range_json_contract_matches_the_kernel(cli):
     code, out, err = cli("range", "--json")
     assert code == 0, err
@@ -71,7 +63,7 @@ def test_range_text_in_a_namespace(cli, netns):
 
 def test_range_json_on_other_oses(cli, monkeypatch):
     f = phost.bsd.facts_from_sysctl(sample("freebsd_sysctl_portrange.txt"), "freebsd")
-    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     code, out, err = cli("range", "--json")
     d = json.loads(out)
     assert d["os"] == "freebsd" and d["ephemeral"] == {"low": 10000, "high": 65535, "size": 55536}
@@ -106,6 +98,7 @@ def test_bad_input_changes_nothing(cli, netns, args, code, msg):
     assert ns_values(netns) == before and host_values() == host
 
 
+@pytest.mark.live                 # the host's settings are the evidence that nothing changed
 @pytest.mark.parametrize("spec", ["no-such-ns-portscope", "pid:999999999", "pid:abc"])
 def test_missing_netns(cli, spec):
     host = host_values()
@@ -119,19 +112,20 @@ def test_missing_netns(cli, spec):
 
 
 @pytest.mark.parametrize("args", [("range", "set", "20000", "29999"), ("reserve", "add", "8080")])
-def test_non_root_writer_gets_exit_3(netns, args):
+def test_non_root_writer_gets_exit_3(netns, args, nobody_portscope):
     before = ns_values(netns)
-    p = netns.run(*NOBODY, *PS, *args, check=False)
+    p = netns.run(*NOBODY, *nobody_portscope, *args, check=False, cwd="/")
     assert p.returncode == 3, p.stderr
     assert "permission denied" in one_line_error(p.stderr)
     assert ns_values(netns) == before
     # naming the namespace needs CAP_SYS_ADMIN too: same exit code
-    p = subprocess.run([*NOBODY, *PS, *args, "--netns", netns.name], capture_output=True, text=True)
+    p = subprocess.run([*NOBODY, *nobody_portscope, *args, "--netns", netns.name], capture_output=True,
+                       text=True, cwd="/")
     assert p.returncode == 3 and "run as root" in one_line_error(p.stderr)
 
 
-def test_non_root_dry_run_is_allowed(netns):
-    p = netns.run(*NOBODY, *PS, "range", "set", "20000", "29999", "--dry-run", check=False)
+def test_non_root_dry_run_is_allowed(netns, nobody_portscope):
+    p = netns.run(*NOBODY, *nobody_portscope, "range", "set", "20000", "29999", "--dry-run", check=False, cwd="/")
     assert p.returncode == 0, p.stderr
     assert "sysctl -w 'net.ipv4.ip_local_port_range=20000 29999'" in p.stdout
 
@@ -154,7 +148,7 @@ def test_unsupported_os_exit_4(cli, monkeypatch):
     rc, out, err = cli("range")
     assert rc == 4 and "unsupported" in one_line_error(err)
     f = phost.bsd.facts_from_sysctl(sample("darwin_sysctl_portrange.txt"), "darwin")
-    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     rc, out, err = cli("reserve", "add", "8080")
     assert rc == 4 and "Linux and Windows" in one_line_error(err)
 
@@ -276,7 +270,7 @@ def test_listener_warning_and_reserve_listeners(cli, netns):
 def test_windows_text_output(cli, monkeypatch):
     from test_host_backends import BACKENDS
     f = BACKENDS["windows-de"]()
-    monkeypatch.setattr(phost, "facts", lambda netns=None: f)
+    monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     code, out, err = cli("range")
     assert code == 0, err
     assert "Ephemeral range: 1024-65534 (64,511 ports; default is 49152-65535)" in out
@@ -291,7 +285,7 @@ def test_windows_text_output(cli, monkeypatch):
 
 def test_cli_modules_import_light():
     code = ("import sys, portscope.cli.range_cmd, portscope.cli.reserve;"
-            "heavy = [m for m in ('portscope.sockets', 'portscope.host.changes', 'rich', 'psutil', 'numpy')"
+            "heavy = [m for m in ('portscope.sockets', 'portscope.settings', 'rich', 'psutil', 'numpy')"
             " if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

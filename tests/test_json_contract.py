@@ -25,21 +25,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import select
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from conftest import HAVE_IP, NEED_ROOT, ROOT, make_netns, remove_netns
+from conftest import HAVE_IP, NEED_ROOT, PORTSCOPE, ROOT
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 # --------------------------------------------------------------------------------------------
 # The contract keys the issues name (issue number in the comment). The doc's ✓ marks must be
@@ -85,8 +81,9 @@ CONTRACT: dict[str, set[str]] = {
                  "timeseries"},
     # issue 7
     "quiz": {"score", "total", "questions", "questions[].id", "questions[].topic",
-             "questions[].correct"},
-    "quiz-list": {"questions"},
+             "questions[].correct"}
+            | {"questions[].source"},   # issue 18: every question's source
+    "quiz-list": {"questions"} | {"questions[].source"},
     # issue 14
     "watch": {"backend", "seconds", "failures", "counters", "findings"}
              | {f"failures[].{k}" for k in ("syscall", "errno", "count", "pid", "comm", "cgroup", "netns",
@@ -402,27 +399,20 @@ class Scene:
 
 
 @pytest.fixture(scope="module")
-def scene():
-    # Module-scoped so the ~30 commands share one namespace; built and removed with the same
-    # helpers as conftest's `netns` fixture.
-    if not (ROOT and HAVE_IP):
-        pytest.skip(NEED_ROOT)
-    ns = make_netns("psjson")
+def scene(module_netns):
+    # Module-scoped so the ~30 commands share one namespace (conftest's `module_netns`)
+    ns = module_netns
     proc = None
     try:
         ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
         ns.sysctl("net.ipv4.ip_local_reserved_ports", "40090-40094")
         ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
-        proc = ns.popen(sys.executable, "-c", SCENARIO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready and proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc = ns.start(SCENARIO, stdin=subprocess.PIPE)
         yield Scene(ns)
     finally:
         if proc is not None:
             proc.kill()
             proc.wait(10)
-        remove_netns(ns)
 
 
 def run(cli, scene: Scene | None, args: list[str]) -> tuple[int, str, str]:
@@ -472,6 +462,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
     "watch": [],              # needs failures during the window: tests/test_observe_cli.py
+    "web": [],                # the exporter's /api/pressure: test_web_endpoint_json below
 }
 JSON_LINES = {"top"}
 
@@ -551,7 +542,17 @@ def _slug(heading: str) -> str:
 # The real output
 
 
-@pytest.mark.parametrize("table_id", sorted(t for t, cmds in COMMANDS.items() if cmds and t != "change"))
+def _output_params() -> list:
+    """The tables whose commands run on the scene (or, for lab, make a namespace) are netns
+    tests; simulate and quiz need no namespace (nor root)."""
+    out = []
+    for t in sorted(t for t, cmds in COMMANDS.items() if cmds and t != "change"):
+        in_ns = t == "lab" or any(NS in a for cmd, _ in COMMANDS[t] for a in cmd)
+        out.append(pytest.param(t, marks=[pytest.mark.netns] if in_ns else []))
+    return out
+
+
+@pytest.mark.parametrize("table_id", _output_params())
 def test_real_output_matches_doc(doc, cli, request, table_id):
     _, rows, _ = doc
     if table_id == "lab" and not (ROOT and HAVE_IP):
@@ -594,6 +595,7 @@ def test_change_output_matches_doc(doc, cli, scene, netns):
     check_runs(rows["change"], "change", runs)
 
 
+@pytest.mark.netns
 @pytest.mark.skipif(not (ROOT and HAVE_IP and shutil.which("unshare")), reason=NEED_ROOT + " and unshare")
 def test_lab_clean_json(doc):
     _, rows, _ = doc
@@ -644,3 +646,36 @@ def test_simulate_plan_with_connects_is_strict_json(cli):
     code, out, _ = cli("simulate", "--connects", "1000", "--range", "40000-40099", "--plan", "--json")
     assert code == 0
     loads_strict(out)
+
+
+def test_web_endpoint_json(doc, scene):
+    """The exporter's /api/pressure (docs/web.md), read twice: the second read carries the
+    forecast (`when forecast` in the table)."""
+    import socket
+    import time
+    import urllib.request
+    _, rows, _ = doc
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exp = subprocess.Popen([PORTSCOPE, "exporter", "--listen", f"127.0.0.1:{port}", "--top", "1",
+                            "--netns", scene.name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        bodies = []
+        end = time.monotonic() + 20
+        while not bodies:
+            assert exp.poll() is None and time.monotonic() < end, exp.stderr.read() if exp.poll() is not None else "no start"
+            try:
+                bodies.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pressure", timeout=20).read())
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(1.2)           # past the exporter's 1 s reuse of a read
+        bodies.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pressure", timeout=20).read())
+    finally:
+        exp.terminate()
+        exp.wait(10)
+    first, second = (loads_strict(b.decode()) for b in bodies)
+    assert "forecast" not in first and second["forecast"]["samples"] == 2
+    assert len(second["history"]["points"]) == 2 and second["netns"] == scene.name
+    check_runs(rows["web"], "web", [(["GET", "/api/pressure"], bodies[0].decode()),
+                                    (["GET", "/api/pressure", "forecast"], bodies[1].decode())])

@@ -9,26 +9,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import host_sysctls, needs_netns
+from conftest import ENTRY, Netns, host_sysctls, needs_netns
 from portscope import lab
 from portscope.errors import BadInput
 from portscope.ports import PortRange, PortSet
 
-# the venv's console script, as a user runs it
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
-ENTRY = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "portscope"]
 RANGE = PortRange(40000, 40099)          # 100 ports, ends of different parity
 
 
 def ss_in(ns: str, *args: str) -> list[list[str]]:
-    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-nH", *args],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    return [ln.split() for ln in out.splitlines() if ln.strip()]
+    return Netns(ns).ss("-n", *args)
 
 
 def client_ports(rows: list[list[str]], dst: str) -> list[int]:
@@ -87,6 +81,7 @@ def test_listen_port_stays_outside_the_range():
     assert lab.Plan(range=PortRange(1024, 65535)).listen_port == 80
 
 
+@pytest.mark.live                 # `ip netns list` shows that nothing was created
 def test_cli_bad_input_is_one_line_exit_2(cli):
     before = lab_namespaces_safe()
     for args in (["--range", "100-200"], ["--range", "nope"], ["-k", "0"], ["--reserve", "1-2-3"]):
@@ -107,8 +102,8 @@ def lab_namespaces_safe() -> list[str]:
 
 
 @needs_netns
-def test_not_root_exits_3_with_one_line():
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *ENTRY,
+def test_not_root_exits_3_with_one_line(nobody_portscope):
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *nobody_portscope,
                         "lab", "exhaust"], capture_output=True, text=True, timeout=60,
                        cwd="/", env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert r.returncode == 3, r
@@ -321,22 +316,49 @@ def test_ctrl_c_in_the_middle_of_filling_removes_the_namespace():
 
 
 @needs_netns
-def test_clean_removes_only_namespaces_of_dead_runs(cli):
+def test_clean_removes_only_namespaces_no_live_lab_holds(cli):
+    """Liveness is the lab's flock, not the pid in the name: a namespace named after a live
+    pid (ours: a reused pid looks the same) but unlocked is stale; a locked one is kept."""
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = f"{lab.NS_PREFIX}-{dead.pid}-t{os.urandom(2).hex()}"
+    reused = f"{lab.NS_PREFIX}-{os.getpid()}-t{os.urandom(2).hex()}"
     live = f"{lab.NS_PREFIX}-{os.getpid()}-t{os.urandom(2).hex()}"
+    lock = lab._take_lock(live, wait=True)
     try:
-        for n in (stale, live):
+        for n in (stale, reused, live):
             subprocess.run(["ip", "netns", "add", n], check=True)
         code, out, err = cli("lab", "clean", "--json")
         assert code == 0, err
-        assert stale in json.loads(out)["removed"]
-        assert stale not in lab.lab_namespaces()
+        assert {stale, reused} <= set(json.loads(out)["removed"])
+        assert stale not in lab.lab_namespaces() and reused not in lab.lab_namespaces()
         assert live in lab.lab_namespaces()
     finally:
-        for n in (stale, live):
+        lab._release_lock(live, lock)
+        for n in (stale, reused, live):
             subprocess.run(["ip", "netns", "delete", n], capture_output=True)
+
+
+@needs_netns
+def test_clean_right_after_sigkill_removes_the_lab():
+    """Issue 12: `timeout -s KILL` then an immediate `lab clean` used to find nothing."""
+    p, ns = _start("--range", "40000-40999", "--hold", "30")
+    try:
+        _wait_for_line(p, "holding for")
+        code = subprocess.run([*ENTRY, "lab", "clean", "--json"], capture_output=True, text=True, timeout=60)
+        assert ns not in json.loads(code.stdout)["removed"]          # alive: kept
+        assert ns in lab.lab_namespaces()
+        p.kill()
+        p.wait(timeout=10)
+        r = subprocess.run([*ENTRY, "lab", "clean", "--json"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert ns in json.loads(r.stdout)["removed"]
+        assert ns not in lab.lab_namespaces()
+        assert not os.path.exists(lab._lock_path(ns))
+    finally:
+        if p.poll() is None:
+            p.kill()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
 
 
 @needs_netns

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import needs_netns
 from test_json_contract import DOC, check_runs, expand, loads_strict, parse_doc
 from test_observe_kernel import CLIENT, LISTENER, PORT, _bpf_fds
@@ -76,27 +75,27 @@ def test_bad_seconds_exit_2(cli, bad):
         assert err.startswith("portscope: error: ") and err.count("\n") == 1
 
 
-def _nobody(*args):
-    return subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
-                           PORTSCOPE, *args], capture_output=True, text=True, timeout=60)
+def _nobody(entry, *args):
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *entry, *args],
+                          capture_output=True, text=True, timeout=60, cwd="/")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to nobody")
-def test_not_root_one_line_counters_still_shown():
-    p = _nobody("watch", "--seconds", "0.3", "--bpf")
+@pytest.mark.root
+def test_not_root_one_line_counters_still_shown(nobody_portscope):
+    p = _nobody(nobody_portscope, "watch", "--seconds", "0.3", "--bpf")
     assert p.returncode == 3
     assert p.stderr.startswith("portscope: error: eBPF failure counter not loaded") and p.stderr.count("\n") == 1
     assert "TWRecycled +" in p.stdout and "backend counters" in p.stdout
-    p = _nobody("watch", "--seconds", "0.3", "--json")
+    p = _nobody(nobody_portscope, "watch", "--seconds", "0.3", "--json")
     assert p.returncode == 0 and p.stderr.count("\n") == 1 and "showing kernel counters only" in p.stderr
     d = json.loads(p.stdout)
     assert d["backend"] == "counters" and d["failures"] == [] and set(d["counters"]) == {
         "TWRecycled", "TCPTimeWaitOverflow", "TWKilled", "tw", "tcp_max_tw_buckets"}
-    p = _nobody("watch", "--seconds", "0.3", "--no-bpf", "--json")
+    p = _nobody(nobody_portscope, "watch", "--seconds", "0.3", "--no-bpf", "--json")
     assert p.returncode == 0 and p.stderr == "" and json.loads(p.stdout)["backend"] == "counters"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="loads eBPF: needs root")
+@pytest.mark.root
 def test_verifier_refusal_one_line_and_fallback(cli, monkeypatch):
     from portscope.observe import programs
     real = programs.exit_program
@@ -115,7 +114,7 @@ def test_verifier_refusal_one_line_and_fallback(cli, monkeypatch):
     assert _bpf_fds() == base
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="loads eBPF: needs root")
+@pytest.mark.root
 def test_ctrl_c_in_process_prints_the_window_and_closes_everything(cli, monkeypatch):
     from portscope.observe import watch as W
     base = _bpf_fds()
@@ -129,7 +128,7 @@ def test_ctrl_c_in_process_prints_the_window_and_closes_everything(cli, monkeypa
     assert _bpf_fds() == base
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="loads eBPF: needs root")
+@pytest.mark.root
 def test_sigint_ends_a_long_window_at_once():
     p = _start(["watch", "--seconds", "600"])
     time.sleep(1)           # attached; let the window begin (before it, Ctrl-C is a plain exit 130)
@@ -140,7 +139,7 @@ def test_sigint_ends_a_long_window_at_once():
     assert out.startswith("portscope watch: ") and "Counters" in out
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="loads eBPF: needs root")
+@pytest.mark.root
 def test_live_view_on_a_tty_quits_on_q():
     import pty
     import select
@@ -175,7 +174,7 @@ def test_live_view_on_a_tty_quits_on_q():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="loads eBPF: needs root")
+@pytest.mark.root
 def test_sigint_at_any_moment_is_never_a_traceback():
     """SIGINT at once after attachment, repeatedly: either the window's summary (exit 0) or
     one line (exit 130), never a traceback."""

@@ -8,11 +8,11 @@ import shutil
 import subprocess
 
 import pytest
-
 from test_deploy import _as_nobody, _unit
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"),
-                                reason="needs root, setpriv and unshare")
+pytestmark = [pytest.mark.root, pytest.mark.live,
+              pytest.mark.skipif(not shutil.which("setpriv") or not shutil.which("unshare"),
+                                 reason="needs setpriv and unshare (util-linux)")]
 
 
 def _host_has_tracefs() -> bool:
@@ -20,22 +20,21 @@ def _host_has_tracefs() -> bool:
                for r in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"))
 
 
-def _load(caps, tmp, *, tracefs: bool) -> subprocess.CompletedProcess:
+def _load(entry, caps, tmp, *, tracefs: bool) -> subprocess.CompletedProcess:
     """One textfile collection with --bpf; `tracefs`: run it in a private mount namespace
     where tracefs is mounted (the host's mounts are not touched either way)."""
     path = os.path.join(tmp, "out.prom")
     if not tracefs:
-        return _as_nobody(caps, "--textfile", path, "--once", "--bpf")
+        return _as_nobody(entry, caps, "--textfile", path, "--once", "--bpf")
     names = ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
     setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                f"--inh-caps=-all{',' + names if names else ''}", f"--bounding-set=-all{',' + names if names else ''}"]
     if caps:
         setpriv.append(f"--ambient-caps={names}")
-    from test_deploy import PORTSCOPE
     script = 'mount -t tracefs nodev /sys/kernel/tracing && exec "$@"'
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                           *setpriv, PORTSCOPE, "exporter", "--textfile", path, "--once", "--bpf"],
-                          capture_output=True, text=True, timeout=60)
+                           *setpriv, *entry, "exporter", "--textfile", path, "--once", "--bpf"],
+                          capture_output=True, text=True, timeout=60, cwd="/")
 
 
 @pytest.fixture
@@ -49,12 +48,12 @@ def tmp():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_unit_caps_load_the_counter_without_tracefs(tmp):
+def test_unit_caps_load_the_counter_without_tracefs(tmp, nobody_portscope):
     caps = _unit()["AmbientCapabilities"].split()
     assert caps == ["CAP_SYS_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH"]
     if _host_has_tracefs():
         pytest.skip("the host has tracefs mounted: the private-mount path is not exercised")
-    r = _load(caps, tmp, tracefs=False)
+    r = _load(nobody_portscope, caps, tmp, tracefs=False)
     assert r.returncode == 0, r.stderr
     assert "portscope_failure_counter_loaded{netns=\"\"} 1.0" in open(os.path.join(tmp, "out.prom")).read()
 
@@ -68,10 +67,10 @@ def test_unit_caps_load_the_counter_without_tracefs(tmp):
     (["CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH"], False, False, "the private tracefs mount needs CAP_SYS_ADMIN"),
     (["CAP_SYS_ADMIN", "CAP_BPF", "CAP_PERFMON"], False, False, "the private mount's files are root's too"),
 ])
-def test_each_capability_is_needed(tmp, caps, tracefs, ok, why):
+def test_each_capability_is_needed(tmp, nobody_portscope, caps, tracefs, ok, why):
     if not tracefs and _host_has_tracefs():
         pytest.skip("the host has tracefs mounted")
-    r = _load(caps, tmp, tracefs=tracefs)
+    r = _load(nobody_portscope, caps, tmp, tracefs=tracefs)
     if ok:
         assert r.returncode == 0, (why, r.stderr)
     else:

@@ -5,17 +5,14 @@ the TIME_WAIT metrics equal nstat's absolute values."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import needs_netns
+from prometheus_client.parser import text_string_to_metric_families
 from test_observe_cli import PORTSCOPE, _attached
 from test_observe_kernel import CLIENT, LISTENER, PORT, _nstat
 
@@ -67,7 +64,7 @@ def test_exporter_counts_failures_across_scrapes_and_exited_processes(netns):
         assert _failures(m0, "portscope_connect_failures_total", **lab) == 0
         assert m0[("portscope_failure_counter_loaded", (("netns", ""),))] == 1
         got = []
-        for i in range(2):          # two processes, both exit: the second scrape folds the first's rows
+        for _ in range(2):          # two processes, both exit: the second scrape folds the first's rows
             got.append(json.loads(netns.python(CLIENT, "ps-client", "tcp-connect", "30", str(PORT), "4", "-").stdout))
             # the first client's 10 ports stay in FIN_WAIT2 after it exits: the second gets none
             m = _scrape(port)

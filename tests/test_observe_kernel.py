@@ -15,7 +15,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from conftest import needs_netns
 
 pytestmark = needs_netns
@@ -265,6 +264,7 @@ def test_every_bpf_object_closed_on_every_exit_path(netns, monkeypatch):
 def test_load_is_fast():
     """Start-up well under a second: BTF offsets, tracefs, 2 maps, 8 programs, 8 attachments."""
     import time
+
     from portscope.observe.loader import FailureCounter
     t = time.monotonic()
     with FailureCounter():
@@ -320,6 +320,7 @@ def test_counters_equal_nstat_and_ss(netns):
     TIME_WAIT sockets: TWRecycled and TCPTimeWaitOverflow move, and the watcher's deltas are
     nstat's deltas over the same window; `tw` is what ss counts in TIME-WAIT."""
     import shutil
+
     from portscope.observe.watch import Watcher
     if not shutil.which("nstat"):
         pytest.skip("nstat (iproute2) not installed")

@@ -3,11 +3,10 @@ calls the lab made, per (syscall, errno) and per destination, in every mode."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab exhaust and eBPF need root")
+pytestmark = [pytest.mark.root, pytest.mark.live]     # lab exhaust and eBPF need root
 
 
 @pytest.mark.parametrize("mode, syscall, errno_name", [

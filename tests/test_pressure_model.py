@@ -34,11 +34,9 @@ class T:
         fam = 6 if ":" in src else 4
         af = socket.AF_INET6 if fam == 6 else socket.AF_INET
         any_ = "::" if fam == 6 else "0.0.0.0"
-        t.proto.append(proto); t.family.append(fam); t.state.append(state)
-        t.local_addr.append(socket.inet_pton(af, src)); t.local_port.append(lport)
-        t.remote_addr.append(socket.inet_pton(af, dst if rport else any_)); t.remote_port.append(rport)
-        t.uid.append(0); t.inode.append(0); t.ephemeral.append(0); t.method.append(0)
-        t.auto_bound.append(auto)
+        t.append(proto, fam, state, socket.inet_pton(af, src), lport,
+                 socket.inet_pton(af, dst if rport else any_), rport, 0, 0, auto)
+        t.ephemeral.append(0); t.method.append(0)
         if pid is not None:
             if t.pid is None:
                 from array import array

@@ -5,11 +5,13 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import re
 import textwrap
 
 import pytest
 
 from portscope import quiz
+from portscope.errors import SystemReadError
 from portscope.quiz import checks
 
 BANK = quiz.load()
@@ -212,3 +214,72 @@ def test_topic_and_difficulty_parsing():
     for bad in ("0", "-1", "x", "1.5", ""):
         with pytest.raises(quiz.BadInput):
             quiz.parse_count(bad)
+
+
+# -- every claim checkable (issue 18) --------------------------------------------------------
+
+# what a source must name: a document a learner can open
+SOURCE_KINDS = re.compile(r"RFC \d+|Linux |commit [0-9a-f]{12}|\.(?:c|h|rst|py)\b|\(\d\)|\(\dconst\)|"
+                          r"Microsoft|KB\d+|IANA|xnu|FreeBSD|kubernetes|cloudflare|README|blog\.|Windows SDK")
+
+
+@pytest.mark.parametrize("q", BANK.questions, ids=lambda q: q.id)
+def test_every_question_has_a_checkable_source(q):
+    assert q.source and q.source.strip() == q.source
+    assert SOURCE_KINDS.search(q.source), q.source
+    # a commit is always named with its 12-digit abbreviation, so it can be looked up
+    for h in re.findall(r"commit ([0-9a-f]+)", q.source + " " + q.explanation):
+        assert len(h) == 12, h
+
+
+def test_a_question_without_a_source_does_not_load(tmp_path):
+    bad = copy.deepcopy(RAW)
+    del bad["questions"][3]["source"]
+    assert any("missing source" in p for p in quiz.problems(bad))
+    bad["questions"][3]["source"] = "  "
+    assert any("missing source" in p for p in quiz.problems(bad))
+    path = tmp_path / "bank.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(SystemReadError) as e:
+        quiz.load(str(path))
+    assert "source" in str(e.value) and "\n" not in str(e.value)
+
+
+RANGE = re.compile(r"\b(\d{3,5})-(\d{3,5})\b")
+
+
+@pytest.mark.parametrize("q", BANK.questions, ids=lambda q: q.id)
+def test_ranges_in_choices_and_explanation_agree(q):
+    """A range the explanation names and a choice shows must not differ by one port at an end
+    (1024-5000 in a choice but 1025-5000 in the explanation was issue 18's item 4)."""
+    said = {(int(a), int(b)) for a, b in RANGE.findall(checks._norm(q.explanation))}
+    shown = {(int(a), int(b)) for c in q.choices for a, b in RANGE.findall(checks._norm(c))}
+    for lo, hi in shown:
+        for elo, ehi in said:
+            near = (abs(lo - elo) == 1 and hi == ehi) or (lo == elo and abs(hi - ehi) == 1)
+            # 32768-60999 vs 32768-61000 is a real pair (before/after Linux 4.2), said as such
+            if near and not {(lo, hi), (elo, ehi)} == {(32768, 60999), (32768, 61000)}:
+                pytest.fail(f"choice range {lo}-{hi} vs explanation range {elo}-{ehi}")
+
+
+# issue 18: the explanations that overstated or misdated a fact, and what they must say now
+CORRECTED = {
+    "cp-connect-parity": (["1580ab63fc9a", "Linux 4.6", "07f4c90062f8", "still searched sequentially",
+                           "207184853dbd"], ["Since Linux 4.2, connect() steps by 2"]),
+    "dy-ip-local-port-range": (["Linux 6.8", "207184853dbd", "6.3 to 6.7"], []),
+    "ft-share-across-dest": (["SO_REUSEADDR", "test_share_4_tuple"], ["never shared"]),
+    "wk-iana-dynamic": (["1025-5000", "KB929851"], ["old Windows range."]),
+    "wk-linux-vs-iana": (["after RFC 6335 (August 2011)", "Linux 4.2", "32768-61000 predates"],
+                         ["predates and ignores"]),
+}
+
+
+@pytest.mark.parametrize("qid", sorted(CORRECTED))
+def test_corrected_explanations(qid):
+    q = next(q for q in BANK.questions if q.id == qid)
+    must, must_not = CORRECTED[qid]
+    for w in must:
+        assert w in q.explanation, (qid, w)
+    for w in must_not:
+        assert w not in q.explanation, (qid, w)
+    assert "1024-5000" not in " ".join(q.choices) or qid != "wk-iana-dynamic"

@@ -7,17 +7,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
+from conftest import PORTSCOPE
 from portscope import quiz
 from portscope.quiz import live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 BANK = quiz.load()
 BANK_ANSWERS = {q.id: q.answer for q in BANK.questions}
 
@@ -232,6 +231,7 @@ class Tmux:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@pytest.mark.live
 @needs_tmux
 def test_full_round_in_a_real_terminal():
     qs = key(1, 3)
@@ -263,6 +263,7 @@ def test_full_round_in_a_real_terminal():
         t.close()
 
 
+@pytest.mark.live
 @needs_tmux
 def test_ctrl_c_in_a_real_terminal():
     qs = key(2, 3)
@@ -279,6 +280,7 @@ def test_ctrl_c_in_a_real_terminal():
         t.close()
 
 
+@pytest.mark.live
 @needs_tmux
 def test_ctrl_d_in_a_real_terminal():
     t = Tmux(f"{PORTSCOPE} quiz --count 2 --seed 3")
@@ -289,3 +291,33 @@ def test_ctrl_d_in_a_real_terminal():
         assert "Stopped after 0 of 2 questions (end of input)." in s and "Score so far: 0/0" in s
     finally:
         t.close()
+
+
+def test_list_json_and_text_show_every_source():
+    out = run_json("quiz", "--list", "--json")
+    bank_sources = {q.id: q.source for q in BANK.questions}
+    for q in out["questions"]:
+        assert isinstance(q["source"], str) and q["source"].strip(), q["id"]
+        if q["live"]:
+            assert q["source"].startswith("this host: ") and q["host_facts"]
+            assert all(set(h) == {"fact", "value", "command"} for h in q["host_facts"])
+        else:
+            assert q["source"] == bank_sources[q["id"]] and "host_facts" not in q
+    text = run("quiz", "--list", "--no-live").stdout
+    assert text.count("\n   Source: ") == len(BANK.questions)
+
+
+def test_interactive_round_prints_the_source_after_each_answer():
+    qs = key(11, 3)
+    wrong = qs[1]["answer"] % len(qs[1]["choices"]) + 1
+    r = run("quiz", "--seed", "11", "--count", "3", input=f"{qs[0]['answer']}\n{wrong}\n{qs[2]['answer']}\n")
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    for q in qs:
+        label = "Built from " if q["live"] else "Source: "
+        # after the question's explanation, right or wrong
+        assert f"{label}{' '.join(q['source'].split())}" in flat, q["id"]
+    assert flat.count("Source: ") + flat.count("Built from this host: ") == 3
+    # graded from --answers (text mode) the same
+    g = " ".join(run("quiz", "--seed", "11", "--count", "3", "--answers", "1,1,1").stdout.split())
+    assert g.count("Source: ") + g.count("Built from this host: ") == 3

@@ -25,6 +25,7 @@ def right(q) -> str:
     return q.choices[q.answer - 1]
 
 
+@pytest.mark.live
 def test_live_questions_on_this_host_match_sysctl():
     out = subprocess.run(["sysctl", "-n", "net.ipv4.ip_local_port_range",
                           "net.ipv4.ip_unprivileged_port_start"], capture_output=True, text=True, check=True)
@@ -158,6 +159,68 @@ def test_live_skips_everything_when_facts_fail(monkeypatch):
 
     def boom(netns=None):
         raise SystemReadError("/proc/sys/net/ipv4/ip_local_port_range is missing")
-    monkeypatch.setattr(host, "facts", boom)
+    monkeypatch.setattr(host, "host_facts", boom)
     gen = live.generate(2)
     assert gen.questions == () and "cannot read" in gen.notes[0]
+
+
+def _run_fact(cmd: str) -> str:
+    """Run a host-fact command the way a learner would paste it (portscope from this venv)."""
+    if cmd.startswith("portscope ") or " portscope " in cmd:
+        cmd = cmd.replace("portscope ", os.path.join(os.path.dirname(sys.executable), "portscope") + " ", 1)
+    r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (cmd, r.stderr)
+    return r.stdout
+
+
+def _assert_facts_hold(gen):
+    """Every live question names what it was built from, and running the named command
+    on the machine shows that value: the learner can verify the question."""
+    checked = 0
+    for q in gen.questions:
+        assert q.source and q.source.startswith("this host: ") and q.host_facts, q.id
+        for h in q.host_facts:
+            assert set(h) == {"fact", "value", "command"}
+            if h["command"] is None:
+                continue
+            out = _run_fact(h["command"])
+            if h["command"].endswith(("cat /proc/sys/net/ipv4/ip_local_port_range",
+                                      "cat /proc/sys/net/ipv4/ip_unprivileged_port_start",
+                                      "cat /proc/sys/net/ipv4/ip_local_reserved_ports")):
+                assert " ".join(out.split()) == h["value"], (h, out)
+            elif " ss " in f" {h['command']}":
+                assert out.strip(), h          # the listener the question names is there
+            else:                              # portscope port P --proto X names the service
+                assert h["value"] in out, (h, out)
+            assert f"`{h['command']}` shows" in q.source
+            checked += 1
+    return checked
+
+
+def test_live_host_facts_can_be_checked_on_this_host():
+    assert _assert_facts_hold(live.generate(3)) >= 4
+
+
+def test_live_host_facts_in_a_namespace(netns):
+    netns.sysctl("net.ipv4.ip_unprivileged_port_start", "500")
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40999")
+    netns.sysctl("net.ipv4.ip_local_reserved_ports", "40000-40009,40500")
+    p = netns.popen(sys.executable, "-c", LISTENER, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        gen = live.generate(4, netns=netns.name)
+        qs = by_id(gen)
+        facts = {h["fact"]: h for q in gen.questions for h in q.host_facts}
+        assert facts["net.ipv4.ip_local_port_range"]["value"] == "40000 40999"
+        assert facts["net.ipv4.ip_local_reserved_ports"]["value"] == "40000-40009,40500"
+        assert facts["net.ipv4.ip_unprivileged_port_start"]["value"] == "500"
+        # the commands run in the namespace, not on the host (whose values differ)
+        for q in gen.questions:
+            for h in q.host_facts:
+                assert h["command"].startswith(f"ip netns exec {netns.name} ") or \
+                    h["command"].startswith(f"portscope --netns {netns.name} "), h
+        assert _assert_facts_hold(gen) >= 5
+        assert "Built from" not in qs["live-range"].explanation   # the source is its own field
+    finally:
+        p.kill()
+        p.wait(timeout=10)

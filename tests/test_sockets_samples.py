@@ -368,16 +368,7 @@ def test_request_layout():
 def _table(rows, listen=()):
     t = SocketTable(backend="test")
     for proto, state, lp, rp, auto in rows:
-        t.proto.append(proto)
-        t.family.append(4)
-        t.state.append(state)
-        t.local_addr.append(bytes([127, 0, 0, 1]))
-        t.local_port.append(lp)
-        t.remote_addr.append(bytes([127, 0, 0, 1]))
-        t.remote_port.append(rp)
-        t.uid.append(0)
-        t.inode.append(1)
-        t.auto_bound.append(auto)
+        t.append(proto, 4, state, bytes([127, 0, 0, 1]), lp, bytes([127, 0, 0, 1]), rp, 0, 1, auto)
     t.listen_ports.update(listen)
     return t
 
@@ -395,7 +386,7 @@ def test_classify_kernel_decisions():
         (PROTO_UDP, 7, 50000, 0, AUTO_YES),        # unconnected, autobound
         (PROTO_UDP, 7, 5353, 0, AUTO_NO),          # a bound server
     ], listen={(PROTO_TCP, 8080)})
-    filters.classify(t, RANGE)
+    filters.mark_ephemeral(t, RANGE)
     assert list(t.ephemeral) == [EPH_LOCAL, EPH_REMOTE, EPH_NONE, EPH_NONE, EPH_LOCAL, EPH_LOCAL, EPH_NONE]
     assert list(t.method) == [METHOD_KERNEL, METHOD_RANGE, METHOD_KERNEL, METHOD_KERNEL, METHOD_RANGE,
                               METHOD_KERNEL, METHOD_KERNEL]
@@ -413,7 +404,7 @@ def test_classify_by_range_and_reserved_ports():
         (PROTO_TCP, 10, 45020, 0, AUTO_UNKNOWN),     # a listener inside the range
         (PROTO_TCP, 1, 22, 1022, AUTO_UNKNOWN),
     ], listen={(PROTO_TCP, 8080), (PROTO_TCP, 45020)})
-    filters.classify(t, RANGE, PortSet.parse("50000-50010"))
+    filters.mark_ephemeral(t, RANGE, PortSet.parse("50000-50010"))
     assert list(t.ephemeral) == [EPH_LOCAL, EPH_REMOTE, EPH_REMOTE, EPH_LOCAL, EPH_NONE, EPH_NONE, EPH_NONE]
     assert set(t.method) == {METHOD_RANGE}
 
@@ -423,7 +414,7 @@ def test_select_and_counts():
                 (PROTO_UDP, 7, 5353, 0, AUTO_NO), (PROTO_TCP, 1, 8080, 45001, AUTO_YES)],
                listen={(PROTO_TCP, 8080)})
     t.remote_addr[0] = bytes([10, 1, 2, 3])
-    filters.classify(t, RANGE)
+    filters.mark_ephemeral(t, RANGE)
     assert filters.select(t) is None
     assert filters.select(t, port=PortRange(443, 443)) == [0]
     assert filters.select(t, port=PortRange(8080, 8080)) == [1, 3]

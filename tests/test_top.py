@@ -5,18 +5,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from types import SimpleNamespace
 
 import pytest
 
-from portscope.cli.top import SPARKS, Trend, sparkline
+from conftest import ENTRY, Netns
+from portscope.trend import SPARKS, Trend, sparkline
 
-# the venv's console script, as a user runs it
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
-ENTRY = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "portscope"]
 
 # runs inside the namespace: listeners on 127.0.0.2/3:80 that never accept (the accept queue
 # holds the server side), then "DST N" on stdin opens N more client connections to DST:80
@@ -39,9 +36,7 @@ class Holder:
     def __init__(self, ns):
         ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
         self.ns = ns
-        self.p = ns.popen(sys.executable, "-c", HOLDER, stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True)
-        assert self.p.stdout.readline().strip() == "ready"
+        self.p = ns.start(HOLDER, stdin=subprocess.PIPE)
 
     def open(self, dst: str, n: int) -> int:
         self.p.stdin.write(f"{dst} {n}\n")
@@ -74,9 +69,7 @@ def _remove_socket(name: str) -> None:
 
 
 def ss_clients(ns: str, dst: str) -> int:
-    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tnH"], capture_output=True, text=True,
-                         check=True).stdout
-    return sum(1 for ln in out.splitlines() if ln.split()[:1] == ["ESTAB"] and ln.split()[4] == dst)
+    return sum(1 for f in Netns(ns).ss("-tn") if f[:1] == ["ESTAB"] and f[4] == dst)
 
 
 # ------------------------------------------------------------------ pure
@@ -113,7 +106,7 @@ def test_bad_options_exit_2(cli):
 # ------------------------------------------------------------------ live, in a namespace
 
 def test_trend_follows_the_kernel(netns, holder):
-    from portscope.cli.pressure import gather
+    from portscope.datapath import measure as gather
     t = Trend()
     holder.open("127.0.0.2", 10)
     res = gather(netns.name)
@@ -232,8 +225,8 @@ def test_ctrl_c_in_a_real_terminal_quits_cleanly(netns, holder, tmp_path):
         while time.monotonic() < end and not done.exists():
             time.sleep(0.1)
         time.sleep(0.1)
-        assert done.read_text().strip() == "EXIT=0"
-        assert err.read_text() == ""          # no traceback, no noise
+        assert done.read_text().strip() == "EXIT=130"      # README: 130 interrupted
+        assert err.read_text() == "portscope: interrupted\n"  # one line, no traceback
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         _remove_socket(sock)
@@ -250,18 +243,46 @@ def test_piped_output_prints_every_refresh(netns, holder, cli):
     assert rows[0][8] == "new" and rows[1][8] == "0"
 
 
-def test_json_remedies_target_the_namespace(netns, cli):
+def test_json_remedies_target_the_namespace(netns, driver, cli):
     """top shows the same findings as pressure: their remedies change the namespace, not the host."""
     from test_findings_kernel import assert_remedy_targets
-    from test_pressure_kernel import Driver
-    drive = Driver(netns)
+    drive = driver
+    drive(op="listen", port=45000)
+    code, out, err = cli("top", "--netns", netns.name, "-n", "1", "--json")
+    assert code == 0, err
+    doc = json.loads(out.splitlines()[0])
+    assert "listener-in-range" in {f["id"] for f in doc["findings"]}
+    for f in doc["findings"]:
+        assert_remedy_targets(f["remedy"], netns.name)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test.sh installs it)")
+@pytest.mark.parametrize("cols", [44, 64])
+def test_a_narrow_terminal_drops_columns_from_the_right(netns, holder, cols):
+    """Issue 12: at 60 columns rich cut PROTO to "PR…" and CAP to "28…"; now whole columns
+    go, from the right, and what is shown is whole."""
+    holder.open("127.0.0.2", 7)
+    sock = f"pstop-{uuid.uuid4().hex[:8]}"
+    tmux = ["tmux", "-L", sock]
+    env = {**os.environ, "TERM": "xterm-256color"}
+    cmd = " ".join(ENTRY) + f" top --netns {netns.name} --interval 0.3"
     try:
-        drive(op="listen", port=45000)
-        code, out, err = cli("top", "--netns", netns.name, "-n", "1", "--json")
-        assert code == 0, err
-        doc = json.loads(out.splitlines()[0])
-        assert "listener-in-range" in {f["id"] for f in doc["findings"]}
-        for f in doc["findings"]:
-            assert_remedy_targets(f["remedy"], netns.name)
+        subprocess.run([*tmux, "new-session", "-d", "-s", "top", "-x", str(cols), "-y", "30", "sh", "-c", cmd],
+                       check=True, env=env)
+        end, text = time.monotonic() + 15, ""
+        while time.monotonic() < end and "127.0.0.2:80" not in text:
+            text = subprocess.run([*tmux, "capture-pane", "-p", "-t", "top"], capture_output=True,
+                                  text=True, env=env).stdout
+            time.sleep(0.1)
+        head = next(ln for ln in text.splitlines() if ln.startswith("PROTO"))
+        row = next(ln for ln in text.splitlines() if "127.0.0.2:80" in ln)
+        assert "…" not in head + row and len(row.rstrip()) <= cols
+        assert head.split()[:5] == ["PROTO", "SOURCE", "->", "DESTINATION", "IN"]
+        assert row.split()[:5] == ["tcp", "127.0.0.1", "->", "127.0.0.2:80", "7"]
+        if cols >= 64:
+            assert row.split()[5] == "100" and "CAP" in head       # capacity shown whole
+        else:
+            assert "TREND" not in head                             # dropped, not squeezed
     finally:
-        drive.close()
+        subprocess.run([*tmux, "kill-server"], capture_output=True, env=env)
+        _remove_socket(sock)

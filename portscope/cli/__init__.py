@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from typing import Any, Sequence
 
 import click
 
@@ -32,14 +33,18 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
-    def list_commands(self, ctx):
+    """The top-level group: commands come from COMMANDS and are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Command names in COMMANDS order, leaving out any whose module is absent."""
         return [n for n, (mod, _, _) in COMMANDS.items() if self._available(mod)]
 
     @staticmethod
     def _available(mod: str) -> bool:
         return importlib.util.find_spec(f"portscope.cli.{mod}") is not None
 
-    def get_command(self, ctx, name):
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Import the command's module now (None for an unknown name), with -v accepted after it."""
         if name not in COMMANDS:
             return None
         mod, attr, _ = COMMANDS[name]
@@ -49,21 +54,31 @@ class LazyGroup(click.Group):
         _accept_verbose(cmd)
         return cmd
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a closed stdout pipe is a quiet exit 0 (see the comment)."""
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # click would print a blank line and turn it into Abort ("aborted"): keep it
+            # one line, the same for every command
+            raise _Interrupted() from None
         except BrokenPipeError:
             # the reader went away (`portscope conns | head`): not our failure, and click
             # would turn it into exit 1, which means something else here
             _quiet_stdout()
             raise click.exceptions.Exit(0)
 
-    def format_commands(self, ctx, formatter):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The Commands section of --help, from the table."""
         # help from the table, so `--help` does not import every command
         rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command, carried past click's own KeyboardInterrupt handling."""
 
 
 def _quiet_stdout() -> None:
@@ -77,6 +92,11 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _check_netns(ctx, param, value):
+    from .common import check_netns
+    return check_netns(ctx, param, value)
+
+
 def _set_verbose(ctx, param, value):
     if value:
         ctx.find_root().ensure_object(dict)["verbose"] = True
@@ -88,22 +108,34 @@ def _accept_verbose(cmd) -> None:
         cmd.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False,
                                        callback=_set_verbose, help="Same as the global -v."))
     for sub in getattr(cmd, "commands", {}).values():
+        _whole_short_help(sub)
         _accept_verbose(sub)
+
+
+def _whole_short_help(cmd) -> None:
+    """A group's command list shows each subcommand's first paragraph whole: click's default
+    stops at the first '.', so "Add PORTS (e.g. 8080,...)" became "Add PORTS (e.g.", and
+    cuts at 45 characters with '...'."""
+    if cmd.short_help is None and cmd.help:
+        first = cmd.help.split("\n\n")[0]
+        cmd.short_help = " ".join(first.replace("\b", " ").split())
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="portscope")
 @click.option("--json", "json_out", is_flag=True, help="Print JSON (same as --json on the command).")
-@click.option("--netns", metavar="NAME|pid:PID", help="Look inside another network namespace (Linux).")
+@click.option("--netns", metavar="NAME|pid:PID", callback=lambda c, p, v: _check_netns(c, p, v),
+              help="Look inside another network namespace (Linux).")
 @click.option("-v", "--verbose", is_flag=True, help="Say which backend and sources were used.")
 @click.pass_context
-def cli(ctx, json_out, netns, verbose):
+def cli(ctx, json_out, netns, verbose) -> None:
     """Show and control how this machine hands out port numbers.
 
     \b
     Exit codes: 0 ok, 1 `suggest` found no safe port or `lab` saw the kernel
     differ from the prediction, 2 bad input, 3 not permitted (needs root or a
-    capability), 4 unsupported on this platform, 130 interrupted.
+    capability), 4 unsupported on this platform, 5 could not write a file
+    (disk full, read-only file system; the message names it), 130 interrupted.
     `pressure --check` uses the monitoring-plugin codes instead (0 OK,
     1 WARNING, 2 CRITICAL, 3 UNKNOWN). JSON keys: docs/json.md.
     """
@@ -113,7 +145,9 @@ def cli(ctx, json_out, netns, verbose):
     ctx.obj["verbose"] |= verbose
 
 
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """The `portscope` entry point: every error is one line and a fixed exit code (errors.py),
+    never a traceback."""
     from ..errors import PortscopeError
 
     args = sys.argv[1:] if argv is None else list(argv)
@@ -124,6 +158,9 @@ def main(argv=None) -> None:
     except PortscopeError as e:
         click.echo(f"portscope: error: {e}", err=True)
         sys.exit(e.exit_code)
+    except _Interrupted:
+        click.echo("portscope: interrupted", err=True)
+        sys.exit(130)
     except click.exceptions.Abort:
         click.echo("portscope: aborted", err=True)
         sys.exit(130)

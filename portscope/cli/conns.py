@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .common import json_option, netns_of, netns_option, verbose, want_json
+from .common import Number, json_option, netns_of, netns_option, nonblank, verbose, want_json
 
 PROTOS = ("tcp", "udp", "udplite", "sctp")
 
@@ -22,9 +22,9 @@ def _split(values) -> list[str]:
 
 
 @click.command("conns")
-@click.option("--proto", "protos", multiple=True, metavar="PROTO",
+@click.option("--proto", "protos", multiple=True, metavar="PROTO", callback=nonblank,
               help="tcp, udp, udplite, sctp (repeat or comma-separate; default all).")
-@click.option("--state", "states", multiple=True, metavar="STATE",
+@click.option("--state", "states", multiple=True, metavar="STATE", callback=nonblank,
               help="Kernel state name, e.g. ESTABLISHED, TIME_WAIT, LISTEN (repeatable).")
 @click.option("--port", metavar="PORT|A-B", help="Only sockets with this port (or range) on either side.")
 @click.option("--src", metavar="ADDR[/LEN]", help="Only sockets whose local address is in this network.")
@@ -40,13 +40,13 @@ def _split(values) -> list[str]:
     help="Sort rows (default: kernel order, as ss).")
 @click.option("--count", is_flag=True, help="Only count sockets by protocol and state.")
 @click.option("--csv", "csv_out", is_flag=True, help="Print rows as CSV.")
-@click.option("--limit", type=click.IntRange(min=0), help="Print at most N rows.")
+@click.option("--limit", type=Number(0, None, whole=True), help="Print at most N rows.")
 @click.option("--backend", type=click.Choice(["netlink", "procfs", "psutil"]),
               help="Force a backend (default: netlink, falling back to procfs; psutil off Linux).")
 @json_option
 @netns_option
 def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process, sort_key, count,
-          csv_out, limit, backend, json_out, netns):
+          csv_out, limit, backend, json_out, netns) -> None:
     """List sockets with their 4-tuples, which side is ephemeral, and their owner.
 
     \b

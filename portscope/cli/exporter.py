@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, netns_of, verbose, want_json
+from .common import INTERVAL, Number, check_netns, emit_json, json_option, netns_of, nonblank, verbose, want_json
 
 MAX_TOP = 1000
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
@@ -12,16 +12,17 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
 @click.command("exporter")
 @click.option("--listen", default="127.0.0.1:9917", show_default=True, metavar="ADDR:PORT",
               help="Where to serve /metrics ([ADDR]:PORT for IPv6; :PORT for every IPv4 address).")
-@click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("--web-config", "web_config", metavar="FILE", type=click.Path(dir_okay=False), callback=nonblank,
               help="TLS and basic auth, in the Prometheus exporter-toolkit's web-config format.")
-@click.option("--top", default=20, show_default=True, type=int, metavar="N",
+@click.option("--top", default=20, show_default=True, type=Number(0, MAX_TOP, whole=True), metavar="N",
               help="Per-destination series for the N busiest destinations; the rest are summed (dst=\"other\").")
-@click.option("--textfile", metavar="PATH", type=click.Path(dir_okay=False),
+@click.option("--textfile", metavar="PATH", type=click.Path(dir_okay=False), callback=nonblank,
               help="Instead of serving, write the metrics to PATH (atomically) every --interval seconds.")
-@click.option("--interval", default=15.0, show_default=True, type=float, metavar="S",
+@click.option("--interval", default=15.0, show_default=True, type=INTERVAL, metavar="S",
               help="Seconds between textfile writes.")
-@click.option("--once", is_flag=True, help="With --textfile: write once and exit.")
-@click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID",
+@click.option("--once", is_flag=True, help="With --textfile: write once and exit; exit 5 (3 if permission "
+              "was denied) when the file could not be written, so cron or a timer notices.")
+@click.option("--netns", "netns", multiple=True, metavar="NAME|pid:PID", callback=check_netns,
               help="Report this network namespace (repeatable; each under its own netns label).")
 @click.option("--all-netns", is_flag=True,
               help="Report our own namespace (netns=\"\") and every one under /run/netns, listed at each scrape "
@@ -30,7 +31,7 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
               help="Failure metrics from eBPF: require them (exit 3/4 if they cannot load) or leave them out. "
                    "Default: when eBPF loads. Not with --json (one collection counts nothing).")
 @json_option
-def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, use_bpf, json_out):
+def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, use_bpf, json_out) -> None:
     """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
 
     \b
@@ -87,18 +88,19 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         if not os.path.isdir(d):
             raise BadInput(f"--textfile {textfile}: directory {d} does not exist")
         try:
-            run_textfile(exp, textfile, interval, count=1 if once else None)
+            run_textfile(exp, textfile, interval, count=1 if once else None, strict=once)
         except KeyboardInterrupt:
             pass
         finally:
             observed.close()
         return
 
-    from ..webconfig import WebConfig, load, serve
+    from ..httpserver import WebConfig, load, serve
     cfg = load(web_config) if web_config else WebConfig()
     _limit_malloc_arenas()
     server = serve(listen, exp.routes(), cfg, access_log=verbose())
-    host, port = server.server_address[:2]
+    addr, port = server.server_address[:2]
+    host = addr.decode() if isinstance(addr, bytes) else str(addr)   # AF_INET/AF_INET6: already str
     scheme = "https" if cfg.tls else "http"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"portscope exporter: serving {scheme}://{shown}:{port}/metrics"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, want_json
+from .common import Number, emit_json, json_option, want_json
 
 MODES = ("connect", "bind-connect", "bind-no-port", "udp", "connect-close")  # = lab.MODES (kept light)
 
@@ -12,7 +12,7 @@ _HEAD = (f"{'destination':<18} {'step':<8} | {'predicted: capacity':>19} {'in us
 
 
 @click.group("lab")
-def lab():
+def lab() -> None:
     """Reproduce ephemeral-port exhaustion safely in a private network namespace (root)."""
 
 
@@ -56,28 +56,28 @@ def _summary(res) -> list[str]:
 @lab.command("exhaust")
 @click.option("--range", "range_", default="40000-40099", show_default=True, metavar="LOW-HIGH",
               help="Ephemeral range inside the lab namespace.")
-@click.option("--destinations", "-k", type=int, default=2, show_default=True,
+@click.option("--destinations", "-k", type=Number(1, None, whole=True), default=2, show_default=True,
               help="Loopback destinations (127.0.0.2, 127.0.0.3, ...).")
 @click.option("--mode", type=click.Choice(MODES), default="connect", show_default=True,
               help="How each socket gets its port.")
-@click.option("--max-connects", type=int, default=10_000, show_default=True,
+@click.option("--max-connects", type=Number(1, 10_000_000, whole=True), default=10_000, show_default=True,
               help="Stop after this many sockets in all (also capped by the open-file limit).")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
+@click.option("--timeout", type=Number(0, 86400.0, lo_open=True, unit="seconds"), default=60.0, show_default=True,
               help="Stop opening connections after this many seconds.")
 @click.option("--reserve", default="", metavar="PORTS",
               help="ip_local_reserved_ports inside the lab, e.g. 40010-40019.")
-@click.option("--hold", type=float, default=0.0, show_default=True,
+@click.option("--hold", type=Number(0, 86400.0, unit="seconds"), default=0.0, show_default=True,
               help="Keep the exhausted lab this many seconds before removing it "
                    "(inspect it with `portscope pressure --netns NAME`).")
-@click.option("--tw-reuse", type=click.IntRange(0, 2), default=None,
+@click.option("--tw-reuse", type=Number(0, 2, whole=True), default=None,
               help="net.ipv4.tcp_tw_reuse inside the lab (default: the kernel's, 2 = loopback).")
-@click.option("--listeners-in-range", type=int, default=0, show_default=True, metavar="L",
+@click.option("--listeners-in-range", type=Number(0, 65535, whole=True), default=0, show_default=True, metavar="L",
               help="Servers bound on L ports inside the range (TCP listeners; UDP sockets in udp mode).")
 @click.option("--family", type=click.Choice(["4", "6"]), default="4", show_default=True,
               help="IPv4 (destinations 127.0.0.2, .3, ... port 80) or IPv6 ([::1] ports 80, 81, ...).")
 @json_option
 def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw_reuse,
-            listeners_in_range, family, json_out):
+            listeners_in_range, family, json_out) -> None:
     """Open connections in a private namespace until the kernel refuses.
 
     Prints, side by side, what portscope predicted (pressure analysis of the
@@ -119,8 +119,10 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
     witness = LabObserver()        # the eBPF failure counter: issue 14
     try:
         witness.start()
-        res = _lab.run_exhaust(plan, on_step=step, on_ready=lambda n: (witness.ready(n), ready(n)),
-                               on_hold=holding)
+        def on_ready(name: str) -> None:
+            witness.ready(name)
+            ready(name)
+        res = _lab.run_exhaust(plan, on_step=step, on_ready=on_ready, on_hold=holding)
         observed = witness.result(res)
     except KeyboardInterrupt:
         if state["ns"]:
@@ -141,7 +143,7 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
 
 @lab.command("clean")
 @json_option
-def clean(json_out):
+def clean(json_out) -> None:
     """Remove lab namespaces left by a run that was killed (SIGKILL) before it could clean up."""
     from .. import lab as _lab
 

@@ -1,9 +1,13 @@
-"""`portscope port N|SERVICE`: classify a port, or look a service name up."""
+"""`portscope port N|SERVICE`: describe a port, or look a service name up."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..portinfo import PortFacts
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
 
@@ -23,7 +27,7 @@ CLASS_TEXT = {"system": "system (well known, 0-1023)", "user": "user (registered
               help="Show the pid and command of the sockets holding the port.")
 @json_option
 @netns_option
-def port(target, proto, owners, json_out, netns):
+def port(target, proto, owners, json_out, netns) -> None:
     """Classify port N, or list the ports of IANA service SERVICE.
 
     \b
@@ -31,19 +35,20 @@ def port(target, proto, owners, json_out, netns):
     privilege here (ip_unprivileged_port_start, CAP_NET_BIND_SERVICE), whether it
     lies in the ephemeral range or the reserved list, and the sockets bound to it now.
     """
-    from .. import classify
+    from .. import portinfo
     from ..ports import parse_port
 
     ns = netns_of(netns)
     proto = proto.lower() if proto else None
+    # \d also matches other scripts' digits: "٨٠" then gets parse_port's digits-only error
     if re.fullmatch(r"\s*[+-]?\d+\s*", target):
-        pf = classify.classify(parse_port(target), proto, ns, owners=owners)
+        pf = portinfo.describe_port(parse_port(target), proto, ns, owners=owners)
         if want_json(json_out):
             emit_json(pf.to_json())
         else:
             click.echo(render(pf))
         return
-    found = classify.classify_name(target, proto, ns, owners=owners)
+    found = portinfo.describe_name(target, proto, ns, owners=owners)
     if want_json(json_out):
         emit_json({"service": target, "proto": proto, "ports": [pf.to_json() for pf in found]})
         return
@@ -81,7 +86,8 @@ def _sock(r: dict) -> str:
     return s
 
 
-def render(pf) -> str:
+def render(pf: PortFacts) -> str:
+    """`portscope port N`'s text: class, IANA services, privilege, range, reservation, sockets."""
     out = [f"port {pf.port}: {CLASS_TEXT[pf.port_class]}"]
     if pf.services:
         for i, s in enumerate(pf.services):
@@ -91,17 +97,22 @@ def render(pf) -> str:
     else:
         st = ", ".join(f"{p} {v}" for p, v in pf.iana_status.items())
         out.append(f"  {'IANA:':<12}no service ({st})")
-    if pf.privileged:
+    if pf.privileged and pf.privilege_note and pf.os != "linux":
+        priv = f"yes: {pf.privilege_note}"    # the platform's own rule (privilege.py)
+    elif pf.privileged:
         who = "this process can bind it (CAP_NET_BIND_SERVICE)" if pf.bind_allowed else \
             "this process cannot bind it (needs root or CAP_NET_BIND_SERVICE)"
         priv = f"yes: below ip_unprivileged_port_start={pf.unprivileged_port_start}; {who}"
+    elif pf.os != "linux":
+        priv = "no: anyone may bind it"
     else:
         priv = f"no: at or above ip_unprivileged_port_start={pf.unprivileged_port_start}; anyone may bind it"
     out.append(f"  {'privileged:':<12}{priv}")
-    eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"
+    # describe_port always fills `ephemeral` (None is only PortFacts' default)
+    eph = f"{_yes(pf.in_ephemeral_range)} (range {pf.ephemeral}, {pf.ephemeral.size} ports)"  # type: ignore[union-attr]
     if pf.in_ephemeral_range and not pf.reserved:
-        from ..classify import reserve_command
-        eph += f"; outgoing connections may take it: `{reserve_command(pf.port, pf.netns)}`"
+        from ..remedies import reserve_add_command
+        eph += f"; outgoing connections may take it: `{reserve_add_command(pf.port, pf.netns)}`"
     out.append(f"  {'ephemeral:':<12}{eph}")
     out.append(f"  {'reserved:':<12}{_yes(pf.reserved)}" +
                (" (ip_local_reserved_ports: never auto-assigned)" if pf.reserved else ""))

@@ -23,7 +23,7 @@ from .common import emit_json, json_option, netns_of, netns_option, verbose, wan
               help="Include questions generated from this host (its range, privileged ports, listeners).")
 @json_option
 @netns_option
-def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, json_out, netns):
+def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, json_out, netns) -> None:
     """Learn how ports work: a short multiple-choice quiz.
 
     \b
@@ -89,7 +89,7 @@ def quiz(count, topic, difficulty, seed, answers, list_all, list_topics, live, j
 
     # interactive; with --json the conversation goes to stderr, the result to stdout
     err = as_json
-    style = click.style if _isatty(sys.stderr if err else sys.stdout) else runner._plain
+    style = click.style if _isatty(sys.stderr if err else sys.stdout) else runner.plain
 
     def say(text: str) -> None:
         click.echo(text, err=err)
@@ -166,3 +166,5 @@ def _list(questions, as_json: bool) -> None:
             mark = "*" if j == q.answer else " "
             click.echo(f" {mark}{j}) {c}")
         click.echo(f"   {q.explanation}")
+        if q.source:
+            click.echo(f"   Built from {q.source}" if q.live else f"   Source: {q.source}")

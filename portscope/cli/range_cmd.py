@@ -4,14 +4,13 @@ from __future__ import annotations
 import click
 
 from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .render import report_change
 
 TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 
 
 def _show(facts) -> None:
-    from ..host import as_dict
-
-    d = as_dict(facts)
+    d = facts.to_json()
     e = facts.ephemeral
     tag = "this OS's default" if d["is_os_default"] else f"default is {facts.os_default}"
     where = f" in netns {facts.netns}" if facts.netns else ""
@@ -34,12 +33,17 @@ def _show(facts) -> None:
         click.echo("Privileged ports: none (any user may bind any port)")
     elif facts.os == "linux":
         click.echo(f"Privileged ports: below {u} (binding needs root or CAP_NET_BIND_SERVICE)")
+    elif facts.wildcard_bind_unprivileged:
+        click.echo(f"Privileged ports: {facts.privileged_low}-{u - 1} on a specific address (binding needs root); "
+                   "any user may bind them on the wildcard address (macOS 10.14+)")
     else:
         click.echo(f"Privileged ports: {facts.privileged_low}-{u - 1} (binding needs root)")
     if facts.tcp_tw_reuse is not None:
         delay = f", reuse after {facts.tcp_tw_reuse_delay_ms} ms" if facts.tcp_tw_reuse_delay_ms is not None else ""
         click.echo(f"TIME_WAIT: {facts.time_wait_seconds} s (fixed); tcp_tw_reuse={facts.tcp_tw_reuse} "
                    f"({TW_REUSE.get(facts.tcp_tw_reuse, '?')}){delay}")
+    elif facts.os != "linux":
+        click.echo(f"TIME_WAIT: {facts.time_wait_seconds} s ({facts.time_wait_source})")
     if verbose():
         for k, v in facts.sources.items():
             click.echo(f"  source {k}: {v}")
@@ -49,7 +53,7 @@ def _show(facts) -> None:
 @json_option
 @netns_option
 @click.pass_context
-def range_group(ctx, json_out, netns):
+def range_group(ctx, json_out, netns) -> None:
     """Show the ephemeral port range(s), reserved ports and the privileged boundary.
 
     \b
@@ -61,64 +65,21 @@ def range_group(ctx, json_out, netns):
     ctx.obj["range_netns"] = netns
     if ctx.invoked_subcommand is not None:
         return
-    from ..host import as_dict, facts
+    from ..host import host_facts
 
-    f = facts(netns_of(netns))
+    f = host_facts(netns_of(netns))
     if want_json(json_out):
-        emit_json(as_dict(f))
+        emit_json(f.to_json())
     else:
         _show(f)
 
 
-def _brief(f) -> dict:
-    return {"ephemeral": {"low": f.ephemeral.low, "high": f.ephemeral.high, "size": f.ephemeral.size},
-            "reserved": str(f.reserved),
-            "ranges": [{"name": r.name, "low": r.range.low, "high": r.range.high, "size": r.range.size,
-                        "proto": r.proto, "family": r.family} for r in f.ranges]}
-
-
-def report_change(plan, result, dry_run: bool, as_json: bool) -> None:
-    """Shared by `range set` and `reserve add|remove`."""
-    commands = plan.commands()
-    if as_json:
-        emit_json({
-            "action": plan.action,
-            "dry_run": dry_run,
-            "changed": result is not None and bool(plan.steps),
-            "commands": commands,
-            "warnings": list(plan.warnings),
-            "notes": list(plan.notes),
-            "before": _brief(plan.before),
-            "after": _brief(result.after) if result else None,
-            "read_back": dict(result.read_back) if result else {},
-            "persisted": result.persisted if result else None,
-        })
-        return
-    for w in plan.warnings:
-        click.echo(f"portscope: warning: {w}", err=True)
-    for n in plan.notes:
-        click.echo(f"note: {n}")
-    if dry_run:
-        if commands:
-            click.echo("Dry run; these commands would run:")
-            for c in commands:
-                click.echo(f"  {c}")
-        return
-    if result is None:
-        return
-    for s in plan.steps:
-        click.echo(f"{s.key}: {s.old or '(empty)'} -> {result.read_back.get(s.key, '?') or '(empty)'} (read back)")
-    if result.persisted:
-        click.echo(f"Persisted in {result.persisted}")
-
-
-# negative numbers must reach our own check (one clear line), not click's option parser
 @range_group.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("low", metavar="LOW")
 @click.argument("high", metavar="HIGH")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the exact commands; change nothing.")
 @click.option("--persist", is_flag=True, help="Also write a drop-in under /etc/sysctl.d (atomically).")
-@click.option("--force", is_flag=True, help="Shrink the range even below the ephemeral ports in use now.")
+@click.option("--force", is_flag=True, help="Shrink the range even below the ephemeral ports in use now, or below 2 usable ports.")
 @click.option("--reserve-listeners", is_flag=True,
               help="Reserve listening ports that would fall inside the new range (done first).")
 @click.option("--proto", "protos", multiple=True, type=click.Choice(["tcp", "udp"]),
@@ -126,7 +87,7 @@ def report_change(plan, result, dry_run: bool, as_json: bool) -> None:
 @json_option
 @netns_option
 @click.pass_context
-def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos, json_out, netns):
+def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos, json_out, netns) -> None:
     """Change the ephemeral range to LOW..HIGH (inclusive).
 
     Checks first: integers, 1 <= LOW <= HIGH <= 65535, LOW at or above the
@@ -135,7 +96,7 @@ def range_set(ctx, low, high, dry_run, persist, force, reserve_listeners, protos
     ephemeral ports in use now unless --force. Reads the value back; any
     failure puts every setting back as it was.
     """
-    from ..host.changes import range_set as do
+    from ..settings import set_range as do
 
     obj = ctx.obj or {}
     ns = netns_of(netns or obj.get("range_netns"))

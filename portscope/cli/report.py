@@ -3,68 +3,50 @@ from __future__ import annotations
 
 import click
 
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import TOP as TOP_N
+from .common import emit_json, json_option, netns_of, netns_option, nonblank, verbose, want_json
+from .render import render_destinations, render_findings
 
 TOP = 5
 TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
 
 
-def report_json(res) -> dict:
-    """Range facts, headline, findings and top destinations (plus everything pressure has)."""
-    g = res.global_
-    w = res.worst
-    return {
-        "os": res.os,
-        "netns": res.netns,
-        "backend": res.backend,
-        "range": {"low": res.range.low, "high": res.range.high, "size": res.range.size,
-                  "same_parity": res.range.same_parity},
-        "reserved": str(res.reserved),
-        "reserved_in_range": g.reserved_in_range,
-        "unprivileged_port_start": res.unprivileged_port_start,
-        "tcp_tw_reuse": res.tcp_tw_reuse,
-        "time_wait_seconds": res.time_wait_seconds,
-        "headline": {
-            "worst_destination": w.to_json() if w else None,
-            "global": g.to_json(),
-            "status": _status(res),
-        },
-        "findings": [f.to_json() for f in res.findings],
-        "destinations": [d.to_json() for d in res.destinations],
-        "destinations_total": res.destinations_total,
-        "global": g.to_json(),
-    }
-
-
-def _status(res) -> str:
-    sev = {f.severity for f in res.findings}
-    return "critical" if "critical" in sev else "warning" if "warning" in sev else "ok"
-
-
 @click.command("report")
 @json_option
 @netns_option
-@click.option("--top", "top", type=int, default=TOP, show_default=True, metavar="N",
+@click.option("--top", "top", type=TOP_N, default=TOP, show_default=True, metavar="N",
               help="Top destinations to show.")
+@click.option("--html", "html_file", metavar="FILE", type=click.Path(dir_okay=False), callback=nonblank,
+              help="Also write the report as one self-contained HTML page (the exporter's web view, "
+                   "data embedded, with process attribution) to FILE (docs/web.md).")
 @click.option("--observe", "observe", metavar="S", default=None,
               help="Also watch S seconds for failures and TIME_WAIT counters (see `portscope watch`).")
-def report(json_out, netns, top, observe):
+def report(json_out, netns, top, html_file, observe) -> None:
     """One-screen health report: range facts, worst destination, findings with fixes."""
-    from ..findings import max_rate
-    from .pressure import dest_name, gather, render_destinations, render_findings
+    from ..check import status
+    from ..datapath import measure
+    from ..findings import max_rate, percent
+    from ..report import report_json
 
+    if html_file:
+        from ..web.report import check_target
+        check_target(html_file)                 # a bad path fails before the socket read
     observed = None
     if observe is not None:
         from ..observe import report as obs_report
         observed = obs_report.run(observe, netns_of(netns))
-    res = gather(netns_of(netns), top=top)
+    # the page names the processes behind the use (a file for a ticket is worth the /proc walk)
+    res = measure(netns_of(netns), top=top, process=bool(html_file))
+    if html_file:
+        from ..web.report import write_html
+        write_html(res, html_file)
     if want_json(json_out):
         emit_json({**report_json(res), **({"observed": observed.to_json()} if observed else {})})
         return
     g, r = res.global_, res.range
     echo = click.echo
     where = f" (netns {res.netns})" if res.netns else ""
-    echo(f"portscope report{where}: {_status(res).upper()}")
+    echo(f"portscope report{where}: {status(res).upper()}")
     if observed is not None and obs_report.headline(observed):
         echo(f"  {obs_report.headline(observed)}")
     echo("")
@@ -82,11 +64,11 @@ def report(json_out, netns, top, observe):
     echo("")
     w = res.worst
     if w:
-        echo(f"  Worst destination {w.proto} {dest_name(w)}: {w.in_use} of {w.capacity} ports "
-             f"({w.utilization * 100:.1f}%), {w.time_wait} in TIME_WAIT")
+        echo(f"  Worst destination {w.proto} {w.label}: {w.in_use} of {w.capacity} ports "
+             f"({percent(w.utilization)}), {w.time_wait} in TIME_WAIT")
     else:
         echo("  Worst destination none: no outgoing connection uses the ephemeral range")
-    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({g.utilization * 100:.1f}%) held by "
+    echo(f"  Global use        {g.in_use} of {g.capacity} ports ({percent(g.utilization)}) held by "
          f"{g.connect} connect() sockets ({g.time_wait} in TIME_WAIT), {g.listeners} listener(s), "
          f"{g.bind_held} bind-held, {g.udp} UDP")
     echo("")

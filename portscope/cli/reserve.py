@@ -4,27 +4,17 @@ from __future__ import annotations
 import click
 
 from .common import emit_json, json_option, netns_of, netns_option, want_json
+from .render import report_change
 
 
 def _list(netns, json_out) -> None:
-    from ..host import facts
+    from ..host import host_facts
 
-    f = facts(netns_of(netns))
+    f = host_facts(netns_of(netns))
     r = f.reserved
     in_range = r.count_in(f.ephemeral)
     if want_json(json_out):
-        emit_json({
-            "reserved": str(r),
-            "count": len(r),
-            "in_range": in_range,
-            "ranges": [{"low": x.low, "high": x.high, "size": x.size} for x in r.ranges],
-            "ephemeral": {"low": f.ephemeral.low, "high": f.ephemeral.high, "size": f.ephemeral.size},
-            "usable_ephemeral": f.ephemeral.size - in_range,
-            "netns": f.netns,
-            **({"sets": [{"name": s.name, "proto": s.proto, "family": s.family, "ports": str(s.ports),
-                          "count": len(s.ports), "administered": str(s.administered)}
-                         for s in f.reserved_sets]} if f.reserved_sets else {}),
-        })
+        emit_json(f.reserved_json())
         return
     for s in f.reserved_sets:
         adm = f" (administered: {s.administered})" if s.administered else ""
@@ -43,7 +33,7 @@ def _list(netns, json_out) -> None:
 @json_option
 @netns_option
 @click.pass_context
-def reserve(ctx, json_out, netns):
+def reserve(ctx, json_out, netns) -> None:
     """Ports the kernel never hands out automatically (Linux ip_local_reserved_ports).
 
     \b
@@ -62,18 +52,17 @@ def reserve(ctx, json_out, netns):
 @json_option
 @netns_option
 @click.pass_context
-def list_cmd(ctx, json_out, netns):
+def list_cmd(ctx, json_out, netns) -> None:
     """Show the reserved ports and how many lie inside the ephemeral range."""
     obj = ctx.obj or {}
     _list(netns or obj.get("reserve_netns"), json_out or obj.get("reserve_json"))
 
 
 def _change(ctx, op, ports, persist, dry_run, json_out, netns, protos=()):
-    from ..host.changes import reserve_change
-    from .range_cmd import report_change
+    from ..settings import change_reserved
 
     obj = ctx.obj or {}
-    plan, result = reserve_change(op, ports, netns=netns_of(netns or obj.get("reserve_netns")),
+    plan, result = change_reserved(op, ports, netns=netns_of(netns or obj.get("reserve_netns")),
                                   dry_run=dry_run, persist=persist, protos=protos or None)
     as_json = want_json(json_out or obj.get("reserve_json"))
     report_change(plan, result, dry_run, as_json)
@@ -95,7 +84,7 @@ def _options(f):
 @click.argument("ports")
 @_options
 @click.pass_context
-def add(ctx, ports, protos, persist, dry_run, json_out, netns):
+def add(ctx, ports, protos, persist, dry_run, json_out, netns) -> None:
     """Add PORTS (e.g. 8080,9000-9010) to the reserved list, keeping what is there.
 
     On Windows: `netsh int ipv4|ipv6 add excludedportrange` per protocol.
@@ -107,7 +96,7 @@ def add(ctx, ports, protos, persist, dry_run, json_out, netns):
 @click.argument("ports")
 @_options
 @click.pass_context
-def remove(ctx, ports, protos, persist, dry_run, json_out, netns):
+def remove(ctx, ports, protos, persist, dry_run, json_out, netns) -> None:
     """Remove PORTS from the reserved list, keeping the rest.
 
     On Windows only administered exclusions (marked `*`) can be removed.

@@ -1,18 +1,10 @@
 """`portscope simulate`: the kernel's port allocator at scale (logic in portscope.simulate)."""
 from __future__ import annotations
 
-import re
-
 import click
 
-from .common import emit_json, json_option, netns_of, want_json
-
-ALGOS = ("linux", "linux-bind", "udp", "rfc6056-1", "rfc6056-2", "rfc6056-3", "rfc6056-4",
-         "rfc6056-5", "sequential")
-# the rate-only settings (lifetime, arrivals, TIME_WAIT, tw_reuse, loopback) default in
-# the Workload: a --connects run without --rate refuses them when given
-DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm": "linux",
-            "destinations": 1, "sources": 1, "seed": 0}
+from ..simulate.config import ALGOS, DEFAULTS, typed
+from .common import SEED, Number, emit_json, json_option, netns_of, nonblank, want_json
 
 
 @click.command("simulate")
@@ -22,38 +14,38 @@ DEFAULTS = {"range": "32768-60999", "reserved": "", "listeners": "", "algorithm"
 @click.option("--from-host", is_flag=True, help="Take range and reserved ports from this host "
               "(or from `portscope --netns NAME`).")
 @click.option("--algorithm", type=click.Choice(ALGOS), help="Allocator model [linux].")
-@click.option("--destinations", type=int, help="Destination ip:port pairs [1].")
-@click.option("--sources", type=int, help="Source IPs, connections spread over them [1]. linux-bind "
+@click.option("--destinations", type=Number(1, 1_000_000, whole=True), help="Destination ip:port pairs [1].")
+@click.option("--sources", type=Number(1, 1_000_000, whole=True), help="Source IPs, connections spread over them [1]. linux-bind "
               "models bind(IP, 0) on each source's own address (a port can repeat across IPs); "
               "for bind(0.0.0.0, 0) use 1.")
-@click.option("--connects", type=int, metavar="N",
+@click.option("--connects", type=Number(1, None, whole=True), metavar="N",
               help="N >= 1. Without --rate: N connects in a row, none closed. With --rate: stop after N.")
 @click.option("--rate", metavar="R/s", help="New connections per second over all pairs (finite, above 0).")
 @click.option("--arrivals", type=click.Choice(["fixed", "poisson"]), help="Arrival process [fixed] (with --rate).")
 @click.option("--lifetime", metavar="DIST", help="Connection lifetime (with --rate): SECONDS, exp:MEAN, "
               "uniform:A-B, lognormal:MEDIAN,SIGMA or inf; numbers finite and >= 0 [0].")
-@click.option("--duration", type=float, metavar="S", help="Simulated seconds (with --rate). --plan without it "
+@click.option("--duration", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Simulated seconds (with --rate). --plan without it "
               "plans for steady state and picks its own check span.")
-@click.option("--time-wait", type=float, metavar="S", help="TIME_WAIT length, 0..3600 [60, as the kernel] "
+@click.option("--time-wait", type=Number(0, 3600, unit="seconds"), metavar="S", help="TIME_WAIT length, 0..3600 [60, as the kernel] "
               "(with --rate).")
-@click.option("--tw-reuse", type=click.IntRange(0, 2), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0] (with --rate).")
-@click.option("--tw-reuse-delay", type=int, metavar="MS", help="tcp_tw_reuse_delay in ms [1000] (with --rate).")
+@click.option("--tw-reuse", type=Number(0, 2, whole=True), help="net.ipv4.tcp_tw_reuse: 0, 1, 2 [0] (with --rate).")
+@click.option("--tw-reuse-delay", type=Number(0, None, whole=True), metavar="MS", help="tcp_tw_reuse_delay in ms [1000] (with --rate).")
 @click.option("--loopback", is_flag=True, default=None, help="Destinations are loopback (tw_reuse=2 applies; "
               "with --rate).")
 @click.option("--socket-range", metavar="LOW-HIGH", help="IP_LOCAL_PORT_RANGE on each socket (linux).")
-@click.option("--udp-hash-size", type=int, metavar="N", help="UDP hash table entries (dmesg) for --algorithm "
+@click.option("--udp-hash-size", type=Number(whole=True), metavar="N", help="UDP hash table entries (dmesg) for --algorithm "
               "udp: a power of two from 128 to 65536, the sizes the kernel allows [16384].")
-@click.option("--seed", type=int, help="Random seed, a non-negative whole number [0]; same seed, same run.")
-@click.option("--interval", type=float, metavar="S", help="Time-series sampling interval.")
-@click.option("--config", "config", metavar="FILE", help="Workload from a YAML or TOML file; options win.")
-@click.option("--plot", "plot_path", metavar="OUT.png", help="Draw the time series and search steps.")
+@click.option("--seed", type=SEED, help="Random seed, a non-negative whole number [0]; same seed, same run.")
+@click.option("--interval", type=Number(0, None, lo_open=True, unit="seconds"), metavar="S", help="Time-series sampling interval.")
+@click.option("--config", "config", metavar="FILE", callback=nonblank, help="Workload from a YAML or TOML file; options win.")
+@click.option("--plot", "plot_path", metavar="OUT.png", callback=nonblank, help="Draw the time series and search steps.")
 @click.option("--plan", "want_plan", is_flag=True, help="Closed-form capacity plan, checked by simulation. "
               "Needs --rate or --connects; without --duration it plans for steady state.")
 @click.option("--timeseries", is_flag=True, help="Include the time series (JSON) / print it (text).")
 @json_option
 def simulate(range_, reserved, listeners, from_host, algorithm, destinations, sources, connects, rate,
              arrivals, lifetime, duration, time_wait, tw_reuse, tw_reuse_delay, loopback, socket_range,
-             udp_hash_size, seed, interval, config, plot_path, want_plan, timeseries, json_out):
+             udp_hash_size, seed, interval, config, plot_path, want_plan, timeseries, json_out) -> None:
     """Simulate the kernel's port allocator: exhaustion, search steps, parity, predictability.
 
     \b
@@ -78,13 +70,18 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
     if config:
         opts.update(cfgmod.load(config))
     opts.update({k: v for k, v in given.items() if v is not None})
-    w = build(**_typed(opts))
+    w = build(**typed(opts))
+    if plot_path:
+        from ..simulate.plot import check_path
+        check_path(plot_path)       # before the run, which can take seconds
 
     if want_plan:
         return _plan(w, json_out)
 
     from ..simulate.engine import run
-    r = run(w, timeseries=bool(timeseries or plot_path))
+    from .progress import Progress
+    with Progress() as bar:
+        r = run(w, timeseries=bool(timeseries or plot_path), progress=lambda s: bar.update("run", s))
     if plot_path:
         from ..simulate.plot import plot
         plot(r, plot_path)
@@ -94,57 +91,6 @@ def simulate(range_, reserved, listeners, from_host, algorithm, destinations, so
     _print_result(r, timeseries)
     if plot_path:
         click.echo(f"plot written to {plot_path}")
-
-
-def _typed(o: dict) -> dict:
-    """Config values arrive as strings or numbers; the workload wants its own types.
-    Integers must be integers (1.5 is refused, not cut to 1); None means not given."""
-    from ..errors import BadInput
-
-    def opt(key):
-        return "--" + key.replace("_", "-")
-
-    def whole(key):
-        v = o.get(key)
-        if v is None or (isinstance(v, int) and not isinstance(v, bool)):
-            return v
-        if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
-            return int(v)
-        raise BadInput(f"{opt(key)}: expected a whole number, got {v!r}")
-
-    def number(key):
-        v = o.get(key)
-        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
-            return None if v is None else float(v)
-        if isinstance(v, str):
-            try:
-                return float(v)
-            except ValueError:
-                pass
-        raise BadInput(f"{opt(key)}: not a number: {v!r}")
-
-    out = {k: (str(o[k]) if o.get(k) is not None else None)
-           for k in ("range", "reserved", "listeners", "algorithm", "arrivals", "socket_range")}
-    out["reserved"] = out["reserved"] or ""
-    out["listeners"] = out["listeners"] or ""
-    if out["algorithm"] not in ALGOS:
-        raise BadInput(f"unknown algorithm {out['algorithm']!r}; choose one of {', '.join(ALGOS)}")
-    for k in ("destinations", "sources", "connects", "tw_reuse", "seed", "udp_hash_size"):
-        out[k] = whole(k)
-    for k in ("duration", "time_wait", "interval"):
-        out[k] = number(k)
-    out["tw_reuse_delay_ms"] = whole("tw_reuse_delay")
-    lb = o.get("loopback")
-    if isinstance(lb, str):
-        if lb.strip().lower() not in ("true", "yes", "1", "false", "no", "0", ""):
-            raise BadInput(f"--loopback: expected true or false, got {lb!r}")
-        lb = lb.strip().lower() in ("true", "yes", "1")
-    elif lb is not None and not isinstance(lb, bool):
-        raise BadInput(f"--loopback: expected true or false, got {lb!r}")
-    out["loopback"] = lb
-    out["rate"] = o.get("rate")
-    out["lifetime"] = o.get("lifetime")
-    return out
 
 
 def _capacity_text(cap, sources: int) -> str:
@@ -201,8 +147,10 @@ def _print_result(r, timeseries: bool) -> None:
 def _plan(w, json_out) -> None:
     from ..simulate.plan import MAX_CHECK_CONNECTS, check, plan
     from ..simulate.space import Capacity
+    from .progress import Progress
     p = plan(w)
-    chk = check(w, p)
+    with Progress() as bar:     # the check runs up to three bounded simulations: seconds, not silence
+        chk = check(w, p, progress=bar.update)
     if want_json(json_out):
         emit_json({"plan": p.to_json(), "simulation": chk, "settings": w.settings()})
         return

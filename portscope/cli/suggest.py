@@ -1,9 +1,14 @@
 """`portscope suggest`: safe ports for a new server, with the reasons."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .common import emit_json, json_option, netns_of, netns_option, verbose, want_json
+if TYPE_CHECKING:
+    from ..suggest import SuggestResult
+
+from .common import SEED, emit_json, json_option, netns_of, netns_option, nonblank, verbose, want_json
 
 PROTOS = ("tcp", "udp", "sctp", "dccp")
 
@@ -17,21 +22,20 @@ PROTOS = ("tcp", "udp", "sctp", "dccp")
 @click.option("--privileged", is_flag=True,
               help="Suggest privileged ports (below ip_unprivileged_port_start) instead.")
 @click.option("--allow-dynamic", is_flag=True, help="Also search IANA's dynamic range 49152-65535.")
-@click.option("--range", "search", metavar="LOW-HIGH", help="Only search inside this range.")
-@click.option("--port", "insist", metavar="N",
+@click.option("--range", "search", metavar="LOW-HIGH", callback=nonblank, help="Only search inside this range.")
+@click.option("--port", "insist", metavar="N", callback=nonblank,
               help="Judge this one port instead; prints the command that protects it if it is "
                    "inside the ephemeral range.")
-@click.option("--seed", type=int, help="Make the random choice repeatable.")
+@click.option("--seed", type=SEED, help="Make the random choice repeatable.")
 @json_option
 @netns_option
-def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, insist, seed, json_out, netns):
+def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, insist, seed, json_out, netns) -> None:
     """Suggest ports for a new server: free now, outside the ephemeral range,
     unprivileged unless asked, and not assigned by IANA; says why each is safe.
 
     Exit 0 when ports were found (or --port is safe), 1 when none (or --port is not safe).
     """
     from .. import suggest as sg
-    from ..errors import BadInput
     from ..ports import PortRange, parse_port
 
     ns = netns_of(netns)
@@ -40,10 +44,9 @@ def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, 
         res = sg.check(parse_port(insist), protos, allow_registered=allow_registered, privileged=privileged,
                        allow_dynamic=allow_dynamic, netns=ns)
     else:
-        s = str(count).strip()
-        if not s.isdigit() or not 1 <= int(s) <= 1000:
-            raise BadInput(f"--count must be an integer in 1..1000, got {count!r}")
-        res = sg.suggest(int(s), protos, allow_registered=allow_registered, privileged=privileged,
+        from ..numparse import parse_whole
+        n = parse_whole(count, "--count", 1, 1000)
+        res = sg.suggest(n, protos, allow_registered=allow_registered, privileged=privileged,
                          allow_dynamic=allow_dynamic, search=PortRange.parse(search) if search else None,
                          netns=ns, seed=seed)
     if want_json(json_out):
@@ -57,7 +60,8 @@ def suggest(count, protos, allow_registered, privileged, allow_dynamic, search, 
         raise SystemExit(1)
 
 
-def render(res, check_mode: bool) -> str:
+def render(res: SuggestResult, check_mode: bool) -> str:
+    """The suggested ports with their reasons, or (check_mode) the verdict on one port."""
     protos = "/".join(res.protos)
     out = []
     if check_mode:

@@ -9,63 +9,20 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
-from .common import json_option, netns_of, netns_option, want_json
+if TYPE_CHECKING:
+    from rich.console import Group
 
-SPARKS = "▁▂▃▄▅▆▇█"
-HISTORY = 30                 # refreshes kept per destination
+    from ..pressure import PressureResult
+
+from ..trend import SPARKS, Trend, TrendPoint, sparkline  # noqa: F401 - SPARKS re-exported for callers
+from .common import INTERVAL, Number, json_option, netns_of, netns_option, want_json
+
 SHOWN = 12                   # of which the sparkline shows the latest
-MIN_INTERVAL = 0.1
-MAX_INTERVAL = 3600.0
-
-
-@dataclass(frozen=True)
-class TrendPoint:
-    history: tuple[int, ...]     # in_use, oldest first, this refresh last
-    delta: int | None            # in_use change since the previous refresh (None: new)
-    rate_per_s: float | None     # (last - first) / seconds over the kept history
-
-
-class Trend:
-    """in_use history per destination key, across refreshes."""
-
-    def __init__(self, keep: int = HISTORY):
-        self.keep = keep
-        self._hist: dict[tuple, deque] = {}
-        self._times: deque = deque(maxlen=keep)
-
-    def update(self, destinations, now: float | None = None) -> dict[tuple, TrendPoint]:
-        """Record one refresh; destinations that vanished are forgotten."""
-        self._times.append(time.monotonic() if now is None else now)
-        seen = {}
-        for d in destinations:
-            h = self._hist.get(d.key)
-            if h is None:
-                h = deque(maxlen=self.keep)
-            h.append(d.in_use)
-            seen[d.key] = h
-        self._hist = seen
-        out = {}
-        for key, h in seen.items():
-            delta = h[-1] - h[-2] if len(h) >= 2 else None
-            rate = None
-            if len(h) >= 2:
-                span = self._times[-1] - self._times[-len(h)]
-                rate = (h[-1] - h[0]) / span if span > 0 else None
-            out[key] = TrendPoint(tuple(h), delta, rate)
-        return out
-
-
-def sparkline(values, capacity: int) -> str:
-    """One glyph per refresh, height = share of capacity (so ▁ is idle and █ is full)."""
-    top = len(SPARKS) - 1
-    if capacity <= 0:
-        return SPARKS[top] * len(values)
-    return "".join(SPARKS[min(top, max(0, round(v / capacity * top)))] for v in values)
+MIN_INTERVAL, MAX_INTERVAL = INTERVAL.lo, INTERVAL.hi
 
 
 def _delta(p: TrendPoint) -> str:
@@ -74,13 +31,14 @@ def _delta(p: TrendPoint) -> str:
     return f"{p.delta:+d}" if p.delta else "0"
 
 
-def render(res, trend: dict, *, netns, interval: float, iteration: int, iterations, top_n: int):
-    """The rich renderable of one refresh."""
-    from rich.console import Group
+def render(res: PressureResult, trend: dict, *, netns: str | None, interval: float, iteration: int,
+           iterations: int | None, top_n: int, width: int | None = None) -> Group:
+    """The rich renderable of one refresh. In a terminal narrower than the table, whole
+    columns are left out from the right (TREND, RATE/s, ...): the destination and its
+    use stay readable, never cut to "PR…" or "28…"."""
+    from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
-
-    from .pressure import dest_name
 
     g = res.global_
     where = f"netns {netns}" if netns else "this host"
@@ -91,20 +49,27 @@ def render(res, trend: dict, *, netns, interval: float, iteration: int, iteratio
          _style(g.utilization)),
         f"  TIME_WAIT {g.time_wait}  bind-held {g.bind_held}  UDP {g.udp}  listeners {g.listeners}")
     t = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1))
-    names = [dest_name(d) for d in res.destinations[:top_n]]
-    t.add_column("PROTO", no_wrap=True)
-    t.add_column("SOURCE -> DESTINATION", no_wrap=True,
-                 min_width=max([len("SOURCE -> DESTINATION")] + [len(n) for n in names]))
-    for col in ("IN USE", "CAP", "USE", "TW", "Δ", "RATE/s"):
-        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
-    t.add_column("TREND", no_wrap=True, overflow="crop")
+    names = [d.label for d in res.destinations[:top_n]]
+    heads = ("PROTO", "SOURCE -> DESTINATION", "IN USE", "CAP", "USE", "TW", "Δ", "RATE/s", "TREND")
+    rows = []
     for d, name in zip(res.destinations[:top_n], names):
         p = trend.get(d.key) or TrendPoint((d.in_use,), None, None)
-        t.add_row(d.proto, name, str(d.in_use), str(d.capacity),
-                  Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
-                  _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
-                  Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization)))
-    parts = [head, t]
+        rows.append((d.proto, name, str(d.in_use), str(d.capacity),
+                     Text(f"{d.utilization:.0%}", style=_style(d.utilization)), str(d.time_wait),
+                     _delta(p), "-" if p.rate_per_s is None else f"{p.rate_per_s:.1f}",
+                     Text(sparkline(p.history[-SHOWN:], d.capacity), style=_style(d.utilization))))
+    natural = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(heads)]
+    keep = len(heads)
+    if width is not None:
+        # columns are separated by 2 blanks (padding 1 on each side, none at the edges)
+        while keep > 2 and sum(natural[:keep]) + 2 * (keep - 1) > width:
+            keep -= 1
+    for i, h in enumerate(heads[:keep]):
+        t.add_column(h, justify="left" if i < 2 or h == "TREND" else "right", no_wrap=True,
+                     min_width=natural[i], overflow="crop" if h == "TREND" else "ellipsis")
+    for r in rows:
+        t.add_row(*r[:keep])
+    parts: list[RenderableType] = [head, t]
     if not res.destinations:
         parts.append(Text("  (no outgoing connections using the ephemeral range)"))
     rest = len(res.destinations) - top_n
@@ -127,7 +92,7 @@ def _style(u: float) -> str:
 class Keys:
     """q from the terminal without Enter (cbreak mode), restored on exit; no-op without a tty."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.fd = None
         self.saved = None
 
@@ -163,20 +128,20 @@ class Keys:
 
 
 @click.command("top")
-@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes.")
-@click.option("--top", "top_n", type=int, default=15, show_default=True, help="Destinations shown.")
-@click.option("--iterations", "-n", type=int, default=None, help="Stop after N refreshes.")
+@click.option("--interval", type=INTERVAL, default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--top", "top_n", type=Number(1, 1_000_000, whole=True), default=15, show_default=True, help="Destinations shown.")
+@click.option("--iterations", "-n", type=Number(1, None, whole=True), default=None, help="Stop after N refreshes.")
 @netns_option
 @json_option
-def top(interval, top_n, iterations, netns, json_out):
+def top(interval, top_n, iterations, netns, json_out) -> None:
     """Live view of ephemeral-port pressure per destination, with a trend.
 
     With --json, prints one JSON object per refresh (JSON Lines): the
     `portscope pressure --json` document plus `iteration`, `time` and, per
     destination, `delta` and `history`.
     """
+    from ..datapath import measure
     from ..errors import BadInput
-    from .pressure import gather
 
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
         raise BadInput(f"--interval must be in {MIN_INTERVAL}..{MAX_INTERVAL:.0f} seconds, got {interval:g}")
@@ -189,16 +154,15 @@ def top(interval, top_n, iterations, netns, json_out):
     as_json = want_json(json_out)
 
     def refresh(i):
-        res = gather(netns)
+        res = measure(netns)
         return res, trend.update(res.destinations)
 
-    try:
-        if as_json:
-            _json_loop(refresh, interval, iterations, top_n)
-        else:
-            _live_loop(refresh, interval, iterations, netns, top_n)
-    except KeyboardInterrupt:
-        pass   # Ctrl-C is the normal way out
+    # q ends with 0; Ctrl-C reaches main(), which says "interrupted" and exits 130 as
+    # every command does (README's exit codes): a script can tell the two apart
+    if as_json:
+        _json_loop(refresh, interval, iterations, top_n)
+    else:
+        _live_loop(refresh, interval, iterations, netns, top_n)
 
 
 def _json_loop(refresh, interval, iterations, top_n) -> None:
@@ -236,7 +200,7 @@ def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
                 i += 1
                 res, tr = refresh(i)
                 show(render(res, tr, netns=netns, interval=interval, iteration=i,
-                            iterations=iterations, top_n=top_n))
+                            iterations=iterations, top_n=top_n, width=console.width))
                 if iterations and i >= iterations:
                     return
                 if keys.wait_quit(interval):
@@ -244,7 +208,10 @@ def _live_loop(refresh, interval, iterations, netns, top_n) -> None:
 
     if not console.is_terminal:
         # piped or redirected: rich.live would only print the last frame; print every one
-        frames(lambda r: (console.print(r), console.line()))
+        def show(r) -> None:
+            console.print(r)
+            console.line()
+        frames(show)
         return
     with Live(console=console, auto_refresh=False, screen=True) as live:
         frames(lambda r: live.update(r, refresh=True))

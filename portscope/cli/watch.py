@@ -3,9 +3,15 @@ they happen (eBPF), next to the TIME_WAIT counters. Logic lives in portscope.obs
 from __future__ import annotations
 
 import sys
-import time
+from typing import TYPE_CHECKING, Callable
 
 import click
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from ..observe.programs import Failure
+    from ..observe.watch import Observation
 
 from .common import emit_json, json_option, netns_of, netns_option, want_json
 
@@ -13,13 +19,14 @@ DEFAULT_SECONDS = 10.0      # the window without a tty and without --seconds
 SHOWN = 20
 
 
-def dest(f) -> str:
+def dest(f: "Failure") -> str:
+    """`addr:port` ([v6]:port) of a row, `-` without an address."""
     if f.dst is None:
         return "-"
     return f"[{f.dst}]:{f.dport}" if ":" in f.dst else f"{f.dst}:{f.dport}"
 
 
-def render_text(obs, echo=click.echo) -> None:
+def render_text(obs: "Observation", echo: "Callable[[str], None]" = click.echo) -> None:
     """The one-shot summary."""
     where = f"netns {obs.netns}" if obs.netns else "all namespaces"
     echo(f"portscope watch: {obs.seconds:.1f} s, backend {obs.backend} "
@@ -49,7 +56,7 @@ def render_text(obs, echo=click.echo) -> None:
         echo("Findings: none")
 
 
-def render_live(obs, rates: dict, *, interval: float, note: str | None):
+def render_live(obs: "Observation", rates: dict, *, interval: float, note: str | None) -> "Group":
     """One frame of the live view: cumulative failures since start, rate over the last refresh."""
     from rich.console import Group
     from rich.table import Table
@@ -67,7 +74,7 @@ def render_live(obs, rates: dict, *, interval: float, note: str | None):
         r = rates.get(_key(f), 0) / interval
         t.add_row(f.syscall, f.errno, str(f.count), f"{r:.1f}", str(f.pid), f.comm, str(f.netns), dest(f))
     c = obs.counters
-    parts = [head, t]
+    parts: list = [head, t]
     if not obs.failures:
         parts.append(Text("  (no failures so far)" if obs.backend == "bpf" else f"  ({note})"))
     parts.append(Text(f"TWRecycled +{c['TWRecycled']}  TCPTimeWaitOverflow +{c['TCPTimeWaitOverflow']}  "
@@ -89,7 +96,7 @@ def render_live(obs, rates: dict, *, interval: float, note: str | None):
                    "Default: use it when it loads, else the counters alone.")
 @netns_option
 @json_option
-def watch(seconds, interval, use_bpf, netns, json_out):
+def watch(seconds, interval, use_bpf, netns, json_out) -> None:
     """Failures for want of a port (EADDRNOTAVAIL, EADDRINUSE, UDP EAGAIN), as they happen.
 
     Counts failed connect(), bind(), and UDP sendto()/sendmsg()/connect() per process,
@@ -112,6 +119,7 @@ def watch(seconds, interval, use_bpf, netns, json_out):
         if live:
             _live(w, interval)
         else:
+            obs: Observation | None
             try:
                 obs = w.window(secs or DEFAULT_SECONDS)
             except KeyboardInterrupt as e:      # Ctrl-C ends the window early: show it

@@ -6,57 +6,27 @@ or the one named by `os_name`, fed with recorded command output in tests).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 
-from ..ports import PortRange, PortSet
+from ..errors import Unsupported
+from . import bsd, linux, windows
+from ._common import (
+    FileWrite,
+    HostFacts,
+    NamedRange,
+    NamedSet,
+    Plan,
+    Result,
+    SocketFacts,
+    Step,
+    iana_comparison,
+)
 
-
-@dataclass(frozen=True)
-class NamedRange:
-    """One of several ranges an OS keeps (Windows per protocol/family, BSD hi/low)."""
-
-    name: str                   # e.g. "default", "hi", "low", "tcp/ipv4"
-    range: PortRange
-    proto: str | None = None    # "tcp" | "udp" | None for all
-    family: int | None = None   # 4 | 6 | None for both
-
-
-@dataclass(frozen=True)
-class NamedSet:
-    """Reserved/excluded ports kept per protocol and family (Windows exclusions)."""
-
-    name: str                   # e.g. "tcp/ipv4"
-    ports: PortSet
-    proto: str | None = None
-    family: int | None = None
-    administered: PortSet = field(default_factory=PortSet)  # Windows `*`: added by an admin
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """Every backend returns exactly this shape (the contract tests check it)."""
-
-    os: str                          # "linux" | "darwin" | "freebsd" | "windows"
-    ephemeral: PortRange             # the range connect()/bind(0) draw from (TCP/IPv4 on Windows)
-    reserved: PortSet                # never auto-assigned (Linux reserved list, Windows exclusions)
-    unprivileged_port_start: int     # ports below need privilege to bind (0: no privileged ports)
-    os_default: PortRange            # this OS's shipped default ephemeral range
-    ranges: tuple[NamedRange, ...] = ()
-    tcp_tw_reuse: int | None = None  # Linux: 0 off, 1 on, 2 loopback only
-    tcp_tw_reuse_delay_ms: int | None = None
-    tcp_fin_timeout: int | None = None
-    netns: str | None = None
-    reserved_sets: tuple[NamedSet, ...] = ()   # per protocol/family (Windows); () elsewhere
-    privileged_low: int = 0                    # FreeBSD reservedlow: privileged ports are [low, start-1]
-    sources: dict = field(default_factory=dict, compare=False)  # where each value was read
-
-    @property
-    def time_wait_seconds(self) -> int:
-        """Linux TIME_WAIT is hard-coded at 60 s (TCP_TIMEWAIT_LEN), not tcp_fin_timeout."""
-        return 60 if self.os == "linux" else 120 if self.os == "windows" else 30
+__all__ = ["HostFacts", "NamedRange", "NamedSet", "Plan", "Step", "FileWrite", "Result", "SocketFacts",
+           "facts", "host_facts", "current_os", "iana_comparison", "as_dict"]
 
 
 def current_os() -> str:
+    """The backend name for the running OS: "linux", "darwin", "freebsd", "windows" (else sys.platform)."""
     p = sys.platform
     if p.startswith("linux"):
         return "linux"
@@ -69,79 +39,23 @@ def current_os() -> str:
     return p
 
 
-def facts(netns: str | None = None) -> HostFacts:
+def host_facts(netns: str | None = None) -> HostFacts:
     """Host facts of the running system (Linux: of `netns` when given)."""
-    from ..errors import Unsupported
-
     osname = current_os()
     if osname == "linux":
-        from . import linux
         return linux.read_facts(netns)
     if netns:
         raise Unsupported("--netns is available on Linux only")
     if osname in ("darwin", "freebsd"):
-        from . import bsd
         return bsd.read_facts(osname)
     if osname == "windows":
-        from . import windows
         return windows.read_facts()
     raise Unsupported(f"unsupported operating system: {osname}")
 
 
-IANA_DYNAMIC = PortRange(49152, 65535)   # RFC 6335 section 6
-
-
-def _range_dict(r: PortRange) -> dict:
-    return {"low": r.low, "high": r.high, "size": r.size}
-
-
-def iana_comparison(rng: PortRange) -> str:
-    """One plain sentence comparing an ephemeral range with IANA's dynamic range."""
-    iana = IANA_DYNAMIC
-    if rng == iana:
-        return f"Same as IANA's dynamic range {iana.low}-{iana.high} (RFC 6335)."
-    both = max(0, min(rng.high, iana.high) - max(rng.low, iana.low) + 1)
-    below = max(0, min(rng.high, iana.low - 1) - rng.low + 1)     # ports in IANA's system/user ranges
-    unused = iana.size - both
-    parts = [f"{rng.size:,} ports vs IANA's {iana.size:,} ({iana.low}-{iana.high})"]
-    if below:
-        parts.append(f"{below:,} of yours lie below {iana.low}, in the range IANA registers for services "
-                     f"(a server registered on one of them can collide with outgoing connections)")
-    if unused:
-        parts.append(f"{unused:,} ports of IANA's dynamic range are not used for outgoing connections here")
-    return "; ".join(parts) + "."
+facts = host_facts      # the older name, kept for existing callers
 
 
 def as_dict(f: HostFacts) -> dict:
-    """The `portscope range --json` shape (documented in docs/range.md)."""
-    in_range = f.reserved.count_in(f.ephemeral)
-    d = {
-        "os": f.os,
-        "netns": f.netns,
-        "ephemeral": _range_dict(f.ephemeral),
-        "reserved": str(f.reserved),
-        "reserved_count": len(f.reserved),
-        "reserved_in_range": in_range,
-        "usable_ephemeral": f.ephemeral.size - in_range,
-        "unprivileged_port_start": f.unprivileged_port_start,
-        "same_parity": f.ephemeral.same_parity,
-        "os_default": _range_dict(f.os_default),
-        "is_os_default": f.ephemeral == f.os_default,
-        "iana_dynamic": _range_dict(IANA_DYNAMIC),
-        "overlap_with_iana_dynamic": max(0, min(f.ephemeral.high, IANA_DYNAMIC.high)
-                                         - max(f.ephemeral.low, IANA_DYNAMIC.low) + 1),
-        "comparison": iana_comparison(f.ephemeral),
-        "ranges": [dict(name=r.name, **_range_dict(r.range), proto=r.proto, family=r.family) for r in f.ranges],
-        "tcp_tw_reuse": f.tcp_tw_reuse,
-        "tcp_tw_reuse_delay_ms": f.tcp_tw_reuse_delay_ms,
-        "tcp_fin_timeout": f.tcp_fin_timeout,
-        "time_wait_seconds": f.time_wait_seconds,
-        "sources": dict(f.sources),
-    }
-    if f.reserved_sets:
-        d["reserved_sets"] = [{"name": s.name, "proto": s.proto, "family": s.family, "ports": str(s.ports),
-                               "count": len(s.ports), "administered": str(s.administered)}
-                              for s in f.reserved_sets]
-    if f.privileged_low:
-        d["privileged_low"] = f.privileged_low
-    return d
+    """The `portscope range --json` shape (documented in docs/range.md); same as `f.to_json()`."""
+    return f.to_json()

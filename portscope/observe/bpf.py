@@ -38,9 +38,10 @@ _libc = None
 class BPFError(OSError):
     """A bpf(2) or perf_event_open(2) call failed; `log` holds the verifier's words if any."""
 
-    def __init__(self, err: int, what: str, log: str = ""):
+    def __init__(self, err: int, what: str, log: str = "") -> None:
         super().__init__(err, f"{what}: {os.strerror(err)}")
         self.what, self.log = what, log
+        self.program: str | None = None
 
 
 def _nr() -> tuple[int, int]:
@@ -84,6 +85,7 @@ class Objects:
         self.close()
 
     def close(self) -> None:
+        """Close every descriptor opened so far (safe to call twice)."""
         # perf events first (they hold the programs), then programs, then maps
         while self.fds:
             fd = self.fds.pop()
@@ -98,6 +100,7 @@ class Objects:
 
     def map_create(self, kind: int, key_size: int, value_size: int, max_entries: int, name: str,
                    flags: int = 0) -> "Map":
+        """BPF_MAP_CREATE; the map is owned (closed with the others)."""
         attr = ctypes.create_string_buffer(ATTR_SIZE)
         struct.pack_into("<IIIII", attr, 0, kind, key_size, value_size, max_entries, flags)
         struct.pack_into("16s", attr, 28, name.encode()[:15])
@@ -148,7 +151,7 @@ class Objects:
 class Map:
     """A BPF hash map seen from user space: raw bytes keys and values."""
 
-    def __init__(self, fd: int, key_size: int, value_size: int, name: str):
+    def __init__(self, fd: int, key_size: int, value_size: int, name: str) -> None:
         self.fd, self.key_size, self.value_size, self.name = fd, key_size, value_size, name
 
     def _elem(self, cmd: int, key: bytes, value=None, flags: int = 0) -> int:
@@ -158,6 +161,7 @@ class Map:
         return bpf(cmd, attr)
 
     def lookup(self, key: bytes) -> bytes | None:
+        """The value of `key`, None when absent."""
         v = ctypes.create_string_buffer(self.value_size)
         r = self._elem(BPF_MAP_LOOKUP_ELEM, key, v)
         if r == -errno.ENOENT:
@@ -178,18 +182,21 @@ class Map:
         return v.raw
 
     def update(self, key: bytes, value: bytes) -> None:
+        """Create or replace `key`."""
         v = ctypes.create_string_buffer(value, self.value_size)
         r = self._elem(BPF_MAP_UPDATE_ELEM, key, v)
         if r < 0:
             raise BPFError(-r, f"writing BPF map {self.name}")
 
     def delete(self, key: bytes) -> bool:
+        """Delete `key`; False when it was not there."""
         r = self._elem(BPF_MAP_DELETE_ELEM, key)
         if r < 0 and r != -errno.ENOENT:
             raise BPFError(-r, f"deleting from BPF map {self.name}")
         return r == 0
 
     def keys(self) -> list[bytes]:
+        """Every key now in the map (BPF_MAP_GET_NEXT_KEY walk)."""
         out: list[bytes] = []
         nxt = ctypes.create_string_buffer(self.key_size)
         cur: bytes | None = None
@@ -208,6 +215,7 @@ class Map:
                 return out
 
     def items(self) -> dict[bytes, bytes]:
+        """key -> value for every key (a key deleted during the walk is skipped)."""
         out = {}
         for k in self.keys():
             v = self.lookup(k)

@@ -42,6 +42,7 @@ FP = R10
 
 
 class AsmError(ValueError):
+    """A program that cannot be assembled (undefined label, jump out of range...)."""
     pass
 
 
@@ -72,6 +73,7 @@ class Program:
         return sum(2 if i.wide is not None else 1 for i in self._insns)
 
     def label(self, name: str) -> "Program":
+        """Name the next instruction, as a jump target."""
         if name in self._labels:
             raise AsmError(f"label {name!r} defined twice")
         self._labels[name] = self._slot()
@@ -79,35 +81,44 @@ class Program:
 
     # -- ALU
     def alu(self, op: str, dst: int, src: int | None = None, imm: int = 0, *, wide: bool = True) -> "Program":
+        """dst = dst OP src (a register) or OP imm; 64-bit unless wide=False."""
         cls = ALU64 if wide else ALU
         if src is None:
             return self._emit(_Insn(cls | ALU_OPS[op] | K, dst, 0, 0, imm))
         return self._emit(_Insn(cls | ALU_OPS[op] | X, dst, src, 0, 0))
 
     def mov(self, dst: int, src: int | None = None, imm: int = 0) -> "Program":
+        """dst = src or imm (64-bit)."""
         return self.alu("mov", dst, src, imm)
 
     def add(self, dst: int, src: int | None = None, imm: int = 0) -> "Program":
+        """dst += src or imm (64-bit)."""
         return self.alu("add", dst, src, imm)
 
     def ld_imm64(self, dst: int, value: int, src: int = 0) -> "Program":
+        """dst = a 64-bit constant (two instruction slots)."""
         value &= (1 << 64) - 1
         return self._emit(_Insn(LD | DW | IMM, dst, src, 0, _s32(value & 0xFFFFFFFF), wide=_s32(value >> 32)))
 
     def ld_map_fd(self, dst: int, fd: int) -> "Program":
+        """dst = the map of file descriptor `fd` (the kernel resolves it at load)."""
         return self._emit(_Insn(LD | DW | IMM, dst, PSEUDO_MAP_FD, 0, fd, wide=0))
 
     # -- memory
     def ldx(self, size: int, dst: int, src: int, off: int) -> "Program":
+        """dst = *(size bytes *)(src + off)."""
         return self._emit(_Insn(LDX | SIZES[size] | MEM, dst, src, off, 0))
 
     def stx(self, size: int, dst: int, off: int, src: int) -> "Program":
+        """*(size bytes *)(dst + off) = src."""
         return self._emit(_Insn(STX | SIZES[size] | MEM, dst, src, off, 0))
 
     def st(self, size: int, dst: int, off: int, imm: int) -> "Program":
+        """*(size bytes *)(dst + off) = imm."""
         return self._emit(_Insn(ST | SIZES[size] | MEM, dst, 0, off, imm))
 
     def atomic_add(self, size: int, dst: int, off: int, src: int) -> "Program":
+        """*(size bytes *)(dst + off) += src, atomically."""
         if size not in (4, 8):
             raise AsmError("atomic add is 4 or 8 bytes")
         return self._emit(_Insn(STX | SIZES[size] | ATOMIC, dst, src, off, 0))
@@ -122,23 +133,28 @@ class Program:
 
     # -- control flow
     def jmp(self, op: str, dst: int, target: str, *, src: int | None = None, imm: int = 0) -> "Program":
+        """Jump to `target` when dst OP src (a register) or dst OP imm."""
         if src is None:
             return self._emit(_Insn(JMP | JMP_OPS[op] | K, dst, 0, 0, imm, label=target))
         return self._emit(_Insn(JMP | JMP_OPS[op] | X, dst, src, 0, 0, label=target))
 
     def ja(self, target: str) -> "Program":
+        """Jump to `target`."""
         return self._emit(_Insn(JMP | JMP_OPS["ja"], 0, 0, 0, 0, label=target))
 
     def call(self, helper: str) -> "Program":
+        """Call a kernel helper by name (HELPERS)."""
         return self._emit(_Insn(JMP | CALL, 0, 0, 0, HELPERS[helper]))
 
     def exit(self) -> "Program":
+        """Return r0."""
         return self._emit(_Insn(JMP | EXIT))
 
     def __len__(self) -> int:
         return self._slot()
 
     def assemble(self) -> bytes:
+        """The bytecode: 8 bytes per slot, jumps resolved."""
         out = bytearray()
         slot = 0
         for i in self._insns:

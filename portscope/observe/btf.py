@@ -21,6 +21,7 @@ _QUALIFIERS = (TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG)
 
 
 class BTFError(Exception):
+    """A BTF blob or a type path portscope cannot use."""
     pass
 
 
@@ -32,7 +33,7 @@ class BTF:
     type is recorded (about 0.1-0.3 s for the 5 MB of a distribution kernel); members are
     decoded when asked for."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes) -> None:
         if len(data) < 24:
             raise BTFError("BTF blob too short")
         magic, _ver, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("=HBBIIIII", data)
@@ -69,10 +70,12 @@ class BTF:
         return (info >> 24) & 0x1F, self._words[i], self._words[i + 2], info >> 31, info & 0xFFFF, i + 3
 
     def name(self, off: int) -> str:
+        """The string at `off` of the string section."""
         end = self._strs.find(b"\0", off)
         return self._strs[off:end].decode()
 
     def struct_id(self, name: str) -> int:
+        """Type id of `struct name`; BTFError when the kernel has none."""
         off = self._strs.find(b"\0" + name.encode() + b"\0")
         ids = [] if off < 0 else self._by_name.get(off + 1, [])
         if not ids:

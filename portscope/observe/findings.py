@@ -6,8 +6,12 @@ tw-recycling (counters). Same Finding shape as the model's findings (pressure.Fi
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from ..findings import ns_exec
+from ..remedies import shell as ns_exec
+
+if TYPE_CHECKING:
+    from .watch import Observation
 
 FINDING_IDS = ("connect-failures", "bind-failures", "udp-autobind-failures",
                "tw-bucket-overflow", "tw-recycling")
@@ -15,14 +19,14 @@ TW_NEAR = 0.90          # tw >= 90% of tcp_max_tw_buckets: about to overflow
 
 
 def _F(fid, sev, msg, remedy, evidence):
-    from ..pressure import Finding
+    from ..findings import Finding
     return Finding(id=fid, severity=sev, message=msg, remedy=remedy, evidence=evidence)
 
 
 def _ps(obs) -> str:
-    """`portscope ` or `portscope --netns NAME ` for remedies."""
-    import shlex
-    return f"portscope --netns {shlex.quote(obs.netns)} " if obs.netns else "portscope "
+    """`portscope ` or the same naming the watched namespace, for remedies."""
+    from ..remedies import portscope
+    return portscope(obs.netns, "").rstrip() + " "
 
 
 def _dest(f) -> str:
@@ -48,7 +52,8 @@ def _secs(s: float) -> str:
     return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
 
 
-def failure_findings(obs) -> list:
+def failure_findings(obs: "Observation") -> list:
+    """connect-failures, bind-failures, udp-autobind-failures from the counted rows."""
     out = []
     pre = ns_exec(obs.netns)
     rows = [f for f in obs.failures if f.syscall == "connect" and f.errno == "EADDRNOTAVAIL"]
@@ -87,7 +92,8 @@ def failure_findings(obs) -> list:
     return out
 
 
-def counter_findings(obs) -> list:
+def counter_findings(obs: "Observation") -> list:
+    """tw-bucket-overflow and tw-recycling from the TcpExt / sockstat counters."""
     out = []
     c, pre = obs.counters, ns_exec(obs.netns)
     over, mx, tw = c.get("TCPTimeWaitOverflow", 0), c.get("tcp_max_tw_buckets"), c.get("tw", 0)
@@ -115,7 +121,7 @@ def counter_findings(obs) -> list:
     return out
 
 
-def evaluate(obs) -> list:
+def evaluate(obs: "Observation") -> list:
     """All observed findings, most severe first."""
     out = failure_findings(obs) + counter_findings(obs)
     order = {"critical": 0, "warning": 1, "info": 2}

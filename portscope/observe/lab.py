@@ -5,8 +5,12 @@ from __future__ import annotations
 import errno as E
 import os
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from .loader import FailureCounter, LoadError
+
+if TYPE_CHECKING:
+    from ..lab import LabResult
 
 
 class LabObserver:
@@ -19,6 +23,7 @@ class LabObserver:
         self.inode: int | None = None
 
     def start(self) -> None:
+        """Load the counter (connect and bind); on failure, note why and go on without."""
         fc = FailureCounter(("connect", "bind"))
         try:
             fc.start()
@@ -28,26 +33,28 @@ class LabObserver:
             self.note = describe(e)
 
     def ready(self, name: str) -> None:
+        """The lab namespace exists: remember its inode."""
         from ..netns import resolve
         self.inode = os.stat(resolve(name)).st_ino
 
     def close(self) -> None:
+        """Close every BPF object."""
         if self.counter is not None:
             self.counter.close()
             self.counter = None
 
-    def result(self, res) -> dict:
+    def result(self, res: "LabResult") -> dict:
         """The `observed` object of the lab's JSON."""
         made = Counter((d.call, E.errorcode.get(d.errno, str(d.errno)))
                        for d in res.destinations if d.errno is not None)
-        out = {"backend": "bpf" if self.counter is not None else "counters", "failed_calls": sum(made.values()),
+        out: dict = {"backend": "bpf" if self.counter is not None else "counters", "failed_calls": sum(made.values()),
                "count": None, "failures": [], "match": None}
         if self.counter is None or self.inode is None:
             out["note"] = self.note
             return out
         me = os.getpid()
         rows = [f for f in self.counter.read() if f.netns == self.inode and f.pid == me]
-        seen = Counter()
+        seen: Counter = Counter()
         for f in rows:
             seen[(f.syscall, f.errno)] += f.count
         out["count"] = sum(seen.values())

@@ -24,7 +24,7 @@ class LoadError(Exception):
     `program` the program the kernel refused (if any), `log` the verifier's log."""
 
     def __init__(self, message: str, cause: BaseException | None = None, program: str | None = None,
-                 log: str = ""):
+                 log: str = "") -> None:
         super().__init__(message)
         self.cause, self.program, self.log = cause, program, log
 
@@ -32,7 +32,7 @@ class LoadError(Exception):
 class FailureCounter:
     """The eBPF failure counter of every syscall in `syscalls` (names from programs.SYSCALLS)."""
 
-    def __init__(self, syscalls: tuple[str, ...] | None = None, *, mode: str | None = None):
+    def __init__(self, syscalls: tuple[str, ...] | None = None, *, mode: str | None = None) -> None:
         self.force_mode = mode          # tests: "regs" or "stash"; None picks the best that loads
         self.syscalls = [s for s in SYSCALLS if syscalls is None or s.name in syscalls]
         self.objects: bpf.Objects | None = None
@@ -47,6 +47,7 @@ class FailureCounter:
         self.close()
 
     def start(self) -> None:
+        """Load and attach everything, or raise LoadError with nothing left open."""
         from ..errors import PortscopeError
         objs = bpf.Objects()
         self.objects = objs
@@ -113,6 +114,7 @@ class FailureCounter:
         return [programs.decode(k, v) for k, v in self.counts.items().items()]
 
     def close(self) -> None:
+        """Detach and close every map, program and perf event."""
         if self.objects is not None:
             self.objects.close()
         self.objects, self.counts = None, None
@@ -122,5 +124,5 @@ def _load_named(objs: bpf.Objects, code: bytes, name: str) -> int:
     try:
         return objs.prog_load(code, name)
     except bpf.BPFError as e:
-        e.program = name
+        e.program = name           # which program the kernel refused, for the one-line error
         raise

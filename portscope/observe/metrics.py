@@ -18,12 +18,16 @@ import os
 import struct
 import threading
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import counters as C
 from .loader import FailureCounter, LoadError
 from .programs import decode
+
+if TYPE_CHECKING:
+    from ..exporter import Exporter
 
 log = logging.getLogger("portscope.exporter")
 OTHER = "other"
@@ -33,11 +37,12 @@ DEFAULT_FAILURE_TOP = 20
 class StickyTop:
     """At most `limit` members, admitted in the order offered and kept forever."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self.members: set = set()
 
-    def admit(self, key) -> bool:
+    def admit(self, key: tuple) -> bool:
+        """True when `key` has (or now gets) its own series."""
         if key in self.members:
             return True
         if len(self.members) < self.limit:
@@ -51,8 +56,8 @@ class ObserveCollector:
     namespaces. bpf=None: load eBPF if possible (log why not), True: raise LoadError,
     False: counters only."""
 
-    def __init__(self, targets=(None,), *, all_netns: bool = False, top: int = DEFAULT_FAILURE_TOP,
-                 bpf: bool | None = None):
+    def __init__(self, targets: "tuple | list" = (None,), *, all_netns: bool = False, top: int = DEFAULT_FAILURE_TOP,
+                 bpf: bool | None = None) -> None:
         self.targets = tuple(targets) or (None,)
         self.all_netns = all_netns
         self.explicit = any(self.targets)          # --netns: only those namespaces' failures
@@ -73,21 +78,25 @@ class ObserveCollector:
                 log.warning("eBPF failure counter not loaded (%s): failure metrics are not exported", e)
 
     def close(self) -> None:
+        """Unload the failure counter."""
         if self.counter is not None:
             self.counter.close()
             self.counter = None
 
-    def describe(self):
+    def describe(self) -> list:
+        """Nothing at registration: describing must not read anything."""
         return []
 
     def namespaces(self) -> list[str | None]:
+        """The namespaces whose counters this scrape reads."""
         from ..exporter import list_netns
         out = list(dict.fromkeys(self.targets))
         if self.all_netns:
             out += [n for n in list_netns() if n not in out]
         return out
 
-    def collect(self):
+    def collect(self) -> list:
+        """One scrape: TIME_WAIT counters per namespace, then the failure counters."""
         with self._lock:
             return list(self._collect())
 
@@ -119,7 +128,10 @@ class ObserveCollector:
 
     def _count(self, names, totals: Counter) -> None:
         inodes = self._labels_of_inode(names)
-        rows = [(decode(k, v), k) for k, v in self.counter.counts.items().items()]
+        counts = self.counter.counts if self.counter is not None else None
+        if counts is None:
+            return
+        rows = [(decode(k, v), k) for k, v in counts.items().items()]
         for f, key in sorted(rows, key=lambda r: -r[0].count):      # the busiest get the top slots
             ns = inodes.get(f.netns)
             if ns is None:
@@ -131,7 +143,7 @@ class ObserveCollector:
                 continue
             totals[row] += f.count
             if not os.path.exists(f"/proc/{f.pid}"):
-                v = self.counter.counts.pop(key)
+                v = counts.pop(key)
                 if v is not None:
                     self.folded[row] += struct.unpack("<Q", v[:8])[0]
 
@@ -156,6 +168,7 @@ class ObserveCollector:
     def _series(self, f, ns: str):
         dst = f.dst or ""
         dport = "" if f.dport is None else str(f.dport)
+        key: tuple
         if f.syscall == "connect":
             key, top, metric = (ns, f.errno, f.comm, dst, dport), self.connect_top, "connect"
         elif f.syscall == "bind":
@@ -195,7 +208,7 @@ class ObserveCollector:
         return rec, over, killed, tw, mx
 
 
-def add_to(exporter, targets, *, all_netns: bool, bpf: bool | None) -> ObserveCollector:
+def add_to(exporter: "Exporter", targets: "list", *, all_netns: bool, bpf: bool | None) -> ObserveCollector:
     """Register the observed metrics on an exporter.Exporter's registry (the same scrape).
     With bpf=True a counter that cannot load is a CLI error (exit 3 or 4)."""
     try:

@@ -22,8 +22,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import bpfasm as A
+
+if TYPE_CHECKING:
+    from .btf import BTF
+    from .tracefs import Tracepoint
+
 from .bpfasm import FP, R0, R1, R2, R3, R4, R6, R7, R8, R9
 
 EADDRNOTAVAIL, EADDRINUSE, EAGAIN = 99, 98, 11
@@ -36,6 +42,7 @@ BPF_ANY, BPF_NOEXIST = 0, 1
 
 @dataclass(frozen=True)
 class Syscall:
+    """One watched syscall: its code in the count key and where its arguments are."""
     code: int
     name: str
     addr_field: str              # the sockaddr pointer (or user_msghdr pointer for sendmsg)
@@ -69,7 +76,8 @@ class KernelLayout:
     sk_num: int
 
     @classmethod
-    def from_btf(cls, b) -> "KernelLayout":
+    def from_btf(cls, b: "BTF") -> "KernelLayout":
+        """Read every offset from the running kernel's BTF."""
         return cls(b.offset("task_struct.nsproxy"), b.offset("nsproxy.net_ns"), b.offset("net.ns.inum"),
                    b.offset("task_struct.files"), b.offset("files_struct.fdt"), b.offset("fdtable.fd"),
                    b.offset("file.private_data"), b.offset("socket.sk"), b.offset("sock_common.skc_num"))
@@ -81,7 +89,7 @@ _ARG_REGS = {"x86_64": ("di", "si", "dx", "r10", "r8", "r9"),
              "aarch64": ("orig_x0", "regs", "regs", "regs", "regs", "regs")}
 
 
-def arg_offsets(b, machine: str) -> tuple[int, ...] | None:
+def arg_offsets(b: "BTF", machine: str) -> tuple[int, ...] | None:
     """Byte offsets in struct pt_regs of syscall arguments 0..5 on this architecture (BTF),
     or None where portscope does not know the calling convention."""
     regs = _ARG_REGS.get(machine)
@@ -119,7 +127,7 @@ def _read_sockaddr(p: A.Program, sc: Syscall, dst: int, msg: int, out: str) -> N
     p.label("sockaddr_ok")
 
 
-def entry_program(sc: Syscall, fields, stash_fd: int) -> bytes:
+def entry_program(sc: Syscall, fields: "Tracepoint", stash_fd: int) -> bytes:
     """sys_enter_<sc>: stash the INET sockaddr and fd under pid_tgid."""
     S = -40                     # stash value on the stack: sockaddr[28] sc u16 pad u16 fd u32 pad
     PID = -48
@@ -129,6 +137,7 @@ def entry_program(sc: Syscall, fields, stash_fd: int) -> bytes:
     p.zero(FP, MSG, 64)
     p.ldx(8, R3, R6, fields.field(sc.addr_field))
     if not sc.via_msghdr:
+        assert sc.len_field is not None
         p.ldx(4, R2, R6, fields.field(sc.len_field))
     _read_sockaddr(p, sc, S, MSG, "out")
     p.st(2, FP, S + 28, sc.code)
@@ -150,7 +159,7 @@ def _read_kernel_ptr(p: A.Program, tmp: int, fail: str) -> None:
     p.jmp("jeq", R3, fail, imm=0)
 
 
-def exit_program(sc: Syscall, fields, stash_fd: int | None, counts_fd: int, lay: KernelLayout,
+def exit_program(sc: Syscall, fields: "Tracepoint", stash_fd: int | None, counts_fd: int, lay: KernelLayout,
                  args: tuple[int, ...] | None = None) -> bytes:
     """sys_exit_<sc>: count the failed call under its full key.
 
@@ -186,6 +195,8 @@ def exit_program(sc: Syscall, fields, stash_fd: int | None, counts_fd: int, lay:
         _read_sockaddr(p, sc, KEY + 32, MSG, "out")
         p.st(2, FP, KEY + 60, sc.code)
     else:
+        if stash_fd is None:
+            raise ValueError("exit_program needs either the pt_regs offsets or the stash map")
         _from_stash(p, sc, stash_fd, KEY, PID, FD)
     _count_tail(p, sc, counts_fd, lay, KEY, PID, TMP, ONE, FD)
     return p.assemble()
@@ -274,6 +285,7 @@ class Failure:
 
 
 def decode(key: bytes, value: bytes) -> Failure:
+    """One row of the count map as a Failure."""
     import ipaddress
     tgid, netns, cgroup = struct.unpack_from("<IIQ", key, 0)
     comm = key[16:32].split(b"\0", 1)[0].decode(errors="replace")

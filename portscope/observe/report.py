@@ -1,10 +1,12 @@
 """What `report --observe S` adds: the observed window as JSON (`observed`) and as text."""
 from __future__ import annotations
 
+from typing import Callable
+
 from .watch import Observation, check_seconds, observe
 
 
-def run(seconds, netns: str | None) -> Observation:
+def run(seconds: "str | float", netns: str | None) -> Observation:
     """Watch the reported namespace (`netns`, else this process's) for `seconds`.
     When eBPF does not load, one line on stderr says so and the counters stand alone."""
     import click
@@ -27,7 +29,7 @@ def headline(obs: Observation) -> str | None:
     return None
 
 
-def render(obs: Observation, echo) -> None:
+def render(obs: Observation, echo: "Callable[[str], None]") -> None:
     """The report's 'Observed' section."""
     from ..cli.watch import dest
     c = obs.counters

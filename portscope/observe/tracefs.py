@@ -26,6 +26,7 @@ _FIELD = re.compile(r"field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<s
 
 @dataclass(frozen=True)
 class Tracepoint:
+    """A tracepoint's perf id and the layout of its context."""
     name: str                   # "syscalls:sys_enter_connect"
     id: int
     fields: dict[str, tuple[int, int]]   # field name -> (offset, size)
@@ -74,7 +75,7 @@ def _private_mount_read(names: list[str]) -> dict[str, tuple[int, str]]:
                 raise OSError(ctypes.get_errno(), None, "making mounts private")
             if libc.mount(b"nodev", ROOTS[0].encode(), b"tracefs", 0, None) != 0:
                 raise OSError(ctypes.get_errno(), None, "mounting tracefs")
-            res = {"ok": _read_from(ROOTS[0], names)}
+            res: dict = {"ok": _read_from(ROOTS[0], names)}
             code = 0
         except OSError as e:
             res = {"errno": e.errno or 0, "error": f"{e.strerror or os.strerror(e.errno or 0)} ({e.filename})"}

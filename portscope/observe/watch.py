@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import counters as C
 from .loader import FailureCounter, LoadError
@@ -24,9 +25,10 @@ from .programs import Failure
 MAX_SECONDS = 86400.0
 
 
-def check_seconds(seconds: float, what: str = "--seconds") -> float:
+def check_seconds(seconds: "float | str", what: str = "--seconds") -> float:
     """A watch window must be a finite number of seconds in (0, 86400]."""
     import math
+
     from ..errors import BadInput
     try:
         s = float(seconds)
@@ -47,6 +49,7 @@ def netns_inode(spec: str | None) -> int | None:
 
 @dataclass
 class Observation:
+    """What one window saw: failures, counter deltas, findings."""
     backend: str                              # "bpf" | "counters"
     seconds: float
     failures: list[Failure]
@@ -56,6 +59,7 @@ class Observation:
     findings: list = field(default_factory=list)
 
     def to_json(self) -> dict:
+        """The `watch --json` document (docs/json.md)."""
         return {
             "backend": self.backend,
             "seconds": round(self.seconds, 3),
@@ -87,7 +91,7 @@ class Watcher:
     """
 
     def __init__(self, netns: str | None = None, bpf: bool | None = None, *, own_netns_only: bool = False,
-                 mode: str | None = None):
+                 mode: str | None = None) -> None:
         self.netns, self.want_bpf, self.mode = netns, bpf, mode
         self.inode = netns_inode(netns)
         if self.inode is None and own_netns_only:
@@ -104,6 +108,7 @@ class Watcher:
         self.close()
 
     def start(self) -> None:
+        """Load the eBPF counter unless told not to; see the class docstring for failures."""
         if self.want_bpf is False:
             self.bpf_note = "eBPF not asked for (--no-bpf)"
             return
@@ -119,12 +124,14 @@ class Watcher:
         self.counter = fc
 
     def close(self) -> None:
+        """Unload the counter."""
         if self.counter is not None:
             self.counter.close()
             self.counter = None
 
     @property
     def backend(self) -> str:
+        """"bpf" while the counter is loaded, else "counters"."""
         return "bpf" if self.counter is not None else "counters"
 
     def failures(self) -> list[Failure]:
@@ -137,6 +144,7 @@ class Watcher:
         return rows
 
     def sample(self) -> C.Sample:
+        """The namespace's TIME_WAIT counters now."""
         return C.read(self.netns)
 
     def observe(self, start: tuple[float, list[Failure], C.Sample],
@@ -149,9 +157,10 @@ class Watcher:
         return obs
 
     def snapshot(self) -> tuple[float, list[Failure], C.Sample]:
+        """(monotonic time, failures so far, counters) for `observe`."""
         return time.monotonic(), self.failures(), self.sample()
 
-    def window(self, seconds: float, *, sleep=None) -> Observation:
+    def window(self, seconds: float, *, sleep: "Callable[[float], None] | None" = None) -> Observation:
         """Watch for `seconds` and return what happened. On Ctrl-C the window ends early and
         KeyboardInterrupt carries the partial Observation as `.observation`."""
         start = None
@@ -160,7 +169,8 @@ class Watcher:
             (sleep or time.sleep)(seconds)
         except KeyboardInterrupt as e:
             # before the window started there is nothing to show: observation None
-            e.observation = self.observe(start, self.snapshot()) if start is not None else None
+            e.observation = (  # type: ignore[attr-defined]
+                self.observe(start, self.snapshot()) if start is not None else None)
             raise
         return self.observe(start, self.snapshot())
 
@@ -171,10 +181,11 @@ def describe(e: LoadError) -> str:
     return f"eBPF failure counter not loaded{prog}: {e}"
 
 
-def cli_error(e: LoadError):
+def cli_error(e: LoadError) -> Exception:
     """NotPermitted (exit 3) or Unsupported (exit 4) for a counter that did not load. A
     verifier refusal (EACCES with a log) is Unsupported: no privilege would change it."""
     import errno as E
+
     from ..errors import NotPermitted, PortscopeError, Unsupported
     if isinstance(e.cause, PortscopeError):
         return type(e.cause)(describe(e))

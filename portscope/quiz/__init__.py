@@ -5,6 +5,12 @@ Every fact-bearing question carries a `check`, a machine-readable claim that
 checks.py evaluates with the library itself (port classes, range sizes, the
 allocator model, the kernel in a fresh namespace), so the lessons and the tool
 cannot drift apart without a test failing.
+
+Every question also carries a `source`: where a learner can check its answer and
+explanation (an RFC and section, a kernel file and commit, a vendor page). A bank
+question without one does not load. Questions generated from this host name the
+host facts they were built from instead (`host_facts`: the value and the command
+that shows it), and their `source` says the same in one line.
 """
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ import json
 import os
 import random
 from dataclasses import dataclass, field
+from typing import Container, Iterable
 
 from ..errors import BadInput, SystemReadError
+from ..numparse import parse_whole
 
 BANK_FILE = os.path.join(os.path.dirname(__file__), "bank.json")
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -21,12 +29,16 @@ DIFFICULTIES = ("easy", "medium", "hard")
 
 @dataclass(frozen=True)
 class Topic:
+    """A quiz topic: id (what --topic takes) and title."""
+
     id: str
     title: str
 
 
 @dataclass(frozen=True)
 class Question:
+    """One multiple-choice question, from the bank or generated from this host (`live`)."""
+
     id: str
     topic: str
     difficulty: str
@@ -37,11 +49,16 @@ class Question:
     check: dict | None = field(default=None, compare=False)
     ref: str | None = None      # where a learner can read more
     live: bool = False          # generated from this host (live.py)
+    source: str | None = None   # where the answer and explanation can be checked
+    host_facts: tuple = field(default=(), compare=False)   # live: ({fact, value, command}, ...)
 
     def to_json(self) -> dict:
+        """One question of `quiz --json` (ref and check only when present)."""
         d = {"id": self.id, "topic": self.topic, "difficulty": self.difficulty,
              "live": self.live, "question": self.question, "choices": list(self.choices),
-             "answer": self.answer, "explanation": self.explanation}
+             "answer": self.answer, "explanation": self.explanation, "source": self.source}
+        if self.host_facts:
+            d["host_facts"] = [dict(h) for h in self.host_facts]
         if self.ref:
             d["ref"] = self.ref
         if self.check is not None:
@@ -51,16 +68,20 @@ class Question:
 
 @dataclass(frozen=True)
 class Bank:
+    """The loaded question bank: topics and questions."""
+
     topics: tuple[Topic, ...]
     questions: tuple[Question, ...]
 
     def topic(self, topic_id: str) -> Topic:
+        """The topic with this id; KeyError if there is none."""
         for t in self.topics:
             if t.id == topic_id:
                 return t
         raise KeyError(topic_id)
 
-    def with_questions(self, extra) -> "Bank":
+    def with_questions(self, extra: Iterable[Question]) -> "Bank":
+        """A bank with `extra` questions (the live ones) appended."""
         return Bank(self.topics, self.questions + tuple(extra))
 
 
@@ -94,10 +115,10 @@ def problems(raw: dict) -> list[str]:
     return out
 
 
-def question_problems(q: dict, topic_ids) -> list[str]:
+def question_problems(q: dict, topic_ids: Container[object]) -> list[str]:
     """What is wrong with one question (bank entry or generated)."""
     out = []
-    for k in ("id", "question", "explanation"):
+    for k in ("id", "question", "explanation", "source"):
         if not isinstance(q.get(k), str) or not q[k].strip():
             out.append(f"empty or missing {k}")
     if q.get("topic") not in topic_ids:
@@ -130,7 +151,7 @@ def question_problems(q: dict, topic_ids) -> list[str]:
 def _question(q: dict, live: bool = False) -> Question:
     return Question(id=q["id"], topic=q["topic"], difficulty=q["difficulty"], question=q["question"],
                     choices=tuple(q["choices"]), answer=q["answer"], explanation=q["explanation"],
-                    check=q.get("check"), ref=q.get("ref"), live=live)
+                    check=q.get("check"), ref=q.get("ref"), live=live, source=q.get("source"))
 
 
 def load(path: str = BANK_FILE) -> Bank:
@@ -164,6 +185,7 @@ def parse_topic(text: str | None, bank: Bank) -> str | None:
 
 
 def parse_difficulty(text: str | None) -> str | None:
+    """A difficulty from user input (case-insensitive); None stays None; BadInput otherwise."""
     if text is None:
         return None
     d = text.strip().lower()
@@ -172,26 +194,24 @@ def parse_difficulty(text: str | None) -> str | None:
     return d
 
 
-def parse_count(text) -> int:
-    s = str(text).strip()
-    if not s.isdigit() or int(s) < 1:
-        raise BadInput(f"--count must be a whole number of at least 1, got {text!r}")
-    return int(s)
+def parse_count(text: str | int) -> int:
+    """--count: a whole number >= 1 in ASCII digits; BadInput otherwise."""
+    return parse_whole(text, "--count", 1, None, signed=False)
 
 
-def parse_seed(text) -> int:
-    s = str(text).strip()
-    if not s.isdigit():
-        raise BadInput(f"--seed must be a non-negative whole number, got {text!r}")
-    return int(s)
+def parse_seed(text: str | int) -> int:
+    """--seed: a non-negative whole number in ASCII digits; BadInput otherwise."""
+    return parse_whole(text, "--seed", 0, 2**63 - 1, signed=False)
 
 
-def filtered(questions, topic: str | None = None, difficulty: str | None = None) -> list[Question]:
+def filtered(questions: Iterable[Question], topic: str | None = None,
+             difficulty: str | None = None) -> list[Question]:
+    """The questions of `topic` and `difficulty` (None: any)."""
     return [q for q in questions
             if (topic is None or q.topic == topic) and (difficulty is None or q.difficulty == difficulty)]
 
 
-def select(questions, count: int, seed: int, topic: str | None = None,
+def select(questions: Iterable[Question], count: int, seed: int, topic: str | None = None,
            difficulty: str | None = None) -> list[Question]:
     """`count` questions in a seeded random order (fewer if the pool is smaller).
 

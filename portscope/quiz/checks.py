@@ -20,8 +20,16 @@ from __future__ import annotations
 import random
 import re
 
+from .. import host, registry
+from .. import netns as _netns
 from ..errors import BadInput, PortscopeError
+from ..host import HostFacts, bsd, linux, windows
+from ..portinfo import describe_port
 from ..ports import PortRange, PortSet, port_class
+from ..privilege import PrivilegeRule
+from ..simulate.allocators import make
+from ..simulate.space import make_space
+from . import Question
 
 KERNEL_KINDS = frozenset({"netns_default", "sysctl_accepted", "reserved_after"})
 
@@ -31,8 +39,7 @@ class NeedsKernel(Exception):
 
 
 def _facts(os_name: str = "linux", unprivileged_port_start: int = 1024):
-    from ..host import HostFacts
-    r = PortRange(32768, 60999)
+    r = linux.DEFAULT_RANGE
     return HostFacts(os=os_name, ephemeral=r, reserved=PortSet(),
                      unprivileged_port_start=unprivileged_port_start, os_default=r)
 
@@ -61,21 +68,25 @@ def _same_parity(a, ns):
 def _os_default(a, ns):
     os_name = a["os"]
     if os_name == "linux":
-        from ..host.linux import DEFAULT_RANGE
-        return str(DEFAULT_RANGE)
+        return str(linux.DEFAULT_RANGE)
     if os_name in ("darwin", "freebsd"):
-        from ..host.bsd import OS_DEFAULT
-        return str(OS_DEFAULT[os_name])
+        return str(bsd.OS_DEFAULT[os_name])
     if os_name == "windows":
-        from ..host.windows import OS_DEFAULT
-        return str(OS_DEFAULT)
+        return str(windows.OS_DEFAULT)
     raise BadInput(f"no default range known for {os_name!r}")
 
 
 def _privileged(a, ns):
-    from ..classify import classify
-    pf = classify(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
+    pf = describe_port(a["port"], facts=_facts(unprivileged_port_start=a["start"]), in_use=False, cap=False)
     return pf.privileged
+
+
+def _who_may_bind(a, ns):
+    """The platform rule (privilege.py): who may bind the port on a system like the one
+    described. With the wildcard exemption (macOS 10.14+) the answer has three values,
+    otherwise it is "needs privilege" yes/no."""
+    rule = PrivilegeRule(a["os"], a.get("low", 0), a["start"], a.get("wildcard_free", False))
+    return rule.who_may_bind(a["port"]) if rule.wildcard_free else rule.needs_privilege(a["port"])
 
 
 def _time_wait(a, ns):
@@ -89,14 +100,11 @@ def _max_rate(a, ns):
 
 def _connect_capacity(a, ns):
     """Ports one (source, destination) pair can count on: the simulator's model."""
-    from ..simulate.space import make_space
     return make_space(PortRange(a["low"], a["high"]), a.get("reserved", "")).capacity("linux").min
 
 
 def _first_parity(a, ns):
     """The parity the allocator model picks on an empty range, for 64 fresh sockets."""
-    from ..simulate.allocators import make
-    from ..simulate.space import make_space
     call = {"connect": "linux", "bind": "linux-bind"}[a["call"]]
     alloc = make(call, make_space(PortRange(a["low"], a["high"])), random.Random(a.get("seed", 1)))
     seen = set()
@@ -119,22 +127,19 @@ def _portset_valid(a, ns):
 
 
 def _windows_settable(a, ns):
-    from ..host.windows import check_settable
     try:
-        check_settable(PortRange(a["start"], a["start"] + a["num"] - 1))
+        windows.check_settable(PortRange(a["start"], a["start"] + a["num"] - 1))
     except BadInput:
         return False
     return True
 
 
 def _service_name(a, ns):
-    from .. import registry
     names = sorted({s.name for s in registry.services_for_port(a["port"], a["proto"]) if s.name})
     return names[0] if len(names) == 1 else names
 
 
 def _service_port(a, ns):
-    from .. import registry
     ports = registry.ports_for_name(a["name"], a["proto"])
     return ports[0] if len(ports) == 1 else ports
 
@@ -142,8 +147,7 @@ def _service_port(a, ns):
 # -- the real kernel, in a throwaway namespace ------------------------------
 
 def _netns_default(a, ns):
-    from ..host import facts
-    f = facts(ns)
+    f = host.host_facts(ns)
     key = a["key"]
     if key == "ephemeral":
         return str(f.ephemeral)
@@ -153,30 +157,25 @@ def _netns_default(a, ns):
 
 
 def _sysctl_accepted(a, ns):
-    from .. import netns as _netns
-    from ..host.linux import write_sysctl
     with _netns.entered(ns):
         try:
-            write_sysctl(a["key"].removeprefix("net.ipv4."), a["value"])
+            linux.write_sysctl(a["key"].removeprefix("net.ipv4."), a["value"])
         except BadInput:   # the kernel answered EINVAL
             return False
     return True
 
 
 def _reserved_after(a, ns):
-    from .. import netns as _netns
-    from ..host import facts
-    from ..host.linux import write_sysctl
     with _netns.entered(ns):
         for w in a["writes"]:
-            write_sysctl("ip_local_reserved_ports", w)
-    return str(facts(ns).reserved)
+            linux.write_sysctl("ip_local_reserved_ports", w)
+    return str(host.host_facts(ns).reserved)
 
 
 KINDS = {
     "port_class": _port_class, "class_range": _class_range, "range_size": _range_size,
     "in_range": _in_range, "same_parity": _same_parity, "os_default": _os_default,
-    "privileged": _privileged, "time_wait": _time_wait, "max_rate": _max_rate,
+    "privileged": _privileged, "who_may_bind": _who_may_bind, "time_wait": _time_wait, "max_rate": _max_rate,
     "connect_capacity": _connect_capacity, "first_parity": _first_parity,
     "portset_count": _portset_count, "portset_valid": _portset_valid,
     "windows_settable": _windows_settable, "service_name": _service_name,
@@ -185,7 +184,7 @@ KINDS = {
 }
 
 
-def evaluate(kind: str, args: dict, netns: str | None = None):
+def evaluate(kind: str, args: dict, netns: str | None = None) -> object:
     """The library's answer for one check kind."""
     if kind not in KINDS:
         raise BadInput(f"unknown check kind {kind!r}")
@@ -199,7 +198,7 @@ def _norm(text: str) -> str:
     return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text).replace("\u2013", "-").replace("\u2014", "-").lower()
 
 
-def mentions(choice: str, value) -> bool:
+def mentions(choice: str, value: object) -> bool:
     """Does the choice's text say the value it claims? (Keeps text and values aligned.)"""
     if value is None or isinstance(value, bool):
         return True   # yes/no claims are worded freely
@@ -209,7 +208,7 @@ def mentions(choice: str, value) -> bool:
     return _norm(str(value)) in text
 
 
-def verify(q, netns: str | None = None) -> list[str]:
+def verify(q: Question, netns: str | None = None) -> list[str]:
     """Problems with question q's check ([] when the library agrees with its answer).
 
     q is a Question (or anything with .check, .choices, .answer)."""
@@ -222,8 +221,8 @@ def verify(q, netns: str | None = None) -> list[str]:
     try:
         if "each" in chk:
             expect = chk.get("expect", True)
-            got = [evaluate(kind, a, netns) for a in chk["each"]]
-            hits = [i + 1 for i, g in enumerate(got) if g == expect]
+            each = [evaluate(kind, a, netns) for a in chk["each"]]
+            hits = [i + 1 for i, g in enumerate(each) if g == expect]
             if hits != [q.answer]:
                 out.append(f"{kind}: choices giving {expect!r} are {hits}, marked answer is {q.answer}")
             return out

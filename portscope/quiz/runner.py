@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import BadInput
+from ..numparse import is_digits
 from . import Question
 
 COMPLETE, EOF, QUIT, INTERRUPTED = "complete", "eof", "quit", "interrupted"
 QUIT_WORDS = ("q", "quit", "exit")
 WIDTH = 88
+Style = Callable[..., str]     # click.style's shape: style(text, fg=..., bold=...) -> str
 
 
-def _plain(text: str, **_style) -> str:
+def plain(text: str, **_style: Any) -> str:
+    """The text unstyled: the default `style` (click.style's signature, for --json and pipes)."""
     return text
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """One round: the questions, the answers given, how it ended."""
+
     questions: tuple[Question, ...]
     given: tuple[int | None, ...]      # one per question; None: not answered
     seed: int | None = None
@@ -34,14 +39,17 @@ class Outcome:
 
     @property
     def total(self) -> int:
+        """Questions asked."""
         return len(self.questions)
 
     @property
     def answered(self) -> int:
+        """Questions answered before the round ended."""
         return sum(g is not None for g in self.given)
 
     @property
     def score(self) -> int:
+        """Right answers."""
         return sum(g == q.answer for q, g in zip(self.questions, self.given))
 
     @property
@@ -51,6 +59,7 @@ class Outcome:
                                   if g is not None and g != q.answer))
 
     def to_json(self) -> dict:
+        """The `quiz --json` document (docs/json.md); the checks are left out."""
         qs = []
         for q, g in zip(self.questions, self.given):
             d = q.to_json()
@@ -75,22 +84,26 @@ def parse_answers(text: str, questions: Sequence[Question]) -> list[int]:
                        f"for {len(questions)} question{'s' if len(questions) != 1 else ''}")
     out = []
     for i, (p, q) in enumerate(zip(parts, questions), 1):
-        if not p.isdigit() or not 1 <= int(p) <= len(q.choices):
+        if not is_digits(p) or not 1 <= int(p) <= len(q.choices):
             raise BadInput(f"--answers: answer {i} is {p!r}, but question {i} ({q.id}) "
                            f"has choices 1..{len(q.choices)}")
         out.append(int(p))
     return out
 
 
-def grade(questions: Sequence[Question], answers: Sequence[int], **kw) -> Outcome:
+def grade(questions: Sequence[Question], answers: Sequence[int], **kw: Any) -> Outcome:
+    """The outcome of answers given up front (`--answers`); `kw` are Outcome's other fields."""
     return Outcome(tuple(questions), tuple(answers), **kw)
 
 
-def _wrap(text: str, indent: str = "") -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent)
+def _wrap(text: str, indent: str = "", paths: bool = False) -> str:
+    # sources hold paths and commit ids: never split them at a hyphen or mid-word
+    return textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent,
+                         break_on_hyphens=not paths, break_long_words=not paths)
 
 
-def render_question(q: Question, n: int, total: int, style=_plain) -> str:
+def render_question(q: Question, n: int, total: int, style: Style = plain) -> str:
+    """Question n of total with its numbered choices, wrapped for a terminal."""
     head = f"Question {n} of {total}  [{q.topic}, {q.difficulty}{', this host' if q.live else ''}]"
     lines = [style(head, bold=True), _wrap(q.question)]
     for i, c in enumerate(q.choices, 1):
@@ -99,21 +112,26 @@ def render_question(q: Question, n: int, total: int, style=_plain) -> str:
 
 
 def prompt_for(q: Question) -> str:
+    """The input prompt, naming the valid choice numbers."""
     return f"Your answer (1-{len(q.choices)}, q to stop): "
 
 
-def feedback(q: Question, given: int, style=_plain) -> str:
+def feedback(q: Question, given: int, style: Style = plain) -> str:
+    """Right or wrong (with the right answer), the explanation and where to read more."""
     if given == q.answer:
         first = style("Correct!", fg="green", bold=True)
     else:
         first = style("Not quite.", fg="red", bold=True) + f" The answer is {q.answer}) {q.choices[q.answer - 1]}"
     out = [_wrap(first), _wrap(q.explanation)]
-    if q.ref:
+    if q.source:
+        out.append(_wrap(f"Built from {q.source}" if q.live else f"Source: {q.source}", paths=True))
+    if q.ref and q.ref != q.source:
         out.append(_wrap(f"More: {q.ref}"))
     return "\n".join(out)
 
 
-def summary(o: Outcome, style=_plain) -> str:
+def summary(o: Outcome, style: Style = plain) -> str:
+    """The score and the topics to review."""
     pct = f" ({round(100 * o.score / o.answered)}%)" if o.answered else ""
     lines = []
     if o.ended != COMPLETE:
@@ -142,7 +160,7 @@ def read_choice(q: Question, ask: Callable[[str], str | None], say: Callable[[st
         s = line.strip()
         if s.lower() in QUIT_WORDS:
             return QUIT
-        if s.isdigit() and 1 <= int(s) <= n:
+        if is_digits(s) and 1 <= int(s) <= n:
             return int(s)
         if not s:
             say(f"Please type a number from 1 to {n} (or q to stop).")
@@ -151,7 +169,7 @@ def read_choice(q: Question, ask: Callable[[str], str | None], say: Callable[[st
 
 
 def play(questions: Sequence[Question], ask: Callable[[str], str | None], say: Callable[[str], None],
-         *, style=_plain, **kw) -> Outcome:
+         *, style: Style = plain, **kw: Any) -> Outcome:
     """One interactive round; ends early on EOF, q or Ctrl-C with the score so far."""
     given: list[int | None] = [None] * len(questions)
     ended = COMPLETE

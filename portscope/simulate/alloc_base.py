@@ -43,13 +43,15 @@ def free(used: dict, port: int, now: float, reuse_after: float | None) -> bool:
 
 
 class Allocator:
+    """Base of every allocator model: the port space, the run's random source, the keyed hash."""
+
     name = "?"
     scope = TUPLE
     # the parity preference, for reports: "low" (connect), "other" (bind), None
-    parity = None
+    parity: str | None = None
     keyed = False  # uses key_hash: draws a per-run secret
 
-    def __init__(self, space: PortSpace, rng: random.Random):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         self.space = space
         self.rng = rng
         self.skip = space.skip
@@ -69,4 +71,6 @@ class Allocator:
         return h
 
     def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) for the next socket of pool `kid`; (-1, steps) when the
+        search fails (see the module doc). Each model implements it."""
         raise NotImplementedError

@@ -126,11 +126,11 @@ class LinuxConnect(_Walker):
 
     name = "linux"
     scope = TUPLE
-    parity = "low"
+    parity: str | None = "low"
     keyed = True
 
     def __init__(self, space: PortSpace, rng: random.Random, socket_range: PortRange | None = None,
-                 perturb_order: int = PERTURB_ORDER):
+                 perturb_order: int = PERTURB_ORDER) -> None:
         super().__init__(space, rng)
         low, high, step = space.low, space.high, 2
         if socket_range is not None:
@@ -142,7 +142,8 @@ class LinuxConnect(_Walker):
         # get_random_sleepable_once fills the table with random bytes
         self.perturb = [rng.getrandbits(32) for _ in range(1 << perturb_order)]
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """The port __inet_hash_connect() would give for pool `kid`, and the candidates it examined; (-1, steps) when the search fails."""
         po = self._keys.get(kid)
         if po is None:
             po = self.key_hash(kid)
@@ -186,13 +187,14 @@ class LinuxBind(_Walker):
 
     name = "linux-bind"
     scope = SOURCE
-    parity = "other"
+    parity: str | None = "other"
 
-    def __init__(self, space: PortSpace, rng: random.Random):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self._setup(space.low, space.high, 2)
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """The port inet_csk_find_open_port() would give bind(IP, 0), and the candidates examined; (-1, steps) when none is free."""
         # any socket or TIME_WAIT on the port conflicts: no tw_reuse for bind
         offset = self.rng.randrange(self.remaining) | 1  # get_random_u32_below(remaining) | 1
         port, j = self._walk(kid, used, now, None, offset)

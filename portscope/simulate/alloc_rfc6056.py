@@ -27,7 +27,8 @@ class Rfc1(_Rfc):
 
     name = "rfc6056-1"
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo = self.num, self.min
         nxt = self.rng.randrange(num)
         for steps in range(1, num + 1):
@@ -44,7 +45,8 @@ class Rfc2(_Rfc):
 
     name = "rfc6056-2"
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo, rnd = self.num, self.min, self.rng.randrange
         for steps in range(1, num + 1):
             port = lo + rnd(num)
@@ -60,11 +62,12 @@ class Rfc3(_Rfc):
     name = "rfc6056-3"
     keyed = True
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.next = rng.getrandbits(16)
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo = self.num, self.min
         offset = self.key_hash(kid)
         for steps in range(1, num + 1):
@@ -83,11 +86,12 @@ class Rfc4(_Rfc):
     keyed = True
     TABLE_LENGTH = 10
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.table = [rng.getrandbits(16) for _ in range(self.TABLE_LENGTH)]
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo, table = self.num, self.min, self.table
         h = self.key_hash(kid)
         offset, index = h >> 32, (h & 0xFFFFFFFF) % self.TABLE_LENGTH
@@ -106,11 +110,12 @@ class Rfc5(_Rfc):
     name = "rfc6056-5"
     N = 500
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.next = rng.randrange(self.num)
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo, rnd, n = self.num, self.min, self.rng.randrange, self.N
         for steps in range(1, num + 1):
             self.next += rnd(n) + 1
@@ -125,11 +130,12 @@ class Sequential(_Rfc):
 
     name = "sequential"
 
-    def __init__(self, space, rng):
+    def __init__(self, space: PortSpace, rng: random.Random) -> None:
         super().__init__(space, rng)
         self.next = 0
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """(port, candidates examined) by this algorithm's search; (-1, steps) when no port is free."""
         num, lo = self.num, self.min
         for steps in range(1, num + 1):
             port = lo + self.next

@@ -22,14 +22,15 @@ class UdpAutobind(Allocator):
     name = "udp"
     scope = GLOBAL
 
-    def __init__(self, space: PortSpace, rng: random.Random, hash_size: int = UDP_HASH_SIZE):
+    def __init__(self, space: PortSpace, rng: random.Random, hash_size: int = UDP_HASH_SIZE) -> None:
         super().__init__(space, rng)
         if hash_size & (hash_size - 1) or not 128 <= hash_size <= 65536:
             raise ValueError("--udp-hash-size must be a power of two from 128 to 65536 (the sizes the "
                              f"kernel's UDP hash table can have), got {hash_size!r}")
         self.hash_size = hash_size
 
-    def choose(self, kid, used, now, reuse_after):
+    def choose(self, kid: int, used: dict, now: float, reuse_after: float | None) -> tuple[int, int]:
+        """The port udp_lib_get_port() would autobind, and the candidates examined; (-1, steps) when none is free."""
         low, high, skip, size = self.space.low, self.space.high, self.skip, self.hash_size
         remaining = high - low + 1
         rand = self.rng.getrandbits(32)

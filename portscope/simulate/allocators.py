@@ -5,6 +5,7 @@ import random
 
 from ..errors import BadInput
 from ..ports import PortRange
+from . import alloc_linux, alloc_rfc6056, alloc_udp
 from .alloc_base import GLOBAL, SOURCE, TUPLE, Allocator
 from .space import PortSpace
 
@@ -16,13 +17,14 @@ SCOPES = {"linux-bind": SOURCE, "udp": GLOBAL}
 
 
 def scope_of(name: str) -> str:
+    """Whose ports algorithm `name` shares: "tuple", "source" or "global" (alloc_base)."""
     return SCOPES.get(name, TUPLE)
 
 
 def make(name: str, space: PortSpace, rng: random.Random, *, socket_range: PortRange | None = None,
          udp_hash_size: int | None = None) -> Allocator:
-    from . import alloc_linux, alloc_rfc6056, alloc_udp
-
+    """The allocator model called `name` over `space`; BadInput for an unknown name or an
+    option the model does not take."""
     if name == "linux":
         return alloc_linux.LinuxConnect(space, rng, socket_range=socket_range)
     if socket_range is not None:

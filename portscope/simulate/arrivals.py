@@ -29,10 +29,10 @@ def chunks(w: Workload, gen: np.random.Generator) -> Iterator[tuple[list, list, 
             lives = np.full(n, np.inf)
         else:
             if w.arrivals == "fixed":
-                times = idx / w.rate
+                times = idx / w.rate_per_s
                 kids = idx % k
             else:
-                times = t0 + np.cumsum(gen.exponential(1.0 / w.rate, n))
+                times = t0 + np.cumsum(gen.exponential(1.0 / w.rate_per_s, n))
                 kids = gen.integers(0, k, n)
             lives = w.lifetime.sample(gen, n)
         if times[-1] >= end:
@@ -47,10 +47,12 @@ def chunks(w: Workload, gen: np.random.Generator) -> Iterator[tuple[list, list, 
 
 
 def end_time(w: Workload) -> float:
+    """Sim time at which the run stops: the last arrival's slot (a run without a rate opens
+    back to back), the duration, or the time the connects take at the rate."""
     if w.in_a_row:
         return max(1, w.connects or 0) * IN_A_ROW_GAP
     if w.duration is not None:
         if w.connects is not None and w.arrivals == "fixed":
-            return min(w.duration, w.connects / w.rate)
+            return min(w.duration, w.connects / w.rate_per_s)
         return w.duration
-    return (w.connects or 1) / w.rate
+    return (w.connects or 1) / w.rate_per_s

@@ -10,33 +10,36 @@ import random
 import time
 from array import array
 from collections import deque
+from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import BadInput
 from . import allocators, arrivals
 from .alloc_base import GLOBAL, TUPLE
 from .result import Result, Series, parity_stats, predictability
-from ..errors import BadInput
 from .workload import MAX_SAMPLES, Workload
 
 SERIES_POINTS = 200
 
 
-def run(w: Workload, *, timeseries: bool = True, record: bool = True) -> Result:
+def run(w: Workload, *, timeseries: bool = True, record: bool = True,
+        progress: Callable[[float], None] | None = None) -> Result:
     """Simulate `w`. record=False skips the per-connect port log (parity and
-    predictability then stay empty) to save memory on very long runs."""
+    predictability then stay empty) to save memory on very long runs. `progress`, if
+    given, is called with the simulated share done (0..1) once per chunk of arrivals."""
     # the loop makes millions of short-lived tuples and no reference cycles: the
     # cyclic GC would only rescan the live tables over and over
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        return _run(w, timeseries, record)
+        return _run(w, timeseries, record, progress)
     finally:
         if gc_was:
             gc.enable()
 
 
-def _run(w: Workload, timeseries: bool, record: bool) -> Result:
+def _run(w: Workload, timeseries: bool, record: bool, progress=None) -> Result:
     w.require_end()
     started = time.perf_counter()
     rng = random.Random(w.seed)
@@ -61,7 +64,9 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
     bits = getattr(alloc, "bits", None)  # hot pools' free-port bitsets (linux models)
     if bits is None:
         bits = {}
-    release, occupy = getattr(alloc, "release", None), getattr(alloc, "occupy", None)
+    # only the linux models keep `bits` and have release/occupy: called only when bits is set
+    release: Any = getattr(alloc, "release", None)
+    occupy: Any = getattr(alloc, "occupy", None)
     eligq: deque = deque()  # (TIME_WAIT start, pool, port): tw_reuse may take it over from then on
     track_elig = reuse_after is not None and tw > 0
 
@@ -89,6 +94,8 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
     bin_fail = 0
 
     for times, kids, lives in arrivals.chunks(w, gen):
+        if progress is not None and len(times):
+            progress(min(1.0, times[0] / end) if end else 0.0)
         for t, kid, life in zip(times, kids, lives):
             while closes and closes[0][0] <= t:
                 tc, _, ck, cp = heapq.heappop(closes)
@@ -186,7 +193,7 @@ def _run(w: Workload, timeseries: bool, record: bool) -> Result:
         s_fail.append(bin_fail)
     series = Series(s_t, s_est, s_tw, s_ports, s_fail) if timeseries else None
     low = alloc.low if hasattr(alloc, "low") else w.space.low
-    first_pass = {"low": low & 1, "other": (low & 1) ^ 1}.get(alloc.parity)
+    first_pass = {"low": low & 1, "other": (low & 1) ^ 1}.get(alloc.parity or "")
     par = parity_stats(ports_log, first_pass, low & 1) if record else {}
     pred = predictability(ports_log, kids_log, w.space.range.size) if record else {}
     return Result(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +30,9 @@ ONSET_TOLERANCE = 0.10  # a simulated onset within 10% of the closed form agrees
 
 @dataclass(frozen=True)
 class Plan:
+    """The closed-form capacity plan (`simulate --plan`): need against capacity per pool, and
+    when and how the workload would fail."""
+
     algorithm: str
     rate: float | None
     destinations: int
@@ -48,6 +52,7 @@ class Plan:
     reuse: dict                   # the same numbers with tcp_tw_reuse=1
 
     def to_json(self) -> dict:
+        """Every field by name; infinities and NaN as null (JSON has neither)."""
         return _finite(asdict(self))
 
 
@@ -89,7 +94,7 @@ def first_index(w: Workload, held: int) -> int:
 def in_a_row_demand(w: Workload) -> int:
     """Ports pool 0 must hold for `connects` in a row. The round-robin order fills it
     first (see first_index), so this is the demand on the busiest pool."""
-    n, p, d = w.connects, w.pairs, w.destinations
+    n, p, d = w.connect_count, w.pairs, w.destinations
     if w.scope == TUPLE:
         return -(-n // p)
     if w.scope == SOURCE:
@@ -101,17 +106,17 @@ def onsets(w: Workload, tw_s: float, cap: Capacity) -> tuple[float | None, float
     """(earliest, latest) first failure in simulated seconds, ignoring --duration:
     earliest None = no failure; latest None = a failure is not certain."""
     if w.in_a_row:
-        n = w.connects
+        n = w.connect_count
         lo, hi = first_index(w, cap.min), first_index(w, cap.max)
         return (lo * IN_A_ROW_GAP if n > lo else None, hi * IN_A_ROW_GAP if n > hi else None)
     holds = _holds(w, tw_s)
-    rate_pp = w.rate / w.pools
-    lo = _onset(rate_pp, holds, cap.min) if cap.min else 0.0
-    hi = _onset(rate_pp, holds, cap.max) if cap.max else 0.0
-    return lo, hi
+    rate_pp = w.rate_per_s / w.pools
+    return (_onset(rate_pp, holds, cap.min) if cap.min else 0.0,
+            _onset(rate_pp, holds, cap.max) if cap.max else 0.0)
 
 
 def plan(w: Workload) -> Plan:
+    """The capacity plan of workload `w`, from Little's law and the allocator's capacity (no event loop)."""
     cap = w.capacity
     scope = w.scope
     capacity = cap.min
@@ -124,7 +129,7 @@ def plan(w: Workload) -> Plan:
         if w.in_a_row:
             need, rate_pp = float(in_a_row_demand(w)), None
         else:
-            rate_pp = w.rate / pools
+            rate_pp = w.rate_per_s / pools
             need = rate_pp * hold
             if w.duration is not None:  # the run ends first
                 lo = None if lo is not None and lo >= w.duration else lo
@@ -162,17 +167,17 @@ def check_span(w: Workload, hold: float, onset: float | None) -> float | None:
     if w.in_a_row:
         return None
     horizon = max(1.5 * hold if math.isfinite(hold) else 0.0, 1.2 * (onset or 0.0), 1.0)
-    span = min(w.duration or math.inf, horizon, MAX_CHECK_CONNECTS / w.rate)
+    span = min(w.duration or math.inf, horizon, MAX_CHECK_CONNECTS / w.rate_per_s)
     if w.connects is not None and w.arrivals == "fixed":
-        span = min(span, w.connects / w.rate)
+        span = min(span, w.connects / w.rate_per_s)
     return span
 
 
-def _simulate(w: Workload, hold: float, onset: float | None) -> dict:
+def _simulate(w: Workload, hold: float, onset: float | None, progress=None) -> dict:
     from .engine import run
     span = check_span(w, hold, onset)
     sim_w = w if span is None else replace(w, duration=span)
-    r = run(sim_w, timeseries=False, record=False)
+    r = run(sim_w, timeseries=False, record=False, progress=progress)
     return {"simulated_s": None if span is None else round(span, 3),
             "connects": r.connects, "failures": r.failures, "first_failure_time": r.first_failure_time,
             "ports_used_max": r.ports_used_max}
@@ -194,30 +199,35 @@ def _agrees(sim: dict, lo: float | None, hi: float | None, span: float, timing: 
     return lo * (1 - rel) - eps <= t <= (math.inf if hi is None else hi * (1 + rel) + eps)
 
 
-def check(w: Workload, p: Plan) -> dict:
+def check(w: Workload, p: Plan, progress: Callable[[str, float], None] | None = None) -> dict:
     """Run the simulation the plan speaks about (bounded) and say whether they agree:
     both see failures or neither does, and the simulated onset lies between the
     plan's earliest and latest onset (within 10%). When the plan says the workload
     does not fit, also simulate its two remedies: the number of source IPs it asks
     for, and tcp_tw_reuse=1. `duration_default`: no --duration or --connects bounded
-    the run, so the check picked its own span (check_span)."""
+    the run, so the check picked its own span (check_span). `progress(label, share)`, if
+    given, hears how far each simulation is."""
+    def step(label):
+        return None if progress is None else (lambda share: progress(label, share))
+
     cap = w.capacity
     tw = w.effective_time_wait
     lo, hi = onsets(w, tw, cap)
-    out = _simulate(w, p.hold_s, hi if hi is not None else lo)
-    span = w.connects * IN_A_ROW_GAP if w.in_a_row else out["simulated_s"]
+    out = _simulate(w, p.hold_s, hi if hi is not None else lo, step("checking the plan"))
+    span = w.connect_count * IN_A_ROW_GAP if w.in_a_row else out["simulated_s"]
     out["agrees"] = _agrees(out, lo, hi, span, timing=True, exact=w.in_a_row)
     out["duration_default"] = not w.in_a_row and w.duration is None and w.connects is None
     if p.fits or w.in_a_row:
         return out
     if p.sources_needed is not None and p.sources_needed != w.sources and p.sources_needed <= 64:
-        r = _simulate(replace(w, sources=p.sources_needed), p.hold_s, None)
+        r = _simulate(replace(w, sources=p.sources_needed), p.hold_s, None,
+                      step(f"checking {p.sources_needed} source IPs"))
         out["with_sources_needed"] = {"sources": p.sources_needed, "failures": r["failures"],
                                       "agrees": r["failures"] == 0}
     if p.reuse and w.tw_reuse != 1:
         rw = replace(w, tw_reuse=1)
         rlo, rhi = onsets(w, min(tw, w.tw_reuse_delay_ms / 1000.0), cap)
-        r = _simulate(rw, p.hold_s, rhi if rhi is not None else rlo)
+        r = _simulate(rw, p.hold_s, rhi if rhi is not None else rlo, step("checking tcp_tw_reuse=1"))
         out["with_tw_reuse"] = {"failures": r["failures"],
                                 "agrees": _agrees(r, rlo, rhi, r["simulated_s"], timing=False, exact=False)}
     return out

@@ -1,11 +1,29 @@
 """--plot: the time series and the search-step distribution, as one PNG."""
 from __future__ import annotations
 
+import os
+
 from ..errors import BadInput
+from ..fsutil import atomic_write, check_writable_dir
 from .result import Result
 
 
+def check_path(path: str) -> None:
+    """A PNG file name in a directory that takes files (matplotlib would add .png to a name
+    without it, so `--plot /tmp` wrote /tmp.png)."""
+
+    if not str(path).lower().endswith(".png"):
+        raise BadInput(f"--plot {path!r}: expected a file name ending in .png")
+    if os.path.isdir(path):
+        raise BadInput(f"--plot {path!r} is a directory")
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise BadInput(f"cannot write {path}: directory {d} does not exist")
+    check_writable_dir(d, "write a plot in")
+
+
 def plot(r: Result, path: str) -> None:
+    """Write the run's time series and search-step histogram to the PNG at `path`."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -24,8 +42,8 @@ def plot(r: Result, path: str) -> None:
         ax1.axhline(r.capacity.max, color="grey", linewidth=0.8, linestyle=":", label=per)
         ax1.set_ylabel("sockets / ports")
         ax1.legend(loc="upper left", fontsize=8)
-        edges = [0.0] + list(s.t)  # each sample closes the interval that ends at it
-        ax2.stairs(s.failures, edges, fill=True, color="tab:red")
+        intervals = [0.0] + list(s.t)  # each sample closes the interval that ends at it
+        ax2.stairs(s.failures, intervals, fill=True, color="tab:red")
         ax2.set_ylabel("refused connects (EADDRNOTAVAIL)\nper interval")
         ax2.set_xlabel("simulated time (s)")
     import numpy as np
@@ -46,9 +64,12 @@ def plot(r: Result, path: str) -> None:
     ax3.set_xlabel(f"search steps per connect (mean {ss['mean']}, p99 {ss['p99']}, max {ss['max']})")
     ax3.set_ylabel("connects")
     fig.tight_layout()
+    import io
+
+    check_path(path)
+    buf = io.BytesIO()
     try:
-        fig.savefig(path, dpi=100)
-    except OSError as e:
-        raise BadInput(f"cannot write {path}: {e.strerror}") from None
+        fig.savefig(buf, dpi=100, format="png")
     finally:
         plt.close(fig)
+    atomic_write(path, buf.getvalue())    # names the file and the cause; never half a PNG

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from .space import Capacity
 
@@ -17,12 +18,15 @@ class Series:
     failures: list  # refused connects during the interval
 
     def to_json(self) -> dict:
+        """The `timeseries` object of `simulate --json --timeseries`."""
         return {"t": self.t, "established": self.established, "time_wait": self.time_wait,
                 "ports_in_use": self.ports_in_use, "failures": self.failures}
 
 
 @dataclass(frozen=True)
 class Result:
+    """What one simulated run did: connects, failures, capacity, search steps, parity, predictability."""
+
     settings: dict
     connects: int
     failures: int
@@ -41,9 +45,11 @@ class Result:
 
     @property
     def search_steps(self) -> dict:
+        """{"mean", "p99", "max"} of the candidates examined per allocation."""
         return steps_summary(self.steps_hist)
 
     def to_json(self, timeseries: bool = False) -> dict:
+        """The `simulate --json` document (docs/json.md); the series only when `timeseries`."""
         out = {
             "connects": self.connects,
             "failures": self.failures,
@@ -65,6 +71,7 @@ class Result:
 
 
 def steps_summary(hist: list) -> dict:
+    """{"mean", "p99", "max"} of a histogram whose index is the step count."""
     n = sum(hist)
     if n == 0:
         return {"mean": 0.0, "p99": 0, "max": 0}
@@ -81,7 +88,7 @@ def steps_summary(hist: list) -> dict:
     return {"mean": round(total / n, 4), "p99": p99, "max": mx}
 
 
-def parity_stats(ports, first_pass: int | None, low_parity: int) -> dict:
+def parity_stats(ports: Sequence[int], first_pass: int | None, low_parity: int) -> dict:
     """Counts of even/odd chosen ports, and how many were handed out before the
     first port whose parity differs from the model's first pass (connect(): low's
     parity; bind(0): the other one). Models without a parity preference
@@ -99,7 +106,7 @@ def parity_stats(ports, first_pass: int | None, low_parity: int) -> dict:
 SAMPLE = 1_000_000
 
 
-def predictability(ports, kids, size: int) -> dict:
+def predictability(ports: Sequence[int], kids: Sequence[int], size: int) -> dict:
     """How often an observer who saw the previous port guesses the next one, by
     guessing previous + the most common step (mod the range size). `global`: the
     previous port of the host, whatever the destination; `same_destination`: the

@@ -19,10 +19,12 @@ class PortSpace:
 
     @property
     def low(self) -> int:
+        """The range's first port."""
         return self.range.low
 
     @property
     def high(self) -> int:
+        """The range's last port."""
         return self.range.high
 
     @property
@@ -86,10 +88,12 @@ class Capacity:
         return str(self.min) if self.min == self.max else f"{self.min}-{self.max}"
 
     def to_json(self) -> dict:
+        """Every field by name."""
         return asdict(self)
 
 
 def make_space(rng: str | PortRange, reserved: str | PortSet = "", listeners: str | PortSet = "") -> PortSpace:
+    """A PortSpace from the CLI's strings (or parsed values); BadInput naming the bad option."""
     def parsed(what, text, kind):
         if isinstance(text, kind):
             return text

@@ -5,12 +5,17 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
+from ..numparse import is_decimal
 from ..ports import PortRange
 from .alloc_base import SOURCE, TUPLE
 from .allocators import scope_of
 from .space import Capacity, PortSpace, make_space
+
+if TYPE_CHECKING:     # numpy is imported where used (start-up time)
+    import numpy as np
 
 TIME_WAIT = 60.0  # TCP_TIMEWAIT_LEN, hard-coded in the kernel
 MAX_CONNECTS = 100_000_000  # ~10 minutes of simulation: a bound, not a model limit
@@ -32,6 +37,7 @@ class Lifetime:
 
     @classmethod
     def parse(cls, text: str | float | int) -> "Lifetime":
+        """A lifetime from `--lifetime` (LIFETIME_FORMS, seconds) or a number; BadInput otherwise."""
         if isinstance(text, bool):
             raise BadInput(f"--lifetime {text!r}: not a lifetime ({LIFETIME_FORMS})")
         if isinstance(text, (int, float)):
@@ -47,10 +53,8 @@ class Lifetime:
         want = {"fixed": 1, "exp": 1, "uniform": 2, "lognormal": 2}
         arg = arg.strip().removesuffix("s")
         parts = [arg] if want.get(kind) == 1 else re.split(r"(?<=\d)-|,", arg)
-        try:
-            vals = [float(x) for x in parts]
-        except ValueError:
-            vals = []
+        # ASCII decimals only: float() also takes "٣", "1_0" and "nan"
+        vals = [float(x) for x in parts] if all(is_decimal(x.strip()) for x in parts) else []
         if kind not in want or len(vals) != want[kind]:
             raise BadInput(f"--lifetime {text!r}: not a lifetime ({LIFETIME_FORMS})")
         return cls._checked(text, kind, *vals)
@@ -67,6 +71,7 @@ class Lifetime:
 
     @property
     def mean(self) -> float:
+        """Mean lifetime in seconds (inf for "inf"; lognormal:A,S gives A * exp(S^2 / 2))."""
         if self.kind == "inf":
             return math.inf
         if self.kind == "uniform":
@@ -78,7 +83,7 @@ class Lifetime:
                 return math.inf if self.a > 0 else 0.0
         return self.a
 
-    def sample(self, gen, n: int):
+    def sample(self, gen: np.random.Generator, n: int) -> np.ndarray:
         """n lifetimes as a numpy array (gen: numpy Generator)."""
         import numpy as np
         if self.kind == "inf":
@@ -103,15 +108,17 @@ class Lifetime:
 
 
 def parse_rate(text: str | float | int) -> float:
+    """Connections per second from "500", "500/s", "500/sec" or "500ps"; BadInput otherwise."""
     s = str(text).strip().lower().replace(" ", "")
     for suffix in ("/s", "/sec", "ps"):
         if s.endswith(suffix):
             s = s[: -len(suffix)]
             break
-    try:
-        r = float(s)
-    except ValueError:
-        raise BadInput(f"not a rate: {text!r} (expected e.g. 500/s)") from None
+    if s.lstrip("+-") in ("inf", "infinity", "nan"):
+        raise BadInput(f"the rate must be a finite number of connections per second, got {text!r}")
+    if isinstance(text, bool) or not is_decimal(s):
+        raise BadInput(f"not a rate: {text!r} (expected e.g. 500/s, digits 0-9)")
+    r = float(s)
     if not math.isfinite(r):
         raise BadInput(f"the rate must be a finite number of connections per second, got {text!r}")
     if r <= 0:
@@ -162,7 +169,24 @@ class Workload:
     seed: int = 0
     interval: float | None = None
 
+    @property
+    def rate_per_s(self) -> float:
+        """The arrival rate of a rate-driven run (set whenever `in_a_row` is false)."""
+        if self.rate is None:
+            raise BadInput("this workload has no --rate")
+        return self.rate
+
+    @property
+    def connect_count(self) -> int:
+        """The number of connects of an in-a-row run (set whenever `in_a_row` is true)."""
+        if self.connects is None:
+            raise BadInput("this workload has no --connects")
+        return self.connects
+
     def __post_init__(self) -> None:
+        if self.rate is not None and (isinstance(self.rate, bool) or not isinstance(self.rate, (int, float))
+                                      or not math.isfinite(self.rate) or self.rate <= 0):
+            raise BadInput(f"the rate must be a finite number of connections per second above 0, got {self.rate!r}")
         for name in ("destinations", "sources"):
             _whole(name, getattr(self, name), 1, 1_000_000)
         if self.connects is not None:
@@ -178,7 +202,7 @@ class Workload:
         if self.tw_reuse not in (0, 1, 2) or isinstance(self.tw_reuse, bool):
             raise BadInput(f"--tw-reuse must be 0, 1 or 2, got {self.tw_reuse!r}")
         tw = self.time_wait
-        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 <= tw <= 3600:
+        if isinstance(tw, bool) or not isinstance(tw, (int, float)) or not 0 <= tw <= 3600:  # nan fails too
             raise BadInput(f"--time-wait must be a number of seconds in 0..3600, got {tw!r}")
         _whole("tw-reuse-delay", self.tw_reuse_delay_ms, 0, hint=" of ms")
         if self.interval is not None:
@@ -192,8 +216,9 @@ class Workload:
                                f"kernel's UDP hash table can have), got {n!r}")
         planned = self.connects if self.connects is not None else math.inf
         if self.rate is not None and self.duration is not None:
-            planned = min(planned, self.rate * self.duration)
-        if math.isfinite(planned) and planned > MAX_CONNECTS:  # open-ended: only --plan, which bounds its check
+            planned = min(planned, self.rate * self.duration)   # may overflow to inf: still bounded
+        bounded = self.connects is not None or (self.rate is not None and self.duration is not None)
+        if bounded and planned > MAX_CONNECTS:  # open-ended: only --plan, which bounds its check
             raise BadInput(f"that is about {planned:.3g} connects; the limit is {MAX_CONNECTS:.0e} "
                            "(lower --rate/--duration or cap with --connects)")
         live = self.live_bound(planned)
@@ -215,12 +240,14 @@ class Workload:
         return bound
 
     def require_end(self) -> None:
+        """BadInput unless a rate run says when it ends (--duration or --connects)."""
         if self.rate is not None and self.duration is None and self.connects is None:
             raise BadInput("a --rate run needs --duration S or --connects N "
                            "(--plan alone picks its own check span)")
 
     @property
     def pairs(self) -> int:
+        """Source x destination pairs."""
         return self.destinations * self.sources
 
     @property
@@ -237,6 +264,7 @@ class Workload:
 
     @property
     def capacity(self) -> Capacity:
+        """Ports one pool is sure to get (and may get), per the pool the scope defines."""
         per = {TUPLE: "pair", SOURCE: "source"}.get(self.scope, "host")
         return self.space.capacity(self.algorithm, self.socket_range, per)
 
@@ -252,13 +280,16 @@ class Workload:
 
     @property
     def effective_time_wait(self) -> float:
+        """TIME_WAIT seconds that apply: 0 for UDP, which has none."""
         return 0.0 if self.algorithm == "udp" else float(self.time_wait)
 
     @property
     def in_a_row(self) -> bool:
+        """True without a rate: connects back to back, nothing closes."""
         return self.rate is None
 
     def settings(self) -> dict:
+        """The options as run, for the `settings` object of the JSON output."""
         s = self.space
         return {
             "algorithm": self.algorithm, "range": str(s.range), "reserved": str(s.reserved),
@@ -272,7 +303,7 @@ class Workload:
         }
 
 
-def workload(range: str = "32768-60999", reserved: str = "", listeners: str = "", **kw) -> Workload:
+def workload(range: str = "32768-60999", reserved: str = "", listeners: str = "", **kw: Any) -> Workload:
     """Convenience: build a Workload from strings, as the CLI and config files give
     them. Keys given as None take the defaults. Without a rate nothing closes, so
     the options that shape a rate run (RATE_ONLY) are refused rather than ignored."""

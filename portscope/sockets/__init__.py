@@ -6,20 +6,32 @@
 Linux uses NETLINK_SOCK_DIAG (filters run in the kernel) and falls back to
 /proc/net when netlink is refused; other systems use psutil. Every backend
 returns the same columnar SocketTable (see table.py), classified by the same
-rules (filters.classify), and `table.backend` says which one ran.
+rules (filters.mark_ephemeral), and `table.backend` says which one ran.
 """
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Iterable
 
+from .. import netns as _netns  # ctypes on Python < 3.12: only when needed
 from ..errors import BadInput, Unsupported
+from ..host import host_facts
+from . import netlink, other, procfs
+from . import owners as _owners
+from .filters import mark_ephemeral
 from .table import PROTO_NAMES, STATE_CODES, SocketTable
+
+if TYPE_CHECKING:
+    from ..host import HostFacts
+    from ..netns import Namespace
+    from ..ports import PortRange
 
 ALL_PROTOS = ("tcp", "udp", "udplite", "sctp")
 BACKENDS = ("netlink", "procfs", "psutil")
 
 
-def state_codes(states) -> set[int] | None:
+def state_codes(states: str | Iterable[str] | None) -> set[int] | None:
     """State names (case-insensitive) -> kernel codes; SYN_RECV includes NEW_SYN_RECV."""
     if states is None:
         return None
@@ -56,7 +68,6 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
 
 def _linux_read(backend, protos, families, states, sport, auto, owners) -> SocketTable:
     if backend in (None, "netlink"):
-        from . import netlink
         # SCTP comes from /proc/net/sctp even on the netlink path: sctp_diag reports
         # association states in SCTP's own numbering and multi-homed addresses in
         # attributes, and no kernel here offers it to verify a parser against
@@ -75,17 +86,17 @@ def _linux_read(backend, protos, families, states, sport, auto, owners) -> Socke
         return table
     if backend == "procfs":
         return _procfs(protos, families, states, sport)
-    from . import other
     return other.read_table(protos, families, states, sport, owners=owners)
 
 
 def _procfs(protos, families, states, sport) -> SocketTable:
-    from . import procfs
     return procfs.read_table(protos, families, states, sport)
 
 
-def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, owners=False,
-             netns=None, backend=None, facts=None, classify=True, auto=None) -> SocketTable:
+def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterable[int] = (4, 6),
+             states: str | Iterable[str] | None = None, sport: PortRange | None = None, owners: bool = False,
+             netns: str | Namespace | None = None, backend: str | None = None, facts: HostFacts | None = None,
+             classify: bool = True, auto: bool | None = None) -> SocketTable:
     """Every socket of the chosen protocols, families and states (see module doc).
 
     sport: a PortRange; only sockets whose local port lies inside it (in the kernel
@@ -106,26 +117,17 @@ def snapshot(protos=ALL_PROTOS, *, families=(4, 6), states=None, sport=None, own
     if netns and not linux:
         raise Unsupported("--netns is available on Linux only")
 
-    if netns:
-        from .. import netns as _netns    # ctypes on Python < 3.12: only when needed
-        where = _netns.entered(netns)
-    else:
-        from contextlib import nullcontext
-        where = nullcontext()
+    where: AbstractContextManager[None] = _netns.entered(netns) if netns else nullcontext()
     with where:
         if linux:
             table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners)
         else:
-            from . import other
             table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:
         if facts is None:
-            from ..host import facts as host_facts
-            facts = host_facts(netns)
-        from .filters import classify as _classify
-        _classify(table, facts.ephemeral, facts.reserved)
+            facts = host_facts(str(netns) if netns else None)   # only its range is used here
+        mark_ephemeral(table, facts.ephemeral, facts.reserved)
     if owners and table.pid is None:       # psutil tables come with their owners
-        from . import owners as _owners
         _owners.fill(table)
     return table
 

@@ -5,12 +5,30 @@ the same rules (the contract tests rely on it).
 """
 from __future__ import annotations
 
+import ipaddress
 from array import array
+from collections import Counter
+from typing import TYPE_CHECKING
 
+from ..errors import BadInput
+
+if TYPE_CHECKING:
+    from ..ports import PortRange, PortSet
 from .table import (
-    AUTO_NO, AUTO_UNKNOWN, AUTO_YES, EPH_LOCAL, EPH_NONE, EPH_REMOTE, METHOD_KERNEL, METHOD_RANGE,
-    TCP_LISTEN, SocketTable,
+    AUTO_NO,
+    AUTO_UNKNOWN,
+    AUTO_YES,
+    EPH_LOCAL,
+    EPH_NONE,
+    EPH_REMOTE,
+    METHOD_KERNEL,
+    METHOD_RANGE,
+    PROTO_NAMES,
+    STATE_NAMES,
+    TCP_LISTEN,
+    SocketTable,
 )
+
 
 # one byte per row packs ephemeral | method << 2 | auto_bound << 4, so a single
 # bytes(map(...)) pass builds three columns
@@ -18,7 +36,7 @@ def _pack(eph, method, auto):
     return eph | method << 2 | auto << 4
 
 
-def port_mask(ephemeral, reserved=None) -> bytearray:
+def port_mask(ephemeral: PortRange, reserved: PortSet | None = None) -> bytearray:
     """65536 flags: 1 where the kernel may hand the port out automatically."""
     mask = bytearray(65536)
     mask[ephemeral.low:ephemeral.high + 1] = b"\x01" * ephemeral.size
@@ -28,7 +46,7 @@ def port_mask(ephemeral, reserved=None) -> bytearray:
     return mask
 
 
-def classify(table: SocketTable, ephemeral, reserved=None) -> None:
+def mark_ephemeral(table: SocketTable, ephemeral: PortRange, reserved: PortSet | None = None) -> None:
     """Fill table.ephemeral and table.method (and correct table.auto_bound).
 
     The kernel decides when it can (sock_diag AUTO: the program did not bind the
@@ -98,10 +116,8 @@ _AUTO = bytes(i >> 4 & 3 for i in range(256))
 _V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
-def parse_net(text: str, what: str):
+def parse_net(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """An address or CIDR network for --src / --dst; BadInput otherwise."""
-    import ipaddress
-    from ..errors import BadInput
     s = str(text).strip()
     try:
         return ipaddress.ip_network(s, strict=False)
@@ -128,7 +144,9 @@ def _addr_test(net):
     return test
 
 
-def select(table: SocketTable, *, port=None, src=None, dst=None, ephemeral=None,
+def select(table: SocketTable, *, port: PortRange | None = None,
+           src: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+           dst: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None, ephemeral: str | None = None,
            listening: bool = False) -> list[int] | None:
     """Row indices passing every filter; None when no filter is set (all rows).
 
@@ -163,8 +181,6 @@ def select(table: SocketTable, *, port=None, src=None, dst=None, ephemeral=None,
 
 def counts(table: SocketTable, rows: list[int] | None = None) -> dict:
     """{"total", "by_proto", "by_state", "by_proto_state"} without building any row."""
-    from collections import Counter
-    from .table import PROTO_NAMES, STATE_NAMES
     if rows is None:
         pairs = Counter(zip(table.proto, table.state))
     else:
@@ -188,6 +204,7 @@ SORT_KEYS = ("proto", "state", "local", "remote", "lport", "rport", "pid", "uid"
 
 
 def sort_rows(table: SocketTable, rows: list[int], key: str) -> list[int]:
+    """`rows` ordered by one of SORT_KEYS (`conns --sort`)."""
     t = table
     keyfn = {
         "proto": lambda i: (t.proto[i], t.state[i]),

@@ -22,10 +22,19 @@ import socket
 import struct
 import sys
 from array import array
+from typing import TYPE_CHECKING, Collection, Iterable, Literal
 
 from .table import (
-    AUTO_NO, AUTO_UNKNOWN, AUTO_YES, PROTO_CODES, TCP_LISTEN, SocketTable,
+    AUTO_NO,
+    AUTO_UNKNOWN,
+    AUTO_YES,
+    PROTO_CODES,
+    TCP_LISTEN,
+    SocketTable,
 )
+
+if TYPE_CHECKING:
+    from ..ports import PortRange
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -70,7 +79,7 @@ class ProtocolMissing(Exception):
     """This kernel's sock_diag does not serve the protocol (module absent)."""
 
 
-def bytecode(sport=None, auto: bool | None = None) -> bytes:
+def bytecode(sport: PortRange | None = None, auto: bool | None = None) -> bytes:
     """INET_DIAG_REQ_BYTECODE program: accept iff sport in range and AUTO == auto.
 
     Each test jumps to the next op on success and past the end (len+4: reject)
@@ -111,6 +120,7 @@ def _request(family: int, proto: int, states: int, bc: bytes, seq: int) -> bytes
 
 
 def open_socket() -> socket.socket:
+    """A NETLINK_SOCK_DIAG socket; NetlinkRefused (so the caller falls back to procfs) if refused."""
     try:
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
     except (AttributeError, OSError) as e:   # EPERM, EPROTONOSUPPORT, EAFNOSUPPORT, seccomp
@@ -207,7 +217,7 @@ def _raise(code: int):
     raise NetlinkRefused(f"{errno.errorcode.get(code, code)}: {os.strerror(code)}")
 
 
-def _cut(blob, stride: int, code: str, offset: int) -> array:
+def _cut(blob, stride: int, code: Literal["H", "I"], offset: int) -> array:
     """The field at byte `offset` of every `stride`-byte record, via a strided view."""
     a = array(code)
     size = a.itemsize
@@ -216,8 +226,8 @@ def _cut(blob, stride: int, code: str, offset: int) -> array:
 
 
 def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int) -> None:
-    for stride, blob in blobs.items():
-        blob = bytes(blob)              # slices of bytes are bytes: the address column
+    for stride, raw in blobs.items():
+        blob = bytes(raw)               # slices of bytes are bytes: the address column
         size = len(blob)
         n = size // stride
         if not n:
@@ -236,7 +246,7 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
         table.family.frombytes(fams)
         table.state.frombytes(states)
         for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
-            addrs = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
+            addrs: Iterable[bytes] = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
             if w == 16 and v4:         # a legacy dump mixing families: IPv4 uses 4 bytes
                 addrs = [a[:4] if f == 4 else a for a, f in zip(addrs, fams)]
             column.extend(addrs)
@@ -267,7 +277,8 @@ _FAMILY_CODE = bytes(4 if i == socket.AF_INET else 6 if i == socket.AF_INET6 els
 _AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) else AUTO_YES for s in range(256))
 
 
-def read_table(protos, families, states: set[int] | None, sport, auto: bool = True) -> SocketTable:
+def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
+               sport: PortRange | None, auto: bool = True) -> SocketTable:
     """Sockets of the calling thread's network namespace via sock_diag.
 
     Raises NetlinkRefused when sock_diag is unusable (the facade then reads procfs).
@@ -291,6 +302,7 @@ def read_table(protos, families, states: set[int] | None, sport, auto: bool = Tr
                 # even when it returns nothing), so: all sockets that pass AUTO, then
                 # the few that do not; TIME_WAIT and request sockets always pass
                 # AUTO, and stay out of the second walk's bytecode
+                parts: list[tuple[int, bool | None, int]]
                 if auto:
                     parts = [(mask, True, AUTO_YES), (mask & ~_NO_BIND_LOCK, False, AUTO_NO)]
                 else:

@@ -9,20 +9,26 @@ is listed by psutil once per process; it is kept once here, with the first pid.
 from __future__ import annotations
 
 import socket
+from array import array
+from typing import TYPE_CHECKING, Collection, cast
 
-from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_ESTABLISHED, TCP_CLOSE, SocketTable
+from ..errors import NotPermitted, Unsupported
+from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_CLOSE, TCP_ESTABLISHED, SocketTable
+
+if TYPE_CHECKING:
+    from ..ports import PortRange
 
 _ZERO = {4: bytes(4), 6: bytes(16)}
 
 
-def read_table(protos, families, states: set[int] | None, sport, owners: bool = False) -> SocketTable:
+def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
+               sport: PortRange | None, owners: bool = False) -> SocketTable:
+    """Sockets from psutil.net_connections() (TCP and UDP only), filtered like the Linux backends."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil is a dependency
-        from ..errors import Unsupported
         raise Unsupported("the psutil socket backend needs the psutil package")
     table = SocketTable(backend="psutil")
-    from array import array
     pids = array("i")
     kinds = []
     if "tcp" in protos:
@@ -37,7 +43,6 @@ def read_table(protos, families, states: set[int] | None, sport, owners: bool = 
         try:
             conns = psutil.net_connections(kind=kind)
         except psutil.AccessDenied:
-            from ..errors import NotPermitted
             raise NotPermitted("listing sockets needs administrator rights on this system (psutil AccessDenied)")
         for c in conns:
             fam = 4 if c.family == socket.AF_INET else 6 if c.family == socket.AF_INET6 else 0
@@ -64,16 +69,7 @@ def read_table(protos, families, states: set[int] | None, sport, owners: bool = 
             if key in seen:
                 continue
             seen.add(key)
-            table.proto.append(code)
-            table.family.append(fam)
-            table.state.append(st)
-            table.local_addr.append(la)
-            table.local_port.append(lport)
-            table.remote_addr.append(ra)
-            table.remote_port.append(rport)
-            table.uid.append(0)
-            table.inode.append(0)
-            table.auto_bound.append(AUTO_UNKNOWN)
+            table.append(code, fam, st, la, lport, ra, rport, 0, 0, AUTO_UNKNOWN)
             pids.append(c.pid if c.pid is not None else -1)
             if st == 10:
                 table.listen_ports.add((code, lport))
@@ -83,12 +79,13 @@ def read_table(protos, families, states: set[int] | None, sport, owners: bool = 
     return table
 
 
-def fill_owners(table) -> None:
+def fill_owners(table: SocketTable) -> None:
     """Commands for the pids psutil already gave."""
     import psutil
     names: dict[int, str | None] = {}
-    cmds = []
-    for p in table.pid:
+    cmds: list[str | None] = []
+    # called only on tables read_table() gave their pids: never None here
+    for p in cast(array, table.pid):
         if p < 0:
             cmds.append(None)
             continue

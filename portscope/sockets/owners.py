@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 from array import array
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .table import SocketTable
 
 
 def socket_inodes(proc: str = "/proc") -> dict[int, int]:
@@ -51,6 +55,7 @@ _S_IFSOCK = 0o140000
 
 
 def command_of(pid: int, proc: str = "/proc") -> str | None:
+    """The process's comm name; None when it is gone or unreadable."""
     try:
         with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as f:
             return f.read().rstrip("\n")
@@ -58,7 +63,7 @@ def command_of(pid: int, proc: str = "/proc") -> str | None:
         return None
 
 
-def fill(table, proc: str = "/proc") -> None:
+def fill(table: SocketTable, proc: str = "/proc") -> None:
     """Set table.pid (-1: unknown, e.g. TIME_WAIT) and table.command."""
     owners = socket_inodes(proc)
     get = owners.get

@@ -12,12 +12,22 @@ from __future__ import annotations
 import socket
 import sys
 from array import array
+from typing import TYPE_CHECKING, Collection
 
 from .. import netns as _netns
 from ..errors import NotPermitted, SystemReadError
 from .table import (
-    AUTO_UNKNOWN, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE, TCP_LISTEN, SocketTable,
+    AUTO_UNKNOWN,
+    PROTO_SCTP,
+    PROTO_TCP,
+    PROTO_UDP,
+    PROTO_UDPLITE,
+    TCP_LISTEN,
+    SocketTable,
 )
+
+if TYPE_CHECKING:
+    from ..ports import PortRange
 
 # (proto code, family, file under /proc/net)
 INET_FILES = {
@@ -117,18 +127,7 @@ class _Sink:
             return -1
         if self.sport is not None and not (self.sport.low <= lport <= self.sport.high):
             return -1
-        t = self.t
-        t.proto.append(proto)
-        t.family.append(family)
-        t.state.append(state)
-        t.local_addr.append(laddr)
-        t.local_port.append(lport)
-        t.remote_addr.append(raddr)
-        t.remote_port.append(rport)
-        t.uid.append(uid)
-        t.inode.append(inode)
-        t.auto_bound.append(AUTO_UNKNOWN)
-        return len(t.proto) - 1
+        return self.t.append(proto, family, state, laddr, lport, raddr, rport, uid, inode, AUTO_UNKNOWN)
 
 
 def parse_inet(text: str, proto: int, family: int, sink: _Sink) -> None:
@@ -169,7 +168,7 @@ def _columns(header: str, *names: str) -> list[int]:
     return [cols.index(n) for n in names]
 
 
-def _addr_list(tokens: list[str]) -> list[bytes]:
+def _addr_list(tokens: list[str]) -> list[tuple[int, bytes]]:
     """Addresses of one side, primary (`*`) first; all of one family."""
     parsed = [_text_addr(a) for a in tokens]
     star = next((k for k, a in enumerate(tokens) if a.startswith("*")), 0)
@@ -177,7 +176,7 @@ def _addr_list(tokens: list[str]) -> list[bytes]:
     return parsed
 
 
-def parse_sctp_eps(text: str, sink: _Sink, families=(4, 6)) -> None:
+def parse_sctp_eps(text: str, sink: _Sink, families: Collection[int] = (4, 6)) -> None:
     """/proc/net/sctp/eps: one endpoint per line with all its local addresses."""
     lines = text.splitlines()
     if not lines:
@@ -211,7 +210,7 @@ def parse_sctp_eps(text: str, sink: _Sink, families=(4, 6)) -> None:
             sink.t.extra_local[i] = [a for _, a in addrs]
 
 
-def parse_sctp_assocs(text: str, sink: _Sink, families=(4, 6)) -> None:
+def parse_sctp_assocs(text: str, sink: _Sink, families: Collection[int] = (4, 6)) -> None:
     """/proc/net/sctp/assocs: multi-homed; `*` marks the primary path on each side."""
     lines = text.splitlines()
     if not lines:
@@ -275,7 +274,8 @@ def _read(name: str, root: str | None) -> str | None:
         raise SystemReadError(f"cannot read {path}: {e.strerror or e}")
 
 
-def read_table(protos, families, states: set[int] | None, sport, root: str | None = None) -> SocketTable:
+def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
+               sport: PortRange | None, root: str | None = None) -> SocketTable:
     """Sockets of the calling thread's network namespace, from /proc/net.
 
     root: a directory laid out like /proc/net (recorded samples in tests).

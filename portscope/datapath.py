@@ -1,0 +1,56 @@
+"""The main data path as one call: host facts + socket snapshot(s) -> PressureResult.
+
+`measure()` is what `pressure`, `report`, `top`, the web page and library users share: it
+checks its limits, reads the facts and the sockets of one namespace (sampling over an
+interval when a forecast is asked for), analyses them, and turns the operating system's
+refusals into portscope's errors (NotPermitted, SystemReadError) with one-line messages.
+"""
+from __future__ import annotations
+
+from . import host, pressure
+from .errors import BadInput, NotPermitted, SystemReadError
+from .forecast import forecast, sample
+from .netns import Namespace
+from .numparse import INTERVAL_S, parse_real
+from .pressure import PressureResult
+
+MIN_INTERVAL, MAX_INTERVAL = INTERVAL_S
+MAX_SAMPLES = 1000
+
+__all__ = ["measure", "MIN_INTERVAL", "MAX_INTERVAL", "MAX_SAMPLES"]
+
+
+def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, process: bool = False,
+            interval: float | None = None, samples: int | None = None) -> PressureResult:
+    """Ephemeral-port pressure of `netns` (None: this process's namespace).
+
+    top: keep the N worst destinations (the rest summed in `others`); process: attribute use
+    to processes (reads /proc/*/fd); interval/samples: sample `samples` (default 2) times,
+    `interval` seconds apart, and forecast rates and time to exhaustion.
+    Raises BadInput for limits out of range, NotPermitted / SystemReadError when the socket
+    table cannot be read.
+    """
+    if top is not None and top < 0:
+        raise BadInput(f"--top must be >= 0, got {top}")
+    if samples is not None and interval is None:
+        raise BadInput("--samples needs --interval")
+    if interval is not None:
+        parse_real(interval, "--interval", MIN_INTERVAL, MAX_INTERVAL, unit="seconds")
+    if samples is not None and not (2 <= samples <= MAX_SAMPLES):
+        raise BadInput(f"--samples must be in 2..{MAX_SAMPLES}, got {samples}")
+    name = str(netns) if netns else None
+    facts = host.host_facts(name)
+
+    def take():
+        # only sockets whose local port is in the range: the kernel filters (as `ss` does)
+        return pressure.snapshot_in_range(facts, name, owners=process)
+
+    try:
+        if interval is None:
+            return pressure.analyze(facts, take(), top=top, process=process)
+        tables = sample(take, interval, samples or 2)
+        return forecast(facts, tables, top=top, process=process, interval=interval)
+    except PermissionError as e:
+        raise NotPermitted(f"cannot read the socket table: {e}")
+    except OSError as e:
+        raise SystemReadError(f"cannot read the socket table: {e}")

@@ -1,0 +1,426 @@
+"""A web-config file in the Prometheus exporter-toolkit's shape, and the HTTP(S) server using it.
+
+    tls_server_config:
+      cert_file: server.crt          # relative paths are relative to the config file
+      key_file: server.key
+      client_ca_file: ca.crt         # optional: with client_auth_type RequireAndVerifyClientCert
+      client_auth_type: NoClientCert
+      min_version: TLS12             # TLS12 (default) or TLS13
+    basic_auth_users:
+      alice: $2b$12$...              # bcrypt hash (htpasswd -B, or python -m bcrypt)
+
+Unknown keys are an error, as in the toolkit: a typo must not silently turn TLS off.
+"""
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .errors import BadInput, NotPermitted
+from .ports import parse_port
+
+log = logging.getLogger("portscope.exporter")
+
+_TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
+_AUTH_TYPES = ("NoClientCert", "RequireAndVerifyClientCert")
+_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+MAX_CONFIG_BYTES = 1 << 20   # a web config is a few lines; this is not one
+CONN_TIMEOUT = 10.0          # seconds a client may take to send its request (no slowloris)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """A Prometheus exporter-toolkit web config: TLS files and basic-auth users."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+    client_auth_type: str = "NoClientCert"
+    min_version: str = "TLS12"
+    users: dict = field(default_factory=dict)        # user -> bcrypt hash (bytes)
+    source: str | None = field(default=None, compare=False)   # the file, for error lines
+
+    @property
+    def tls(self) -> bool:
+        """True when a certificate is configured (serve HTTPS)."""
+        return self.cert_file is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, or None without TLS; every problem is one BadInput line
+        naming the file it is about."""
+        if not self.tls:
+            return None
+        where = f"web config {self.source}" if self.source else "web config"
+        cert, key, ca = self.cert_file, self.key_file, self.client_ca_file
+        if cert is None:
+            raise BadInput(f"{where}: tls_server_config needs cert_file")
+        for what, p in (("cert_file", cert), ("key_file", key), ("client_ca_file", ca)):
+            if p is not None:
+                try:
+                    with open(p, "rb"):
+                        pass
+                except OSError as e:
+                    raise BadInput(f"{where}: cannot read {what} {p}: {e.strerror or e}")
+        if not _holds_certificates(cert):
+            raise BadInput(f"{where}: cert_file {cert} holds no PEM certificate")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = _VERSIONS[self.min_version]
+        try:
+            ctx.load_cert_chain(cert, key, password=_no_passphrase)
+        except _Encrypted:
+            raise BadInput(f"{where}: key_file {key} is encrypted; a passphrase cannot be given, "
+                           "so use an unencrypted key (openssl pkey -in KEY -out KEY.plain)")
+        except ssl.SSLError as e:
+            if e.reason == "KEY_VALUES_MISMATCH":
+                raise BadInput(f"{where}: key_file {key} is not the private key of cert_file {cert}")
+            why = f" ({e.reason})" if e.reason else ""
+            raise BadInput(f"{where}: key_file {key} holds no usable PEM private key{why}")
+        except OSError as e:
+            raise BadInput(f"{where}: cannot load cert_file {cert} with key_file {key}: {e.strerror or e}")
+        if ca:
+            try:
+                ctx.load_verify_locations(cafile=ca)
+            except (OSError, ssl.SSLError) as e:
+                reason = getattr(e, "reason", None)
+                raise BadInput(f"{where}: client_ca_file {ca} holds no usable PEM certificate"
+                               + (f" ({reason})" if reason else ""))
+        if self.client_auth_type == "RequireAndVerifyClientCert":
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase():
+    # called by OpenSSL only for an encrypted key; without it OpenSSL would prompt on the tty
+    raise _Encrypted()
+
+
+def _holds_certificates(path: str) -> bool:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError):
+        return False
+    return True
+
+
+def _read_text(path: str) -> str:
+    """The file as UTF-8 text (a UTF-8 BOM is allowed); anything else is one BadInput line."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise BadInput(f"cannot read web config {path}: {e.strerror or e}")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BadInput(f"web config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]      # drop the BOM ourselves, so error offsets are offsets in `raw`
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise BadInput(f"web config {path} is not UTF-8 text: byte 0x{raw[e.start]:02x} "
+                       f"at line {line}, column {col}")
+
+
+def load(path: str) -> WebConfig:
+    """Parse and check a web-config file; every problem is one BadInput line."""
+    import yaml
+
+    text = _read_text(path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise BadInput(f"web config {path} is not valid YAML: {str(e).splitlines()[0]}")
+    doc = doc or {}
+    if not isinstance(doc, dict):
+        raise BadInput(f"web config {path}: expected a mapping at the top level")
+    unknown = set(doc) - {"tls_server_config", "basic_auth_users"}
+    if unknown:
+        raise BadInput(f"web config {path}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                       "(expected tls_server_config, basic_auth_users)")
+    base = os.path.dirname(os.path.abspath(path))
+
+    def rel(p):
+        return p if p is None else os.path.join(base, str(p))
+
+    tls = doc.get("tls_server_config") or {}
+    if not isinstance(tls, dict):
+        raise BadInput(f"web config {path}: tls_server_config must be a mapping")
+    bad = set(tls) - _TLS_KEYS
+    if bad:
+        raise BadInput(f"web config {path}: unknown tls_server_config key(s) {', '.join(sorted(map(str, bad)))}")
+    if tls and not (tls.get("cert_file") and tls.get("key_file")):
+        raise BadInput(f"web config {path}: tls_server_config needs both cert_file and key_file")
+    auth_type = tls.get("client_auth_type", "NoClientCert")
+    if auth_type not in _AUTH_TYPES:
+        raise BadInput(f"web config {path}: client_auth_type must be one of {', '.join(_AUTH_TYPES)}")
+    if auth_type == "RequireAndVerifyClientCert" and not tls.get("client_ca_file"):
+        raise BadInput(f"web config {path}: RequireAndVerifyClientCert needs client_ca_file")
+    min_version = tls.get("min_version", "TLS12")
+    if min_version not in _VERSIONS:
+        raise BadInput(f"web config {path}: min_version must be TLS12 or TLS13")
+
+    users = doc.get("basic_auth_users") or {}
+    if not isinstance(users, dict):
+        raise BadInput(f"web config {path}: basic_auth_users must be a mapping of user: bcrypt-hash")
+    hashes = {}
+    for user, h in users.items():
+        problem = bcrypt_problem(h)
+        if problem:
+            raise BadInput(f"web config {path}: the password of user {user!r} is not a bcrypt "
+                           f"hash: {problem}")
+        hashes[str(user)] = str(h).encode()
+    cfg = WebConfig(cert_file=rel(tls.get("cert_file")), key_file=rel(tls.get("key_file")),
+                    client_ca_file=rel(tls.get("client_ca_file")), client_auth_type=auth_type,
+                    min_version=min_version, users=hashes, source=path)
+    cfg.ssl_context()           # fail at start, not at the first scrape
+    return cfg
+
+
+_BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}", re.ASCII)
+
+
+def bcrypt_problem(h: object) -> str | None:
+    """Why `h` cannot be a bcrypt hash, or None. Checked in full at start-up: bcrypt.checkpw
+    returns False, not an error, for a truncated hash, so a bad one would lock everyone out
+    without a word. The library's own check runs at cost 4 (the salt and digest are the same
+    bytes at any cost), so even a cost-31 hash is checked in a millisecond."""
+    if not isinstance(h, str) or not h:
+        return "empty" if not h else f"expected a string, got {type(h).__name__}"
+    m = _BCRYPT.fullmatch(h)
+    if not m:
+        if not h.startswith(("$2a$", "$2b$", "$2y$")):
+            return "it does not start with $2a$, $2b$ or $2y$ (make one with htpasswd -nbBC 10 USER PASS)"
+        return (f"expected $2b$NN$ and 53 characters of bcrypt's alphabet (60 in all), got {len(h)} "
+                "characters: is it cut short?")
+    cost = int(m.group(1))
+    if not 4 <= cost <= 31:
+        return f"cost {cost} is outside bcrypt's 04..31"
+    import bcrypt
+    try:
+        bcrypt.checkpw(b"", (h[:4] + "04" + h[6:]).encode())
+    except ValueError as e:
+        return f"bcrypt refuses it ({e})"
+    return None
+
+
+class Authenticator:
+    """Basic auth against bcrypt hashes.
+
+    Timing: an unknown user is checked against a dummy hash of the highest cost in the
+    config, so answering "no" takes as long for a user that does not exist as for a wrong
+    password (no guessing user names by timing).
+    Cost under load: bcrypt costs ~0.1-0.3 s by design. As in Prometheus' exporter-toolkit,
+    a verified (user, password, stored hash) is remembered by its SHA-256 in a bounded
+    cache, so an authenticated scraper pays bcrypt once; concurrent requests with the same
+    credentials share one verification instead of each paying for it. Wrong passwords are
+    never cached and always pay the full cost."""
+
+    CACHE_SIZE = 256
+
+    def __init__(self, users: dict) -> None:
+        self.users = users
+        self._ok: OrderedDict[bytes, None] = OrderedDict()
+        self._pending: dict[bytes, list] = {}      # key -> [threading.Event, result]
+        self._lock = threading.Lock()
+        self._dummy: bytes | None = None
+        if users:
+            import bcrypt
+            cost = max(int(h[4:6]) for h in users.values())
+            self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=cost))
+
+    def check(self, header: str | None) -> bool:
+        """Does the Authorization header name a configured user and the right password?
+        Always True without users (auth off)."""
+        if not self.users:
+            return True
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        stored = self.users.get(user)
+        known = stored is not None
+        # an unknown user pays for the dummy hash: no guessing user names by timing
+        h: bytes = stored if stored is not None else (self._dummy or b"")
+        key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), h))).digest()
+        with self._lock:
+            if key in self._ok:
+                self._ok.move_to_end(key)
+                return known
+            pending = self._pending.get(key)
+            leader = pending is None
+            slot: list = [threading.Event(), False] if pending is None else pending
+            if leader:
+                self._pending[key] = slot
+        if not leader:
+            slot[0].wait()
+            return slot[1]
+        ok = False
+        try:
+            import bcrypt
+            try:
+                ok = bcrypt.checkpw(password.encode(), h) and known
+            except ValueError:
+                ok = False
+        finally:
+            with self._lock:
+                slot[1] = ok
+                del self._pending[key]
+                if ok:
+                    self._ok[key] = None
+                    while len(self._ok) > self.CACHE_SIZE:
+                        self._ok.popitem(last=False)
+            slot[0].set()
+        return ok
+
+
+_PLAIN_HTTP = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"OPTIO", b"DELET", b"PATCH")
+_PLAIN_REPLY = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                b"Client sent an HTTP request to an HTTPS server.\n")
+
+
+class Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with the TLS handshake in the connection's own thread (a slow or
+    plain-HTTP client never blocks accept()) and a per-connection timeout."""
+
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_port = False      # never share a port with another exporter (some Pythons default to True)
+
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], ctx: ssl.SSLContext | None,
+                 family: int = socket.AF_INET) -> None:
+        self.address_family = family
+        self.ctx = ctx
+        super().__init__(addr, handler)
+
+    # a TCP server is only ever handed connected sockets, never socketserver's (data, socket) pairs
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        """Handle one connection in its thread: refuse plain HTTP on a TLS port, do the handshake
+        here (not in accept()), then run the handler."""
+        request.settimeout(CONN_TIMEOUT)
+        conn = request
+        if self.ctx is not None:
+            try:
+                head = request.recv(5, socket.MSG_PEEK)
+                if head.startswith(_PLAIN_HTTP) or head in (b"GET", b"HEAD"):
+                    # what Go's TLS servers (and so the exporter-toolkit) answer
+                    request.sendall(_PLAIN_REPLY)
+                    log.info("plain HTTP request from %s to the TLS port refused", client_address[0])
+                    return
+                conn = self.ctx.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                log.info("TLS handshake with %s failed: %s", client_address[0], e)
+                return
+        try:
+            # typeshed types the handler's server argument as Self, which `self` here is
+            self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
+        finally:
+            if conn is not request:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """Log a failed connection at info level (traceback only with debug logging)."""
+        # a client hanging up mid-response is not worth a traceback on stderr
+        log.info("connection from %s ended with an error", client_address[0], exc_info=log.isEnabledFor(logging.DEBUG))
+
+
+def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False) -> type[BaseHTTPRequestHandler]:
+    """routes: path -> callable() -> (status, content_type, body bytes)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "portscope-exporter"
+
+        def _reply(self, status, ctype, body, head=False, extra=()):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in extra:
+                self.send_header(k, v)
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def _serve(self, head=False):
+            if not auth.check(self.headers.get("Authorization")):
+                self._reply(401, "text/plain; charset=utf-8", b"Unauthorized\n", head,
+                            (("WWW-Authenticate", 'Basic realm="portscope"'),))
+                return
+            route = routes.get(self.path.split("?", 1)[0])
+            if route is None:
+                self._reply(404, "text/plain; charset=utf-8", b"Not Found\n", head)
+                return
+            status, ctype, body = route()
+            self._reply(status, ctype, body, head)
+
+        def do_GET(self):
+            self._serve()
+
+        def do_HEAD(self):
+            self._serve(head=True)
+
+        def log_message(self, fmt, *args):
+            if access_log:
+                log.info("%s %s", self.address_string(), fmt % args)
+
+    return Handler
+
+
+def parse_listen(text: str) -> tuple[str, int, int]:
+    """"ADDR:PORT", "[v6]:PORT" or ":PORT" (all addresses) -> (host, port, family)."""
+
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise BadInput(f"--listen {text!r}: expected [ADDR]:PORT for IPv6")
+        family = socket.AF_INET6
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise BadInput(f"--listen {text!r}: expected ADDR:PORT")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if host == "":
+        host = "0.0.0.0"
+    try:
+        socket.inet_pton(family, host)
+    except (OSError, ValueError):       # ValueError: a NUL inside the text
+        raise BadInput(f"--listen {text!r}: {host!r} is not an IP address")
+    return host, parse_port(port, "--listen port"), family
+
+
+def serve(listen: str, routes: dict, config: WebConfig | None = None, *, access_log: bool = False) -> Server:
+    """Bind (errors are one line) and return the server; the caller runs serve_forever()."""
+
+    host, port, family = parse_listen(listen)
+    config = config or WebConfig()
+    handler = make_handler(routes, Authenticator(config.users), access_log=access_log)
+    try:
+        return Server((host, port), handler, config.ssl_context(), family)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise BadInput(f"cannot listen on {listen}: address already in use")
+        if e.errno == errno.EACCES:
+            raise NotPermitted(f"cannot listen on {listen}: permission denied (port below ip_unprivileged_port_start?)")
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise BadInput(f"cannot listen on {listen}: no such local address")
+        raise BadInput(f"cannot listen on {listen}: {e.strerror}")

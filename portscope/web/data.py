@@ -1,0 +1,151 @@
+"""The web view's JSON document: `pressure --json` plus what the page draws.
+
+One document feeds three things: the exporter's `/api/pressure` endpoint, the page the
+exporter serves at `/` (rendered server-side with the same document embedded) and
+`portscope report --html`. Keys are documented in docs/json.md ("web").
+
+Hook points for work landing separately (conntrack/SNAT, observed failures, NAT-held
+ports): a callable registered in PROVIDERS under one of HOOKS is called at each read and its
+result, when not None, is put in the document under that key; the page renders the key when
+it is present (docs/web.md, "Hook points").
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import Callable, Iterable
+
+from .. import host
+from ..check import status
+from ..findings import destination_label
+from ..forecast import forecast
+from ..pressure import PressureResult, analyze, snapshot_in_range
+from ..sockets.table import SocketTable
+from . import hooks
+from .render import render_html
+
+log = logging.getLogger("portscope.web")
+
+HISTORY_POINTS = 360          # at one read per 5 s refresh: the last 30 minutes
+MIN_READ_AGE = 1.0            # seconds a document is reused: a tab storm costs one read a second
+REFRESH_SECONDS = 5           # how often the live page asks for a new document
+IANA_CLASSES = (("system", 0, 1023), ("user", 1024, 49151), ("dynamic", 49152, 65535))
+
+def history_point(res: PressureResult, t: float) -> dict:
+    """One point of the history chart: global use and the worst destination at time t."""
+    g, w = res.global_, res.worst
+    return {"time": round(t, 3), "in_use": g.in_use, "utilization": round(g.utilization, 6),
+            "worst": destination_label(w) if w else None,
+            "worst_in_use": w.in_use if w else None,
+            "worst_utilization": round(w.utilization, 6) if w else None}
+
+
+def build_document(res: PressureResult, *, source: str, t: float | None = None, history: Iterable[dict] = (),
+                   history_max: int = HISTORY_POINTS, refresh: int | None = None,
+                   providers: dict | None = None) -> dict:
+    """The web document of one PressureResult. source: 'exporter' (live) or 'report' (a file)."""
+    t = time.time() if t is None else t
+    doc = res.to_json()
+    doc["status"] = status(res)
+    doc["time"] = round(t, 3)
+    doc["source"] = source
+    doc["refresh_seconds"] = refresh
+    doc["map"] = {
+        "iana_classes": [{"name": n, "low": lo, "high": hi} for n, lo, hi in IANA_CLASSES],
+        "reserved_ranges": [{"low": r.low, "high": r.high} for r in res.reserved.ranges],
+    }
+    points = list(history) or [history_point(res, t)]
+    doc["history"] = {"max_points": history_max, "points": points}
+    for key, fn in (hooks.PROVIDERS if providers is None else providers).items():
+        try:
+            value = fn(res.netns, res)
+        except Exception as e:            # a hook's failure must not take the page down
+            log.warning("web hook %s failed: %s", key, e)
+            continue
+        if value is None:
+            continue
+        if key == "nat_ranges":
+            doc["map"]["nat_ranges"] = value
+        else:
+            doc[key] = value
+    return doc
+
+
+def dumps(doc: dict) -> bytes:
+    """The endpoint's body: compact JSON (no NaN: the contract test parses strictly)."""
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
+Sample = tuple[float, SocketTable]
+
+
+def read_pressure(netns: str | None, prev: Sample | None,
+                  top: int | None) -> tuple[PressureResult, Sample]:
+    """One read: (result, (time, table)). With the previous (time, table) the result carries
+    the forecast of `pressure --interval` over the time between the two reads."""
+    facts = host.host_facts(netns)
+    t0 = time.monotonic()
+    table = snapshot_in_range(facts, netns)
+    now = (t0 + time.monotonic()) / 2
+    if prev is not None and now - prev[0] > 0.05:
+        res = forecast(facts, [prev, (now, table)], top=top, interval=round(now - prev[0], 3))
+    else:
+        res = analyze(facts, table, top=top)
+    return res, (now, table)
+
+
+class WebView:
+    """The exporter's page and endpoint for one namespace: single-flight reads (concurrent
+    requests share one), a bounded history, and the previous table for the forecast (one
+    table kept: the same memory as one scrape's)."""
+
+    def __init__(self, netns: str | None = None, *, top: int | None = 20,
+                 history: int = HISTORY_POINTS, min_age: float = MIN_READ_AGE,
+                 refresh: int = REFRESH_SECONDS,
+                 reader: Callable[..., tuple[PressureResult, Sample]] = read_pressure,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.netns = netns
+        self.top = top
+        self.min_age = min_age
+        self.refresh = refresh
+        self.reader = reader
+        self.clock = clock
+        self.history: deque = deque(maxlen=max(1, history))
+        self._prev: Sample | None = None
+        self._doc: dict | None = None
+        self._at = float("-inf")
+        self._lock = threading.Lock()
+
+    def document(self) -> dict:
+        """The current document: a fresh read, or the last one if younger than min_age."""
+        with self._lock:                     # the second of two concurrent requests waits, then reuses
+            now = time.monotonic()
+            if self._doc is not None and now - self._at < self.min_age:
+                return self._doc
+            res, self._prev = self.reader(self.netns, self._prev, self.top)
+            t = self.clock()
+            self.history.append(history_point(res, t))
+            self._doc = build_document(res, source="exporter", t=t, history=self.history,
+                                       history_max=self.history.maxlen or HISTORY_POINTS, refresh=self.refresh)
+            self._at = time.monotonic()
+            return self._doc
+
+    def routes(self) -> dict:
+        """path -> callable() -> (status, content type, body), for httpserver.serve()."""
+        def guarded(fn, ctype):
+            def route():
+                try:
+                    return 200, ctype, fn()
+                except Exception as e:        # e.g. the namespace vanished: say so, keep serving
+                    log.warning("web view: read failed: %s", e)
+                    return 503, "text/plain; charset=utf-8", f"portscope: cannot read: {e}\n".encode()
+            return route
+
+        return {
+            "/": guarded(lambda: render_html(self.document(), api="api/pressure").encode(),
+                         "text/html; charset=utf-8"),
+            "/api/pressure": guarded(lambda: dumps(self.document()), "application/json"),
+        }
