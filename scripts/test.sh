@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ss >/dev/null || need+=(iproute2)
+command -v nstat >/dev/null || need+=(iproute2)        # observe: counters vs nstat
+command -v nsenter >/dev/null || need+=(util-linux)    # observe: nsenter, unshare, setpriv
 command -v prometheus >/dev/null || need+=(prometheus)
 # namespaces tests: unshare, lsns, nsenter, mount (util-linux / mount)
 command -v lsns >/dev/null || need+=(util-linux)

@@ -39,7 +39,7 @@ def rule_tests():
 def test_promtool_check_rules():
     r = promtool("check", "rules", RULES)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 11 rules found" in r.stdout       # 7 socket rules + 4 NAT rules (issue 13)
+    assert "SUCCESS: 12 rules found" in r.stdout       # 7 socket rules + 4 NAT (issue 13) + 1 failures (issue 14)
 
 
 @pytest.mark.live
@@ -59,6 +59,8 @@ def test_promtool_test_rules():
     ('portscope_ephemeral_utilization_ratio{scope="global"} > 0.8', 'portscope_ephemeral_utilization_ratio{scope="global"} > 0.9'),
     ("expr: up{job=\"portscope\"} == 0", "expr: up{job=\"portscope\"} == 2"),
     ("portscope_scrape_success == 0", "portscope_scrape_success == 2"),
+    ('errno="EADDRNOTAVAIL"}[5m])) > 0', 'errno="EADDRINUSE"}[5m])) > 0'),       # issue 14
+    ('offset 5m) > 0', 'offset 5m) > 10'),
 ])
 def test_rule_tests_catch_a_broken_rule(tmp_path, old, new):
     """The unit tests are not vacuous: a wrong threshold or duration makes them fail."""
@@ -75,11 +77,16 @@ def test_rule_tests_catch_a_broken_rule(tmp_path, old, new):
 def exported_names(tmp_path_factory):
     """Metric names the exporter really emits (one real collection of our namespace)."""
     from portscope.exporter import Exporter, PortscopeCollector
-    text = Exporter(PortscopeCollector([None], top=5)).render().decode()
+    from portscope.observe.metrics import ObserveCollector
+    exp = Exporter(PortscopeCollector([None], top=5))
+    exp.registry.register(ObserveCollector([None], bpf=False))   # its families, without samples
+    text = exp.render().decode()
     names = set()
     for fam in text_string_to_metric_families(text):
         names.update(s.name for s in fam.samples)
         names.add(fam.name)
+        if fam.type == "counter":
+            names.add(fam.name + "_total")
     return names
 
 
@@ -143,7 +150,8 @@ def test_systemd_unit_verifies(tmp_path):
     u = _unit()
     assert u["DynamicUser"] == "yes" and u["NoNewPrivileges"] == "yes"
     assert u["PrivateNetwork"] == "no"                 # an empty namespace would hide every socket
-    assert u["CapabilityBoundingSet"] == u["AmbientCapabilities"] == "CAP_SYS_ADMIN CAP_NET_ADMIN"
+    assert u["CapabilityBoundingSet"] == u["AmbientCapabilities"] == \
+        "CAP_SYS_ADMIN CAP_NET_ADMIN CAP_BPF CAP_PERFMON CAP_DAC_READ_SEARCH"
     assert "AF_NETLINK" in u["RestrictAddressFamilies"]
     assert "--listen 127.0.0.1:" in u["ExecStart"]
 

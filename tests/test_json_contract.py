@@ -80,7 +80,10 @@ CONTRACT: dict[str, set[str]] = {
                                             "portscope_snat_destination_ports_capacity",
                                             "portscope_snat_destination_utilization_ratio")
                    for suffix in ("", "[].labels.proto", "[].labels.nat_ip", "[].labels.dst",
-                                  "[].labels.dport")},
+                                  "[].labels.dport")}
+                | {"portscope_connect_failures_total", "portscope_bind_failures_total",   # issue 14
+                   "portscope_tcp_timewait_recycled_total", "portscope_tcp_timewait_overflow_total",
+                   "portscope_tcp_timewait_sockets", "portscope_tcp_max_tw_buckets"},
     # issue 6
     "simulate": {"connects", "failures", "first_failure_index", "ports_used_max", "search_steps",
                  "search_steps.mean", "search_steps.p99", "search_steps.max", "settings",
@@ -110,6 +113,13 @@ CONTRACT: dict[str, set[str]] = {
                                       "utilization")}
            | {f"nat_ports[].{k}" for k in ("proto", "port", "chain", "in_ephemeral_range", "reserved")}
            | {f"findings[].{k}" for k in ("id", "severity", "message", "remedy")},
+    # issue 14
+    "watch": {"backend", "seconds", "failures", "counters", "findings"}
+             | {f"failures[].{k}" for k in ("syscall", "errno", "count", "pid", "comm", "cgroup", "netns",
+                                            "dst", "dport")}
+             | {f"counters.{k}" for k in ("TWRecycled", "TCPTimeWaitOverflow", "TWKilled", "tw",
+                                          "tcp_max_tw_buckets")},
+    "report": {"observed"},
 }
 
 # --------------------------------------------------------------------------------------------
@@ -481,6 +491,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "quiz": [(["quiz", "--seed", "4", "--count", "2", "--answers", "1,3", "--json"], 0)],
     "quiz-list": [(["quiz", "--list", "--json"], 0)],
     "quiz-topics": [(["quiz", "--list-topics", "--json"], 0)],
+    "watch": [],              # needs failures during the window: tests/test_observe_cli.py
     "web": [],                # the exporter's /api/pressure: test_web_endpoint_json below
     "namespaces": [],         # run by test_namespaces_json below, with containers made for it
     "report-all": [],         # these four: test_all_netns_json below

@@ -30,6 +30,7 @@ COMMANDS = {
     "quiz": ("quiz", "quiz", "Learn about ports with a short quiz."),
     "namespaces": ("namespaces", "namespaces", "Every network namespace on the host, with its container and pod."),
     "nat": ("nat", "nat", "Conntrack and NAT: SNAT port use, NAT-held ports, conntrack fill."),
+    "watch": ("watch", "watch", "Connect/bind failures for want of a port, as they happen (eBPF)."),
 }
 
 

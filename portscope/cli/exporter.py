@@ -41,8 +41,11 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
               help="Report our own namespace (netns=\"\") and every other network namespace of the host "
                    "(processes' and bind mounts', see `portscope namespaces`), listed at each scrape "
                    "(not with --netns).")
+@click.option("--bpf/--no-bpf", "use_bpf", default=None,
+              help="Failure metrics from eBPF: require them (exit 3/4 if they cannot load) or leave them out. "
+                   "Default: when eBPF loads. Not with --json (one collection counts nothing).")
 @json_option
-def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, json_out) -> None:
+def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, use_bpf, json_out) -> None:
     """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
 
     \b
@@ -82,6 +85,8 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
 
     collector = PortscopeCollector(targets, all_netns=all_netns, top=top, egress=egress_budget())
     exp = Exporter(collector)
+    from ..observe.metrics import add_to
+    observed = add_to(exp, targets, all_netns=all_netns, bpf=False if want_json(json_out) else use_bpf)
     if want_json(json_out):
         from prometheus_client.parser import text_string_to_metric_families
         fams = text_string_to_metric_families(exp.render().decode())
@@ -97,7 +102,10 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         if not os.path.isdir(d):
             raise BadInput(f"--textfile {textfile}: directory {d} does not exist")
         # Ctrl-C reaches main(): "portscope: interrupted", exit 130, as for every command
-        run_textfile(exp, textfile, interval, count=1 if once else None, strict=once)
+        try:
+            run_textfile(exp, textfile, interval, count=1 if once else None, strict=once)
+        finally:
+            observed.close()
         return
 
     from ..httpserver import WebConfig, load, serve
@@ -114,6 +122,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
         server.serve_forever()          # Ctrl-C: exit 130 through main(), like every command
     finally:
         server.server_close()
+        observed.close()
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

@@ -119,19 +119,29 @@ def exhaust(range_, destinations, mode, max_connects, timeout, reserve, hold, tw
         if not as_json and plan.hold > 0:
             click.echo(f"holding for {plan.hold:g} s: portscope pressure --netns {name}")
 
+    from ..observe.lab import LabObserver
+    witness = LabObserver()        # the eBPF failure counter: issue 14
     try:
-        res = _lab.run_exhaust(plan, on_step=step, on_ready=ready, on_hold=holding)
+        witness.start()
+        def on_ready(name: str) -> None:
+            witness.ready(name)
+            ready(name)
+        res = _lab.run_exhaust(plan, on_step=step, on_ready=on_ready, on_hold=holding)
+        observed = witness.result(res)
     except KeyboardInterrupt:
         if state["ns"]:
             click.echo(f"interrupted: removed lab namespace {state['ns']}", err=True)
         raise
+    finally:
+        witness.close()
     if as_json:
-        emit_json(res.to_json())
+        emit_json({**res.to_json(), "observed": observed})
     else:
         for line in _summary(res):
             click.echo(line)
+        click.echo(_observed_line(observed))
         click.echo(f"removed lab namespace {res.namespace} ({res.elapsed_s:.2f} s)")
-    if res.match is False:   # the model and the kernel disagree: make scripts notice
+    if res.match is False or observed["match"] is False:   # model, kernel or witness disagree: make scripts notice
         raise SystemExit(1)
 
 
@@ -182,3 +192,11 @@ def _snat(mode, rng, max_connects, family, as_json) -> None:
         click.echo(f"removed lab namespaces {', '.join(res['namespaces'].values())}")
     if not res["match"]:
         raise SystemExit(1)
+
+
+def _observed_line(o: dict) -> str:
+    if o["count"] is None:
+        return f"observed by eBPF: n/a ({o.get('note')})"
+    verdict = "equal" if o["match"] else "DIFFERENT"
+    return (f"observed by eBPF: {o['count']} failed call(s) in the lab namespace; the lab made "
+            f"{o['failed_calls']}: {verdict}")

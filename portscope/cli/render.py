@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..egress import EgressResult
     from ..host import Plan, Result
     from ..nat import NatReport
+    from ..observe.watch import Observation
     from ..pressure import PressureResult
 
 Echo = Callable[[str], object]     # click.echo, or a collector in tests
@@ -191,3 +192,23 @@ def render_nat_summary(rep: NatReport, top: int | None = None) -> None:
         exposed = sum(1 for p in rep.nat_ports if p.in_ephemeral_range and not p.reserved)
         echo(f"  NAT-held ports    {len(rep.nat_ports)} ({exposed} in the ephemeral range, not reserved)")
     echo("  (details: portscope nat)")
+
+
+def render_observed(obs: Observation, echo: Callable[..., Any] = click.echo) -> None:
+    """The report's 'Observed' section."""
+    from ..observe.watch import destination_text
+    c = obs.counters
+    echo("")
+    echo(f"Observed ({obs.seconds:.1f} s, {'eBPF' if obs.backend == 'bpf' else 'kernel counters only'}):")
+    if obs.backend == "bpf":
+        if not obs.failures:
+            echo("  no connect(), bind() or UDP send failed for want of a port")
+        for f in obs.failures[:5]:
+            echo(f"  {f.count:>7} {f.syscall}() {f.errno} pid {f.pid} ({f.comm}) netns {f.netns} -> {destination_text(f)}")
+        if len(obs.failures) > 5:
+            echo(f"  ... and {len(obs.failures) - 5} more (portscope watch)")
+    echo(f"  TWRecycled +{c['TWRecycled']}  TCPTimeWaitOverflow +{c['TCPTimeWaitOverflow']}  "
+         f"TWKilled +{c['TWKilled']}  TIME_WAIT {c['tw']} of tcp_max_tw_buckets {c['tcp_max_tw_buckets']}")
+    for f in obs.findings:
+        echo(f"  [{f.severity.upper()}] {f.id}: {f.message}")
+        echo(f"      fix: {f.remedy}")

@@ -5,7 +5,14 @@ import click
 
 from .common import TOP as TOP_N
 from .common import emit_json, json_option, netns_of, netns_option, nonblank, refuse_with_netns, verbose, want_json
-from .render import render_destinations, render_findings, render_nat_summary, render_report_all, warn_skipped
+from .render import (
+    render_destinations,
+    render_findings,
+    render_nat_summary,
+    render_observed,
+    render_report_all,
+    warn_skipped,
+)
 
 TOP = 5
 TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
@@ -21,7 +28,9 @@ TW_REUSE = {0: "off", 1: "on", 2: "loopback only"}
                    "data embedded, with process attribution) to FILE (docs/web.md).")
 @click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
               "namespace, container and pod (see `portscope namespaces`).")
-def report(json_out, netns, top, html_file, all_netns) -> None:
+@click.option("--observe", "observe", metavar="S", default=None,
+              help="Also watch S seconds for failures and TIME_WAIT counters (see `portscope watch`).")
+def report(json_out, netns, top, html_file, all_netns, observe) -> None:
     """One-screen health report: range facts, worst destination, findings with fixes."""
     if all_netns:
         from ..allnetns import report_all
@@ -44,6 +53,12 @@ def report(json_out, netns, top, html_file, all_netns) -> None:
     if html_file:
         from ..web.report import check_target
         check_target(html_file)                 # a bad path fails before the socket read
+    observed = None
+    if observe is not None:
+        from ..observe import report as obs_report
+        observed = obs_report.run(observe, netns_of(netns))
+        if observed.bpf_note and observed.backend == "counters":
+            click.echo(f"portscope: {observed.bpf_note}; observed kernel counters only", err=True)
     # the page names the processes behind the use (a file for a ticket is worth the /proc walk)
     res = measure(netns_of(netns), top=top, process=bool(html_file))
     from ..nat import with_nat
@@ -55,12 +70,16 @@ def report(json_out, netns, top, html_file, all_netns) -> None:
         doc = report_json(res)
         if nat is not None:
             doc["nat"] = nat.to_json(top=top)
+        if observed:
+            doc["observed"] = observed.to_json()
         emit_json(doc)
         return
     g, r = res.global_, res.range
     echo = click.echo
     where = f" (netns {res.netns})" if res.netns else ""
     echo(f"portscope report{where}: {status(res).upper()}")
+    if observed is not None and obs_report.headline(observed):
+        echo(f"  {obs_report.headline(observed)}")
     echo("")
     reuse = TW_REUSE.get(res.tcp_tw_reuse, str(res.tcp_tw_reuse)) if res.tcp_tw_reuse is not None else "n/a"
     parity = " (ends of equal parity)" if r.size > 1 and r.same_parity else ""
@@ -86,6 +105,8 @@ def report(json_out, netns, top, html_file, all_netns) -> None:
     echo("")
     echo("Findings:")
     render_findings(res)
+    if observed is not None:
+        render_observed(observed, echo)
     echo("")
     echo(f"Top destinations ({min(len(res.destinations), top)} of {res.destinations_total}):")
     render_destinations(res)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from ..trend import SPARKS, Trend, TrendPoint, sparkline  # noqa: F401 - SPARKS re-exported for callers
 from .common import INTERVAL, Number, json_option, netns_of, netns_option, want_json
+from .terminal import Keys
 
 SHOWN = 12                   # of which the sparkline shows the latest
 MIN_INTERVAL, MAX_INTERVAL = INTERVAL.lo, INTERVAL.hi
@@ -87,44 +88,6 @@ def render(res: PressureResult, trend: dict, *, netns: str | None, interval: flo
 
 def _style(u: float) -> str:
     return "bold red" if u >= 0.95 else "yellow" if u >= 0.80 else "green"
-
-
-class Keys:
-    """q from the terminal without Enter (cbreak mode), restored on exit; no-op without a tty."""
-
-    def __init__(self) -> None:
-        self.fd = None
-        self.saved = None
-
-    def __enter__(self):
-        if sys.stdin is not None and sys.stdin.isatty():
-            import termios
-            import tty
-            self.fd = sys.stdin.fileno()
-            self.saved = termios.tcgetattr(self.fd)
-            tty.setcbreak(self.fd)
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            import termios
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
-
-    def wait_quit(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True as soon as q is pressed."""
-        if self.fd is None:
-            time.sleep(seconds)
-            return False
-        import os
-        import select
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                ch = os.read(self.fd, 32)
-                if b"q" in ch.lower() or not ch:
-                    return True
-        return False
 
 
 @click.command("top")
