@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..observe.programs import Failure
     from ..observe.watch import Observation
 
-from .common import emit_json, json_option, netns_of, netns_option, want_json
+from .common import INTERVAL, emit_json, json_option, netns_of, netns_option, want_json
 
 DEFAULT_SECONDS = 10.0      # the window without a tty and without --seconds
 SHOWN = 20
@@ -88,7 +88,7 @@ def render_live(obs: "Observation", rates: dict, *, interval: float, note: str |
 @click.command("watch")
 @click.option("--seconds", type=str, default=None, metavar="S",
               help=f"Watch for S seconds and print one summary (default without a tty: {DEFAULT_SECONDS:g}).")
-@click.option("--interval", type=float, default=1.0, show_default=True,
+@click.option("--interval", type=INTERVAL, default=1.0, show_default=True,
               help="Seconds between refreshes of the live view.")
 @click.option("--bpf/--no-bpf", "use_bpf", default=None,
               help="Require the eBPF failure counter (exit 3/4 if it cannot load) or do not load it. "
