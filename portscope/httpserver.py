@@ -403,7 +403,7 @@ def parse_listen(text: str) -> tuple[str, int, int]:
         host = "0.0.0.0"
     try:
         socket.inet_pton(family, host)
-    except OSError:
+    except (OSError, ValueError):       # ValueError: a NUL inside the text
         raise BadInput(f"--listen {text!r}: {host!r} is not an IP address")
     return host, parse_port(port, "--listen port"), family
 

@@ -1,11 +1,18 @@
-"""Shared fixtures. Anything that writes sysctls, reserves or exhausts ports runs
-inside a private network namespace made here and always removed."""
+"""Shared fixtures and helpers (each lives here once), and the hook that keeps the test
+tiers' marks honest. Anything that writes sysctls, reserves or exhausts ports runs inside
+a private network namespace made here and always removed."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import select
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 
 import pytest
@@ -14,8 +21,39 @@ ROOT = os.geteuid() == 0
 HAVE_IP = shutil.which("ip") is not None
 NEED_ROOT = "needs root and `ip netns` to create a private network namespace"
 
-needs_netns = pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT)
+# the venv's console script, as a user runs it (`python -m portscope` where there is none)
+PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
+ENTRY = [PORTSCOPE] if os.path.exists(PORTSCOPE) else [sys.executable, "-m", "portscope"]
+PYTHON_M = (sys.executable, "-m", "portscope")
+SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
+
+# the namespace mark: the hook below adds root and live to it, and skips it without root and `ip`
+needs_netns = pytest.mark.netns
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Fixtures that create private network namespaces: a test using any of them, directly or
+# through another fixture, is a netns test whatever its own marks say.
+NETNS_FIXTURES = frozenset({"netns", "netns_factory", "module_netns"})
+
+
+@pytest.hookimpl(tryfirst=True)          # before `-m` deselects by mark
+def pytest_collection_modifyitems(config, items):
+    """Make the marks honest, so that the fast tier (`-m "not root and not netns and not slow
+    and not live"`) cannot pick up a test that needs root: a test that uses a namespace
+    fixture is marked netns; a netns test is a root test and a live one (it talks to the
+    kernel); and a root test skips, with the reason, where there is no root."""
+    for item in items:
+        if NETNS_FIXTURES.intersection(item.fixturenames) and item.get_closest_marker("netns") is None:
+            item.add_marker(pytest.mark.netns)
+        netns_test = item.get_closest_marker("netns") is not None
+        if netns_test:
+            for name in ("root", "live"):
+                if item.get_closest_marker(name) is None:
+                    item.add_marker(name)
+            if not (ROOT and HAVE_IP):
+                item.add_marker(pytest.mark.skip(reason=NEED_ROOT))
+        elif item.get_closest_marker("root") is not None and not ROOT:
+            item.add_marker(pytest.mark.skip(reason="needs root"))
 
 
 NOBODY_IDS = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
@@ -149,6 +187,59 @@ class Netns:
     def popen(self, *cmd: str, **kw) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kw)
 
+    def ss(self, *args: str) -> list[list[str]]:
+        """`ss -H ARGS` inside the namespace (the ground truth): one list of fields a socket."""
+        return [ln.split() for ln in self.run("ss", "-H", *args).stdout.splitlines() if ln.strip()]
+
+    def start(self, code: str, *args: str, ready: str = "ready", timeout: float = 30, **kw) -> subprocess.Popen:
+        """Run Python `code` inside the namespace and return once its first line is `ready`
+        (its sockets are open by then); end it with stop_process()."""
+        p = self.popen(sys.executable, "-c", code, *args, stdout=subprocess.PIPE, text=True, **kw)
+        r, _, _ = select.select([p.stdout], [], [], timeout)
+        line = p.stdout.readline().strip() if r else f"nothing within {timeout} s"
+        if line != ready:
+            stop_process(p)
+        assert line == ready, line
+        return p
+
+
+def stop_process(p: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate, then kill if it lingers; reaped either way."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def free_port() -> int:
+    """A loopback TCP port free at this moment."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20, proc: subprocess.Popen | None = None) -> None:
+    """Until `url` answers; fails early if `proc` (the server) has exited."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def sample(name: str) -> str:
+    """A recorded command output from tests/samples, line ends as recorded (Windows' CRLF)."""
+    with open(os.path.join(SAMPLES, name), encoding="utf-8", newline="") as f:
+        return f.read()
+
 
 # the host settings tests must never change: compared before and after the risky ones
 HOST_SYSCTLS = ("net/ipv4/ip_local_port_range", "net/ipv4/ip_local_reserved_ports",
@@ -162,6 +253,17 @@ def host_sysctls() -> dict:
         with open(f"/proc/sys/{k}") as f:
             out[k] = f.read()
     return out
+
+
+def host_values() -> tuple[str, str]:
+    """This host's ephemeral range and reserved ports, to show that a test left them alone."""
+    return (" ".join(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()),
+            open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip())
+
+
+def ns_values(ns: Netns) -> tuple[str, str]:
+    """The same two settings inside a namespace."""
+    return (ns.sysctl("net.ipv4.ip_local_port_range"), ns.sysctl("net.ipv4.ip_local_reserved_ports"))
 
 
 def make_netns(prefix: str = "pstest") -> Netns:
@@ -183,15 +285,30 @@ def remove_netns(ns: Netns) -> None:
     _ip("netns", "delete", ns.name, check=False)
 
 
-@pytest.fixture
-def netns():
+@contextlib.contextmanager
+def private_netns(prefix: str = "pstest"):
+    """A fresh namespace for the block, removed however the block ends (skips without root)."""
     if not (ROOT and HAVE_IP):
         pytest.skip(NEED_ROOT)
-    ns = make_netns()
+    ns = make_netns(prefix)
     try:
         yield ns
     finally:
         remove_netns(ns)
+
+
+@pytest.fixture
+def netns():
+    with private_netns() as ns:
+        yield ns
+
+
+@pytest.fixture(scope="module")
+def module_netns():
+    """One namespace shared by a module's tests, for scenes that are slow to build; removed
+    after the module's last test."""
+    with private_netns() as ns:
+        yield ns
 
 
 @pytest.fixture
@@ -239,3 +356,161 @@ class _Main:
     def main(self, args=None, prog_name=None, **kw):
         self.fn(args)
         raise SystemExit(0)
+
+
+# --- a socket driver inside a namespace -------------------------------------------------
+
+LIMIT = 2000                      # no driver loop runs further than this
+
+DRIVER = r"""
+import errno, json, socket, sys, threading, time
+LIMIT = int(sys.argv[1])
+held, listeners = [], []
+
+def drain(c):
+    try:
+        while c.recv(4096):
+            pass
+    except OSError:
+        pass
+    c.close()
+
+def serve(l):
+    while True:
+        try:
+            c, _ = l.accept()
+        except OSError:
+            return
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+
+def client(mode, dst, dport, src, lport=0):
+    fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    kind = socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM
+    c = socket.socket(fam, kind)
+    try:
+        if mode == "nobind":
+            c.setsockopt(socket.IPPROTO_IP, 24, 1)   # IP_BIND_ADDRESS_NO_PORT
+        if mode in ("bind", "nobind", "udp", "bindonly"):
+            c.bind((src, lport))
+        if mode == "bindonly":
+            return c
+        if mode != "udp" or dport:
+            c.connect((dst, dport))
+    except OSError:
+        c.close()
+        raise
+    return c
+
+def rate(dst, dport, r, seconds):
+    t0 = time.monotonic()
+    for k in range(int(r * seconds)):
+        d = t0 + k / r - time.monotonic()
+        if d > 0:
+            time.sleep(d)
+        try:
+            client("connect", dst, dport, None).close()
+        except OSError:
+            pass
+
+for line in sys.stdin:
+    cmd = json.loads(line)
+    op, out = cmd["op"], {"op": cmd["op"]}
+    try:
+        if op == "listen":
+            l = socket.socket(socket.AF_INET6 if ":" in cmd.get("addr", "") else socket.AF_INET)
+            l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            l.bind((cmd.get("addr", "127.0.0.1"), cmd["port"]))
+            l.listen(4096)
+            listeners.append(l)
+            if cmd.get("serve"):
+                threading.Thread(target=serve, args=(l,), daemon=True).start()
+        elif op in ("open", "churn"):
+            n, dests = cmd.get("n"), cmd["dests"]
+            out["opened"] = [0] * len(dests)
+            out["error"] = None
+            i = 0
+            while (n is None or sum(out["opened"]) < n) and sum(out["opened"]) < LIMIT:
+                k = i % len(dests)
+                i += 1
+                if out["opened"][k] < 0:
+                    continue
+                try:
+                    c = client(cmd.get("mode", "connect"), dests[k][0], dests[k][1], cmd.get("src", "127.0.0.1"),
+                               cmd.get("lport", 0))
+                except OSError as e:
+                    out["error"] = errno.errorcode.get(e.errno, str(e.errno))
+                    out.setdefault("failed", []).append(k)
+                    if cmd.get("until") == "all" and len(out["failed"]) < len(dests):
+                        out["opened"][k] = -out["opened"][k] - 1   # mark exhausted
+                        continue
+                    break
+                if op == "churn":
+                    c.close()
+                else:
+                    held.append(c)
+                out["opened"][k] += 1
+            out["opened"] = [x if x >= 0 else -x - 1 for x in out["opened"]]
+            if op == "churn":
+                time.sleep(0.3)   # let the server side close so the client reaches TIME_WAIT
+        elif op == "rate":
+            threading.Thread(target=rate, args=(cmd["dst"], cmd["dport"], cmd["rate"], cmd["seconds"]),
+                             daemon=True).start()
+            out["t0"] = time.time()
+    except OSError as e:
+        out["error"] = errno.errorcode.get(e.errno, str(e.errno))
+    print(json.dumps(out), flush=True)
+"""
+
+
+class Driver:
+    """A process inside a namespace that opens, holds and churns sockets on command
+    (`drive(op="open", dests=DESTS, n=5)`), answering each command with one JSON line."""
+
+    def __init__(self, ns):
+        self.ns = ns
+        self.p = ns.popen(sys.executable, "-c", DRIVER, str(LIMIT), stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def __call__(self, timeout: float = 30, **cmd) -> dict:
+        self.p.stdin.write(json.dumps(cmd) + "\n")
+        self.p.stdin.flush()
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            raise AssertionError(f"driver did not answer {cmd} within {timeout} s")
+        line = self.p.stdout.readline()
+        if not line:
+            raise AssertionError(f"driver died: {self.p.stderr.read()}")
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(10)
+        except Exception:
+            self.p.kill()
+            self.p.wait(5)
+
+
+# two destinations on loopback, for the driver's open and churn commands
+DESTS = [["127.0.0.1", 5001], ["127.0.0.1", 5002]]
+
+
+@pytest.fixture
+def driver(netns):
+    """A Driver in the test's namespace, always stopped."""
+    d = Driver(netns)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def analyze_ns(ns: Netns, **kw):
+    """portscope.pressure.analyze() of a namespace's TCP and UDP sockets in its ephemeral range."""
+    from portscope.host import facts as host_facts
+    from portscope.pressure import analyze
+    from portscope.sockets import snapshot
+    f = host_facts(ns.name)
+    table = snapshot(protos=("tcp", "udp"), sport=f.ephemeral, netns=ns.name, facts=f,
+                     owners=kw.get("process", False))
+    return analyze(f, table, **kw)

@@ -115,15 +115,12 @@ time.sleep(60)
 
 
 def hold(ns, port):
-    p = ns.popen(sys.executable, "-c", HOLD, str(port), stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    return p
+    return ns.start(HOLD, str(port))
 
 
 def ss_local_ports(ns, port) -> list[tuple[str, str]]:
     """(netid, state) of every socket whose local port is `port`, as ss sees them."""
-    out = ns.run("ss", "-H", "-tuan", f"sport = :{port}").stdout
-    return sorted((ln.split()[0], ln.split()[1]) for ln in out.splitlines() if ln.strip())
+    return sorted((f[0], f[1]) for f in ns.ss("-tuan", f"sport = :{port}"))
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) as ground truth")

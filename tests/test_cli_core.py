@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+from conftest import PORTSCOPE
 from portscope import __version__
 
 
@@ -23,9 +24,7 @@ def test_unknown_command_is_usage_error(cli):
 
 def test_console_script_runs_a_subcommand():
     """The installed entry point, in a fresh process (the in-process fixture hides import-order bugs)."""
-    import os
-    exe = os.path.join(os.path.dirname(sys.executable), "portscope")
-    r = subprocess.run([exe, "range", "--json"], capture_output=True, text=True)
+    r = subprocess.run([PORTSCOPE, "range", "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert '"ephemeral"' in r.stdout
 
@@ -88,9 +87,8 @@ def test_bare_group_prints_its_help(cli):
 def test_a_reader_that_goes_away_is_not_an_error():
     """`portscope quiz --list | head -1`: exit 0 and nothing on stderr (click alone says 1)."""
     import os
-    exe = os.path.join(os.path.dirname(sys.executable), "portscope")
     r, w = os.pipe()
     os.close(r)                          # no reader at all: the first write fails with EPIPE
-    p = subprocess.run([exe, "quiz", "--list", "--no-live"], stdout=w, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run([PORTSCOPE, "quiz", "--list", "--no-live"], stdout=w, stderr=subprocess.PIPE, text=True)
     os.close(w)
     assert p.returncode == 0 and p.stderr == "", p.stderr

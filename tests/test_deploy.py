@@ -13,13 +13,14 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import PORTSCOPE
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "portscope.rules.yml")
 RULE_TESTS = os.path.join(DEPLOY, "tests")
 DASHBOARD = os.path.join(DEPLOY, "grafana", "portscope-dashboard.json")
 UNIT = os.path.join(DEPLOY, "systemd", "portscope-exporter.service")
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 needs_promtool = pytest.mark.skipif(not shutil.which("promtool"),
                                     reason="promtool not installed (scripts/test.sh installs Debian's prometheus)")
@@ -33,6 +34,7 @@ def rule_tests():
     return sorted(os.path.join(RULE_TESTS, f) for f in os.listdir(RULE_TESTS) if f.endswith(".yml"))
 
 
+@pytest.mark.live
 @needs_promtool
 def test_promtool_check_rules():
     r = promtool("check", "rules", RULES)
@@ -40,6 +42,7 @@ def test_promtool_check_rules():
     assert "SUCCESS: 7 rules found" in r.stdout
 
 
+@pytest.mark.live
 @needs_promtool
 def test_promtool_test_rules():
     assert rule_tests()
@@ -48,6 +51,7 @@ def test_promtool_test_rules():
     assert "SUCCESS" in r.stdout
 
 
+@pytest.mark.live
 @needs_promtool
 @pytest.mark.parametrize("old, new", [
     ("portscope_destination_utilization_ratio > 0.9\n        for: 5m", "portscope_destination_utilization_ratio > 0.96\n        for: 5m"),
@@ -98,6 +102,7 @@ def test_rules_and_dashboard_use_only_exported_metrics(exported_names):
         assert name in rules | dash, name
 
 
+@pytest.mark.live
 @needs_promtool
 def test_dashboard_queries_are_valid_promql(tmp_path):
     d = json.load(open(DASHBOARD))
@@ -126,6 +131,7 @@ def _unit() -> dict:
     return out
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_systemd_unit_verifies(tmp_path):
     text = open(UNIT).read().replace("/usr/local/bin/portscope", PORTSCOPE)

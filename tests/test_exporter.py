@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -20,9 +18,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import PORTSCOPE, free_port, remove_netns, stop_process, wait_http
 from portscope.exporter import Exporter, PortscopeCollector, run_textfile
 
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 # A: connections to 8080, B: to 9090, C: bind(0)-then-connect to 9090, one listener
 # inside the range (40010), one connected UDP socket, one TCP socket bound to 40020 and
@@ -68,21 +66,16 @@ def loaded(netns):
     """The namespace with HOLDER's sockets; the holder is always stopped."""
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
     netns.sysctl("net.ipv4.ip_local_reserved_ports", "40090-40094,8000")
-    p = netns.popen(sys.executable, "-c", HOLDER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    p = netns.start(HOLDER, ready="READY", stdin=subprocess.PIPE)
     try:
-        assert p.stdout.readline().strip() == "READY"
         yield netns
     finally:
-        p.stdin.close()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        p.stdin.close()                  # the holder's cue to close its sockets and end
+        stop_process(p)
 
 
 def _ss_count(ns, *args) -> int:
-    return len([l for l in ns.run("ss", "-H", *args).stdout.splitlines() if l.strip()])
+    return len(ns.ss(*args))
 
 
 def _library(ns_name, top=None):
@@ -163,7 +156,6 @@ def test_top_n_keeps_the_worst_and_sums_the_rest(loaded):
 
 
 def test_vanished_namespace_counts_an_error_and_others_still_served(netns_factory, netns, caplog):
-    from tests.conftest import remove_netns
     gone = netns_factory()
     exp = Exporter(PortscopeCollector([netns.name, gone.name]))
     s = _samples(exp.render().decode())
@@ -180,7 +172,6 @@ def test_vanished_namespace_counts_an_error_and_others_still_served(netns_factor
 
 
 def test_all_netns_lists_namespaces_at_each_scrape(netns_factory):
-    from tests.conftest import remove_netns
     a = netns_factory()
     col = PortscopeCollector([None], all_netns=True)
     assert a.name in col.namespaces() and col.namespaces()[0] is None
@@ -292,35 +283,6 @@ def test_json_is_one_collection(loaded, cli):
 
 # --- a real Prometheus ---------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 20, proc: subprocess.Popen | None = None) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer in {timeout} s")
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 def promql(base: str, q: str) -> list:
     url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": q})
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -343,9 +305,9 @@ def promql_wait(base: str, q: str, ok=bool, timeout: float = 30) -> list:
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("prometheus"), reason="Prometheus not installed (scripts/test.sh installs it)")
 def test_real_prometheus_scrapes_library_values(loaded, netns_factory, tmp_path):
-    from tests.conftest import remove_netns
     ns = loaded.name
     gone = netns_factory()                    # deleted mid-run: counted, logged, rest served
     eport, pport = free_port(), free_port()
@@ -389,8 +351,8 @@ def test_real_prometheus_scrapes_library_values(loaded, netns_factory, tmp_path)
                            )[0]["value"][1] == str(A)
     finally:
         if prom is not None:
-            stop(prom)
-        stop(exporter)
+            stop_process(prom)
+        stop_process(exporter)
     err = exporter.stderr.read()
     assert "Traceback" not in err
     assert f"netns {gone.name}: read failed" in err

@@ -5,28 +5,20 @@ from __future__ import annotations
 import base64
 import errno
 import http.client
-import os
 import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 
 import bcrypt
 import pytest
 
+from conftest import PORTSCOPE, free_port, stop_process
 from portscope.errors import BadInput
 from portscope.webconfig import load, parse_listen
 
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 PASSWORD = "s3cret-portscope"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +57,7 @@ class Running:
         raise AssertionError("exporter did not start")
 
     def stop(self) -> str:
-        self.p.terminate()
-        try:
-            self.p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
+        stop_process(self.p)
         return self.p.stderr.read()
 
 

@@ -8,17 +8,12 @@ import subprocess
 
 import pytest
 
-from conftest import host_sysctls
-from test_pressure_kernel import DESTS, Driver, analyze_ns
+from conftest import DESTS, analyze_ns, host_sysctls
 
 
 @pytest.fixture
-def ns_driver(netns):
-    d = Driver(netns)
-    try:
-        yield netns, d
-    finally:
-        d.close()
+def ns_driver(netns, driver):
+    return netns, driver
 
 
 def ids(res):

@@ -12,7 +12,6 @@ import pytest
 from portscope.forecast import forecast, sample
 from portscope.host import facts as host_facts
 from portscope.sockets import snapshot
-from test_pressure_kernel import Driver
 from test_pressure_model import EST, TW, T, facts  # noqa: F401
 
 
@@ -98,51 +97,44 @@ def test_sample_spacing_with_fake_clock():
 
 
 def ss_count(ns, *filt):
-    out = ns.run("ss", "-Htan", *filt).stdout
-    return sum(1 for line in out.splitlines() if line.strip())
+    return len(ns.ss("-tan", *filt))
 
 
-def test_forecast_kernel_heading_for_exhaustion(netns):
+def test_forecast_kernel_heading_for_exhaustion(netns, driver):
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
     netns.sysctl("net.ipv4.tcp_tw_reuse", "0")
-    drive = Driver(netns)
-    try:
-        drive(op="listen", port=5001, serve=True)
-        drive(op="rate", dst="127.0.0.1", dport=5001, rate=10, seconds=3)
-        f = host_facts(netns.name)
-        take = lambda: snapshot(protos=("tcp",), sport=f.ephemeral, netns=netns.name, facts=f)
-        time.sleep(0.3)
-        res = forecast(f, sample(take, 1.0, 3), interval=1.0)
-        d = res.destination("127.0.0.1", 5001)
-        assert d.rate_per_s == pytest.approx(10, rel=0.2)
-        assert d.sustainable_rate_per_s == pytest.approx(100 / 60, rel=0.05)
-        assert d.seconds_to_exhaustion is not None and 0 < d.seconds_to_exhaustion < 10
-        assert res.findings[0].id == "destination-forecast-exhaustion"
-    finally:
-        drive.close()
+    drive = driver
+    drive(op="listen", port=5001, serve=True)
+    drive(op="rate", dst="127.0.0.1", dport=5001, rate=10, seconds=3)
+    f = host_facts(netns.name)
+    take = lambda: snapshot(protos=("tcp",), sport=f.ephemeral, netns=netns.name, facts=f)
+    time.sleep(0.3)
+    res = forecast(f, sample(take, 1.0, 3), interval=1.0)
+    d = res.destination("127.0.0.1", 5001)
+    assert d.rate_per_s == pytest.approx(10, rel=0.2)
+    assert d.sustainable_rate_per_s == pytest.approx(100 / 60, rel=0.05)
+    assert d.seconds_to_exhaustion is not None and 0 < d.seconds_to_exhaustion < 10
+    assert res.findings[0].id == "destination-forecast-exhaustion"
 
 
 @pytest.mark.slow
-def test_forecast_rate_and_time_wait_plateau(netns):
+def test_forecast_rate_and_time_wait_plateau(netns, driver):
     """A steady 20/s for ~80 s: the rate within 10%, and the TIME_WAIT plateau predicted
     from the first 10 s within 10% of what ss shows 60 s later."""
     rate, load_s = 20, 82
     netns.sysctl("net.ipv4.tcp_tw_reuse", "0")     # loopback reuse (2) would cap the plateau
-    drive = Driver(netns)
-    try:
-        drive(op="listen", port=5001, serve=True)
-        drive(op="rate", dst="127.0.0.1", dport=5001, rate=rate, seconds=load_s)
-        f = host_facts(netns.name)
-        take = lambda: snapshot(protos=("tcp",), sport=f.ephemeral, netns=netns.name, facts=f)
-        time.sleep(1.0)
-        res = forecast(f, sample(take, 2.0, 6), interval=2.0)
-        end = time.monotonic()
-        d = res.destination("127.0.0.1", 5001)
-        assert d.rate_per_s == pytest.approx(rate, rel=0.10)
-        assert d.steady_state_time_wait == pytest.approx(rate * 60, rel=0.10)
-        assert d.seconds_to_exhaustion is None
-        time.sleep(max(0.0, end + 60 - time.monotonic()))
-        shown = ss_count(netns, "state", "time-wait", "dst", "127.0.0.1:5001")
-        assert shown == pytest.approx(d.steady_state_time_wait, rel=0.10)
-    finally:
-        drive.close()
+    drive = driver
+    drive(op="listen", port=5001, serve=True)
+    drive(op="rate", dst="127.0.0.1", dport=5001, rate=rate, seconds=load_s)
+    f = host_facts(netns.name)
+    take = lambda: snapshot(protos=("tcp",), sport=f.ephemeral, netns=netns.name, facts=f)
+    time.sleep(1.0)
+    res = forecast(f, sample(take, 2.0, 6), interval=2.0)
+    end = time.monotonic()
+    d = res.destination("127.0.0.1", 5001)
+    assert d.rate_per_s == pytest.approx(rate, rel=0.10)
+    assert d.steady_state_time_wait == pytest.approx(rate * 60, rel=0.10)
+    assert d.seconds_to_exhaustion is None
+    time.sleep(max(0.0, end + 60 - time.monotonic()))
+    shown = ss_count(netns, "state", "time-wait", "dst", "127.0.0.1:5001")
+    assert shown == pytest.approx(d.steady_state_time_wait, rel=0.10)

@@ -22,7 +22,7 @@ from portscope.host._common import SocketFacts
 from portscope.host.engine import apply, plan_range, plan_reserve
 from portscope.ports import PortRange, PortSet
 
-from test_host_backends import sample
+from conftest import host_values, ns_values, sample
 
 
 def linux_facts(low=32768, high=60999, reserved="", unpriv=1024, netns=None):
@@ -325,15 +325,6 @@ def test_default_runner_maps_failures():
 
 # ------------------------------------------------------------------ live, inside a private namespace
 
-def ns_values(ns):
-    return (ns.sysctl("net.ipv4.ip_local_port_range"), ns.sysctl("net.ipv4.ip_local_reserved_ports"))
-
-
-def host_values():
-    return (" ".join(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()),
-            open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip())
-
-
 class FailingSysctl(linux.LinuxSysctl):
     """Injects a failure into the Nth write."""
 
@@ -351,10 +342,7 @@ class FailingSysctl(linux.LinuxSysctl):
 def _listen(ns, port):
     code = ("import socket,sys,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
             f"s.bind(('127.0.0.1',{port})); s.listen(); print('ready', flush=True); time.sleep(30)")
-    import subprocess
-    p = ns.popen(sys.executable, "-c", code, stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    return p
+    return ns.start(code)
 
 
 def test_live_range_set_in_namespace_reads_back_and_leaves_host_alone(netns):

@@ -16,19 +16,10 @@ from portscope import host as phost
 from portscope.host import linux
 from portscope.ports import PortSet
 
-from test_host_backends import sample
+from conftest import PYTHON_M as PS
+from conftest import host_values, ns_values, sample
 
-PS = (sys.executable, "-m", "portscope")
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-
-
-def host_values():
-    return (" ".join(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()),
-            open("/proc/sys/net/ipv4/ip_local_reserved_ports").read().strip())
-
-
-def ns_values(ns):
-    return (ns.sysctl("net.ipv4.ip_local_port_range"), ns.sysctl("net.ipv4.ip_local_reserved_ports"))
 
 
 def one_line_error(err: str) -> str:
@@ -40,6 +31,7 @@ def one_line_error(err: str) -> str:
 
 # ------------------------------------------------------------------ showing
 
+@pytest.mark.live
 def test_range_json_contract_matches_the_kernel(cli):
     code, out, err = cli("range", "--json")
     assert code == 0, err
@@ -106,6 +98,7 @@ def test_bad_input_changes_nothing(cli, netns, args, code, msg):
     assert ns_values(netns) == before and host_values() == host
 
 
+@pytest.mark.live                 # the host's settings are the evidence that nothing changed
 @pytest.mark.parametrize("spec", ["no-such-ns-portscope", "pid:999999999", "pid:abc"])
 def test_missing_netns(cli, spec):
     host = host_values()

@@ -25,21 +25,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import select
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from conftest import HAVE_IP, NEED_ROOT, ROOT, make_netns, remove_netns
+from conftest import HAVE_IP, NEED_ROOT, PORTSCOPE, ROOT
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 
 # --------------------------------------------------------------------------------------------
 # The contract keys the issues name (issue number in the comment). The doc's ✓ marks must be
@@ -402,27 +398,20 @@ class Scene:
 
 
 @pytest.fixture(scope="module")
-def scene():
-    # Module-scoped so the ~30 commands share one namespace; built and removed with the same
-    # helpers as conftest's `netns` fixture.
-    if not (ROOT and HAVE_IP):
-        pytest.skip(NEED_ROOT)
-    ns = make_netns("psjson")
+def scene(module_netns):
+    # Module-scoped so the ~30 commands share one namespace (conftest's `module_netns`)
+    ns = module_netns
     proc = None
     try:
         ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
         ns.sysctl("net.ipv4.ip_local_reserved_ports", "40090-40094")
         ns.sysctl("net.ipv4.tcp_tw_reuse", "0")
-        proc = ns.popen(sys.executable, "-c", SCENARIO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready and proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc = ns.start(SCENARIO, stdin=subprocess.PIPE)
         yield Scene(ns)
     finally:
         if proc is not None:
             proc.kill()
             proc.wait(10)
-        remove_netns(ns)
 
 
 def run(cli, scene: Scene | None, args: list[str]) -> tuple[int, str, str]:
@@ -557,7 +546,17 @@ def _slug(heading: str) -> str:
 # The real output
 
 
-@pytest.mark.parametrize("table_id", sorted(t for t, cmds in COMMANDS.items() if cmds and t != "change"))
+def _output_params() -> list:
+    """The tables whose commands run on the scene (or, for lab, make a namespace) are netns
+    tests; simulate and quiz need no namespace (nor root)."""
+    out = []
+    for t in sorted(t for t, cmds in COMMANDS.items() if cmds and t != "change"):
+        in_ns = t == "lab" or any(NS in a for cmd, _ in COMMANDS[t] for a in cmd)
+        out.append(pytest.param(t, marks=[pytest.mark.netns] if in_ns else []))
+    return out
+
+
+@pytest.mark.parametrize("table_id", _output_params())
 def test_real_output_matches_doc(doc, cli, request, table_id):
     _, rows, _ = doc
     if table_id == "lab" and not (ROOT and HAVE_IP):
@@ -600,6 +599,7 @@ def test_change_output_matches_doc(doc, cli, scene, netns):
     check_runs(rows["change"], "change", runs)
 
 
+@pytest.mark.netns
 @pytest.mark.skipif(not (ROOT and HAVE_IP and shutil.which("unshare")), reason=NEED_ROOT + " and unshare")
 def test_lab_clean_json(doc):
     _, rows, _ = doc
@@ -685,6 +685,7 @@ def test_web_endpoint_json(doc, scene):
                                     (["GET", "/api/pressure", "forecast"], bodies[1].decode())])
 
 
+@pytest.mark.netns
 def test_namespaces_json(doc, cli, tmp_path):
     """Namespaces in cgroups named as a runtime and the kubelet name them, so that the
     container and pod objects are printed (nsworld removes them all)."""
@@ -705,6 +706,7 @@ def test_namespaces_json(doc, cli, tmp_path):
     check_runs(rows["namespaces"], "namespaces", [(["namespaces", "--json"], out)])
 
 
+@pytest.mark.netns
 def test_all_netns_json(doc, cli):
     """report / pressure / conns --all-netns over namespaces made here: one in a kubelet
     cgroup holding connections (so the labelled rows are printed), one with a finding."""
@@ -735,6 +737,7 @@ def test_all_netns_json(doc, cli):
         check_runs(rows[t], t, [(a, o) for a, (_, o, _) in res])
 
 
+@pytest.mark.netns
 def test_egress_json(doc, cli):
     """pressure --egress over a namespace made here, in a kubelet cgroup, holding flows to a
     documentation address on its own loopback, with a budget small enough for a finding."""

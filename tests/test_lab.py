@@ -9,26 +9,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import host_sysctls, needs_netns
+from conftest import ENTRY, Netns, host_sysctls, needs_netns
 from portscope import lab
 from portscope.errors import BadInput
 from portscope.ports import PortRange, PortSet
 
-# the venv's console script, as a user runs it
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
-ENTRY = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "portscope"]
 RANGE = PortRange(40000, 40099)          # 100 ports, ends of different parity
 
 
 def ss_in(ns: str, *args: str) -> list[list[str]]:
-    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-nH", *args],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    return [ln.split() for ln in out.splitlines() if ln.strip()]
+    return Netns(ns).ss("-n", *args)
 
 
 def client_ports(rows: list[list[str]], dst: str) -> list[int]:
@@ -87,6 +81,7 @@ def test_listen_port_stays_outside_the_range():
     assert lab.Plan(range=PortRange(1024, 65535)).listen_port == 80
 
 
+@pytest.mark.live                 # `ip netns list` shows that nothing was created
 def test_cli_bad_input_is_one_line_exit_2(cli):
     before = lab_namespaces_safe()
     for args in (["--range", "100-200"], ["--range", "nope"], ["-k", "0"], ["--reserve", "1-2-3"]):

@@ -85,7 +85,8 @@ def test_portset_round_trip(pairs):
 
 @given(TEXT, TEXT)
 def test_range_set_and_reserve_input_checks(low, high):
-    from portscope.host.changes import check_range, parse_int, parse_ports
+    from portscope.host._common import check_range, parse_ports
+    from portscope.host._common import parse_number as parse_int
     r = value_or_portscope_error(check_range, low, high)
     if r is not None:
         assert 1 <= r.low <= r.high <= 65535
@@ -112,7 +113,7 @@ def test_procfs_sysctl_values(text):
     if r is not None:
         assert 0 <= r.low <= r.high <= 65535
     value_or_portscope_error(linux.parse_reserved, text)
-    value_or_portscope_error(linux.parse_int, "ip_unprivileged_port_start", text)
+    value_or_portscope_error(linux.parse_sysctl_int, "ip_unprivileged_port_start", text)
 
 
 HEX = "0123456789ABCDEF"
@@ -243,7 +244,8 @@ SIM_VALUE = st.one_of(TOKEN, st.sampled_from(["40000-40099", "5/s", "1e308/s", "
 def test_simulate_config_files(tmp_path_factory, doc, kind):
     """File -> config.load -> the CLI's typing -> Workload: the whole path a --config takes,
     short of running the simulation."""
-    from portscope.cli.simulate import DEFAULTS, _typed
+    from portscope.simulate.config import DEFAULTS
+    from portscope.simulate.config import typed as _typed
     from portscope.simulate import config
     from portscope.simulate.workload import workload
     d = tmp_path_factory.mktemp("sim")

@@ -6,166 +6,23 @@ analyze() predicted beforehand and with what it reports afterwards.
 """
 from __future__ import annotations
 
-import json
-import select
-import subprocess
-import sys
-
 import pytest
 
 from portscope.host import facts as host_facts
 from portscope.pressure import analyze
 from portscope.sockets import snapshot
 
+from conftest import DESTS, Driver, analyze_ns
+
 LOW, HIGH = 40000, 40019          # 20 ports: connect() loops stay tiny
-LIMIT = 2000                      # no driver loop runs further than this
-
-DRIVER = r"""
-import errno, json, socket, sys, threading, time
-LIMIT = int(sys.argv[1])
-held, listeners = [], []
-
-def drain(c):
-    try:
-        while c.recv(4096):
-            pass
-    except OSError:
-        pass
-    c.close()
-
-def serve(l):
-    while True:
-        try:
-            c, _ = l.accept()
-        except OSError:
-            return
-        threading.Thread(target=drain, args=(c,), daemon=True).start()
-
-def client(mode, dst, dport, src, lport=0):
-    fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    kind = socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM
-    c = socket.socket(fam, kind)
-    try:
-        if mode == "nobind":
-            c.setsockopt(socket.IPPROTO_IP, 24, 1)   # IP_BIND_ADDRESS_NO_PORT
-        if mode in ("bind", "nobind", "udp", "bindonly"):
-            c.bind((src, lport))
-        if mode == "bindonly":
-            return c
-        if mode != "udp" or dport:
-            c.connect((dst, dport))
-    except OSError:
-        c.close()
-        raise
-    return c
-
-def rate(dst, dport, r, seconds):
-    t0 = time.monotonic()
-    for k in range(int(r * seconds)):
-        d = t0 + k / r - time.monotonic()
-        if d > 0:
-            time.sleep(d)
-        try:
-            client("connect", dst, dport, None).close()
-        except OSError:
-            pass
-
-for line in sys.stdin:
-    cmd = json.loads(line)
-    op, out = cmd["op"], {"op": cmd["op"]}
-    try:
-        if op == "listen":
-            l = socket.socket(socket.AF_INET6 if ":" in cmd.get("addr", "") else socket.AF_INET)
-            l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            l.bind((cmd.get("addr", "127.0.0.1"), cmd["port"]))
-            l.listen(4096)
-            listeners.append(l)
-            if cmd.get("serve"):
-                threading.Thread(target=serve, args=(l,), daemon=True).start()
-        elif op in ("open", "churn"):
-            n, dests = cmd.get("n"), cmd["dests"]
-            out["opened"] = [0] * len(dests)
-            out["error"] = None
-            i = 0
-            while (n is None or sum(out["opened"]) < n) and sum(out["opened"]) < LIMIT:
-                k = i % len(dests)
-                i += 1
-                if out["opened"][k] < 0:
-                    continue
-                try:
-                    c = client(cmd.get("mode", "connect"), dests[k][0], dests[k][1], cmd.get("src", "127.0.0.1"),
-                               cmd.get("lport", 0))
-                except OSError as e:
-                    out["error"] = errno.errorcode.get(e.errno, str(e.errno))
-                    out.setdefault("failed", []).append(k)
-                    if cmd.get("until") == "all" and len(out["failed"]) < len(dests):
-                        out["opened"][k] = -out["opened"][k] - 1   # mark exhausted
-                        continue
-                    break
-                if op == "churn":
-                    c.close()
-                else:
-                    held.append(c)
-                out["opened"][k] += 1
-            out["opened"] = [x if x >= 0 else -x - 1 for x in out["opened"]]
-            if op == "churn":
-                time.sleep(0.3)   # let the server side close so the client reaches TIME_WAIT
-        elif op == "rate":
-            threading.Thread(target=rate, args=(cmd["dst"], cmd["dport"], cmd["rate"], cmd["seconds"]),
-                             daemon=True).start()
-            out["t0"] = time.time()
-    except OSError as e:
-        out["error"] = errno.errorcode.get(e.errno, str(e.errno))
-    print(json.dumps(out), flush=True)
-"""
-
-
-class Driver:
-    def __init__(self, ns):
-        self.ns = ns
-        self.p = ns.popen(sys.executable, "-c", DRIVER, str(LIMIT), stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def __call__(self, timeout: float = 30, **cmd) -> dict:
-        self.p.stdin.write(json.dumps(cmd) + "\n")
-        self.p.stdin.flush()
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        if not r:
-            raise AssertionError(f"driver did not answer {cmd} within {timeout} s")
-        line = self.p.stdout.readline()
-        if not line:
-            raise AssertionError(f"driver died: {self.p.stderr.read()}")
-        return json.loads(line)
-
-    def close(self):
-        try:
-            self.p.stdin.close()
-            self.p.wait(10)
-        except Exception:
-            self.p.kill()
-            self.p.wait(5)
 
 
 @pytest.fixture
-def small(netns):
+def small(netns, driver):
     """A namespace with range 40000-40019, tcp_tw_reuse 0, and a driver inside."""
     netns.sysctl("net.ipv4.ip_local_port_range", f"{LOW} {HIGH}")
     netns.sysctl("net.ipv4.tcp_tw_reuse", "0")
-    d = Driver(netns)
-    try:
-        yield netns, d
-    finally:
-        d.close()
-
-
-def analyze_ns(ns, **kw):
-    f = host_facts(ns.name)
-    table = snapshot(protos=("tcp", "udp"), sport=f.ephemeral, netns=ns.name, facts=f,
-                     owners=kw.get("process", False))
-    return analyze(f, table, **kw)
-
-
-DESTS = [["127.0.0.1", 5001], ["127.0.0.1", 5002]]
+    return netns, driver
 
 
 def test_connect_two_destinations_exhaust_independently(small):

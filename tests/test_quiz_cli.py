@@ -7,17 +7,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
+from conftest import PORTSCOPE
 from portscope import quiz
 from portscope.quiz import live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 BANK = quiz.load()
 BANK_ANSWERS = {q.id: q.answer for q in BANK.questions}
 
@@ -232,6 +231,7 @@ class Tmux:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@pytest.mark.live
 @needs_tmux
 def test_full_round_in_a_real_terminal():
     qs = key(1, 3)
@@ -263,6 +263,7 @@ def test_full_round_in_a_real_terminal():
         t.close()
 
 
+@pytest.mark.live
 @needs_tmux
 def test_ctrl_c_in_a_real_terminal():
     qs = key(2, 3)
@@ -279,6 +280,7 @@ def test_ctrl_c_in_a_real_terminal():
         t.close()
 
 
+@pytest.mark.live
 @needs_tmux
 def test_ctrl_d_in_a_real_terminal():
     t = Tmux(f"{PORTSCOPE} quiz --count 2 --seed 3")

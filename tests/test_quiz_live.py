@@ -25,6 +25,7 @@ def right(q) -> str:
     return q.choices[q.answer - 1]
 
 
+@pytest.mark.live
 def test_live_questions_on_this_host_match_sysctl():
     out = subprocess.run(["sysctl", "-n", "net.ipv4.ip_local_port_range",
                           "net.ipv4.ip_unprivileged_port_start"], capture_output=True, text=True, check=True)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from conftest import PYTHON_M
 from portscope import registry as R
 from portscope.errors import BadInput, SystemReadError
 
@@ -167,7 +168,7 @@ def test_shipped_registry_holds_the_recorded_iana_rows():
 
 
 def _cli_port(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "portscope", "port", *args], capture_output=True, text=True,
+    return subprocess.run([*PYTHON_M, "port", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
 
 

@@ -5,23 +5,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from test_pressure_kernel import DESTS, Driver
+from conftest import DESTS, PYTHON_M
 
 
 @pytest.fixture
-def loaded(netns):
+def loaded(netns, driver):
     """A namespace with a 20-port range, a listener on 5001 and a driver to open sockets."""
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40019")
-    d = Driver(netns)
-    d(op="listen", port=5001)
-    try:
-        yield netns, d
-    finally:
-        d.close()
+    driver(op="listen", port=5001)
+    return netns, driver
 
 
 def test_report_clean_namespace(cli, netns):
@@ -61,12 +56,15 @@ def test_report_shows_problem_and_fix(cli, loaded):
     assert {"destination-high", "listener-in-range", "range-small"} <= {f["id"] for f in j["findings"]}
 
 
+@pytest.mark.live
 def test_report_on_this_host_read_only(cli):
     code, out, err = cli("report")
     assert code == 0, err
     assert "Ephemeral range" in out and "Findings:" in out
 
 
+@pytest.mark.root
+@pytest.mark.live
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
 def test_report_as_non_root(nobody_portscope):
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -183,20 +181,17 @@ def test_check_usage_error_with_json_is_a_json_unknown(cli):
         assert (c["status"], c["exit_code"]) == ("UNKNOWN", 3) and c["line"].startswith("PORTSCOPE UNKNOWN - ")
 
 
-def test_check_status_follows_the_findings(cli, netns):
+def test_check_status_follows_the_findings(cli, netns, driver):
     """--check and report agree: a listener inside the (default) range makes report say
     WARNING, and so does the plugin; --ignore sets a known finding aside."""
-    drive = Driver(netns)
-    try:
-        drive(op="listen", port=45000)
-        j = json.loads(cli("report", "--json", "--netns", netns.name)[1])
-        assert j["headline"]["status"] == "warning" and j["headline"]["worst_destination"] is None
-        rc, out, _ = cli("pressure", "--check", "--netns", netns.name)
-        assert rc == 1 and out.startswith("PORTSCOPE WARNING - ") and "listener-in-range (warning)" in out
-        rc, out, _ = cli("pressure", "--check", "--ignore", "listener-in-range", "--netns", netns.name)
-        assert rc == 0 and out.startswith("PORTSCOPE OK - ") and "listener-in-range (warning, ignored)" in out
-    finally:
-        drive.close()
+    drive = driver
+    drive(op="listen", port=45000)
+    j = json.loads(cli("report", "--json", "--netns", netns.name)[1])
+    assert j["headline"]["status"] == "warning" and j["headline"]["worst_destination"] is None
+    rc, out, _ = cli("pressure", "--check", "--netns", netns.name)
+    assert rc == 1 and out.startswith("PORTSCOPE WARNING - ") and "listener-in-range (warning)" in out
+    rc, out, _ = cli("pressure", "--check", "--ignore", "listener-in-range", "--netns", netns.name)
+    assert rc == 0 and out.startswith("PORTSCOPE OK - ") and "listener-in-range (warning, ignored)" in out
 
 
 def test_check_json_carries_status_perfdata_and_the_pressure_document(cli, loaded):
@@ -235,22 +230,19 @@ def test_pressure_bad_input(cli, args, msg):
     assert err.startswith("portscope: error: ") and msg in err and len(err.strip().splitlines()) == 1
 
 
-def test_check_warns_on_forecast_exhaustion(cli, netns):
+def test_check_warns_on_forecast_exhaustion(cli, netns, driver):
     # 100 ports, no TIME_WAIT reuse: 10 new connections/s runs out in seconds, while the
     # utilization is still under --warn when we look
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
     netns.sysctl("net.ipv4.tcp_tw_reuse", "0")
-    drive = Driver(netns)
-    try:
-        drive(op="listen", port=5001, serve=True)
-        drive(op="rate", dst="127.0.0.1", dport=5001, rate=10, seconds=3)
-        rc, out, _ = cli("pressure", "--check", "--interval", "1", "--samples", "2", "--netns", netns.name)
-        # the forecast's finding is critical, and so is the plugin's status
-        assert rc == 2 and out.startswith("PORTSCOPE CRITICAL - "), out
-        assert "destination-forecast-exhaustion (critical)" in out
-        assert "runs out in" in out and "seconds_to_exhaustion=" in out and "new_connections_rate=" in out
-    finally:
-        drive.close()
+    drive = driver
+    drive(op="listen", port=5001, serve=True)
+    drive(op="rate", dst="127.0.0.1", dport=5001, rate=10, seconds=3)
+    rc, out, _ = cli("pressure", "--check", "--interval", "1", "--samples", "2", "--netns", netns.name)
+    # the forecast's finding is critical, and so is the plugin's status
+    assert rc == 2 and out.startswith("PORTSCOPE CRITICAL - "), out
+    assert "destination-forecast-exhaustion (critical)" in out
+    assert "runs out in" in out and "seconds_to_exhaustion=" in out and "new_connections_rate=" in out
 
 
 def test_process_option(cli, loaded):

@@ -80,7 +80,8 @@ def test_plot_writes_a_png(cli, tmp_path):
 @pytest.mark.parametrize("args,fits", [
     (("--range", "40000-40299", "--rate", "10/s", "--duration", "120"), False),
     (("--range", "40000-40299", "--rate", "4/s", "--duration", "120"), True),
-    (("--rate", "2000/s", "--destinations", "2", "--duration", "120", "--lifetime", "exp:1"), False),
+    pytest.param(("--rate", "2000/s", "--destinations", "2", "--duration", "120", "--lifetime", "exp:1"), False,
+                 marks=pytest.mark.slow),
     (("--rate", "1000/s", "--destinations", "4", "--duration", "120", "--lifetime", "exp:1"), True),
     (("--range", "40000-40299", "--rate", "10/s", "--duration", "120", "--algorithm", "linux-bind",
       "--destinations", "5"), False),
@@ -164,6 +165,7 @@ def test_bad_config_key_and_syntax(cli, tmp_path):
     assert code == 2 and "connects" in err
 
 
+@pytest.mark.live
 def test_from_host_reads_this_hosts_range(cli):
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         low, high = f.read().split()
@@ -238,6 +240,7 @@ def test_runs_that_would_hold_too_many_sockets_are_refused(cli):
     assert "sockets at once" in msg
 
 
+@pytest.mark.slow
 def test_help_examples_run(cli, tmp_path, monkeypatch):
     """Every example in `simulate --help` works as printed (the --plan one had no --duration)."""
     monkeypatch.chdir(tmp_path)

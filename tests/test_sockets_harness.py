@@ -5,9 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import HAVE_IP, NEED_ROOT, ROOT
-
-pytestmark = [pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT), pytest.mark.netns]
+pytestmark = pytest.mark.netns
 
 
 def _namespaces() -> set[str]:

@@ -15,7 +15,6 @@ import sys
 
 import pytest
 
-from conftest import HAVE_IP, NEED_ROOT, ROOT, make_netns, remove_netns
 from test_sockets_samples import as_set, parse_ss
 
 from portscope.ports import PortRange
@@ -24,7 +23,7 @@ from portscope.sockets.table import (
     AUTO_NO, AUTO_UNKNOWN, AUTO_YES, EPH_LOCAL, EPH_NONE, EPH_REMOTE, METHOD_KERNEL,
 )
 
-pytestmark = [pytest.mark.skipif(not (ROOT and HAVE_IP), reason=NEED_ROOT), pytest.mark.netns]
+pytestmark = pytest.mark.netns
 
 SCENARIO = os.path.join(os.path.dirname(__file__), "samples", "procfs", "scenario.py")
 BACKENDS = ("netlink", "procfs", "psutil")
@@ -51,8 +50,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world():
-    ns = make_netns("pssock")
+def world(module_netns):
+    ns = module_netns
     proc = None
     try:
         proc = ns.popen(sys.executable, SCENARIO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -69,7 +68,6 @@ def world():
             proc.wait(10)
             for s in (proc.stdin, proc.stdout, proc.stderr):
                 s.close()
-        remove_netns(ns)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

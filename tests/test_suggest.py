@@ -3,7 +3,6 @@ and every suggested port actually bound afterwards."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -42,14 +41,11 @@ time.sleep(60)
 
 
 def hold(ns, tcp_port, udp6_port):
-    p = ns.popen(sys.executable, "-c", HOLD, str(tcp_port), str(udp6_port), stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    return p
+    return ns.start(HOLD, str(tcp_port), str(udp6_port))
 
 
 def ss_ports(ns) -> set[int]:
-    out = ns.run("ss", "-H", "-tuan").stdout
-    return {int(ln.split()[4].rsplit(":", 1)[1]) for ln in out.splitlines() if ln.strip()}
+    return {int(f[4].rsplit(":", 1)[1]) for f in ns.ss("-tuan")}
 
 
 def test_suggestions_follow_every_rule_and_bind(netns, cli):
@@ -207,6 +203,7 @@ def test_search_range_rules():
         S.suggest(1, ("icmp",), facts=f)
 
 
+@pytest.mark.root                 # --persist plans a write under /etc/sysctl.d: root only
 def test_printed_host_command_is_accepted_by_reserve(cli):
     from portscope.remedies import reserve_add_command as reserve_command
 

@@ -5,18 +5,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import ENTRY, Netns
 from portscope.trend import SPARKS, Trend, sparkline
 
-# the venv's console script, as a user runs it
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "portscope")
-ENTRY = [_SCRIPT] if os.path.exists(_SCRIPT) else [sys.executable, "-m", "portscope"]
 
 # runs inside the namespace: listeners on 127.0.0.2/3:80 that never accept (the accept queue
 # holds the server side), then "DST N" on stdin opens N more client connections to DST:80
@@ -39,9 +36,7 @@ class Holder:
     def __init__(self, ns):
         ns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
         self.ns = ns
-        self.p = ns.popen(sys.executable, "-c", HOLDER, stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True)
-        assert self.p.stdout.readline().strip() == "ready"
+        self.p = ns.start(HOLDER, stdin=subprocess.PIPE)
 
     def open(self, dst: str, n: int) -> int:
         self.p.stdin.write(f"{dst} {n}\n")
@@ -74,9 +69,7 @@ def _remove_socket(name: str) -> None:
 
 
 def ss_clients(ns: str, dst: str) -> int:
-    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tnH"], capture_output=True, text=True,
-                         check=True).stdout
-    return sum(1 for ln in out.splitlines() if ln.split()[:1] == ["ESTAB"] and ln.split()[4] == dst)
+    return sum(1 for f in Netns(ns).ss("-tn") if f[:1] == ["ESTAB"] and f[4] == dst)
 
 
 # ------------------------------------------------------------------ pure
@@ -250,21 +243,17 @@ def test_piped_output_prints_every_refresh(netns, holder, cli):
     assert rows[0][8] == "new" and rows[1][8] == "0"
 
 
-def test_json_remedies_target_the_namespace(netns, cli):
+def test_json_remedies_target_the_namespace(netns, driver, cli):
     """top shows the same findings as pressure: their remedies change the namespace, not the host."""
     from test_findings_kernel import assert_remedy_targets
-    from test_pressure_kernel import Driver
-    drive = Driver(netns)
-    try:
-        drive(op="listen", port=45000)
-        code, out, err = cli("top", "--netns", netns.name, "-n", "1", "--json")
-        assert code == 0, err
-        doc = json.loads(out.splitlines()[0])
-        assert "listener-in-range" in {f["id"] for f in doc["findings"]}
-        for f in doc["findings"]:
-            assert_remedy_targets(f["remedy"], netns.name)
-    finally:
-        drive.close()
+    drive = driver
+    drive(op="listen", port=45000)
+    code, out, err = cli("top", "--netns", netns.name, "-n", "1", "--json")
+    assert code == 0, err
+    doc = json.loads(out.splitlines()[0])
+    assert "listener-in-range" in {f["id"] for f in doc["findings"]}
+    for f in doc["findings"]:
+        assert_remedy_targets(f["remedy"], netns.name)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test.sh installs it)")

@@ -28,7 +28,8 @@ PORTSCOPE = os.path.join(os.path.dirname(sys.executable), "portscope")
 PORT = 9917
 needs_browser = pytest.mark.skipif(not (ROOT and HAVE_IP and CHROMIUM),
                                    reason=NEED_ROOT + " and Debian's chromium (scripts/test.sh installs it)")
-pytestmark = needs_browser
+# every test here drives Chromium against a page served inside a private namespace
+pytestmark = [needs_browser, pytest.mark.root, pytest.mark.netns, pytest.mark.live]
 
 # A client with a process name that is markup (prctl PR_SET_NAME), 30 connections to one
 # destination (the worst), a listener inside the range, 5 connections left in TIME_WAIT.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 
 class Progress:
@@ -15,7 +16,7 @@ class Progress:
 
     MIN_GAP = 0.1
 
-    def __init__(self, stream=None, force: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, force: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         try:
             tty = self.stream.isatty()
@@ -26,6 +27,7 @@ class Progress:
         self._shown = False
 
     def update(self, label: str, share: float) -> None:
+        """Show `label` and `share` (0..1) done; at most MIN_GAP apart, terminals only."""
         if not self.on:
             return
         now = time.monotonic()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -198,7 +199,7 @@ def _agrees(sim: dict, lo: float | None, hi: float | None, span: float, timing: 
     return lo * (1 - rel) - eps <= t <= (math.inf if hi is None else hi * (1 + rel) + eps)
 
 
-def check(w: Workload, p: Plan, progress=None) -> dict:
+def check(w: Workload, p: Plan, progress: Callable[[str, float], None] | None = None) -> dict:
     """Run the simulation the plan speaks about (bounded) and say whether they agree:
     both see failures or neither does, and the simulated onset lies between the
     plan's earliest and latest onset (within 10%). When the plan says the workload

@@ -1,16 +1,17 @@
 """--plot: the time series and the search-step distribution, as one PNG."""
 from __future__ import annotations
 
+import os
+
 from ..errors import BadInput
+from ..fsutil import atomic_write, check_writable_dir
 from .result import Result
 
 
 def check_path(path: str) -> None:
     """A PNG file name in a directory that takes files (matplotlib would add .png to a name
     without it, so `--plot /tmp` wrote /tmp.png)."""
-    import os
 
-    from ..fsutil import check_writable_dir
     if not str(path).lower().endswith(".png"):
         raise BadInput(f"--plot {path!r}: expected a file name ending in .png")
     if os.path.isdir(path):
@@ -65,7 +66,6 @@ def plot(r: Result, path: str) -> None:
     fig.tight_layout()
     import io
 
-    from ..fsutil import atomic_write
     check_path(path)
     buf = io.BytesIO()
     try:
