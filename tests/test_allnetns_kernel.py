@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT
 from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, inode_of, pod_uid
 
-pytestmark = pytest.mark.skipif(not (ROOT and HAVE_TOOLS and cgroup_v2_root()),
-                                reason="needs root, unshare/ip/lsns/mount and a writable cgroup v2 mount")
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(not (ROOT and HAVE_TOOLS and cgroup_v2_root()),
+                                reason="needs root, unshare/ip/lsns/mount and a writable cgroup v2 mount")]
 
 K = (3, 5, 7)          # connections held in each namespace
 

@@ -12,6 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(ROOT, "deploy", "prometheus", "portscope-egress.rules.yml")
 TEST = os.path.join(ROOT, "deploy", "tests", "egress", "portscope-egress.rules.test.yml")
 
+pytestmark = pytest.mark.live      # promtool, and one real collection of this host
+
 needs_promtool = pytest.mark.skipif(not shutil.which("promtool"),
                                     reason="promtool not installed (scripts/test.sh installs Debian's prometheus)")
 

@@ -79,8 +79,11 @@ def test_daemonset_shape():
     assert [p["name"] for p in c["ports"]] == ["metrics"]
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     assert all(m["readOnly"] for m in mounts.values())
-    assert mounts["run-netns"]["mountPath"] == "/run/netns"
-    assert {v["name"] for v in spec["volumes"]} == set(mounts)
+    # the container sees each host path where the host has it: discovery reads the same paths
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert set(vols) == set(mounts)
+    for name, m in mounts.items():
+        assert m["mountPath"] == vols[name]["hostPath"]["path"], name
 
 
 def test_daemonset_arguments_are_accepted_by_the_real_cli():

@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 from nsworld import HAVE_TOOLS, World, cgroup_v2_root, hex64, pod_uid
 
-pytestmark = pytest.mark.skipif(not (ROOT and HAVE_TOOLS and cgroup_v2_root()),
-                                reason="needs root, unshare/ip/nsenter and a writable cgroup v2 mount")
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(not (ROOT and HAVE_TOOLS and cgroup_v2_root()),
+                                reason="needs root, unshare/ip/nsenter and a writable cgroup v2 mount")]
 
 DST, PORT = "203.0.113.10", 443
 LIVE = (4, 6, 3)            # per namespace

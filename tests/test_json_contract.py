@@ -781,6 +781,7 @@ def test_web_endpoint_json(doc, scene):
                                     (["GET", "/api/pressure", "forecast"], bodies[1].decode())])
 
 
+@pytest.mark.netns
 def test_namespaces_json(doc, cli, tmp_path):
     """Namespaces in cgroups named as a runtime and the kubelet name them, so that the
     container and pod objects are printed (nsworld removes them all)."""
@@ -834,6 +835,7 @@ def test_all_netns_json(doc, cli):
         check_runs(rows[t], t, [(a, o) for a, (_, o, _) in res])
 
 
+@pytest.mark.netns
 def test_egress_json(doc, cli):
     """pressure --egress over a namespace made here, in a kubelet cgroup, holding flows to a
     documentation address on its own loopback, with a budget small enough for a finding."""
