@@ -35,6 +35,8 @@ def report(json_out, netns, top, html_file, observe) -> None:
     if observe is not None:
         from ..observe import report as obs_report
         observed = obs_report.run(observe, netns_of(netns))
+        if observed.bpf_note and observed.backend == "counters":
+            click.echo(f"portscope: {observed.bpf_note}; observed kernel counters only", err=True)
     # the page names the processes behind the use (a file for a ticket is worth the /proc walk)
     res = measure(netns_of(netns), top=top, process=bool(html_file))
     if html_file:

@@ -3,6 +3,7 @@ they happen (eBPF), next to the TIME_WAIT counters. Logic lives in portscope.obs
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING, Callable
 
 import click
@@ -10,20 +11,13 @@ import click
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from ..observe.programs import Failure
     from ..observe.watch import Observation
 
-from .common import emit_json, json_option, netns_of, netns_option, want_json
+from ..observe.watch import dest_label
+from .common import INTERVAL, emit_json, json_option, netns_of, netns_option, want_json
 
 DEFAULT_SECONDS = 10.0      # the window without a tty and without --seconds
 SHOWN = 20
-
-
-def dest(f: "Failure") -> str:
-    """`addr:port` ([v6]:port) of a row, `-` without an address."""
-    if f.dst is None:
-        return "-"
-    return f"[{f.dst}]:{f.dport}" if ":" in f.dst else f"{f.dst}:{f.dport}"
 
 
 def render_text(obs: "Observation", echo: "Callable[[str], None]" = click.echo) -> None:
@@ -38,7 +32,7 @@ def render_text(obs: "Observation", echo: "Callable[[str], None]" = click.echo) 
         else:
             echo(f"  {'SYSCALL':<8} {'ERRNO':<14} {'COUNT':>7}  {'PID':>7} {'COMM':<16} {'NETNS':<11} DESTINATION")
             for f in obs.failures[:SHOWN]:
-                echo(f"  {f.syscall:<8} {f.errno:<14} {f.count:>7}  {f.pid:>7} {f.comm:<16} {f.netns:<11} {dest(f)}")
+                echo(f"  {f.syscall:<8} {f.errno:<14} {f.count:>7}  {f.pid:>7} {f.comm:<16} {f.netns:<11} {dest_label(f)}")
             if len(obs.failures) > SHOWN:
                 echo(f"  ... and {len(obs.failures) - SHOWN} more (--json has every row)")
     c = obs.counters
@@ -69,10 +63,10 @@ def render_live(obs: "Observation", rates: dict, *, interval: float, note: str |
     for col, right in (("SYSCALL", False), ("ERRNO", False), ("COUNT", True), ("RATE/s", True),
                        ("PID", True), ("COMM", False), ("NETNS", False), ("DESTINATION", False)):
         t.add_column(col, justify="right" if right else "left", no_wrap=True)
-    from ..observe.watch import _key
+    from ..observe.watch import failure_key
     for f in obs.failures[:SHOWN]:
-        r = rates.get(_key(f), 0) / interval
-        t.add_row(f.syscall, f.errno, str(f.count), f"{r:.1f}", str(f.pid), f.comm, str(f.netns), dest(f))
+        r = rates.get(failure_key(f), 0) / interval
+        t.add_row(f.syscall, f.errno, str(f.count), f"{r:.1f}", str(f.pid), f.comm, str(f.netns), dest_label(f))
     c = obs.counters
     parts: list = [head, t]
     if not obs.failures:
@@ -89,7 +83,7 @@ def render_live(obs: "Observation", rates: dict, *, interval: float, note: str |
 @click.command("watch")
 @click.option("--seconds", type=str, default=None, metavar="S",
               help=f"Watch for S seconds and print one summary (default without a tty: {DEFAULT_SECONDS:g}).")
-@click.option("--interval", type=float, default=1.0, show_default=True,
+@click.option("--interval", type=INTERVAL, default=1.0, show_default=True,
               help="Seconds between refreshes of the live view.")
 @click.option("--bpf/--no-bpf", "use_bpf", default=None,
               help="Require the eBPF failure counter (exit 3/4 if it cannot load) or do not load it. "
@@ -138,16 +132,15 @@ def _live(w, interval: float) -> None:
     from rich.console import Console
     from rich.live import Live
 
-    from ..observe.watch import _key
-    from .top import Keys
+    from ..observe.watch import failure_key
     console = Console()
     start = w.snapshot()
     prev: dict = {}
     try:
-        with Keys() as keys, Live(console=console, auto_refresh=False, screen=True) as live:
+        with _QuitKeys() as keys, Live(console=console, auto_refresh=False, screen=True) as live:
             while True:
                 obs = w.observe(start, w.snapshot())
-                now = {_key(f): f.count for f in obs.failures}
+                now = {failure_key(f): f.count for f in obs.failures}
                 rates = {k: v - prev.get(k, 0) for k, v in now.items()}
                 prev = now
                 live.update(render_live(obs, rates, interval=interval, note=w.bpf_note), refresh=True)
@@ -155,3 +148,41 @@ def _live(w, interval: float) -> None:
                     return
     except KeyboardInterrupt:
         pass
+
+
+class _QuitKeys:
+    """q from the terminal without Enter (cbreak mode), restored on exit; no tty: just sleep."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.saved: list | None = None
+
+    def __enter__(self) -> "_QuitKeys":
+        if sys.stdin is not None and sys.stdin.isatty():
+            import termios
+            import tty
+            self.fd = sys.stdin.fileno()
+            self.saved = termios.tcgetattr(self.fd)
+            tty.setcbreak(self.fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None and self.fd is not None:
+            import termios
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+    def wait_quit(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as q is pressed (or stdin closes)."""
+        if self.fd is None:
+            time.sleep(seconds)
+            return False
+        import os
+        import select
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                ch = os.read(self.fd, 32)
+                if b"q" in ch.lower() or not ch:
+                    return True
+        return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import platform
 import struct
@@ -130,7 +131,6 @@ class Objects:
     def attach_tracepoint(self, tp_id: int, prog_fd: int, name: str) -> int:
         """perf_event_open(PERF_TYPE_TRACEPOINT) + SET_BPF + ENABLE. One event is enough for
         every CPU: the program is attached to the tracepoint itself, not to the event's CPU."""
-        import fcntl
         pe_nr = _nr()[1]
         attr = ctypes.create_string_buffer(ATTR_SIZE)
         # type, size, config, sample_period, sample_type, read_format, flags, wakeup_events

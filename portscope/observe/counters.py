@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import SystemReadError
+from ..netns import entered, proc_net_path
 
 COUNTERS = ("TWRecycled", "TCPTimeWaitOverflow", "TWKilled")
 
@@ -54,7 +55,6 @@ def parse_sockstat_tw(text: str) -> int:
 
 def read(netns: str | None = None) -> Sample:
     """Read the counters of `netns` (None: this process's namespace)."""
-    from ..netns import entered, proc_net_path
     with entered(netns):
         with open(proc_net_path("netstat")) as f:
             tcpext = parse_snmp_pairs(f.read(), "TcpExt")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from ..findings import Finding
+from ..remedies import portscope
 from ..remedies import shell as ns_exec
 
 if TYPE_CHECKING:
@@ -19,13 +21,11 @@ TW_NEAR = 0.90          # tw >= 90% of tcp_max_tw_buckets: about to overflow
 
 
 def _F(fid, sev, msg, remedy, evidence):
-    from ..findings import Finding
     return Finding(id=fid, severity=sev, message=msg, remedy=remedy, evidence=evidence)
 
 
 def _ps(obs) -> str:
     """`portscope ` or the same naming the watched namespace, for remedies."""
-    from ..remedies import portscope
     return portscope(obs.netns, "").rstrip() + " "
 
 

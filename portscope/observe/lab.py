@@ -7,7 +7,9 @@ import os
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from ..netns import resolve
 from .loader import FailureCounter, LoadError
+from .watch import describe
 
 if TYPE_CHECKING:
     from ..lab import LabResult
@@ -29,12 +31,10 @@ class LabObserver:
             fc.start()
             self.counter = fc
         except LoadError as e:
-            from .watch import describe
             self.note = describe(e)
 
     def ready(self, name: str) -> None:
         """The lab namespace exists: remember its inode."""
-        from ..netns import resolve
         self.inode = os.stat(resolve(name)).st_ino
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 
+from ..errors import PortscopeError
 from . import bpf, btf, programs, tracefs
 from .programs import SYSCALLS, Failure
 
@@ -48,7 +49,6 @@ class FailureCounter:
 
     def start(self) -> None:
         """Load and attach everything, or raise LoadError with nothing left open."""
-        from ..errors import PortscopeError
         objs = bpf.Objects()
         self.objects = objs
         try:

@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from ..exporter import list_netns
+from ..netns import resolve
 from . import counters as C
 from .loader import FailureCounter, LoadError
 from .programs import decode
+from .watch import cli_error
 
 if TYPE_CHECKING:
     from ..exporter import Exporter
@@ -89,7 +92,6 @@ class ObserveCollector:
 
     def namespaces(self) -> list[str | None]:
         """The namespaces whose counters this scrape reads."""
-        from ..exporter import list_netns
         out = list(dict.fromkeys(self.targets))
         if self.all_netns:
             out += [n for n in list_netns() if n not in out]
@@ -105,7 +107,6 @@ class ObserveCollector:
         for n in names:
             try:
                 if n:
-                    from ..netns import resolve
                     out[os.stat(resolve(n)).st_ino] = n
                 else:
                     out[os.stat("/proc/self/ns/net").st_ino] = ""
@@ -214,7 +215,6 @@ def add_to(exporter: "Exporter", targets: "list", *, all_netns: bool, bpf: bool 
     try:
         c = ObserveCollector(targets, all_netns=all_netns, bpf=bpf)
     except LoadError as e:
-        from .watch import cli_error
         raise cli_error(e) from None
     exporter.registry.register(c)
     return c

@@ -20,6 +20,7 @@ u16 | errno u16. Value: u64 count.
 """
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -286,7 +287,6 @@ class Failure:
 
 def decode(key: bytes, value: bytes) -> Failure:
     """One row of the count map as a Failure."""
-    import ipaddress
     tgid, netns, cgroup = struct.unpack_from("<IIQ", key, 0)
     comm = key[16:32].split(b"\0", 1)[0].decode(errors="replace")
     fam = struct.unpack_from("<H", key, 32)[0]

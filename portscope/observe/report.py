@@ -3,18 +3,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .watch import Observation, check_seconds, observe
+from .watch import Observation, check_seconds, dest_label, observe
 
 
 def run(seconds: "str | float", netns: str | None) -> Observation:
     """Watch the reported namespace (`netns`, else this process's) for `seconds`.
-    When eBPF does not load, one line on stderr says so and the counters stand alone."""
-    import click
+    When eBPF does not load, `bpf_note` says why and the counters stand alone."""
     secs = check_seconds(seconds, "--observe")
-    obs = observe(secs, netns, own_netns_only=True)
-    if obs.bpf_note and obs.backend == "counters":
-        click.echo(f"portscope: {obs.bpf_note}; observed kernel counters only", err=True)
-    return obs
+    return observe(secs, netns, own_netns_only=True)
 
 
 def headline(obs: Observation) -> str | None:
@@ -31,7 +27,6 @@ def headline(obs: Observation) -> str | None:
 
 def render(obs: Observation, echo: "Callable[[str], None]") -> None:
     """The report's 'Observed' section."""
-    from ..cli.watch import dest
     c = obs.counters
     echo("")
     echo(f"Observed ({obs.seconds:.1f} s, {'eBPF' if obs.backend == 'bpf' else 'kernel counters only'}):")
@@ -39,7 +34,7 @@ def render(obs: Observation, echo: "Callable[[str], None]") -> None:
         if not obs.failures:
             echo("  no connect(), bind() or UDP send failed for want of a port")
         for f in obs.failures[:5]:
-            echo(f"  {f.count:>7} {f.syscall}() {f.errno} pid {f.pid} ({f.comm}) netns {f.netns} -> {dest(f)}")
+            echo(f"  {f.count:>7} {f.syscall}() {f.errno} pid {f.pid} ({f.comm}) netns {f.netns} -> {dest_label(f)}")
         if len(obs.failures) > 5:
             echo(f"  ... and {len(obs.failures) - 5} more (portscope watch)")
     echo(f"  TWRecycled +{c['TWRecycled']}  TCPTimeWaitOverflow +{c['TCPTimeWaitOverflow']}  "

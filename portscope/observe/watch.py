@@ -13,12 +13,17 @@ namespace when None).
 """
 from __future__ import annotations
 
+import errno as E
+import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from ..errors import BadInput, NotPermitted, PortscopeError, Unsupported
+from ..netns import resolve
 from . import counters as C
+from .findings import evaluate
 from .loader import FailureCounter, LoadError
 from .programs import Failure
 
@@ -27,9 +32,6 @@ MAX_SECONDS = 86400.0
 
 def check_seconds(seconds: "float | str", what: str = "--seconds") -> float:
     """A watch window must be a finite number of seconds in (0, 86400]."""
-    import math
-
-    from ..errors import BadInput
     try:
         s = float(seconds)
     except (TypeError, ValueError):
@@ -43,7 +45,6 @@ def netns_inode(spec: str | None) -> int | None:
     """The inode of namespace `spec` (NAME or pid:PID), as the programs record it."""
     if not spec:
         return None
-    from ..netns import resolve
     return os.stat(resolve(spec)).st_ino
 
 
@@ -71,16 +72,16 @@ class Observation:
         }
 
 
-def _key(f: Failure) -> tuple:
+def failure_key(f: Failure) -> tuple:
+    """The identity of a row across reads: everything but the count."""
     return (f.syscall, f.errno, f.pid, f.comm, f.cgroup, f.netns, f.dst, f.dport)
 
 
 def diff(before: list[Failure], after: list[Failure]) -> list[Failure]:
     """Failures counted between two reads of the same counter, most first."""
-    from dataclasses import replace
-    old = {_key(f): f.count for f in before}
-    out = [replace(f, count=f.count - old.get(_key(f), 0)) for f in after]
-    return sorted((f for f in out if f.count > 0), key=lambda f: (-f.count, _key(f)))
+    old = {failure_key(f): f.count for f in before}
+    out = [replace(f, count=f.count - old.get(failure_key(f), 0)) for f in after]
+    return sorted((f for f in out if f.count > 0), key=lambda f: (-f.count, failure_key(f)))
 
 
 class Watcher:
@@ -150,7 +151,6 @@ class Watcher:
     def observe(self, start: tuple[float, list[Failure], C.Sample],
                 end: tuple[float, list[Failure], C.Sample]) -> Observation:
         """The Observation between two (time, failures, sample) snapshots, with findings."""
-        from .findings import evaluate
         obs = Observation(self.backend, end[0] - start[0], diff(start[1], end[1]),
                           C.delta(start[2], end[2]), self.netns, self.bpf_note)
         obs.findings = evaluate(obs)
@@ -175,6 +175,13 @@ class Watcher:
         return self.observe(start, self.snapshot())
 
 
+def dest_label(f: Failure) -> str:
+    """`addr:port` ([v6]:port) of a row, `-` without an address."""
+    if f.dst is None:
+        return "-"
+    return f"[{f.dst}]:{f.dport}" if ":" in f.dst else f"{f.dst}:{f.dport}"
+
+
 def describe(e: LoadError) -> str:
     """One line on why the eBPF counter did not load."""
     prog = f" (the kernel refused program {e.program})" if e.program else ""
@@ -184,9 +191,6 @@ def describe(e: LoadError) -> str:
 def cli_error(e: LoadError) -> Exception:
     """NotPermitted (exit 3) or Unsupported (exit 4) for a counter that did not load. A
     verifier refusal (EACCES with a log) is Unsupported: no privilege would change it."""
-    import errno as E
-
-    from ..errors import NotPermitted, PortscopeError, Unsupported
     if isinstance(e.cause, PortscopeError):
         return type(e.cause)(describe(e))
     if not e.log and isinstance(e.cause, OSError) and e.cause.errno in (E.EPERM, E.EACCES):
