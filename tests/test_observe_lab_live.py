@@ -17,8 +17,10 @@ pytestmark = [pytest.mark.root, pytest.mark.live]     # lab exhaust and eBPF nee
 ])
 def test_lab_failures_equal_what_the_kernel_counter_saw(cli, mode, syscall, errno_name):
     code, out, err = cli("lab", "exhaust", "--range", "40000-40019", "-k", "3", "--mode", mode, "--json")
-    assert code == 0, err
     d = json.loads(out)
+    # exit 1 is the lab's model/kernel verdict (connect-close can open more than predicted when
+    # loopback TIME_WAIT reuse kicks in); the witness must agree with the lab either way
+    assert code == 0 or (code == 1 and d["match"] is False and d["observed"]["match"] is True), err
     o = d["observed"]
     refused = [x for x in d["destinations"] if x["errno_name"] is not None]
     assert refused and all(x["call"] == syscall and x["errno_name"] == errno_name for x in refused)

@@ -41,9 +41,9 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 86400.0
               help="Report our own namespace (netns=\"\") and every other network namespace of the host "
                    "(processes' and bind mounts', see `portscope namespaces`), listed at each scrape "
                    "(not with --netns).")
-@click.option("--bpf/--no-bpf", "use_bpf", default=None,
-              help="Failure metrics from eBPF: require them (exit 3/4 if they cannot load) or leave them out. "
-                   "Default: when eBPF loads. Not with --json (one collection counts nothing).")
+@click.option("--bpf/--no-bpf", "use_bpf", default=False, show_default=True,
+              help="Also export failures for want of a port, counted by eBPF (docs/observe.md); exit 3/4 if "
+                   "the counter cannot load. Not with --json (one collection counts nothing).")
 @json_option
 def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns, use_bpf, json_out) -> None:
     """Export ephemeral-port pressure as Prometheus metrics (docs/exporter.md).
@@ -86,7 +86,7 @@ def exporter(listen, web_config, top, textfile, interval, once, netns, all_netns
     collector = PortscopeCollector(targets, all_netns=all_netns, top=top, egress=egress_budget())
     exp = Exporter(collector)
     from ..observe.metrics import add_to
-    observed = add_to(exp, targets, all_netns=all_netns, bpf=False if want_json(json_out) else use_bpf)
+    observed = add_to(exp, targets, all_netns=all_netns, bpf=bool(use_bpf) and not want_json(json_out))
     if want_json(json_out):
         from prometheus_client.parser import text_string_to_metric_families
         fams = text_string_to_metric_families(exp.render().decode())

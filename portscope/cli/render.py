@@ -196,7 +196,7 @@ def render_nat_summary(rep: NatReport, top: int | None = None) -> None:
 
 def render_observed(obs: Observation, echo: Callable[..., Any] = click.echo) -> None:
     """The report's 'Observed' section."""
-    from ..observe.watch import destination_text
+    from ..observe.watch import dest_label
     c = obs.counters
     echo("")
     echo(f"Observed ({obs.seconds:.1f} s, {'eBPF' if obs.backend == 'bpf' else 'kernel counters only'}):")
@@ -204,7 +204,7 @@ def render_observed(obs: Observation, echo: Callable[..., Any] = click.echo) -> 
         if not obs.failures:
             echo("  no connect(), bind() or UDP send failed for want of a port")
         for f in obs.failures[:5]:
-            echo(f"  {f.count:>7} {f.syscall}() {f.errno} pid {f.pid} ({f.comm}) netns {f.netns} -> {destination_text(f)}")
+            echo(f"  {f.count:>7} {f.syscall}() {f.errno} pid {f.pid} ({f.comm}) netns {f.netns} -> {dest_label(f)}")
         if len(obs.failures) > 5:
             echo(f"  ... and {len(obs.failures) - 5} more (portscope watch)")
     echo(f"  TWRecycled +{c['TWRecycled']}  TCPTimeWaitOverflow +{c['TCPTimeWaitOverflow']}  "

@@ -10,19 +10,14 @@ import click
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from ..observe.programs import Failure
     from ..observe.watch import Observation
 
+from ..observe.watch import dest_label
 from .common import INTERVAL, emit_json, json_option, netns_of, netns_option, want_json
+from .terminal import Keys
 
 DEFAULT_SECONDS = 10.0      # the window without a tty and without --seconds
 SHOWN = 20
-
-
-def dest(f: "Failure") -> str:
-    """`addr:port` ([v6]:port) of a row, `-` without an address."""
-    from ..observe.watch import destination_text
-    return destination_text(f)
 
 
 def render_text(obs: "Observation", echo: "Callable[[str], None]" = click.echo) -> None:
@@ -37,7 +32,7 @@ def render_text(obs: "Observation", echo: "Callable[[str], None]" = click.echo) 
         else:
             echo(f"  {'SYSCALL':<8} {'ERRNO':<14} {'COUNT':>7}  {'PID':>7} {'COMM':<16} {'NETNS':<11} DESTINATION")
             for f in obs.failures[:SHOWN]:
-                echo(f"  {f.syscall:<8} {f.errno:<14} {f.count:>7}  {f.pid:>7} {f.comm:<16} {f.netns:<11} {dest(f)}")
+                echo(f"  {f.syscall:<8} {f.errno:<14} {f.count:>7}  {f.pid:>7} {f.comm:<16} {f.netns:<11} {dest_label(f)}")
             if len(obs.failures) > SHOWN:
                 echo(f"  ... and {len(obs.failures) - SHOWN} more (--json has every row)")
     c = obs.counters
@@ -71,7 +66,7 @@ def render_live(obs: "Observation", rates: dict, *, interval: float, note: str |
     from ..observe.watch import failure_key
     for f in obs.failures[:SHOWN]:
         r = rates.get(failure_key(f), 0) / interval
-        t.add_row(f.syscall, f.errno, str(f.count), f"{r:.1f}", str(f.pid), f.comm, str(f.netns), dest(f))
+        t.add_row(f.syscall, f.errno, str(f.count), f"{r:.1f}", str(f.pid), f.comm, str(f.netns), dest_label(f))
     c = obs.counters
     parts: list = [head, t]
     if not obs.failures:
@@ -138,7 +133,6 @@ def _live(w, interval: float) -> None:
     from rich.live import Live
 
     from ..observe.watch import failure_key
-    from .terminal import Keys
     console = Console()
     start = w.snapshot()
     prev: dict = {}

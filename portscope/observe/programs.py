@@ -20,6 +20,7 @@ u16 | errno u16. Value: u64 count.
 """
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from .btf import BTF
     from .tracefs import Tracepoint
 
-import ipaddress
 
 from .bpfasm import FP, R0, R1, R2, R3, R4, R6, R7, R8, R9
 

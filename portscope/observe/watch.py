@@ -32,7 +32,6 @@ MAX_SECONDS = 86400.0
 
 def check_seconds(seconds: "float | str", what: str = "--seconds") -> float:
     """A watch window must be a finite number of seconds in (0, 86400]."""
-
     try:
         s = float(seconds)
     except (TypeError, ValueError):
@@ -74,7 +73,7 @@ class Observation:
 
 
 def failure_key(f: Failure) -> tuple:
-    """The identity of a failure row across two reads (everything but the count)."""
+    """The identity of a row across reads: everything but the count."""
     return (f.syscall, f.errno, f.pid, f.comm, f.cgroup, f.netns, f.dst, f.dport)
 
 
@@ -176,6 +175,13 @@ class Watcher:
         return self.observe(start, self.snapshot())
 
 
+def dest_label(f: Failure) -> str:
+    """`addr:port` ([v6]:port) of a row, `-` without an address."""
+    if f.dst is None:
+        return "-"
+    return f"[{f.dst}]:{f.dport}" if ":" in f.dst else f"{f.dst}:{f.dport}"
+
+
 def describe(e: LoadError) -> str:
     """One line on why the eBPF counter did not load."""
     prog = f" (the kernel refused program {e.program})" if e.program else ""
@@ -185,7 +191,6 @@ def describe(e: LoadError) -> str:
 def cli_error(e: LoadError) -> Exception:
     """NotPermitted (exit 3) or Unsupported (exit 4) for a counter that did not load. A
     verifier refusal (EACCES with a log) is Unsupported: no privilege would change it."""
-
     if isinstance(e.cause, PortscopeError):
         return type(e.cause)(describe(e))
     if not e.log and isinstance(e.cause, OSError) and e.cause.errno in (E.EPERM, E.EACCES):
@@ -199,10 +204,3 @@ def observe(seconds: float, netns: str | None = None, bpf: bool | None = None, *
     seconds = check_seconds(seconds)
     with Watcher(netns, bpf, own_netns_only=own_netns_only) as w:
         return w.window(seconds)
-
-
-def destination_text(f: Failure) -> str:
-    """`addr:port` ([v6]:port) of a row, `-` without an address."""
-    if f.dst is None:
-        return "-"
-    return f"[{f.dst}]:{f.dport}" if ":" in f.dst else f"{f.dst}:{f.dport}"
