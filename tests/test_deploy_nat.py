@@ -4,7 +4,6 @@ threshold, every NAT metric the rules and dashboard use is one the exporter real
 both needed and enough for the conntrack series (run as nobody with setpriv)."""
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re
@@ -108,19 +107,19 @@ def _unit_caps() -> list[str]:
     raise AssertionError("no AmbientCapabilities in the unit")
 
 
-def _as_nobody(caps: list[str], *args: str) -> subprocess.CompletedProcess:
+def _as_nobody(portscope: list[str], caps: list[str], *args: str) -> subprocess.CompletedProcess:
     names = ",".join("+" + c.lower().removeprefix("cap_") for c in caps)
     cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
            f"--inh-caps=-all{',' + names if names else ''}", f"--bounding-set=-all{',' + names if names else ''}"]
     if caps:
         cmd.append(f"--ambient-caps={names}")
-    return subprocess.run([*cmd, PORTSCOPE, "exporter", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*cmd, *portscope, "exporter", *args], capture_output=True, text=True, timeout=120)
 
 
 @needs_netns
 @needs_tools
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_unit_cap_net_admin_is_needed_and_enough_for_nat(netns):
+def test_unit_cap_net_admin_is_needed_and_enough_for_nat(netns, nobody_portscope):
     caps = _unit_caps()
     # the unit also grants the eBPF counter's capabilities (issue 14); these two are conntrack's
     assert set(caps) >= {"CAP_SYS_ADMIN", "CAP_NET_ADMIN"}
@@ -130,7 +129,8 @@ def test_unit_cap_net_admin_is_needed_and_enough_for_nat(netns):
     try:
         def scrape(caps):
             path = tmp / f"out-{len(caps)}.prom"
-            r = _as_nobody(caps, "--textfile", str(path), "--once", "--netns", netns.name)
+            # nobody cannot reach a checkout in a private directory: the session's own runtime
+            r = _as_nobody(nobody_portscope, caps, "--textfile", str(path), "--once", "--netns", netns.name)
             assert r.returncode == 0, r.stderr
             return _names(path.read_text()), r.stderr
 

@@ -247,16 +247,19 @@ def test_lab_masquerade_to_ports_exhaustion_matches_the_kernel(proto):
 
 @needs_netns
 @pytest.mark.parametrize("who", ["nobody", "root-without-cap-net-admin"])
-def test_no_cap_net_admin_is_exit_3_naming_it(netns, who):
+def test_no_cap_net_admin_is_exit_3_naming_it(netns, who, request):
     if shutil.which("setpriv") is None:
         pytest.skip("needs setpriv (util-linux) to drop privileges")
     if not os.path.exists("/proc/sys/net/netfilter/nf_conntrack_count"):
         pytest.skip("conntrack is not loaded on this kernel: nothing to be refused")
+    portscope = PORTSCOPE
     if who == "nobody":
         drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all"]
+        # nobody cannot reach a checkout in a private directory: the session's own runtime
+        portscope = request.getfixturevalue("nobody_portscope")
     else:
         drop = ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"]
-    r = netns.run(*drop, *PORTSCOPE, "nat", check=False, cwd="/")
+    r = netns.run(*drop, *portscope, "nat", check=False, cwd="/")
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("portscope: error:")
     assert "CAP_NET_ADMIN" in r.stderr and "Traceback" not in r.stderr
