@@ -119,14 +119,16 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
 
 
 def _print_json(table, idx, ns) -> None:
-    """One socket per line: the C encoder (json with indent= is pure Python, ~8 s at 100k)."""
-    import json
-    dumps = json.dumps
-    out = sys.stdout
+    """One socket per line, streamed in batches (sockets.rowtext: the bytes of json.dumps per row)."""
+    from ..sockets.rowtext import json_document
     head = {"backend": table.backend, "netns": ns, "warnings": table.warnings}
-    out.write(dumps(head)[:-1] + ', "sockets": [\n')
-    out.write(",\n".join(dumps(table.row(i)) for i in idx))
-    out.write("\n]}\n")
+    _write(json_document(table, idx, head))
+
+
+def _write(chunks) -> None:
+    write = sys.stdout.write
+    for chunk in chunks:
+        write(chunk)
 
 
 def _print_counts(backend: str, c: dict) -> None:
@@ -139,6 +141,10 @@ def _print_counts(backend: str, c: dict) -> None:
 
 
 def _print_csv(table, idx, process: bool) -> None:
+    if not process:
+        from ..sockets.rowtext import csv_rows
+        _write(csv_rows(table, idx))
+        return
     import csv
     keys = ["proto", "family", "state", "local_addr", "local_port", "remote_addr", "remote_port",
             "ephemeral", "ephemeral_method", "uid", "inode"] + (["pid", "command"] if process else [])
@@ -150,35 +156,6 @@ def _print_csv(table, idx, process: bool) -> None:
 
 
 def _print_table(table, idx, process: bool) -> None:
-    """Aligned columns, built column-wise: at 100k rows per-row objects are the cost."""
-    from ..sockets.table import EPH_NAMES, PROTO_NAMES, STATE_NAMES, format_addr
-    full = isinstance(idx, range) and len(idx) == len(table)
-    idx = list(idx)
-    la, lp, ra, rp = table.local_addr, table.local_port, table.remote_addr, table.remote_port
-    # few distinct addresses among many sockets: format each once
-    texts = {raw: format_addr(raw) if len(raw) == 4 else f"[{format_addr(raw)}]"
-             for raw in {*la, *ra}}
-    if not full:
-        la, lp, ra, rp = ([col[i] for i in idx] for col in (la, lp, ra, rp))
-    pick = (lambda col: col) if full else (lambda col: [col[i] for i in idx])
-    names = [PROTO_NAMES.get(k, "?") for k in range(256)]
-    states = [STATE_NAMES.get(k, "?") for k in range(256)]
-    eph = table.ephemeral
-    eph_names = [EPH_NAMES.get(k) or "-" for k in range(4)]
-    cols = [
-        list(map(names.__getitem__, pick(table.proto))),
-        list(map(states.__getitem__, pick(table.state))),
-        [f"{texts[a]}:{p}" for a, p in zip(la, lp)],
-        [f"{texts[a]}:{p or '*'}" for a, p in zip(ra, rp)],
-        list(map(eph_names.__getitem__, pick(eph))) if len(eph) else ["-"] * len(idx),
-    ]
-    head = ["PROTO", "STATE", "LOCAL", "REMOTE", "EPHEMERAL"]
-    if process:
-        cols.append([f"{p}/{c or '?'}" if p >= 0 else "-" for p, c in zip(pick(table.pid), pick(table.command))])
-        head.append("PROCESS")
-    widths = [max(len(h), max(map(len, c), default=0)) for h, c in zip(head, cols)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    out = sys.stdout
-    out.write(fmt.format(*head) + "\n")
-    if idx:
-        out.write("\n".join(map(fmt.format, *cols)) + "\n")
+    """Aligned columns, streamed in batches (sockets.rowtext: widths first, then rows)."""
+    from ..sockets.rowtext import text_rows
+    _write(text_rows(table, idx, process))
