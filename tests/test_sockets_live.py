@@ -341,3 +341,20 @@ def test_sctp_rows_join_the_netlink_table(world, monkeypatch):
     assert sctp[3]["remote_addrs"] == ["10.0.0.77", "10.0.0.109", "172.31.1.9"]
     assert all("local_addrs" not in r for r in rows if r["proto"] == "tcp")
     assert len(rows) == len(t) == len(sample) + sum(1 for r in rows if r["proto"] == "tcp")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("families", [(4, 6), (6,)])
+def test_count_while_reading_equals_counting_the_table(world, backend, families):
+    from portscope.sockets import count
+    from portscope.sockets.filters import counts
+
+    def both():
+        return (count(("tcp", "udp", "udplite"), families=families, netns=world.name, backend=backend),
+                snapshot(("tcp", "udp", "udplite"), families=families, netns=world.name, backend=backend,
+                         classify=False))
+    (c, table), ss = world.stable(both)
+    assert c["backend"] == table.backend == backend
+    assert {k: c[k] for k in ("total", "by_proto", "by_state", "by_proto_state")} == counts(table)
+    if families == (4, 6):
+        assert c["by_proto"]["tcp"] == sum(1 for p, *_ in ss if p == "tcp")

@@ -83,26 +83,25 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
         # ss -l: LISTEN, plus unconnected UDP / UDP-Lite (state CLOSE); asked of the kernel
         slist = ["LISTEN", "CLOSE"]
 
+    if count and prange is None and srcnet is None and dstnet is None and ephemeral is None and not listening:
+        # nothing to filter by row: counted while the kernel's replies arrive, no table
+        from ..sockets import count as count_sockets
+        c = count_sockets(tuple(p.lower() for p in plist), families=families, states=slist, netns=ns,
+                          backend=backend)
+        _report_read(c["backend"], c["warnings"], c["notes"], ns)
+        _print_count_result(c["backend"], ns, c["warnings"], {k: c[k] for k in COUNT_KEYS}, as_json)
+        return
+
     # the ephemeral decision costs a second kernel dump and a pass; only when shown or filtered
     need_class = not count or ephemeral is not None
     table = snapshot(tuple(p.lower() for p in plist), families=families, states=slist, owners=process and not count,
                      netns=ns, backend=backend, classify=need_class)
-    for w in table.warnings:
-        click.echo(f"portscope: warning: {w}", err=True)
-    if verbose():
-        click.echo(f"portscope: backend {table.backend}" + (f" (netns {ns})" if ns else ""), err=True)
-        for n in table.notes:
-            click.echo(f"portscope: {n}", err=True)
+    _report_read(table.backend, table.warnings, table.notes, ns)
 
     rows = filters.select(table, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
                           listening=listening)
     if count:
-        c = filters.counts(table, rows)
-        if as_json:
-            from .common import emit_json
-            emit_json({"backend": table.backend, "netns": ns, "warnings": table.warnings, **c})
-        else:
-            _print_counts(table.backend, c)
+        _print_count_result(table.backend, ns, table.warnings, filters.counts(table, rows), as_json)
         return
 
     idx = rows if rows is not None else range(len(table))
@@ -129,6 +128,26 @@ def _write(chunks) -> None:
     write = sys.stdout.write
     for chunk in chunks:
         write(chunk)
+
+
+COUNT_KEYS = ("total", "by_proto", "by_state", "by_proto_state")
+
+
+def _report_read(backend: str, warnings: list, notes: list, ns) -> None:
+    for w in warnings:
+        click.echo(f"portscope: warning: {w}", err=True)
+    if verbose():
+        click.echo(f"portscope: backend {backend}" + (f" (netns {ns})" if ns else ""), err=True)
+        for n in notes:
+            click.echo(f"portscope: {n}", err=True)
+
+
+def _print_count_result(backend: str, ns, warnings: list, c: dict, as_json: bool) -> None:
+    if as_json:
+        from .common import emit_json
+        emit_json({"backend": backend, "netns": ns, "warnings": warnings, **c})
+    else:
+        _print_counts(backend, c)
 
 
 def _print_counts(backend: str, c: dict) -> None:

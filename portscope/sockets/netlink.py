@@ -22,7 +22,8 @@ import socket
 import struct
 import sys
 from array import array
-from typing import TYPE_CHECKING, Collection, Iterable, Literal
+from collections import Counter
+from typing import TYPE_CHECKING, Collection, Iterable, Iterator, Literal
 
 from .table import (
     AUTO_NO,
@@ -137,19 +138,33 @@ def _why(e: BaseException) -> str:
 def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
          buf: bytearray) -> dict[int, bytearray]:
     """One dump -> {stride: blob}: the replies, grouped so that every record in a blob
-    starts at a multiple of its stride (inet_diag_msg at offset 16 of each record).
+    starts at a multiple of its stride (inet_diag_msg at offset 16 of each record)."""
+    out: dict[int, bytearray] = {}
+    for stride, chunk in dump_chunks(sock, family, proto, states, bc, seq, buf):
+        blob = out.get(stride)
+        if blob is None:
+            blob = out[stride] = bytearray()
+        blob += chunk
+    return out
+
+
+def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
+                buf: bytearray) -> Iterator[tuple[int, bytes | bytearray | memoryview]]:
+    """One dump as it arrives: (stride, records) per received chunk, every record of a
+    chunk `stride` bytes long (inet_diag_msg at offset 16). The chunk is only valid until
+    the next one is asked for (it may be a view of `buf`): callers that aggregate while
+    reading (counts) never hold more than one.
 
     Within one dump the kernel's replies nearly always have one size (the same
     attributes for every socket of a kind), so a received chunk is checked for that
-    in C (strided views of its length and type words) and kept whole. Only chunks
+    in C (strided views of its length and type words) and passed on whole. Only chunks
     that mix sizes, or end the dump, go through a Python loop that copies each
-    reply's fixed 88-byte head into the stride-88 blob.
+    reply's fixed 88-byte head into a stride-88 chunk.
     """
     try:
         sock.send(_request(family, proto, states, bc, seq))
     except OSError as e:
         raise NetlinkRefused(_why(e))
-    out: dict[int, bytearray] = {}
     kind_ok = TCPDIAG_GETSOCK if family == BOTH else SOCK_DIAG_BY_FAMILY
     mv = memoryview(buf)
     fb = int.from_bytes
@@ -165,15 +180,11 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
             if n == 0:
                 raise NetlinkRefused("netlink socket closed mid-dump")
             if _uniform(mv, n, kind_ok):
-                blob = out.get(fb(mv[0:4], bo))
-                if blob is None:
-                    blob = out[fb(mv[0:4], bo)] = bytearray()
-                blob += mv[:n]
+                yield fb(mv[0:4], bo), mv[:n]
                 continue
-            heads = out.get(HEAD)
-            if heads is None:
-                heads = out[HEAD] = bytearray()
+            heads = bytearray()
             off = 0
+            done = False
             while off < n:
                 length = fb(mv[off:off + 4], bo)
                 if buf[off + tb] == kind_ok:
@@ -185,10 +196,15 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
                         if err < 0:
                             _raise(-err)
                         if kind == NLMSG_DONE:
-                            return out
+                            done = True
+                            break
                 if length < 16:
                     raise NetlinkRefused("malformed netlink message")
                 off += (length + 3) & ~3
+            if heads:
+                yield HEAD, heads
+            if done:
+                return
     finally:
         mv.release()
 
@@ -348,3 +364,40 @@ def _listeners(table, sock, families, buf, seq) -> int:
         for stride, blob in dump(sock, fam, tcp, 1 << TCP_LISTEN, b"", seq, buf).items():
             ls.update((tcp, socket.ntohs(p)) for p in _cut(blob, stride, "H", 20))
     return seq
+
+
+def count_states(protos: Collection[str], families: Collection[int],
+                 states: set[int] | None) -> Counter[tuple[int, int]]:
+    """{(proto code, state code): sockets} of the calling thread's namespace, counted
+    while the dump arrives: memory stays that of one received chunk whatever the socket
+    count (`conns --count`). The same dumps as read_table(auto=False); the same errors."""
+    mask = ALL_STATES if states is None else sum(1 << s for s in states)
+    out: Counter[tuple[int, int]] = Counter()
+    sock = open_socket()
+    buf = bytearray(RECV_BYTES)
+    seq = 0
+    tcp = PROTO_CODES["tcp"]
+    try:
+        for p in protos:
+            if p == "sctp":
+                continue
+            code = PROTO_CODES[p]
+            both = code == tcp and set(families) == {4, 6} and _legacy_ok
+            for fam in (BOTH,) if both else families:
+                seq += 1
+                by_state: Counter[int] = Counter()
+                try:
+                    for stride, chunk in dump_chunks(sock, fam, code, mask, b"", seq, buf):
+                        by_state.update(chunk[17::stride].tobytes() if isinstance(chunk, memoryview)
+                                        else bytes(chunk[17::stride]))
+                except ProtocolMissing:
+                    if fam == BOTH:
+                        _legacy_off()
+                        return count_states(protos, families, states)
+                    if p in ("tcp", "udp"):
+                        raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
+                    continue
+                out.update({(code, st): k for st, k in by_state.items()})
+    finally:
+        sock.close()
+    return out
