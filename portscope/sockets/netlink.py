@@ -23,7 +23,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from typing import TYPE_CHECKING, Collection, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Collection, Iterator, Literal
 
 from .table import (
     AUTO_NO,
@@ -148,6 +148,39 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
     return out
 
 
+BATCH_BYTES = 1 << 20          # replies parsed per batch: the table grows, the raw dump never sits whole
+
+
+def dump_batches(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
+                 buf: bytearray) -> Iterator[dict[int, bytearray]]:
+    """One dump as dump() groups it, in pieces: the reader parses each into columns before
+    the next arrives, so memory holds the table, not the replies.
+
+    The rows come out in dump()'s order (every record of the first stride seen, then
+    those of each other stride): records of the first stride, nearly all of them, go out
+    every BATCH_BYTES; the few of other strides (TIME_WAIT and request sockets carry no
+    attributes) wait for the end.
+    """
+    lead = None
+    batch = bytearray()
+    rest: dict[int, bytearray] = {}
+    for stride, chunk in dump_chunks(sock, family, proto, states, bc, seq, buf):
+        if lead is None:
+            lead = stride
+        if stride == lead:
+            batch += chunk
+            if len(batch) >= BATCH_BYTES:
+                yield {lead: batch}
+                batch = bytearray()
+            continue
+        blob = rest.get(stride)
+        if blob is None:
+            blob = rest[stride] = bytearray()
+        blob += chunk
+    if lead is not None:
+        yield {lead: batch, **rest}
+
+
 def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
                 buf: bytearray) -> Iterator[tuple[int, bytes | bytearray | memoryview]]:
     """One dump as it arrives: (stride, records) per received chunk, every record of a
@@ -241,7 +274,8 @@ def _cut(blob, stride: int, code: Literal["H", "I"], offset: int) -> array:
     return a
 
 
-def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int) -> None:
+def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int,
+            seen: dict[bytes, bytes] | None = None) -> None:
     for stride, raw in blobs.items():
         blob = bytes(raw)               # slices of bytes are bytes: the address column
         size = len(blob)
@@ -261,11 +295,15 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
             w = 4 if family == 4 else 16
         table.family.frombytes(fams)
         table.state.frombytes(states)
+        # one object per distinct address (`seen`, shared by one read), not per row: few
+        # addresses repeat over many sockets, and a 4-byte bytes object costs 37 bytes
+        if seen is None:
+            seen = {}
         for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
-            addrs: Iterable[bytes] = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
+            addrs: list[bytes] = list(map(first, _addr_struct(stride, offset, w).iter_unpack(blob)))
             if w == 16 and v4:         # a legacy dump mixing families: IPv4 uses 4 bytes
                 addrs = [a[:4] if f == 4 else a for a, f in zip(addrs, fams)]
-            column.extend(addrs)
+            column.extend(map(seen.setdefault, addrs, addrs))
         sp = _cut(blob, stride, "H", 20)
         dp = _cut(blob, stride, "H", 22)
         if _LITTLE:                    # ports arrive in network order
@@ -303,6 +341,7 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     """
     mask = ALL_STATES if states is None else sum(1 << s for s in states)
     table = SocketTable(backend="netlink")
+    seen: dict[bytes, bytes] = {}
     sock = open_socket()
     buf = bytearray(RECV_BYTES)
     seq = 0
@@ -327,8 +366,8 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                     for m, want, col in parts:
                         if m:
                             seq += 1
-                            _append(table, dump(sock, fam, code, m, bytecode(sport, want), seq, buf),
-                                    code, fam, col)
+                            for blobs in dump_batches(sock, fam, code, m, bytecode(sport, want), seq, buf):
+                                _append(table, blobs, code, fam, col, seen)
                 except ProtocolMissing:
                     if fam == BOTH:       # no legacy entry point: per family from now on
                         _legacy_off()
