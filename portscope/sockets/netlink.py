@@ -53,6 +53,7 @@ _NO_BIND_LOCK = (1 << 3) | (1 << 6) | (1 << 12)     # SYN_RECV, TIME_WAIT, NEW_S
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LITTLE = sys.byteorder == "little"
+_ORDER: Literal["little", "big"] = "little" if _LITTLE else "big"
 
 _HDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBxI" "HH16s16sI8s")            # inet_diag_req_v2, 56 bytes
@@ -300,8 +301,18 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
         if seen is None:
             seen = {}
         for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
+            if w == 4:
+                # IPv4: the address as one integer per row (a strided view, in C), each
+                # distinct one turned back into its 4 bytes once
+                words = _cut(blob, stride, "I", offset)
+                known = {v: seen.setdefault(b, b) for v in set(words) for b in (v.to_bytes(4, _ORDER),)}
+                if len(known) == 1:       # one address for the whole batch (a busy client)
+                    column.extend([*known.values()] * len(words))
+                else:
+                    column.extend(map(known.__getitem__, words))
+                continue
             addrs: list[bytes] = list(map(first, _addr_struct(stride, offset, w).iter_unpack(blob)))
-            if w == 16 and v4:         # a legacy dump mixing families: IPv4 uses 4 bytes
+            if v4:                     # a legacy dump mixing families: IPv4 uses 4 bytes
                 addrs = [a[:4] if f == 4 else a for a, f in zip(addrs, fams)]
             column.extend(map(seen.setdefault, addrs, addrs))
         sp = _cut(blob, stride, "H", 20)
