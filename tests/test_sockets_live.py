@@ -233,10 +233,15 @@ def test_fallback_when_the_kernel_does_not_serve_tcp(world, monkeypatch):
     def missing(*a, **kw):
         raise netlink.ProtocolMissing("ENOENT")
     monkeypatch.setattr(netlink, "_legacy_ok", True)     # restored afterwards: the probe turns it off
-    monkeypatch.setattr(netlink, "dump", missing)
+    # every dump (whole, batched, counted) goes through dump_chunks
+    monkeypatch.setattr(netlink, "dump_chunks", missing)
     t = snapshot(("tcp",), netns=world.name)
     assert t.backend == "procfs" and "tcp_diag" in t.notes[0]
     assert netlink._legacy_ok is False          # no legacy entry point: per family from then on
+    from portscope.sockets import count
+    monkeypatch.setattr(netlink, "_legacy_ok", True)
+    c, ss = world.stable(lambda: count(("tcp",), netns=world.name), flags="-tanH", netid="tcp")
+    assert c["backend"] == "procfs" and "tcp_diag" in c["notes"][0] and c["total"] == len(ss)
 
 
 # --- the CLI --------------------------------------------------------------------------
