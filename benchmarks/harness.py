@@ -11,6 +11,11 @@ What it holds (counts are sockets as `ss -tuan` lists them):
   time_wait    client-closed connections (the client side stays in TIME_WAIT for 60 s)
   udp          half connected, half unconnected (bound to an automatic port)
 
+Every helper binds its listener and says BOUND; only when all have, they are told GO and
+connect. The listener ports (19999, 20000+k) lie inside the namespace's port range, so a
+connect() from one helper could otherwise take a port another was about to bind
+(EADDRINUSE, seen once).
+
 One process may hold at most 20,000 open files here, so the sockets are spread
 over several helper processes (`per_process` descriptors each). Everything is
 bounded: helpers exit by themselves after `lifetime` seconds (SIGALRM), setup
@@ -40,11 +45,18 @@ signal.alarm(lifetime)
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 keep = []
+def wait_go():
+    # every helper's listener is bound before any helper connects: an outgoing
+    # connection may otherwise take a port another helper is about to listen on
+    print("BOUND", flush=True)
+    if sys.stdin.readline().strip() != "GO":
+        sys.exit("no GO")
 def tcp_pairs(n, close_client):
     l = socket.socket()
     l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind(("127.0.0.1", port)); l.listen(4096)
     keep.append(l)
+    wait_go()
     done = 0
     while done < n:
         batch = min(256, n - done)
@@ -77,6 +89,7 @@ elif kind == "tw":
     loop_tw(count)
     sys.exit(0)
 elif kind == "udp":
+    wait_go()
     for i in range(count):
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         if i % 2:
@@ -228,6 +241,11 @@ def socket_namespace(total: int = 100_000, *, mix: Mix | None = None, per_proces
             ns.helpers.append(h)
             ns.tw_helper = h
             ns.listeners += 1
+        for h in ns.helpers:
+            _expect(h, "BOUND", setup_timeout)
+        for h in ns.helpers:
+            h.stdin.write("GO\n")
+            h.stdin.flush()
         for h in ns.helpers:
             _expect(h, "READY", setup_timeout)
         yield ns

@@ -17,15 +17,19 @@ is the module, `portscope.suggest_ports` the function), so neither can hide the 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 from .errors import BadInput, NotPermitted, PortscopeError, SystemReadError, Unsupported  # noqa: E402
-from .ports import IANA_DYNAMIC, PortRange, PortSet, parse_port, port_class  # noqa: E402
+
+# not `from typing import TYPE_CHECKING`: typing (and ports.py's dataclasses) would cost
+# more than the rest of `import portscope` and of `portscope --help` together
+TYPE_CHECKING = False
 
 # public name -> module that defines it (loaded on first access)
 _LAZY = {
+    "PortRange": "ports", "PortSet": "ports", "port_class": "ports", "parse_port": "ports",
+    "IANA_DYNAMIC": "ports",
     "host_facts": "host", "HostFacts": "host",
     "Namespace": "netns",
     "discover_namespaces": "namespaces", "NetNamespace": "namespaces",
@@ -67,7 +71,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'portscope' has no attribute {name!r}")
@@ -89,6 +93,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .namespaces import NetNamespace, discover_namespaces
     from .netns import Namespace
     from .portinfo import PortFacts, describe_port
+    from .ports import IANA_DYNAMIC, PortRange, PortSet, parse_port, port_class
     from .pressure import Destination, GlobalUse, PressureResult, analyze
     from .report import report_json
     from .settings import Change, change_reserved, set_range

@@ -231,10 +231,15 @@ def test_fallback_when_the_kernel_does_not_serve_tcp(world, monkeypatch):
     def missing(*a, **kw):
         raise netlink.ProtocolMissing("ENOENT")
     monkeypatch.setattr(netlink, "_legacy_ok", True)     # restored afterwards: the probe turns it off
-    monkeypatch.setattr(netlink, "dump", missing)
+    # every dump (whole, batched, counted) goes through dump_chunks
+    monkeypatch.setattr(netlink, "dump_chunks", missing)
     t = snapshot(("tcp",), netns=world.name)
     assert t.backend == "procfs" and "tcp_diag" in t.notes[0]
     assert netlink._legacy_ok is False          # no legacy entry point: per family from then on
+    from portscope.sockets import count
+    monkeypatch.setattr(netlink, "_legacy_ok", True)
+    c, ss = world.stable(lambda: count(("tcp",), netns=world.name), flags="-tanH", netid="tcp")
+    assert c["backend"] == "procfs" and "tcp_diag" in c["notes"][0] and c["total"] == len(ss)
 
 
 # --- the CLI --------------------------------------------------------------------------
@@ -339,3 +344,20 @@ def test_sctp_rows_join_the_netlink_table(world, monkeypatch):
     assert sctp[3]["remote_addrs"] == ["10.0.0.77", "10.0.0.109", "172.31.1.9"]
     assert all("local_addrs" not in r for r in rows if r["proto"] == "tcp")
     assert len(rows) == len(t) == len(sample) + sum(1 for r in rows if r["proto"] == "tcp")
+
+
+@pytest.mark.parametrize("backend", ["netlink", "procfs"])      # psutil counts a snapshot as it is
+@pytest.mark.parametrize("families", [(4, 6), (6,)])
+def test_count_while_reading_equals_counting_the_table(world, backend, families):
+    from portscope.sockets import count
+    from portscope.sockets.filters import counts
+
+    def both():
+        return (count(("tcp", "udp", "udplite"), families=families, netns=world.name, backend=backend),
+                snapshot(("tcp", "udp", "udplite"), families=families, netns=world.name, backend=backend,
+                         classify=False))
+    (c, table), ss = world.stable(both)
+    assert c["backend"] == table.backend == backend
+    assert {k: c[k] for k in ("total", "by_proto", "by_state", "by_proto_state")} == counts(table)
+    if families == (4, 6):
+        assert c["by_proto"]["tcp"] == sum(1 for p, *_ in ss if p == "tcp")

@@ -85,6 +85,15 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
         # ss -l: LISTEN, plus unconnected UDP / UDP-Lite (state CLOSE); asked of the kernel
         slist = ["LISTEN", "CLOSE"]
 
+    if count and prange is None and srcnet is None and dstnet is None and ephemeral is None and not listening:
+        # nothing to filter by row: counted while the kernel's replies arrive, no table
+        from ..sockets import count as count_sockets
+        c = count_sockets(tuple(p.lower() for p in plist), families=families, states=slist, netns=ns,
+                          backend=backend)
+        _report_read(c["backend"], c["warnings"], c["notes"], ns)
+        _print_count_result(c["backend"], ns, c["warnings"], {k: c[k] for k in COUNT_KEYS}, as_json)
+        return
+
     # the ephemeral decision costs a second kernel dump and a pass; only when shown or filtered
     need_class = not count or ephemeral is not None
     if all_netns:
@@ -109,22 +118,12 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
     if process and not count:
         from ..sockets import cgroups
         cgroups.fill(table, ns)          # which container / pod opened each socket
-    for w in table.warnings:
-        click.echo(f"portscope: warning: {w}", err=True)
-    if verbose():
-        click.echo(f"portscope: backend {table.backend}" + (f" (netns {ns})" if ns else ""), err=True)
-        for n in table.notes:
-            click.echo(f"portscope: {n}", err=True)
+    _report_read(table.backend, table.warnings, table.notes, ns)
 
     rows = filters.select(table, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
                           listening=listening)
     if count:
-        c = filters.counts(table, rows)
-        if as_json:
-            from .common import emit_json
-            emit_json({"backend": table.backend, "netns": ns, "warnings": table.warnings, **c})
-        else:
-            _print_counts(table.backend, c)
+        _print_count_result(table.backend, ns, table.warnings, filters.counts(table, rows), as_json)
         return
 
     idx = rows if rows is not None else range(len(table))
@@ -187,14 +186,36 @@ def _conns_all(read, select, as_json: bool, count: bool, process: bool, limit) -
 
 
 def _print_json(table, idx, ns) -> None:
-    """One socket per line: the C encoder (json with indent= is pure Python, ~8 s at 100k)."""
-    import json
-    dumps = json.dumps
-    out = sys.stdout
+    """One socket per line, streamed in batches (sockets.rowtext: the bytes of json.dumps per row)."""
+    from ..sockets.rowtext import json_document
     head = {"backend": table.backend, "netns": ns, "warnings": table.warnings}
-    out.write(dumps(head)[:-1] + ', "sockets": [\n')
-    out.write(",\n".join(dumps(table.row(i)) for i in idx))
-    out.write("\n]}\n")
+    _write(json_document(table, idx, head))
+
+
+def _write(chunks) -> None:
+    write = sys.stdout.write
+    for chunk in chunks:
+        write(chunk)
+
+
+COUNT_KEYS = ("total", "by_proto", "by_state", "by_proto_state")
+
+
+def _report_read(backend: str, warnings: list, notes: list, ns) -> None:
+    for w in warnings:
+        click.echo(f"portscope: warning: {w}", err=True)
+    if verbose():
+        click.echo(f"portscope: backend {backend}" + (f" (netns {ns})" if ns else ""), err=True)
+        for n in notes:
+            click.echo(f"portscope: {n}", err=True)
+
+
+def _print_count_result(backend: str, ns, warnings: list, c: dict, as_json: bool) -> None:
+    if as_json:
+        from .common import emit_json
+        emit_json({"backend": backend, "netns": ns, "warnings": warnings, **c})
+    else:
+        _print_counts(backend, c)
 
 
 def _print_counts(backend: str, c: dict) -> None:
@@ -207,6 +228,10 @@ def _print_counts(backend: str, c: dict) -> None:
 
 
 def _print_csv(table, idx, process: bool) -> None:
+    if not process:
+        from ..sockets.rowtext import csv_rows
+        _write(csv_rows(table, idx))
+        return
     import csv
     keys = ["proto", "family", "state", "local_addr", "local_port", "remote_addr", "remote_port",
             "ephemeral", "ephemeral_method", "uid", "inode"] + (["pid", "command"] if process else [])
@@ -218,39 +243,6 @@ def _print_csv(table, idx, process: bool) -> None:
 
 
 def _print_table(table, idx, process: bool) -> None:
-    """Aligned columns, built column-wise: at 100k rows per-row objects are the cost."""
-    from ..sockets.table import EPH_NAMES, PROTO_NAMES, STATE_NAMES, format_addr
-    full = isinstance(idx, range) and len(idx) == len(table)
-    idx = list(idx)
-    la, lp, ra, rp = table.local_addr, table.local_port, table.remote_addr, table.remote_port
-    # few distinct addresses among many sockets: format each once
-    texts = {raw: format_addr(raw) if len(raw) == 4 else f"[{format_addr(raw)}]"
-             for raw in {*la, *ra}}
-    if not full:
-        la, lp, ra, rp = ([col[i] for i in idx] for col in (la, lp, ra, rp))
-    pick = (lambda col: col) if full else (lambda col: [col[i] for i in idx])
-    names = [PROTO_NAMES.get(k, "?") for k in range(256)]
-    states = [STATE_NAMES.get(k, "?") for k in range(256)]
-    eph = table.ephemeral
-    eph_names = [EPH_NAMES.get(k) or "-" for k in range(4)]
-    cols = [
-        list(map(names.__getitem__, pick(table.proto))),
-        list(map(states.__getitem__, pick(table.state))),
-        [f"{texts[a]}:{p}" for a, p in zip(la, lp)],
-        [f"{texts[a]}:{p or '*'}" for a, p in zip(ra, rp)],
-        list(map(eph_names.__getitem__, pick(eph))) if len(eph) else ["-"] * len(idx),
-    ]
-    head = ["PROTO", "STATE", "LOCAL", "REMOTE", "EPHEMERAL"]
-    if process:
-        cols.append([f"{p}/{c or '?'}" if p >= 0 else "-" for p, c in zip(pick(table.pid), pick(table.command))])
-        head.append("PROCESS")
-        if table.cgroup is not None:
-            from ..sockets.cgroups import label
-            cols.append([label(cg, s) for cg, s in zip(pick(table.cgroup), pick(table.state))])
-            head.append("CGROUP")
-    widths = [max(len(h), max(map(len, c), default=0)) for h, c in zip(head, cols)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    out = sys.stdout
-    out.write(fmt.format(*head) + "\n")
-    if idx:
-        out.write("\n".join(map(fmt.format, *cols)) + "\n")
+    """Aligned columns, streamed in batches (sockets.rowtext: widths first, then rows)."""
+    from ..sockets.rowtext import text_rows
+    _write(text_rows(table, idx, process))

@@ -11,6 +11,7 @@ rules (filters.mark_ephemeral), and `table.backend` says which one ran.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Iterable
 
@@ -19,7 +20,7 @@ from ..errors import BadInput, Unsupported
 from ..host import host_facts
 from . import netlink, other, procfs
 from . import owners as _owners
-from .filters import mark_ephemeral
+from .filters import counts_of, mark_ephemeral
 from .table import PROTO_NAMES, STATE_CODES, SocketTable
 
 if TYPE_CHECKING:
@@ -132,4 +133,34 @@ def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterab
     return table
 
 
-__all__ = ["snapshot", "SocketTable", "ALL_PROTOS", "BACKENDS", "state_codes", "PROTO_NAMES"]
+def count(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterable[int] = (4, 6),
+          states: str | Iterable[str] | None = None, netns: str | Namespace | None = None,
+          backend: str | None = None) -> dict:
+    """Sockets by protocol and state without a table: filters.counts()'s keys plus
+    "backend", "warnings" and "notes" (as a snapshot's). With netlink the kernel's
+    replies are counted as they arrive, so memory does not grow with the socket count;
+    other backends count a classify=False snapshot."""
+    ps, fs = _check(protos, families)
+    codes = state_codes(states)
+    if backend is not None and backend not in BACKENDS:
+        raise BadInput(f"unknown socket backend {backend!r} (expected one of: {', '.join(BACKENDS)})")
+    if sys.platform.startswith("linux") and backend in (None, "netlink"):
+        where: AbstractContextManager[None] = _netns.entered(netns) if netns else nullcontext()
+        with where:
+            try:
+                pairs = netlink.count_states(tuple(p for p in ps if p != "sctp"), fs, codes)
+            except netlink.NetlinkRefused as e:
+                if backend == "netlink":
+                    raise Unsupported(f"netlink sock_diag refused: {e}")
+                pairs = None        # the snapshot below falls back to procfs and says so
+            if pairs is not None:
+                extra = _procfs(("sctp",), fs, codes, None) if "sctp" in ps else SocketTable(backend="procfs")
+                pairs.update(zip(extra.proto, extra.state))
+                return {"backend": "netlink", "warnings": extra.warnings, "notes": extra.notes,
+                        **counts_of(pairs)}
+    table = snapshot(ps, families=fs, states=states, netns=netns, backend=backend, classify=False)
+    return {"backend": table.backend, "warnings": table.warnings, "notes": table.notes,
+            **counts_of(Counter(zip(table.proto, table.state)))}
+
+
+__all__ = ["snapshot", "count", "SocketTable", "ALL_PROTOS", "BACKENDS", "state_codes", "PROTO_NAMES"]

@@ -186,6 +186,11 @@ def counts(table: SocketTable, rows: list[int] | None = None) -> dict:
     else:
         p, s = table.proto, table.state
         pairs = Counter((p[i], s[i]) for i in rows)
+    return counts_of(pairs)
+
+
+def counts_of(pairs: Counter) -> dict:
+    """counts() from {(proto code, state code): sockets}, however they were counted."""
     by_ps: dict[str, dict[str, int]] = {}
     by_p: Counter = Counter()
     by_s: Counter = Counter()

@@ -22,7 +22,8 @@ import socket
 import struct
 import sys
 from array import array
-from typing import TYPE_CHECKING, Collection, Iterable, Iterator, Literal
+from collections import Counter
+from typing import TYPE_CHECKING, Collection, Iterator, Literal
 
 from .table import (
     AUTO_NO,
@@ -52,6 +53,7 @@ _NO_BIND_LOCK = (1 << 3) | (1 << 6) | (1 << 12)     # SYN_RECV, TIME_WAIT, NEW_S
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LITTLE = sys.byteorder == "little"
+_ORDER: Literal["little", "big"] = "little" if _LITTLE else "big"
 
 _HDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBxI" "HH16s16sI8s")            # inet_diag_req_v2, 56 bytes
@@ -137,19 +139,66 @@ def _why(e: BaseException) -> str:
 def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
          buf: bytearray) -> dict[int, bytearray]:
     """One dump -> {stride: blob}: the replies, grouped so that every record in a blob
-    starts at a multiple of its stride (inet_diag_msg at offset 16 of each record).
+    starts at a multiple of its stride (inet_diag_msg at offset 16 of each record)."""
+    out: dict[int, bytearray] = {}
+    for stride, chunk in dump_chunks(sock, family, proto, states, bc, seq, buf):
+        blob = out.get(stride)
+        if blob is None:
+            blob = out[stride] = bytearray()
+        blob += chunk
+    return out
+
+
+BATCH_BYTES = 1 << 20          # replies parsed per batch: the table grows, the raw dump never sits whole
+
+
+def dump_batches(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
+                 buf: bytearray) -> Iterator[dict[int, bytearray]]:
+    """One dump as dump() groups it, in pieces: the reader parses each into columns before
+    the next arrives, so memory holds the table, not the replies.
+
+    The rows come out in dump()'s order (every record of the first stride seen, then
+    those of each other stride): records of the first stride, nearly all of them, go out
+    every BATCH_BYTES; the few of other strides (TIME_WAIT and request sockets carry no
+    attributes) wait for the end.
+    """
+    lead = None
+    batch = bytearray()
+    rest: dict[int, bytearray] = {}
+    for stride, chunk in dump_chunks(sock, family, proto, states, bc, seq, buf):
+        if lead is None:
+            lead = stride
+        if stride == lead:
+            batch += chunk
+            if len(batch) >= BATCH_BYTES:
+                yield {lead: batch}
+                batch = bytearray()
+            continue
+        blob = rest.get(stride)
+        if blob is None:
+            blob = rest[stride] = bytearray()
+        blob += chunk
+    if lead is not None:
+        yield {lead: batch, **rest}
+
+
+def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
+                buf: bytearray) -> Iterator[tuple[int, bytes | bytearray | memoryview]]:
+    """One dump as it arrives: (stride, records) per received chunk, every record of a
+    chunk `stride` bytes long (inet_diag_msg at offset 16). The chunk is only valid until
+    the next one is asked for (it may be a view of `buf`): callers that aggregate while
+    reading (counts) never hold more than one.
 
     Within one dump the kernel's replies nearly always have one size (the same
     attributes for every socket of a kind), so a received chunk is checked for that
-    in C (strided views of its length and type words) and kept whole. Only chunks
+    in C (strided views of its length and type words) and passed on whole. Only chunks
     that mix sizes, or end the dump, go through a Python loop that copies each
-    reply's fixed 88-byte head into the stride-88 blob.
+    reply's fixed 88-byte head into a stride-88 chunk.
     """
     try:
         sock.send(_request(family, proto, states, bc, seq))
     except OSError as e:
         raise NetlinkRefused(_why(e))
-    out: dict[int, bytearray] = {}
     kind_ok = TCPDIAG_GETSOCK if family == BOTH else SOCK_DIAG_BY_FAMILY
     mv = memoryview(buf)
     fb = int.from_bytes
@@ -165,15 +214,11 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
             if n == 0:
                 raise NetlinkRefused("netlink socket closed mid-dump")
             if _uniform(mv, n, kind_ok):
-                blob = out.get(fb(mv[0:4], bo))
-                if blob is None:
-                    blob = out[fb(mv[0:4], bo)] = bytearray()
-                blob += mv[:n]
+                yield fb(mv[0:4], bo), mv[:n]
                 continue
-            heads = out.get(HEAD)
-            if heads is None:
-                heads = out[HEAD] = bytearray()
+            heads = bytearray()
             off = 0
+            done = False
             while off < n:
                 length = fb(mv[off:off + 4], bo)
                 if buf[off + tb] == kind_ok:
@@ -185,10 +230,15 @@ def dump(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, s
                         if err < 0:
                             _raise(-err)
                         if kind == NLMSG_DONE:
-                            return out
+                            done = True
+                            break
                 if length < 16:
                     raise NetlinkRefused("malformed netlink message")
                 off += (length + 3) & ~3
+            if heads:
+                yield HEAD, heads
+            if done:
+                return
     finally:
         mv.release()
 
@@ -225,7 +275,8 @@ def _cut(blob, stride: int, code: Literal["H", "I"], offset: int) -> array:
     return a
 
 
-def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int) -> None:
+def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int,
+            seen: dict[bytes, bytes] | None = None) -> None:
     for stride, raw in blobs.items():
         blob = bytes(raw)               # slices of bytes are bytes: the address column
         size = len(blob)
@@ -245,11 +296,25 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
             w = 4 if family == 4 else 16
         table.family.frombytes(fams)
         table.state.frombytes(states)
+        # one object per distinct address (`seen`, shared by one read), not per row: few
+        # addresses repeat over many sockets, and a 4-byte bytes object costs 37 bytes
+        if seen is None:
+            seen = {}
         for offset, column in ((24, table.local_addr), (40, table.remote_addr)):
-            addrs: Iterable[bytes] = map(first, _addr_struct(stride, offset, w).iter_unpack(blob))
-            if w == 16 and v4:         # a legacy dump mixing families: IPv4 uses 4 bytes
+            if w == 4:
+                # IPv4: the address as one integer per row (a strided view, in C), each
+                # distinct one turned back into its 4 bytes once
+                words = _cut(blob, stride, "I", offset)
+                known = {v: seen.setdefault(b, b) for v in set(words) for b in (v.to_bytes(4, _ORDER),)}
+                if len(known) == 1:       # one address for the whole batch (a busy client)
+                    column.extend([*known.values()] * len(words))
+                else:
+                    column.extend(map(known.__getitem__, words))
+                continue
+            addrs: list[bytes] = list(map(first, _addr_struct(stride, offset, w).iter_unpack(blob)))
+            if v4:                     # a legacy dump mixing families: IPv4 uses 4 bytes
                 addrs = [a[:4] if f == 4 else a for a, f in zip(addrs, fams)]
-            column.extend(addrs)
+            column.extend(map(seen.setdefault, addrs, addrs))
         sp = _cut(blob, stride, "H", 20)
         dp = _cut(blob, stride, "H", 22)
         if _LITTLE:                    # ports arrive in network order
@@ -287,6 +352,7 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     """
     mask = ALL_STATES if states is None else sum(1 << s for s in states)
     table = SocketTable(backend="netlink")
+    seen: dict[bytes, bytes] = {}
     sock = open_socket()
     buf = bytearray(RECV_BYTES)
     seq = 0
@@ -311,8 +377,8 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                     for m, want, col in parts:
                         if m:
                             seq += 1
-                            _append(table, dump(sock, fam, code, m, bytecode(sport, want), seq, buf),
-                                    code, fam, col)
+                            for blobs in dump_batches(sock, fam, code, m, bytecode(sport, want), seq, buf):
+                                _append(table, blobs, code, fam, col, seen)
                 except ProtocolMissing:
                     if fam == BOTH:       # no legacy entry point: per family from now on
                         _legacy_off()
@@ -391,3 +457,40 @@ def attributes(buf: bytearray, off: int, length: int) -> Iterator[tuple[int, int
             return
         yield atype, a + 4, alen - 4
         a += (alen + 3) & ~3
+
+
+def count_states(protos: Collection[str], families: Collection[int],
+                 states: set[int] | None) -> Counter[tuple[int, int]]:
+    """{(proto code, state code): sockets} of the calling thread's namespace, counted
+    while the dump arrives: memory stays that of one received chunk whatever the socket
+    count (`conns --count`). The same dumps as read_table(auto=False); the same errors."""
+    mask = ALL_STATES if states is None else sum(1 << s for s in states)
+    out: Counter[tuple[int, int]] = Counter()
+    sock = open_socket()
+    buf = bytearray(RECV_BYTES)
+    seq = 0
+    tcp = PROTO_CODES["tcp"]
+    try:
+        for p in protos:
+            if p == "sctp":
+                continue
+            code = PROTO_CODES[p]
+            both = code == tcp and set(families) == {4, 6} and _legacy_ok
+            for fam in (BOTH,) if both else families:
+                seq += 1
+                by_state: Counter[int] = Counter()
+                try:
+                    for stride, chunk in dump_chunks(sock, fam, code, mask, b"", seq, buf):
+                        by_state.update(chunk[17::stride].tobytes() if isinstance(chunk, memoryview)
+                                        else bytes(chunk[17::stride]))
+                except ProtocolMissing:
+                    if fam == BOTH:
+                        _legacy_off()
+                        return count_states(protos, families, states)
+                    if p in ("tcp", "udp"):
+                        raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
+                    continue
+                out.update({(code, st): k for st, k in by_state.items()})
+    finally:
+        sock.close()
+    return out
