@@ -1,7 +1,7 @@
 """The paths users run most against their anchors, side by side in one run (issue 16).
 
     sudo .venv/bin/python -m benchmarks.bench_floor [--sockets 100000] [--rounds 7] [--baseline DIR]
-                                                    [--namespace NAME] [--json]
+                                                    [--namespace NAME] [--only WORD] [--json]
 
 In one namespace full of sockets (benchmarks/harness.py, or an existing one with
 --namespace), round after round and in a rotating order so drift hits every command
@@ -69,12 +69,15 @@ def checkout_env(path: str) -> dict:
     return env
 
 
-def measure(ns: str, rounds: int, checkouts: dict[str, str], top_up=None) -> dict:
+def measure(ns: str, rounds: int, checkouts: dict[str, str], top_up=None, commands=None) -> dict:
     """{label: [(wall, cpu, rss), ...]} for the anchors and every (checkout, command)."""
-    jobs: list[tuple[str, list[str], dict | None, str | None]] = [(k, v, None, None) for k, v in ANCHORS.items()]
+    commands = COMMANDS if commands is None else commands
+    anchors = {c[2] for c in commands}
+    jobs: list[tuple[str, list[str], dict | None, str | None]] = [
+        (k, v, None, None) for k, v in ANCHORS.items() if k in anchors]
     for tag, path in checkouts.items():
         env = checkout_env(path)
-        for label, argv, _ in COMMANDS:
+        for label, argv, _ in commands:
             jobs.append((f"{tag}: {label}", [sys.executable, "-m", "portscope", *argv], env, path))
     for label, argv, env, cwd in jobs:             # warm-up: page cache, .pyc files
         run(ns, argv, env, cwd)
@@ -88,11 +91,11 @@ def measure(ns: str, rounds: int, checkouts: dict[str, str], top_up=None) -> dic
     return out
 
 
-def summarize(res: dict, checkouts: dict[str, str]) -> list[dict]:
+def summarize(res: dict, checkouts: dict[str, str], commands=None) -> list[dict]:
     """One row per (checkout, command): medians and the per-round ratio to its anchor."""
     rows = []
     for tag in checkouts:
-        for label, _, anchor in COMMANDS:
+        for label, _, anchor in COMMANDS if commands is None else commands:
             mine, base = res[f"{tag}: {label}"], res[anchor]
             rows.append({
                 "checkout": tag, "command": label, "anchor": anchor,
@@ -114,7 +117,12 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", metavar="DIR", help="another checkout, timed in the same rounds")
     ap.add_argument("--namespace", metavar="NAME", help="use this existing namespace instead of building one")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--only", metavar="WORD", action="append",
+                    help="time only the commands whose label contains WORD (repeatable), e.g. --only pressure")
     a = ap.parse_args(argv)
+    commands = [c for c in COMMANDS if not a.only or any(w in c[0] for w in a.only)]
+    if not commands:
+        ap.error(f"no command matches {a.only}")
     checkouts = {"this": HERE}
     if a.baseline:
         checkouts["baseline"] = os.path.abspath(a.baseline)
@@ -124,11 +132,11 @@ def main(argv=None) -> int:
         n = subprocess.run(["ip", "netns", "exec", ns, "ss", "-tanH"], capture_output=True,
                            text=True).stdout.count("\n")
         load0 = os.getloadavg()
-        res = measure(ns, a.rounds, checkouts, top_up)
-        rows = summarize(res, checkouts)
+        res = measure(ns, a.rounds, checkouts, top_up, commands)
+        rows = summarize(res, checkouts, commands)
         doc = {"tcp_sockets": n, "rounds": a.rounds, "load_before": load0, "load_after": os.getloadavg(),
                "seconds": round(time.monotonic() - t0, 1), "anchors_peak_rss_mib":
-               {k: max(m for _, _, m in res[k]) / 1024 for k in ANCHORS}, "rows": rows}
+               {k: max(m for _, _, m in res[k]) / 1024 for k in ANCHORS if k in res}, "rows": rows}
         if a.json:
             print(json.dumps(doc, indent=2))
             return 0

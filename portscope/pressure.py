@@ -42,6 +42,7 @@ objects, so 100k sockets cost one Python loop.
 from __future__ import annotations
 
 import sys
+from array import array
 from collections import Counter
 from dataclasses import dataclass, replace
 from itertools import compress
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
 PARITY_FAR = 0.5     # bind(0) inference only while a destination uses < half its LOW-parity ports
 _BOUND_INACTIVE = 13
 _UDP_PROTOS = (PROTO_UDP, PROTO_UDPLITE)
+_FEW_LISTENERS = 64
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,18 @@ def _r(x: float | None, nd: int = 3) -> float | None:
     return None if x is None else round(x, nd)
 
 
+_TIMES2 = bytes([0, 2] + [0] * 254)
+_TIMES4 = bytes([0, 4] + [0] * 254)
+
+
+def _count_parity(ports: Collection[int], parity: int, usable: bytearray) -> int:
+    """How many of `ports` have that parity and are in the pool (C passes, no loop)."""
+    a = array("H", ports)
+    raw = a.tobytes()
+    low = raw[0::2] if sys.byteorder == "little" else raw[1::2]
+    return and_(is_(low, *range(parity, 256, 2)), bytes(map(usable.__getitem__, a))).count(1)
+
+
 def window_loss(host_facts: HostFacts, usable: bytearray, held: Collection[int] = ()) -> int:
     """1 when connect() may skip a port it could have used: equal-parity ends on Linux, and
     LOW or HIGH (the only ports a window can leave out) in the pool and not held by bind()
@@ -288,8 +302,18 @@ class RowMasks:
             in_u = b"\x01" * n          # the kernel already filtered on the range (snapshot_in_range)
         else:
             in_u = bytes(map(usable.__getitem__, lports))
-        connected = bytes(map(bool, t.remote_port))
-        server = or_(is_(sb, TCP_LISTEN), bytes(map(lp.__contains__, lports)) if lp else bytes(n))
+        # a port is 0 when both its bytes are; listener ports likewise byte by byte (few
+        # listeners: a handful of C passes beat a set lookup per row)
+        pb2 = lports.tobytes()
+        lo, hi = (pb2[0::2], pb2[1::2]) if sys.byteorder == "little" else (pb2[1::2], pb2[0::2])
+        rb2 = t.remote_port.tobytes()
+        connected = not_(and_(is_(rb2[0::2], 0), is_(rb2[1::2], 0)))
+        server = is_(sb, TCP_LISTEN)
+        if len(lp) > _FEW_LISTENERS:
+            server = or_(server, bytes(map(lp.__contains__, lports)))
+        else:
+            for p in lp:
+                server = or_(server, and_(is_(lo, p & 0xFF), is_(hi, p >> 8)))
         tcp = and_(is_(self.pb, PROTO_TCP), in_u, not_(server))
         bound_only = or_(not_(connected), is_(sb, _BOUND_INACTIVE))
         self.tcp_client = and_(tcp, not_(bound_only))
@@ -301,8 +325,7 @@ class RowMasks:
         ab = t.auto_bound.tobytes()
         self.auto_no = is_(ab, AUTO_NO) if len(ab) == n else bytes(n)   # empty column: unknown
         # the low byte of each port gives its parity
-        low = lports.tobytes()[0::2] if sys.byteorder == "little" else lports.tobytes()[1::2]
-        self.same_par = is_(low, *range(rng.low & 1, 256, 2))
+        self.same_par = is_(lo, *range(rng.low & 1, 256, 2))
         self.tcp_keys = lambda: zip(t.local_addr, t.remote_addr, t.remote_port)
         self.udp_keys = lambda: zip(t.proto, t.local_addr, t.remote_addr, t.remote_port)
 
@@ -335,14 +358,29 @@ def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None
     # selected rows become tuples.
     keys = m.tcp_keys
     tcp_client, client = m.tcp_client, m.client
-    dest_n: Counter[tuple] = Counter(compress(keys(), tcp_client))
+    # One pass over the TCP clients counts (src, dst, dport, class), class = TIME_WAIT |
+    # bound by number << 1 | LOW parity << 2: the per-destination counts are then sums
+    # over a few distinct keys, not one pass over the rows each.
+    cls = or_(m.tw, or_(m.auto_no.translate(_TIMES2), m.same_par.translate(_TIMES4)))
+    by_class = Counter(compress(zip(t.local_addr, t.remote_addr, t.remote_port, cls), tcp_client))
+    dest_n: Counter[tuple] = Counter()
+    dest_tw: Counter[tuple] = Counter()
+    dest_bind: Counter[tuple] = Counter()
+    dest_same: Counter[tuple] = Counter()     # auto-bound sockets on LOW-parity ports
+    for (la, ra, rp, c), k in by_class.items():
+        key = (la, ra, rp)
+        dest_n[key] += k
+        if c & 1:
+            dest_tw[key] += k
+        if c & 2:
+            dest_bind[key] += k
+        elif c & 4:
+            dest_same[key] += k
     udp_keys = list(compress(m.udp_keys(), m.udp_client))
     dest_n.update(udp_keys)
-    dest_tw = Counter(compress(keys(), and_(tcp_client, m.tw)))
     n_tw = sum(dest_tw.values())
     explicit = and_(tcp_client, m.auto_no)
     auto_tcp = and_(tcp_client, not_(m.auto_no))
-    dest_bind: Counter[tuple] = Counter(compress(keys(), explicit))
     dest_bind.update(udp_keys)                              # every UDP socket holds its port
     cand_mask = and_(auto_tcp, not_(m.same_par))
     has_cand = bool(cand_mask.count(1))
@@ -354,8 +392,6 @@ def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None
     for pr in set(compress(protos, m.udp_in_u)):
         g_udp[pr] = set(compress(lports, and_(m.udp_in_u, m.protois_(pr))))
     candidates = list(compress(zip(lports, keys()), cand_mask)) if has_cand else []
-    # LOW-parity use per destination, needed only to judge the other-parity candidates
-    dest_same = Counter(compress(keys(), and_(auto_tcp, m.same_par))) if candidates else Counter()
     connect_rows = list(compress(range(len(t)), client)) if (process and t.pid is not None) else []
 
     # bind(0)+connect inference (see module doc)
@@ -366,7 +402,8 @@ def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None
     same_limit = same_cap * PARITY_FAR
     other_total = usable[1 - low_par::2].count(1)
     tcp_held = g_tcp_sure | listen_in_u | tcp_port_n.keys()
-    saturated = other_total > 0 and sum(1 for p in tcp_held if (p & 1) != low_par and usable[p]) >= other_total
+    saturated = other_total > 0 and len(tcp_held) >= other_total and \
+        _count_parity(tcp_held, 1 - low_par, usable) >= other_total
     if saturated:
         # every other-parity port is held: bind(0) has spilled into LOW's parity, so the
         # binders' destinations hold LOW-parity ports too; only a destination that has
@@ -472,7 +509,8 @@ def snapshot_in_range(host_facts: HostFacts, netns: str | None = None, *, owners
     if not owners and sys.platform.startswith("linux"):
         try:
             with _netns.entered(netns):
-                return netlink.read_table(SNAPSHOT_PROTOS, (4, 6), READ_STATES, host_facts.ephemeral, auto=True)
+                return netlink.read_table(SNAPSHOT_PROTOS, (4, 6), READ_STATES, host_facts.ephemeral,
+                                          auto=True, model_auto=True)
         except netlink.NetlinkRefused:
             pass
     return snapshot(protos=SNAPSHOT_PROTOS, sport=host_facts.ephemeral, owners=owners,

@@ -25,6 +25,7 @@ from array import array
 from collections import Counter
 from typing import TYPE_CHECKING, Collection, Iterator, Literal
 
+from .masks import and_, is_, or_
 from .table import (
     AUTO_NO,
     AUTO_UNKNOWN,
@@ -45,11 +46,12 @@ INET_DIAG_REQ_BYTECODE = 1
 INET_DIAG_NOCOOKIE = 0xFFFFFFFF
 
 # bytecode op codes (enum in inet_diag.h)
-BC_JMP, BC_S_GE, BC_S_LE, BC_AUTO = 1, 2, 3, 6
+BC_JMP, BC_S_GE, BC_S_LE, BC_D_GE, BC_D_LE, BC_AUTO = 1, 2, 3, 4, 5, 6
 
 # every state ss shows with -a: 1..12 (NEW_SYN_RECV is 12); not 13 BOUND_INACTIVE
 ALL_STATES = sum(1 << s for s in range(1, 13))
 _NO_BIND_LOCK = (1 << 3) | (1 << 6) | (1 << 12)     # SYN_RECV, TIME_WAIT, NEW_SYN_RECV
+_UNCONNECTED_STATES = (1 << 10) | (1 << 13)         # LISTEN, BOUND_INACTIVE: no remote port
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LITTLE = sys.byteorder == "little"
@@ -81,16 +83,24 @@ class ProtocolMissing(Exception):
     """This kernel's sock_diag does not serve the protocol (module absent)."""
 
 
-def bytecode(sport: PortRange | None = None, auto: bool | None = None) -> bytes:
+def bytecode(sport: PortRange | None = None, auto: bool | None = None, *, unconnected: bool = False) -> bytes:
     """INET_DIAG_REQ_BYTECODE program: accept iff sport in range and AUTO == auto.
 
+    With `unconnected`, the sockets without a remote port (listeners, bound-only) go with
+    the auto half: auto=True accepts AUTO or dport 0, auto=False accepts not AUTO and a
+    dport; the two halves still return each socket exactly once.
     Each test jumps to the next op on success and past the end (len+4: reject)
-    on failure; the kernel accepts only when the program ends exactly at len.
+    on failure; the kernel accepts only when the program ends exactly at len (and its
+    audit wants every op on the chain of `yes` jumps, so alternatives jump on `no`).
     """
     ops: list[tuple[int, int, int]] = []       # (code, yes, no); no filled below
     if sport is not None:
         ops += [(BC_S_GE, 8, -1), (0, 0, sport.low), (BC_S_LE, 8, -1), (0, 0, sport.high)]
-    if auto is True:
+    if unconnected and auto is not None:
+        # AUTO true -> the JMP: accept (auto=True) or reject; false -> the dport test
+        ops += [(BC_AUTO, 4, 8), (BC_JMP, 4, -2 if auto else -1)]
+        ops += [(BC_D_LE, 8, -1), (0, 0, 0)] if auto else [(BC_D_GE, 8, -1), (0, 0, 1)]
+    elif auto is True:
         ops.append((BC_AUTO, 4, -1))
     elif auto is False:
         # AUTO true -> fall into a JMP that leaves past the end (reject); false -> skip it
@@ -205,6 +215,7 @@ def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: b
     bo = sys.byteorder
     tb = 4 if _LITTLE else 5       # the low byte of nlmsg_type (all our types are < 256)
     limit = len(buf) - 128         # a head is copied even at a short final message
+    sizes: dict[int, int] = {}     # reply length -> replies seen in mixed chunks
     try:
         while True:
             try:
@@ -216,6 +227,11 @@ def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: b
             if _uniform(mv, n, kind_ok):
                 yield fb(mv[0:4], bo), mv[:n]
                 continue
+            if len(sizes) >= 2:
+                parts = _split_two(mv[:n], sizes, kind_ok)
+                if parts is not None:
+                    yield from parts
+                    continue
             heads = bytearray()
             off = 0
             done = False
@@ -223,6 +239,7 @@ def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: b
                 length = fb(mv[off:off + 4], bo)
                 if buf[off + tb] == kind_ok:
                     heads += mv[off:off + HEAD]
+                    sizes[length] = sizes.get(length, 0) + 1
                 else:
                     kind = struct.unpack_from("=H", buf, off + 4)[0]
                     if kind in (NLMSG_DONE, NLMSG_ERROR):
@@ -241,6 +258,42 @@ def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: b
                 return
     finally:
         mv.release()
+
+
+def _split_two(mv: memoryview, sizes: dict[int, int], kind: int) -> list[tuple[int, bytes]] | None:
+    """A chunk mixing replies of two lengths (full sockets and TIME_WAIT ones, interleaved in
+    the kernel's hash) as two uniform blobs, in C: bytes.split() on the header words of the
+    rarer of the two lengths `sizes` has seen most (the reply-by-reply loop costs ~1 us a
+    reply: a third of a pressure read at 100k when TIME_WAIT is mixed in). None when that does
+    not give exactly uniform replies of the two lengths (header-like bytes inside a reply, a
+    control message): the caller's loop then parses the chunk reply by reply."""
+    (common, _), (rare, _) = sorted(sizes.items(), key=lambda kv: -kv[1])[:2]
+    if (rare | common) & 3 or min(rare, common) < HEAD:
+        return None
+    raw = mv.tobytes()
+    seq_pid = raw[8:16]
+    sep = struct.pack("=IHH", rare, kind, 2)
+    pieces = raw.split(sep)
+    r = rare - 8
+    rest = pieces[1:]
+    rare_blob = sep + sep.join([p[:r] for p in rest]) if rest else b""
+    common_blob = pieces[0] + b"".join([p[r:] for p in rest])
+    if len(rare_blob) != len(rest) * rare or len(common_blob) % common:
+        return None
+    out: list[tuple[int, bytes]] = []
+    for length, blob in ((common, common_blob), (rare, rare_blob)):
+        if blob:
+            # the sequence and port id of every reply as well: a split inside a reply
+            # (header-like bytes in an address) cannot pass
+            k = len(blob) // length
+            words = memoryview(blob).cast("I")
+            step = length // 4
+            if not (_uniform(memoryview(blob), len(blob), kind)
+                    and words[2::step].tobytes() == seq_pid[:4] * k
+                    and words[3::step].tobytes() == seq_pid[4:] * k):
+                return None
+            out.append((length, blob))
+    return out
 
 
 _patterns: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
@@ -276,7 +329,7 @@ def _cut(blob, stride: int, code: Literal["H", "I"], offset: int) -> array:
 
 
 def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int,
-            seen: dict[bytes, bytes] | None = None) -> None:
+            seen: dict[bytes, bytes] | None = None, unconnected_unknown: bool = False) -> None:
     for stride, raw in blobs.items():
         blob = bytes(raw)               # slices of bytes are bytes: the address column
         size = len(blob)
@@ -324,7 +377,13 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
         table.remote_port.extend(dp)
         table.uid.extend(_cut(blob, stride, "I", 80))
         table.inode.extend(_cut(blob, stride, "I", 84).tolist())   # the column is 64-bit
-        if auto == AUTO_YES:
+        if auto == AUTO_YES and unconnected_unknown:
+            # the walk took every socket without a remote port, AUTO or not (bytecode
+            # `unconnected`): for those the kernel did not say
+            dpb = dp.tobytes()
+            zero = and_(is_(dpb[0::2], 0), is_(dpb[1::2], 0)).translate(_HIGH_BIT)
+            table.auto_bound.frombytes(or_(states, zero).translate(_AUTO_OF_STATE))
+        elif auto == AUTO_YES:
             # TIME_WAIT and request sockets carry no bind lock, so AUTO says yes for
             # all of them: the kernel cannot tell there
             table.auto_bound.frombytes(states.translate(_AUTO_OF_STATE))
@@ -339,16 +398,22 @@ def _addr_struct(stride: int, offset: int, width: int) -> struct.Struct:
 
 
 _FAMILY_CODE = bytes(4 if i == socket.AF_INET else 6 if i == socket.AF_INET6 else 0 for i in range(256))
-_AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) else AUTO_YES for s in range(256))
+# 128 | state: a row the kernel did not test (dport 0 in an `unconnected` walk)
+_AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) or s >= 128 else AUTO_YES for s in range(256))
+_HIGH_BIT = bytes([0, 128] + [0] * 254)
 
 
 def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
-               sport: PortRange | None, auto: bool = True) -> SocketTable:
+               sport: PortRange | None, auto: bool = True, *, model_auto: bool = False) -> SocketTable:
     """Sockets of the calling thread's network namespace via sock_diag.
 
     Raises NetlinkRefused when sock_diag is unusable (the facade then reads procfs).
     Protocols this kernel does not serve (no UDP-Lite) are skipped. SCTP is not
     asked here: the facade reads it from /proc/net/sctp (see sockets/__init__.py).
+    model_auto (with auto): the AUTO bit only where the pressure model reads it, TCP
+    sockets with a remote port; the others (listeners, bound-only, every UDP socket)
+    come AUTO_UNKNOWN, which saves the UDP AUTO=no walks and the second bind-hash walk
+    for BOUND_INACTIVE (~15 ms at 100k sockets).
     """
     mask = ALL_STATES if states is None else sum(1 << s for s in states)
     table = SocketTable(backend="netlink")
@@ -369,7 +434,12 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                 # the few that do not; TIME_WAIT and request sockets always pass
                 # AUTO, and stay out of the second walk's bytecode
                 parts: list[tuple[int, bool | None, int]]
-                if auto:
+                split = model_auto and code == tcp
+                if auto and split:
+                    # dport-0 sockets (listeners, BOUND_INACTIVE) all in the first walk
+                    parts = [(mask, True, AUTO_YES),
+                             (mask & ~_NO_BIND_LOCK & ~_UNCONNECTED_STATES, False, AUTO_NO)]
+                elif auto and not model_auto:
                     parts = [(mask, True, AUTO_YES), (mask & ~_NO_BIND_LOCK, False, AUTO_NO)]
                 else:
                     parts = [(mask, None, AUTO_UNKNOWN)]
@@ -377,12 +447,13 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                     for m, want, col in parts:
                         if m:
                             seq += 1
-                            for blobs in dump_batches(sock, fam, code, m, bytecode(sport, want), seq, buf):
-                                _append(table, blobs, code, fam, col, seen)
+                            bc = bytecode(sport, want, unconnected=split)
+                            for blobs in dump_batches(sock, fam, code, m, bc, seq, buf):
+                                _append(table, blobs, code, fam, col, seen, split)
                 except ProtocolMissing:
                     if fam == BOTH:       # no legacy entry point: per family from now on
                         _legacy_off()
-                        return read_table(protos, families, states, sport, auto)
+                        return read_table(protos, families, states, sport, auto, model_auto=model_auto)
                     if p in ("tcp", "udp"):
                         raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
                     continue
