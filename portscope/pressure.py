@@ -339,6 +339,31 @@ def row_masks(host_facts: HostFacts, table: SocketTable, usable: bytearray | Non
     return RowMasks(host_facts, table, usable)
 
 
+def tcp_dest_counts(t: SocketTable, m: RowMasks) -> tuple[Counter, Counter, Counter, Counter]:
+    """Per TCP destination (src, dst, dport): client sockets, those in TIME_WAIT, those
+    bound by number (AUTO no), and the auto-bound ones on LOW-parity ports.
+
+    One pass over the client rows counts (src, dst, dport, class), class = TIME_WAIT |
+    bound << 1 | LOW parity << 2; the four counts are sums over its few distinct keys,
+    not a pass over the rows each."""
+    cls = or_(m.tw, or_(m.auto_no.translate(_TIMES2), m.same_par.translate(_TIMES4)))
+    by_class = Counter(compress(zip(t.local_addr, t.remote_addr, t.remote_port, cls), m.tcp_client))
+    dest_n: Counter[tuple] = Counter()
+    dest_tw: Counter[tuple] = Counter()
+    dest_bind: Counter[tuple] = Counter()
+    dest_same: Counter[tuple] = Counter()
+    for (la, ra, rp, c), k in by_class.items():
+        key = (la, ra, rp)
+        dest_n[key] += k
+        if c & 1:
+            dest_tw[key] += k
+        if c & 2:
+            dest_bind[key] += k
+        elif c & 4:
+            dest_same[key] += k
+    return dest_n, dest_tw, dest_bind, dest_same
+
+
 def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None = None, process: bool = False) -> PressureResult:
     """Pressure of `socket_table` against the range and reservations in `host_facts`."""
     rng: PortRange = host_facts.ephemeral
@@ -358,24 +383,7 @@ def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None
     # selected rows become tuples.
     keys = m.tcp_keys
     tcp_client, client = m.tcp_client, m.client
-    # One pass over the TCP clients counts (src, dst, dport, class), class = TIME_WAIT |
-    # bound by number << 1 | LOW parity << 2: the per-destination counts are then sums
-    # over a few distinct keys, not one pass over the rows each.
-    cls = or_(m.tw, or_(m.auto_no.translate(_TIMES2), m.same_par.translate(_TIMES4)))
-    by_class = Counter(compress(zip(t.local_addr, t.remote_addr, t.remote_port, cls), tcp_client))
-    dest_n: Counter[tuple] = Counter()
-    dest_tw: Counter[tuple] = Counter()
-    dest_bind: Counter[tuple] = Counter()
-    dest_same: Counter[tuple] = Counter()     # auto-bound sockets on LOW-parity ports
-    for (la, ra, rp, c), k in by_class.items():
-        key = (la, ra, rp)
-        dest_n[key] += k
-        if c & 1:
-            dest_tw[key] += k
-        if c & 2:
-            dest_bind[key] += k
-        elif c & 4:
-            dest_same[key] += k
+    dest_n, dest_tw, dest_bind, dest_same = tcp_dest_counts(t, m)
     udp_keys = list(compress(m.udp_keys(), m.udp_client))
     dest_n.update(udp_keys)
     n_tw = sum(dest_tw.values())
