@@ -376,7 +376,11 @@ def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family:
         table.local_port.extend(sp)
         table.remote_port.extend(dp)
         table.uid.extend(_cut(blob, stride, "I", 80))
-        table.inode.extend(_cut(blob, stride, "I", 84).tolist())   # the column is 64-bit
+        # the column is 64-bit: the 32-bit inodes go into the low words of zeroed
+        # 8-byte slots (a strided copy in C, not a Python int per row)
+        wide = bytearray(8 * n)
+        memoryview(wide).cast("I")[0 if _LITTLE else 1::2] = _cut(blob, stride, "I", 84)
+        table.inode.frombytes(wide)
         if auto == AUTO_YES and unconnected_unknown:
             # the walk took every socket without a remote port, AUTO or not (bytecode
             # `unconnected`): for those the kernel did not say
