@@ -66,6 +66,9 @@ def checkout_env(path: str) -> dict:
     the checkout as working directory too: -m puts it first on sys.path)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = path
+    # the warm-up round must leave .pyc files behind, or every timed run of a checkout
+    # whose modules changed since its last compile pays for compiling them again
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
