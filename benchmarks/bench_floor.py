@@ -82,7 +82,7 @@ def measure(ns: str, rounds: int, checkouts: dict[str, str], top_up=None, comman
         env = checkout_env(path)
         for label, argv, _ in commands:
             jobs.append((f"{tag}: {label}", [sys.executable, "-m", "portscope", *argv], env, path))
-    for label, argv, env, cwd in jobs:             # warm-up: page cache, .pyc files
+    for _label, argv, env, cwd in jobs:             # warm-up: page cache, .pyc files
         run(ns, argv, env, cwd)
     out: dict[str, list] = {job[0]: [] for job in jobs}
     for r in range(rounds):

@@ -12,7 +12,7 @@ What it holds (counts are sockets as `ss -tuan` lists them):
   udp          half connected, half unconnected (bound to an automatic port)
 
 Every helper binds its listener and says BOUND; only when all have, they are told GO and
-connect. The listener ports (19999, 20000+k) lie inside the namespace's port range, so a
+connect. The listener ports (19999 and down, 20000+k) lie inside the namespace's port range, so a
 connect() from one helper could otherwise take a port another was about to bind
 (EADDRINUSE, seen once).
 
@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 PY = sys.executable
+TW_PER_DEST = 30_000      # TIME_WAIT sockets per destination: well inside the 64,512-port range
 
 # One helper process: makes its sockets, prints "READY <n>", then holds them until
 # stdin closes or its alarm fires. Kinds: est (pairs), tw (TIME_WAIT), udp.
@@ -125,8 +126,13 @@ class SocketNamespace:
     name: str
     mix: Mix
     helpers: list = field(default_factory=list)     # Popen objects we started
-    tw_helper: subprocess.Popen | None = None
+    tw_helpers: list = field(default_factory=list)  # the TIME_WAIT makers, one destination each
     listeners: int = 0
+
+    @property
+    def tw_helper(self) -> subprocess.Popen | None:
+        """The first TIME_WAIT maker (None without TIME_WAIT)."""
+        return self.tw_helpers[0] if self.tw_helpers else None
 
     def cmd(self, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
@@ -146,14 +152,18 @@ class SocketNamespace:
 
     def top_up_time_wait(self, timeout: float = 60) -> int:
         """Recreate the TIME_WAIT sockets that expired (they live 60 s); returns how many."""
-        if self.tw_helper is None:
+        if not self.tw_helpers:
             return 0
         missing = self.mix.time_wait - self.count_time_wait()
         if missing <= 0:
             return 0
-        self.tw_helper.stdin.write(f"{missing}\n")
-        self.tw_helper.stdin.flush()
-        _expect(self.tw_helper, "DONE", timeout)
+        k = len(self.tw_helpers)
+        shares = [missing // k + (i < missing % k) for i in range(k)]
+        for h, n in zip(self.tw_helpers, shares):
+            h.stdin.write(f"{n}\n")
+            h.stdin.flush()
+        for h in self.tw_helpers:
+            _expect(h, "DONE", timeout)
         return missing
 
 
@@ -235,12 +245,17 @@ def socket_namespace(total: int = 100_000, *, mix: Mix | None = None, per_proces
             if kind == "est":
                 ns.listeners += 1
         if mix.time_wait:
-            # TIME_WAIT holds no descriptor, so one helper makes them all
-            h = ns.popen(PY, "-c", _HELPER, "tw", str(mix.time_wait), "19999", str(lifetime),
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            ns.helpers.append(h)
-            ns.tw_helper = h
-            ns.listeners += 1
+            # TIME_WAIT holds no descriptor, but each one holds its port toward its
+            # destination for 60 s, and one destination has only the range's ports: so one
+            # helper (and listener: 19999, 19998, ...) per TW_PER_DEST of them
+            k = -(-mix.time_wait // TW_PER_DEST)
+            for i in range(k):
+                n = mix.time_wait // k + (i < mix.time_wait % k)
+                h = ns.popen(PY, "-c", _HELPER, "tw", str(n), str(19999 - i), str(lifetime),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                ns.helpers.append(h)
+                ns.tw_helpers.append(h)
+                ns.listeners += 1
         for h in ns.helpers:
             _expect(h, "BOUND", setup_timeout)
         for h in ns.helpers:

@@ -40,6 +40,24 @@ def test_harness_builds_the_mix_and_always_cleans_up():
             os.kill(pid, 0)
 
 
+def test_harness_spreads_time_wait_over_destinations(monkeypatch):
+    """One destination has only the range's ports: TIME_WAIT beyond TW_PER_DEST goes to
+    further listeners (19999, 19998, ...), and topping up refills every one of them."""
+    from collections import Counter
+
+    from benchmarks import harness
+    monkeypatch.setattr(harness, "TW_PER_DEST", 120)
+    with harness.socket_namespace(mix=harness.Mix(20, 300, 0), prefix="pstestharn") as ns:
+        assert len(ns.tw_helpers) == 3
+        def by_dport():
+            out = ns.run("ss", "-tanH", "state", "time-wait").stdout
+            return Counter(line.split()[-1].rsplit(":", 1)[1] for line in out.splitlines() if line.strip())
+        seen = by_dport()
+        assert set(seen) == {"19999", "19998", "19997"} and sum(seen.values()) >= 295
+        assert all(c <= 120 for c in seen.values())
+        assert ns.top_up_time_wait() >= 0 and ns.count_time_wait() >= 295
+
+
 def test_harness_removes_the_namespace_when_the_block_raises():
     from benchmarks.harness import Mix, socket_namespace
     seen = None
