@@ -37,13 +37,27 @@ FAST_SHAPES = [[], ["--help"], ["-h"], ["-V"], ["--version"], ["range"], ["range
 ERROR_SHAPES = [["port", "99999"], ["port", "99999", "--json"], ["port", "65536"]]
 
 
-def _run(argv: list[str], *, slow: bool, prefix: tuple = (), env: dict | None = None):
+def _run(argv: list[str], *, slow: bool, prefix: tuple = (), env: dict | None = None, entry=ENTRY):
     e = dict(os.environ if env is None else env)
     e.pop("PORTSCOPE_NO_FAST", None)
     if slow:
         e["PORTSCOPE_NO_FAST"] = "1"
-    r = subprocess.run([*prefix, *ENTRY, *argv], capture_output=True, env=e, timeout=120)
+    r = subprocess.run([*prefix, *entry, *argv], capture_output=True, env=e, timeout=120)
     return r.returncode, r.stdout, r.stderr
+
+
+def _alike(argv: list[str], **kw) -> tuple:
+    """Both ways, equal; `namespaces` lists the host's bind mounts too, which other tests add and
+    remove meanwhile: a differing inode set is retried, never a differing rendering."""
+    for _ in range(3):
+        fast_r, slow_r = _run(argv, slow=False, **kw), _run(argv, slow=True, **kw)
+        if fast_r == slow_r or argv[0] != "namespaces":
+            break
+        js = [_run(["namespaces", "--json"], slow=s, **kw)[1] for s in (False, True)]
+        inodes = [{n["inode"] for n in json.loads(j)["namespaces"]} for j in js]
+        assert inodes[0] != inodes[1], (argv, fast_r, slow_r)      # only churn may differ
+    assert fast_r == slow_r, argv
+    return fast_r
 
 
 def test_shapes_are_exact():
@@ -85,29 +99,42 @@ def test_every_fast_shape_prints_what_click_prints(netns):
         stop_process(p)
 
 
+# a private PID namespace with its own /proc: the command is pid 1 (so two runs list the same
+# pids) beside one root process (pid 2) that an unprivileged run may not read
+ALONE = ("unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", 'sleep 60 & exec "$@"', "sh")
+
+
 @pytest.mark.root
 def test_namespaces_fast_and_click_alike():
-    """In a private PID namespace (with its own /proc) the walk sees only the command itself,
-    so two runs list the same processes; bind mounts are the host's and may change between
-    the runs (other tests), so a differing inode set is retried, never a differing rendering."""
     import shutil
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare (util-linux) for a private PID namespace")
-    prefix = ("unshare", "--pid", "--fork", "--mount-proc")
     for argv in (["namespaces"], ["namespaces", "--json"]):
-        for _ in range(3):
-            fast_r = _run(argv, slow=False, prefix=prefix)
-            slow_r = _run(argv, slow=True, prefix=prefix)
-            if fast_r == slow_r:
-                break
-            js = [_run(["namespaces", "--json"], slow=s, prefix=prefix)[1] for s in (False, True)]
-            inodes = [{n["inode"] for n in json.loads(j)["namespaces"]} for j in js]
-            assert inodes[0] != inodes[1], (argv, fast_r, slow_r)      # only churn may differ
-        assert fast_r == slow_r, argv
-        assert fast_r[0] == 0
-    doc = json.loads(fast_r[1])
+        assert _alike(argv, prefix=ALONE)[0] == 0
+    doc = json.loads(_alike(["namespaces", "--json"], prefix=ALONE)[1])
     ours = [n for n in doc["namespaces"] if n["current"]]
-    assert len(ours) == 1 and ours[0]["pids"] == [1] and ours[0]["process_count"] == 1
+    assert len(ours) == 1 and ours[0]["pids"] == [1, 2] and ours[0]["process_count"] == 2
+
+
+@pytest.mark.netns
+def test_fast_shapes_unprivileged_print_what_click_prints(netns, nobody_portscope):
+    """As uid 65534 (no capabilities): the other user's process is counted unreadable and said
+    on stderr, the same line both ways; every other shape alike too."""
+    from conftest import NOBODY_IDS
+    p = netns.start(HOLD)
+    try:
+        p.stdout.readline()
+        prefix = ("ip", "netns", "exec", netns.name, *ALONE, *NOBODY_IDS)
+        env = dict(os.environ, COLUMNS="100")
+        for argv in (["namespaces"], ["range"], ["port", "80"], ["port", "99999"], ["pressure", "--json"],
+                     ["conns"], ["conns", "--count"]):
+            _alike(argv, prefix=prefix, env=env, entry=nobody_portscope)
+        code, _, err = _alike(["namespaces"], prefix=prefix, env=env, entry=nobody_portscope)
+        assert code == 0 and b"1 process(es) could not be read (permission denied)" in err
+        doc = json.loads(_alike(["namespaces", "--json"], prefix=prefix, env=env, entry=nobody_portscope)[1])
+        assert doc["unreadable_processes"] == 1
+    finally:
+        stop_process(p)
 
 
 def test_stored_help_is_clicks_rendering():
