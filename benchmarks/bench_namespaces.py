@@ -8,8 +8,13 @@ host with many network namespaces and processes.
 Each namespace is a new unnamed one (`unshare --net`) holding `--per-namespace` sleeping
 processes; every fifth also gets an `ip netns attach` name. All of them are bounded
 (`sleep --lifetime`), killed and their names removed at the end, even on error.
-Reports the median and best wall time of `lsns -t net -J`, `portscope namespaces --json`
-and `portscope namespaces` over `--rounds` alternating runs, and the ratio to lsns.
+Reports, over `--rounds` alternating runs of `lsns -t net -J`, `lsns -t net`, `portscope
+namespaces --json` and `portscope namespaces` (the venv's console script, which runs these
+two without click), the median CPU time (user + sys of the process and the children it
+waited for, from wait4) and its ratio to `lsns -t net` of the same round, and the median
+wall time; then the same two commands through the click CLI (PORTSCOPE_NO_FAST=1), the
+path every command took before the click-free front end. Children run without
+PYTHONDONTWRITEBYTECODE, as an installed package does.
 """
 from __future__ import annotations
 
@@ -52,6 +57,12 @@ def spawn(namespaces: int, per: int, lifetime: int):
     return procs, names
 
 
+def found_pkg() -> str:
+    """This checkout's portscope/__init__.py (compiled before timing)."""
+    import portscope
+    return portscope.__file__
+
+
 def cleanup(procs, names) -> None:
     for p in procs:
         try:
@@ -64,13 +75,31 @@ def cleanup(procs, names) -> None:
         subprocess.run(["ip", "netns", "delete", n], capture_output=True)
 
 
-def timed(cmd) -> tuple[float, str]:
+ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PORTSCOPE_NO_FAST")}
+
+
+def timed(cmd, env: dict | None = None) -> tuple[float, str]:
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env or ENV)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {r.stderr}")
     return dt, r.stdout
+
+
+def cpu_timed(cmd, env: dict | None = None) -> tuple[float, float, str]:
+    """(CPU seconds, wall seconds, stdout) of one whole-process run."""
+    import tempfile
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env or ENV)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}")
+        out.seek(0)
+        return ru.ru_utime + ru.ru_stime, wall, out.read().decode()
 
 
 def report_all(namespaces: int, sockets: int, rounds: int) -> None:
@@ -120,21 +149,32 @@ def main(argv=None) -> int:
         procs, names = spawn(a.namespaces, a.per_namespace, a.lifetime)
         setup = time.perf_counter() - t0
         nprocs = sum(1 for e in os.listdir("/proc") if e.isdigit())
-        cmds = {"lsns -t net -J": ["lsns", "-t", "net", "-J"],
-                "portscope namespaces --json": [PORTSCOPE, "namespaces", "--json"],
-                "portscope namespaces": [PORTSCOPE, "namespaces"]}
+        slow = dict(ENV, PORTSCOPE_NO_FAST="1")
+        subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(found_pkg())], env=ENV)
+        cmds = {"lsns -t net": (["lsns", "-t", "net"], None),
+                "lsns -t net -J": (["lsns", "-t", "net", "-J"], None),
+                "portscope namespaces --json": ([PORTSCOPE, "namespaces", "--json"], None),
+                "portscope namespaces": ([PORTSCOPE, "namespaces"], None),
+                "  (click) namespaces --json": ([PORTSCOPE, "namespaces", "--json"], slow),
+                "  (click) namespaces": ([PORTSCOPE, "namespaces"], slow)}
         times = {k: [] for k in cmds}
+        cpus = {k: [] for k in cmds}
         outs = {}
-        for _ in range(a.rounds):
-            for k, c in cmds.items():          # alternating: drift hits every tool alike
-                dt, out = timed(c)
+        load0 = os.getloadavg()
+        for r in range(a.rounds):
+            order = list(cmds.items())
+            k0 = r % len(order)
+            for k, (c, env) in order[k0:] + order[:k0]:   # rotating: drift hits every tool alike
+                cpu, dt, out = cpu_timed(c, env)
                 times[k].append(dt)
+                cpus[k].append(cpu)
                 outs[k] = out
         ours = {n["inode"] for n in json.loads(outs["portscope namespaces --json"])["namespaces"]}
         theirs = {int(n["ns"]) for n in json.loads(outs["lsns -t net -J"])["namespaces"]}
-        base = statistics.median(times["lsns -t net -J"])
+        base = statistics.median(times["lsns -t net"])
         print(f"{a.namespaces} namespaces x {a.per_namespace} processes (+ the host's: {nprocs} processes "
-              f"in /proc), setup {setup:.1f} s, {a.rounds} rounds, kernel {os.uname().release}")
+              f"in /proc), setup {setup:.1f} s, {a.rounds} rounds, kernel {os.uname().release}, "
+              f"load average {load0[0]:.2f} before / {os.getloadavg()[0]:.2f} after")
         print(f"namespaces found: portscope {len(ours)}, lsns {len(theirs)} "
               f"(lsns lists only namespaces with a process; in both: {len(ours & theirs)})")
         from portscope.namespaces import discover
@@ -143,14 +183,16 @@ def main(argv=None) -> int:
             t1 = time.perf_counter()
             discover()
             inproc.append(time.perf_counter() - t1)
-        startup = [timed([sys.executable, "-c", "import portscope.cli, portscope.namespaces"])[0]
+        startup = [cpu_timed([sys.executable, "-c", "import portscope.front.views, portscope.namespaces"])[0]
                    for _ in range(a.rounds)]
         print(f"breakdown: discover() in-process median {statistics.median(inproc) * 1000:.1f} ms; "
-              f"interpreter + imports median {statistics.median(startup) * 1000:.1f} ms")
-        print(f"{'command':30} {'median':>9} {'best':>9} {'x lsns':>7}")
-        for k, ts in times.items():
-            med = statistics.median(ts)
-            print(f"{k:30} {med * 1000:8.1f}ms {min(ts) * 1000:8.1f}ms {med / base:7.2f}")
+              f"interpreter + imports median CPU {statistics.median(startup) * 1000:.1f} ms")
+        print(f"{'command':30} {'CPU median':>11} {'x lsns -t net':>14} {'wall median':>12} {'x lsns':>7}")
+        for k in cmds:
+            ratio = statistics.median(c / b for c, b in zip(cpus[k], cpus["lsns -t net"]))
+            med = statistics.median(times[k])
+            print(f"{k:30} {statistics.median(cpus[k]) * 1000:9.1f}ms {ratio:14.2f} {med * 1000:10.1f}ms "
+                  f"{med / base:7.2f}")
     finally:
         cleanup(procs, names)
     return 0

@@ -1,3 +1,3 @@
-from .cli import main
+from .front.fast import main
 
 main()

@@ -17,59 +17,111 @@ and pod a process belongs to without asking any runtime's API:
 cgroup v1 lines are `N:controllers:/path`, the v2 line is `0::/path`; on hybrid hosts
 the v2 line may say `/` while v1 hierarchies carry the container, so every line is read.
 Parsing is held to recorded real files in tests/samples/cgroup/.
+
+`portscope namespaces` reads this on start-up, so neither dataclasses nor re load with it
+(together about as much CPU as the interpreter's own start): the value types below are
+plain frozen classes, and the patterns are compiled on the first cgroup that names a runtime.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 _HEX64 = r"[0-9a-f]{64}"
-# (pattern on one path component, runtime); the id is group 1
-_SCOPES = (
-    (re.compile(rf"^docker-({_HEX64})\.scope$"), "docker"),
-    (re.compile(rf"^cri-containerd-({_HEX64})\.scope$"), "containerd"),
-    (re.compile(rf"^crio-({_HEX64})(?:\.scope)?$"), "cri-o"),
-    (re.compile(rf"^libpod-({_HEX64})(?:\.scope)?$"), "podman"),
-    (re.compile(rf"^nerdctl-({_HEX64})\.scope$"), "containerd"),
-    (re.compile(rf":cri-containerd:({_HEX64})$"), "containerd"),
-    (re.compile(rf":crio:({_HEX64})$"), "cri-o"),
-    (re.compile(rf":docker:({_HEX64})$"), "docker"),
-)
-_BARE_ID = re.compile(rf"^({_HEX64})$")
-_POD_SYSTEMD = re.compile(r"kubepods(?:-(burstable|besteffort|guaranteed))?-pod([0-9a-fA-F_]+)\.slice")
-_POD_CGROUPFS = re.compile(r"^pod([0-9a-fA-F-]+)$")
 QOS_CLASSES = ("guaranteed", "burstable", "besteffort")
-# every form above names one of these: a host process's file is skipped with one search
-_MARKERS = re.compile(r"docker|containerd|crio|libpod|nerdctl|kubepods")
+# every form the patterns know names one of these: a host process's file is skipped with a
+# substring test
+_MARKERS = ("docker", "containerd", "crio", "libpod", "nerdctl", "kubepods")
+_RX: dict = {}        # the compiled patterns, made on first use (_patterns)
 
 
-@dataclass(frozen=True)
-class Container:
+def _patterns() -> dict:
+    if not _RX:
+        import re
+        _RX.update(
+            # (pattern on one path component, runtime); the id is group 1
+            scopes=(
+                (re.compile(rf"^docker-({_HEX64})\.scope$"), "docker"),
+                (re.compile(rf"^cri-containerd-({_HEX64})\.scope$"), "containerd"),
+                (re.compile(rf"^crio-({_HEX64})(?:\.scope)?$"), "cri-o"),
+                (re.compile(rf"^libpod-({_HEX64})(?:\.scope)?$"), "podman"),
+                (re.compile(rf"^nerdctl-({_HEX64})\.scope$"), "containerd"),
+                (re.compile(rf":cri-containerd:({_HEX64})$"), "containerd"),
+                (re.compile(rf":crio:({_HEX64})$"), "cri-o"),
+                (re.compile(rf":docker:({_HEX64})$"), "docker"),
+            ),
+            bare_id=re.compile(rf"^({_HEX64})$"),
+            pod_systemd=re.compile(r"kubepods(?:-(burstable|besteffort|guaranteed))?-pod([0-9a-fA-F_]+)\.slice"),
+            pod_cgroupfs=re.compile(r"^pod([0-9a-fA-F-]+)$"),
+        )
+    return _RX
+
+
+class _Frozen:
+    """A value: fields in __slots__, equal and hashed by them, read-only once made."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
+
+
+class Container(_Frozen):
     """A container as its cgroup names it."""
+
+    __slots__ = ("runtime", "id")
     runtime: str          # docker | containerd | cri-o | podman | cri (cgroupfs driver: not said)
     id: str
+
+    def __init__(self, runtime: str, id: str) -> None:
+        object.__setattr__(self, "runtime", runtime)
+        object.__setattr__(self, "id", id)
 
     def to_json(self) -> dict:
         """{"runtime", "id"} as `namespaces --json` prints it."""
         return {"runtime": self.runtime, "id": self.id}
 
 
-@dataclass(frozen=True)
-class Pod:
+class Pod(_Frozen):
     """A Kubernetes pod as the kubelet's cgroup names it."""
+
+    __slots__ = ("uid", "qos")
     uid: str
     qos: str              # guaranteed | burstable | besteffort
+
+    def __init__(self, uid: str, qos: str) -> None:
+        object.__setattr__(self, "uid", uid)
+        object.__setattr__(self, "qos", qos)
 
     def to_json(self) -> dict:
         """{"uid", "qos"} as `namespaces --json` prints it."""
         return {"uid": self.uid, "qos": self.qos}
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(_Frozen):
     """What one cgroup path (or /proc/PID/cgroup file) says: container and pod, each or None."""
-    container: Container | None = None
-    pod: Pod | None = None
+
+    __slots__ = ("container", "pod")
+    container: Container | None
+    pod: Pod | None
+
+    def __init__(self, container: Container | None = None, pod: Pod | None = None) -> None:
+        object.__setattr__(self, "container", container)
+        object.__setattr__(self, "pod", pod)
 
     def __bool__(self) -> bool:
         return bool(self.container or self.pod)
@@ -85,12 +137,13 @@ def _uid(raw: str) -> str:
 
 def from_path(path: str) -> Identity:
     """Container and pod named by one cgroup path ("/" and host slices: neither)."""
+    rx = _patterns()
     parts = [p for p in path.split("/") if p]
     container = pod = None
     in_kubepods = False
     qos = "guaranteed"
     for i, part in enumerate(parts):
-        m = _POD_SYSTEMD.search(part)
+        m = rx["pod_systemd"].search(part)
         if m:
             pod = Pod(_uid(m.group(2)), m.group(1) or "guaranteed")
         if part == "kubepods" or part.startswith("kubepods."):
@@ -100,17 +153,17 @@ def from_path(path: str) -> Identity:
             qos = part
             continue
         if in_kubepods and pod is None:
-            m = _POD_CGROUPFS.match(part)
+            m = rx["pod_cgroupfs"].match(part)
             if m:
                 pod = Pod(_uid(m.group(1)), qos)
                 continue
-        for rx, runtime in _SCOPES:
-            m = rx.search(part)
+        for pattern, runtime in rx["scopes"]:
+            m = pattern.search(part)
             if m:
                 container = Container(runtime, m.group(1))
                 break
         else:
-            m = _BARE_ID.match(part)
+            m = rx["bare_id"].match(part)
             if m:
                 # cgroupfs driver: /docker/<id>, /kubepods/<qos>/pod<uid>/<id>; nested
                 # (docker-in-docker) paths name the innermost container last
@@ -123,7 +176,7 @@ def from_path(path: str) -> Identity:
 def parse(text: str) -> Identity:
     """Identity from the contents of /proc/PID/cgroup (v1, v2 or hybrid). The v2 line
     is preferred; any v1 hierarchy fills what it lacks."""
-    if not _MARKERS.search(text):
+    if not any(m in text for m in _MARKERS):
         return NONE
     v2: list[str] = []
     v1: list[str] = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 
 from . import containers
 from .errors import BadInput, Unsupported
@@ -33,18 +32,40 @@ _GONE = (errno.ENOENT, errno.ESRCH)
 _paths: dict[int, str] = {}          # inode -> a path that held it at the last discovery
 
 
-@dataclass
-class NetNamespace:
+class _Record:
+    """Fields in __slots__, equal by them, shown by them (a plain class, not a dataclass:
+    `portscope namespaces` starts in less time than importing dataclasses takes)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None          # type: ignore[assignment]  # mutable, as a dataclass with eq
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
+
+
+class NetNamespace(_Record):
     """One network namespace."""
 
-    inode: int
-    ip_names: list[str] = field(default_factory=list)     # `ip netns` names
-    mounts: list[str] = field(default_factory=list)       # every bind-mount path
-    pids: list[int] = field(default_factory=list)         # every process in it, ascending
-    commands: dict[int, str] = field(default_factory=dict)  # of the first PIDS_SHOWN pids
-    container: containers.Container | None = None
-    pod: containers.Pod | None = None
-    current: bool = False
+    __slots__ = ("inode", "ip_names", "mounts", "pids", "commands", "container", "pod", "current")
+
+    def __init__(self, inode: int, ip_names: list[str] | None = None, mounts: list[str] | None = None,
+                 pids: list[int] | None = None, commands: dict[int, str] | None = None,
+                 container: containers.Container | None = None, pod: containers.Pod | None = None,
+                 current: bool = False) -> None:
+        self.inode = inode
+        self.ip_names: list[str] = [] if ip_names is None else ip_names     # `ip netns` names
+        self.mounts: list[str] = [] if mounts is None else mounts           # every bind-mount path
+        self.pids: list[int] = [] if pids is None else pids                 # every process in it, ascending
+        self.commands: dict[int, str] = {} if commands is None else commands  # of the first PIDS_SHOWN pids
+        self.container = container
+        self.pod = pod
+        self.current = current
 
     @property
     def names(self) -> list[str]:
@@ -86,14 +107,18 @@ class NetNamespace:
         }
 
 
-@dataclass
-class Discovery:
+class Discovery(_Record):
     """One walk of the host: every namespace, and what could not be read."""
-    namespaces: list[NetNamespace]
-    unreadable: int = 0          # processes whose namespace we may not read
-    vanished: int = 0            # processes that exited during the walk
-    hidepid: str | None = None   # /proc's hidepid option when it hides processes
-    warnings: list[str] = field(default_factory=list)
+
+    __slots__ = ("namespaces", "unreadable", "vanished", "hidepid", "warnings")
+
+    def __init__(self, namespaces: list[NetNamespace], unreadable: int = 0, vanished: int = 0,
+                 hidepid: str | None = None, warnings: list[str] | None = None) -> None:
+        self.namespaces = namespaces
+        self.unreadable = unreadable      # processes whose namespace we may not read
+        self.vanished = vanished          # processes that exited during the walk
+        self.hidepid = hidepid            # /proc's hidepid option when it hides processes
+        self.warnings: list[str] = [] if warnings is None else warnings
 
     def by_inode(self, inode: int) -> NetNamespace | None:
         """The namespace with this inode, or None."""

@@ -11,10 +11,13 @@ import errno
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from . import namespaces as found
 from .errors import BadInput, NotPermitted, Unsupported
+
+TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
+if TYPE_CHECKING:
+    from typing import Iterator
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIRS = ("/run/netns", "/var/run/netns")

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from .errors import BadInput
 from .numparse import is_digits
+
+TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator
 
 MIN_PORT = 0
 MAX_PORT = 65535

@@ -11,12 +11,14 @@ the host's namespace at boot, so a namespace's settings are kept by whatever cre
 from __future__ import annotations
 
 import shlex
-from typing import TYPE_CHECKING, Iterable
 
 from .netns import Namespace, parse
 from .ports import PortSet
 
+TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
 if TYPE_CHECKING:
+    from typing import Iterable
+
     from .host import HostFacts
 
 # <linux/in.h>: defer the port choice of bind(addr, 0) to connect() (Linux 4.2+)

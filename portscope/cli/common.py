@@ -1,13 +1,12 @@
 """Pieces every command shares: --json/--netns options and output."""
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any, Callable, TypeVar
 
 import click
 
 from ..errors import BadInput
+from ..front.views import emit_json as emit_json  # every command's JSON; shared with the fast front end
 from ..netns import check_spec
 from ..numparse import INTERVAL_S, parse_real, parse_whole
 
@@ -100,12 +99,6 @@ def verbose() -> bool:
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root().obj if ctx else None
     return bool((root or {}).get("verbose"))
-
-
-def emit_json(obj: object) -> None:
-    """Print `obj` as indented JSON on stdout (anything not JSON-native as its str())."""
-    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
-    sys.stdout.write("\n")
 
 
 # ---- node egress against a NAT budget (pressure --egress; exporter --cloud / --nat-budget) ----

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from ..front import views
 from .common import Number, json_option, netns_of, netns_option, nonblank, verbose, want_json
 
 PROTOS = ("tcp", "udp", "udplite", "sctp")
@@ -87,11 +88,7 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
 
     if count and prange is None and srcnet is None and dstnet is None and ephemeral is None and not listening:
         # nothing to filter by row: counted while the kernel's replies arrive, no table
-        from ..sockets import count as count_sockets
-        c = count_sockets(tuple(p.lower() for p in plist), families=families, states=slist, netns=ns,
-                          backend=backend)
-        _report_read(c["backend"], c["warnings"], c["notes"], ns)
-        _print_count_result(c["backend"], ns, c["warnings"], {k: c[k] for k in COUNT_KEYS}, as_json)
+        views.conns_count(tuple(p.lower() for p in plist), families, slist, ns, backend, as_json, verbose())
         return
 
     # the ephemeral decision costs a second kernel dump and a pass; only when shown or filtered
@@ -113,30 +110,9 @@ def conns(protos, states, port, src, dst, ephemeral, listening, v4, v6, process,
             lambda t: filters.select(t, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
                                      listening=listening),
             as_json, count, process, limit)
-    table = snapshot(tuple(p.lower() for p in plist), families=families, states=slist, owners=process and not count,
-                     netns=ns, backend=backend, classify=need_class)
-    if process and not count:
-        from ..sockets import cgroups
-        cgroups.fill(table, ns)          # which container / pod opened each socket
-    _report_read(table.backend, table.warnings, table.notes, ns)
-
-    rows = filters.select(table, port=prange, src=srcnet, dst=dstnet, ephemeral=ephemeral,
-                          listening=listening)
-    if count:
-        _print_count_result(table.backend, ns, table.warnings, filters.counts(table, rows), as_json)
-        return
-
-    idx = rows if rows is not None else range(len(table))
-    if sort_key:
-        idx = filters.sort_rows(table, list(idx), sort_key)
-    if limit is not None:
-        idx = list(idx)[:limit]
-    if as_json:
-        _print_json(table, idx, ns)
-    elif csv_out:
-        _print_csv(table, idx, process)
-    else:
-        _print_table(table, idx, process)
+    views.conns_rows(tuple(p.lower() for p in plist), families, slist, ns, backend, process, count, as_json,
+                     csv_out, sort_key, limit, views.RowFilter(prange, srcnet, dstnet, ephemeral, listening),
+                     verbose())
 
 
 def _conns_all(read, select, as_json: bool, count: bool, process: bool, limit) -> None:
@@ -182,67 +158,4 @@ def _conns_all(read, select, as_json: bool, count: bool, process: bool, limit) -
         return
     for v, idx in picks:
         out.write(f"# {who(v.labels())} (inode {v.ns.inode}, backend {v.value.backend})\n")
-        _print_table(v.value, idx, process)
-
-
-def _print_json(table, idx, ns) -> None:
-    """One socket per line, streamed in batches (sockets.rowtext: the bytes of json.dumps per row)."""
-    from ..sockets.rowtext import json_document
-    head = {"backend": table.backend, "netns": ns, "warnings": table.warnings}
-    _write(json_document(table, idx, head))
-
-
-def _write(chunks) -> None:
-    write = sys.stdout.write
-    for chunk in chunks:
-        write(chunk)
-
-
-COUNT_KEYS = ("total", "by_proto", "by_state", "by_proto_state")
-
-
-def _report_read(backend: str, warnings: list, notes: list, ns) -> None:
-    for w in warnings:
-        click.echo(f"portscope: warning: {w}", err=True)
-    if verbose():
-        click.echo(f"portscope: backend {backend}" + (f" (netns {ns})" if ns else ""), err=True)
-        for n in notes:
-            click.echo(f"portscope: {n}", err=True)
-
-
-def _print_count_result(backend: str, ns, warnings: list, c: dict, as_json: bool) -> None:
-    if as_json:
-        from .common import emit_json
-        emit_json({"backend": backend, "netns": ns, "warnings": warnings, **c})
-    else:
-        _print_counts(backend, c)
-
-
-def _print_counts(backend: str, c: dict) -> None:
-    out = sys.stdout.write
-    out(f"{'PROTO':<8} {'STATE':<12} {'COUNT':>8}\n")
-    for proto, states in c["by_proto_state"].items():
-        for state, n in sorted(states.items(), key=lambda kv: -kv[1]):
-            out(f"{proto:<8} {state:<12} {n:>8}\n")
-    out(f"{'total':<21} {c['total']:>8}   (backend: {backend})\n")
-
-
-def _print_csv(table, idx, process: bool) -> None:
-    if not process:
-        from ..sockets.rowtext import csv_rows
-        _write(csv_rows(table, idx))
-        return
-    import csv
-    keys = ["proto", "family", "state", "local_addr", "local_port", "remote_addr", "remote_port",
-            "ephemeral", "ephemeral_method", "uid", "inode"] + (["pid", "command"] if process else [])
-    w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(keys)
-    for i in idx:
-        r = table.row(i)
-        w.writerow(["" if r.get(k) is None else r.get(k) for k in keys])
-
-
-def _print_table(table, idx, process: bool) -> None:
-    """Aligned columns, streamed in batches (sockets.rowtext: widths first, then rows)."""
-    from ..sockets.rowtext import text_rows
-    _write(text_rows(table, idx, process))
+        views.print_table(v.value, idx, process)

@@ -12,6 +12,7 @@ import click
 from ..check import DEFAULT_CRIT, DEFAULT_WARN, STATUS, UNKNOWN
 from ..datapath import MAX_SAMPLES
 from ..errors import PortscopeError
+from ..front.views import pressure_show
 from .common import (
     INTERVAL,
     TOP,
@@ -25,14 +26,7 @@ from .common import (
     verbose,
     want_json,
 )
-from .render import (
-    render_destinations,
-    render_egress,
-    render_findings,
-    render_global,
-    render_pressure_all,
-    warn_skipped,
-)
+from .render import render_egress, render_pressure_all, warn_skipped
 
 
 def _one_line(msg: str) -> str:
@@ -193,28 +187,4 @@ def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore) 
     if given:
         raise BadInput(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} only with --check "
                        f"(the monitoring-plugin mode)")
-    from ..datapath import measure
-
-    res = measure(netns_of(netns), top=top, process=process, interval=interval, samples=samples)
-    if want_json(json_out):
-        emit_json(res.to_json())
-        return
-    r = res.range
-    click.echo(f"Range {r.low}-{r.high} ({r.size} ports, {res.global_.reserved_in_range} reserved inside)"
-               + (f", netns {res.netns}" if res.netns else "")
-               + (f", backend {res.backend}" if verbose() else ""))
-    render_global(res)
-    if res.forecast:
-        f = res.forecast
-        click.echo(f"Forecast: {f['samples']} samples over {f['elapsed_s']:.1f} s, "
-                   f"{f['new_connections']} new connections ({f['rate_per_s']:.1f}/s); "
-                   f"TIME_WAIT {f['time_wait_seconds']} s, tcp_tw_reuse {f['tcp_tw_reuse']}")
-    click.echo(f"Destinations ({res.destinations_total}):")
-    render_destinations(res)
-    if res.processes:
-        click.echo("Processes (client sockets, distinct usable ports they hold):")
-        for p in res.processes[:10]:
-            click.echo(f"  {p.in_use:>7} sockets {p.ports:>6} ports  pid {p.pid if p.pid is not None else '?'}"
-                       f"  {p.command or ''}")
-    click.echo("Findings:")
-    render_findings(res)
+    pressure_show(netns_of(netns), top, interval, samples, process, want_json(json_out), verbose())

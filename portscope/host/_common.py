@@ -4,17 +4,21 @@ facade (`host/__init__`) and the engine (`host/engine`) put the pieces together.
 """
 from __future__ import annotations
 
-import shlex
-import subprocess
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol, Sequence
 
 from ..errors import BadInput, NotPermitted, SystemReadError, Unsupported
 from ..netns import parse as parse_netns
 from ..numparse import is_whole
 from ..ports import IANA_DYNAMIC, PortRange, PortSet
 
-Runner = Callable[[Sequence[str]], str]
+TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, Protocol, Sequence
+
+    Runner = Callable[[Sequence[str]], str]
+else:
+    Protocol = object       # Sysctl is a protocol for the checker; nothing isinstance()s it
+    Runner = None           # an annotation only (from __future__ import annotations)
 
 
 class Sysctl(Protocol):
@@ -196,6 +200,10 @@ def facts_json(f: "HostFacts") -> dict:
 
 def run_command(argv: Sequence[str], timeout: float = 30) -> str:
     """The default runner: run argv, return stdout, map failures to portscope errors."""
+    # imported here: `portscope range` on Linux runs no command, and subprocess costs a third
+    # of the interpreter's own start-up
+    import shlex
+    import subprocess
     try:
         p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
@@ -271,6 +279,7 @@ class Plan:
         """Exactly what would run, as shell lines one can paste."""
         ns = parse_netns(self.netns)
         prefix = ns.shell_prefix() if ns else ()
+        import shlex
         out = [shlex.join(prefix + s.argv) for s in self.steps]
         if self.persist is not None and self.persist.old != self.persist.new:
             keys = [ln for ln in self.persist.new.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]

@@ -9,11 +9,14 @@ in macOS 10.14, Darwin 18).
 from __future__ import annotations
 
 import re
-from typing import Sequence
 
 from ..errors import BadInput, PortscopeError, SystemReadError
 from ..ports import PortRange, PortSet
 from ._common import HostFacts, NamedRange, Plan, Runner, Step, run_command
+
+TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
+if TYPE_CHECKING:
+    from typing import Sequence
 
 PREFIX = "net.inet.ip.portrange."
 KEYS = ("first", "last", "hifirst", "hilast", "lowfirst", "lowlast",

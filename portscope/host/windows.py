@@ -6,12 +6,15 @@ so we read numbers by position, never labels.
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
 
 from ..errors import BadInput, PortscopeError, SystemReadError
 from ..ports import PortRange, PortSet
 from . import bsd
 from ._common import HostFacts, NamedRange, NamedSet, Plan, Runner, Step, run_command
+
+TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 FAMILIES = ("ipv4", "ipv6")
 PROTOS = ("tcp", "udp")
