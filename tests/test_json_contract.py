@@ -476,6 +476,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
               (["conns", "--json", "--backend", "procfs", "--state", "time-wait", "--netns", NS], 0)],
     "conns-count": [(["conns", "--count", "--json", "--netns", NS], 0)],
     "pressure": [(["pressure", "--json", "--top", "1", "--process", "--netns", NS], 0),
+                 (["pressure", "--json", "--top", "1", "--cgroup", "--netns", NS], 0),
                  (["pressure", "--json", "--top", "1", "--interval", "0.2", "--netns", NS], 0),
                  (["pressure", "--check", "--json", "--netns", NS], 1)],
     "top": [(["top", "--json", "-n", "2", "--interval", "0.1", "--top", "1", "--netns", NS], 0)],

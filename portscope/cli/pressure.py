@@ -105,6 +105,9 @@ def _egress(opts: dict, kw: dict) -> None:
 @click.option("--samples", type=Number(2, MAX_SAMPLES, whole=True), default=None, metavar="K",
               help="Number of samples with --interval (default 2).")
 @click.option("--process", is_flag=True, help="Attribute use to processes (slower: reads /proc/*/fd).")
+@click.option("--cgroup", "cgroup", is_flag=True,
+              help="Per destination, the cgroups (container, pod, service) whose sockets hold its ports, "
+                   "most first; TIME_WAIT sockets have none and are counted apart (one namespace, no --check).")
 @click.option("--check", is_flag=True,
               help="Monitoring-plugin mode: one status line with perfdata; exit 0 OK, 1 WARNING, "
                    "2 CRITICAL, 3 UNKNOWN (any error, bad usage included). The status is the worst "
@@ -117,7 +120,8 @@ def _egress(opts: dict, kw: dict) -> None:
               help="Only with --check: leave these finding ids out of the status (repeatable).")
 @click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
               "namespace, container and pod (not with --check or --interval).")
-def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore, all_netns) -> None:
+def pressure(json_out, netns, top, interval, samples, process, cgroup, check, warn, crit, ignore,
+             all_netns) -> None:
     """Ephemeral-port use per destination (src, dst, dport) against its real capacity.
 
     \b
@@ -130,6 +134,12 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
     ports but one. TIME_WAIT counts as used. --interval adds the rate of new
     connections, the sustainable rate and the time to exhaustion.
     """
+    if cgroup and check:
+        _unknown("--cgroup shows who holds the ports; a check judges them: leave --cgroup out",
+                 want_json(json_out))
+    if cgroup and all_netns:
+        from ..errors import BadInput
+        raise BadInput("--cgroup reads one namespace's destinations: not with --all-netns (use --netns)")
     if all_netns and not check:
         from ..allnetns import pressure_all
         from ..errors import BadInput
@@ -159,7 +169,7 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
             _unknown(str(e) if isinstance(e, PortscopeError) else f"internal error: {type(e).__name__}: {e}",
                      as_json)
         return
-    _show(json_out, netns, top, interval, samples, process, warn, crit, ignore)
+    _show(json_out, netns, top, interval, samples, process, warn, crit, ignore, cgroup)
 
 
 def _check(netns, top, interval, samples, process, warn, crit, ignore, as_json) -> None:
@@ -186,7 +196,7 @@ def _check(netns, top, interval, samples, process, warn, crit, ignore, as_json) 
     raise SystemExit(c.code)
 
 
-def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore) -> None:
+def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore, cgroup=False) -> None:
     from ..errors import BadInput
 
     given = [o for o, v in (("--warn", warn), ("--crit", crit)) if v is not None] + (["--ignore"] if ignore else [])
@@ -195,9 +205,20 @@ def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore) 
                        f"(the monitoring-plugin mode)")
     from ..datapath import measure
 
-    res = measure(netns_of(netns), top=top, process=process, interval=interval, samples=samples)
+    by_dest: dict = {}
+    if cgroup:
+        from ..destcgroups import measure_cgroups
+        res, by_dest = measure_cgroups(netns_of(netns), top=top, process=process, interval=interval,
+                                       samples=samples)
+    else:
+        res = measure(netns_of(netns), top=top, process=process, interval=interval, samples=samples)
+    none = {"top": [], "more": 0, "time_wait": 0, "unknown": 0}
     if want_json(json_out):
-        emit_json(res.to_json())
+        doc = res.to_json()
+        if cgroup:
+            for d in doc["destinations"]:
+                d["cgroups"] = by_dest.get((d["proto"], d["src"], d["dst"], d["dport"]), none)
+        emit_json(doc)
         return
     r = res.range
     click.echo(f"Range {r.low}-{r.high} ({r.size} ports, {res.global_.reserved_in_range} reserved inside)"
@@ -211,6 +232,8 @@ def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore) 
                    f"TIME_WAIT {f['time_wait_seconds']} s, tcp_tw_reuse {f['tcp_tw_reuse']}")
     click.echo(f"Destinations ({res.destinations_total}):")
     render_destinations(res)
+    if cgroup:
+        _cgroup_lines(res, by_dest, none)
     if res.processes:
         click.echo("Processes (client sockets, distinct usable ports they hold):")
         for p in res.processes[:10]:
@@ -218,3 +241,18 @@ def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore) 
                        f"  {p.command or ''}")
     click.echo("Findings:")
     render_findings(res)
+
+
+def _cgroup_lines(res, by_dest: dict, none: dict) -> None:
+    from ..destcgroups import label
+    click.echo("Cgroups per destination (sockets):")
+    for d in res.destinations:
+        c = by_dest.get(d.key, none)
+        parts = [f"{label(e)} {e['sockets']}" for e in c["top"]]
+        if c["more"]:
+            parts.append(f"other cgroups {c['more']}")
+        if c["time_wait"]:
+            parts.append(f"no cgroup (TIME_WAIT) {c['time_wait']}")
+        if c["unknown"]:
+            parts.append(f"no cgroup (request socket or closed since) {c['unknown']}")
+        click.echo(f"  {d.proto} {d.label}: " + (", ".join(parts) or "none"))
