@@ -88,8 +88,11 @@ def each(reader: Callable[[str | None], Any], discovery: Discovery | None = None
     if n <= 1:
         results = [visit(ns) for ns in order]
     else:
-        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="portscope-netns") as pool:
+        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="portscope-netns")
+        try:
             results = list(pool.map(visit, order))
+        finally:        # Ctrl-C: the reads under way end, the queued ones never start
+            pool.shutdown(wait=True, cancel_futures=True)
     for v, skip in results:
         if v is not None:
             walk.visits.append(v)
