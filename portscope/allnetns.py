@@ -8,6 +8,8 @@ may not enter, is reported once in `skipped` and the others go on.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +20,7 @@ from .namespaces import Discovery, NetNamespace, discover
 from .report import report_json
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+MAX_WORKERS = 4
 
 
 @dataclass
@@ -47,19 +50,54 @@ def label_dict(ns: NetNamespace) -> dict:
             "pod": ns.pod.to_json() if ns.pod else None}
 
 
-def each(reader: Callable[[str | None], Any], discovery: Discovery | None = None) -> Walk:
+def workers() -> int:
+    """Threads that read namespaces at once: one per core we may run on, at most MAX_WORKERS.
+    Each read is mostly the kernel walking its socket hash (shared by every namespace, so it
+    costs about as much in a small namespace as in a big one); recv() releases the GIL, so
+    the walks of several namespaces overlap on several cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cores))
+
+
+def each(reader: Callable[[str | None], Any], discovery: Discovery | None = None,
+         threads: int | None = None) -> Walk:
     """reader(spec) in every namespace, ours first. Errors of one namespace (it vanished,
-    permission denied, unreadable socket table) skip it; anything else propagates."""
+    permission denied, unreadable socket table) skip it; anything else propagates.
+
+    The namespaces are read by `threads` threads (default: workers()). setns() moves only
+    the calling thread and a netlink socket stays in the namespace it was opened in, so
+    `reader` must enter the namespace itself (datapath.measure does, through netns.entered)
+    and open its sockets inside it. Visits and skips keep the discovery's order.
+    """
     d = discovery or discover()
     walk = Walk(discovery=d)
     order = sorted(d.namespaces, key=lambda n: (not n.current, n.inode))
-    for ns in order:
+
+    def visit(ns: NetNamespace) -> tuple[Visit | None, dict | None]:
         spec = None if ns.current else ns.spec
         try:
-            walk.visits.append(Visit(ns, spec, reader(spec)))
+            return Visit(ns, spec, reader(spec)), None
         except (PortscopeError, OSError) as e:
-            walk.skipped.append({"netns": spec, "netns_inode": ns.inode,
-                                 "reason": " ".join(str(e).split()) or type(e).__name__})
+            return None, {"netns": spec, "netns_inode": ns.inode,
+                          "reason": " ".join(str(e).split()) or type(e).__name__}
+
+    n = min(threads or workers(), len(order))
+    if n <= 1:
+        results = [visit(ns) for ns in order]
+    else:
+        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="portscope-netns")
+        try:
+            results = list(pool.map(visit, order))
+        finally:        # Ctrl-C: the reads under way end, the queued ones never start
+            pool.shutdown(wait=True, cancel_futures=True)
+    for v, skip in results:
+        if v is not None:
+            walk.visits.append(v)
+        if skip is not None:
+            walk.skipped.append(skip)
     return walk
 
 

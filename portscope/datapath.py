@@ -7,12 +7,15 @@ refusals into portscope's errors (NotPermitted, SystemReadError) with one-line m
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from . import host, pressure
 from .errors import BadInput, NotPermitted, SystemReadError
 from .forecast import forecast, sample
 from .netns import Namespace
 from .numparse import INTERVAL_S, parse_real
 from .pressure import PressureResult
+from .sockets.table import SocketTable
 
 MIN_INTERVAL, MAX_INTERVAL = INTERVAL_S
 MAX_SAMPLES = 1000
@@ -21,12 +24,15 @@ __all__ = ["measure", "MIN_INTERVAL", "MAX_INTERVAL", "MAX_SAMPLES"]
 
 
 def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, process: bool = False,
-            interval: float | None = None, samples: int | None = None) -> PressureResult:
+            interval: float | None = None, samples: int | None = None,
+            on_table: Callable[[SocketTable], None] | None = None) -> PressureResult:
     """Ephemeral-port pressure of `netns` (None: this process's namespace).
 
     top: keep the N worst destinations (the rest summed in `others`); process: attribute use
     to processes (reads /proc/*/fd); interval/samples: sample `samples` (default 2) times,
-    `interval` seconds apart, and forecast rates and time to exhaustion.
+    `interval` seconds apart, and forecast rates and time to exhaustion. on_table(table) is
+    called with each socket table as soon as it is read (destcgroups reads the sockets'
+    cgroups then, so both reads see nearly the same sockets).
     Raises BadInput for limits out of range, NotPermitted / SystemReadError when the socket
     table cannot be read.
     """
@@ -43,7 +49,10 @@ def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, p
 
     def take():
         # only sockets whose local port is in the range: the kernel filters (as `ss` does)
-        return pressure.snapshot_in_range(facts, name, owners=process)
+        t = pressure.snapshot_in_range(facts, name, owners=process)
+        if on_table is not None:
+            on_table(t)
+        return t
 
     try:
         if interval is None:

@@ -81,3 +81,51 @@ def test_text_output_says_time_wait_has_no_cgroup(cli):
     assert len(tw) == 2 and all(ln.endswith("(none: TIME_WAIT)") for ln in tw)
     est = [ln for ln in lines if "ESTABLISHED" in ln]
     assert est and all("docker:" in ln for ln in est)
+
+
+def test_pressure_cgroup_counts_each_destination_by_cgroup_as_ss_does(cli):
+    """Two processes in a Docker and a kubelet cgroup connect to one destination in a shared
+    namespace: `pressure --cgroup` splits its in_use by cgroup as `ss --cgroup` does, counts
+    the TIME_WAIT sockets apart (they have no cgroup), and the default JSON has no key."""
+    w = World()
+    try:
+        server_cid, client_cid, uid = hex64(), hex64(), pod_uid()
+        server_cg = f"system.slice/docker-{server_cid}.scope"
+        client_cg = (f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}"
+                     f".slice/cri-containerd-{client_cid}.scope")
+        a = w.spawn(server_cg, conns=2, port=4802, closed=3)
+        w.join(a, client_cg, port=4802, conns=4)
+        code, out, err = cli("--netns", f"pid:{a}", "pressure", "--cgroup", "--json")
+        plain = cli("--netns", f"pid:{a}", "pressure", "--json")
+        text = cli("--netns", f"pid:{a}", "pressure", "--cgroup")
+        ss = _ss_cgroups(a)
+        tw = subprocess.run(["nsenter", "-t", str(a), "-n", "ss", "-tanH", "state", "time-wait",
+                             "dport", "= :4802"], capture_output=True, text=True, check=True).stdout
+    finally:
+        w.close()
+    assert code == 0 and plain[0] == 0 and text[0] == 0, (err, plain[2], text[2])
+    (d,) = [d for d in json.loads(out)["destinations"] if d["dport"] == 4802]
+    assert all("cgroups" not in x for x in json.loads(plain[1])["destinations"])
+    truth: dict[str, int] = {}
+    for (lport, rport), path in ss.items():
+        if rport == 4802:                   # the clients' ends (the accepted ends have lport 4802)
+            truth[path] = truth.get(path, 0) + 1
+    prefix = w.top[len(cgroup_v2_root()):]
+    assert truth == {f"{prefix}/{client_cg}": 4, f"{prefix}/{server_cg}": 2}
+    c = d["cgroups"]
+    assert [(e["path"], e["sockets"]) for e in c["top"]] == sorted(truth.items(), key=lambda kv: -kv[1])
+    assert c["top"][0]["container"] == {"runtime": "containerd", "id": client_cid}
+    assert c["top"][0]["pod"] == {"uid": uid, "qos": "burstable"}
+    assert c["top"][1]["container"] == {"runtime": "docker", "id": server_cid} and c["top"][1]["pod"] is None
+    assert c["time_wait"] == len(tw.splitlines()) == 3 == d["time_wait"]
+    assert c["more"] == 0 and c["unknown"] == 0
+    assert sum(e["sockets"] for e in c["top"]) + c["time_wait"] == d["in_use"] == 9
+    line = next(ln for ln in text[1].splitlines() if ":4802:" in ln)
+    assert f"containerd:{client_cid[:12]} pod {uid} 4" in line and "no cgroup (TIME_WAIT) 3" in line
+
+
+def test_pressure_cgroup_is_one_namespace_only(cli):
+    code, out, err = cli("pressure", "--cgroup", "--all-netns")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--all-netns" in err, err
+    code, out, _ = cli("pressure", "--cgroup", "--check")
+    assert code == 3 and out.startswith("PORTSCOPE UNKNOWN") and out.count("\n") == 1, out

@@ -476,6 +476,7 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
               (["conns", "--json", "--backend", "procfs", "--state", "time-wait", "--netns", NS], 0)],
     "conns-count": [(["conns", "--count", "--json", "--netns", NS], 0)],
     "pressure": [(["pressure", "--json", "--top", "1", "--process", "--netns", NS], 0),
+                 (["pressure", "--json", "--top", "1", "--cgroup", "--netns", NS], 0),
                  (["pressure", "--json", "--top", "1", "--interval", "0.2", "--netns", NS], 0),
                  (["pressure", "--check", "--json", "--netns", NS], 1)],
     "top": [(["top", "--json", "-n", "2", "--interval", "0.1", "--top", "1", "--netns", NS], 0)],
@@ -500,6 +501,8 @@ COMMANDS: dict[str, list[tuple[list[str], int]]] = {
     "conns-all-count": [],
     "egress": [],             # test_egress_json below
     "nat": [],                # run by test_nat_json below, in a namespace with NAT rules and flows
+    "nat-all": [],            # test_nat_json below, beside the namespace's own run
+    "watch-all": [],          # needs failures during the window: tests/test_observe_cli.py
 }
 JSON_LINES = {"top"}
 
@@ -730,6 +733,12 @@ def _nat_runs(rows, cli, ns) -> None:
             code, out, err = cli(*args)
             assert code == 0, err
             runs.append((args, out))
+        # every namespace's, the one with rules among them
+        args = ["nat", "--all-netns", "--json", "--top", "0"]
+        code, out, err = cli(*args)
+        assert code == 0, err
+        assert ns.name in [n["netns"] for n in loads_strict(out)["namespaces"]]
+        check_runs(rows["nat-all"], "nat-all", [(args, out)])
         first = loads_strict(runs[0][1])
         assert first["snat"][0]["in_use"] == 4 and first["nat_ports"][0]["port"] == 40080
         assert loads_strict(runs[2][1])["snat"] == []

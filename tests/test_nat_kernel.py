@@ -357,3 +357,48 @@ def test_interval_sees_insert_failures_rise_while_syns_are_retransmitted():
     (f,) = [f for f in d["findings"] if f["id"] == "conntrack-insert-failed"]
     assert f["severity"] == "warning" and "in the last 2 s" in f["message"]
     assert d["conntrack"]["stats"]["insert_failed"] <= s["insert_failed"]
+
+
+# ---- nat --all-netns -------------------------------------------------------------------
+
+STABLE = ("proto", "nat_ip", "dst", "dport", "in_use", "time_wait", "capacity", "range", "range_from")
+
+
+@needs_netns
+@needs_tools
+def test_all_netns_labels_each_namespace_as_nat_netns_reads_it(netns_factory):
+    """Two namespaces with their own SNAT rule and flows: `nat --all-netns --json` has each
+    one's rules and SNAT use, labelled by namespace, as `nat --netns NAME --json` reads them."""
+    a, b = netns_factory(), netns_factory()
+    _tracked(a)
+    b.run("iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-p", "tcp", "--dport", "5001",
+          "-j", "SNAT", "--to-source", "127.0.0.1:42000-42049")
+    procs = [_start(a), _start(b)]
+    try:
+        r = subprocess.run(PORTSCOPE + ["nat", "--all-netns", "--json", "--top", "0"], capture_output=True, text=True,
+                           timeout=600)
+        alone = {ns.name: _nat_json(ns.name) for ns in (a, b)}
+    finally:
+        for p in procs:
+            p.kill()
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["all_netns"] is True
+    per = {n["netns"]: n for n in doc["namespaces"]}
+    for ns, capacity in ((a, 100), (b, 50)):
+        got, want = per[ns.name]["nat"], alone[ns.name]
+        assert got["rules"] == want["rules"] and got["nat_ports"] == want["nat_ports"]
+        assert [[d[k] for k in STABLE] for d in got["snat"]] == [[d[k] for k in STABLE] for d in want["snat"]]
+        (row,) = [d for d in doc["snat"] if d["netns"] == ns.name]
+        assert (row["in_use"], row["time_wait"], row["capacity"]) == (4, 2, capacity)
+        assert row["netns_inode"] == os.stat(f"/run/netns/{ns.name}").st_ino
+        assert row["container"] is None and row["pod"] is None
+    assert doc["snat_total"] == len(doc["snat"]) >= 2
+    utils = [d["utilization"] for d in doc["snat"]]
+    assert utils == sorted(utils, reverse=True)
+
+
+def test_all_netns_refuses_netns_and_interval(cli):
+    for args in (("nat", "--all-netns", "--netns", "pid:1"), ("nat", "--all-netns", "--interval", "1")):
+        code, out, err = cli(*args)
+        assert code == 2 and out == "" and err.count("\n") == 1 and "--all-netns" in err, (args, err)

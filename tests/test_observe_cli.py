@@ -185,3 +185,41 @@ def test_sigint_at_any_moment_is_never_a_traceback():
         assert "Traceback" not in err
         assert (p.returncode == 130 and err.strip().startswith("portscope: ") and "\n" not in err.strip()) or (
             p.returncode == 0 and out.startswith("portscope watch: ")), (p.returncode, err)
+
+
+@needs_netns
+def test_watch_all_netns_labels_each_namespace(netns):
+    """Failures provoked in a namespace made here, watched with --all-netns: its rows and
+    findings carry its name and inode, and its own entry has what `watch --netns` shows."""
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40009")
+    lst = netns.popen(sys.executable, "-c", LISTENER, "4", stdout=subprocess.PIPE, text=True)
+    assert lst.stdout.readline().strip() == "up"
+    try:
+        watch = _start(["watch", "--all-netns", "--json", "--seconds", "8"])
+        time.sleep(2)            # past the first read of every namespace's counters
+        got = json.loads(netns.python(CLIENT, "ps-client", "tcp-connect", "30", str(PORT), "4", "-").stdout)
+        out, err = watch.communicate(timeout=120)
+    finally:
+        lst.kill()
+    # other tenants' namespaces may vanish mid-window: one warning line each, nothing else
+    assert watch.returncode == 0, err
+    assert all(" skipped: " in line for line in err.splitlines()), err
+    assert got["fails"] == {"EADDRNOTAVAIL": 20}
+    doc = loads_strict(out)
+    inode = os.stat(f"/run/netns/{netns.name}").st_ino
+    mine = [f for f in doc["failures"] if f["netns_inode"] == inode]
+    assert [(f["syscall"], f["errno"], f["count"], f["comm"], f["pid"], f["netns"], f["container"], f["pod"])
+            for f in mine] == [("connect", "EADDRNOTAVAIL", 20, "ps-client", got["pid"], netns.name, None, None)]
+    (ns,) = [n for n in doc["namespaces"] if n["netns_inode"] == inode]
+    assert ns["netns"] == netns.name and ns["watch"]["backend"] == "bpf"
+    assert [(f["count"], f["netns"]) for f in ns["watch"]["failures"]] == [(20, inode)]
+    assert ns["watch"]["findings"][0]["id"] == "connect-failures"
+    assert any(f["id"] == "connect-failures" and f["netns"] == netns.name for f in doc["findings"])
+    assert netns.name in ns["watch"]["findings"][0]["remedy"]
+    rows = expand(parse_doc(DOC.read_text())[0])
+    check_runs(rows["watch-all"], "watch-all", [(["watch", "--all-netns", "--json", "--seconds", "8"], out)])
+
+
+def test_watch_all_netns_refuses_netns(cli):
+    code, out, err = cli("watch", "--all-netns", "--netns", "pid:1", "--seconds", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--all-netns" in err, err

@@ -6,7 +6,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import TOP, Number, emit_json, json_option, netns_of, netns_option, verbose, want_json
+from .common import (
+    TOP,
+    Number,
+    emit_json,
+    json_option,
+    netns_of,
+    netns_option,
+    refuse_with_netns,
+    verbose,
+    want_json,
+)
 
 if TYPE_CHECKING:
     from ..nat import NatReport
@@ -20,9 +30,11 @@ if TYPE_CHECKING:
 @click.option("--interval", type=Number(0, 60, lo_open=True, unit="seconds"), default=None, metavar="S",
               help="Read the statistics again after S seconds (at most 60): insert_failed/drop rising is a "
                    "warning, non-zero totals alone only information.")
+@click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
+              "namespace, container and pod (see `portscope namespaces`; not with --interval).")
 @json_option
 @netns_option
-def nat(top, no_table, interval, json_out, netns) -> None:
+def nat(top, no_table, interval, all_netns, json_out, netns) -> None:
     """Connection tracking and NAT: the port exhaustion sockets do not show.
 
     \b
@@ -32,9 +44,13 @@ def nat(top, no_table, interval, json_out, netns) -> None:
     Examples:
       portscope nat
       portscope nat --netns pid:1234 --json --top 5
+      portscope nat --all-netns
     """
     from ..nat import analyze
 
+    if all_netns:
+        _all(top or None, not no_table, interval, json_out, netns)
+        return
     ns = netns_of(netns)
     rep = analyze(ns, dump=not no_table, interval=interval)
     n = top or None
@@ -42,6 +58,32 @@ def nat(top, no_table, interval, json_out, netns) -> None:
         emit_json(rep.to_json(top=n))
         return
     _render(rep, n)
+
+
+def _all(top: int | None, dump: bool, interval, json_out, netns) -> None:
+    from ..allnetns import who
+    from ..errors import BadInput
+    from ..nat.allnetns import nat_all
+    from .render import warn_skipped
+
+    refuse_with_netns(netns)
+    if interval is not None:
+        raise BadInput("--all-netns takes no --interval: watch one namespace's statistics with --netns")
+    walk, doc = nat_all(dump=dump, top=top)
+    warn_skipped(walk.skipped)
+    if want_json(json_out):
+        emit_json(doc)
+        return
+    quiet = [v for v in walk.visits if not v.value.present and not v.value.findings]
+    for v in walk.visits:
+        if v in quiet:
+            continue
+        click.echo(f"== {who(v.labels())}")
+        _render(v.value, top)
+        click.echo("")
+    click.echo(f"{len(walk.visits)} namespace(s) read"
+               + (f", {len(walk.skipped)} skipped" if walk.skipped else "")
+               + (f"; {len(quiet)} without NAT rules, tracked connections or findings" if quiet else ""))
 
 
 def _render(rep: NatReport, top: int | None) -> None:

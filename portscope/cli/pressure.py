@@ -99,6 +99,9 @@ def _egress(opts: dict, kw: dict) -> None:
 @click.option("--samples", type=Number(2, MAX_SAMPLES, whole=True), default=None, metavar="K",
               help="Number of samples with --interval (default 2).")
 @click.option("--process", is_flag=True, help="Attribute use to processes (slower: reads /proc/*/fd).")
+@click.option("--cgroup", "cgroup", is_flag=True,
+              help="Per destination, the cgroups (container, pod, service) whose sockets hold its ports, "
+                   "most first; TIME_WAIT sockets have none and are counted apart (one namespace, no --check).")
 @click.option("--check", is_flag=True,
               help="Monitoring-plugin mode: one status line with perfdata; exit 0 OK, 1 WARNING, "
                    "2 CRITICAL, 3 UNKNOWN (any error, bad usage included). The status is the worst "
@@ -111,7 +114,8 @@ def _egress(opts: dict, kw: dict) -> None:
               help="Only with --check: leave these finding ids out of the status (repeatable).")
 @click.option("--all-netns", is_flag=True, help="Every network namespace on the host, labelled by "
               "namespace, container and pod (not with --check or --interval).")
-def pressure(json_out, netns, top, interval, samples, process, check, warn, crit, ignore, all_netns) -> None:
+def pressure(json_out, netns, top, interval, samples, process, cgroup, check, warn, crit, ignore,
+             all_netns) -> None:
     """Ephemeral-port use per destination (src, dst, dport) against its real capacity.
 
     \b
@@ -124,6 +128,12 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
     ports but one. TIME_WAIT counts as used. --interval adds the rate of new
     connections, the sustainable rate and the time to exhaustion.
     """
+    if cgroup and check:
+        _unknown("--cgroup shows who holds the ports; a check judges them: leave --cgroup out",
+                 want_json(json_out))
+    if cgroup and all_netns:
+        from ..errors import BadInput
+        raise BadInput("--cgroup reads one namespace's destinations: not with --all-netns (use --netns)")
     if all_netns and not check:
         from ..allnetns import pressure_all
         from ..errors import BadInput
@@ -153,7 +163,7 @@ def pressure(json_out, netns, top, interval, samples, process, check, warn, crit
             _unknown(str(e) if isinstance(e, PortscopeError) else f"internal error: {type(e).__name__}: {e}",
                      as_json)
         return
-    _show(json_out, netns, top, interval, samples, process, warn, crit, ignore)
+    _show(json_out, netns, top, interval, samples, process, warn, crit, ignore, cgroup)
 
 
 def _check(netns, top, interval, samples, process, warn, crit, ignore, as_json) -> None:
@@ -180,11 +190,11 @@ def _check(netns, top, interval, samples, process, warn, crit, ignore, as_json) 
     raise SystemExit(c.code)
 
 
-def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore) -> None:
+def _show(json_out, netns, top, interval, samples, process, warn, crit, ignore, cgroup=False) -> None:
     from ..errors import BadInput
 
     given = [o for o, v in (("--warn", warn), ("--crit", crit)) if v is not None] + (["--ignore"] if ignore else [])
     if given:
         raise BadInput(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} only with --check "
                        f"(the monitoring-plugin mode)")
-    pressure_show(netns_of(netns), top, interval, samples, process, want_json(json_out), verbose())
+    pressure_show(netns_of(netns), top, interval, samples, process, want_json(json_out), verbose(), cgroup=cgroup)

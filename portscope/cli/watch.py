@@ -88,15 +88,19 @@ def render_live(obs: "Observation", rates: dict, *, interval: float, note: str |
 @click.option("--bpf/--no-bpf", "use_bpf", default=None,
               help="Require the eBPF failure counter (exit 3/4 if it cannot load) or do not load it. "
                    "Default: use it when it loads, else the counters alone.")
+@click.option("--all-netns", is_flag=True,
+              help="Every network namespace on the host: failures and counters labelled by namespace, "
+                   "container and pod (see `portscope namespaces`); one summary after the window, no live view.")
 @netns_option
 @json_option
-def watch(seconds, interval, use_bpf, netns, json_out) -> None:
+def watch(seconds, interval, use_bpf, all_netns, netns, json_out) -> None:
     """Failures for want of a port (EADDRNOTAVAIL, EADDRINUSE, UDP EAGAIN), as they happen.
 
     Counts failed connect(), bind(), and UDP sendto()/sendmsg()/connect() per process,
     namespace and destination with eBPF, next to the TIME_WAIT counters (TWRecycled,
     TCPTimeWaitOverflow, TWKilled, tw). On a tty without --seconds: a live view. Failures
-    are every namespace's unless --netns names one; counters are the namespace's.
+    are every namespace's unless --netns names one; counters are the namespace's
+    (--all-netns: every namespace's, each labelled).
     """
     from ..errors import BadInput
     from ..observe.watch import Watcher, check_seconds, cli_error, describe
@@ -106,6 +110,9 @@ def watch(seconds, interval, use_bpf, netns, json_out) -> None:
         raise BadInput(f"--interval must be in 0.1..3600 seconds, got {interval:g}")
     as_json = want_json(json_out)
     live = secs is None and not as_json and sys.stdout.isatty()
+    if all_netns:
+        _all(secs or DEFAULT_SECONDS, use_bpf, netns, as_json)
+        return
     netns = netns_of(netns)
     with Watcher(netns, False if use_bpf is False else None) as w:
         if w.load_error is not None and not use_bpf:
@@ -126,6 +133,61 @@ def watch(seconds, interval, use_bpf, netns, json_out) -> None:
                 render_text(obs)
         if use_bpf and w.load_error is not None:
             raise cli_error(w.load_error)
+
+
+def _all(secs: float, use_bpf, netns, as_json: bool) -> None:
+    from ..allnetns import who
+    from ..observe.allnetns import watch_all
+    from ..observe.watch import Watcher, cli_error, describe
+    from .common import refuse_with_netns
+    from .render import warn_skipped
+
+    refuse_with_netns(netns)
+    with Watcher(None, False if use_bpf is False else None) as w:
+        if w.load_error is not None and not use_bpf:
+            click.echo(f"portscope: {describe(w.load_error)}; showing kernel counters only", err=True)
+        if use_bpf and w.load_error is not None:
+            raise cli_error(w.load_error)
+        walk, doc = watch_all(w, secs)
+    warn_skipped(walk.skipped)
+    if as_json:
+        emit_json(doc)
+        return
+    echo = click.echo
+    echo(f"portscope watch --all-netns: {doc['seconds']:.1f} s, backend {doc['backend']}, "
+         f"{len(walk.visits)} namespaces" + (f" ({len(walk.skipped)} skipped)" if walk.skipped else ""))
+    echo("")
+    rows = doc["failures"]
+    if doc["backend"] != "bpf":
+        echo("  failures not counted (no eBPF counter): kernel counters only")
+    elif not rows:
+        echo("  no connect(), bind() or UDP send failed for want of a port")
+    else:
+        echo(f"  {'SYSCALL':<8} {'ERRNO':<14} {'COUNT':>7}  {'PID':>7} {'COMM':<16} DESTINATION  NAMESPACE")
+        for r in rows[:SHOWN]:
+            dst = "-" if r["dst"] is None else (f"[{r['dst']}]:{r['dport']}" if ":" in r["dst"]
+                                                else f"{r['dst']}:{r['dport']}")
+            echo(f"  {r['syscall']:<8} {r['errno']:<14} {r['count']:>7}  {r['pid']:>7} {r['comm']:<16} {dst}  {who(r)}")
+        if len(rows) > SHOWN:
+            echo(f"  ... and {len(rows) - SHOWN} more (--json has every row)")
+    echo("")
+    moved = [v for v in walk.visits if any(v.value.counters[k] for k in ("TWRecycled", "TCPTimeWaitOverflow",
+                                                                         "TWKilled"))]
+    echo(f"  Counters: {len(moved)} namespace(s) with TWRecycled/TCPTimeWaitOverflow/TWKilled rising"
+         + (":" if moved else ""))
+    for v in moved:
+        c = v.value.counters
+        echo(f"    {who(v.labels())}: TWRecycled +{c['TWRecycled']}  TCPTimeWaitOverflow "
+             f"+{c['TCPTimeWaitOverflow']}  TWKilled +{c['TWKilled']}  TIME_WAIT {c['tw']} of "
+             f"{c['tcp_max_tw_buckets']}")
+    echo("")
+    if doc["findings"]:
+        echo("Findings:")
+        for f in doc["findings"]:
+            echo(f"  [{f['severity'].upper()}] {who(f)} {f['id']}: {f['message']}")
+            echo(f"      fix: {f['remedy']}")
+    else:
+        echo("Findings: none")
 
 
 def _live(w, interval: float) -> None:

@@ -270,13 +270,24 @@ def render_findings(res: PressureResult, echo: Echo = echo) -> None:
 
 
 def pressure_show(netns: str | None, top: int | None, interval: float | None, samples: int | None,
-                  process: bool, as_json: bool, verbose: bool = False) -> None:
-    """`portscope pressure` without --check: measure and print destinations, forecast, findings."""
+                  process: bool, as_json: bool, verbose: bool = False, cgroup: bool = False) -> None:
+    """`portscope pressure` without --check: measure and print destinations, forecast, findings
+    (with `cgroup`, each destination's sockets by cgroup, read from the same table)."""
     from ..datapath import measure
 
-    res = measure(netns, top=top, process=process, interval=interval, samples=samples)
+    by_dest: dict = {}
+    if cgroup:
+        from ..destcgroups import measure_cgroups
+        res, by_dest = measure_cgroups(netns, top=top, process=process, interval=interval, samples=samples)
+    else:
+        res = measure(netns, top=top, process=process, interval=interval, samples=samples)
+    none = {"top": [], "more": 0, "time_wait": 0, "unknown": 0}
     if as_json:
-        emit_json(res.to_json())
+        doc = res.to_json()
+        if cgroup:
+            for d in doc["destinations"]:
+                d["cgroups"] = by_dest.get((d["proto"], d["src"], d["dst"], d["dport"]), none)
+        emit_json(doc)
         return
     r = res.range
     echo(f"Range {r.low}-{r.high} ({r.size} ports, {res.global_.reserved_in_range} reserved inside)"
@@ -290,6 +301,8 @@ def pressure_show(netns: str | None, top: int | None, interval: float | None, sa
              f"TIME_WAIT {f['time_wait_seconds']} s, tcp_tw_reuse {f['tcp_tw_reuse']}")
     echo(f"Destinations ({res.destinations_total}):")
     render_destinations(res)
+    if cgroup:
+        _cgroup_lines(res, by_dest, none)
     if res.processes:
         echo("Processes (client sockets, distinct usable ports they hold):")
         for p in res.processes[:10]:
@@ -297,6 +310,21 @@ def pressure_show(netns: str | None, top: int | None, interval: float | None, sa
                  f"  {p.command or ''}")
     echo("Findings:")
     render_findings(res)
+
+
+def _cgroup_lines(res: Any, by_dest: dict, none: dict) -> None:
+    from ..destcgroups import label
+    echo("Cgroups per destination (sockets):")
+    for d in res.destinations:
+        c = by_dest.get(d.key, none)
+        parts = [f"{label(e)} {e['sockets']}" for e in c["top"]]
+        if c["more"]:
+            parts.append(f"other cgroups {c['more']}")
+        if c["time_wait"]:
+            parts.append(f"no cgroup (TIME_WAIT) {c['time_wait']}")
+        if c["unknown"]:
+            parts.append(f"no cgroup (request socket or closed since) {c['unknown']}")
+        echo(f"  {d.proto} {d.label}: " + (", ".join(parts) or "none"))
 
 
 # ---------------------------------------------------------------- conns
