@@ -228,15 +228,32 @@ class _Column:
         `width`, with the two that separate columns."""
         many = len(self.ports_col) >= PORT_LIST_ROWS
         if self.uniform is not None and many:
-            # every port's text with its pad, made at once in C
-            pads = [" " * (width - self.uniform - d) + "  " for d in range(6)]
-            padded = list(map(add, _port_texts(zero), map(pads.__getitem__, _DIGITS)))
-            return [map(padded.__getitem__, self.ports_col)]
+            return [map(_padded_ports(width - self.uniform, zero).__getitem__, self.ports_col)]
         if not self.lens:
             self.lens = list(map(add, map(length.__getitem__, addrs), map(_DIGITS.__getitem__, self.ports_col)))
         text = _port_texts(zero) if many else _Texts(lambda p: str(p) if p else zero)
         pads = [" " * (width - k) + "  " for k in range(width + 1)]
         return [map(text.__getitem__, self.ports_col), map(pads.__getitem__, self.lens)]
+
+
+def _padded_ports(room: int, zero: str) -> list[str]:
+    """Every port's text ('zero' for 0) left-aligned to `room` characters, then the two spaces
+    between columns: made in C, one run of ports per digit count (the pad is the run's)."""
+    got = _PADDED.get(room)
+    if got is None:
+        got = []
+        for digits, (low, high) in enumerate(((0, 10), (10, 100), (100, 1000), (1000, 10000), (10000, 65536)), 1):
+            got += map(add, map(str, range(low, high)), repeat(" " * (room - digits) + "  ", high - low))
+        _PADDED.clear()
+        _PADDED[room] = got
+    if zero == "0":
+        return got
+    out = got.copy()
+    out[0] = zero + out[0][1:]
+    return out
+
+
+_PADDED: dict[int, list[str]] = {}
 
 
 def _port_texts(zero: str) -> list[str]:
