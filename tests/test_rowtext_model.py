@@ -96,3 +96,55 @@ def test_text_rows_align_every_column_to_its_widest_value(monkeypatch):
         assert ("[" in cells[2]) == (t.family[i] == 6)
     # the widest LOCAL value ends two spaces before REMOTE
     assert max(len(line[starts[2]:starts[3]].rstrip()) for line in lines[1:]) == starts[3] - starts[2] - 2
+
+
+def _ref_text(t: SocketTable, idx, process: bool) -> str:
+    """Aligned columns the plain way: every cell formatted, then every column padded to its widest."""
+    from portscope.sockets.cgroups import label
+    from portscope.sockets.table import EPH_NAMES, PROTO_NAMES, STATE_NAMES, format_addr
+
+    def where(raw, port, zero):
+        a = format_addr(raw) if len(raw) == 4 else f"[{format_addr(raw)}]"
+        return f"{a}:{port or zero}"
+    head = ["PROTO", "STATE", "LOCAL", "REMOTE", "EPHEMERAL"] + (["PROCESS"] if process else []) + \
+        (["CGROUP"] if process and t.cgroup is not None else [])
+    cells = []
+    for i in idx:
+        c = [PROTO_NAMES.get(t.proto[i], "?"), STATE_NAMES.get(t.state[i], "?"),
+             where(t.local_addr[i], t.local_port[i], "0"), where(t.remote_addr[i], t.remote_port[i], "*"),
+             (EPH_NAMES.get(t.ephemeral[i]) if len(t.ephemeral) == len(t) else None) or "-"]
+        if process:
+            c.append(f"{t.pid[i]}/{t.command[i] or '?'}" if t.pid[i] >= 0 else "-")
+            if t.cgroup is not None:
+                c.append(label(t.cgroup[i], t.state[i]))
+        cells.append(c)
+    widths = [max(len(r[k]) for r in [head] + cells) for k in range(len(head))]
+    return "".join("  ".join(v.ljust(w) for v, w in zip(r[:-1], widths)) + "  " + r[-1] + "\n"
+                   for r in [head] + cells)
+
+
+@pytest.mark.parametrize("kind", KINDS + [dict(owners=True, cgroup=True)], ids=lambda k: ",".join(k) or "plain")
+@pytest.mark.parametrize("pick", ["all", "some", "none", "reversed"])
+@pytest.mark.parametrize("many", [False, True], ids=["few", "many"])
+def test_text_rows_match_the_plain_reference(kind, pick, many, monkeypatch):
+    """Both ways of padding a port (by its digits when a column's addresses share one
+    length, else by each row's length) give the plain reference's bytes."""
+    monkeypatch.setattr(rowtext, "BATCH", 4)
+    monkeypatch.setattr(rowtext, "PORT_LIST_ROWS", 0 if many else 10**9)
+    kind = dict(kind)
+    cgroup = kind.pop("cgroup", False)
+    t = _table(**kind)
+    if t.command is not None:
+        t.command = [None if i % 5 == 0 else f"worker {i}" for i in range(len(t))]
+    if cgroup:
+        cg = [None, {"container": None, "pod": None, "path": "/system.slice/x", "id": 5},
+              {"container": {"runtime": "docker", "id": "0123456789abcdef"}, "pod": {"uid": "u-1"}, "path": "/",
+               "id": 7}]
+        t.cgroup = [cg[i % 3] for i in range(len(t))]
+    idx = {"all": range(len(t)), "some": [0, 2, 3, 6, 13, 20], "none": [],
+           "reversed": list(reversed(range(len(t))))}[pick]
+    for process in ([False, True] if t.pid is not None else [False]):
+        assert "".join(rowtext.text_rows(t, idx, process)) == _ref_text(t, idx, process)
+    # one address length per column: the pads come from the ports' digits alone
+    same = [i for i in range(len(t)) if t.family[i] == 4 and t.proto[i] == 6]
+    assert "".join(rowtext.text_rows(t, same, False)) == _ref_text(t, same, False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from array import array
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import BadInput
 
@@ -57,58 +57,93 @@ def mark_ephemeral(table: SocketTable, ephemeral: PortRange, reserved: PortSet |
     ephemeral locally. TIME_WAIT and request sockets carry no bind lock at all,
     so they, and every procfs/psutil row, are judged by the host's range.
     """
-    mask = port_mask(ephemeral, reserved)
-    # listener ports as one flag byte per port, a bit per protocol: no tuple per row
-    pbit = _PROTO_BIT
-    lis = bytearray(65536)
+    lis = bytearray(65536)                  # listener ports: a bit per protocol
     for proto, port in table.listen_ports:
-        lis[port] |= pbit[proto]
-    k_local = _pack(EPH_LOCAL, METHOD_KERNEL, AUTO_YES)
-    acc_remote = _pack(EPH_REMOTE, METHOD_RANGE, AUTO_NO)
-    acc_none = _pack(EPH_NONE, METHOD_KERNEL, AUTO_NO)
-    n_remote = acc_remote
-    n_none = acc_none
-    u = AUTO_UNKNOWN
-    r_none, r_local, r_remote = _pack(EPH_NONE, METHOD_RANGE, u), _pack(EPH_LOCAL, METHOD_RANGE, u), \
-        _pack(EPH_REMOTE, METHOD_RANGE, u)
-
-    def one(proto, state, lp, rp, ab):
-        if ab == AUTO_YES:
-            if lis[lp] & pbit[proto]:     # accepted: shares its listener's port
-                return acc_remote if mask[rp] else acc_none
-            return k_local
-        if ab == AUTO_NO:
-            # the program chose the local port; the peer's side by range
-            if state != TCP_LISTEN and rp and mask[rp]:
-                return n_remote
-            return n_none
-        if state == TCP_LISTEN:
-            return r_none
-        if rp == 0:
-            return r_local if mask[lp] else r_none
-        if lis[lp] & pbit[proto]:
-            return r_remote if mask[rp] else r_none
-        if mask[lp]:
-            return r_local
-        if mask[rp]:
-            return r_remote
-        return r_none
-
-    # the common rows (kernel-chosen ports: clients, and accepted sockets) inline, without
-    # a call; the same decisions as the first branch of one()
-    packed = bytes([(k_local if not lis[lp] & pbit[pr] else acc_remote if mask[rp] else acc_none)
-                    if ab == AUTO_YES else one(pr, st, lp, rp, ab)
-                    for pr, st, lp, rp, ab in zip(table.proto, table.state, table.local_port,
-                                                  table.remote_port, table.auto_bound)])
+        lis[port] |= _PROTO_BIT[proto]
+    keys = decision_keys(port_mask(ephemeral, reserved), lis, table.proto, table.state,
+                         table.local_port, table.remote_port, table.auto_bound)
+    packed = keys.translate(_DECIDE)
     table.ephemeral = array("B", packed.translate(_EPH))
     table.method = array("B", packed.translate(_METHOD))
     table.auto_bound = array("B", packed.translate(_AUTO))
+
+
+def decision_keys(mask: bytes | bytearray, lis: bytes | bytearray, proto: Sequence[int], state: Sequence[int],
+                  local_port: Sequence[int], remote_port: Sequence[int], auto_bound: Sequence[int]) -> bytes:
+    """Per row, one byte holding every fact the ephemeral decision reads (see _decide):
+    built column by column in C (two lookups per row, the rest whole-column byte
+    translations and big-integer ORs), so no Python code runs per row.
+
+    mask: port_mask(); lis: per port, _PROTO_BIT of every protocol listening on it.
+    """
+    n = len(proto)
+    if not n:
+        return b""
+    # list.__getitem__ is the cheapest per-row lookup map() can call (bytes' is twice that)
+    lflags = bytes(bytearray(map(list(_local_flags(mask, lis)).__getitem__, local_port)))
+    rflags = bytes(bytearray(map(list(_remote_flags(mask)).__getitem__, remote_port)))
+    frombytes = int.from_bytes
+    # a listener on the local port for this row's own protocol: the AND of two byte
+    # columns (no carry crosses a byte), each nonzero byte then made 2
+    listened = (frombytes(lflags.translate(_LIS_BITS), "big") & frombytes(bytes(proto).translate(_PROTO_BIT), "big"))
+    key = (frombytes(lflags.translate(_BIT0), "big") | frombytes(listened.to_bytes(n, "big").translate(_NONZERO2), "big")
+           | frombytes(rflags, "big") | frombytes(bytes(state).translate(_LISTEN16), "big")
+           | frombytes(bytes(auto_bound).translate(_AUTO32), "big"))
+    return key.to_bytes(n, "big")
+
+
+def _local_flags(mask, lis) -> bytes:
+    """Per port: bit 0 in the range, bits 1-5 the listeners' protocol bits."""
+    n = len(mask)
+    return (int.from_bytes(mask, "big") | int.from_bytes(bytes(lis).translate(_SHL1), "big")).to_bytes(n, "big")
+
+
+def _remote_flags(mask) -> bytes:
+    """Per port: bit 2 in the range, bit 3 port 0 (unconnected)."""
+    flags = bytearray(bytes(mask).translate(_BIT2))
+    flags[0] |= 8
+    return bytes(flags)
+
+
+def _decide(key: int) -> int:
+    """The packed decision (ephemeral | method << 2 | auto_bound << 4) for one decision key."""
+    in_range_l, listened, in_range_r, unconnected = key & 1, key >> 1 & 1, key >> 2 & 1, key >> 3 & 1
+    listen, ab = key >> 4 & 1, key >> 5 & 3
+    if ab == AUTO_YES:
+        if listened:          # accepted: shares its listener's port
+            return _pack(EPH_REMOTE, METHOD_RANGE, AUTO_NO) if in_range_r else _pack(EPH_NONE, METHOD_KERNEL, AUTO_NO)
+        return _pack(EPH_LOCAL, METHOD_KERNEL, AUTO_YES)
+    if ab == AUTO_NO:
+        # the program chose the local port; the peer's side by range
+        if not listen and not unconnected and in_range_r:
+            return _pack(EPH_REMOTE, METHOD_RANGE, AUTO_NO)
+        return _pack(EPH_NONE, METHOD_KERNEL, AUTO_NO)
+    u = AUTO_UNKNOWN
+    if listen:
+        return _pack(EPH_NONE, METHOD_RANGE, u)
+    if unconnected:
+        return _pack(EPH_LOCAL if in_range_l else EPH_NONE, METHOD_RANGE, u)
+    if listened:
+        return _pack(EPH_REMOTE if in_range_r else EPH_NONE, METHOD_RANGE, u)
+    if in_range_l:
+        return _pack(EPH_LOCAL, METHOD_RANGE, u)
+    if in_range_r:
+        return _pack(EPH_REMOTE, METHOD_RANGE, u)
+    return _pack(EPH_NONE, METHOD_RANGE, u)
 
 
 _PROTO_BIT = bytes({6: 1, 17: 2, 136: 4, 132: 8}.get(i, 16) for i in range(256))
 _EPH = bytes(i & 3 for i in range(256))
 _METHOD = bytes(i >> 2 & 3 for i in range(256))
 _AUTO = bytes(i >> 4 & 3 for i in range(256))
+_BIT0 = bytes(i & 1 for i in range(256))
+_BIT2 = bytes((i & 1) << 2 for i in range(256))
+_SHL1 = bytes(i << 1 & 255 for i in range(256))
+_LIS_BITS = bytes(i >> 1 for i in range(256))
+_NONZERO2 = bytes([0]) + bytes([2]) * 255
+_LISTEN16 = bytes(16 if i == TCP_LISTEN else 0 for i in range(256))
+_AUTO32 = bytes((i if i <= AUTO_UNKNOWN else AUTO_UNKNOWN) << 5 for i in range(256))
+_DECIDE = bytes(_decide(k & 127) for k in range(256))
 
 
 # --- row selection (conns filters) ---------------------------------------------------
