@@ -356,3 +356,83 @@ def test_real_prometheus_scrapes_library_values(loaded, netns_factory, tmp_path)
     err = exporter.stderr.read()
     assert "Traceback" not in err
     assert f"netns {gone.name}: read failed" in err
+
+
+def test_web_view_is_served_from_the_scrapes_collections(loaded):
+    """The page and /api/pressure read the sample of the last (or in-flight) collection:
+    no socket read of their own while it is younger than WEB_MAX_AGE, and then one
+    collection shared with the scrapes arriving meanwhile. The document equals
+    `pressure --json` of the namespace (the in-range read of the CLI, the exporter's full read)."""
+    from portscope.exporter import read_sample
+    calls = []
+
+    def reader(ns, top):
+        calls.append(ns)
+        return read_sample(ns, top)
+
+    exp = Exporter(PortscopeCollector([loaded.name], top=20, reader=reader))
+    routes = exp.routes()
+    exp.render()
+    assert len(calls) == 1
+    for path in ("/api/pressure", "/", "/api/pressure"):
+        st, _, body = routes[path]()
+        assert st == 200
+    assert len(calls) == 1                                   # the scrape's read served them all
+    doc = json.loads(routes["/api/pressure"]()[2])
+    _, lib = _library(loaded.name, top=20)
+    want = lib.to_json()
+    assert doc["global"] == want["global"] and doc["destinations"] == want["destinations"]
+    assert doc["listener_ports"] == want["listener_ports"] and "forecast" not in doc
+    assert len(doc["history"]["points"]) == 1                # one reading, one point, however often asked
+
+    # once the sample is too old: one collection for 10 page reads and 10 scrapes together
+    at, sample = exp.collector.kept
+    exp.collector.kept = (at - 60, sample)
+    out: list = []
+    fns = [routes["/api/pressure"], routes["/metrics"]] * 10
+    ts = [threading.Thread(target=lambda f=f: out.append(f())) for f in fns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert len(out) == 20 and {o[0] for o in out} == {200}
+    assert len(calls) == 2
+    doc = json.loads(routes["/api/pressure"]()[2])
+    assert doc["forecast"]["samples"] == 2 and doc["forecast"]["new_connections"] == 0
+    assert len(doc["history"]["points"]) == 2
+    assert {d["dport"]: d["in_use"] for d in doc["destinations"]} == \
+        {d["dport"]: d["in_use"] for d in want["destinations"]}
+
+
+def test_web_view_shows_a_failed_read_as_503(netns_factory):
+    gone = netns_factory()
+    exp = Exporter(PortscopeCollector([gone.name]))
+    routes = exp.routes()
+    remove_netns(gone)
+    st, _, body = routes["/api/pressure"]()
+    assert st == 503 and body.startswith(b"portscope: cannot read: ")
+    assert b'portscope_scrape_success{netns="%s"} 0.0' % gone.name.encode() in exp.render()
+
+
+def test_socket_counts_and_ports_in_use_match_a_row_by_row_count():
+    from collections import Counter
+
+    from portscope.exporter import ports_in_use, socket_counts
+    from portscope.pressure import usable_ports
+    from portscope.sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
+    from test_pressure_model import EST, LISTEN, TW, T, facts
+    tcp, udp, udplite = PROTO_CODES["tcp"], PROTO_CODES["udp"], PROTO_CODES["udplite"]
+    f = facts(40000, 40019, reserved="40005")
+    t = T()
+    t.connect(range(40000, 40012), state=EST)
+    t.connect(range(40000, 40004), state=TW, dport=81)       # ports shared by two destinations
+    t.add(tcp, LISTEN, 40015)
+    t.add(tcp, EST, 8080, rport=50000)                       # outside the range
+    t.add(udp, 7, 40001)
+    t.add(udp, 1, 40002, rport=53)
+    t.add(udplite, 7, 40019)
+    tab = t.t
+    want = Counter((PROTO_NAMES[p], STATE_NAMES[s]) for p, s in zip(tab.proto, tab.state))
+    assert socket_counts(tab) == dict(want)
+    u = usable_ports(f.ephemeral, f.reserved)
+    assert ports_in_use(tab, u) == {"tcp": 11 + 1, "udp": 2, "udplite": 1}   # 40005 reserved
