@@ -8,7 +8,8 @@ Concurrent scrapes share one collection (single flight): 50 scrapers against a
 100k-socket namespace cost one read, not 50. The web view (portscope.web) is served from
 the same collections: its page and /api/pressure use the first namespace's sample of the
 last collection (or the one in flight) when it is at most WEB_MAX_AGE seconds old, so an
-open page adds no socket read of its own next to Prometheus' (docs/web.md, "Cost").
+open page adds no socket read of its own next to Prometheus'; otherwise the page reads
+the sockets of the range only, cheaper than a scrape's read (docs/web.md, "Cost").
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from . import egress as node_egress
 from .errors import PortscopeError
 from .fsutil import atomic_write
 from .host import host_facts
+from .httpserver import arrival
 from .namespaces import discover
 from .nat.metrics import families as nat_families
 from .nat.metrics import read_nat
@@ -36,7 +38,7 @@ from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import is_
 from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES, SocketTable
 from .web import WebView
-from .web.data import MAX_SAMPLE_AGE, Reading
+from .web.data import MAX_SAMPLE_AGE, Reading, read_now
 
 if TYPE_CHECKING:
     from .host import HostFacts
@@ -337,7 +339,7 @@ def _families(samples):
 class Exporter:
     """Registry + single-flight rendering: a scrape that arrives while a collection runs
     waits for that collection and gets its bytes (at most one collection in flight), and
-    the web view reads the samples of the same collections (reading())."""
+    the web view reads the samples of the same collections when they are recent (reading())."""
 
     def __init__(self, collector: PortscopeCollector) -> None:
         self.collector = collector
@@ -347,15 +349,26 @@ class Exporter:
         self._running = False
         self._gen = 0
         self._last: bytes = b""
+        self._ended = float("-inf")       # time.monotonic() when the last collection ended
 
-    def render(self) -> bytes:
-        """The exposition text; concurrent callers wait for and share the scrape in progress.
-        A caller arriving while a collection runs gets that collection's bytes: at most one
-        collection's time later than if it had started its own, and never a second read
-        (the data it gets was read while its request was already on its way)."""
+    def render(self, arrived: float | None = None) -> bytes:
+        """The exposition text; concurrent callers share one collection.
+
+        A caller arriving while a collection runs waits for it and gets its bytes. A caller
+        whose request arrived (`arrived`, time.monotonic(); by default httpserver.arrival()
+        of the request being served) before a collection that has ended since gets that
+        collection's bytes at once: under load a request may take a while to be parsed, and
+        without this it could miss the collection that was in flight when it came in and
+        wait for the whole next one. Either way a scrape's numbers were read by a collection
+        that was running or started while its request was on its way: at most one
+        collection's duration older than the request (docs/exporter.md, "How a scrape works")."""
         from prometheus_client.exposition import generate_latest
 
+        if arrived is None:
+            arrived = arrival()
         with self._cv:
+            if arrived is not None and self._gen and self._ended >= arrived:
+                return self._last
             if self._running:
                 gen = self._gen
                 while self._gen == gen:
@@ -371,20 +384,23 @@ class Exporter:
             with self._cv:
                 self._last = out
                 self._gen += 1
+                self._ended = time.monotonic()
                 self._running = False
                 self._cv.notify_all()
         return out
 
-    def reading(self, max_age: float = WEB_MAX_AGE) -> Reading:
-        """The web view's namespace as the last collection read it, if that collection ended
-        at most max_age seconds ago; else the collection in flight, or a new one (through
-        render(), so scrapes arriving meanwhile share it). Raises what the read raised."""
+    def reading(self, max_age: float = WEB_MAX_AGE) -> Reading | None:
+        """The web view's namespace as the last collection read it (waiting for the one in
+        flight, if any), or None when that collection ended more than max_age seconds ago:
+        the page then reads for itself, the cheaper read of the range only. Raises what the
+        collection's read of it raised."""
+        with self._cv:
+            gen = self._gen
+            while self._running and self._gen == gen:
+                self._cv.wait()
         kept = self.collector.kept
         if kept is None or time.monotonic() - kept[0] > max_age:
-            self.render()
-            kept = self.collector.kept
-        if kept is None:                # render() failed before the collector ran: a bug, logged there
-            raise RuntimeError("no collection has run")
+            return None
         s = kept[1]
         if isinstance(s, Exception):
             raise s
@@ -398,11 +414,11 @@ class Exporter:
 
         routes: dict = {"/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render())}
         # the web view (portscope.web) of the first namespace: "/" and "/api/pressure",
-        # behind the same TLS and basic auth as /metrics (docs/web.md), read from the
-        # collections that serve /metrics
+        # behind the same TLS and basic auth as /metrics (docs/web.md), served from the
+        # collection that serves /metrics when one is recent or in flight
         first = self.collector.namespaces()[0]
         self.collector.keep = first or ""
-        view = WebView(first, top=self.collector.top, min_age=0.0, source=lambda netns: self.reading())
+        view = WebView(first, top=self.collector.top, source=lambda netns: self.reading() or read_now(netns))
         routes.update(view.routes())
         return routes
 
