@@ -18,7 +18,7 @@ shared 2-core machine; wall time includes waiting for a core (both are reported,
 medians of per-round ratios to that round's ss). The TIME_WAIT sockets (60 s) are topped
 up before each round.
 
-Load: `--scrapers` threads of this process scrape one exporter back to back, each
+Load: `--scrapers` threads (in 5 worker processes) scrape one exporter back to back, each
 exporter in turn for 5 s until each has had `--seconds` (so all meet the same neighbours). Reported: failed scrapes, latency median / p99 / max, p99 / the single
 scrape's median wall time (the target: <= 1.5), scrapes/s, the exporter's CPU time over
 the load, the collections it ran (distinct bodies: each carries its own duration gauge)
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -152,10 +153,14 @@ def single(ns, exporters: dict, rounds: int) -> dict:
     return out
 
 
-def load_chunk(e: Exporter, scrapers: int, seconds: float, lat: list, failures: list, mem: list,
-               bodies: set) -> None:
-    """`scrapers` threads scraping `e` back to back for `seconds`; latencies, failures and
-    RSS (each second) appended to the lists, the bodies' hashes added to `bodies`."""
+def scrape_loop(port: int, threads: int, seconds: float) -> tuple[list, list, set]:
+    """In a worker process: `threads` threads scraping back to back for `seconds`;
+    (latencies, failures, hashes of the bodies)."""
+    e = Exporter.__new__(Exporter)             # only get(): no process of its own here
+    e.port = port
+    lat: list[float] = []
+    failures: list[str] = []
+    bodies: set = set()
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
@@ -171,14 +176,32 @@ def load_chunk(e: Exporter, scrapers: int, seconds: float, lat: list, failures: 
             with lock:
                 (lat.append(dt) if ok else failures.append(err))
 
-    ts = [threading.Thread(target=worker, daemon=True) for _ in range(scrapers)]
+    ts = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
     for t in ts:
         t.start()
-    while any(t.is_alive() for t in ts):
-        time.sleep(1)
-        mem.append(rss_mb(e.proc.pid))
     for t in ts:
         t.join()
+    return lat, failures, bodies
+
+
+def load_chunk(e: Exporter, scrapers: int, seconds: float, lat: list, failures: list, mem: list,
+               bodies: set) -> None:
+    """`scrapers` scrapers on `e` back to back for `seconds`, spread over up to 5 worker
+    processes (50 client threads in one interpreter would queue behind each other's lock
+    and add their own delays to the latencies); latencies, failures and RSS (each second)
+    appended to the lists, the bodies' hashes added to `bodies`."""
+    procs = min(5, scrapers)
+    shares = [scrapers // procs + (1 if i < scrapers % procs else 0) for i in range(procs)]
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        pending = [pool.apply_async(scrape_loop, (e.port, n, seconds)) for n in shares]
+        while not all(r.ready() for r in pending):
+            time.sleep(1)
+            mem.append(rss_mb(e.proc.pid))
+        for r in pending:
+            la, fa, bo = r.get()
+            lat += la
+            failures += fa
+            bodies |= bo
 
 
 def load(ns, exporters: dict, scrapers: int, seconds: float, chunk: float = 5.0) -> dict:
