@@ -51,6 +51,7 @@ OTHER = "other"                       # dst label of the series summing every de
 NETNS_DIR = "/run/netns"
 PORT_PROTOS = ("tcp", "udp", "udplite")   # share the ephemeral range (SCTP has its own allocator)
 WEB_MAX_AGE = MAX_SAMPLE_AGE          # seconds a collection's sample may serve the page (docs/web.md)
+WEB_OPEN_SECONDS = 60.0               # a page asked within this long counts as open (see keep_until)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class Sample:
     ports_in_use: dict                # proto -> distinct ports of the usable pool held
     pressure: object                  # PressureResult (top-N)
     nat: object = None                # nat.NatReport, None when not readable (no CAP_NET_ADMIN)
-    # for the web view (kept for the first namespace until the next collection): the table
+    # for the web view (kept for the first namespace until the next collection, while a
+    # page is open): the table
     # read, pressure before top-N (the forecast ranks every destination), and when the read
     # happened (monotonic, middle of the read; wall clock)
     table: SocketTable | None = None
@@ -178,6 +180,9 @@ class PortscopeCollector:
         self.info: dict = {}                      # netns label -> container / pod labels
         self.egress = egress                      # egress.Budget: node-wide NAT series (docs/egress.md)
         self.keep: str | None = None              # netns label whose sample the web view reads
+        # kept only while a page is open (asked recently): a table held from one collection
+        # to the next pins its memory and keeps the process's RSS up (bench_exporter.py)
+        self.keep_until = float("-inf")
         # (time the collection ended, that sample or why its read failed); None before any
         self.kept: tuple[float, Sample | Exception] | None = None
         self._lock = threading.Lock()
@@ -201,13 +206,14 @@ class PortscopeCollector:
 
     def _collect(self):
         samples, durations, ok = [], {}, {}
+        keep = self.keep if time.monotonic() < self.keep_until else None
         kept: Sample | Exception = LookupError(f"netns {self.keep!r} is not read by this exporter")
         for ns in self.namespaces():
             label = ns or ""
             t0 = time.perf_counter()
             try:
                 sample = self.reader(ns, self.top)
-                if label == self.keep:
+                if label == keep:
                     kept = sample
                 elif sample.table is not None:     # not held through the other reads
                     sample = replace(sample, table=None, full=None)
@@ -217,11 +223,10 @@ class PortscopeCollector:
                 self.errors[label] += 1
                 ok[label] = 0
                 log.warning("netns %s: read failed: %s", label or "(own)", e)
-                if label == self.keep:
+                if label == keep:
                     kept = e
             durations[label] = time.perf_counter() - t0
-        if self.keep is not None:
-            self.kept = (time.monotonic(), kept)
+        self.kept = (time.monotonic(), kept) if keep is not None else None
         for label in self.errors:
             ok.setdefault(label, 0)
         nat = [(s.netns, s.nat) for s in samples if getattr(s, "nat", None) is not None]
@@ -394,6 +399,7 @@ class Exporter:
         flight, if any), or None when that collection ended more than max_age seconds ago:
         the page then reads for itself, the cheaper read of the range only. Raises what the
         collection's read of it raised."""
+        self.collector.keep_until = time.monotonic() + WEB_OPEN_SECONDS
         with self._cv:
             gen = self._gen
             while self._running and self._gen == gen:

@@ -358,44 +358,55 @@ def test_real_prometheus_scrapes_library_values(loaded, netns_factory, tmp_path)
     assert f"netns {gone.name}: read failed" in err
 
 
-def test_web_view_is_served_from_the_scrapes_collections(loaded):
-    """The page and /api/pressure read the sample of the last (or in-flight) collection:
-    no socket read of their own while it is younger than WEB_MAX_AGE; after that, a read of
-    the range of their own. The document equals `pressure --json` of the namespace (the
-    in-range read of the CLI, the exporter's full read)."""
+def test_web_view_is_served_from_the_scrapes_collections(loaded, monkeypatch):
+    """While a page is open, the page and /api/pressure read the sample of the last (or
+    in-flight) collection: no socket read of their own while it is younger than
+    WEB_MAX_AGE; after that, a read of the range of their own. The document equals
+    `pressure --json` of the namespace (the in-range read of the CLI, the exporter's full
+    read). No page open: the collector keeps no table."""
+    import portscope.exporter as exporter_mod
     from portscope.exporter import read_sample
-    calls = []
+    calls, own = [], []
 
     def reader(ns, top):
         calls.append(ns)
         return read_sample(ns, top)
 
+    real_read_now = exporter_mod.read_now
+    monkeypatch.setattr(exporter_mod, "read_now", lambda ns: own.append(ns) or real_read_now(ns))
     exp = Exporter(PortscopeCollector([loaded.name], top=20, reader=reader))
     routes = exp.routes()
     exp.render()
-    assert len(calls) == 1
-    for path in ("/api/pressure", "/", "/api/pressure"):
+    assert exp.collector.kept is None                        # no page open: nothing held
+
+    def page_read(path="/api/pressure"):
+        time.sleep(1.1)                                      # past the page's own 1 s reuse
         st, _, body = routes[path]()
         assert st == 200
-    assert len(calls) == 1                                   # the scrape's read served them all
-    doc = json.loads(routes["/api/pressure"]()[2])
+        return body
+
+    page_read()                                              # the page opens: a read of its own
+    assert len(own) == 1 and len(calls) == 1
+    exp.render()                                             # a scrape: its sample is kept
+    assert exp.collector.kept is not None
+    page_read("/")
+    doc = json.loads(page_read())
+    assert len(own) == 1 and len(calls) == 2                 # served from the scrape's read
     _, lib = _library(loaded.name, top=20)
     want = lib.to_json()
-    assert doc["global"] == want["global"] and doc["destinations"] == want["destinations"]
-    assert doc["listener_ports"] == want["listener_ports"] and "forecast" not in doc
-    assert len(doc["history"]["points"]) == 1                # one reading, one point, however often asked
+    assert doc["global"] == want["global"] and len(doc["destinations"]) == len(want["destinations"])
+    assert [{k: d[k] for k in w} for d, w in zip(doc["destinations"], want["destinations"])] == \
+        want["destinations"]                                 # plus the forecast's keys
+    assert doc["listener_ports"] == want["listener_ports"]
+    assert doc["forecast"]["samples"] == 2 and doc["forecast"]["new_connections"] == 0
+    assert len(doc["history"]["points"]) == 2                # two readings, however often asked
 
-    # once the sample is too old, the page reads the range for itself (no collection), and
-    # the forecast runs between the two readings
+    # once the sample is too old, the page reads the range for itself (no collection)
     at, sample = exp.collector.kept
     exp.collector.kept = (at - 60, sample)
-    view_at = time.monotonic()
-    while time.monotonic() - view_at < 1.1:                  # the page's own 1 s reuse
-        time.sleep(0.1)
-    doc = json.loads(routes["/api/pressure"]()[2])
-    assert len(calls) == 1
-    assert doc["forecast"]["samples"] == 2 and doc["forecast"]["new_connections"] == 0
-    assert len(doc["history"]["points"]) == 2
+    doc = json.loads(page_read())
+    assert len(own) == 2 and len(calls) == 2
+    assert len(doc["history"]["points"]) == 3
     assert {d["dport"]: d["in_use"] for d in doc["destinations"]} == \
         {d["dport"]: d["in_use"] for d in want["destinations"]}
     # pages and scrapes together: every request answered, scrapes single-flight
@@ -407,7 +418,7 @@ def test_web_view_is_served_from_the_scrapes_collections(loaded):
     for t in ts:
         t.join(30)
     assert len(out) == 20 and {o[0] for o in out} == {200}
-    assert 2 <= len(calls) <= 3
+    assert 3 <= len(calls) <= 4
 
 
 def test_web_view_shows_a_failed_read_as_503(netns_factory):
