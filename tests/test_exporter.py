@@ -387,6 +387,7 @@ def test_web_view_is_served_from_the_scrapes_collections(loaded, monkeypatch):
 
     page_read()                                              # the page opens: a read of its own
     assert len(own) == 1 and len(calls) == 1
+    time.sleep(0.2)                                          # a forecast needs > 0.05 s between reads
     exp.render()                                             # a scrape: its sample is kept
     assert exp.collector.kept is not None
     page_read("/")
@@ -434,10 +435,11 @@ def test_web_view_shows_a_failed_read_as_503(netns_factory):
 def test_socket_counts_and_ports_in_use_match_a_row_by_row_count():
     from collections import Counter
 
+    from test_pressure_model import EST, LISTEN, TW, T, facts
+
     from portscope.exporter import ports_in_use, socket_counts
     from portscope.pressure import usable_ports
     from portscope.sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
-    from test_pressure_model import EST, LISTEN, TW, T, facts
     tcp, udp, udplite = PROTO_CODES["tcp"], PROTO_CODES["udp"], PROTO_CODES["udplite"]
     f = facts(40000, 40019, reserved="40005")
     t = T()
