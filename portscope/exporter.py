@@ -65,9 +65,8 @@ class Sample:
     pressure: object                  # PressureResult (top-N)
     nat: object = None                # nat.NatReport, None when not readable (no CAP_NET_ADMIN)
     # for the web view (kept for the first namespace until the next collection, while a
-    # page is open): the table
-    # read, pressure before top-N (the forecast ranks every destination), and when the read
-    # happened (monotonic, middle of the read; wall clock)
+    # page is open): the table read, pressure before top-N (the forecast ranks every
+    # destination), and when the read happened (monotonic, middle of the read; wall clock)
     table: SocketTable | None = None
     full: PressureResult | None = None    # every destination
     at: float = 0.0

@@ -24,11 +24,11 @@ from ..findings import destination_label
 from ..forecast import client_tuples, forecast
 from ..pressure import PressureResult, analyze, snapshot_in_range, truncate
 from ..sockets.table import SocketTable
+from . import hooks
+from .render import render_html
 
 if TYPE_CHECKING:
     from ..host import HostFacts
-from . import hooks
-from .render import render_html
 
 log = logging.getLogger("portscope.web")
 
