@@ -5,7 +5,11 @@ Each scrape reads ONE socket table per namespace (sock_diag, every protocol and
 state) and derives everything from it: socket counts, global use, per-destination
 use (portscope.pressure.analyze). Series from one scrape therefore always agree.
 Concurrent scrapes share one collection (single flight): 50 scrapers against a
-100k-socket namespace cost one read, not 50.
+100k-socket namespace cost one read, not 50. The web view (portscope.web) is served from
+the same collections: its page and /api/pressure use the first namespace's sample of the
+last collection (or the one in flight) when it is at most WEB_MAX_AGE seconds old, so an
+open page adds no socket read of its own next to Prometheus'; otherwise the page reads
+the sockets of the range only, cheaper than a scrape's read (docs/web.md, "Cost").
 """
 from __future__ import annotations
 
@@ -14,9 +18,9 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import compress
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
@@ -25,14 +29,19 @@ from . import egress as node_egress
 from .errors import PortscopeError
 from .fsutil import atomic_write
 from .host import host_facts
+from .httpserver import arrival
 from .namespaces import discover
 from .nat.metrics import families as nat_families
 from .nat.metrics import read_nat
-from .pressure import READ_STATE_NAMES, analyze, usable_ports
+from .pressure import READ_STATE_NAMES, PressureResult, analyze, truncate, usable_ports
 from .sockets import ALL_PROTOS, snapshot
-from .sockets.masks import and_, is_
+from .sockets.masks import is_
 from .sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES, SocketTable
 from .web import WebView
+from .web.data import MAX_SAMPLE_AGE, Reading, read_now
+
+if TYPE_CHECKING:
+    from .host import HostFacts
 
 log = logging.getLogger("portscope.exporter")
 
@@ -41,6 +50,8 @@ DEFAULT_TOP = 20
 OTHER = "other"                       # dst label of the series summing every destination beyond top-N
 NETNS_DIR = "/run/netns"
 PORT_PROTOS = ("tcp", "udp", "udplite")   # share the ephemeral range (SCTP has its own allocator)
+WEB_MAX_AGE = MAX_SAMPLE_AGE          # seconds a collection's sample may serve the page (docs/web.md)
+WEB_OPEN_SECONDS = 60.0               # a page asked within this long counts as open (see keep_until)
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,13 @@ class Sample:
     ports_in_use: dict                # proto -> distinct ports of the usable pool held
     pressure: object                  # PressureResult (top-N)
     nat: object = None                # nat.NatReport, None when not readable (no CAP_NET_ADMIN)
+    # for the web view (kept for the first namespace until the next collection, while a
+    # page is open): the table read, pressure before top-N (the forecast ranks every
+    # destination), and when the read happened (monotonic, middle of the read; wall clock)
+    table: SocketTable | None = None
+    full: PressureResult | None = None    # every destination
+    at: float = 0.0
+    wall: float = 0.0
 
 
 def read_table(netns: str | None) -> SocketTable:
@@ -63,24 +81,40 @@ def read_table(netns: str | None) -> SocketTable:
 
 def ports_in_use(table: SocketTable, usable: bytearray) -> dict:
     """proto name -> distinct ports of the usable pool held by that protocol's sockets."""
-    lports = table.local_port
-    in_u = bytes(map(usable.__getitem__, lports))
-    pb = table.proto.tobytes()
-    return {p: len(set(compress(lports, and_(is_(pb, PROTO_CODES[p]), in_u)))) for p in PORT_PROTOS}
+    # distinct ports first, the pool test after: at 100k sockets there are far fewer
+    # distinct ports than rows, and a table of one protocol needs no mask at all
+    lports, pb = table.local_port, table.proto.tobytes()
+    out = {}
+    for p in PORT_PROTOS:
+        n = pb.count(PROTO_CODES[p])
+        ports = set(lports) if n == len(pb) else set(compress(lports, is_(pb, PROTO_CODES[p]))) if n else ()
+        out[p] = bytes(map(usable.__getitem__, ports)).count(1)
+    return out
+
+
+def socket_counts(table: SocketTable) -> dict:
+    """(proto name, state name) -> sockets, counted with bytes.count over each protocol's
+    state column (a few C passes instead of a Counter fed one tuple per row)."""
+    pb, sb = table.proto.tobytes(), table.state.tobytes()
+    out: Counter = Counter()
+    for p in set(pb):
+        states = sb if pb.count(p) == len(pb) else bytes(compress(sb, is_(pb, p)))
+        for st in set(states):
+            out[(PROTO_NAMES.get(p, str(p)), STATE_NAMES.get(st, str(st)))] += states.count(st)
+    return dict(out)
 
 
 def read_sample(netns: str | None, top: int) -> Sample:
     """One namespace's facts, socket counts, pool use and pressure (top-N), all from one table read."""
     facts = host_facts(netns)
+    t0 = time.monotonic()
     table = read_table(netns)
-    counts = Counter(zip(table.proto, table.state))
-    sockets: Counter = Counter()
-    for (p, s), n in counts.items():
-        sockets[(PROTO_NAMES.get(p, str(p)), STATE_NAMES.get(s, str(s)))] += n
+    at = (t0 + time.monotonic()) / 2
     usable = usable_ports(facts.ephemeral, facts.reserved)
-    return Sample(netns=netns or "", facts=facts, sockets=dict(sockets),
-                  ports_in_use=ports_in_use(table, usable), pressure=analyze(facts, table, top=top),
-                  nat=read_nat(netns, facts))
+    full = analyze(facts, table, top=None)     # top-N below: the web view's forecast needs them all
+    return Sample(netns=netns or "", facts=facts, sockets=socket_counts(table),
+                  ports_in_use=ports_in_use(table, usable), pressure=truncate(full, top),
+                  nat=read_nat(netns, facts), table=table, full=full, at=at, wall=time.time())
 
 
 def list_netns() -> list[str]:
@@ -144,6 +178,12 @@ class PortscopeCollector:
         self.errors: Counter = Counter()          # netns label -> failed reads (monotonic)
         self.info: dict = {}                      # netns label -> container / pod labels
         self.egress = egress                      # egress.Budget: node-wide NAT series (docs/egress.md)
+        self.keep: str | None = None              # netns label whose sample the web view reads
+        # kept only while a page is open (asked recently): a table held from one collection
+        # to the next pins its memory and keeps the process's RSS up (bench_exporter.py)
+        self.keep_until = float("-inf")
+        # (time the collection ended, that sample or why its read failed); None before any
+        self.kept: tuple[float, Sample | Exception] | None = None
         self._lock = threading.Lock()
 
     def namespaces(self) -> list[str | None]:
@@ -165,17 +205,27 @@ class PortscopeCollector:
 
     def _collect(self):
         samples, durations, ok = [], {}, {}
+        keep = self.keep if time.monotonic() < self.keep_until else None
+        kept: Sample | Exception = LookupError(f"netns {self.keep!r} is not read by this exporter")
         for ns in self.namespaces():
             label = ns or ""
             t0 = time.perf_counter()
             try:
-                samples.append(self.reader(ns, self.top))
+                sample = self.reader(ns, self.top)
+                if label == keep:
+                    kept = sample
+                elif sample.table is not None:     # not held through the other reads
+                    sample = replace(sample, table=None, full=None)
+                samples.append(sample)
                 ok[label] = 1
             except Exception as e:           # a vanished namespace must not stop the others
                 self.errors[label] += 1
                 ok[label] = 0
                 log.warning("netns %s: read failed: %s", label or "(own)", e)
+                if label == keep:
+                    kept = e
             durations[label] = time.perf_counter() - t0
+        self.kept = (time.monotonic(), kept) if keep is not None else None
         for label in self.errors:
             ok.setdefault(label, 0)
         nat = [(s.netns, s.nat) for s in samples if getattr(s, "nat", None) is not None]
@@ -292,7 +342,8 @@ def _families(samples):
 
 class Exporter:
     """Registry + single-flight rendering: a scrape that arrives while a collection runs
-    waits for that collection and gets its bytes (at most one collection in flight)."""
+    waits for that collection and gets its bytes (at most one collection in flight), and
+    the web view reads the samples of the same collections when they are recent (reading())."""
 
     def __init__(self, collector: PortscopeCollector) -> None:
         self.collector = collector
@@ -302,12 +353,26 @@ class Exporter:
         self._running = False
         self._gen = 0
         self._last: bytes = b""
+        self._ended = float("-inf")       # time.monotonic() when the last collection ended
 
-    def render(self) -> bytes:
-        """The exposition text; concurrent callers wait for and share the scrape in progress."""
+    def render(self, arrived: float | None = None) -> bytes:
+        """The exposition text; concurrent callers share one collection.
+
+        A caller arriving while a collection runs waits for it and gets its bytes. A caller
+        whose request arrived (`arrived`, time.monotonic(); by default httpserver.arrival()
+        of the request being served) before a collection that has ended since gets that
+        collection's bytes at once: under load a request may take a while to be parsed, and
+        without this it could miss the collection that was in flight when it came in and
+        wait for the whole next one. Either way a scrape's numbers were read by a collection
+        that was running or started while its request was on its way: at most one
+        collection's duration older than the request (docs/exporter.md, "How a scrape works")."""
         from prometheus_client.exposition import generate_latest
 
+        if arrived is None:
+            arrived = arrival()
         with self._cv:
+            if arrived is not None and self._gen and self._ended >= arrived:
+                return self._last
             if self._running:
                 gen = self._gen
                 while self._gen == gen:
@@ -323,9 +388,30 @@ class Exporter:
             with self._cv:
                 self._last = out
                 self._gen += 1
+                self._ended = time.monotonic()
                 self._running = False
                 self._cv.notify_all()
         return out
+
+    def reading(self, max_age: float = WEB_MAX_AGE) -> Reading | None:
+        """The web view's namespace as the last collection read it (waiting for the one in
+        flight, if any), or None when that collection ended more than max_age seconds ago:
+        the page then reads for itself, the cheaper read of the range only. Raises what the
+        collection's read of it raised."""
+        self.collector.keep_until = time.monotonic() + WEB_OPEN_SECONDS
+        with self._cv:
+            gen = self._gen
+            while self._running and self._gen == gen:
+                self._cv.wait()
+        kept = self.collector.kept
+        if kept is None or time.monotonic() - kept[0] > max_age:
+            return None
+        s = kept[1]
+        if isinstance(s, Exception):
+            raise s
+        full = s.full if s.full is not None else s.pressure   # a reader that keeps no full result
+        return Reading(at=s.at or kept[0], wall=s.wall or time.time(), facts=cast("HostFacts", s.facts),
+                       table=s.table, result=cast(PressureResult, full))
 
     def routes(self) -> dict:
         """path -> callable giving (status, content type, body), for httpserver."""
@@ -333,8 +419,12 @@ class Exporter:
 
         routes: dict = {"/metrics": lambda: (200, CONTENT_TYPE_LATEST, self.render())}
         # the web view (portscope.web) of the first namespace: "/" and "/api/pressure",
-        # behind the same TLS and basic auth as /metrics (docs/web.md)
-        routes.update(WebView(self.collector.namespaces()[0], top=self.collector.top).routes())
+        # behind the same TLS and basic auth as /metrics (docs/web.md), served from the
+        # collection that serves /metrics when one is recent or in flight
+        first = self.collector.namespaces()[0]
+        self.collector.keep = first or ""
+        view = WebView(first, top=self.collector.top, source=lambda netns: self.reading() or read_now(netns))
+        routes.update(view.routes())
         return routes
 
 

@@ -58,24 +58,49 @@ def _mapped_loopback(a: str) -> bool:
     return bool(m and m.is_loopback)
 
 
-def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable]], *, top: int | None = None, process: bool = False,
-             interval: float | None = None) -> PressureResult:
+def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable | None]], *, top: int | None = None,
+             process: bool = False, interval: float | None = None, base: PressureResult | None = None,
+             tuples: list[set[tuple] | None] | None = None) -> PressureResult:
     """Analyse the last of `samples` [(monotonic_time, SocketTable), ...] (two or more) and add
-    rate, steady state, sustainable rate and time to exhaustion to each destination."""
+    rate, steady state, sustainable rate and time to exhaustion to each destination.
+
+    A caller that already has them passes `base`, analyze() of the last table (top=None, the
+    same `process`), and `tuples`, client_tuples() of some tables (None where not computed;
+    a sample's table may then be None): the exporter's web view keeps only the previous
+    read's tuples and analyses each table once."""
     if len(samples) < 2:
         raise ValueError("a forecast needs at least two samples")
-    (t0, first), (t1, last) = samples[0], samples[-1]
+    (t0, _), (t1, last) = samples[0], samples[-1]
     elapsed = max(t1 - t0, 1e-9)
+    known = list(tuples) if tuples is not None else [None] * len(samples)
+
+    def tuples_of(i: int) -> set[tuple]:
+        got = known[i]
+        if got is None:
+            tab = samples[i][1]
+            if tab is None:
+                raise ValueError("a sample without a table needs its client tuples")
+            got = client_tuples(host_facts, tab)
+        return got
 
     new: Counter = Counter()
-    prev = client_tuples(host_facts, first)
-    first_n = Counter((k[0], k[1], k[3], k[4]) for k in prev)
-    for _, tab in samples[1:]:
-        cur = client_tuples(host_facts, tab)
+    prev = first = tuples_of(0)
+    first_counts: list[Counter] = []       # per destination in the first sample, only when needed
+
+    def first_n(key: tuple) -> int:
+        if not first_counts:
+            first_counts.append(Counter((k[0], k[1], k[3], k[4]) for k in first))
+        return first_counts[0].get(key, 0)
+
+    for i in range(1, len(samples)):
+        cur = tuples_of(i)
         new.update((k[0], k[1], k[3], k[4]) for k in cur - prev)
         prev = cur
 
-    base = analyze(host_facts, last, top=None, process=process)
+    if base is None:
+        if last is None:
+            raise ValueError("a last sample without a table needs its analysis (base)")
+        base = analyze(host_facts, last, top=None, process=process)
     tw_len = base.time_wait_seconds
     delay_s = (host_facts.tcp_tw_reuse_delay_ms or 1000) / 1000.0
     dests, extra = [], []
@@ -93,7 +118,7 @@ def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable]], *,
         if d.in_use >= d.capacity and d.capacity and rate > 0:
             eta = 0.0
         elif hold and blocked_ss >= d.capacity and rate > 0:
-            growth = (d.in_use - first_n.get(key, 0)) / elapsed
+            growth = (d.in_use - first_n(key)) / elapsed
             eta = (d.capacity - d.in_use) / (growth if growth > 0 else rate)
         dests.append(replace(d, rate_per_s=rate, sustainable_rate_per_s=sustainable,
                              seconds_to_exhaustion=eta, steady_state_in_use=open_now + tw_ss,

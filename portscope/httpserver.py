@@ -21,7 +21,9 @@ import os
 import re
 import socket
 import ssl
+import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +38,34 @@ _AUTH_TYPES = ("NoClientCert", "RequireAndVerifyClientCert")
 _VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 MAX_CONFIG_BYTES = 1 << 20   # a web config is a few lines; this is not one
 CONN_TIMEOUT = 10.0          # seconds a client may take to send its request (no slowloris)
+
+_request = threading.local()     # .arrived of the request this thread is serving
+
+
+def arrival() -> float | None:
+    """time.monotonic() when the request this thread serves arrived; None outside a request.
+    Under load a request may need a while to be accepted and parsed (the accepting thread
+    and this one wait for the interpreter lock behind a collection); a route can tell from
+    this what happened meanwhile (Exporter.render serves a collection that ended since)."""
+    return getattr(_request, "arrived", None)
+
+
+_TCP_INFO_LAST_DATA_RECV = 52     # offset of tcpi_last_data_recv (ms) in struct tcp_info
+
+
+def received(conn: socket.socket) -> float | None:
+    """time.monotonic() when the kernel last received data on this TCP connection (Linux
+    TCP_INFO's tcpi_last_data_recv, in milliseconds at jiffy resolution): right after a
+    request was read, when its bytes arrived, however long the process took to get to them.
+    None where TCP_INFO is not available."""
+    try:
+        info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (AttributeError, OSError):
+        return None
+    if len(info) < _TCP_INFO_LAST_DATA_RECV + 4:
+        return None
+    ms = int.from_bytes(info[_TCP_INFO_LAST_DATA_RECV:_TCP_INFO_LAST_DATA_RECV + 4], sys.byteorder)
+    return time.monotonic() - ms / 1000
 
 
 @dataclass(frozen=True)
@@ -307,13 +337,21 @@ class Server(ThreadingHTTPServer):
                  family: int = socket.AF_INET) -> None:
         self.address_family = family
         self.ctx = ctx
+        self._accepted: dict = {}        # connection -> time.monotonic() of its accept()
         super().__init__(addr, handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        """Note when the connection was accepted (this runs in the accepting thread), then
+        serve it in a thread of its own."""
+        self._accepted[request] = time.monotonic()
+        super().process_request(request, client_address)
 
     # a TCP server is only ever handed connected sockets, never socketserver's (data, socket) pairs
     def finish_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         """Handle one connection in its thread: refuse plain HTTP on a TLS port, do the handshake
         here (not in accept()), then run the handler."""
         request.settimeout(CONN_TIMEOUT)
+        _request.accepted = self._accepted.pop(request, None)
         conn = request
         if self.ctx is not None:
             try:
@@ -359,6 +397,13 @@ def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False)
             self.end_headers()
             if not head:
                 self.wfile.write(body)
+
+        def parse_request(self):
+            # when the request's bytes reached the kernel; without TCP_INFO, when the
+            # connection was accepted (its first request) or now (the next ones)
+            _request.arrived = received(self.connection) or getattr(_request, "accepted", None) or time.monotonic()
+            _request.accepted = None
+            return super().parse_request()
 
         def _serve(self, head=False):
             if not auth.check(self.headers.get("Authorization")):

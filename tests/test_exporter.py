@@ -356,3 +356,127 @@ def test_real_prometheus_scrapes_library_values(loaded, netns_factory, tmp_path)
     err = exporter.stderr.read()
     assert "Traceback" not in err
     assert f"netns {gone.name}: read failed" in err
+
+
+def test_web_view_is_served_from_the_scrapes_collections(loaded, monkeypatch):
+    """While a page is open, the page and /api/pressure read the sample of the last (or
+    in-flight) collection: no socket read of their own while it is younger than
+    WEB_MAX_AGE; after that, a read of the range of their own. The document equals
+    `pressure --json` of the namespace (the in-range read of the CLI, the exporter's full
+    read). No page open: the collector keeps no table."""
+    import portscope.exporter as exporter_mod
+    from portscope.exporter import read_sample
+    calls, own = [], []
+
+    def reader(ns, top):
+        calls.append(ns)
+        return read_sample(ns, top)
+
+    real_read_now = exporter_mod.read_now
+    monkeypatch.setattr(exporter_mod, "read_now", lambda ns: own.append(ns) or real_read_now(ns))
+    exp = Exporter(PortscopeCollector([loaded.name], top=20, reader=reader))
+    routes = exp.routes()
+    exp.render()
+    assert exp.collector.kept is None                        # no page open: nothing held
+
+    def page_read(path="/api/pressure"):
+        time.sleep(1.1)                                      # past the page's own 1 s reuse
+        st, _, body = routes[path]()
+        assert st == 200
+        return body
+
+    page_read()                                              # the page opens: a read of its own
+    assert len(own) == 1 and len(calls) == 1
+    time.sleep(0.2)                                          # a forecast needs > 0.05 s between reads
+    exp.render()                                             # a scrape: its sample is kept
+    assert exp.collector.kept is not None
+    page_read("/")
+    doc = json.loads(page_read())
+    assert len(own) == 1 and len(calls) == 2                 # served from the scrape's read
+    _, lib = _library(loaded.name, top=20)
+    want = lib.to_json()
+    assert doc["global"] == want["global"] and len(doc["destinations"]) == len(want["destinations"])
+    assert [{k: d[k] for k in w} for d, w in zip(doc["destinations"], want["destinations"])] == \
+        want["destinations"]                                 # plus the forecast's keys
+    assert doc["listener_ports"] == want["listener_ports"]
+    assert doc["forecast"]["samples"] == 2 and doc["forecast"]["new_connections"] == 0
+    assert len(doc["history"]["points"]) == 2                # two readings, however often asked
+
+    # once the sample is too old, the page reads the range for itself (no collection)
+    at, sample = exp.collector.kept
+    exp.collector.kept = (at - 60, sample)
+    doc = json.loads(page_read())
+    assert len(own) == 2 and len(calls) == 2
+    assert len(doc["history"]["points"]) == 3
+    assert {d["dport"]: d["in_use"] for d in doc["destinations"]} == \
+        {d["dport"]: d["in_use"] for d in want["destinations"]}
+    # pages and scrapes together: every request answered, scrapes single-flight
+    out: list = []
+    fns = [routes["/api/pressure"], routes["/metrics"]] * 10
+    ts = [threading.Thread(target=lambda f=f: out.append(f())) for f in fns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert len(out) == 20 and {o[0] for o in out} == {200}
+    assert 3 <= len(calls) <= 4
+
+
+def test_web_view_shows_a_failed_read_as_503(netns_factory):
+    gone = netns_factory()
+    exp = Exporter(PortscopeCollector([gone.name]))
+    routes = exp.routes()
+    remove_netns(gone)
+    st, _, body = routes["/api/pressure"]()
+    assert st == 503 and body.startswith(b"portscope: cannot read: ")
+    assert b'portscope_scrape_success{netns="%s"} 0.0' % gone.name.encode() in exp.render()
+
+
+def test_socket_counts_and_ports_in_use_match_a_row_by_row_count():
+    from collections import Counter
+
+    from test_pressure_model import EST, LISTEN, TW, T, facts
+
+    from portscope.exporter import ports_in_use, socket_counts
+    from portscope.pressure import usable_ports
+    from portscope.sockets.table import PROTO_CODES, PROTO_NAMES, STATE_NAMES
+    tcp, udp, udplite = PROTO_CODES["tcp"], PROTO_CODES["udp"], PROTO_CODES["udplite"]
+    f = facts(40000, 40019, reserved="40005")
+    t = T()
+    t.connect(range(40000, 40012), state=EST)
+    t.connect(range(40000, 40004), state=TW, dport=81)       # ports shared by two destinations
+    t.add(tcp, LISTEN, 40015)
+    t.add(tcp, EST, 8080, rport=50000)                       # outside the range
+    t.add(udp, 7, 40001)
+    t.add(udp, 1, 40002, rport=53)
+    t.add(udplite, 7, 40019)
+    tab = t.t
+    want = Counter((PROTO_NAMES[p], STATE_NAMES[s]) for p, s in zip(tab.proto, tab.state))
+    assert socket_counts(tab) == dict(want)
+    u = usable_ports(f.ephemeral, f.reserved)
+    assert ports_in_use(tab, u) == {"tcp": 11 + 1, "udp": 2, "udplite": 1}   # 40005 reserved
+
+
+def test_a_request_that_arrived_during_a_collection_gets_it_even_if_parsed_late():
+    """Under load a request may reach render() only after the collection that was running
+    when it arrived has ended: it gets that collection, not a wait for a whole new one; a
+    request that arrives after the end gets a new collection."""
+    calls = []
+
+    def slow_reader(ns, top):
+        calls.append(time.monotonic())
+        time.sleep(0.3)
+        raise OSError("no sockets today")
+
+    exp = Exporter(PortscopeCollector([None], reader=slow_reader))
+    got: list = []
+    first = threading.Thread(target=lambda: got.append(exp.render()))
+    first.start()
+    time.sleep(0.1)
+    arrived = time.monotonic()                   # came in while the collection ran ...
+    first.join(10)
+    t = time.monotonic()
+    out = exp.render(arrived=arrived)            # ... and is served only now
+    assert time.monotonic() - t < 0.1 and len(calls) == 1 and out == got[0]
+    exp.render(arrived=time.monotonic())         # arrived after it ended: a new collection
+    assert len(calls) == 2

@@ -286,3 +286,41 @@ def test_ipv6_listen(netns):
         p.terminate()
         p.wait(timeout=10)
     assert "serving http://[::1]:" in p.stderr.read()
+
+
+def test_arrival_is_when_the_request_reached_the_kernel():
+    """httpserver.arrival(): what Exporter.render uses to serve a late-parsed request the
+    collection it arrived during. It is when the request's bytes arrived (TCP_INFO), not when
+    the server got round to it: here the server reads 0.3 s later."""
+    import threading
+
+    from portscope.httpserver import arrival, received, serve
+    with socket.create_server(("127.0.0.1", 0)) as ls:
+        c = socket.create_connection(ls.getsockname()[:2])
+        a, _ = ls.accept()
+        with c, a:
+            sent = time.monotonic()
+            c.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            time.sleep(0.3)
+            a.recv(100)
+            got = received(a)
+            assert got is not None and abs(got - sent) < 0.05    # jiffies: a few ms
+
+    server = serve("127.0.0.1:0", {"/t": lambda: (200, "text/plain", repr(arrival()).encode())})
+    th = threading.Thread(target=server.serve_forever, daemon=True)
+    th.start()
+    try:
+        c2 = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        firsts = []
+        for _ in range(2):                            # a kept-alive connection: each request its own
+            time.sleep(0.3)
+            t1 = time.monotonic()
+            c2.request("GET", "/t")
+            firsts.append((t1, float(c2.getresponse().read()), time.monotonic()))
+        c2.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    for before, at, after in firsts:
+        assert before - 0.02 <= at <= after
+    assert arrival() is None                         # not inside a request here

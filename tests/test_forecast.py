@@ -138,3 +138,23 @@ def test_forecast_rate_and_time_wait_plateau(netns, driver):
     time.sleep(max(0.0, end + 60 - time.monotonic()))
     shown = ss_count(netns, "state", "time-wait", "dst", "127.0.0.1:5001")
     assert shown == pytest.approx(d.steady_state_time_wait, rel=0.10)
+
+
+def test_precomputed_tuples_and_analysis_give_the_same_forecast():
+    """The exporter's web view keeps only the previous read's client tuples and passes the
+    analysis it already has: the forecast is the one computed from the two tables."""
+    from portscope.forecast import client_tuples
+    from portscope.pressure import analyze
+    from portscope.web.data import Reading, step
+    f = facts(40000, 40099, reuse=0)
+    (t0, first), *_, (t1, last) = tables_with_rate(5, 4, 1)[0]
+    want = forecast(f, [(t0, first), (t1, last)], top=3, interval=t1 - t0).to_json()
+    got = forecast(f, [(t0, None), (t1, last)], top=3, interval=t1 - t0, base=analyze(f, last),
+                   tuples=[client_tuples(f, first), None])
+    assert got.to_json() == want
+    res, kept = step(Reading(t0, 0.0, f, first, analyze(f, first)), None, 3)
+    assert res.forecast is None and kept is not None and kept[1] == client_tuples(f, first)
+    res, _ = step(Reading(t1, 0.0, f, last, analyze(f, last)), kept, 3)
+    assert res.to_json() == want and res.findings[0].id == "destination-forecast-exhaustion"
+    with pytest.raises(ValueError):
+        forecast(f, [(t0, None), (t1, last)])

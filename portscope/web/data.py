@@ -16,22 +16,28 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 from .. import host
 from ..check import status
 from ..findings import destination_label
-from ..forecast import forecast
-from ..pressure import PressureResult, analyze, snapshot_in_range
+from ..forecast import client_tuples, forecast
+from ..pressure import PressureResult, analyze, snapshot_in_range, truncate
 from ..sockets.table import SocketTable
 from . import hooks
 from .render import render_html
+
+if TYPE_CHECKING:
+    from ..host import HostFacts
 
 log = logging.getLogger("portscope.web")
 
 HISTORY_POINTS = 360          # at one read per 5 s refresh: the last 30 minutes
 MIN_READ_AGE = 1.0            # seconds a document is reused: a tab storm costs one read a second
 REFRESH_SECONDS = 5           # how often the live page asks for a new document
+# seconds the exporter's last collection may serve the page (half a refresh: a page that
+# asks right after a Prometheus scrape rides on it; its numbers are never older than this)
+MAX_SAMPLE_AGE = REFRESH_SECONDS / 2
 IANA_CLASSES = (("system", 0, 1023), ("user", 1024, 49151), ("dynamic", 49152, 65535))
 
 def history_point(res: PressureResult, t: float) -> dict:
@@ -79,54 +85,98 @@ def dumps(doc: dict) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
-Sample = tuple[float, SocketTable]
+class Reading(NamedTuple):
+    """One read of a namespace, as the page needs it."""
+
+    at: float                         # monotonic time, middle of the read
+    wall: float                       # time.time() of the read (the time the page shows)
+    facts: HostFacts
+    table: SocketTable | None         # None: no forecast can be made from it
+    result: PressureResult            # analyze() of the table, every destination (top=None)
 
 
-def read_pressure(netns: str | None, prev: Sample | None,
-                  top: int | None) -> tuple[PressureResult, Sample]:
-    """One read: (result, (time, table)). With the previous (time, table) the result carries
-    the forecast of `pressure --interval` over the time between the two reads."""
+# what the web view keeps between reads for the forecast: (time of the read, client tuples)
+Sample = tuple[float, set]
+
+
+def read_now(netns: str | None) -> Reading:
+    """A read of its own (`report --html`, a WebView without an exporter): the sockets of the
+    range, analysed once."""
     facts = host.host_facts(netns)
     t0 = time.monotonic()
     table = snapshot_in_range(facts, netns)
-    now = (t0 + time.monotonic()) / 2
-    if prev is not None and now - prev[0] > 0.05:
-        res = forecast(facts, [prev, (now, table)], top=top, interval=round(now - prev[0], 3))
+    at = (t0 + time.monotonic()) / 2
+    return Reading(at, time.time(), facts, table, analyze(facts, table, top=None))
+
+
+def step(r: Reading, prev: Sample | None, top: int | None) -> tuple[PressureResult, Sample | None]:
+    """The result of one reading and what to keep for the next. With the previous (time,
+    client tuples) the result carries the forecast of `pressure --interval` over the time
+    between the two reads. Each table's client tuples are computed once, here, and only they
+    are kept (not the table): no second pass over either table, no second analyze()."""
+    if r.table is None:
+        return truncate(r.result, top), None
+    cur = client_tuples(r.facts, r.table)
+    if prev is not None and r.at - prev[0] > 0.05:
+        res = forecast(r.facts, [(prev[0], None), (r.at, r.table)], top=top, interval=round(r.at - prev[0], 3),
+                       base=r.result, tuples=[prev[1], cur])
     else:
-        res = analyze(facts, table, top=top)
-    return res, (now, table)
+        res = truncate(r.result, top)
+    return res, (r.at, cur)
+
+
+def read_pressure(netns: str | None, prev: Sample | None,
+                  top: int | None) -> tuple[PressureResult, Sample | None]:
+    """One read of its own: (result, what to keep); with the previous one's, the forecast."""
+    return step(read_now(netns), prev, top)
 
 
 class WebView:
-    """The exporter's page and endpoint for one namespace: single-flight reads (concurrent
-    requests share one), a bounded history, and the previous table for the forecast (one
-    table kept: the same memory as one scrape's)."""
+    """The exporter's page and endpoint for one namespace: single-flight documents
+    (concurrent requests share one), a bounded history, and the previous read's client
+    tuples for the forecast.
+
+    source(netns) gives the reading (default: a read of its own; the exporter passes the
+    sample of its last or in-flight collection); a reading already shown is not shown
+    again as new: the document stays, no history point is added. reader (tests, the old
+    interface): reader(netns, prev, top) -> (result, what to keep), used instead."""
 
     def __init__(self, netns: str | None = None, *, top: int | None = 20,
                  history: int = HISTORY_POINTS, min_age: float = MIN_READ_AGE,
                  refresh: int = REFRESH_SECONDS,
-                 reader: Callable[..., tuple[PressureResult, Sample]] = read_pressure,
-                 clock: Callable[[], float] = time.time) -> None:
+                 reader: Callable[..., tuple[PressureResult, Sample | None]] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 source: Callable[[str | None], Reading] = read_now) -> None:
         self.netns = netns
         self.top = top
         self.min_age = min_age
         self.refresh = refresh
         self.reader = reader
+        self.source = source
         self.clock = clock
         self.history: deque = deque(maxlen=max(1, history))
         self._prev: Sample | None = None
         self._doc: dict | None = None
+        self._read_at: float | None = None     # Reading.at of the document's read
         self._at = float("-inf")
         self._lock = threading.Lock()
 
     def document(self) -> dict:
-        """The current document: a fresh read, or the last one if younger than min_age."""
+        """The current document: from a new reading, or the last one if younger than min_age
+        or if the source has nothing newer."""
         with self._lock:                     # the second of two concurrent requests waits, then reuses
             now = time.monotonic()
             if self._doc is not None and now - self._at < self.min_age:
                 return self._doc
-            res, self._prev = self.reader(self.netns, self._prev, self.top)
-            t = self.clock()
+            if self.reader is not None:
+                res, self._prev = self.reader(self.netns, self._prev, self.top)
+                t = self.clock()
+            else:
+                r = self.source(self.netns)
+                if self._doc is not None and r.at == self._read_at:
+                    return self._doc
+                res, self._prev = step(r, self._prev, self.top)
+                self._read_at, t = r.at, r.wall
             self.history.append(history_point(res, t))
             self._doc = build_document(res, source="exporter", t=t, history=self.history,
                                        history_max=self.history.maxlen or HISTORY_POINTS, refresh=self.refresh)
