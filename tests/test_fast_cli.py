@@ -54,7 +54,9 @@ def _alike(argv: list[str], **kw) -> tuple:
         if fast_r == slow_r or argv[0] != "namespaces":
             break
         js = [_run(["namespaces", "--json"], slow=s, **kw)[1] for s in (False, True)]
-        inodes = [{n["inode"] for n in json.loads(j)["namespaces"]} for j in js]
+        # the kernel hands a freed namespace's inode to the next new one, so churn can keep
+        # the inode set and change only the name under /run/netns
+        inodes = [{(n["inode"], tuple(n["names"])) for n in json.loads(j)["namespaces"]} for j in js]
         assert inodes[0] != inodes[1], (argv, fast_r, slow_r)      # only churn may differ
     assert fast_r == slow_r, argv
     return fast_r
