@@ -31,15 +31,20 @@ import uuid
 
 FILL = r"""
 import socket, struct, sys
-n = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+n, nated = int(sys.argv[1]), int(sys.argv[2])
+# from 192.0.2.1 (on lo) MASQUERADE rewrites the source to d0's 198.51.100.1: a real
+# translation, so the entry has SRC_NAT; from 198.51.100.1 itself the rule maps the
+# flow onto itself and the entry has no SRC_NAT bit
+srcs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP) for _ in range(2)]
+srcs[0].bind(("192.0.2.1", 0))
+srcs[1].bind(("198.51.100.1", 0))
 dst = ("198.51.100.2", 0)
 sent = 0
 for dport in range(20000, 20100):
     for sport in range(30000, 30000 + (n + 99) // 100):
         if sent == n:
             break
-        s.sendto(struct.pack("!HHHH", sport, dport, 8, 0), dst)
+        srcs[sent >= nated].sendto(struct.pack("!HHHH", sport, dport, 8, 0), dst)
         sent += 1
 print(sent)
 """
@@ -60,21 +65,26 @@ def child_peak(cmd: list[str]) -> tuple[float, float]:
     return dt, ru.ru_maxrss / 1024
 
 
-def fill(ns: str, entries: int) -> int:
-    """One source-NATed conntrack entry per raw UDP datagram (see the module doc)."""
+def fill(ns: str, entries: int, snat_share: float = 1.0) -> int:
+    """One conntrack entry per raw UDP datagram, the first `snat_share` of them
+    source-NATed (see the module doc)."""
     # a veth pair inside the namespace and a fixed neighbour: datagrams leave d0 (after
     # conntrack and NAT have seen them) and die at d1, which has no address
     sh(ns, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
     sh(ns, "ip", "addr", "add", "198.51.100.1/24", "dev", "d0")
     sh(ns, "ip", "link", "set", "d0", "up")
     sh(ns, "ip", "link", "set", "d1", "up")
+    sh(ns, "ip", "addr", "add", "192.0.2.1/32", "dev", "lo")
     sh(ns, "ip", "neigh", "add", "198.51.100.2", "lladdr", "02:00:00:00:00:02", "dev", "d0", "nud", "permanent")
     sh(ns, "sh", "-c", "echo 3600 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout")
     sh(ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "d0", "-j", "MASQUERADE")
     t0 = time.perf_counter()
-    sent = int(sh(ns, sys.executable, "-c", FILL, str(entries), timeout=600).stdout)
+    nated = round(entries * snat_share)
+    sent = int(sh(ns, sys.executable, "-c", FILL, str(entries), str(nated), timeout=600).stdout)
     count = int(sh(ns, "conntrack", "-C").stdout)
-    print(f"namespace {ns}: sent {sent} datagrams in {time.perf_counter() - t0:.1f} s; conntrack -C = {count}")
+    snat = int(sh(ns, "sh", "-c", "conntrack -L --src-nat 2>/dev/null | wc -l").stdout)
+    print(f"namespace {ns}: sent {sent} datagrams in {time.perf_counter() - t0:.1f} s; "
+          f"conntrack -C = {count}, of them source-NATed (conntrack -L --src-nat) = {snat}")
     return count
 
 
