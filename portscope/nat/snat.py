@@ -166,7 +166,6 @@ _TW_BYTE = bytes((TCP_TIME_WAIT,))
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 _NOT = bytes((1, 0)) + bytes(254)
 BITMAP_KEYS = 256                      # 16 MiB of port maps at most
-_PORT_MAP = bytes(65536)
 _FAST_FIELDS = ("proto", "orig_sport", "reply_src", "reply_dst", "reply_sport", "reply_dport", "status")
 _PROTO_NUM_HEADER = struct.pack("=HH", 5, 1)      # CTA_PROTO_NUM, one byte
 
@@ -334,14 +333,16 @@ class SnatTally:
             self.high.update(compress(keys, high))
             self.mid.update(compress(keys, orig_hi.translate(_MID)))
         offsets = self.offsets
-        for key in set(keys).difference(offsets):
-            if len(offsets) >= BITMAP_KEYS:
-                break
-            offsets[key] = len(self.bits)
-            self.bits.extend(_PORT_MAP)
-        ports = map(_SECOND, rows)
-        if all(map(offsets.__contains__, keys)):
-            list(map(self.bits.__setitem__, map(add, map(offsets.__getitem__, keys), ports), repeat(1)))
+        known = all(map(offsets.__contains__, keys))
+        if not known and len(offsets) < BITMAP_KEYS:
+            new = list(set(keys).difference(offsets))[:BITMAP_KEYS - len(offsets)]
+            for key in new:
+                offsets[key] = len(self.bits) + (len(offsets) - len(self.bits) // 65536) * 65536
+            self.bits.extend(bytes(65536 * len(new)))
+            known = all(map(offsets.__contains__, keys))
+        if known:
+            list(map(self.bits.__setitem__, map(add, map(offsets.__getitem__, keys), map(_SECOND, rows)),
+                     repeat(1)))
         else:
             mapped = bytes(map(offsets.__contains__, keys))
             list(map(self.bits.__setitem__, map(add, map(offsets.__getitem__, compress(keys, mapped)),
