@@ -224,7 +224,7 @@ class SnatTally:
     Messages of one layout are read at fixed offsets: the first message of each length
     teaches the layout (table.layout), every message of a run is checked in C to carry
     the same attribute headers up to the last field read, and a whole run comes out of
-    one struct.iter_unpack and a few strided views, keyed by the raw bytes of its reply
+    one struct.iter_unpack and a few strided slices, keyed by the raw bytes of its reply
     tuple (span_key reads a key once, not once per entry). Runs that do not match, and
     layouts without the port attributes (ICMP, GRE), are read message by message with
     the same walk table.parse_groups uses, so both give snat_destinations()'s result."""
