@@ -1,23 +1,29 @@
-"""`portscope nat --json` at 100k conntrack entries, side by side with `conntrack -L`.
+"""`portscope nat --json` at 100k conntrack entries, side by side with `conntrack -L`,
+and the exporter's scrape with the NAT series against its socket-only scrape.
 
-    sudo .venv/bin/python -m benchmarks.bench_nat                  # 100k entries, 5 runs each
+    sudo .venv/bin/python -m benchmarks.bench_nat                  # 100k entries, 5 rounds
     sudo .venv/bin/python -m benchmarks.bench_nat --entries 20000 --runs 3
+    sudo .venv/bin/python -m benchmarks.bench_nat --old /tmp/old   # also another checkout, same run
 
-A private namespace gets a veth pair (198.51.100.1/24 on d0), a MASQUERADE rule on d0
-and a conntrack UDP timeout long enough for the run. A bounded loop then sends one
-raw UDP datagram per flow to 198.51.100.2, over 100 destination ports x N/100 source
-ports. Each datagram leaves through d0 and dies at d1, so conntrack
-keeps one source-NATed entry per flow.
+A private namespace gets a veth pair (198.51.100.1/24 on d0, 192.0.2.1/32 on lo), a
+MASQUERADE rule on d0 and a conntrack UDP timeout long enough for the run. A bounded loop
+then sends one raw UDP datagram per flow to 198.51.100.2, over 100 destination ports x
+N/100 source ports. Each datagram leaves through d0 and dies at d1, so conntrack keeps
+one entry per flow. The first --snat-share of them (default all: the most work for the
+SNAT tally) leave from 192.0.2.1 and are really translated (SRC_NAT); the rest leave from
+d0's own address, which MASQUERADE maps onto itself (no SRC_NAT bit), as unrelated
+tracked flows on a node would.
 
-Measured, alternating the two commands:
-* wall time of `portscope nat --json > /dev/null` and of `conntrack -L > /dev/null`,
-  and their ratio (median);
+Measured, alternating the commands round by round so load from elsewhere hits all alike,
+CPU time (user + sys of exactly that child, from wait4) and wall time:
+* `portscope nat --json > /dev/null` and `conntrack -L > /dev/null`: medians, ratio;
 * portscope's peak RSS (ru_maxrss of the child);
-* one exporter collection of the namespace with the NAT series, against one without
-  them (the socket-only scrape). With --sockets N (default 100k) the namespace also
-  holds N sockets (benchmarks/harness.py), as a node with many connections would.
-
-The namespace is always deleted.
+* the exporter's collection of the namespace with the NAT series against one without
+  them (the socket-only scrape), two collectors rendering in turn in one process.
+  With --sockets N (default 100k) the namespace also holds N sockets
+  (benchmarks/harness.py), as a node with many connections would.
+With --old DIR, the same measurements run the checkout in DIR (its portscope package on
+PYTHONPATH) beside this one. The namespace is always deleted.
 """
 from __future__ import annotations
 
@@ -31,15 +37,20 @@ import uuid
 
 FILL = r"""
 import socket, struct, sys
-n = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+n, nated = int(sys.argv[1]), int(sys.argv[2])
+# from 192.0.2.1 (on lo) MASQUERADE rewrites the source to d0's 198.51.100.1: a real
+# translation, so the entry has SRC_NAT; from 198.51.100.1 itself the rule maps the
+# flow onto itself and the entry has no SRC_NAT bit
+srcs = [socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP) for _ in range(2)]
+srcs[0].bind(("192.0.2.1", 0))
+srcs[1].bind(("198.51.100.1", 0))
 dst = ("198.51.100.2", 0)
 sent = 0
 for dport in range(20000, 20100):
     for sport in range(30000, 30000 + (n + 99) // 100):
         if sent == n:
             break
-        s.sendto(struct.pack("!HHHH", sport, dport, 8, 0), dst)
+        srcs[sent >= nated].sendto(struct.pack("!HHHH", sport, dport, 8, 0), dst)
         sent += 1
 print(sent)
 """
@@ -49,88 +60,147 @@ def sh(ns: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, check=True, **kw)
 
 
-def child_peak(cmd: list[str]) -> tuple[float, float]:
-    """(wall s, peak RSS MB) of one run, from wait4's rusage of exactly that child."""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env_for(tree: str) -> dict:
+    return {**os.environ, "PYTHONPATH": tree}
+
+
+def child_peak(cmd: list[str], tree: str | None = None) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MB) of one run, from wait4's rusage of exactly that child.
+    With `tree`, the child imports portscope from that checkout (its working directory
+    comes first on sys.path)."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env_for(tree) if tree else None, cwd=tree)
     _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t
     if status != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed: {p.stderr.read().decode()[:200]}")
-    return dt, ru.ru_maxrss / 1024
+    return dt, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
-def fill(ns: str, entries: int) -> int:
-    """One source-NATed conntrack entry per raw UDP datagram (see the module doc)."""
+def fill(ns: str, entries: int, snat_share: float = 1.0) -> int:
+    """One conntrack entry per raw UDP datagram, the first `snat_share` of them
+    source-NATed (see the module doc)."""
     # a veth pair inside the namespace and a fixed neighbour: datagrams leave d0 (after
     # conntrack and NAT have seen them) and die at d1, which has no address
     sh(ns, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
     sh(ns, "ip", "addr", "add", "198.51.100.1/24", "dev", "d0")
     sh(ns, "ip", "link", "set", "d0", "up")
     sh(ns, "ip", "link", "set", "d1", "up")
+    sh(ns, "ip", "addr", "add", "192.0.2.1/32", "dev", "lo")
     sh(ns, "ip", "neigh", "add", "198.51.100.2", "lladdr", "02:00:00:00:00:02", "dev", "d0", "nud", "permanent")
     sh(ns, "sh", "-c", "echo 3600 > /proc/sys/net/netfilter/nf_conntrack_udp_timeout")
     sh(ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "d0", "-j", "MASQUERADE")
     t0 = time.perf_counter()
-    sent = int(sh(ns, sys.executable, "-c", FILL, str(entries), timeout=600).stdout)
+    nated = round(entries * snat_share)
+    sent = int(sh(ns, sys.executable, "-c", FILL, str(entries), str(nated), timeout=600).stdout)
     count = int(sh(ns, "conntrack", "-C").stdout)
-    print(f"namespace {ns}: sent {sent} datagrams in {time.perf_counter() - t0:.1f} s; conntrack -C = {count}")
+    snat = int(sh(ns, "sh", "-c", "conntrack -L --src-nat 2>/dev/null | wc -l").stdout)
+    print(f"namespace {ns}: sent {sent} datagrams in {time.perf_counter() - t0:.1f} s; "
+          f"conntrack -C = {count}, of them source-NATed (conntrack -L --src-nat) = {snat}")
     return count
 
 
-def versus_conntrack(ns: str, runs: int) -> None:
-    ours_cmd = [sys.executable, "-m", "portscope", "nat", "--json", "--netns", ns]
+def _runs(xs: list[float]) -> str:
+    return ", ".join(f"{x:.3f}" for x in xs)
+
+
+def versus_conntrack(ns: str, runs: int, trees: dict[str, str]) -> None:
     theirs_cmd = ["ip", "netns", "exec", ns, "conntrack", "-L"]
-    ours, theirs, peaks = [], [], []
-    child_peak(ours_cmd)          # warm the page cache once for both
+    ours_cmd = [sys.executable, "-m", "portscope", "nat", "--json", "--netns", ns]
+    for tree in trees.values():   # warm the page cache once for each
+        child_peak(ours_cmd, tree)
     child_peak(theirs_cmd)
+    wall: dict[str, list[float]] = {k: [] for k in [*trees, "conntrack -L"]}
+    cpu: dict[str, list[float]] = {k: [] for k in wall}
+    peak: dict[str, list[float]] = {k: [] for k in trees}
     for _ in range(runs):
-        dt, mb = child_peak(ours_cmd)
-        ours.append(dt)
-        peaks.append(mb)
-        theirs.append(child_peak(theirs_cmd)[0])
-    mo, mt = statistics.median(ours), statistics.median(theirs)
-    print(f"portscope nat --json : median {mo:.3f} s  (runs {', '.join(f'{x:.3f}' for x in ours)})")
-    print(f"conntrack -L         : median {mt:.3f} s  (runs {', '.join(f'{x:.3f}' for x in theirs)})")
-    print(f"ratio portscope / conntrack -L = {mo / mt:.2f}x median, {min(ours) / min(theirs):.2f}x best "
-          f"of each   (target <= 1.0x)")
-    print(f"portscope peak RSS = {max(peaks):.1f} MB   (target <= 150 MB)")
+        for label, tree in trees.items():
+            w, c, mb = child_peak(ours_cmd, tree)
+            wall[label].append(w)
+            cpu[label].append(c)
+            peak[label].append(mb)
+        w, c, _ = child_peak(theirs_cmd)
+        wall["conntrack -L"].append(w)
+        cpu["conntrack -L"].append(c)
+    ct_w, ct_c = statistics.median(wall["conntrack -L"]), statistics.median(cpu["conntrack -L"])
+    print(f"conntrack -L > /dev/null        : CPU median {ct_c:.3f} s (runs {_runs(cpu['conntrack -L'])}); "
+          f"wall median {ct_w:.3f} s")
+    for label in trees:
+        mc, mw = statistics.median(cpu[label]), statistics.median(wall[label])
+        print(f"portscope nat --json [{label:>4}]     : CPU median {mc:.3f} s (runs {_runs(cpu[label])}); "
+              f"wall median {mw:.3f} s")
+        print(f"  ratio to conntrack -L = {mc / ct_c:.2f}x CPU, {mw / ct_w:.2f}x wall (medians; target <= 1.0x); "
+              f"peak RSS {max(peak[label]):.1f} MB (target <= 150 MB)")
 
 
 EXPORTER = r"""
-import statistics, sys, time
-import portscope.nat.metrics as m
+import resource, statistics, sys, time
+import portscope.exporter as ex
 from portscope.exporter import Exporter, PortscopeCollector, read_sample
 ns, runs = sys.argv[1], int(sys.argv[2])
 def sockets_only(n, top):
-    orig = m.read_nat
-    m.read_nat = lambda *a, **k: None
+    # read_sample calls the exporter module's own read_nat: without NAT it is None there
+    orig = ex.read_nat
+    ex.read_nat = lambda *a, **k: None
     try:
         return read_sample(n, top)
     finally:
-        m.read_nat = orig
-def timed(reader):
-    e = Exporter(PortscopeCollector([ns], reader=reader))
-    out = []
-    for _ in range(runs):
-        s = time.perf_counter(); e.render(); out.append(time.perf_counter() - s)
-    return out
-a, b = [], []
-for _ in range(runs):          # alternate, so load from elsewhere hits both alike
-    a += timed(sockets_only)[:1]
-    b += timed(read_sample)[:1]
-print(statistics.median(a), statistics.median(b), min(a), min(b))
+        ex.read_nat = orig
+plain = Exporter(PortscopeCollector([ns], reader=sockets_only))
+nat = Exporter(PortscopeCollector([ns], reader=read_sample))
+assert b"portscope_snat_destination_ports_in_use{" not in plain.render()
+assert b"portscope_snat_destination_ports_in_use{" in nat.render()    # warm: imports, NAT rules cache
+import socket, struct
+from portscope.netns import entered
+def kernel_only():
+    # the kernel's share: the SRC_NAT-filtered dump read and dropped (its sys time)
+    body = struct.pack("=BBH", 0, 0, 0) + struct.pack("=HH", 8, 3) + struct.pack(">I", 0x10) \
+        + struct.pack("=HH", 8, 26) + struct.pack(">I", 0x10)
+    with entered(ns):
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+    buf = bytearray(1 << 20)
+    s.send(struct.pack("=IHHII", 16 + len(body), (1 << 8) | 1, 0x301, 1, 0) + body)
+    done = False
+    while not done:
+        n, off = s.recv_into(buf), 0
+        while off + 16 <= n:
+            ln, kind = struct.unpack_from("=IH", buf, off)
+            done = done or kind in (2, 3)
+            off += (ln + 3) & ~3
+    s.close()
+out = {"plain": ([], []), "nat": ([], []), "kernel": ([], [])}
+for _ in range(runs):
+    for label, fn in (("plain", plain.render), ("nat", nat.render), ("kernel", kernel_only)):
+        c, w = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        fn()
+        c2 = resource.getrusage(resource.RUSAGE_SELF)
+        out[label][0].append(c2.ru_stime - c.ru_stime if label == "kernel" else
+                             c2.ru_utime + c2.ru_stime - c.ru_utime - c.ru_stime)
+        out[label][1].append(time.perf_counter() - w)
+print(" ".join(" ".join(map(str, out[k][i])) for k in ("plain", "nat", "kernel") for i in (0, 1)))
 """
 
 
-def exporter_cost(ns: str, runs: int) -> None:
-    r = subprocess.run([sys.executable, "-c", EXPORTER, ns, str(runs)], capture_output=True, text=True, timeout=900)
-    if r.returncode != 0:
-        print(f"exporter comparison failed: {r.stderr[-300:]}")
-        return
-    so, wn, so_min, wn_min = map(float, r.stdout.split())
-    print(f"exporter scrape: socket-only {so:.3f} s, with NAT series {wn:.3f} s -> {wn / so:.2f}x median, "
-          f"{wn_min / so_min:.2f}x best of each   (target <= 1.5x)")
+def exporter_cost(ns: str, runs: int, trees: dict[str, str]) -> None:
+    for label, tree in trees.items():
+        r = subprocess.run([sys.executable, "-c", EXPORTER, ns, str(runs)], capture_output=True, text=True,
+                           timeout=1800, env=env_for(tree), cwd=tree)
+        if r.returncode != 0:
+            print(f"exporter comparison [{label}] failed: {r.stderr[-300:]}")
+            continue
+        v = list(map(float, r.stdout.split()))
+        pc, pw, nc, nw, kc, _ = (v[i * runs:(i + 1) * runs] for i in range(6))
+        mpc, mnc, mpw, mnw = map(statistics.median, (pc, nc, pw, nw))
+        print(f"exporter scrape [{label:>4}]: socket-only CPU median {mpc:.3f} s (runs {_runs(pc)}), "
+              f"with NAT series {mnc:.3f} s (runs {_runs(nc)})")
+        print(f"  -> {mnc / mpc:.2f}x CPU, {mnw / mpw:.2f}x wall ({mpw:.3f} s vs {mnw:.3f} s) "
+              f"(medians; target <= 1.5x)")
+        print(f"  the kernel's share: the filtered conntrack dump read and dropped costs "
+              f"{statistics.median(kc):.3f} s sys (median), {statistics.median(kc) / mpc:.2f}x of the socket-only scrape")
 
 
 def main(argv=None) -> int:
@@ -138,10 +208,20 @@ def main(argv=None) -> int:
     ap.add_argument("--entries", type=int, default=100_000, help="conntrack entries to build (<= 200000)")
     ap.add_argument("--sockets", type=int, default=100_000,
                     help="sockets in the namespace for the exporter comparison (benchmarks.harness; 0: none)")
-    ap.add_argument("--runs", type=int, default=5, help="timed runs of each command")
+    ap.add_argument("--runs", type=int, default=5, help="timed rounds of each command")
+    ap.add_argument("--snat-share", type=float, default=1.0,
+                    help="share of the entries that are source-NATed (0..1; default 1: all)")
+    ap.add_argument("--old", metavar="DIR", help="another checkout to measure beside this one, in the same run")
     a = ap.parse_args(argv)
-    if not 100 <= a.entries <= 200_000 or not 1 <= a.runs <= 20 or not 0 <= a.sockets <= 200_000:
-        ap.error("--entries in 100..200000, --sockets in 0..200000, --runs in 1..20")
+    if not 100 <= a.entries <= 200_000 or not 1 <= a.runs <= 20 or not 0 <= a.sockets <= 200_000 \
+            or not 0 <= a.snat_share <= 1:
+        ap.error("--entries in 100..200000, --sockets in 0..200000, --runs in 1..20, --snat-share in 0..1")
+    trees = {"this": ROOT}
+    if a.old:
+        if not os.path.isfile(os.path.join(a.old, "portscope", "__init__.py")):
+            ap.error(f"--old {a.old}: no portscope package there")
+        trees["old"] = os.path.abspath(a.old)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if os.geteuid() != 0:
         print("needs root (a private network namespace)", file=sys.stderr)
         return 3
@@ -149,19 +229,21 @@ def main(argv=None) -> int:
         from benchmarks.harness import socket_namespace
         with socket_namespace(a.sockets) as sns:
             print(f"namespace {sns.name}: {a.sockets} sockets (benchmarks.harness)")
-            fill(sns.name, a.entries)
-            versus_conntrack(sns.name, a.runs)
-            exporter_cost(sns.name, a.runs)
+            fill(sns.name, a.entries, a.snat_share)
+            versus_conntrack(sns.name, a.runs, trees)
+            exporter_cost(sns.name, a.runs, trees)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         return 0
     ns = f"psbench-nat-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         sh(ns, "ip", "link", "set", "lo", "up")
-        fill(ns, a.entries)
-        versus_conntrack(ns, a.runs)
-        exporter_cost(ns, a.runs)
+        fill(ns, a.entries, a.snat_share)
+        versus_conntrack(ns, a.runs, trees)
+        exporter_cost(ns, a.runs, trees)
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

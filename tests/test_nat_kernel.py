@@ -359,6 +359,63 @@ def test_interval_sees_insert_failures_rise_while_syns_are_retransmitted():
     assert d["conntrack"]["stats"]["insert_failed"] <= s["insert_failed"]
 
 
+# a mixed table: TCP (some closed: TIME_WAIT) and UDP source-NATed from 192.0.2.1 to
+# 192.0.2.3, UDP in conntrack zone 7 and with a connmark (other layouts), UDP not NATed,
+# original ports 700-702 (the 600-1023 default range), IPv6 UDP and ICMP echo
+MIXED = r"""
+import socket, struct, sys
+keep = []
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("192.0.2.2", 5001)); l.listen(64); keep.append(l)
+for i in range(6):
+    c = socket.socket(); c.bind(("192.0.2.1", 0)); c.settimeout(5); c.connect(("192.0.2.2", 5001))
+    a = l.accept()[0]
+    if i % 2:
+        c.close(); a.close()
+    else:
+        keep += [c, a]
+def udp(fam, src, dst, port, n, sport=0):
+    for i in range(n):
+        u = socket.socket(fam, socket.SOCK_DGRAM); u.bind((src, sport + i if sport else 0))
+        u.sendto(b"x", (dst, port)); keep.append(u)
+for port in (5002, 5003, 5004, 5005):
+    udp(socket.AF_INET, "192.0.2.1", "192.0.2.2", port, 5)
+udp(socket.AF_INET, "192.0.2.1", "192.0.2.2", 5006, 3, sport=700)
+udp(socket.AF_INET6, "2001:db8::1", "2001:db8::2", 5002, 4)
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.bind(("192.0.2.1", 0)); keep.append(s)
+for i in range(3):
+    h = struct.pack("!BBHHH", 8, 0, 0, 100 + i, 1)
+    c = sum(struct.unpack("!4H", h)); c = (c & 0xFFFF) + (c >> 16); c = ~c & 0xFFFF
+    s.sendto(struct.pack("!BBHHH", 8, 0, c, 100 + i, 1), ("192.0.2.2", 0))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+TALLY = ("import json\nfrom portscope.nat import count_snat, read_table, rules, snat\n"
+         "rs = rules.read_rules().rules\nt = count_snat()\ntab = read_table()\n"
+         "print(json.dumps({'new': [d.to_json() for d in t.destinations(rs)],\n"
+         "  'old': [d.to_json() for d in snat.snat_destinations(tab, rs)],\n"
+         "  'entries': t.entries, 'rows': t.rows, 'fast': t.fast, 'table': len(tab),\n"
+         "  'snat_in_table': sum(1 for i in range(len(tab)) if tab.status[i] & 0x10)}))")
+
+
+def _mixed(ns):
+    for a in ("192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"):
+        ns.run("ip", "addr", "add", a, "dev", "lo")
+    for a in ("2001:db8::1/128", "2001:db8::2/128", "2001:db8::3/128"):
+        ns.run("ip", "-6", "addr", "add", a, "dev", "lo", "nodad")
+    ipt = ("iptables", "-t")
+    ns.run(*ipt, "nat", "-A", "POSTROUTING", "-s", "192.0.2.1", "-p", "tcp", "-j", "SNAT",
+           "--to-source", "192.0.2.3:41000-41099")
+    ns.run(*ipt, "nat", "-A", "POSTROUTING", "-s", "192.0.2.1", "-p", "udp", "--dport", "5005", "-j", "RETURN")
+    ns.run(*ipt, "nat", "-A", "POSTROUTING", "-s", "192.0.2.1", "-p", "udp", "-j", "SNAT", "--to-source", "192.0.2.3")
+    ns.run(*ipt, "nat", "-A", "POSTROUTING", "-s", "192.0.2.1", "-p", "icmp", "-j", "SNAT", "--to-source", "192.0.2.3")
+    ns.run(*ipt, "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "5003", "-j", "CT", "--zone", "7")
+    ns.run(*ipt, "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", "5004", "-j", "CONNMARK", "--set-mark", "5")
+    ns.run("ip6tables", "-t", "nat", "-A", "POSTROUTING", "-s", "2001:db8::1", "-p", "udp", "-j", "SNAT",
+           "--to-source", "[2001:db8::3]:43000-43099")
+
+
 # ---- nat --all-netns -------------------------------------------------------------------
 
 STABLE = ("proto", "nat_ip", "dst", "dport", "in_use", "time_wait", "capacity", "range", "range_from")
@@ -402,3 +459,45 @@ def test_all_netns_refuses_netns_and_interval(cli):
     for args in (("nat", "--all-netns", "--netns", "pid:1"), ("nat", "--all-netns", "--interval", "1")):
         code, out, err = cli(*args)
         assert code == 2 and out == "" and err.count("\n") == 1 and "--all-netns" in err, (args, err)
+
+
+@needs_netns
+@needs_tools
+def test_streamed_tally_equals_the_table_path_and_conntrack_L(netns):
+    """The tally `nat` and the exporter use (kernel-filtered dump, fixed-offset reads)
+    gives what the full table and snat_destinations() give, and what `conntrack -L
+    --src-nat` lists, on a real table with several layouts, families and protocols."""
+    _mixed(netns)
+    p = _start(netns, MIXED)
+    try:
+        got = json.loads(netns.python(TALLY, cwd=os.path.dirname(os.path.dirname(__file__))).stdout)
+        listed = netns.run("conntrack", "-L", "--src-nat").stdout
+        everything = netns.run("conntrack", "-L").stdout
+    finally:
+        p.kill()
+    assert got["new"] == got["old"]
+    assert got["rows"] == got["snat_in_table"] == len([ln for ln in listed.splitlines() if "=" in ln]) >= 30
+    assert 0 < got["fast"] < got["rows"]              # read both ways: at fixed offsets and one by one
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    if release >= (5, 15):                            # the kernel filters by status bits
+        assert got["entries"] == got["rows"] < got["table"]
+    by = {(d["proto"], d["dst"], d["dport"]): d for d in got["new"]}
+    truth: dict = {}
+    for line in listed.splitlines():
+        kv = re.findall(r"(src|dst|sport|dport)=(\S+)", line)
+        if len(kv) < 8:
+            continue                                  # ICMP: type/code/id, no ports
+        reply = dict(kv[4:8])
+        key = (line.split()[0], reply["src"], int(reply["sport"]))
+        t = truth.setdefault(key, [set(), 0, reply["dst"]])
+        t[0].add(int(reply["dport"]))
+        t[1] += " TIME_WAIT " in line
+    assert {k for k in by if k[0] != "icmp"} == set(truth)
+    for key, (ports, tw, nat) in truth.items():
+        assert (by[key]["in_use"], by[key]["time_wait"], by[key]["nat_ip"]) == (len(ports), tw, nat), key
+    assert by[("tcp", "192.0.2.2", 5001)]["in_use"] == 6 and by[("tcp", "192.0.2.2", 5001)]["time_wait"] == 3
+    assert by[("tcp", "192.0.2.2", 5001)]["range"] == "41000-41099"
+    assert by[("udp", "192.0.2.2", 5006)]["range"] == "600-1023"
+    assert by[("udp", "2001:db8::2", 5002)]["nat_ip"] == "2001:db8::3"
+    assert ("udp", "192.0.2.2", 5005) not in by and "dport=5005" in everything
+    assert "zone=7" in everything and "mark=5" in everything

@@ -10,6 +10,7 @@ import pytest
 
 from portscope.host import HostFacts
 from portscope.nat import findings, snat, stats, table
+from portscope.nat.ctnetlink import CtnetlinkError
 from portscope.nat.rules import Holder, NatRule
 from portscope.ports import PortRange, PortSet
 
@@ -228,3 +229,186 @@ def test_simulate_nat_time_wait_and_refusals(cli):
     assert code == 2 and "NAT ignores ip_local_reserved_ports" in err
     code, _, err = cli("simulate", "--algorithm", "nat", "--range", "40000-40099", "--rate", "1/s", "--plan")
     assert code == 2 and "--plan has no closed form" in err and err.count("\n") == 1
+
+
+# -- the streamed tally (SnatTally) against the table path, on the same messages ------------
+
+def icmp_msg(src: str, dst: str, nat: str, ident: int, status: int = SNAT) -> bytes:
+    """An ICMP echo entry: the proto nests carry ICMP_ID/TYPE/CODE (4, 5, 6), no ports."""
+    def t(a, b, typ):
+        ip = nla(1, socket.inet_pton(socket.AF_INET, a)) + nla(2, socket.inet_pton(socket.AF_INET, b))
+        pr = nla(1, b"\x01") + nla(4, struct.pack(">H", ident)) + nla(5, bytes((typ,))) + nla(6, b"\0")
+        return nla(1, ip, True) + nla(2, pr, True)
+    body = nla(1, t(src, dst, 8), True) + nla(2, t(dst, nat, 0), True)
+    body += nla(3, struct.pack(">I", status)) + nla(7, struct.pack(">I", 29))
+    return struct.pack("=IHHII", 20 + len(body), 1 << 8, 2, 3, 0) + struct.pack("=BBH", socket.AF_INET, 0, 0) + body
+
+
+def tally(ms: list[bytes], runs: int = 1) -> snat.SnatTally:
+    """Feed the messages as ctnetlink.dump_groups would: runs of one length, in order,
+    cut at `runs` places so a layout meets the tally in several pieces."""
+    t = snat.SnatTally()
+    cut = max(1, len(ms) // runs)
+    for i in range(0, len(ms), cut):
+        for length, blob in groups(*ms[i:i + cut]).items():
+            t.add(memoryview(bytes(blob)), length)
+    return t
+
+
+def same(ms: list[bytes], rules=(), runs: int = 1) -> list[dict]:
+    old = [d.to_json() for d in snat.snat_destinations(table.parse_groups(groups(*ms)), list(rules))]
+    t = tally(ms, runs)
+    new = [d.to_json() for d in t.destinations(list(rules))]
+    assert new == old
+    assert t.rows == sum(1 for i in range(len(table.parse_groups(groups(*ms))))
+                         if table.parse_groups(groups(*ms)).status[i] & table.IPS_SRC_NAT)
+    return new
+
+
+def test_tally_equals_the_table_path_on_a_uniform_run():
+    ms = flows(200) + flows(30, nat_port0=41000, state=7)
+    t = tally(ms)
+    assert t.fast == 230 and t.skipped == 0
+    (d,) = same(ms, runs=7)
+    assert (d["in_use"], d["time_wait"], d["time_wait_timeout_max"]) == (230, 30, 129)
+
+
+def test_tally_equals_the_table_path_on_mixed_layouts_families_and_protocols():
+    v6 = [msg(("2001:db8::2", "2001:db8::9", 17, 1000 + i, 53), ("2001:db8::9", "2001:db8::1", 17, 53, 3000 + i),
+              SNAT, 29) for i in range(5)]
+    udp = [msg(("192.0.2.1", "192.0.2.2", 17, 1111 + i, 53), ("192.0.2.2", "198.51.100.7", 17, 53, 1111 + i),
+               SNAT, 30) for i in range(4)]
+    plain = [msg(("192.0.2.1", "192.0.2.4", 6, 3333 + i, 80), ("192.0.2.4", "192.0.2.1", 6, 80, 3333 + i), 0x8, 61, 3)
+             for i in range(6)]                                   # tracked, not NATed
+    zoned = [msg(("192.0.2.1", "192.0.2.3", 6, 2222 + i, 80), ("192.0.2.3", "203.0.113.1", 6, 80, 2222 + i),
+                 SNAT, 60, 7 if i % 2 else 3, zone=7) for i in range(4)]
+    # the same length as `zoned`, a CTA_MARK instead of the zone: a second layout of one length
+    marked = [_with_mark(msg(("192.0.2.1", "192.0.2.3", 6, 4444 + i, 80),
+                             ("192.0.2.3", "203.0.113.1", 6, 80, 4444 + i), SNAT, 50 + i, 7), len(zoned[0]))
+              for i in range(3)]
+    icmp = [icmp_msg("192.0.2.1", "192.0.2.5", "203.0.113.1", 77 + i) for i in range(3)]
+    low = [msg(("192.0.2.1", "192.0.2.6", 6, 700 + i, 22), ("192.0.2.6", "203.0.113.1", 6, 22, 700 + i), SNAT, 9, 3)
+           for i in range(3)]                                     # original ports 512..1023: 600-1023
+    ms = v6 + udp + plain + zoned + marked + icmp + low + flows(5)
+    interleaved = [m for pair in zip(ms[::2], ms[1::2]) for m in pair] + ms[len(ms) // 2 * 2:]
+    for order in (ms, interleaved, ms[::-1]):
+        for runs in (1, 3, len(ms)):
+            out = same(order, runs=runs)
+    by = {(d["proto"], d["dst"], d["dport"]): d for d in out}
+    assert by[("tcp", "192.0.2.3", 80)]["in_use"] == 7 and by[("tcp", "192.0.2.3", 80)]["time_wait"] == 5
+    assert by[("icmp", "192.0.2.5", 0)]["in_use"] == 1           # no ports: the table path counts port 0
+    assert by[("tcp", "192.0.2.6", 22)]["range"] == "600-1023"
+    assert by[("udp", "2001:db8::9", 53)]["nat_ip"] == "2001:db8::1"
+    assert ("tcp", "192.0.2.4", 80) not in by
+
+
+def test_tally_rule_ranges_use_the_lowest_and_highest_port():
+    ms = flows(10) + flows(3, nat_port0=40500)
+    narrow = NatRule("nat", "POSTROUTING", "masquerade", "tcp", (40000, 40099), False, False, "iptables", 4)
+    wide = NatRule("nat", "POSTROUTING", "masquerade", "tcp", (40000, 40999), False, False, "iptables", 4)
+    (d,) = same(ms, [narrow, wide], runs=4)
+    assert d["range"] == "40000-40999" and d["in_use"] == 13      # 40502 is outside the narrow range
+
+
+def test_tally_counts_a_reply_tuple_seen_twice_once():
+    """Two zones may hold one reply tuple (and a dump may meet a port freed and taken
+    again): a NAT port is in use once, as the table path counts it."""
+    a = msg(("198.51.100.2", "203.0.113.9", 6, 50000, 443), ("203.0.113.9", "203.0.113.1", 6, 443, 40000), SNAT, 5, 3)
+    b = msg(("198.51.100.2", "203.0.113.9", 6, 50001, 443), ("203.0.113.9", "203.0.113.1", 6, 443, 40000), SNAT, 5, 3,
+            zone=4)
+    (d,) = same([a, b, a], runs=3)
+    assert d["in_use"] == 1
+
+
+def test_tally_past_the_port_maps_keeps_pairs(monkeypatch):
+    monkeypatch.setattr(snat, "BITMAP_KEYS", 4)
+    ms = [m for dport in range(9) for m in flows(3, dport=1000 + dport)]
+    t = tally(ms, runs=5)
+    assert len(t.offsets) == 4 and t.pairs
+    same(ms, runs=5)
+    same(ms, [NatRule("nat", "POSTROUTING", "masquerade", "tcp", (40000, 40002), False, False, "iptables", 4)], runs=2)
+
+
+def test_tally_skips_messages_without_tuples_and_odd_runs():
+    good = flows(4)
+    no_reply = good[0][:20] + good[0][20:20 + struct.unpack_from("=H", good[0], 20)[0]]   # CTA_TUPLE_ORIG only
+    no_reply = struct.pack("=I", len(no_reply)) + no_reply[4:]
+    t = tally(good + [no_reply])
+    assert t.skipped == 1 and t.rows == 4
+    same(good + [no_reply])
+    with pytest.raises(CtnetlinkError):               # an attribute running past its message
+        bad = bytearray(good[1])
+        struct.pack_into("=H", bad, 20, 400)
+        tally([bytes(bad)])
+
+
+class FakeNetlink:
+    """A socket that answers dump requests with prepared chunks (the kernel's replies
+    re-sequenced to the request), recording what was sent."""
+
+    def __init__(self, *answers: list[bytes]):
+        self.answers = list(answers)
+        self.sent: list[bytes] = []
+        self.chunks: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        seq = struct.unpack_from("=I", data, 8)[0]
+        self.chunks = [_reseq(c, seq) for c in self.answers.pop(0)]
+        return len(data)
+
+    def recv_into(self, buf: bytearray) -> int:
+        c = self.chunks.pop(0)
+        buf[:len(c)] = c
+        return len(c)
+
+
+def _reseq(chunk: bytes, seq: int) -> bytes:
+    out, off = bytearray(chunk), 0
+    while off + 16 <= len(out):
+        ln = struct.unpack_from("=I", out, off)[0]
+        struct.pack_into("=I", out, off + 8, seq)
+        off += (ln + 3) & ~3
+    return bytes(out)
+
+
+DONE = struct.pack("=IHHIIi", 20, 3, 2, 3, 0, 0)
+
+
+def test_dump_groups_streams_uniform_and_mixed_chunks_and_asks_for_src_nat():
+    from portscope.nat import ctnetlink
+    tcp, udp = flows(6), [msg(("192.0.2.1", "192.0.2.2", 17, 1111 + i, 53),
+                              ("192.0.2.2", "203.0.113.1", 17, 53, 1111 + i), SNAT, 30) for i in range(4)]
+    mixed = b"".join(m for pair in zip(tcp[3:], udp) for m in pair) + udp[3]
+    sock = FakeNetlink([b"".join(tcp[:3]), mixed + DONE])
+    seen: list[tuple[int, int]] = []
+    t = snat.SnatTally()
+
+    def consume(blob, length):
+        seen.append((length, len(blob) // length))
+        t.add(blob, length)
+
+    ctnetlink.dump_groups(sock, consume, status=table.IPS_SRC_NAT)
+    assert seen == [(len(tcp[0]), 3), (len(tcp[0]), 3), (len(udp[0]), 4)]
+    req = sock.sent[0]
+    assert struct.unpack_from("=H", req, 4)[0] == (1 << 8) | 1 and len(req) == 20 + 16
+    assert req[20:] == struct.pack("=HH", 8, 3) + struct.pack(">I", 0x10) + struct.pack("=HH", 8, 26) \
+        + struct.pack(">I", 0x10)
+    assert [d.to_json() for d in t.destinations()] == [
+        d.to_json() for d in snat.snat_destinations(table.parse_groups(groups(*tcp, *udp)))]
+    # dump_table keeps the same runs, grouped by length, for table.parse_groups
+    g = ctnetlink.dump_table(FakeNetlink([b"".join(tcp[:3]), mixed + DONE]))
+    assert {k: len(v) // k for k, v in g.items()} == {len(tcp[0]): 6, len(udp[0]): 4}
+
+
+def test_dump_groups_asks_again_unfiltered_when_the_kernel_refuses_the_filter():
+    from portscope.nat import ctnetlink
+    einval = struct.pack("=IHHIIi", 36, 2, 0, 3, 0, -22) + bytes(16)
+    sock = FakeNetlink([einval], [b"".join(flows(2)) + DONE])
+    t = snat.SnatTally()
+    ctnetlink.dump_groups(sock, t.add, status=table.IPS_SRC_NAT)
+    assert t.rows == 2 and len(sock.sent) == 2 and len(sock.sent[1]) == 20    # no attributes the second time
+    eperm = struct.pack("=IHHIIi", 36, 2, 0, 3, 0, -1) + bytes(16)
+    with pytest.raises(CtnetlinkError) as e:
+        ctnetlink.dump_groups(FakeNetlink([eperm]), t.add, status=table.IPS_SRC_NAT)
+    assert e.value.errno == 1

@@ -121,14 +121,14 @@ def _render(rep: NatReport, top: int | None) -> None:
         echo("SNAT use: not read (--no-table or conntrack absent)")
     elif rep.snat:
         shown = rep.snat if top is None else rep.snat[:top]
-        echo(f"SNAT destinations ({len(rep.snat)}, {rep.entries_read} conntrack entries):")
+        echo(f"SNAT destinations ({len(rep.snat)}, {rep.entries_read} source-NATed conntrack entries):")
         echo(f"  {'proto':5} {'nat ip':>15} -> {'destination':<22} {'in use':>7} {'tw':>5} {'capacity':>8}  util  range")
         for d in shown:
             dst = f"[{d.dst}]:{d.dport}" if ":" in d.dst else f"{d.dst}:{d.dport}"
             echo(f"  {d.proto:5} {d.nat_ip:>15} -> {dst:<22} {d.in_use:>7} {d.time_wait:>5} {d.capacity:>8}"
                  f"  {d.utilization * 100:4.0f}%  {d.low}-{d.high} ({d.range_from})")
     else:
-        echo(f"SNAT destinations: none ({rep.entries_read} conntrack entries)")
+        echo(f"SNAT destinations: none ({rep.entries_read} source-NATed conntrack entries)")
     if rep.nat_ports:
         echo("")
         echo(f"Ports held by NAT rules ({len(rep.nat_ports)}):")

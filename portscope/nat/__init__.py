@@ -40,7 +40,7 @@ class NatReport:
     snat: list = field(default_factory=list)
     nat_ports: list = field(default_factory=list)
     findings: list = field(default_factory=list)
-    entries_read: int | None = None      # rows of the dump (None when not dumped)
+    entries_read: int | None = None      # source-NATed entries counted (None when not dumped)
     notes: list = field(default_factory=list)
     interval: float | None = None        # with --interval: seconds between two stats reads
     delta: dict | None = None            # counters' increase over that interval
@@ -84,6 +84,24 @@ def read_table() -> table.ConntrackTable:
     return table.parse_groups(groups)
 
 
+def count_snat() -> snat.SnatTally:
+    """SNAT use in the calling thread's namespace, counted while the dump arrives
+    (CAP_NET_ADMIN). The kernel is asked for the source-NATed entries only; the table
+    itself is never held."""
+    tally = snat.SnatTally()
+    try:
+        sock = ctnetlink.open_socket()
+        try:
+            ctnetlink.dump_groups(sock, tally.add, status=table.IPS_SRC_NAT)
+        finally:
+            sock.close()
+    except ctnetlink.CtnetlinkError as e:
+        if e.errno == errno.EPERM:
+            raise NotPermitted(NEED_CAP)
+        raise Unsupported(f"cannot dump the conntrack table over ctnetlink ({e})")
+    return tally
+
+
 def analyze(netns: str | None = None, dump: bool = True, facts: host.HostFacts | None = None,
             rules_cache: Callable[[str | None, Callable[[], rules.RuleSet]], rules.RuleSet] | None = None,
             interval: float | None = None) -> NatReport:
@@ -98,7 +116,7 @@ def analyze(netns: str | None = None, dump: bool = True, facts: host.HostFacts |
     with _netns.entered(netns):
         ct = stats.read_stats()
         rs = rules.read_rules() if rules_cache is None else rules_cache(netns, rules.read_rules)
-        t = read_table() if (dump and ct.available) else None
+        t = count_snat() if (dump and ct.available) else None
         delta = None
         if interval and ct.available:
             time.sleep(interval)
@@ -109,8 +127,8 @@ def analyze(netns: str | None = None, dump: bool = True, facts: host.HostFacts |
     rep = NatReport(netns=netns, conntrack=ct, rules=rs, interval=interval if delta is not None else None,
                     delta=delta)
     if t is not None:
-        rep.entries_read = len(t)
-        rep.snat = snat.snat_destinations(t, rs.rules)
+        rep.entries_read = t.rows
+        rep.snat = t.destinations(rs.rules)
     rep.nat_ports = snat.nat_ports(rs.holders, facts.ephemeral, facts.reserved)
     if rs.skipped:
         rep.notes.append(f"{rs.skipped} rule line(s) could not be read and were skipped "

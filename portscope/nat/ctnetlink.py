@@ -19,7 +19,8 @@ import os
 import socket
 import struct
 import sys
-from typing import Iterator
+from array import array
+from typing import Callable, Iterator
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
@@ -27,7 +28,12 @@ IPCTNL_MSG_CT_GET = 1
 IPCTNL_MSG_CT_GET_STATS_CPU = 4
 IPCTNL_MSG_CT_GET_STATS = 5
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLM_F_MULTI, NLM_F_DUMP_FILTERED = 0x2, 0x20
 NLMSG_ERROR, NLMSG_DONE = 2, 3
+# enum ctattr_type: a dump request carrying CTA_STATUS and CTA_STATUS_MASK gets only the
+# entries whose status & mask == status (Linux 5.15, "ctnetlink: allow to filter dump by
+# status bits"); older kernels ignore the two attributes and send every entry
+CTA_STATUS, CTA_STATUS_MASK = 3, 26
 
 # enum ctattr_stats_cpu: the counters GET_STATS_CPU returns (all be32)
 CTA_STATS = {
@@ -75,10 +81,15 @@ def open_socket() -> socket.socket:
     return s
 
 
-def request(msg: int, flags: int, seq: int, family: int = 0) -> bytes:
-    """nlmsghdr + nfgenmsg for one ctnetlink message type, no attributes."""
-    body = NFGEN.pack(family, 0, 0)
+def request(msg: int, flags: int, seq: int, family: int = 0, attributes: bytes = b"") -> bytes:
+    """nlmsghdr + nfgenmsg for one ctnetlink message type, then `attributes` (encoded)."""
+    body = NFGEN.pack(family, 0, 0) + attributes
     return HDR.pack(16 + len(body), (NFNL_SUBSYS_CTNETLINK << 8) | msg, flags, seq, 0) + body
+
+
+def be32_attr(typ: int, value: int) -> bytes:
+    """One netlink attribute holding a big-endian u32 (as every ctnetlink number is)."""
+    return ATTR.pack(8, typ) + struct.pack(">I", value)
 
 
 def attrs(buf: bytes | bytearray | memoryview, off: int, end: int) -> dict[int, tuple[int, int]]:
@@ -155,16 +166,38 @@ def dump_table(sock: socket.socket, family: int = 0) -> dict[int, bytearray]:
     """Raw replies of a table dump, grouped by message length: {length: bytearray}.
 
     family 0 (AF_UNSPEC) dumps IPv4 and IPv6 in one walk. Grouping by length is
-    what lets table.py read each field of a whole group with one strided view. A
-    received chunk whose replies all have one length and type (the common case: one
-    kind of flow) is checked in C with strided views and kept whole; other chunks,
-    and the one that ends the dump, are split message by message."""
-    buf = bytearray(RECV_BYTES)
+    what lets table.py read each field of a whole group with one strided view."""
     groups: dict[int, bytearray] = {}
-    seq = 3
-    sock.send(request(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family))
+
+    def keep(blob, length: int) -> None:
+        g = groups.get(length)
+        if g is None:
+            g = groups[length] = bytearray()
+        g += blob
+
+    dump_groups(sock, keep, family)
+    return groups
+
+
+def dump_groups(sock: socket.socket, consume: Callable[[memoryview | bytes, int], None], family: int = 0,
+                status: int | None = None) -> None:
+    """Stream a table dump: call consume(blob, length) for each run of replies of one
+    length as the chunks arrive, so nothing but the caller's own tally outlives a chunk.
+
+    `blob` holds whole replies of `length` bytes back to back and is valid only during the
+    call (it may be a view of the receive buffer). A received chunk whose replies all have
+    one length, type and flags (the common case: one kind of flow) is checked in C with
+    strided views and passed whole; other chunks are split by length first. `status`:
+    ask the kernel for only the entries with those status bits set (the caller must still
+    check them: kernels before 5.15 send everything). A kernel that refuses the filter is
+    asked again without it."""
+    attributes = b"" if status is None else be32_attr(CTA_STATUS, status) + be32_attr(CTA_STATUS_MASK, status)
+    buf = bytearray(RECV_BYTES)
     mv = memoryview(buf)
+    seq = 3
     try:
+        sock.send(request(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family, attributes))
+        first = True
         while True:
             try:
                 n = sock.recv_into(buf)
@@ -173,60 +206,82 @@ def dump_table(sock: socket.socket, family: int = 0) -> dict[int, bytearray]:
             if n == 0:
                 raise CtnetlinkError("netlink socket closed mid-dump")
             length = int.from_bytes(mv[0:4], sys.byteorder)
-            if _uniform(mv, n, length, seq):
-                g = groups.get(length)
-                if g is None:
-                    g = groups[length] = bytearray()
-                g += mv[:n]
-                continue
-            if _split(buf, mv, n, seq, groups):
-                return groups
+            if length >= 20 and not length & 3 and not n % length:
+                # strided reads of a memoryview go element by element: a copy and an
+                # array make the checks (and the consumer's reads) C loops
+                data = mv[:n].tobytes()
+                if _uniform(data, n, length, seq):
+                    consume(data, length)
+                    first = False
+                    continue
+            try:
+                if _split(mv, n, seq, consume):
+                    return
+            except CtnetlinkError as e:
+                if not (first and attributes and e.errno in (errno.EINVAL, errno.EOPNOTSUPP)):
+                    raise
+                attributes = b""            # this kernel will not filter: the caller filters
+                seq += 1
+                sock.send(request(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family))
+            first = False
     finally:
         mv.release()
 
 
-_patterns: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
+_patterns: dict[tuple[int, int, int, int], tuple[bytes, bytes]] = {}
 
 
-def _uniform(mv: memoryview, n: int, length: int, seq: int) -> bool:
-    """Is the chunk exactly n/length ctnetlink replies of one length, type and seq?"""
-    if length < 20 or length & 3 or n % length:
-        return False
-    words = mv[:n].cast("I")
+def _uniform(data: bytes, n: int, length: int, seq: int) -> bool:
+    """Is the chunk exactly n/length ctnetlink replies of one length, type, flags and seq?"""
+    words = array("I")
+    words.frombytes(data)
     step = length // 4
-    kind = int.from_bytes(mv[4:6], sys.byteorder)
-    if kind >> 8 != NFNL_SUBSYS_CTNETLINK:
+    kind = int.from_bytes(data[4:6], sys.byteorder)
+    flags = int.from_bytes(data[6:8], sys.byteorder)
+    if kind >> 8 != NFNL_SUBSYS_CTNETLINK or not flags & NLM_F_MULTI:
         return False
     k = n // length
-    pat = _patterns.get((length, k, kind))
+    pat = _patterns.get((length, k, kind, flags))
     if pat is None:
         if len(_patterns) > 64:
             _patterns.clear()
-        pat = _patterns[(length, k, kind)] = (struct.pack("=I", length) * k,
-                                              struct.pack("=HH", kind, 0x2) * k)
+        pat = _patterns[(length, k, kind, flags)] = (struct.pack("=I", length) * k,
+                                                     struct.pack("=HH", kind, flags) * k)
     return (words[0::step].tobytes() == pat[0] and words[1::step].tobytes() == pat[1]
             and words[2::step].tobytes() == struct.pack("=I", seq) * k)
 
 
-def _split(buf, mv, n: int, seq: int, groups: dict) -> bool:
-    """Message by message; True when the dump's NLMSG_DONE was seen."""
+def _split(mv: memoryview, n: int, seq: int, consume: Callable[[memoryview | bytes, int], None]) -> bool:
+    """Replies of a mixed chunk, passed on grouped by length; True at the dump's end."""
+    offsets: dict[int, list[int]] = {}
+    done = False
     off = 0
     while off + 16 <= n:
-        length, kind, flags, mseq, _ = HDR.unpack_from(buf, off)
+        length, kind, flags, mseq, _ = HDR.unpack_from(mv, off)
         if length < 16 or off + length > n:
             raise CtnetlinkError("malformed netlink message")
         if mseq == seq:
             if kind == NLMSG_DONE:
-                return True
+                done = True
+                break
             if kind == NLMSG_ERROR:
-                err = struct.unpack_from("=i", buf, off + 16)[0]
+                err = struct.unpack_from("=i", mv, off + 16)[0]
                 if err < 0:
                     raise CtnetlinkError(_why(-err), -err)
-                return True
+                done = True
+                break
             if kind >> 8 == NFNL_SUBSYS_CTNETLINK:
-                g = groups.get(length)
-                if g is None:
-                    g = groups[length] = bytearray()
-                g += mv[off:off + length]
+                o = offsets.get(length)
+                if o is None:
+                    offsets[length] = [off]
+                else:
+                    o.append(off)
         off += (length + 3) & ~3
-    return False
+    for length, offs in offsets.items():
+        if len(offs) == 1:
+            consume(mv[offs[0]:offs[0] + length], length)
+        elif length & 3 == 0 and offs[-1] - offs[0] == (len(offs) - 1) * length:
+            consume(mv[offs[0]:offs[-1] + length], length)      # already back to back
+        else:
+            consume(b"".join([mv[o:o + length] for o in offs]), length)
+    return done

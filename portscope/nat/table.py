@@ -155,6 +155,14 @@ def _walk(buf, start: int, length: int):
 
 
 _NEED = ("orig_src", "orig_dst", "proto", "reply_src", "reply_dst")
+REQUIRED = _NEED                      # an entry without these fields is skipped
+
+
+def layout(buf: bytes | bytearray | memoryview, start: int, length: int) -> tuple[int, dict[str, int], list[tuple[int, bytes]]]:
+    """(family, {field: offset, address field + ':w': width}, [(offset, attribute header
+    word)]) of the message at buf[start:start+length]: where each field sits, and the
+    headers every message read with the same offsets must share."""
+    return _walk(buf, start, length)
 
 
 def _strided(blob: bytes, stride: int, offset: int, code: str) -> array:
