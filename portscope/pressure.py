@@ -391,15 +391,19 @@ def tcp_dest_counts(t: SocketTable, m: RowMasks) -> tuple[Counter, Counter, Coun
     return dest_n, dest_tw, dest_bind, dest_same
 
 
-def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None = None, process: bool = False) -> PressureResult:
-    """Pressure of `socket_table` against the range and reservations in `host_facts`."""
+def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None = None, process: bool = False,
+            masks: RowMasks | None = None) -> PressureResult:
+    """Pressure of `socket_table` against the range and reservations in `host_facts`.
+
+    masks: row_masks(host_facts, socket_table) when the caller has them already (the web
+    view's forecast uses the same masks), so they are not computed twice."""
     rng: PortRange = host_facts.ephemeral
     usable = usable_ports(rng, host_facts.reserved)
     n_usable = usable.count(1)
     low_par = rng.low & 1
 
     t = socket_table
-    m = row_masks(host_facts, t, usable)
+    m = masks if masks is not None else row_masks(host_facts, t, usable)
     protos, lports = t.proto, t.local_port
     listen_in_u = {p for p in m.listen_ports if usable[p]}
 

@@ -158,3 +158,31 @@ def test_precomputed_tuples_and_analysis_give_the_same_forecast():
     assert res.to_json() == want and res.findings[0].id == "destination-forecast-exhaustion"
     with pytest.raises(ValueError):
         forecast(f, [(t0, None), (t1, last)])
+
+
+def test_client_keys_are_one_per_client_socket_and_name_its_destination():
+    """client_tuples() packs lport, rport and proto into one integer: every client socket
+    analyze() counts gives one key, and dest_key() reads back (proto, laddr, raddr, rport),
+    across families, protocols and the extreme port numbers."""
+    from itertools import compress
+
+    from portscope.forecast import client_tuples, dest_key
+    from portscope.pressure import row_masks
+    from portscope.sockets.table import SocketTable
+    f = facts(1024, 65535, reuse=0)
+    t = SocketTable(backend="netlink")
+    v4a, v4b = bytes([192, 0, 2, 1]), bytes([198, 51, 100, 7])
+    v6a, v6b = bytes.fromhex("20010db8" + "0" * 23 + "1"), bytes.fromhex("20010db8" + "0" * 23 + "2")
+    rows = [(6, 4, 1, v4a, 1024, v4b, 1), (6, 4, 6, v4a, 65535, v4b, 65535), (6, 4, 1, v4a, 40000, v4b, 443),
+            (6, 4, 1, v4a, 40000, v4b, 444), (17, 4, 1, v4a, 40000, v4b, 443), (6, 6, 1, v6a, 50000, v6b, 53),
+            (17, 6, 7, v6a, 50001, v6b, 65534), (136, 4, 1, v4a, 50002, v4b, 255)]
+    for proto, fam, state, la, lp, ra, rp in rows:
+        t.append(proto, fam, state, la, lp, ra, rp)
+    m = row_masks(f, t)
+    want = set(compress(zip(t.proto, t.local_addr, t.local_port, t.remote_addr, t.remote_port), m.client))
+    keys = client_tuples(f, t)
+    assert len(keys) == len(want) >= 6
+    got = {(dest_key(k)[0], k[0], k[2] & 0xFFFF if __import__("sys").byteorder == "little" else k[2] >> 48,
+            k[1], dest_key(k)[3]) for k in keys}
+    assert got == want
+    assert client_tuples(f, t, m) == keys

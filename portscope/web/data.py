@@ -22,7 +22,7 @@ from .. import host
 from ..check import status
 from ..findings import destination_label
 from ..forecast import client_tuples, forecast
-from ..pressure import PressureResult, analyze, snapshot_in_range, truncate
+from ..pressure import PressureResult, RowMasks, analyze, row_masks, snapshot_in_range, truncate
 from ..sockets.table import SocketTable
 from . import hooks
 from .render import render_html
@@ -93,6 +93,7 @@ class Reading(NamedTuple):
     facts: HostFacts
     table: SocketTable | None         # None: no forecast can be made from it
     result: PressureResult            # analyze() of the table, every destination (top=None)
+    masks: RowMasks | None = None     # the row masks analyze() used: the forecast step reuses them
 
 
 # what the web view keeps between reads for the forecast: (time of the read, client tuples)
@@ -106,7 +107,8 @@ def read_now(netns: str | None) -> Reading:
     t0 = time.monotonic()
     table = snapshot_in_range(facts, netns)
     at = (t0 + time.monotonic()) / 2
-    return Reading(at, time.time(), facts, table, analyze(facts, table, top=None))
+    masks = row_masks(facts, table)
+    return Reading(at, time.time(), facts, table, analyze(facts, table, top=None, masks=masks), masks)
 
 
 def step(r: Reading, prev: Sample | None, top: int | None) -> tuple[PressureResult, Sample | None]:
@@ -116,7 +118,7 @@ def step(r: Reading, prev: Sample | None, top: int | None) -> tuple[PressureResu
     are kept (not the table): no second pass over either table, no second analyze()."""
     if r.table is None:
         return truncate(r.result, top), None
-    cur = client_tuples(r.facts, r.table)
+    cur = client_tuples(r.facts, r.table, r.masks)
     if prev is not None and r.at - prev[0] > 0.05:
         res = forecast(r.facts, [(prev[0], None), (r.at, r.table)], top=top, interval=round(r.at - prev[0], 3),
                        base=r.result, tuples=[prev[1], cur])
