@@ -67,7 +67,8 @@ class LazyGroup(click.Group):
         except BrokenPipeError:
             # the reader went away (`portscope conns | head`): not our failure, and click
             # would turn it into exit 1, which means something else here
-            _quiet_stdout()
+            from ..front.views import quiet_stdout
+            quiet_stdout()
             raise click.exceptions.Exit(0)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -81,17 +82,6 @@ class LazyGroup(click.Group):
 
 class _Interrupted(Exception):
     """Ctrl-C inside a command, carried past click's own KeyboardInterrupt handling."""
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
-    import os
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def _check_netns(ctx, param, value):
@@ -180,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except BrokenPipeError:
-        _quiet_stdout()
+        from ..front.views import quiet_stdout
+        quiet_stdout()
         sys.exit(0)
     except KeyboardInterrupt:
         click.echo("portscope: interrupted", err=True)

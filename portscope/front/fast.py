@@ -147,15 +147,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         # the reader went away (`portscope conns | head`): a quiet exit 0, as the click path
-        _quiet_stdout()
+        from .views import quiet_stdout
+        quiet_stdout()
         sys.exit(0)
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass

@@ -448,3 +448,15 @@ def print_table(table: SocketTable, idx: Sequence[int] | range, process: bool) -
     """Aligned columns, streamed in batches (sockets.rowtext: widths first, then rows)."""
     from ..sockets.rowtext import text_rows
     write_chunks(text_rows(table, idx, process))
+
+
+def quiet_stdout() -> None:
+    """After a broken pipe (`portscope conns | head`): point stdout at /dev/null so the
+    interpreter's final flush does not fail again and the exit stays quiet (0)."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

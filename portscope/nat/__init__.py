@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .. import host
 from .. import netns as _netns
@@ -26,7 +26,11 @@ from . import ctnetlink, rules, snat, stats, table
 from . import findings as nat_findings
 from .stats import NEED_CAP, ConntrackStats
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
+    import socket
+
     from ..pressure import PressureResult
 
 
@@ -69,19 +73,23 @@ class NatReport:
                     or (self.conntrack.available and self.conntrack.entries))
 
 
-def read_table() -> table.ConntrackTable:
-    """The conntrack table of the calling thread's namespace (CAP_NET_ADMIN)."""
+def _dumped(work: Callable[[socket.socket], T]) -> T:
+    """work(ctnetlink socket) in the calling thread's namespace, its errors as portscope's."""
     try:
         sock = ctnetlink.open_socket()
         try:
-            groups = ctnetlink.dump_table(sock)
+            return work(sock)
         finally:
             sock.close()
     except ctnetlink.CtnetlinkError as e:
         if e.errno == errno.EPERM:
             raise NotPermitted(NEED_CAP)
         raise Unsupported(f"cannot dump the conntrack table over ctnetlink ({e})")
-    return table.parse_groups(groups)
+
+
+def read_table() -> table.ConntrackTable:
+    """The conntrack table of the calling thread's namespace (CAP_NET_ADMIN)."""
+    return table.parse_groups(_dumped(ctnetlink.dump_table))
 
 
 def count_snat() -> snat.SnatTally:
@@ -89,16 +97,7 @@ def count_snat() -> snat.SnatTally:
     (CAP_NET_ADMIN). The kernel is asked for the source-NATed entries only; the table
     itself is never held."""
     tally = snat.SnatTally()
-    try:
-        sock = ctnetlink.open_socket()
-        try:
-            ctnetlink.dump_groups(sock, tally.add, status=table.IPS_SRC_NAT)
-        finally:
-            sock.close()
-    except ctnetlink.CtnetlinkError as e:
-        if e.errno == errno.EPERM:
-            raise NotPermitted(NEED_CAP)
-        raise Unsupported(f"cannot dump the conntrack table over ctnetlink ({e})")
+    _dumped(lambda sock: ctnetlink.dump_groups(sock, tally.add, status=table.IPS_SRC_NAT))
     return tally
 
 

@@ -427,12 +427,8 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     seq = 0
     tcp = PROTO_CODES["tcp"]
     try:
-        for p in protos:
-            if p == "sctp":
-                continue
-            code = PROTO_CODES[p]
-            both = code == tcp and set(families) == {4, 6} and _legacy_ok
-            for fam in (BOTH,) if both else families:
+        for p, code, fams in _walk_plan(protos, families):
+            for fam in fams:
                 # every extra dump is a whole walk of the socket hash (~25 ms at 100k
                 # even when it returns nothing), so: all sockets that pass AUTO, then
                 # the few that do not; TIME_WAIT and request sockets always pass
@@ -455,14 +451,11 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                             for blobs in dump_batches(sock, fam, code, m, bc, seq, buf):
                                 _append(table, blobs, code, fam, col, seen, split)
                 except ProtocolMissing:
-                    if fam == BOTH:       # no legacy entry point: per family from now on
-                        _legacy_off()
+                    if _missing(p, fam):
                         return read_table(protos, families, states, sport, auto, model_auto=model_auto)
-                    if p in ("tcp", "udp"):
-                        raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
                     continue
             if auto and code == tcp:
-                seq = _listeners(table, sock, (BOTH,) if both else families, buf, seq)
+                seq = _listeners(table, sock, fams, buf, seq)
     finally:
         sock.close()
     return table
@@ -474,6 +467,31 @@ _legacy_ok = True
 def _legacy_off() -> None:
     global _legacy_ok
     _legacy_ok = False
+
+
+def _walk_plan(protos: Collection[str], families: Collection[int]) -> Iterator[tuple[str, int, tuple[int, ...]]]:
+    """(name, code, families to dump) per protocol asked; SCTP is left to the facade
+    (/proc/net/sctp). TCP over both families is ONE legacy dump while the kernel has it
+    (read lazily: _missing() may turn it off mid-read)."""
+    tcp = PROTO_CODES["tcp"]
+    for p in protos:
+        if p == "sctp":
+            continue
+        code = PROTO_CODES[p]
+        both = code == tcp and set(families) == {4, 6} and _legacy_ok
+        yield p, code, (BOTH,) if both else tuple(families)
+
+
+def _missing(p: str, fam: int) -> bool:
+    """What a ProtocolMissing from dumping `p` means: True when it was the legacy dump (off
+    from now on: the caller starts again per family), False for an optional protocol (skip
+    it); NetlinkRefused when the kernel does not serve TCP or UDP at all."""
+    if fam == BOTH:
+        _legacy_off()
+        return True
+    if p in ("tcp", "udp"):
+        raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
+    return False
 
 
 def _listeners(table, sock, families, buf, seq) -> int:
@@ -544,14 +562,9 @@ def count_states(protos: Collection[str], families: Collection[int],
     sock = open_socket()
     buf = bytearray(RECV_BYTES)
     seq = 0
-    tcp = PROTO_CODES["tcp"]
     try:
-        for p in protos:
-            if p == "sctp":
-                continue
-            code = PROTO_CODES[p]
-            both = code == tcp and set(families) == {4, 6} and _legacy_ok
-            for fam in (BOTH,) if both else families:
+        for p, code, fams in _walk_plan(protos, families):
+            for fam in fams:
                 seq += 1
                 by_state: Counter[int] = Counter()
                 try:
@@ -559,11 +572,8 @@ def count_states(protos: Collection[str], families: Collection[int],
                         by_state.update(chunk[17::stride].tobytes() if isinstance(chunk, memoryview)
                                         else bytes(chunk[17::stride]))
                 except ProtocolMissing:
-                    if fam == BOTH:
-                        _legacy_off()
+                    if _missing(p, fam):
                         return count_states(protos, families, states)
-                    if p in ("tcp", "udp"):
-                        raise NetlinkRefused(f"sock_diag does not serve {p} (tcp_diag/udp_diag missing)")
                     continue
                 out.update({(code, st): k for st, k in by_state.items()})
     finally:
