@@ -126,6 +126,12 @@ import select, socket, sys
 t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 t.bind(("0.0.0.0", int(sys.argv[1]))); t.listen(4096); t.setblocking(False)
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", int(sys.argv[1])))
+# a burst of hundreds of datagrams overflows the default receive buffer (~270 small ones)
+# when this loop is slow: a drop here would look like a NAT failure
+try:
+    u.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)          # SO_RCVBUFFORCE (not in the socket module)
+except OSError:
+    u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
 kept, udp_src = [], set()
 print("ready", flush=True)
 while True:
@@ -148,7 +154,8 @@ while True:
 """
 
 # The client: opens `count` connections (tcp) or sends one datagram from `count`
-# sockets (udp) to the server, waits at most `wait` seconds, closes the TCP attempts
+# sockets (udp) to the server, waits at most `wait` seconds (udp: until no answer came
+# for `wait` seconds), closes the TCP attempts
 # still pending (so no SYN retransmit changes the counters afterwards), prints how
 # many connected (udp: how many were answered, and the 1-based index of the first
 # unanswered one, 0 for none), and keeps the rest open until stdin closes.
@@ -174,15 +181,24 @@ if proto == "tcp":
 else:
     for _ in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", (dst, port)); socks.append(s)
-    time.sleep(wait)
-    answered = []
+    # wait until answers stop coming for `wait` seconds (a loaded server answers late, not
+    # never), at most ten times that in all
+    answered = [False] * count
+    index = {s.fileno(): i for i, s in enumerate(socks)}
+    poll = select.poll()
     for s in socks:
-        s.setblocking(False)
-        try:
-            s.recv(8)
-            answered.append(True)
-        except BlockingIOError:
-            answered.append(False)
+        poll.register(s, select.POLLIN)
+    start = last = time.monotonic()
+    while not all(answered):
+        now = time.monotonic()
+        left = min(last + wait, start + 10 * wait) - now
+        if left <= 0:
+            break
+        for fd, _ in poll.poll(left * 1000):
+            socks[index[fd]].recv(8)
+            answered[index[fd]] = True
+            poll.unregister(fd)
+            last = time.monotonic()
     first = answered.index(False) + 1 if False in answered else 0
     print(sum(answered), first, flush=True)
 sys.stdin.read()
