@@ -33,12 +33,17 @@ def portscope_cmd() -> list[str]:
             "import importlib.util, sys; from portscope.cli import main; main(sys.argv[1:])"]
 
 
+# children may write .pyc files, as an installed package does: otherwise a checkout whose
+# modules changed since their last compile pays for compiling them in every timed run
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float, bytes]:
     """Wall time, and CPU time (user + sys of the child and its children: what the command
     costs, far less disturbed than wall time when other work shares the cores)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, env=env)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, env=env or ENV)
     dt = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
@@ -71,7 +76,7 @@ def main(argv=None) -> int:
         if a.baseline:
             key = "baseline pressure --json"
             cmds[key] = ns.cmd(*ps, "pressure", "--json")
-            envs[key] = dict(os.environ, PYTHONPATH=os.path.abspath(a.baseline))
+            envs[key] = dict(ENV, PYTHONPATH=os.path.abspath(a.baseline))
         for k, c in cmds.items():        # warm caches once
             timed(c, envs.get(k))
         times: dict[str, list[float]] = {k: [] for k in cmds}

@@ -38,6 +38,8 @@ PORTSCOPE = os.path.join(VENV_BIN, "portscope")
 
 
 TIME = "/usr/bin/time"
+# children may write .pyc files, as an installed package does (see bench_floor)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def run_process(cmd: list[str], timeout: float = 120) -> tuple[float, float | None]:
@@ -50,7 +52,7 @@ def run_process(cmd: list[str], timeout: float = 120) -> tuple[float, float | No
     use_time = os.path.exists(TIME)
     full = [TIME, "-f", "PEAK_KB %M", *cmd] if use_time else cmd
     t = time.perf_counter()
-    p = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+    p = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, env=ENV)
     secs = time.perf_counter() - t
     err = p.stderr.decode(errors="replace")
     if p.returncode != 0:
