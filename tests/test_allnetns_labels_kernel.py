@@ -175,8 +175,9 @@ def test_watch_all_netns_failures_carry_container_and_pod():
 
 
 def test_exporter_all_netns_failure_series_join_their_container():
-    """The exporter with --all-netns: a pod's failures come as series whose `netns` label is
-    the one portscope_netns_info gives that pod's container and pod (the documented join)."""
+    """The exporter with --all-netns: a pod's failures and TIME_WAIT counters come as series
+    whose `netns` label is the one portscope_netns_info gives that pod's container and pod
+    (the documented join)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from portscope.exporter import Exporter, PortscopeCollector
@@ -192,6 +193,9 @@ def test_exporter_all_netns_failure_series_join_their_container():
         observed = add_to(exp, [None], all_netns=True, bpf=True)
         got = _exhaust(w, pid, cg)
         text = exp.render().decode()
+        stat = subprocess.run(["nsenter", "-t", str(pid), "-n", "cat", "/proc/net/sockstat"],
+                              capture_output=True, text=True, check=True).stdout
+        tw = int(stat.split(" tw ")[1].split()[0])
     finally:
         if observed is not None:
             observed.close()
@@ -202,3 +206,7 @@ def test_exporter_all_netns_failure_series_join_their_container():
     assert [(s.labels["errno"], s.labels["comm"], s.value) for s in fails] == [("EADDRNOTAVAIL", "ps-client", 20)]
     (info,) = [s for s in samples if s.name == "portscope_netns_info" and s.labels["netns"] == label]
     assert (info.labels["container"], info.labels["pod"], info.labels["qos"]) == (cid[:12], uid, "burstable")
+    # the namespace's own TIME_WAIT counters too (an unnamed namespace: read since discovery found it)
+    (tws,) = [s for s in samples if s.name == "portscope_tcp_timewait_sockets" and s.labels["netns"] == label]
+    assert tws.value == tw
+    assert [s for s in samples if s.name == "portscope_tcp_max_tw_buckets" and s.labels["netns"] == label]
