@@ -116,7 +116,7 @@ def _flat(walk: Walk) -> tuple[list, list]:
 def report_all(top: int | None) -> tuple[Walk, dict]:
     """`report --all-netns`: each namespace's `report --netns SPEC` document, labelled, plus
     every destination and finding flattened with its labels."""
-    walk = each(lambda spec: measure(spec, top=top))
+    walk = each(lambda spec: measure(spec, top=top, census=True))
     dests, finds = _flat(walk)
     worst = [status(v.value) for v in walk.visits]
     overall = "critical" if "critical" in worst else "warning" if "warning" in worst else "ok"
@@ -133,7 +133,7 @@ def report_all(top: int | None) -> tuple[Walk, dict]:
 
 def pressure_all(top: int | None, process: bool = False) -> tuple[Walk, dict]:
     """`pressure --all-netns`: as report_all, with each namespace's `pressure --json`."""
-    walk = each(lambda spec: measure(spec, top=top, process=process))
+    walk = each(lambda spec: measure(spec, top=top, process=process, census=True))
     dests, finds = _flat(walk)
 
     def doc(res) -> dict:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..exporter import list_netns
+from ..exporter import discover_netns
 from ..netns import resolve
 from . import counters as C
 from .loader import FailureCounter, LoadError
@@ -93,8 +93,8 @@ class ObserveCollector:
     def namespaces(self) -> list[str | None]:
         """The namespaces whose counters this scrape reads."""
         out = list(dict.fromkeys(self.targets))
-        if self.all_netns:
-            out += [n for n in list_netns() if n not in out]
+        if self.all_netns:          # every namespace, as the pressure collector reads them
+            out += [n for n in discover_netns()[0] if n not in out]
         return out
 
     def collect(self) -> list:
