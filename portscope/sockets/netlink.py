@@ -23,7 +23,6 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from typing import TYPE_CHECKING, Collection, Iterator, Literal
 
 from .masks import and_, is_, or_
 from .table import (
@@ -35,7 +34,10 @@ from .table import (
     SocketTable,
 )
 
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 if TYPE_CHECKING:
+    from typing import Collection, Iterator, Literal
+
     from ..ports import PortRange
 
 NETLINK_SOCK_DIAG = 4
