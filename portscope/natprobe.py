@@ -19,8 +19,8 @@ refused or failed dump, no netlink) answers True, and the readers run as before.
 """
 from __future__ import annotations
 
+import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 import os
-import socket
 import struct
 import sys
 

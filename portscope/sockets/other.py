@@ -8,7 +8,7 @@ is listed by psutil once per process; it is kept once here, with the first pid.
 """
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 from array import array
 
 from ..errors import NotPermitted, Unsupported

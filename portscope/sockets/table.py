@@ -6,7 +6,7 @@ array per column; column i of every array describes socket i. Addresses stay raw
 """
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 from array import array
 
 TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
