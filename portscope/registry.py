@@ -4,8 +4,9 @@ The snapshot ships as `data/iana-services.tsv.gz`, built by scripts/build_regist
 from IANA's service-names-port-numbers.csv merged with Debian's libwireshark-data copy
 (/usr/share/wireshark/services); either source alone also works. Its header records
 where each source came from (docs/port.md, "The offline registry"). It is read once,
-on the first look-up, and kept as text: `portscope port 80` pays for one gunzip
-(~2 ms) and a str.find, and never parses the other ~9k rows; bulk users parse them all once.
+on the first look-up, and kept as text: the file is gzip members (see write_data), so
+`portscope port 80` gunzips the range rows and its port's block of 1,024 ports, finds its
+rows with str.find and never parses the other ~9k rows; bulk users gunzip and parse them all once.
 
 Data file: one header line `#portscope-iana v1 <key=value ...>`, then one line per
 row, tab-separated:  PORT[-HIGH]  PROTOS  STATUS  NAME  DESCRIPTION
