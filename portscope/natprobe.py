@@ -33,6 +33,7 @@ NFT_MSG_GETCHAIN = 4
 NFT_MSG_GETSET = 10
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_DUMP_INTR = 0x10                   # the set of objects changed while the dump ran
 NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE = 1, 7
 NFTA_SET_NAME = 2
 NFPROTO_IPV4, NFPROTO_IPV6 = 2, 10
@@ -88,10 +89,12 @@ def nft_dump(sock: socket.socket, msg: int, seq: int) -> list[tuple[int, dict[in
             raise Undecided("the nf_tables dump ended without NLMSG_DONE")
         pos = 0
         while pos + _HDR.size <= len(buf):
-            length, kind, _, mseq, _ = _HDR.unpack_from(buf, pos)
+            length, kind, flags, mseq, _ = _HDR.unpack_from(buf, pos)
             if length < _HDR.size or pos + length > len(buf):
                 raise Undecided("a truncated netlink message")
             if mseq == seq:
+                if flags & NLM_F_DUMP_INTR:
+                    raise Undecided("the ruleset changed during the dump")
                 if kind == NLMSG_DONE:
                     return out
                 if kind == NLMSG_ERROR:
