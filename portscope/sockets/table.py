@@ -52,30 +52,30 @@ class SocketTable:
     (A plain class, not a dataclass: `import dataclasses` costs more than `port N`'s socket read.)"""
 
     def __init__(self, backend: str) -> None:
-        self.backend = backend                            # "netlink" | "procfs" | "psutil"
+        self.backend = backend                        # "netlink" | "procfs" | "psutil"
         self.proto: array = array("B")
-        self.family: array = array("B")                          # 4 | 6
-        self.state: array = array("B")                           # kernel state code
-        self.local_addr: list = []                        # raw bytes
+        self.family: array = array("B")               # 4 | 6
+        self.state: array = array("B")                # kernel state code
+        self.local_addr: list = []                    # raw bytes
         self.local_port: array = array("H")
-        self.remote_addr: list = []                       # raw bytes
+        self.remote_addr: list = []                   # raw bytes
         self.remote_port: array = array("H")
         self.uid: array = array("I")
         self.inode: array = array("Q")
-        self.ephemeral: array = array("B")                       # EPH_*
-        self.method: array = array("B")                          # METHOD_*
-        self.auto_bound: array = array("B")                      # AUTO_*
-        self.pid: array | None = None                     # with owners; -1 unknown
+        self.ephemeral: array = array("B")            # EPH_*
+        self.method: array = array("B")               # METHOD_*
+        self.auto_bound: array = array("B")           # AUTO_*
+        self.pid: array | None = None                 # with owners; -1 unknown
         self.command: list | None = None
-        self.cgroup: list | None = None   # with conns --process: per row a dict or None (sockets/cgroups.py)
+        self.cgroup: list | None = None               # with conns --process: per row a dict or None (sockets/cgroups.py)
         # SCTP multi-homing: row -> all local / remote addresses (raw), primary first
         self.extra_local: dict = {}
         self.extra_remote: dict = {}
-        self.warnings: list = []                          # skipped lines etc.
+        self.warnings: list = []                      # skipped lines etc.
         # (proto, port) of every listener the backend saw, even when LISTEN was filtered
         # out of the rows: it tells accepted server sockets from clients
         self.listen_ports: set = set()
-        self.notes: list = []     # how the table was read (fallbacks), for --verbose
+        self.notes: list = []                         # how the table was read (fallbacks), for --verbose
 
     def __eq__(self, other: object) -> bool:
         return other.__class__ is self.__class__ and vars(self) == vars(other)
