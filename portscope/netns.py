@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from . import namespaces as found
 from .errors import BadInput, NotPermitted, Unsupported
+from .value import Frozen
 
 TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
 if TYPE_CHECKING:
@@ -40,8 +40,7 @@ def _setns(fd: int) -> None:
         raise OSError(e, os.strerror(e))
 
 
-@dataclass(frozen=True)
-class Namespace:
+class Namespace(Frozen):
     """One network namespace as the user named it: `NAME` (from `ip netns add`) or `pid:PID`.
 
     Everything that names the namespace again derives from this one value: the file to
@@ -50,7 +49,11 @@ class Namespace:
     `parse` checks only the syntax; `path` checks that the namespace exists.
     """
 
+    __slots__ = ("spec",)
     spec: str
+
+    def __init__(self, spec: str) -> None:
+        object.__setattr__(self, "spec", spec)
 
     @classmethod
     def parse(cls, spec: "str | Namespace") -> "Namespace":

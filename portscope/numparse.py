@@ -9,33 +9,50 @@ numeric options, simulate configs), so the rules are the same everywhere.
 from __future__ import annotations
 
 import math
-import re
 
 from .errors import BadInput
 
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)
-_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
-_REAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+# digits and whole numbers are checked with str methods: every start-up parses a port, and
+# `import re` costs a fifth of an empty interpreter's start-up; decimals compile this on first use
+REAL_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_real = None
 # a decimal string longer than this is not a count or a port; int() of a huge string is slow
 MAX_DIGITS = 40
 # seconds between samples, refreshes or writes: one rule for pressure, top and the exporter
 INTERVAL_S = (0.1, 86400.0)
 
 
+def _ascii_digits(s: str) -> bool:
+    # among ASCII characters only 0-9 are digits (str.isdigit alone also takes "٤" and "²")
+    return s.isascii() and s.isdigit()
+
+
+def _whole(s: str) -> bool:
+    return _ascii_digits(s[1:] if s[:1] in ("+", "-") else s)
+
+
+def _decimal(s: str) -> bool:
+    global _real
+    if _real is None:
+        import re
+        _real = re.compile(REAL_PATTERN, re.ASCII)
+    return _real.fullmatch(s) is not None
+
+
 def is_digits(text: str) -> bool:
     """True for a non-empty run of ASCII digits 0-9 (no sign, no blanks, no other scripts)."""
-    return isinstance(text, str) and len(text) <= MAX_DIGITS and _DIGITS.fullmatch(text) is not None
+    return isinstance(text, str) and len(text) <= MAX_DIGITS and _ascii_digits(text)
 
 
 def is_whole(text: str) -> bool:
     """True for ASCII digits with an optional leading sign (+ or -), at most MAX_DIGITS long."""
-    return isinstance(text, str) and len(text) <= MAX_DIGITS + 1 and _WHOLE.fullmatch(text) is not None
+    return isinstance(text, str) and len(text) <= MAX_DIGITS + 1 and _whole(text)
 
 
 def is_decimal(text: str) -> bool:
     """True for an ASCII decimal: optional sign, digits, fraction and exponent (float() also
     takes "٣", "1_0", "inf" and "nan"; this does not)."""
-    return isinstance(text, str) and len(text) <= 64 and _REAL.fullmatch(text) is not None
+    return isinstance(text, str) and len(text) <= 64 and _decimal(text)
 
 
 def _span(lo, hi) -> str:
@@ -58,7 +75,7 @@ def parse_whole(text: object, what: str, lo: int | None = None, hi: int | None =
         v = text
     else:
         s = str(text).strip() if isinstance(text, str) else None
-        if s is None or len(s) > MAX_DIGITS + 1 or not _WHOLE.fullmatch(s):
+        if s is None or len(s) > MAX_DIGITS + 1 or not _whole(s):
             span = _span(lo, hi)
             raise BadInput(f"{what} must be a whole number{' ' + span if span else ''} written in "
                            f"digits 0-9, got {text!r}")
@@ -87,7 +104,7 @@ def parse_real(text: object, what: str, lo: float | None = None, hi: float | Non
         if s is not None and s.lower().lstrip("+-") in ("inf", "infinity", "nan"):
             above = f" above {lo:g}" if lo_open and lo is not None else ""
             raise BadInput(f"{what} must be a finite number{' of ' + unit if unit else ''}{above}, got {s}")
-        if s is None or len(s) > 64 or not _REAL.fullmatch(s):
+        if s is None or len(s) > 64 or not _decimal(s):
             raise BadInput(f"{what} must be a number written in digits 0-9, got {text!r}")
         v = float(s)
     u = f" {unit}" if unit else ""

@@ -10,8 +10,6 @@ which sockets hold it now.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Iterable
 
 from . import registry
 from .errors import BadInput
@@ -23,6 +21,11 @@ from .privilege import rule as privilege_rule
 from .remedies import reserve_add_command
 from .sockets import owners as _owners
 from .sockets import snapshot
+from .value import Frozen
+
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
+if TYPE_CHECKING:
+    from typing import Iterable
 
 CAP_NET_BIND_SERVICE = 10   # include/uapi/linux/capability.h
 IN_USE_PROTOS = ("tcp", "udp")
@@ -46,10 +49,14 @@ def has_cap_net_bind_service(status_text: str | None = None) -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-@dataclass(frozen=True)
-class PortFacts:
-    """Everything `portscope port N` says about one port on this host."""
+class PortFacts(Frozen):
+    """Everything `portscope port N` says about one port on this host (frozen; `replace()`
+    gives a changed copy)."""
 
+    __slots__ = ("port", "port_class", "services", "iana_status", "privileged", "bind_allowed",
+                 "in_ephemeral_range", "reserved", "in_use", "ephemeral", "unprivileged_port_start",
+                 "cap_net_bind_service", "netns", "in_use_backend", "notes", "proto", "who_may_bind", "os",
+                 "privilege_note")
     port: int
     port_class: str                        # system | user | dynamic (RFC 6335)
     services: tuple                        # registry.Service rows assigned on this port
@@ -58,17 +65,30 @@ class PortFacts:
     bind_allowed: bool                     # this process may bind it (as far as privilege goes)
     in_ephemeral_range: bool               # connect()/bind(0) may hand it out
     reserved: bool                         # in ip_local_reserved_ports (never auto-assigned)
-    in_use: tuple = ()                     # socket rows (SocketTable.row shape) bound to it now
-    ephemeral: PortRange | None = None
-    unprivileged_port_start: int = 1024
-    cap_net_bind_service: bool = False
-    netns: str | None = None
-    in_use_backend: str | None = None
-    notes: tuple = field(default=())
-    proto: str | None = None               # the --proto filter, if any
-    who_may_bind: str = "any address"      # privilege.ANY | WILDCARD | ROOT (macOS 10.14+: WILDCARD)
-    os: str = "linux"                      # whose privilege rule applies
-    privilege_note: str | None = None      # that rule for this port, in the platform's terms
+    in_use: tuple                          # socket rows (SocketTable.row shape) bound to it now
+    ephemeral: PortRange | None
+    unprivileged_port_start: int
+    cap_net_bind_service: bool
+    netns: str | None
+    in_use_backend: str | None
+    notes: tuple
+    proto: str | None                      # the --proto filter, if any
+    who_may_bind: str                      # privilege.ANY | WILDCARD | ROOT (macOS 10.14+: WILDCARD)
+    os: str                                # whose privilege rule applies
+    privilege_note: str | None             # that rule for this port, in the platform's terms
+
+    def __init__(self, port: int, port_class: str, services: tuple, iana_status: dict, privileged: bool,
+                 bind_allowed: bool, in_ephemeral_range: bool, reserved: bool, in_use: tuple = (),
+                 ephemeral: PortRange | None = None, unprivileged_port_start: int = 1024,
+                 cap_net_bind_service: bool = False, netns: str | None = None, in_use_backend: str | None = None,
+                 notes: tuple = (), proto: str | None = None, who_may_bind: str = "any address",
+                 os: str = "linux", privilege_note: str | None = None) -> None:
+        self._init(port=port, port_class=port_class, services=services, iana_status=iana_status,
+                   privileged=privileged, bind_allowed=bind_allowed, in_ephemeral_range=in_ephemeral_range,
+                   reserved=reserved, in_use=in_use, ephemeral=ephemeral,
+                   unprivileged_port_start=unprivileged_port_start, cap_net_bind_service=cap_net_bind_service,
+                   netns=netns, in_use_backend=in_use_backend, notes=notes, proto=proto,
+                   who_may_bind=who_may_bind, os=os, privilege_note=privilege_note)
 
     def to_json(self) -> dict:
         """The `port --json` object (docs/json.md); services listed once per protocol."""

@@ -1,10 +1,9 @@
 """Port numbers: inclusive ranges, sets in the kernel's list syntax, RFC 6335 classes."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .errors import BadInput
 from .numparse import is_digits
+from .value import Frozen
 
 TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
 if TYPE_CHECKING:
@@ -52,18 +51,48 @@ def parse_port(text: str | int, what: str = "port") -> int:
     return check_port(int(s), what)
 
 
-@dataclass(frozen=True, order=True)
-class PortRange:
-    """An inclusive range low..high."""
+class PortRange(Frozen):
+    """An inclusive range low..high: frozen, equal and ordered by (low, high)."""
 
+    __slots__ = ("low", "high")
     low: int
     high: int
 
-    def __post_init__(self) -> None:
-        check_port(self.low, "low port")
-        check_port(self.high, "high port")
-        if self.low > self.high:
-            raise BadInput(f"range start {self.low} is above its end {self.high}")
+    def __init__(self, low: int, high: int) -> None:
+        check_port(low, "low port")
+        check_port(high, "high port")
+        if low > high:
+            raise BadInput(f"range start {low} is above its end {high}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.low == other.low and self.high == other.high
+
+    def __hash__(self) -> int:
+        return hash((self.low, self.high))
+
+    def __lt__(self, other: "PortRange") -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.low, self.high) < (other.low, other.high)
+
+    def __le__(self, other: "PortRange") -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.low, self.high) <= (other.low, other.high)
+
+    def __gt__(self, other: "PortRange") -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.low, self.high) > (other.low, other.high)
+
+    def __ge__(self, other: "PortRange") -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.low, self.high) >= (other.low, other.high)
 
     @classmethod
     def parse(cls, text: str) -> "PortRange":

@@ -13,23 +13,26 @@ The rule differs by system, and on macOS by version:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from .value import Frozen
 
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 if TYPE_CHECKING:
     from .host import HostFacts
 
 ANY, WILDCARD, ROOT = "any address", "wildcard only", "root only"
 
 
-@dataclass(frozen=True)
-class PrivilegeRule:
+class PrivilegeRule(Frozen):
     """Which ports need privilege to bind on one system, and who may bind them."""
 
+    __slots__ = ("os", "low", "start", "wildcard_free")
     os: str
     low: int                  # first privileged port (FreeBSD reservedlow; 0 elsewhere)
     start: int                # first unprivileged port above the privileged window
     wildcard_free: bool       # macOS 10.14+: the window applies to specific addresses only
+
+    def __init__(self, os: str, low: int, start: int, wildcard_free: bool) -> None:
+        self._init(os=os, low=low, start=start, wildcard_free=wildcard_free)
 
     @property
     def who(self) -> str:

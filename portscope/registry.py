@@ -4,8 +4,9 @@ The snapshot ships as `data/iana-services.tsv.gz`, built by scripts/build_regist
 from IANA's service-names-port-numbers.csv merged with Debian's libwireshark-data copy
 (/usr/share/wireshark/services); either source alone also works. Its header records
 where each source came from (docs/port.md, "The offline registry"). It is read once,
-on the first look-up, and kept as text: `portscope port 80` pays for one gunzip
-(~2 ms) and a str.find, and never parses the other ~9k rows; bulk users parse them all once.
+on the first look-up, and kept as text: the file is gzip members (see write_data), so
+`portscope port 80` gunzips the range rows and its port's block of 1,024 ports, finds its
+rows with str.find and never parses the other ~9k rows; bulk users gunzip and parse them all once.
 
 Data file: one header line `#portscope-iana v1 <key=value ...>`, then one line per
 row, tab-separated:  PORT[-HIGH]  PROTOS  STATUS  NAME  DESCRIPTION
@@ -16,37 +17,41 @@ or U (unassigned). A port that no row covers for a transport is unassigned.
 """
 from __future__ import annotations
 
-import gzip
 import os
-import re
-from dataclasses import dataclass
-from typing import Iterable
+import zlib
 
 from .errors import BadInput, SystemReadError
+from .value import Frozen
+
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
+if TYPE_CHECKING:
+    from typing import Iterable
 
 PROTOCOLS = ("tcp", "udp", "sctp", "dccp")
 ASSIGNED, RESERVED, UNASSIGNED = "assigned", "reserved", "unassigned"
 _STATUS_CODE = {ASSIGNED: "A", RESERVED: "R", UNASSIGNED: "U"}
 _CODE_STATUS = {v: k for k, v in _STATUS_CODE.items()}
 
-_RANGE_LINE = re.compile(r"\n((\d+)-(\d+)\t[^\n]*)")   # a range row: "\nLOW-HIGH\t..."
-_NOT_RANGE_LINE = re.compile(r"\n\d*\t")              # a single-port or port-less row
 DATA_FILE = os.path.join(os.path.dirname(__file__), "data", "iana-services.tsv.gz")
 FORMAT_TAG = "#portscope-iana v1"
 # the IANA CSV renamed column 11; both spellings occur in the wild
 _CSV_COLUMN_11 = ("Unauthorized Use Reported", "Known Unauthorized Uses")
 
 
-@dataclass(frozen=True, slots=True)
-class Service:
+class Service(Frozen):
     """One registry row: a name on a port (or port range) for some transports."""
 
+    __slots__ = ("name", "low", "high", "protos", "status", "description")
     name: str                  # "" for unnamed rows (Unassigned, Reserved, "any private ...")
     low: int | None            # None: a service name registered without a port
     high: int | None
     protos: tuple[str, ...]    # () when IANA names no transport (applies to all)
     status: str                # ASSIGNED | RESERVED | UNASSIGNED
-    description: str = ""
+    description: str
+
+    def __init__(self, name: str, low: int | None, high: int | None, protos: tuple[str, ...], status: str,
+                 description: str = "") -> None:
+        self._init(name=name, low=low, high=high, protos=protos, status=status, description=description)
 
     @property
     def is_range(self) -> bool:
@@ -75,20 +80,45 @@ class Registry:
     tuples) call `services`, which parses everything once.
     """
 
-    def __init__(self, text: str, source: str = "<registry>") -> None:
+    def __init__(self, text: str, source: str = "<registry>", members: bytes | None = None) -> None:
         lines_start = text.find("\n") + 1
         head = text[:lines_start].strip()
         if not head.startswith(FORMAT_TAG):
             raise SystemReadError(f"{source}: not a portscope registry file")
         self.meta = dict(kv.split("=", 1) for kv in head[len(FORMAT_TAG):].split() if "=" in kv)
         self.source = source
-        self._text = "\n" + text[lines_start:]   # every row now starts right after a "\n"
+        # with `members` (the data file's gzip members after the first, see write_data), `text`
+        # holds the header and range rows only; each port block is gunzipped when first asked for
+        self._rest, self._offsets = members, member_offsets(self.meta) if members is not None else None
+        self._blocks: dict[int, str] = {}
+        self._head_text = "\n" + text[lines_start:]   # every row now starts right after a "\n"
+        self._full: str | None = self._head_text if members is None else None
         self._lower: str | None | bool = False   # False: not computed yet (see _lowered)
         self._services: tuple[Service, ...] | None = None
         self._ranges: tuple[Service, ...] | None = None
         self._range_spans: list[tuple[int, int, str]] | None = None
         self._by_name: dict[str, list[Service]] | None = None
         self._taken: dict[str, bytes] = {}
+
+    @property
+    def _text(self) -> str:
+        """Every row's text (in a member-indexed file, gunzipped on first use)."""
+        if self._full is None:
+            self._full = self._head_text + "".join(self._block_text(k)[1:] for k in range(len(self._offsets or ()) - 1))
+        return self._full
+
+    def _block_text(self, k: int) -> str:
+        """"\n" + the rows of member k + 1 (port block k; the last one: rows without a port)."""
+        text = self._blocks.get(k)
+        if text is None:
+            assert self._rest is not None and self._offsets is not None
+            raw = self._rest[self._offsets[k]:self._offsets[k + 1]]
+            try:
+                text = "\n" + gunzip(raw).decode("utf-8")
+            except (EOFError, UnicodeDecodeError, zlib.error) as e:
+                raise SystemReadError(f"registry data file unreadable: {self.source}: {e}")
+            self._blocks[k] = text
+        return text
 
     @classmethod
     def of(cls, services: Iterable[Service], meta: dict | None = None) -> "Registry":
@@ -110,9 +140,11 @@ class Registry:
         except (ValueError, KeyError):
             raise SystemReadError(f"{self.source}: malformed line {line!r}")
 
-    def _block(self, prefix: str) -> list[Service]:
-        """The contiguous rows whose line starts with `prefix`."""
-        text, out = self._text, []
+    def _block(self, prefix: str, port: int) -> list[Service]:
+        """The contiguous rows whose line starts with `prefix` (rows of `port`)."""
+        text = self._text if self._full is not None or not 0 <= port <= MAX_PORT else \
+            self._block_text(port // BLOCK_PORTS)
+        out = []
         i = text.find("\n" + prefix)
         while i >= 0 and text.startswith(prefix, i + 1):
             j = text.find("\n", i + 1)
@@ -134,10 +166,18 @@ class Registry:
     def _spans(self) -> list[tuple[int, int, str]]:
         """(low, high, line) of every range row, found without parsing the rows."""
         if self._range_spans is None:
-            text = self._text
-            end = _NOT_RANGE_LINE.search(text)  # range rows sort first: they end at the first other row
-            self._range_spans = [(int(lo), int(hi), line) for line, lo, hi in
-                                 _RANGE_LINE.findall(text, 0, end.start() if end else len(text))]
+            text = self._head_text
+            if self._rest is None:      # the whole text: range rows sort first, up to the first other row
+                end = text.find("\n", 1)
+                while end >= 0:
+                    port = text[end + 1:text.find("\t", end + 1)]
+                    if "-" not in port or not port.replace("-", "", 1).isdigit():
+                        break
+                    end = text.find("\n", end + 1)
+                text = text[:end] if end >= 0 else text
+            lines = text[1:].split("\n")      # a member-indexed file's first member: only range rows
+            ports = [ln.partition("\t")[0].partition("-") for ln in lines if ln]
+            self._range_spans = [(int(lo), int(hi), ln) for (lo, _, hi), ln in zip(ports, lines)]
         return self._range_spans
 
     def range_rows(self) -> tuple[Service, ...]:
@@ -148,7 +188,7 @@ class Registry:
 
     def rows_for_port(self, port: int, proto: str | None = None) -> list[Service]:
         """Every row covering `port` (any status), single-port rows first, then ranges."""
-        out = [s for s in self._block(f"{port}\t") if s.covers(port, proto)]
+        out = [s for s in self._block(f"{port}\t", port) if s.covers(port, proto)]
         for low, high, line in self._spans():  # ~750 range rows: parse only the ones that cover it
             if low <= port <= high:
                 s = self._parse(line)
@@ -428,24 +468,75 @@ def decode(text: str, source: str = DATA_FILE) -> Registry:
     return Registry(text, source)
 
 
+BLOCK_PORTS = 1024       # ports per gzip member of the data file
+MAX_PORT = 65535
+MEMBERS_KEY = "members"  # the header key listing the later members' compressed sizes
+
+
+def member_offsets(meta: dict) -> list[int]:
+    """Where each gzip member after the first starts (and the last ends), from the header."""
+    try:
+        sizes = [int(x) for x in meta[MEMBERS_KEY].split(",")]
+    except (KeyError, ValueError):
+        raise SystemReadError(f"registry data file: bad {MEMBERS_KEY}= in its header")
+    if len(sizes) != MAX_PORT // BLOCK_PORTS + 2:
+        raise SystemReadError(f"registry data file: {len(sizes)} members, expected {MAX_PORT // BLOCK_PORTS + 2}")
+    out = [0]
+    for n in sizes:
+        out.append(out[-1] + n)
+    return out
+
+
 def write_data(services: Iterable[Service], path: str, meta: dict | None = None) -> None:
-    """Write the gzip'd TSV reproducibly (mtime 0) and atomically."""
-    data = encode(services, meta).encode("utf-8")
+    """Write the gzip'd TSV reproducibly (mtime 0) and atomically, as several gzip members
+    (gunzip, gzip.open and zcat read them as one text): the header and range rows, then one
+    member per BLOCK_PORTS ports, then the rows without a port. The header lists the later
+    members' sizes, so one port's look-up gunzips the first member and its port's only."""
+    import gzip
+    meta = {k: v for k, v in (meta or {}).items() if k != MEMBERS_KEY}
+    lines = encode(services, meta).split("\n")[:-1]
+    head, rows = lines[0], lines[1:]
+    ranges = [ln for ln in rows if "-" in ln.partition("\t")[0]]
+    blocks: list[list[str]] = [[] for _ in range(MAX_PORT // BLOCK_PORTS + 2)]
+    for ln in rows[len(ranges):]:
+        port = ln.partition("\t")[0]
+        blocks[int(port) // BLOCK_PORTS if port else -1].append(ln)
+    later = [gzip.compress("".join(ln + "\n" for ln in b).encode("utf-8"), 9, mtime=0) for b in blocks]
+    first = "".join(ln + "\n" for ln in [f"{head} {MEMBERS_KEY}={','.join(str(len(m)) for m in later)}", *ranges])
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                                               mtime=0, compresslevel=9) as gz:
-        gz.write(data)
+    with open(tmp, "wb") as raw:
+        raw.write(gzip.compress(first.encode("utf-8"), 9, mtime=0))
+        for m in later:
+            raw.write(m)
     os.replace(tmp, path)
+
+
+def gunzip(data: bytes) -> bytes:
+    """What `gzip.decompress` gives (every member, in order), through zlib alone: the gzip
+    module imports struct and more, a fifth of the interpreter's start-up."""
+    out = []
+    while data:
+        d = zlib.decompressobj(31)      # 31: one gzip member (header and trailer checked)
+        out.append(d.decompress(data))
+        if not d.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        data = d.unused_data
+    return b"".join(out)
 
 
 def read_data(path: str = DATA_FILE) -> Registry:
     """The registry in the gzipped data file at `path`."""
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            return decode(f.read(), path)
+        with open(path, "rb") as f:
+            data = f.read()
+        d = zlib.decompressobj(31)
+        first = d.decompress(data)
+        if d.eof and d.unused_data and f" {MEMBERS_KEY}=".encode() in first[:first.find(b"\n")]:
+            return Registry(first.decode("utf-8"), path, d.unused_data)     # member-indexed (write_data)
+        return decode(gunzip(data).decode("utf-8"), path)
     except FileNotFoundError:
         raise SystemReadError(f"registry data file missing: {path} (run scripts/build_registry.py)")
-    except (OSError, EOFError, UnicodeDecodeError) as e:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:
         raise SystemReadError(f"registry data file unreadable: {path}: {e}")
 
 

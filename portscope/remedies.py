@@ -10,8 +10,6 @@ the host's namespace at boot, so a namespace's settings are kept by whatever cre
 """
 from __future__ import annotations
 
-import shlex
-
 from .netns import Namespace, parse
 from .ports import PortSet
 
@@ -32,13 +30,19 @@ def _ns(netns: "str | Namespace | None") -> Namespace | None:
 def shell(netns: "str | Namespace | None") -> str:
     """The prefix that runs a shell command inside `netns` ('' on the host), ending in a space."""
     ns = _ns(netns)
-    return shlex.join(ns.shell_prefix()) + " " if ns else ""
+    if not ns:
+        return ""
+    import shlex  # it imports re; only a namespace's commands need quoting
+    return shlex.join(ns.shell_prefix()) + " "
 
 
 def portscope(netns: "str | Namespace | None", args: str) -> str:
     """The `portscope ...` command line that acts on the same namespace."""
     ns = _ns(netns)
-    return f"portscope {shlex.join(ns.portscope_args())} {args}" if ns else f"portscope {args}"
+    if not ns:
+        return f"portscope {args}"
+    import shlex
+    return f"portscope {shlex.join(ns.portscope_args())} {args}"
 
 
 def sysctl_command(facts: HostFacts, *assignments: str) -> str:

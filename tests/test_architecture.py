@@ -26,7 +26,11 @@ LAZY_OK = {"numpy", "matplotlib", "matplotlib.pyplot", "yaml", "bcrypt", "psutil
            "rich", "termios", "tty", "select",
            "portscope.simulate.engine",     # the event loop imports numpy
            "subprocess", "shlex",     # host: only the BSD/Windows backends and plans run commands
-           "re"}     # containers: only a cgroup that names a runtime needs a pattern (`namespaces` starts without re)
+           "re",     # containers: only a cgroup that names a runtime needs a pattern (`namespaces` starts without re)
+           # host: only the running OS's backend (the BSD and Windows ones import re)
+           "portscope.host.linux", "portscope.host.bsd", "portscope.host.windows",
+           "gzip",     # registry: only writing the data file needs the gzip module (reading uses zlib)
+           "ipaddress"}     # sockets.filters: only --src/--dst parse networks
 COMPAT = {"portscope.classify", "portscope.webconfig"}     # old paths that re-export
 ENTRY_POINTS = {"portscope.__main__", "portscope.front.fast"}    # may import the cli (see the docstring)
 PRESENTATION = ("portscope.cli", "portscope.front")     # imports where used, so each command pays only its own

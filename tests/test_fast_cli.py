@@ -180,6 +180,17 @@ def test_fast_shapes_never_import_click():
     assert not mods & {"click", "typing", "dataclasses", "re", "json"}, mods
     for argv in (["range"], ["port", "80", "--json"], ["namespaces"], ["conns", "--count"]):
         assert "click" not in _modules_after(argv), argv
+    # `range` and `port N` too keep the heavy modules off: value types without dataclasses,
+    # only this OS's host backend, no NAT rule readers where the kernel has no NAT (natprobe)
+    from portscope import natprobe
+    heavy = {"click", "typing", "dataclasses", "inspect", "re", "json", "gzip", "subprocess", "ipaddress",
+             "portscope.host.bsd", "portscope.host.windows", "portscope.nat"}
+    for argv in (["range"], ["range", "--json"], ["port", "80"], ["port", "80", "--json"]):
+        extra = _modules_after(argv) - set(r.stdout.split())
+        if argv[0] == "port" and natprobe.may_hold_ports():      # NAT here: its readers run, as they must
+            assert not extra & {"click", "portscope.host.bsd", "portscope.host.windows"}, (argv, extra)
+        else:
+            assert not extra & heavy, (argv, extra & heavy)
     # anything else, and the escape hatch, is click's
     assert "click" in _modules_after(["--json", "range"])
     assert "click" in _modules_after(["range"], {"PORTSCOPE_NO_FAST": "1"})

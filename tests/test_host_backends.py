@@ -2,7 +2,6 @@
 recorded command output (tests/samples, see its README for where each came from)."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 
@@ -12,6 +11,7 @@ from conftest import SAMPLES, sample
 from portscope.errors import SystemReadError
 from portscope.host import HostFacts, NamedRange, NamedSet, as_dict, bsd, linux, windows
 from portscope.ports import PortRange, PortSet
+from portscope.value import FrozenError
 
 def windows_outputs(lang: str):
     dyn = {(f, p): sample(f"windows_{lang}_{f}_dynamicport_{p}.txt")
@@ -101,7 +101,7 @@ def test_every_backend_returns_the_same_shape(name):
     assert d["ephemeral"] == {"low": f.ephemeral.low, "high": f.ephemeral.high, "size": f.ephemeral.size}
     assert PortSet.parse(d["reserved"]) == f.reserved
     # frozen: callers may share it
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenError):
         f.os = "x"
 
 
@@ -132,7 +132,7 @@ def test_darwin_values():
 def test_sysctl_a_noise_is_ignored():
     # the same port settings; that capture lacks the msl and osrelease lines read separately
     full = BACKENDS["darwin"]()
-    assert BACKENDS["darwin-sysctl-a"]() == dataclasses.replace(full, tcp_msl_ms=None, os_release=None)
+    assert BACKENDS["darwin-sysctl-a"]() == full.replace(tcp_msl_ms=None, os_release=None)
 
 
 def test_freebsd_values_and_privileged_window():
@@ -235,7 +235,7 @@ def test_missing_optional_knobs_use_kernel_defaults(monkeypatch, tmp_path):
 
 
 def test_iana_comparison_numbers():
-    d = as_dict(dataclasses.replace(linux.read_facts(), ephemeral=PortRange(32768, 60999)))
+    d = as_dict(linux.read_facts().replace(ephemeral=PortRange(32768, 60999)))
     assert d["ephemeral"]["size"] == 28232
     assert d["overlap_with_iana_dynamic"] == 60999 - 49152 + 1
     assert "16,384 of yours lie below 49152" in d["comparison"]

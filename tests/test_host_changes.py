@@ -6,7 +6,6 @@ every live write happens inside the `netns` fixture's private namespace.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import sys
@@ -27,8 +26,8 @@ from conftest import host_values, ns_values, sample
 
 def linux_facts(low=32768, high=60999, reserved="", unpriv=1024, netns=None):
     f = linux.read_facts()
-    return dataclasses.replace(f, ephemeral=PortRange(low, high), reserved=PortSet.parse(reserved),
-                               unprivileged_port_start=unpriv, netns=netns)
+    return f.replace(ephemeral=PortRange(low, high), reserved=PortSet.parse(reserved),
+                     unprivileged_port_start=unpriv, netns=netns)
 
 
 NO_SOCKETS = SocketFacts({}, frozenset())
@@ -379,7 +378,7 @@ def test_live_rollback_when_persisting_fails(netns, tmp_path):
 
     plan = plan_reserve("add", "9000-9010", facts=linux.read_facts(netns.name))
     # persisting with --netns is refused, so build the file step by hand to reach apply()
-    plan = dataclasses.replace(plan, persist=_common.FileWrite(str(tmp_path / "x.conf"), None, "k = v\n"))
+    plan = plan.replace(persist=_common.FileWrite(str(tmp_path / "x.conf"), None, "k = v\n"))
     with pytest.raises(SystemReadError) as e:
         apply(plan, write_file=broken_write)
     assert "No space left" in str(e.value) and "rolled back 1 change" in str(e.value)

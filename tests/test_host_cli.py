@@ -62,7 +62,8 @@ def test_range_text_in_a_namespace(cli, netns):
 
 
 def test_range_json_on_other_oses(cli, monkeypatch):
-    f = phost.bsd.facts_from_sysctl(sample("freebsd_sysctl_portrange.txt"), "freebsd")
+    from portscope.host import bsd      # only the running OS's backend is imported by the package
+    f = bsd.facts_from_sysctl(sample("freebsd_sysctl_portrange.txt"), "freebsd")
     monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     code, out, err = cli("range", "--json")
     d = json.loads(out)
@@ -147,7 +148,8 @@ def test_unsupported_os_exit_4(cli, monkeypatch):
     monkeypatch.setattr(phost, "current_os", lambda: "sunos")
     rc, out, err = cli("range")
     assert rc == 4 and "unsupported" in one_line_error(err)
-    f = phost.bsd.facts_from_sysctl(sample("darwin_sysctl_portrange.txt"), "darwin")
+    from portscope.host import bsd
+    f = bsd.facts_from_sysctl(sample("darwin_sysctl_portrange.txt"), "darwin")
     monkeypatch.setattr(phost, "host_facts", lambda netns=None: f)
     rc, out, err = cli("reserve", "add", "8080")
     assert rc == 4 and "Linux and Windows" in one_line_error(err)

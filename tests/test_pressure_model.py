@@ -324,8 +324,7 @@ def test_other_platforms_get_their_own_commands():
 
 
 def _ns_facts(netns, **kw):
-    from dataclasses import replace
-    return replace(facts(**kw), netns=netns)
+    return facts(**kw).replace(netns=netns)
 
 
 @pytest.mark.parametrize("netns,prefix", [("ns1", "ip netns exec ns1 "),

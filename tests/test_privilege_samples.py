@@ -53,8 +53,7 @@ def test_freebsd_window_has_a_low_end():
 def test_port_80_is_described_in_the_platforms_own_terms(name, privileged, who, must, must_not):
     f = BACKENDS[name]()
     if name == "linux-live":
-        import dataclasses
-        f = dataclasses.replace(f, unprivileged_port_start=1024)
+        f = f.replace(unprivileged_port_start=1024)
     pf = portinfo.describe_port(80, facts=f, in_use=False, cap=False)
     assert pf.privileged is privileged and pf.who_may_bind == who
     assert pf.to_json()["who_may_bind"] == who

@@ -113,6 +113,70 @@ def test_lazy_lookups_agree_with_full_parse():
     assert R.read_data()._lowered() is not None
 
 
+def test_shipped_file_is_member_indexed_and_reads_as_one_text():
+    """gzip.open and zcat read the members as one text; the look-up reads the first and one block."""
+    with gzip.open(R.DATA_FILE, "rt", encoding="utf-8") as f:
+        text = f.read()
+    assert R.gunzip(open(R.DATA_FILE, "rb").read()).decode("utf-8") == text
+    zcat = subprocess.run(["gzip", "-dc", R.DATA_FILE], capture_output=True, check=True).stdout.decode("utf-8")
+    assert zcat == text
+    assert f" {R.MEMBERS_KEY}=" in text.split("\n", 1)[0]
+    lazy = R.read_data()
+    assert lazy.services_for_port(80) and set(lazy._blocks) == {0}       # one port: one block gunzipped
+    lazy.status(49999, "udp")
+    assert set(lazy._blocks) == {0, 49999 // R.BLOCK_PORTS}
+    assert lazy._text == "\n" + text.split("\n", 1)[1]                     # every member, in order
+    full = R.decode(text)
+    assert full.meta == lazy.meta and full.range_rows() == lazy.range_rows()
+
+
+def test_member_indexed_lookups_equal_the_full_parse():
+    """Every port a row names, each block's edges and every 97th port (every 7th of them for
+    each transport and status)."""
+    lazy, full = R.read_data(), R.decode(R.gunzip(open(R.DATA_FILE, "rb").read()).decode("utf-8"))
+    ports = {p for s in full.services if s.low is not None for p in (s.low, s.high)}
+    ports |= {k * R.BLOCK_PORTS + d for k in range(64) for d in (-1, 0, 1)} - {-1}
+    ports |= set(range(0, 65536, 97)) | {65535}
+    for i, p in enumerate(sorted(ports)):
+        assert lazy.rows_for_port(p) == full.rows_for_port(p), p
+        if i % 7 == 0:
+            for proto in R.PROTOCOLS:
+                assert lazy.rows_for_port(p, proto) == full.rows_for_port(p, proto), (p, proto)
+                assert lazy.status(p, proto) == full.status(p, proto), (p, proto)
+    assert lazy.services == full.services
+
+
+def test_write_data_round_trip_and_single_member_files_still_read(tmp_path):
+    rows = [R.Service("a", 7, 7, ("tcp",), R.ASSIGNED, "A"), R.Service("", 1000, 1100, (), R.RESERVED, "r"),
+            R.Service("b", 1024, 1024, ("udp",), R.ASSIGNED, ""), R.Service("c", 65535, 65535, ("tcp",), R.ASSIGNED),
+            R.Service("d", None, None, ("tcp",), R.ASSIGNED, "no port")]
+    out = tmp_path / "reg.tsv.gz"
+    R.write_data(rows, str(out), {"rows": "5"})
+    with gzip.open(out, "rt") as f:
+        head, body = f.read().split("\n", 1)
+    assert body == R.encode(rows).split("\n", 1)[1]
+    reg = R.read_data(str(out))
+    assert reg._offsets is not None and reg.meta["rows"] == "5"
+    assert [s.name for s in reg.rows_for_port(1024)] == ["b", ""] and reg.services_for_port(65535)[0].name == "c"
+    assert reg.ports_for_name("d") == [] and reg.rows_for_name("d") == [rows[-1]]
+    assert sorted(reg.services, key=repr) == sorted(rows, key=repr)
+    single = tmp_path / "one.tsv.gz"
+    single.write_bytes(gzip.compress(R.encode(rows, {"rows": "5"}).encode("utf-8")))
+    old = R.read_data(str(single))
+    assert old._offsets is None
+    assert [old.rows_for_port(p) for p in (7, 1000, 1024, 65535)] == [reg.rows_for_port(p) for p in (7, 1000, 1024, 65535)]
+
+
+def test_truncated_member_is_one_error_line(tmp_path):
+    data = open(R.DATA_FILE, "rb").read()
+    bad = tmp_path / "cut.tsv.gz"
+    bad.write_bytes(data[:-50])                   # the last member (rows without a port) cut short
+    reg = R.read_data(str(bad))
+    assert reg.services_for_port(80)             # the other blocks still read
+    with pytest.raises(SystemReadError, match="unreadable"):
+        reg.rows_for_name("no-such-service-name-x")
+
+
 def test_taken_ports_matches_status():
     reg = R.default()
     tcp = reg.taken_ports("tcp")

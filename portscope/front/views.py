@@ -176,11 +176,14 @@ def port_number(target: str, proto: str | None, ns: str | None, owners: bool, as
                 verbose: bool = False) -> None:
     """`portscope port N`: describe one port number (`target`, still text: parse_port checks it)."""
     from .. import portinfo
-    from ..nat import holders_of
+    from ..natprobe import may_hold_ports
     from ..ports import parse_port
 
     pf = portinfo.describe_port(parse_port(target), proto, ns, owners=owners)
-    nat = holders_of(pf.port, ns, proto)           # NAT rules hold ports no socket shows
+    nat: list[dict] = []
+    if may_hold_ports(ns):      # else no NAT rule exists to read: neither the nat package nor its processes
+        from ..nat import holders_of
+        nat = holders_of(pf.port, ns, proto)       # NAT rules hold ports no socket shows
     if as_json:
         d = pf.to_json()
         if nat:

@@ -2,13 +2,15 @@
 
 `facts()` is the facade: it picks the backend for the running OS (Linux live,
 or the one named by `os_name`, fed with recorded command output in tests).
+Only the running OS's backend is imported (the others parse command output with
+patterns, and `import re` alone costs a fifth of an empty interpreter's start-up);
+`from portscope.host import bsd` imports one where it is wanted.
 """
 from __future__ import annotations
 
 import sys
 
 from ..errors import Unsupported
-from . import bsd, linux, windows
 from ._common import (
     FileWrite,
     HostFacts,
@@ -43,12 +45,15 @@ def host_facts(netns: str | None = None) -> HostFacts:
     """Host facts of the running system (Linux: of `netns` when given)."""
     osname = current_os()
     if osname == "linux":
+        from . import linux
         return linux.read_facts(netns)
     if netns:
         raise Unsupported("--netns is available on Linux only")
     if osname in ("darwin", "freebsd"):
+        from . import bsd
         return bsd.read_facts(osname)
     if osname == "windows":
+        from . import windows
         return windows.read_facts()
     raise Unsupported(f"unsupported operating system: {osname}")
 

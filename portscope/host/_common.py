@@ -4,12 +4,11 @@ facade (`host/__init__`) and the engine (`host/engine`) put the pieces together.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..errors import BadInput, NotPermitted, SystemReadError, Unsupported
 from ..netns import parse as parse_netns
 from ..numparse import is_whole
 from ..ports import IANA_DYNAMIC, PortRange, PortSet
+from ..value import Frozen
 
 TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
 if TYPE_CHECKING:
@@ -36,25 +35,35 @@ class Sysctl(Protocol):
 
 # --------------------------------------------------------------------------- facts
 
-@dataclass(frozen=True)
-class NamedRange:
+class NamedRange(Frozen):
     """One of several ranges an OS keeps (Windows per protocol/family, BSD hi/low)."""
 
+    __slots__ = ("name", "range", "proto", "family")
     name: str                   # e.g. "default", "hi", "low", "tcp/ipv4"
     range: PortRange
-    proto: str | None = None    # "tcp" | "udp" | None for all
-    family: int | None = None   # 4 | 6 | None for both
+    proto: str | None           # "tcp" | "udp" | None for all
+    family: int | None          # 4 | 6 | None for both
+
+    def __init__(self, name: str, range: PortRange, proto: str | None = None, family: int | None = None) -> None:
+        self._init(name=name, range=range, proto=proto, family=family)
 
 
-@dataclass(frozen=True)
-class NamedSet:
+NO_PORTS = PortSet()
+
+
+class NamedSet(Frozen):
     """Reserved/excluded ports kept per protocol and family (Windows exclusions)."""
 
+    __slots__ = ("name", "ports", "proto", "family", "administered")
     name: str                   # e.g. "tcp/ipv4"
     ports: PortSet
-    proto: str | None = None
-    family: int | None = None
-    administered: PortSet = field(default_factory=PortSet)  # Windows `*`: added by an admin
+    proto: str | None
+    family: int | None
+    administered: PortSet       # Windows `*`: added by an admin
+
+    def __init__(self, name: str, ports: PortSet, proto: str | None = None, family: int | None = None,
+                 administered: PortSet = NO_PORTS) -> None:
+        self._init(name=name, ports=ports, proto=proto, family=family, administered=administered)
 
     def to_json(self) -> dict:
         """One entry of `sets` in `reserve list --json`: ports as kernel list syntax, with count."""
@@ -62,27 +71,48 @@ class NamedSet:
                 "count": len(self.ports), "administered": str(self.administered)}
 
 
-@dataclass(frozen=True)
-class HostFacts:
-    """Every backend returns exactly this shape (the contract tests check it)."""
+class HostFacts(Frozen):
+    """Every backend returns exactly this shape (the contract tests check it). Frozen;
+    equal when every field but `sources` (where the values were read) is; `replace()`
+    gives a changed copy."""
 
+    __slots__ = ("os", "ephemeral", "reserved", "unprivileged_port_start", "os_default", "ranges",
+                 "tcp_tw_reuse", "tcp_tw_reuse_delay_ms", "tcp_fin_timeout", "netns", "reserved_sets",
+                 "privileged_low", "sources", "tcp_msl_ms", "tcp_timed_wait_delay", "os_release",
+                 "wildcard_bind_unprivileged")
+    _uncompared = ("sources",)
     os: str                          # "linux" | "darwin" | "freebsd" | "windows"
     ephemeral: PortRange             # the range connect()/bind(0) draw from (TCP/IPv4 on Windows)
     reserved: PortSet                # never auto-assigned (Linux reserved list, Windows exclusions)
     unprivileged_port_start: int     # ports below need privilege to bind (0: no privileged ports)
     os_default: PortRange            # this OS's shipped default ephemeral range
-    ranges: tuple[NamedRange, ...] = ()
-    tcp_tw_reuse: int | None = None  # Linux: 0 off, 1 on, 2 loopback only
-    tcp_tw_reuse_delay_ms: int | None = None
-    tcp_fin_timeout: int | None = None
-    netns: str | None = None
-    reserved_sets: tuple[NamedSet, ...] = ()   # per protocol/family (Windows); () elsewhere
-    privileged_low: int = 0                    # FreeBSD reservedlow: privileged ports are [low, start-1]
-    sources: dict = field(default_factory=dict, compare=False)  # where each value was read
-    tcp_msl_ms: int | None = None              # BSD/macOS net.inet.tcp.msl, when read
-    tcp_timed_wait_delay: int | None = None    # Windows TcpTimedWaitDelay (s), when set and read
-    os_release: str | None = None              # macOS kern.osrelease (Darwin version), when read
-    wildcard_bind_unprivileged: bool = False   # macOS 10.14+: ports below the boundary are free on 0.0.0.0/::
+    ranges: tuple[NamedRange, ...]
+    tcp_tw_reuse: int | None         # Linux: 0 off, 1 on, 2 loopback only
+    tcp_tw_reuse_delay_ms: int | None
+    tcp_fin_timeout: int | None
+    netns: str | None
+    reserved_sets: tuple[NamedSet, ...]   # per protocol/family (Windows); () elsewhere
+    privileged_low: int                   # FreeBSD reservedlow: privileged ports are [low, start-1]
+    sources: dict                         # where each value was read (not compared)
+    tcp_msl_ms: int | None                # BSD/macOS net.inet.tcp.msl, when read
+    tcp_timed_wait_delay: int | None      # Windows TcpTimedWaitDelay (s), when set and read
+    os_release: str | None                # macOS kern.osrelease (Darwin version), when read
+    wildcard_bind_unprivileged: bool      # macOS 10.14+: ports below the boundary are free on 0.0.0.0/::
+
+    def __init__(self, os: str, ephemeral: PortRange, reserved: PortSet, unprivileged_port_start: int,
+                 os_default: PortRange, ranges: tuple[NamedRange, ...] = (), tcp_tw_reuse: int | None = None,
+                 tcp_tw_reuse_delay_ms: int | None = None, tcp_fin_timeout: int | None = None,
+                 netns: str | None = None, reserved_sets: tuple[NamedSet, ...] = (), privileged_low: int = 0,
+                 sources: dict | None = None, tcp_msl_ms: int | None = None,
+                 tcp_timed_wait_delay: int | None = None, os_release: str | None = None,
+                 wildcard_bind_unprivileged: bool = False) -> None:
+        self._init(os=os, ephemeral=ephemeral, reserved=reserved, unprivileged_port_start=unprivileged_port_start,
+                   os_default=os_default, ranges=ranges, tcp_tw_reuse=tcp_tw_reuse,
+                   tcp_tw_reuse_delay_ms=tcp_tw_reuse_delay_ms, tcp_fin_timeout=tcp_fin_timeout, netns=netns,
+                   reserved_sets=reserved_sets, privileged_low=privileged_low,
+                   sources={} if sources is None else sources, tcp_msl_ms=tcp_msl_ms,
+                   tcp_timed_wait_delay=tcp_timed_wait_delay, os_release=os_release,
+                   wildcard_bind_unprivileged=wildcard_bind_unprivileged)
 
     def to_json(self) -> dict:
         """The `portscope range --json` document."""
@@ -237,38 +267,49 @@ def read_text(path: str, missing: str | None = None) -> str | None:
 
 # --------------------------------------------------------------------------- plan types
 
-@dataclass(frozen=True)
-class Step:
+class Step(Frozen):
     """One setting changed by one command; `old`/`new` are normalised read-back values."""
 
+    __slots__ = ("key", "old", "new", "argv", "undo_argv")
     key: str                      # net.ipv4.ip_local_port_range, net.inet.ip.portrange.first, ipv4/tcp
     old: str
     new: str
     argv: tuple[str, ...]         # the command that makes the change (printed by --dry-run)
     undo_argv: tuple[str, ...]
 
+    def __init__(self, key: str, old: str, new: str, argv: tuple[str, ...], undo_argv: tuple[str, ...]) -> None:
+        self._init(key=key, old=old, new=new, argv=argv, undo_argv=undo_argv)
 
-@dataclass(frozen=True)
-class FileWrite:
+
+class FileWrite(Frozen):
     """A file a change writes (the persisted setting), with what it held before for rollback."""
 
+    __slots__ = ("path", "old", "new")
     path: str
     old: str | None               # None: the file does not exist yet
     new: str
 
+    def __init__(self, path: str, old: str | None, new: str) -> None:
+        self._init(path=path, old=old, new=new)
 
-@dataclass(frozen=True)
-class Plan:
+
+class Plan(Frozen):
     """Everything a change would do, checked and computed before anything is touched."""
 
+    __slots__ = ("os", "action", "netns", "before", "steps", "persist", "warnings", "notes")
     os: str
     action: str                   # "range set" | "reserve add" | "reserve remove"
     netns: str | None
     before: HostFacts
-    steps: tuple[Step, ...] = ()
-    persist: FileWrite | None = None
-    warnings: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
+    steps: tuple[Step, ...]
+    persist: FileWrite | None
+    warnings: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def __init__(self, os: str, action: str, netns: str | None, before: HostFacts, steps: tuple[Step, ...] = (),
+                 persist: FileWrite | None = None, warnings: tuple[str, ...] = (), notes: tuple[str, ...] = ()) -> None:
+        self._init(os=os, action=action, netns=netns, before=before, steps=steps, persist=persist,
+                   warnings=warnings, notes=notes)
 
     @property
     def changes_anything(self) -> bool:
@@ -288,14 +329,18 @@ class Plan:
         return out
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Frozen):
     """An applied plan: the facts read afterwards and each step's read-back value."""
 
+    __slots__ = ("plan", "after", "read_back", "persisted")
     plan: Plan
     after: HostFacts
-    read_back: dict = field(default_factory=dict)   # key -> value read after writing
-    persisted: str | None = None
+    read_back: dict               # key -> value read after writing
+    persisted: str | None
+
+    def __init__(self, plan: Plan, after: HostFacts, read_back: dict | None = None,
+                 persisted: str | None = None) -> None:
+        self._init(plan=plan, after=after, read_back={} if read_back is None else read_back, persisted=persisted)
 
 
 def change_json(plan: "Plan", result: "Result | None", dry_run: bool) -> dict:
@@ -314,13 +359,16 @@ def change_json(plan: "Plan", result: "Result | None", dry_run: bool) -> dict:
     }
 
 
-@dataclass(frozen=True)
-class SocketFacts:
+class SocketFacts(Frozen):
     """What the range-set checks need from the live socket table."""
 
+    __slots__ = ("listeners", "ephemeral_in_use", "backend")
     listeners: dict                 # port -> "tcp"/"udp"/"tcp+udp": servers bound explicitly
     ephemeral_in_use: frozenset     # local ports the kernel handed out (EPH_LOCAL sockets)
-    backend: str | None = None
+    backend: str | None
+
+    def __init__(self, listeners: dict, ephemeral_in_use: frozenset, backend: str | None = None) -> None:
+        self._init(listeners=listeners, ephemeral_in_use=ephemeral_in_use, backend=backend)
 
 
 

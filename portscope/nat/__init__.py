@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from .. import host
+from .. import host, natprobe
 from .. import netns as _netns
 from ..errors import NotPermitted, PortscopeError, Unsupported
 from ..findings import Finding
@@ -146,7 +146,8 @@ def held_ports(netns: str | None = None) -> dict[int, list]:
         return {}
     try:
         with _netns.entered(netns):
-            rs = rules.read_rules()
+            # no nat table, chain or NodePort set: the readers' three processes would find nothing
+            rs = rules.read_rules() if natprobe.may_hold_ports() else rules.RuleSet()
     except (PortscopeError, OSError, subprocess.SubprocessError):
         return {}
     out: dict[int, list] = {}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Iterable
 
 from .. import netns as _netns  # ctypes on Python < 3.12: only when needed
 from ..errors import BadInput, Unsupported
@@ -23,7 +22,10 @@ from . import owners as _owners
 from .filters import counts_of, mark_ephemeral
 from .table import PROTO_NAMES, STATE_CODES, SocketTable
 
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 if TYPE_CHECKING:
+    from typing import Iterable
+
     from ..host import HostFacts
     from ..netns import Namespace
     from ..ports import PortRange

@@ -5,15 +5,10 @@ the same rules (the contract tests rely on it).
 """
 from __future__ import annotations
 
-import ipaddress
 from array import array
 from collections import Counter
-from typing import TYPE_CHECKING, Sequence
 
 from ..errors import BadInput
-
-if TYPE_CHECKING:
-    from ..ports import PortRange, PortSet
 from .table import (
     AUTO_NO,
     AUTO_UNKNOWN,
@@ -28,6 +23,13 @@ from .table import (
     TCP_LISTEN,
     SocketTable,
 )
+
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
+if TYPE_CHECKING:
+    import ipaddress
+    from typing import Sequence
+
+    from ..ports import PortRange, PortSet
 
 
 # one byte per row packs ephemeral | method << 2 | auto_bound << 4, so a single
@@ -153,6 +155,7 @@ _V4_MAPPED = bytes(10) + b"\xff\xff"
 
 def parse_net(text: str, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """An address or CIDR network for --src / --dst; BadInput otherwise."""
+    import ipaddress  # only --src/--dst need it: off every other command's start-up
     s = str(text).strip()
     try:
         return ipaddress.ip_network(s, strict=False)

@@ -14,16 +14,15 @@ Structures: include/uapi/linux/inet_diag.h, sock_diag.h, netlink.h.
 """
 from __future__ import annotations
 
+import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 import errno
 import functools
 import operator
 import os
-import socket
 import struct
 import sys
 from array import array
 from collections import Counter
-from typing import TYPE_CHECKING, Collection, Iterator, Literal
 
 from .masks import and_, is_, or_
 from .table import (
@@ -35,7 +34,10 @@ from .table import (
     SocketTable,
 )
 
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 if TYPE_CHECKING:
+    from typing import Collection, Iterator, Literal
+
     from ..ports import PortRange
 
 NETLINK_SOCK_DIAG = 4

@@ -8,14 +8,16 @@ is listed by psutil once per process; it is kept once here, with the first pid.
 """
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 from array import array
-from typing import TYPE_CHECKING, Collection, cast
 
 from ..errors import NotPermitted, Unsupported
 from .table import AUTO_UNKNOWN, PROTO_TCP, PROTO_UDP, STATE_CODES, TCP_CLOSE, TCP_ESTABLISHED, SocketTable
 
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 if TYPE_CHECKING:
+    from typing import Collection
+
     from ..ports import PortRange
 
 _ZERO = {4: bytes(4), 6: bytes(16)}
@@ -85,7 +87,7 @@ def fill_owners(table: SocketTable) -> None:
     names: dict[int, str | None] = {}
     cmds: list[str | None] = []
     # called only on tables read_table() gave their pids: never None here
-    for p in cast(array, table.pid):
+    for p in table.pid or ():
         if p < 0:
             cmds.append(None)
             continue

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from array import array
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 
 if TYPE_CHECKING:
     from .table import SocketTable

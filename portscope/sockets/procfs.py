@@ -9,10 +9,9 @@ kernel changes it. Every row passes `_Sink.add`, which does the range checks.
 """
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 import sys
 from array import array
-from typing import TYPE_CHECKING, Collection
 
 from .. import netns as _netns
 from ..errors import NotPermitted, SystemReadError
@@ -26,7 +25,10 @@ from .table import (
     SocketTable,
 )
 
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 if TYPE_CHECKING:
+    from typing import Collection
+
     from ..ports import PortRange
 
 # (proto code, family, file under /proc/net)

@@ -6,10 +6,12 @@ array per column; column i of every array describes socket i. Addresses stay raw
 """
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 from array import array
-from dataclasses import dataclass, field
-from typing import Iterator
+
+TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
+if TYPE_CHECKING:
+    from typing import Iterator
 
 PROTO_TCP = 6
 PROTO_UDP = 17
@@ -45,34 +47,43 @@ def format_addr(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-@dataclass
 class SocketTable:
-    """Sockets as columns (arrays and lists, one entry per row): 100k rows cost no per-socket object."""
+    """Sockets as columns (arrays and lists, one entry per row): 100k rows cost no per-socket object.
+    (A plain class, not a dataclass: `import dataclasses` costs more than `port N`'s socket read.)"""
 
-    backend: str                                          # "netlink" | "procfs" | "psutil"
-    proto: array = field(default_factory=lambda: array("B"))
-    family: array = field(default_factory=lambda: array("B"))        # 4 | 6
-    state: array = field(default_factory=lambda: array("B"))         # kernel state code
-    local_addr: list = field(default_factory=list)                   # raw bytes
-    local_port: array = field(default_factory=lambda: array("H"))
-    remote_addr: list = field(default_factory=list)                  # raw bytes
-    remote_port: array = field(default_factory=lambda: array("H"))
-    uid: array = field(default_factory=lambda: array("I"))
-    inode: array = field(default_factory=lambda: array("Q"))
-    ephemeral: array = field(default_factory=lambda: array("B"))     # EPH_*
-    method: array = field(default_factory=lambda: array("B"))        # METHOD_*
-    auto_bound: array = field(default_factory=lambda: array("B"))    # AUTO_*
-    pid: array | None = None                                         # with owners; -1 unknown
-    command: list | None = None
-    cgroup: list | None = None            # with conns --process: per row a dict or None (sockets/cgroups.py)
-    # SCTP multi-homing: row -> all local / remote addresses (raw), primary first
-    extra_local: dict = field(default_factory=dict)
-    extra_remote: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)                     # skipped lines etc.
-    # (proto, port) of every listener the backend saw, even when LISTEN was filtered
-    # out of the rows: it tells accepted server sockets from clients
-    listen_ports: set = field(default_factory=set)
-    notes: list = field(default_factory=list)     # how the table was read (fallbacks), for --verbose
+    def __init__(self, backend: str) -> None:
+        self.backend = backend                        # "netlink" | "procfs" | "psutil"
+        self.proto: array = array("B")
+        self.family: array = array("B")               # 4 | 6
+        self.state: array = array("B")                # kernel state code
+        self.local_addr: list = []                    # raw bytes
+        self.local_port: array = array("H")
+        self.remote_addr: list = []                   # raw bytes
+        self.remote_port: array = array("H")
+        self.uid: array = array("I")
+        self.inode: array = array("Q")
+        self.ephemeral: array = array("B")            # EPH_*
+        self.method: array = array("B")               # METHOD_*
+        self.auto_bound: array = array("B")           # AUTO_*
+        self.pid: array | None = None                 # with owners; -1 unknown
+        self.command: list | None = None
+        self.cgroup: list | None = None               # with conns --process: per row a dict or None (sockets/cgroups.py)
+        # SCTP multi-homing: row -> all local / remote addresses (raw), primary first
+        self.extra_local: dict = {}
+        self.extra_remote: dict = {}
+        self.warnings: list = []                      # skipped lines etc.
+        # (proto, port) of every listener the backend saw, even when LISTEN was filtered
+        # out of the rows: it tells accepted server sockets from clients
+        self.listen_ports: set = set()
+        self.notes: list = []                         # how the table was read (fallbacks), for --verbose
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and vars(self) == vars(other)
+
+    __hash__ = None     # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return f"SocketTable(backend={self.backend!r}, rows={len(self)})"
 
     def __len__(self) -> int:
         return len(self.proto)

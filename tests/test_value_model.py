@@ -1,0 +1,120 @@
+"""The hand-written frozen value types (portscope.value.Frozen) behave as the frozen
+dataclasses they replaced: equality and hashing over the compared fields, FrozenError
+(an AttributeError) on assignment, the dataclass repr, replace() that runs the checks
+again, copy and pickle; and numparse's str-method checks accept exactly what its old
+patterns did."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from portscope import numparse
+from portscope.errors import BadInput
+from portscope.host import FileWrite, HostFacts, NamedRange, NamedSet, Plan, Result, SocketFacts, Step
+from portscope.netns import Namespace
+from portscope.portinfo import PortFacts, describe_port
+from portscope.ports import PortRange, PortSet
+from portscope.privilege import PrivilegeRule
+from portscope.registry import Service
+from portscope.value import Frozen, FrozenError
+
+
+def _facts(**kw) -> HostFacts:
+    base = dict(os="linux", ephemeral=PortRange(32768, 60999), reserved=PortSet.parse("8080"),
+                unprivileged_port_start=1024, os_default=PortRange(32768, 60999),
+                ranges=(NamedRange("default", PortRange(32768, 60999)),), sources={"range": "/proc"})
+    return HostFacts(**{**base, **kw})
+
+
+def _examples() -> list[Frozen]:
+    f = _facts()
+    step = Step("net.ipv4.ip_local_port_range", "1 2", "3 4", ("sysctl", "-w"), ("sysctl", "-w"))
+    plan = Plan("linux", "range set", None, f, (step,), FileWrite("/x", None, "k = v\n"), ("w",), ("n",))
+    return [PortRange(1, 2), f, NamedRange("hi", PortRange(3, 4), "tcp", 4),
+            NamedSet("tcp/ipv4", PortSet.parse("1-3"), "tcp", 4), step, plan, Result(plan, f, {"k": "v"}, "/x"),
+            SocketFacts({80: "tcp"}, frozenset({1}), "netlink"), Namespace("blue"),
+            PrivilegeRule("linux", 0, 1024, False), Service("http", 80, 80, ("tcp",), "assigned", "WWW"),
+            describe_port(80, facts=f, in_use=False, cap=False)]
+
+
+def _as_dataclass(v: Frozen):
+    """The same fields as a frozen dataclass of the same name (what the type was before)."""
+    skip = type(v)._uncompared
+    cls = dataclasses.make_dataclass(type(v).__name__, [(n, object, dataclasses.field(compare=n not in skip))
+                                                        for n in v.__slots__], frozen=True)
+    return cls(**v.fields())
+
+
+@pytest.mark.parametrize("v", _examples(), ids=lambda v: type(v).__name__)
+def test_behaves_like_the_frozen_dataclass(v):
+    ref = _as_dataclass(v)
+    assert repr(v) == repr(ref)
+    same = copy.copy(v)
+    assert same == v and not (same != v) and same is not v
+    assert copy.deepcopy(v) == v
+    assert pickle.loads(pickle.dumps(v)) == v
+    if all(isinstance(x, (int, str, tuple, frozenset, type(None), Frozen, PortSet, bool))
+           for n, x in v.fields().items() if n not in type(v)._uncompared):
+        assert hash(v) == hash(same)
+    name = v.__slots__[0]
+    with pytest.raises(FrozenError):
+        setattr(v, name, None)
+    with pytest.raises(AttributeError):
+        delattr(v, name)
+    with pytest.raises(AttributeError):
+        v.not_a_field = 1          # __slots__: no instance dict either
+    assert v != object() and v != ref      # only instances of the same class compare equal
+
+
+def test_replace_changes_one_field_and_checks_again():
+    f = _facts()
+    g = f.replace(netns="blue", ephemeral=PortRange(40000, 40100))
+    assert (g.netns, g.ephemeral, g.reserved, g.sources) == ("blue", PortRange(40000, 40100), f.reserved, f.sources)
+    assert f.netns is None                       # the original is untouched
+    assert f.__replace__(netns="blue") == f.replace(netns="blue")     # copy.replace on 3.13+
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        f.replace(colour="red")
+    with pytest.raises(BadInput):
+        PortRange(10, 20).replace(low=30)        # __init__'s checks run again
+    pf = describe_port(80, facts=f, in_use=False, cap=False)
+    assert pf.replace(netns="blue").to_json() == {**pf.to_json(), "netns": "blue"}
+
+
+def test_sources_are_not_compared():
+    a, b = _facts(), _facts(sources={"range": "elsewhere"})
+    assert a == b and hash(a) == hash(b)
+    assert a != _facts(tcp_tw_reuse=2)
+
+
+def test_port_range_orders_by_low_then_high():
+    rs = [PortRange(5, 9), PortRange(1, 3), PortRange(1, 2), PortRange(4, 4)]
+    assert sorted(rs) == [PortRange(1, 2), PortRange(1, 3), PortRange(4, 4), PortRange(5, 9)]
+    assert PortRange(1, 2) < PortRange(1, 3) <= PortRange(1, 3) < PortRange(2, 2)
+    assert PortRange(2, 2) > PortRange(1, 9) and PortRange(2, 2) >= PortRange(2, 2)
+    with pytest.raises(TypeError):
+        _ = PortRange(1, 2) < (1, 2)
+    assert len({PortRange(1, 2), PortRange(1, 2), PortRange(2, 3)}) == 2
+
+
+def test_defaults_are_not_shared_between_instances():
+    a, b = HostFacts("linux", PortRange(1, 2), PortSet(), 1024, PortRange(1, 2)), \
+        HostFacts("linux", PortRange(1, 2), PortSet(), 1024, PortRange(1, 2))
+    a.sources["x"] = "y"
+    assert b.sources == {}
+
+
+_OLD_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_OLD_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+TEXT = st.text(alphabet="0123456789+- \n\t._e٤²١０a", max_size=8)
+
+
+@given(TEXT)
+def test_numparse_checks_accept_what_the_old_patterns_did(s):
+    assert numparse.is_digits(s) == (_OLD_DIGITS.fullmatch(s) is not None)
+    assert numparse.is_whole(s) == (_OLD_WHOLE.fullmatch(s) is not None)
