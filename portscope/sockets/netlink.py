@@ -23,7 +23,7 @@ import struct
 import sys
 from array import array
 from collections import Counter
-from typing import TYPE_CHECKING, Collection, Iterator, Literal
+from typing import TYPE_CHECKING, Collection, Iterable, Iterator, Literal
 
 from .masks import and_, is_, or_
 from .table import (
@@ -163,33 +163,48 @@ BATCH_BYTES = 1 << 20          # replies parsed per batch: the table grows, the 
 
 
 def dump_batches(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
-                 buf: bytearray) -> Iterator[dict[int, bytearray]]:
-    """One dump as dump() groups it, in pieces: the reader parses each into columns before
-    the next arrives, so memory holds the table, not the replies.
+                 buf: bytearray) -> Iterator[tuple[int, int, bytearray]]:
+    """One dump in pieces, as (rank, stride, records): each stride's records go out every
+    BATCH_BYTES and what is left at the end, so the reader parses them into columns while
+    the dump goes on and memory holds the table, not the replies. `rank` is the order in
+    which the dump first showed that stride; dump()'s row order is every record of rank 0,
+    then of rank 1, ... (append_dump() puts them back in that order).
 
-    The rows come out in dump()'s order (every record of the first stride seen, then
-    those of each other stride): records of the first stride, nearly all of them, go out
-    every BATCH_BYTES; the few of other strides (TIME_WAIT and request sockets carry no
-    attributes) wait for the end.
+    Every stride streams, not only the first one seen: the first chunk of a TCP dump
+    usually mixes listeners with other replies and comes through dump_chunks()'s head copy
+    (stride HEAD), so the bulk of the dump is not the first stride seen.
     """
-    lead = None
-    batch = bytearray()
-    rest: dict[int, bytearray] = {}
+    ranks: dict[int, int] = {}
+    pending: dict[int, bytearray] = {}
     for stride, chunk in dump_chunks(sock, family, proto, states, bc, seq, buf):
-        if lead is None:
-            lead = stride
-        if stride == lead:
-            batch += chunk
-            if len(batch) >= BATCH_BYTES:
-                yield {lead: batch}
-                batch = bytearray()
-            continue
-        blob = rest.get(stride)
+        blob = pending.get(stride)
         if blob is None:
-            blob = rest[stride] = bytearray()
+            ranks.setdefault(stride, len(ranks))
+            blob = pending[stride] = bytearray()
         blob += chunk
-    if lead is not None:
-        yield {lead: batch, **rest}
+        if len(blob) >= BATCH_BYTES:
+            del pending[stride]
+            yield ranks[stride], stride, blob
+    for stride, blob in pending.items():
+        yield ranks[stride], stride, blob
+
+
+def append_dump(table: SocketTable, batches: Iterable[tuple[int, int, bytearray]], proto: int, family: int,
+                auto: int, seen: dict[bytes, bytes] | None = None, unconnected_unknown: bool = False) -> None:
+    """Parse dump_batches() onto `table` in dump()'s row order: rank 0's batches straight
+    onto it (they come first, in order), every other rank's into a table of its own as they
+    arrive, appended by rank at the end (columns copied in C)."""
+    parts: dict[int, SocketTable] = {}
+    for rank, stride, blob in batches:
+        if rank == 0:
+            _append(table, {stride: blob}, proto, family, auto, seen, unconnected_unknown)
+            continue
+        part = parts.get(rank)
+        if part is None:
+            part = parts[rank] = SocketTable(backend=table.backend)
+        _append(part, {stride: blob}, proto, family, auto, seen, unconnected_unknown)
+    for rank in sorted(parts):
+        table.extend(parts[rank])
 
 
 def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
@@ -448,8 +463,8 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                         if m:
                             seq += 1
                             bc = bytecode(sport, want, unconnected=split)
-                            for blobs in dump_batches(sock, fam, code, m, bc, seq, buf):
-                                _append(table, blobs, code, fam, col, seen, split)
+                            append_dump(table, dump_batches(sock, fam, code, m, bc, seq, buf),
+                                        code, fam, col, seen, split)
                 except ProtocolMissing:
                     if _missing(p, fam):
                         return read_table(protos, families, states, sport, auto, model_auto=model_auto)
