@@ -75,8 +75,11 @@ class Sample:
 
 def read_table(netns: str | None) -> SocketTable:
     """One read of every socket in every state, bound-only ones included (they hold
-    ports), with the kernel's auto-bound bit; SCTP comes from /proc/net/sctp."""
-    return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True)
+    ports), with the kernel's auto-bound bit where the pressure model reads it (TCP sockets
+    with a remote port: nothing else here looks at it, and asking for it elsewhere costs a
+    second walk of the bind hash and of every UDP table); SCTP comes from /proc/net/sctp."""
+    return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True,
+                    model_auto=True)
 
 
 def ports_in_use(table: SocketTable, usable: bytearray) -> dict:

@@ -1,7 +1,8 @@
 """pressure's own read (snapshot_in_range: the AUTO bit only where the model reads it, one
 BOUND_INACTIVE walk, one UDP walk per family, mixed-length chunks split in C) against the
 full read that asks the kernel's AUTO test of every socket, and against `ss`, in a private
-namespace holding every kind of socket the model tells apart."""
+namespace holding every kind of socket the model tells apart; the exporter's read (every
+port, the same AUTO rule) likewise."""
 from __future__ import annotations
 
 import json
@@ -9,10 +10,11 @@ from collections import Counter
 
 from conftest import DESTS, Driver
 
+from portscope import exporter
 from portscope.host import facts as host_facts
 from portscope.netns import entered
-from portscope.pressure import READ_STATES, SNAPSHOT_PROTOS, analyze, snapshot_in_range
-from portscope.sockets import netlink
+from portscope.pressure import READ_STATE_NAMES, READ_STATES, SNAPSHOT_PROTOS, analyze, snapshot_in_range, usable_ports
+from portscope.sockets import ALL_PROTOS, netlink, snapshot
 from portscope.sockets.table import AUTO_NO, AUTO_UNKNOWN, PROTO_TCP, STATE_NAMES
 
 
@@ -20,23 +22,28 @@ def _rows(t) -> Counter:
     return Counter(zip(t.proto, t.state, t.local_addr, t.local_port, t.remote_addr, t.remote_port, t.inode))
 
 
+def _populate(netns, drive) -> None:
+    """Every kind of socket the model tells apart (the counts below are asserted on)."""
+    for p in (5001, 5002, 40500):                       # one listener inside the range
+        drive(op="listen", port=p, serve=p == 5001)
+    # (before anything takes ports of the range)
+    for k in range(4):                                   # bound by number: AUTO no
+        assert drive(op="open", dests=DESTS[1:], mode="bind", n=1, lport=40600 + k)["opened"] == [1]
+    assert drive(op="open", dests=DESTS[:1], mode="bindonly", n=2, lport=40700)["opened"][0] >= 1
+    assert drive(op="open", dests=DESTS, n=40)["opened"] == [20, 20]
+    assert drive(op="open", dests=DESTS[:1], mode="bind", n=6)["opened"] == [6]      # bind(0)
+    assert drive(op="open", dests=DESTS[:1], mode="nobind", n=3)["opened"] == [3]
+    assert drive(op="open", dests=DESTS[:1], mode="bindonly", n=4)["opened"] == [4]
+    assert drive(op="churn", dests=DESTS[:1], n=30)["opened"] == [30]   # TIME_WAIT
+    assert drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=5)["opened"] == [5]
+    assert drive(op="open", dests=[["127.0.0.1", 5001]], mode="udp", n=5)["opened"] == [5]
+
+
 def test_pressure_read_equals_the_full_read(netns):
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40999")
     drive = Driver(netns)
     try:
-        for p in (5001, 5002, 40500):                       # one listener inside the range
-            drive(op="listen", port=p, serve=p == 5001)
-        # (before anything takes ports of the range)
-        for k in range(4):                                   # bound by number: AUTO no
-            assert drive(op="open", dests=DESTS[1:], mode="bind", n=1, lport=40600 + k)["opened"] == [1]
-        assert drive(op="open", dests=DESTS[:1], mode="bindonly", n=2, lport=40700)["opened"][0] >= 1
-        assert drive(op="open", dests=DESTS, n=40)["opened"] == [20, 20]
-        assert drive(op="open", dests=DESTS[:1], mode="bind", n=6)["opened"] == [6]      # bind(0)
-        assert drive(op="open", dests=DESTS[:1], mode="nobind", n=3)["opened"] == [3]
-        assert drive(op="open", dests=DESTS[:1], mode="bindonly", n=4)["opened"] == [4]
-        assert drive(op="churn", dests=DESTS[:1], n=30)["opened"] == [30]   # TIME_WAIT
-        assert drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=5)["opened"] == [5]
-        assert drive(op="open", dests=[["127.0.0.1", 5001]], mode="udp", n=5)["opened"] == [5]
+        _populate(netns, drive)
         f = host_facts(netns.name)
         mine = snapshot_in_range(f, netns.name)
         with entered(netns.name):
@@ -65,5 +72,31 @@ def test_pressure_read_equals_the_full_read(netns):
         ss_rows = Counter(ss_name.get(w, w) for w in (line.split()[0] for line in out.splitlines() if line.strip()))
         assert ss_rows == Counter(STATE_NAMES[s] for pr, s, rp in zip(mine.proto, mine.state, mine.remote_port)
                                   if pr == PROTO_TCP and (rp or s == 10)), ss_rows
+    finally:
+        drive.close()
+
+
+def test_exporter_read_equals_the_full_read(netns):
+    # the exporter reads every socket (no port filter) with the AUTO bit only where the
+    # model reads it: the same rows, counts, pool use and pressure as the read that asks
+    # the kernel's AUTO test of every socket (two bind-hash walks, AUTO=no UDP walks)
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40999")
+    drive = Driver(netns)
+    try:
+        _populate(netns, drive)
+        f = host_facts(netns.name)
+        mine = exporter.read_table(netns.name)
+        full = snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns.name, classify=False, auto=True)
+        assert mine.backend == full.backend == "netlink"
+        assert _rows(mine) == _rows(full)
+        auto_full = {(pr, i, p): a for pr, i, p, a in zip(full.proto, full.inode, full.local_port, full.auto_bound)}
+        for pr, rp, i, p, a in zip(mine.proto, mine.remote_port, mine.inode, mine.local_port, mine.auto_bound):
+            assert a == (auto_full[(pr, i, p)] if pr == PROTO_TCP and rp else AUTO_UNKNOWN)
+        assert exporter.socket_counts(mine) == exporter.socket_counts(full)
+        usable = usable_ports(f.ephemeral, f.reserved)
+        assert exporter.ports_in_use(mine, usable) == exporter.ports_in_use(full, usable)
+        assert json.dumps(analyze(f, mine).to_json()) == json.dumps(analyze(f, full).to_json())
+        # the bound-by-number clients are there, with their bit
+        assert sum(1 for pr, a in zip(mine.proto, mine.auto_bound) if pr == PROTO_TCP and a == AUTO_NO) == 4
     finally:
         drive.close()

@@ -69,14 +69,14 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return ps, fs
 
 
-def _linux_read(backend, protos, families, states, sport, auto, owners) -> SocketTable:
+def _linux_read(backend, protos, families, states, sport, auto, owners, model_auto=False) -> SocketTable:
     if backend in (None, "netlink"):
         # SCTP comes from /proc/net/sctp even on the netlink path: sctp_diag reports
         # association states in SCTP's own numbering and multi-homed addresses in
         # attributes, and no kernel here offers it to verify a parser against
         inet = tuple(p for p in protos if p != "sctp")
         try:
-            table = netlink.read_table(inet, families, states, sport, auto=auto)
+            table = netlink.read_table(inet, families, states, sport, auto=auto, model_auto=model_auto)
             if "sctp" in protos:
                 table.extend(_procfs(("sctp",), families, states, sport))
             return table
@@ -99,14 +99,16 @@ def _procfs(protos, families, states, sport) -> SocketTable:
 def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterable[int] = (4, 6),
              states: str | Iterable[str] | None = None, sport: PortRange | None = None, owners: bool = False,
              netns: str | Namespace | None = None, backend: str | None = None, facts: HostFacts | None = None,
-             classify: bool = True, auto: bool | None = None) -> SocketTable:
+             classify: bool = True, auto: bool | None = None, model_auto: bool = False) -> SocketTable:
     """Every socket of the chosen protocols, families and states (see module doc).
 
     sport: a PortRange; only sockets whose local port lies inside it (in the kernel
     with netlink). owners: fill table.pid / table.command (walks /proc/*/fd).
     classify=False skips the ephemeral decision (table.ephemeral stays empty) for
     callers that only count. auto: ask sock_diag for the kernel's auto-bound bit
-    (default: when classifying; pressure needs it without classifying).
+    (default: when classifying; pressure needs it without classifying). model_auto (with
+    auto, netlink only): the bit only where the pressure model reads it, TCP sockets with a
+    remote port, others AUTO_UNKNOWN (netlink.read_table: fewer kernel walks).
     """
     if auto is None:
         auto = classify
@@ -123,7 +125,7 @@ def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterab
     where: AbstractContextManager[None] = _netns.entered(netns) if netns else nullcontext()
     with where:
         if linux:
-            table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners)
+            table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners, model_auto=model_auto)
         else:
             table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:

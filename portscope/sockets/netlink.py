@@ -36,7 +36,7 @@ from .table import (
 
 TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
 if TYPE_CHECKING:
-    from typing import Collection, Iterator, Literal
+    from typing import Collection, Iterable, Iterator, Literal
 
     from ..ports import PortRange
 
@@ -170,33 +170,53 @@ BATCH_BYTES = 1 << 20          # replies parsed per batch: the table grows, the 
 
 
 def dump_batches(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
-                 buf: bytearray) -> Iterator[dict[int, bytearray]]:
-    """One dump as dump() groups it, in pieces: the reader parses each into columns before
-    the next arrives, so memory holds the table, not the replies.
+                 buf: bytearray) -> Iterator[tuple[int, int, bytes]]:
+    """One dump in pieces, as (rank, stride, records): each stride's records go out every
+    BATCH_BYTES and what is left at the end, so the reader parses them into columns while
+    the dump goes on and memory holds the table, not the replies. `rank` is the order in
+    which the dump first showed that stride; dump()'s row order is every record of rank 0,
+    then of rank 1, ... (append_dump() puts them back in that order).
 
-    The rows come out in dump()'s order (every record of the first stride seen, then
-    those of each other stride): records of the first stride, nearly all of them, go out
-    every BATCH_BYTES; the few of other strides (TIME_WAIT and request sockets carry no
-    attributes) wait for the end.
+    Every stride streams, not only the first one seen: the first chunk of a TCP dump
+    usually mixes listeners with other replies and comes through dump_chunks()'s head copy
+    (stride HEAD), so the bulk of the dump is not the first stride seen.
     """
-    lead = None
-    batch = bytearray()
-    rest: dict[int, bytearray] = {}
+    ranks: dict[int, int] = {}
+    # chunks joined once per batch: a bytearray grown chunk by chunk is copied again at
+    # every reallocation (several times a batch's bytes; 5% of a pressure run at 100k)
+    pending: dict[int, list[bytes]] = {}
+    held: dict[int, int] = {}
     for stride, chunk in dump_chunks(sock, family, proto, states, bc, seq, buf):
-        if lead is None:
-            lead = stride
-        if stride == lead:
-            batch += chunk
-            if len(batch) >= BATCH_BYTES:
-                yield {lead: batch}
-                batch = bytearray()
+        parts = pending.get(stride)
+        if parts is None:
+            ranks.setdefault(stride, len(ranks))
+            parts = pending[stride] = []
+            held[stride] = 0
+        parts.append(bytes(chunk))       # (a view of the receive buffer: copied before the next)
+        held[stride] += len(chunk)
+        if held[stride] >= BATCH_BYTES:
+            del pending[stride]
+            yield ranks[stride], stride, b"".join(parts)
+    for stride, parts in pending.items():
+        yield ranks[stride], stride, b"".join(parts)
+
+
+def append_dump(table: SocketTable, batches: Iterable[tuple[int, int, bytes]], proto: int, family: int,
+                auto: int, seen: dict[bytes, bytes] | None = None, unconnected_unknown: bool = False) -> None:
+    """Parse dump_batches() onto `table` in dump()'s row order: rank 0's batches straight
+    onto it (they come first, in order), every other rank's into a table of its own as they
+    arrive, appended by rank at the end (columns copied in C)."""
+    parts: dict[int, SocketTable] = {}
+    for rank, stride, blob in batches:
+        if rank == 0:
+            _append(table, {stride: blob}, proto, family, auto, seen, unconnected_unknown)
             continue
-        blob = rest.get(stride)
-        if blob is None:
-            blob = rest[stride] = bytearray()
-        blob += chunk
-    if lead is not None:
-        yield {lead: batch, **rest}
+        part = parts.get(rank)
+        if part is None:
+            part = parts[rank] = SocketTable(backend=table.backend)
+        _append(part, {stride: blob}, proto, family, auto, seen, unconnected_unknown)
+    for rank in sorted(parts):
+        table.extend(parts[rank])
 
 
 def dump_chunks(sock: socket.socket, family: int, proto: int, states: int, bc: bytes, seq: int,
@@ -335,7 +355,7 @@ def _cut(blob, stride: int, code: Literal["H", "I"], offset: int) -> array:
     return a
 
 
-def _append(table: SocketTable, blobs: dict[int, bytearray], proto: int, family: int, auto: int,
+def _append(table: SocketTable, blobs: dict[int, bytes] | dict[int, bytearray], proto: int, family: int, auto: int,
             seen: dict[bytes, bytes] | None = None, unconnected_unknown: bool = False) -> None:
     for stride, raw in blobs.items():
         blob = bytes(raw)               # slices of bytes are bytes: the address column
@@ -467,12 +487,11 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                             seq += 1
                             counting = tally is not None and want is True
                             bc = bytecode(sport, want, unconnected=split, outside=counting)
+                            batches = dump_batches(sock, fam, code, m, bc, seq, buf)
                             if counting and tally is not None:
                                 tally.start()
-                            for blobs in dump_batches(sock, fam, code, m, bc, seq, buf):
-                                if counting and tally is not None:
-                                    blobs = tally.take(blobs)
-                                _append(table, blobs, code, fam, col, seen, split)
+                                batches = tally.through(batches)
+                            append_dump(table, batches, code, fam, col, seen, split)
                             if counting and tally is not None:
                                 tally.stop()
                 except ProtocolMissing:
@@ -546,6 +565,11 @@ class _Census:
                           - states.count(7) - states.count(13))
             out[stride] = self._in_range(blob, stride)
         return out
+
+    def through(self, batches: Iterable[tuple[int, int, bytes]]) -> Iterator[tuple[int, int, bytes]]:
+        """dump_batches() as the census counts and trims them (take() per batch)."""
+        for rank, stride, blob in batches:
+            yield rank, stride, bytes(self.take({stride: bytearray(blob)})[stride])
 
     def _in_range(self, blob: bytearray, stride: int) -> bytearray:
         if self.sport is None or not blob:
