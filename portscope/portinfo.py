@@ -127,9 +127,16 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts: HostFac
     if not want:
         return out, "none"
 
+    sport = PortRange(min(want), max(want))
+    if sport.low == sport.high:
+        # one port is mostly a free one: a plain walk per protocol and family says so; the
+        # classified read (two AUTO walks, the listeners, each a walk of the kernel's
+        # shared hash) only when something is there
+        probe = snapshot(protos=tuple(protos), sport=sport, netns=netns, facts=facts, classify=False)
+        if not len(probe):
+            return out, probe.backend
     # owners walk every /proc/*/fd (the slow part): only when something holds the port
-    table = snapshot(protos=tuple(protos), sport=PortRange(min(want), max(want)),
-                     owners=False, netns=netns, facts=facts)
+    table = snapshot(protos=tuple(protos), sport=sport, owners=False, netns=netns, facts=facts)
     hits = [i for i in range(len(table)) if table.local_port[i] in want]
     if owners and hits:
         _owners.fill(table)
