@@ -26,13 +26,14 @@ CHURN = r"""
 import socket, sys
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", 5001)); l.listen(256)
-keep = []
+keep, held = [], []
 print("ready", flush=True)
 for line in sys.stdin:
     cmd, n = line.split()
     for _ in range(int(n)):
         if cmd == "udp":
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b"x", ("127.0.0.1", 5002)); u.close()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b"x", ("127.0.0.1", 5002))
+            held.append(u)                 # kept open: the next one cannot take its port (a new flow each)
             continue
         if cmd == "close":
             if keep:
@@ -82,13 +83,15 @@ def _listed(ns) -> list:
 
 
 def _compare(ns, w, rules) -> list:
-    """The watch's tally, a fresh dump's and conntrack's, read back to back (a quiet table)."""
+    """The watch's tally, a fresh dump's and conntrack's, read back to back (a quiet table).
+    The watch reads first: entries that expired and that the kernel's garbage collector
+    has not removed yet must not count (a dump would remove them on its way)."""
     from portscope.nat import count_snat
     from portscope.netns import entered
     with entered(ns.name):
+        kept = _summary(w.tally().destinations(rules))     # first: no other dump has reaped expired entries
         dumped = _summary(count_snat().destinations(rules))
         listed = _listed(ns)
-        kept = _summary(w.tally().destinations(rules))
     assert kept == dumped
     assert [d[:6] for d in kept] == listed
     return kept
@@ -118,7 +121,7 @@ def test_event_kept_tally_equals_a_dump_and_conntrack_after_churn(netns):
         assert first.rows == first.unconfirmed == 8 and dict(w.resyncs) == {"start": 1}
         _do(p, "open 10", "tw 12", "udp 9", "close 4")
         time.sleep(2.5)                        # the short-lived entries expire ...
-        _compare(netns, w, rules)              # ... and the dumps reap them: DESTROY events
+        _compare(netns, w, rules)              # ... and the kernel reaps them: DESTROY events
         assert w.book is not None and w.book.unconfirmed == 0 and w.resyncs["unconfirmed"] >= 1
         # timeouts long enough for the comparison, then more churn, followed by events only
         netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "120")
@@ -131,7 +134,8 @@ def test_event_kept_tally_equals_a_dump_and_conntrack_after_churn(netns):
         tcp = [d for d in kept if d[0] == "tcp"][0]
         udp = [d for d in kept if d[0] == "udp"][0]
         assert tcp[4:] == (8 + 9 + 5, 9 + 5, 200, 41000, 41199)    # 13 kept - 5 closed + TIME_WAITs
-        assert udp[4:] == (11, 0, 200, 42000, 42199)
+        # (a datagram's flow may be dropped by NAT; the exact count is conntrack's, above)
+        assert 9 <= udp[4] <= 11 and udp[5:] == (0, 200, 42000, 42199)
     finally:
         p.kill()
 
@@ -146,10 +150,11 @@ def test_lost_events_cause_a_counted_resync_and_a_right_tally(netns):
         w = SnatWatch(rcvbuf=4096)            # the kernel's minimum: a few events fit
         with entered(netns.name):
             w.tally()
-        _do(p, "udp 150", "tw 20")
+        _do(p, "udp 60", "tw 20")
         kept = _compare(netns, w, rules)
         assert w.resyncs["overflow"] >= 1
-        assert [d[4] for d in kept if d[0] == "udp"] == [150]
+        # (NAT may drop a flow before its range is full: the count is conntrack's, above)
+        assert 50 <= [d[4] for d in kept if d[0] == "udp"][0] <= 60
     finally:
         p.kill()
 
@@ -203,5 +208,29 @@ def test_exporter_snat_series_equal_nat_json_after_churn(netns):
         resyncs = {s.labels["reason"]: s.value for s in series["portscope_conntrack_event_resyncs_total"]}
         assert resyncs == {"start": 1, "overflow": 0, "unconfirmed": 0}
         assert [s.value for s in series["portscope_conntrack_events_tracking"]] == [1]
+    finally:
+        p.kill()
+
+
+@needs_netns
+def test_entries_expired_but_not_yet_collected_do_not_count(netns):
+    """A dump never shows an expired entry (it removes it on its way); the kernel's garbage
+    collector may take seconds more, and only then sends the DESTROY. The watch's reaping
+    walk makes the two agree (without it, on Linux 6.18 here, 19-20 of these 20 expired
+    UDP entries were still counted 2.2 s after they expired)."""
+    from portscope.nat.events import SnatWatch
+    from portscope.netns import entered
+    p = _setup(netns)
+    try:
+        netns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "1")
+        w = SnatWatch(refresh=3600)
+        with entered(netns.name):
+            w.tally()
+        _do(p, "udp 20", "open 3")
+        time.sleep(2.2)
+        with entered(netns.name):
+            kept = w.tally().rows
+        assert dict(w.resyncs) == {"start": 1}          # events only, no dump since
+        assert kept == 3                                 # the ESTABLISHED flows; the UDP ones expired
     finally:
         p.kill()
