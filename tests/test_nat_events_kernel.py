@@ -112,15 +112,17 @@ def test_event_kept_tally_equals_a_dump_and_conntrack_after_churn(netns):
     rules = _rules(netns)
     try:
         # short timeouts inside this namespace: TIME_WAIT and UDP entries expire during the test
-        netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1")
-        netns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "1")
+        netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "3")
+        netns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "3")
         _do(p, "udp 5", "tw 3")               # older than the subscription: they send no events
         w = SnatWatch(refresh=0.5)
         with entered(netns.name):
             first = w.tally()
         assert first.rows == first.unconfirmed == 8 and dict(w.resyncs) == {"start": 1}
+        netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1")
+        netns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "1")
         _do(p, "open 10", "tw 12", "udp 9", "close 4")
-        time.sleep(2.5)                        # the short-lived entries expire ...
+        time.sleep(3.5)                        # the short-lived entries expire ...
         _compare(netns, w, rules)              # ... and the kernel reaps them: DESTROY events
         assert w.book is not None and w.book.unconfirmed == 0 and w.resyncs["unconfirmed"] >= 1
         # timeouts long enough for the comparison, then more churn, followed by events only
