@@ -260,6 +260,16 @@ for line in sys.stdin:
         nat.render()
         print("ok", flush=True)
         continue
+    if cmd[0] == "check":          # the book after the last scrape against a fresh dump now
+        from portscope.nat import count_snat
+        from portscope.netns import entered
+        with entered(ns):
+            book = nm.watch(ns).tally()
+            fresh = count_snat()
+        key = lambda ds: sorted((d.proto, d.nat_ip, d.dst, d.dport, d.in_use, d.time_wait, d.capacity) for d in ds)
+        print(json.dumps({"equal": key(book.destinations()) == key(fresh.destinations()),
+                          "book": book.rows, "dump": fresh.rows}), flush=True)
+        continue
     n, pause = int(cmd[1]), float(cmd[2])
     out = []
     for _ in range(n):
@@ -343,9 +353,15 @@ def long_lived(ns: str, entries: int, snat_share: float, runs: int, churn: int, 
             finally:
                 c.kill()
                 c.wait()
+            time.sleep(3)                           # the last churned flows expire
+            p.stdin.write("check\n")
+            p.stdin.flush()
+            chk = json.loads(p.stdout.readline())
             print(f"  churning table ({churn} new flows/s, each expiring after 2 s; a scrape every {pause:g} s): "
                   f"{r['rows']} held, resyncs so far {r['resyncs']}")
             _ratio_line("churning table", r["rounds"])
+            print(f"  after the churn, the event-kept SNAT use equals a fresh dump's: {chk['equal']} "
+                  f"({chk['book']} entries held, {chk['dump']} dumped)")
     finally:
         p.kill()
         p.wait()
