@@ -343,7 +343,7 @@ def long_lived(ns: str, entries: int, snat_share: float, runs: int, churn: int, 
         _ratio_line("static table", r["rounds"])
         if churn:
             sh(ns, "sh", "-c", "echo 2 > /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_syn_sent")
-            seconds = runs * (pause + 3) + 10
+            seconds = runs * (pause + 15) + 10          # outlasts the rounds even on a loaded machine
             c = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", CHURN, str(churn), str(seconds)],
                                  stdout=subprocess.PIPE, text=True)
             try:

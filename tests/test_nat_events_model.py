@@ -146,3 +146,18 @@ def test_range_of_a_rule_follows_the_ports_left_and_zones_count_a_port_once():
     z = new(ct_id=3, sport=40002, nat_port=1150, zone=7)      # the same reply tuple in another zone
     feed(b, z)
     assert b.rows == 2 and b.destinations()[0].in_use == 1 == tally_of(c, z)[0][4]
+
+
+def test_dump_runs_that_cannot_be_added_in_bulk_are_read_entry_by_entry():
+    a = reply(ct_id=1, sport=40001, nat_port=1100)
+    plain = reply(ct_id=2, sport=40002, nat_port=40002, status=ASSURED | CONFIRMED)   # not NATed (an old kernel)
+    twice = reply(ct_id=3, sport=40003, nat_port=1101)
+    for run in ([a, plain, twice], [a, twice, twice]):
+        b = SnatBook()
+        b.add_dump(b"".join(run), len(a), now=0.0, known=SnatBook())
+        assert summary(b.destinations()) == tally_of(*run)
+        assert b.rows == 2 and b.unconfirmed == 2
+    b = SnatBook()
+    b.add_dump(a + twice, len(a), now=0.0, known=SnatBook())
+    b.add_dump(twice, len(a), now=0.0, known=SnatBook())          # a tuple the book holds already
+    assert b.rows == 2 and summary(b.destinations())[0][4] == 2
