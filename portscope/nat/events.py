@@ -314,7 +314,7 @@ class SnatBook:
                 self.spans[kk] = None
                 self.free.append(kk)
             return False
-        if known is not None and known.flows:
+        if known is not None and known.rows > known.unconfirmed:
             ids = list(col("id", 0))
             zones = list(col("zone", 0))
             for i, t in enumerate(tids):
@@ -587,6 +587,10 @@ class SnatWatch:
             self.close()
             self._subscribe(ino)
             self._resync("start")
+        elif self.book.unconfirmed and time.monotonic() - self.dumped_at >= self.refresh:
+            # the queued events are applied after the dump (the stream since the
+            # subscription is complete), and the dump removes expired entries itself
+            self._resync("unconfirmed")
         else:
             if self.reap:
                 self._reap()
@@ -594,8 +598,6 @@ class SnatWatch:
                 self._drain(self.book)
             except Overflow:
                 self._resync("overflow")
-            if self.book is not None and self.book.unconfirmed and time.monotonic() - self.dumped_at >= self.refresh:
-                self._resync("unconfirmed")
         self.mode = "events"
         assert self.book is not None
         return self.book
