@@ -77,6 +77,7 @@ EVENT_RCVBUF = 16 << 20
 UNCONFIRMED_REFRESH = 60.0             # seconds between dumps while unconfirmed entries are left
 EVENTS_SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_events"
 RESYNC_TRIES = 3
+MAX_DRAIN = 1_000_000                  # events read in one scrape at most (about 5 s)
 
 # the packed value of one entry
 _ID_MASK = 0xFFFFFFFF
@@ -658,7 +659,8 @@ class SnatWatch:
         assert self.sock is not None
         recv, buf, now = self.sock.recv_into, self._buf, time.monotonic()
         got = 0
-        for _ in repeat(None, 10_000_000):      # bounded: a queue refilled as fast as it drains
+        # bounded: a queue refilled as fast as it drains is left for the next scrape
+        for _ in repeat(None, MAX_DRAIN):
             try:
                 n = recv(buf)
             except BlockingIOError:
@@ -677,10 +679,13 @@ class SnatWatch:
         first (it misses events); ENOBUFS during the resync: once more, at most
         RESYNC_TRIES times."""
         old = self.book if self.book is not None else SnatBook()
+        self.book = None                        # a resync that fails leaves no book to trust
         self.resyncs[reason] += 1
         discard = reason == "overflow"
         for _ in range(RESYNC_TRIES):
-            while discard:
+            for _ in range(100):
+                if not discard:
+                    break
                 try:
                     self._drain(None)
                     discard = False
