@@ -33,6 +33,7 @@ from .httpserver import arrival
 from .namespaces import discover
 from .nat.metrics import families as nat_families
 from .nat.metrics import read_nat
+from .nat.metrics import retain as nat_retain
 from .pressure import READ_STATE_NAMES, PressureResult, analyze, truncate, usable_ports
 from .sockets import ALL_PROTOS, snapshot
 from .sockets.masks import is_
@@ -229,6 +230,7 @@ class PortscopeCollector:
                     kept = e
             durations[label] = time.perf_counter() - t0
         self.kept = (time.monotonic(), kept) if keep is not None else None
+        nat_retain(durations)                # conntrack event watches of namespaces still read
         for label in self.errors:
             ok.setdefault(label, 0)
         nat = [(s.netns, s.nat) for s in samples if getattr(s, "nat", None) is not None]

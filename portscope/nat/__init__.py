@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import socket
 
     from ..pressure import PressureResult
+    from .events import SnatBook
 
 
 @dataclass
@@ -103,9 +104,11 @@ def count_snat() -> snat.SnatTally:
 
 def analyze(netns: str | None = None, dump: bool = True, facts: host.HostFacts | None = None,
             rules_cache: Callable[[str | None, Callable[[], rules.RuleSet]], rules.RuleSet] | None = None,
-            interval: float | None = None) -> NatReport:
+            interval: float | None = None, tally: Callable[[], snat.SnatTally | SnatBook] | None = None) -> NatReport:
     """Everything `portscope nat` shows, for one network namespace. `rules_cache`, a
     callable (netns, read) -> RuleSet, lets the exporter reuse rules between scrapes.
+    `tally`, called inside the namespace, gives the SNAT use instead of a dump (the
+    exporter's event-kept book, portscope.nat.events).
     `interval`: read the statistics again after that many seconds, so insert failures
     and drops are judged by whether they rise, not by their totals."""
     if not sys.platform.startswith("linux"):
@@ -115,7 +118,7 @@ def analyze(netns: str | None = None, dump: bool = True, facts: host.HostFacts |
     with _netns.entered(netns):
         ct = stats.read_stats()
         rs = rules.read_rules() if rules_cache is None else rules_cache(netns, rules.read_rules)
-        t = count_snat() if (dump and ct.available) else None
+        t = (tally or count_snat)() if (dump and ct.available) else None
         delta = None
         if interval and ct.available:
             time.sleep(interval)

@@ -14,7 +14,7 @@ Attributes (include/uapi/linux/netfilter/nfnetlink_conntrack.h):
 CTA_TUPLE_ORIG 1, CTA_TUPLE_REPLY 2 (each: CTA_TUPLE_IP 1 {V4_SRC 1, V4_DST 2,
 V6_SRC 3, V6_DST 4}, CTA_TUPLE_PROTO 2 {PROTO_NUM 1 u8, SRC_PORT 2 be16,
 DST_PORT 3 be16}), CTA_STATUS 3 be32, CTA_PROTOINFO 4 {CTA_PROTOINFO_TCP 1
-{TCP_STATE 1 u8}}, CTA_TIMEOUT 7 be32 (seconds left), CTA_ZONE 18 be16.
+{TCP_STATE 1 u8}}, CTA_TIMEOUT 7 be32 (seconds left), CTA_ID 12 be32, CTA_ZONE 18 be16.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from operator import itemgetter
 from .ctnetlink import ATTR, NLA_TYPE_MASK, CtnetlinkError
 
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS, CTA_PROTOINFO, CTA_TIMEOUT, CTA_ZONE = 1, 2, 3, 4, 7, 18
+CTA_ID = 12                            # be32, unique among live entries only by chance (a hash)
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
 CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
@@ -67,6 +68,7 @@ _FIELDS = {
     "timeout": ((CTA_TIMEOUT,), 4),
     "tcp_state": ((CTA_PROTOINFO, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE), 1),
     "zone": ((CTA_ZONE,), 2),
+    "id": ((CTA_ID,), 4),
 }
 _ADDR_TYPES = {"src": (CTA_IP_V4_SRC, CTA_IP_V6_SRC), "dst": (CTA_IP_V4_DST, CTA_IP_V6_DST)}
 _NESTED = {CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO}
