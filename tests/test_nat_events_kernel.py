@@ -243,3 +243,30 @@ def test_entries_expired_but_not_yet_collected_do_not_count(netns):
         assert kept == 3                                 # the ESTABLISHED flows; the UDP ones expired
     finally:
         p.kill()
+
+
+@needs_netns
+def test_background_follower_keeps_a_small_buffer_from_overflowing(netns):
+    """The same paced churn (batches of 10 TIME_WAIT flows, about 70 events each, 50 ms
+    apart) against a 64 KiB buffer: read only at tally() it overflows and resyncs; with
+    the exporter's follower thread it keeps up, and both books equal a dump."""
+    from portscope.nat.events import SnatWatch
+    from portscope.netns import entered
+    p = _setup(netns)
+    rules = _rules(netns)
+    try:
+        counts = {}
+        for background in (False, True):
+            w = SnatWatch(rcvbuf=65536, background=background)
+            with entered(netns.name):
+                w.tally()
+            for _ in range(15):
+                _do(p, "tw 10")
+                time.sleep(0.05)
+            time.sleep(0.5)
+            _compare(netns, w, rules)
+            counts[background] = w.resyncs["overflow"]
+            w.close()
+        assert counts[False] >= 1 and counts[True] == 0, counts
+    finally:
+        p.kill()

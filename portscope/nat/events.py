@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
+import threading
 import time
 from array import array
 from collections import Counter
@@ -553,9 +555,19 @@ class SnatWatch:
     first call subscribes and dumps, later ones drain the events. `resyncs` counts the
     dumps by reason: "start" (first call, or the namespace behind the name changed),
     "overflow" (ENOBUFS), "unconfirmed" (entries older than the subscription left).
-    `mode` is "events", or "dump" when the namespace sends no events."""
+    `mode` is "events", or "dump" when the namespace sends no events.
 
-    def __init__(self, rcvbuf: int = EVENT_RCVBUF, refresh: float = UNCONFIRMED_REFRESH, reap: bool = True) -> None:
+    background=True (the exporter's): a daemon thread applies the events as they come,
+    between scrapes, so the receive buffer holds what arrives in about a second, not in a
+    whole scrape interval (a busy node's flows would overflow it and make every scrape
+    dump); an overflow it meets is resynced by the next tally()."""
+
+    def __init__(self, rcvbuf: int = EVENT_RCVBUF, refresh: float = UNCONFIRMED_REFRESH, reap: bool = True,
+                 background: bool = False) -> None:
+        self.background = background
+        self._lock = threading.Lock()
+        self._overflowed = False
+        self._thread_sock: socket.socket | None = None     # the socket a follower thread reads
         self.rcvbuf = rcvbuf
         self.refresh = refresh
         self.reap = reap
@@ -569,14 +581,53 @@ class SnatWatch:
 
     def close(self) -> None:
         """Unsubscribe (the socket would otherwise keep its namespace alive)."""
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = None
-        self.book = None
+        sock, self.sock, self.book = self.sock, None, None
+        if sock is not None:
+            sock.close()            # a following thread sees self.sock change and ends
 
     def tally(self) -> SnatBook | SnatTally:
         """The namespace's SNAT use now (CAP_NET_ADMIN): the event-kept book, or with
         events off in this namespace a SnatTally from a dump."""
+        with self._lock:
+            out = self._tally()
+            if self.background and self.sock is not None and self.mode == "events":
+                self._follow()
+            return out
+
+    def _follow(self) -> None:
+        sock = self.sock
+        if self._thread_sock is sock:
+            return
+        self._thread_sock = sock
+        threading.Thread(target=self._apply_as_they_come, args=(sock,), daemon=True,
+                         name="portscope-ct-events").start()
+
+    def _apply_as_they_come(self, sock: socket.socket) -> None:
+        """The background follower: drain whenever events are queued, until the watch
+        closes or resubscribes (another socket)."""
+        while self.sock is sock:
+            try:
+                ready, _, _ = select.select([sock], [], [], 1.0)
+            except (OSError, ValueError):
+                return                          # closed under us
+            if not ready:
+                continue
+            with self._lock:
+                if self.sock is not sock:
+                    return
+                waiting = self.book is None or self._overflowed
+                if not waiting:
+                    try:
+                        self._drain(self.book)
+                    except Overflow:
+                        self._overflowed = True     # the next tally() resyncs
+                    except Exception:
+                        self._thread_sock = None    # tally()'s own drain meets and reports it
+                        return
+            if waiting or self._overflowed:
+                time.sleep(0.2)                 # still readable: do not spin until the resync
+
+    def _tally(self) -> SnatBook | SnatTally:
         if events_setting() == 0:
             self.close()
             self.mode = "dump"
@@ -596,6 +647,8 @@ class SnatWatch:
             if self.reap:
                 self._reap()
             try:
+                if self._overflowed:
+                    raise Overflow()
                 self._drain(self.book)
             except Overflow:
                 self._resync("overflow")
@@ -680,6 +733,7 @@ class SnatWatch:
         RESYNC_TRIES times."""
         old = self.book if self.book is not None else SnatBook()
         self.book = None                        # a resync that fails leaves no book to trust
+        self._overflowed = False
         self.resyncs[reason] += 1
         discard = reason == "overflow"
         for _ in range(RESYNC_TRIES):

@@ -50,7 +50,7 @@ def watch(netns: str | None) -> SnatWatch:
     """The event watch of one namespace label (made on first use)."""
     w = _watches.get(netns or "")
     if w is None:
-        w = _watches[netns or ""] = SnatWatch()
+        w = _watches[netns or ""] = SnatWatch(background=True)
     return w
 
 
