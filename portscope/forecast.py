@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
 from ipaddress import ip_address
-from itertools import compress
+from itertools import compress, repeat
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from .findings import Finding, destination_label
@@ -71,7 +71,7 @@ class ClientKeys(NamedTuple):
     pairs: PairIds
 
 
-def _pack_rows(t: SocketTable, pairs: PairIds) -> array:
+def _pack_rows(t: SocketTable, pairs: PairIds, result: PressureResult | None) -> array:
     # byte by byte from bytes objects: strided slices of bytes are several times faster
     # than those of memoryviews
     raw = bytearray(8 * len(t))
@@ -81,10 +81,9 @@ def _pack_rows(t: SocketTable, pairs: PairIds) -> array:
     raw[lo::8], raw[lo + 1::8] = lp[0::2], lp[1::2]
     raw[ro::8], raw[ro + 1::8] = rp[0::2], rp[1::2]
     raw[4::8] = _column(t.proto, "B").tobytes()
-    ids = array("I", map(pairs.__getitem__, zip(t.local_addr, t.remote_addr)))
+    ib = _pair_numbers(t, pairs, result)
     if len(pairs.pairs) > MAX_PAIRS:
         raise OverflowError("more (laddr, raddr) pairs than a key holds")
-    ib = ids.tobytes()
     for at, b in zip((5, 6, 7), _ID_BYTES):
         raw[at::8] = ib[b::4]
     out = array("Q")
@@ -92,24 +91,47 @@ def _pack_rows(t: SocketTable, pairs: PairIds) -> array:
     return out
 
 
+def _pair_numbers(t: SocketTable, pairs: PairIds, result: PressureResult | None) -> bytes:
+    """Each row's pair number (native 32-bit words); right for the client rows only."""
+    if result is not None and not result.others["destinations"]:
+        # the analysis lists every destination of the client rows: when they all come from
+        # one local address (or go to one remote one), the other column alone tells the
+        # pair, and a lookup of one interned bytes object is half that of a tuple; with
+        # one pair, no lookup at all
+        used = {(d.src, d.dst) for d in result.destinations}
+        srcs, dsts = {a for a, _ in used}, {b for _, b in used}
+        if len(srcs) == 1 or len(dsts) == 1:
+            one, many, column, first = ((srcs, dsts, t.remote_addr, True) if len(srcs) == 1
+                                        else (dsts, srcs, t.local_addr, False))
+            ob = _packed(next(iter(one)))
+            num = {xb: pairs[(ob, xb) if first else (xb, ob)] for xb in map(_packed, many)}
+            if len(num) == 1:
+                return array("I", num.values()).tobytes() * len(t)
+            return array("I", map(num.get, column, repeat(0))).tobytes()
+        if not used:                  # no client socket: no number is read
+            return bytes(4 * len(t))
+    return array("I", map(pairs.__getitem__, zip(t.local_addr, t.remote_addr))).tobytes()
+
+
 def _column(col, code: str) -> array:
     return col if isinstance(col, array) and col.typecode == code else array(code, col)
 
 
 def client_keys(host_facts: HostFacts, table: SocketTable, masks: RowMasks | None = None,
-                pairs: PairIds | None = None) -> ClientKeys:
+                pairs: PairIds | None = None, result: PressureResult | None = None) -> ClientKeys:
     """One key per client socket analyze() counts (the same row masks, so both agree on what
     a client socket is; `masks` when the caller has them): an integer packing lport, rport,
     proto and the number of (laddr, raddr) in `pairs` (new pairs are numbered; a new
     PairIds when None). Keys of reads that share `pairs` compare; dest_key() gives a key's
-    destination."""
+    destination. `result`, analyze() of this same table when the caller has it, saves the
+    per-row address lookup where client sockets use one local or one remote address."""
     m = masks if masks is not None else row_masks(host_facts, table)
     pairs = pairs if pairs is not None else PairIds()
     try:
-        packed = _pack_rows(table, pairs)
+        packed = _pack_rows(table, pairs, result)
     except OverflowError:             # numbered too many pairs over time: start afresh
         pairs = PairIds()
-        packed = _pack_rows(table, pairs)
+        packed = _pack_rows(table, pairs, result)
     return ClientKeys(set(compress(packed, m.client)), pairs)
 
 

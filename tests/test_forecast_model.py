@@ -48,9 +48,11 @@ row = st.tuples(
 )
 
 
-def table(rows) -> SocketTable:
+def table(rows, one_src: bool = False, one_dst: bool = False) -> SocketTable:
+    """The rows as a table; one_src / one_dst: every row from / to the first address."""
     t = SocketTable(backend="netlink")
     for proto, state, v6, la, lp, ra, rp, auto in rows:
+        la, ra = (0 if one_src else la), (0 if one_dst else ra)
         pool = ADDRS6 if v6 else ADDRS4
         t.append(proto, 6 if v6 else 4, state, pool[la], lp, pool[ra], rp, 0, 0, auto)
     return t
@@ -76,16 +78,19 @@ def new_per_destination(a, b) -> Counter:
 
 
 two_tables = st.tuples(st.lists(row, max_size=40), st.lists(row, max_size=40), st.lists(row, max_size=40))
+one_address = st.sampled_from([(False, False), (True, False), (False, True), (True, True)])
 
 
-@settings(max_examples=300, deadline=None)
-@given(two_tables)
-def test_keys_and_their_diff_match_the_tuple_sets(parts):
-    """Shared, kept apart (renumbered) or compacted, the keys hold exactly the old tuples, and
-    b's keys missing from a's give the old per-destination counts of new connections."""
+@settings(max_examples=400, deadline=None)
+@given(two_tables, one_address)
+def test_keys_and_their_diff_match_the_tuple_sets(parts, one):
+    """Shared, kept apart (renumbered) or compacted, with or without the analysis as a hint
+    (whole or truncated; tables with one local and/or one remote address take its short
+    cuts), the keys hold exactly the old tuples, and b's keys missing from a's give the old
+    per-destination counts of new connections."""
     common, only_a, only_b = parts
     f = facts(40000, 40019)
-    a, b = table(common + only_a), table(only_b + common)        # rows in another order too
+    a, b = table(common + only_a, *one), table(only_b + common, *one)   # rows in another order too
     ka = client_keys(f, a)
     assert as_tuples(ka) == old_tuples(f, a) and len(ka.keys) == len(old_tuples(f, a))
     want = old_new_per_destination(f, a, b)
@@ -98,17 +103,21 @@ def test_keys_and_their_diff_match_the_tuple_sets(parts):
     assert as_tuples(small) == as_tuples(ka)
     assert len(small.pairs.pairs) <= len(ka.pairs.pairs)
     assert new_per_destination(small, client_keys(f, b, pairs=small.pairs)) == want
+    for res in (analyze(f, b), analyze(f, b, top=1)):
+        hinted = client_keys(f, b, pairs=ka.pairs, result=res)
+        assert as_tuples(hinted) == old_tuples(f, b)
+        assert new_per_destination(ka, hinted) == want
 
 
-@settings(max_examples=150, deadline=None)
-@given(two_tables, st.sampled_from([None, 0, 1, 3, 100]), st.sampled_from([0, 1, 2]))
-def test_forecast_rates_and_top_match_the_old_definition(parts, top, reuse):
+@settings(max_examples=200, deadline=None)
+@given(two_tables, st.sampled_from([None, 0, 1, 3, 100]), st.sampled_from([0, 1, 2]), one_address)
+def test_forecast_rates_and_top_match_the_old_definition(parts, top, reuse, one):
     """Each destination's rate is the old count of new 5-tuples over the elapsed time; the
     forecast with `top` is the full forecast truncated (the destinations beyond top are no
     longer given forecast fields, only summed); keys and analysis passed in give the same."""
     common, only_a, only_b = parts
     f = facts(40000, 40019, reuse=reuse)
-    a, b = table(common + only_a), table(only_b + common)
+    a, b = table(common + only_a, *one), table(only_b + common, *one)
     full = forecast(f, [(0.0, a), (2.0, b)], interval=2.0)
     want = old_new_per_destination(f, a, b)
     for d in full.destinations:
@@ -121,6 +130,10 @@ def test_forecast_rates_and_top_match_the_old_definition(parts, top, reuse):
     ka = client_keys(f, a)
     kept = forecast(f, [(0.0, None), (2.0, b)], top=top, interval=2.0, base=analyze(f, b), keys=[ka, None])
     assert kept.to_json() == got.to_json()
+    from portscope.web.data import Reading, step         # the web view's path: hinted keys
+    _, prev = step(Reading(0.0, 0.0, f, a, analyze(f, a)), None, top)
+    res, _ = step(Reading(2.0, 0.0, f, b, analyze(f, b)), prev, top)
+    assert res.to_json() == {**got.to_json(), "forecast": {**got.to_json()["forecast"], "interval_s": 2.0}}
 
 
 def old_reuse_applies(tw_reuse, src, dst):

@@ -119,7 +119,7 @@ def step(r: Reading, prev: Sample | None, top: int | None) -> tuple[PressureResu
     second pass over either table, no second analyze()."""
     if r.table is None:
         return truncate(r.result, top), None
-    cur = client_keys(r.facts, r.table, r.masks, prev[1].pairs if prev is not None else None)
+    cur = client_keys(r.facts, r.table, r.masks, prev[1].pairs if prev is not None else None, r.result)
     if prev is not None and r.at - prev[0] > 0.05:
         res = forecast(r.facts, [(prev[0], None), (r.at, r.table)], top=top, interval=round(r.at - prev[0], 3),
                        base=r.result, keys=[prev[1], cur])
