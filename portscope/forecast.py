@@ -71,7 +71,7 @@ class ClientKeys(NamedTuple):
     pairs: PairIds
 
 
-def _pack_rows(t: SocketTable, pairs: PairIds, result: PressureResult | None) -> array:
+def _pack_rows(t: SocketTable, pairs: PairIds, result: PressureResult | None, client: bytes) -> array:
     # byte by byte from bytes objects: strided slices of bytes are several times faster
     # than those of memoryviews
     raw = bytearray(8 * len(t))
@@ -81,7 +81,7 @@ def _pack_rows(t: SocketTable, pairs: PairIds, result: PressureResult | None) ->
     raw[lo::8], raw[lo + 1::8] = lp[0::2], lp[1::2]
     raw[ro::8], raw[ro + 1::8] = rp[0::2], rp[1::2]
     raw[4::8] = _column(t.proto, "B").tobytes()
-    ib = _pair_numbers(t, pairs, result)
+    ib = _pair_numbers(t, pairs, result, client)
     if len(pairs.pairs) > MAX_PAIRS:
         raise OverflowError("more (laddr, raddr) pairs than a key holds")
     for at, b in zip((5, 6, 7), _ID_BYTES):
@@ -91,26 +91,27 @@ def _pack_rows(t: SocketTable, pairs: PairIds, result: PressureResult | None) ->
     return out
 
 
-def _pair_numbers(t: SocketTable, pairs: PairIds, result: PressureResult | None) -> bytes:
-    """Each row's pair number (native 32-bit words); right for the client rows only."""
+def _pair_numbers(t: SocketTable, pairs: PairIds, result: PressureResult | None, client: bytes) -> bytes:
+    """Each row's pair number (native 32-bit words); right for the client rows only. Only
+    the pairs of client rows are numbered: a server's accepted sockets, with a pair per
+    peer, would otherwise fill `pairs` at every read."""
     if result is not None and not result.others["destinations"]:
-        # the analysis lists every destination of the client rows: when they all come from
-        # one local address (or go to one remote one), the other column alone tells the
-        # pair, and a lookup of one interned bytes object is half that of a tuple; with
-        # one pair, no lookup at all
-        used = {(d.src, d.dst) for d in result.destinations}
-        srcs, dsts = {a for a, _ in used}, {b for _, b in used}
-        if len(srcs) == 1 or len(dsts) == 1:
-            one, many, column, first = ((srcs, dsts, t.remote_addr, True) if len(srcs) == 1
-                                        else (dsts, srcs, t.local_addr, False))
-            ob = _packed(next(iter(one)))
-            num = {xb: pairs[(ob, xb) if first else (xb, ob)] for xb in map(_packed, many)}
-            if len(num) == 1:
-                return array("I", num.values()).tobytes() * len(t)
-            return array("I", map(num.get, column, repeat(0))).tobytes()
-        if not used:                  # no client socket: no number is read
-            return bytes(4 * len(t))
-    return array("I", map(pairs.__getitem__, zip(t.local_addr, t.remote_addr))).tobytes()
+        # the analysis lists every destination of the client rows: no pass over the rows
+        used = {(_packed(a), _packed(b)) for a, b in {(d.src, d.dst) for d in result.destinations}}
+    else:
+        used = set(compress(zip(t.local_addr, t.remote_addr), client))
+    if len(used) <= 1:
+        # one pair (or no client socket): no lookup at all
+        return array("I", [pairs[next(iter(used))] if used else 0]).tobytes() * len(t)
+    srcs, dsts = {a for a, _ in used}, {b for _, b in used}
+    if len(srcs) == 1 or len(dsts) == 1:
+        # one local (or one remote) address: the other column alone tells the pair, and a
+        # lookup of one interned bytes object costs half that of a tuple
+        first = len(srcs) == 1
+        by = {(b if first else a): pairs[(a, b)] for a, b in used}
+        return array("I", map(by.get, t.remote_addr if first else t.local_addr, repeat(0))).tobytes()
+    num = {p: pairs[p] for p in used}
+    return array("I", map(num.get, zip(t.local_addr, t.remote_addr), repeat(0))).tobytes()
 
 
 def _column(col, code: str) -> array:
@@ -123,15 +124,16 @@ def client_keys(host_facts: HostFacts, table: SocketTable, masks: RowMasks | Non
     a client socket is; `masks` when the caller has them): an integer packing lport, rport,
     proto and the number of (laddr, raddr) in `pairs` (new pairs are numbered; a new
     PairIds when None). Keys of reads that share `pairs` compare; dest_key() gives a key's
-    destination. `result`, analyze() of this same table when the caller has it, saves the
-    per-row address lookup where client sockets use one local or one remote address."""
+    destination. `result`, analyze() of this same table when the caller has it, names the
+    pairs the client sockets use (else a pass over the rows finds them); with one pair, or
+    one local or one remote address, no per-row lookup of the pair is needed."""
     m = masks if masks is not None else row_masks(host_facts, table)
     pairs = pairs if pairs is not None else PairIds()
     try:
-        packed = _pack_rows(table, pairs, result)
+        packed = _pack_rows(table, pairs, result, m.client)
     except OverflowError:             # numbered too many pairs over time: start afresh
         pairs = PairIds()
-        packed = _pack_rows(table, pairs, result)
+        packed = _pack_rows(table, pairs, result, m.client)
     return ClientKeys(set(compress(packed, m.client)), pairs)
 
 
