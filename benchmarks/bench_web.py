@@ -56,6 +56,10 @@ def round_of(exporters: dict) -> dict:
 
 
 def run(sockets: int, rounds: int, checkouts: dict[str, str]) -> dict:
+    # the exporters this starts (bench_exporter.Exporter copies os.environ) must write .pyc
+    # files as an installed package does: with PYTHONDONTWRITEBYTECODE set, a checkout
+    # whose modules changed since its last compile compiles them again at every start
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     with socket_namespace(sockets) as ns:
         total = len(ns.run("ss", "-tuanH").stdout.splitlines())
         load0 = os.getloadavg()

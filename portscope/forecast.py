@@ -23,11 +23,11 @@ from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
 from ipaddress import ip_address
-from itertools import compress
-from typing import TYPE_CHECKING, Callable
+from itertools import compress, repeat
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from .findings import Finding, destination_label
-from .pressure import PressureResult, RowMasks, analyze, row_masks, truncate
+from .pressure import Destination, PressureResult, RowMasks, analyze, row_masks, truncate
 from .remedies import range_command, sysctl_command, wider_range
 from .sockets.table import PROTO_CODES, SocketTable
 
@@ -35,98 +35,216 @@ if TYPE_CHECKING:
     from .host import HostFacts
 
 
-# a client socket's key: (laddr, raddr, ports), ports = lport, rport and proto packed into
-# one 64-bit integer by strided copies in C. A 3-tuple of two interned addresses and an int
-# hashes and compares faster than the 5-tuple it replaces (about 20 vs 26 ms for 46k
-# client sockets), the larger part of the web view's forecast step (docs/web.md, "Cost").
-# The shifts read the fields back in either byte order.
-_RPORT_SHIFT, _PROTO_SHIFT = (16, 32) if sys.byteorder == "little" else (32, 24)
+# A client socket's key is one 64-bit integer: its local port, remote port and protocol
+# (40 bits) and the number of its (laddr, raddr) pair in a PairIds (24 bits), put together
+# by strided copies in C. Integers hash to themselves and compare at once, and the GC does
+# not track them: building and diffing two reads' keys at 100k sockets costs a fraction of
+# the tuples they replace (docs/web.md, "Cost"). The shifts read the fields back in either
+# byte order: bytes 0-1 lport, 2-3 rport, 4 proto, 5-7 the pair id, native order.
+if sys.byteorder == "little":
+    _LPORT_SHIFT, _RPORT_SHIFT, _PROTO_SHIFT, _ID_SHIFT, _ID_BYTES = 0, 16, 32, 40, (0, 1, 2)
+else:
+    _LPORT_SHIFT, _RPORT_SHIFT, _PROTO_SHIFT, _ID_SHIFT, _ID_BYTES = 48, 32, 24, 0, (1, 2, 3)
+MAX_PAIRS = 1 << 24                   # pair ids a key can hold
+_DEST_MASK = ((1 << 64) - 1) ^ (0xFFFF << _LPORT_SHIFT)    # a key without its local port
 
 
-def _packed_ports(t: SocketTable) -> array:
-    raw = bytearray(8 * len(t.local_port))
-    words = memoryview(raw).cast("H")
-    words[0::4] = array("H", t.local_port)
-    words[1::4] = array("H", t.remote_port)
-    words.release()
-    raw[4::8] = bytes(t.proto)
+class PairIds(dict):
+    """(laddr, raddr) -> a number, given in order of first sight. The keys of two reads
+    compare only when they number pairs alike, so a forecast's reads share one PairIds
+    (the web view passes the previous read's on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pairs: list[tuple[bytes, bytes]] = []      # number -> pair
+
+    def __missing__(self, pair: tuple[bytes, bytes]) -> int:
+        n = self[pair] = len(self.pairs)
+        self.pairs.append(pair)
+        return n
+
+
+class ClientKeys(NamedTuple):
+    """One read's client sockets as keys (see client_keys()) and the pair numbering they use."""
+
+    keys: set[int]
+    pairs: PairIds
+
+
+def _pack_rows(t: SocketTable, pairs: PairIds, result: PressureResult | None, client: bytes) -> array:
+    # byte by byte from bytes objects: strided slices of bytes are several times faster
+    # than those of memoryviews
+    raw = bytearray(8 * len(t))
+    lp, rp = _column(t.local_port, "H").tobytes(), _column(t.remote_port, "H").tobytes()
+    lo = _LPORT_SHIFT // 8 if sys.byteorder == "little" else 6 - _LPORT_SHIFT // 8
+    ro = _RPORT_SHIFT // 8 if sys.byteorder == "little" else 6 - _RPORT_SHIFT // 8
+    raw[lo::8], raw[lo + 1::8] = lp[0::2], lp[1::2]
+    raw[ro::8], raw[ro + 1::8] = rp[0::2], rp[1::2]
+    raw[4::8] = _column(t.proto, "B").tobytes()
+    ib = _pair_numbers(t, pairs, result, client)
+    if len(pairs.pairs) > MAX_PAIRS:
+        raise OverflowError("more (laddr, raddr) pairs than a key holds")
+    for at, b in zip((5, 6, 7), _ID_BYTES):
+        raw[at::8] = ib[b::4]
     out = array("Q")
     out.frombytes(raw)
     return out
 
 
-def client_tuples(host_facts: HostFacts, table: SocketTable, masks: RowMasks | None = None) -> set[tuple]:
+def _pair_numbers(t: SocketTable, pairs: PairIds, result: PressureResult | None, client: bytes) -> bytes:
+    """Each row's pair number (native 32-bit words); right for the client rows only. Only
+    the pairs of client rows are numbered: a server's accepted sockets, with a pair per
+    peer, would otherwise fill `pairs` at every read."""
+    if result is not None and not result.others["destinations"]:
+        # the analysis lists every destination of the client rows: no pass over the rows
+        used = {(_packed(a), _packed(b)) for a, b in {(d.src, d.dst) for d in result.destinations}}
+    else:
+        used = set(compress(zip(t.local_addr, t.remote_addr), client))
+    if len(used) <= 1:
+        # one pair (or no client socket): no lookup at all
+        return array("I", [pairs[next(iter(used))] if used else 0]).tobytes() * len(t)
+    srcs, dsts = {a for a, _ in used}, {b for _, b in used}
+    if len(srcs) == 1 or len(dsts) == 1:
+        # one local (or one remote) address: the other column alone tells the pair, and a
+        # lookup of one interned bytes object costs half that of a tuple
+        first = len(srcs) == 1
+        by = {(b if first else a): pairs[(a, b)] for a, b in used}
+        return array("I", map(by.get, t.remote_addr if first else t.local_addr, repeat(0))).tobytes()
+    num = {p: pairs[p] for p in used}
+    return array("I", map(num.get, zip(t.local_addr, t.remote_addr), repeat(0))).tobytes()
+
+
+def _column(col, code: str) -> array:
+    return col if isinstance(col, array) and col.typecode == code else array(code, col)
+
+
+def client_keys(host_facts: HostFacts, table: SocketTable, masks: RowMasks | None = None,
+                pairs: PairIds | None = None, result: PressureResult | None = None) -> ClientKeys:
     """One key per client socket analyze() counts (the same row masks, so both agree on what
-    a client socket is; `masks` when the caller has them): (laddr, raddr, packed lport, rport
-    and proto). dest_key() gives a key's destination."""
+    a client socket is; `masks` when the caller has them): an integer packing lport, rport,
+    proto and the number of (laddr, raddr) in `pairs` (new pairs are numbered; a new
+    PairIds when None). Keys of reads that share `pairs` compare; dest_key() gives a key's
+    destination. `result`, analyze() of this same table when the caller has it, names the
+    pairs the client sockets use (else a pass over the rows finds them); with one pair, or
+    one local or one remote address, no per-row lookup of the pair is needed."""
     m = masks if masks is not None else row_masks(host_facts, table)
-    t = table
-    return set(compress(zip(t.local_addr, t.remote_addr, _packed_ports(t)), m.client))
+    pairs = pairs if pairs is not None else PairIds()
+    try:
+        packed = _pack_rows(table, pairs, result, m.client)
+    except OverflowError:             # numbered too many pairs over time: start afresh
+        pairs = PairIds()
+        packed = _pack_rows(table, pairs, result, m.client)
+    return ClientKeys(set(compress(packed, m.client)), pairs)
 
 
-def dest_key(k: tuple) -> tuple:
-    """(proto code, laddr, raddr, rport) of a client_tuples() key: its destination, as a
+def dest_key(key: int, pairs: PairIds) -> tuple:
+    """(proto code, laddr, raddr, rport) of a client_keys() key: its destination, as a
     Destination's raw key spells it."""
-    p = k[2]
-    return ((p >> _PROTO_SHIFT) & 0xFF, k[0], k[1], (p >> _RPORT_SHIFT) & 0xFFFF)
+    la, ra = pairs.pairs[(key >> _ID_SHIFT) & 0xFFFFFF]
+    return ((key >> _PROTO_SHIFT) & 0xFF, la, ra, (key >> _RPORT_SHIFT) & 0xFFFF)
 
+
+def local_port(key: int) -> int:
+    """The local port of a client_keys() key."""
+    return (key >> _LPORT_SHIFT) & 0xFFFF
+
+
+def renumbered(ck: ClientKeys, pairs: PairIds) -> ClientKeys:
+    """`ck`'s keys as `pairs` numbers their pairs (new ones are numbered), to compare them
+    with keys made with `pairs`."""
+    if ck.pairs is pairs:
+        return ck
+    old = ck.pairs.pairs
+    used = {(k >> _ID_SHIFT) & 0xFFFFFF for k in ck.keys}
+    ids = {i: pairs[old[i]] for i in sorted(used)}
+    clear = ((1 << 64) - 1) ^ (0xFFFFFF << _ID_SHIFT)
+    return ClientKeys({(k & clear) | (ids[(k >> _ID_SHIFT) & 0xFFFFFF] << _ID_SHIFT) for k in ck.keys}, pairs)
+
+
+def compacted(ck: ClientKeys, slack: int = 4096) -> ClientKeys:
+    """`ck` numbered afresh with only the pairs its keys use, when the numbering has grown
+    well beyond them (pairs come and go: a long-lived web view would otherwise keep every
+    pair it ever saw); else `ck` itself."""
+    if len(ck.pairs.pairs) <= slack:
+        return ck
+    used = {(k >> _ID_SHIFT) & 0xFFFFFF for k in ck.keys}
+    if len(ck.pairs.pairs) <= 2 * len(used) + slack:
+        return ck
+    return renumbered(ck, PairIds())
 
 def _reuse_applies(tw_reuse: int | None, src: str, dst: str) -> bool:
     if tw_reuse == 1:
         return True
     if tw_reuse == 2:
-        try:
-            return ip_address(src).is_loopback or ip_address(dst).is_loopback or \
-                _mapped_loopback(src) or _mapped_loopback(dst)
-        except ValueError:
+        # as `lo(src) or lo(dst) or mapped(src) or mapped(dst)`, where a malformed address
+        # met on the way makes it False
+        s = _loopback(src)
+        if s is None:
             return False
+        if s[0]:
+            return True
+        d = _loopback(dst)
+        return d is not None and (d[0] or s[1] or d[1])
     return False
 
 
-def _mapped_loopback(a: str) -> bool:
-    ip = ip_address(a)
+@lru_cache(maxsize=4096)
+def _loopback(a: str) -> tuple[bool, bool] | None:
+    # (is loopback, is v4-mapped loopback), None when not an address; cached: few distinct
+    # addresses over many destinations
+    try:
+        ip = ip_address(a)
+    except ValueError:
+        return None
     m = getattr(ip, "ipv4_mapped", None)
-    return bool(m and m.is_loopback)
+    return ip.is_loopback, bool(m and m.is_loopback)
 
 
 def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable | None]], *, top: int | None = None,
              process: bool = False, interval: float | None = None, base: PressureResult | None = None,
-             tuples: list[set[tuple] | None] | None = None) -> PressureResult:
+             keys: list[ClientKeys | None] | None = None) -> PressureResult:
     """Analyse the last of `samples` [(monotonic_time, SocketTable), ...] (two or more) and add
     rate, steady state, sustainable rate and time to exhaustion to each destination.
 
     A caller that already has them passes `base`, analyze() of the last table (top=None, the
-    same `process`), and `tuples`, client_tuples() of some tables (None where not computed;
-    a sample's table may then be None): the exporter's web view keeps only the previous
-    read's tuples and analyses each table once."""
+    same `process`), and `keys`, client_keys() of some tables (None where not computed; a
+    sample's table may then be None): the exporter's web view keeps only the previous
+    read's keys and analyses each table once."""
     if len(samples) < 2:
         raise ValueError("a forecast needs at least two samples")
     (t0, _), (t1, last) = samples[0], samples[-1]
     elapsed = max(t1 - t0, 1e-9)
-    known = list(tuples) if tuples is not None else [None] * len(samples)
+    known = list(keys) if keys is not None else [None] * len(samples)
+    # the keys computed here number pairs as the latest given ones do (the web view's two
+    # reads share one PairIds); keys numbered otherwise are renumbered before comparing
+    pairs = next((k.pairs for k in reversed(known) if k is not None), None) or PairIds()
 
-    def tuples_of(i: int) -> set[tuple]:
+    def keys_of(i: int) -> ClientKeys:
         got = known[i]
         if got is None:
             tab = samples[i][1]
             if tab is None:
-                raise ValueError("a sample without a table needs its client tuples")
-            got = client_tuples(host_facts, tab)
+                raise ValueError("a sample without a table needs its client keys")
+            got = client_keys(host_facts, tab, pairs=pairs)
         return got
 
-    new: Counter = Counter()
-    prev = first = tuples_of(0)
+    new: Counter = Counter()               # raw destination key -> new client sockets
+    first = prev = keys_of(0)
+    for i in range(1, len(samples)):
+        cur = keys_of(i)
+        pairs = cur.pairs
+        if prev.pairs is not pairs:
+            prev = renumbered(prev, pairs)
+        for k, n in Counter(map(_DEST_MASK.__and__, cur.keys - prev.keys)).items():
+            new[dest_key(k, pairs)] += n
+        prev = cur
     first_counts: list[Counter] = []       # per destination in the first sample, only when needed
 
     def first_n(key: tuple) -> int:
         if not first_counts:
-            first_counts.append(Counter(map(dest_key, first)))
+            by_dest = Counter(map(_DEST_MASK.__and__, first.keys))
+            first_counts.append(Counter({dest_key(k, first.pairs): n for k, n in by_dest.items()}))
         return first_counts[0].get(key, 0)
-
-    for i in range(1, len(samples)):
-        cur = tuples_of(i)
-        new.update(map(dest_key, cur - prev))
-        prev = cur
 
     if base is None:
         if last is None:
@@ -134,8 +252,8 @@ def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable | Non
         base = analyze(host_facts, last, top=None, process=process)
     tw_len = base.time_wait_seconds
     delay_s = (host_facts.tcp_tw_reuse_delay_ms or 1000) / 1000.0
-    dests, extra = [], []
-    for d in base.destinations:
+    rows = []
+    for j, d in enumerate(base.destinations):
         key = _raw_key(d)
         rate = new.get(key, 0) / elapsed
         reuse = d.proto == "tcp" and _reuse_applies(host_facts.tcp_tw_reuse, d.src, d.dst)
@@ -151,13 +269,26 @@ def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable | Non
         elif hold and blocked_ss >= d.capacity and rate > 0:
             growth = (d.in_use - first_n(key)) / elapsed
             eta = (d.capacity - d.in_use) / (growth if growth > 0 else rate)
-        dests.append(replace(d, rate_per_s=rate, sustainable_rate_per_s=sustainable,
-                             seconds_to_exhaustion=eta, steady_state_in_use=open_now + tw_ss,
-                             steady_state_time_wait=tw_ss))
-        if eta is not None:
-            extra.append(dests[-1])
-    dests.sort(key=lambda d: (d.seconds_to_exhaustion is None, d.seconds_to_exhaustion or 0,
-                              -d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src))
+        rows.append(((eta is None, eta or 0, -d.utilization, -d.in_use, d.proto, d.dst, d.dport, d.src),
+                     j, d, rate, sustainable, eta, open_now + tw_ss, tw_ss))
+    made: dict[int, Destination] = {}
+
+    def forecast_of(r: tuple) -> Destination:
+        _, j, d, rate, sustainable, eta, ss_in_use, tw_ss = r
+        got = made.get(j)
+        if got is None:
+            got = made[j] = replace(d, rate_per_s=rate, sustainable_rate_per_s=sustainable,
+                                    seconds_to_exhaustion=eta, steady_state_in_use=ss_in_use,
+                                    steady_state_time_wait=tw_ss)
+        return got
+
+    # dataclasses.replace() only for the destinations kept (top) and those heading for
+    # exhaustion (the finding): truncate() only sums the others' in_use (it was 5 ms of the
+    # web view's forecast step for 500 destinations)
+    shown = len(rows) if top is None else max(0, top)
+    ranked = sorted(rows, key=lambda r: r[0])
+    dests = [forecast_of(r) if i < shown else r[2] for i, r in enumerate(ranked)]
+    extra = [forecast_of(r) for r in rows if r[5] is not None]
     findings = list(base.findings)
     if extra:
         findings.insert(0, _exhaustion_finding(extra, host_facts))

@@ -140,20 +140,26 @@ def test_forecast_rate_and_time_wait_plateau(netns, driver):
     assert shown == pytest.approx(d.steady_state_time_wait, rel=0.10)
 
 
-def test_precomputed_tuples_and_analysis_give_the_same_forecast():
-    """The exporter's web view keeps only the previous read's client tuples and passes the
+def five_tuples(ck):
+    """A client_keys() result as the 5-tuples (proto, laddr, lport, raddr, rport) it holds."""
+    from portscope.forecast import dest_key, local_port
+    return {(p, la, local_port(k), ra, rp) for k in ck.keys for p, la, ra, rp in (dest_key(k, ck.pairs),)}
+
+
+def test_precomputed_keys_and_analysis_give_the_same_forecast():
+    """The exporter's web view keeps only the previous read's client keys and passes the
     analysis it already has: the forecast is the one computed from the two tables."""
-    from portscope.forecast import client_tuples
+    from portscope.forecast import client_keys
     from portscope.pressure import analyze
     from portscope.web.data import Reading, step
     f = facts(40000, 40099, reuse=0)
     (t0, first), *_, (t1, last) = tables_with_rate(5, 4, 1)[0]
     want = forecast(f, [(t0, first), (t1, last)], top=3, interval=t1 - t0).to_json()
     got = forecast(f, [(t0, None), (t1, last)], top=3, interval=t1 - t0, base=analyze(f, last),
-                   tuples=[client_tuples(f, first), None])
+                   keys=[client_keys(f, first), None])
     assert got.to_json() == want
     res, kept = step(Reading(t0, 0.0, f, first, analyze(f, first)), None, 3)
-    assert res.forecast is None and kept is not None and kept[1] == client_tuples(f, first)
+    assert res.forecast is None and kept is not None and five_tuples(kept[1]) == five_tuples(client_keys(f, first))
     res, _ = step(Reading(t1, 0.0, f, last, analyze(f, last)), kept, 3)
     assert res.to_json() == want and res.findings[0].id == "destination-forecast-exhaustion"
     with pytest.raises(ValueError):
@@ -161,12 +167,13 @@ def test_precomputed_tuples_and_analysis_give_the_same_forecast():
 
 
 def test_client_keys_are_one_per_client_socket_and_name_its_destination():
-    """client_tuples() packs lport, rport and proto into one integer: every client socket
-    analyze() counts gives one key, and dest_key() reads back (proto, laddr, raddr, rport),
-    across families, protocols and the extreme port numbers."""
+    """client_keys() packs lport, rport, proto and the (laddr, raddr) pair's number into one
+    integer: every client socket analyze() counts gives one key, and dest_key() and
+    local_port() read back its 5-tuple, across families, protocols and the extreme port
+    numbers."""
     from itertools import compress
 
-    from portscope.forecast import client_tuples, dest_key
+    from portscope.forecast import client_keys
     from portscope.pressure import row_masks
     from portscope.sockets.table import SocketTable
     f = facts(1024, 65535, reuse=0)
@@ -180,9 +187,7 @@ def test_client_keys_are_one_per_client_socket_and_name_its_destination():
         t.append(proto, fam, state, la, lp, ra, rp)
     m = row_masks(f, t)
     want = set(compress(zip(t.proto, t.local_addr, t.local_port, t.remote_addr, t.remote_port), m.client))
-    keys = client_tuples(f, t)
-    assert len(keys) == len(want) >= 6
-    got = {(dest_key(k)[0], k[0], k[2] & 0xFFFF if __import__("sys").byteorder == "little" else k[2] >> 48,
-            k[1], dest_key(k)[3]) for k in keys}
-    assert got == want
-    assert client_tuples(f, t, m) == keys
+    keys = client_keys(f, t)
+    assert len(keys.keys) == len(want) >= 6
+    assert five_tuples(keys) == want
+    assert client_keys(f, t, m).keys == keys.keys

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 from .. import host
 from ..check import status
 from ..findings import destination_label
-from ..forecast import client_tuples, forecast
+from ..forecast import ClientKeys, client_keys, compacted, forecast
 from ..pressure import PressureResult, RowMasks, analyze, row_masks, snapshot_in_range, truncate
 from ..sockets.table import SocketTable
 from . import hooks
@@ -96,8 +96,8 @@ class Reading(NamedTuple):
     masks: RowMasks | None = None     # the row masks analyze() used: the forecast step reuses them
 
 
-# what the web view keeps between reads for the forecast: (time of the read, client tuples)
-Sample = tuple[float, set]
+# what the web view keeps between reads for the forecast: (time of the read, client keys)
+Sample = tuple[float, ClientKeys]
 
 
 def read_now(netns: str | None) -> Reading:
@@ -113,18 +113,19 @@ def read_now(netns: str | None) -> Reading:
 
 def step(r: Reading, prev: Sample | None, top: int | None) -> tuple[PressureResult, Sample | None]:
     """The result of one reading and what to keep for the next. With the previous (time,
-    client tuples) the result carries the forecast of `pressure --interval` over the time
-    between the two reads. Each table's client tuples are computed once, here, and only they
-    are kept (not the table): no second pass over either table, no second analyze()."""
+    client keys) the result carries the forecast of `pressure --interval` over the time
+    between the two reads. Each table's client keys are computed once, here, numbering
+    address pairs as the previous read's do, and only they are kept (not the table): no
+    second pass over either table, no second analyze()."""
     if r.table is None:
         return truncate(r.result, top), None
-    cur = client_tuples(r.facts, r.table, r.masks)
+    cur = client_keys(r.facts, r.table, r.masks, prev[1].pairs if prev is not None else None, r.result)
     if prev is not None and r.at - prev[0] > 0.05:
         res = forecast(r.facts, [(prev[0], None), (r.at, r.table)], top=top, interval=round(r.at - prev[0], 3),
-                       base=r.result, tuples=[prev[1], cur])
+                       base=r.result, keys=[prev[1], cur])
     else:
         res = truncate(r.result, top)
-    return res, (r.at, cur)
+    return res, (r.at, compacted(cur))
 
 
 def read_pressure(netns: str | None, prev: Sample | None,
@@ -136,7 +137,7 @@ def read_pressure(netns: str | None, prev: Sample | None,
 class WebView:
     """The exporter's page and endpoint for one namespace: single-flight documents
     (concurrent requests share one), a bounded history, and the previous read's client
-    tuples for the forecast.
+    keys for the forecast.
 
     source(netns) gives the reading (default: a read of its own; the exporter passes the
     sample of its last or in-flight collection); a reading already shown is not shown
