@@ -280,8 +280,11 @@ for line in sys.stdin:
         fc, _ = timed(lambda: time.sleep(pause))
         dumps0 = sum(w.resyncs.values())
         pc, pw = timed(plain.render)
+        t0 = time.thread_time()
         nc, nw = timed(nat.render)
-        out.append([pc, nc, pw, nw, (w.book.events if w.book else 0) - ev0, sum(w.resyncs.values()) - dumps0, fc])
+        nt = time.thread_time() - t0              # the scrape's own thread, without the follower's
+        out.append([pc, nc, pw, nw, (w.book.events if w.book else 0) - ev0, sum(w.resyncs.values()) - dumps0, fc,
+                    nt])
     w = nm.watch(ns)
     print(json.dumps({"rounds": out, "resyncs": dict(w.resyncs), "rows": w.book.rows if w.book else None}),
           flush=True)
@@ -310,7 +313,7 @@ print(sent, flush=True)
 
 
 def _ratio_line(label: str, rounds: list) -> None:
-    pc, nc, pw, nw, ev, dumps, follow = (list(x) for x in zip(*rounds))
+    pc, nc, pw, nw, ev, dumps, follow, own = (list(x) for x in zip(*rounds))
     mpc, mnc = statistics.median(pc), statistics.median(nc)
     print(f"  {label}: socket-only CPU median {mpc:.3f} s (runs {_runs(pc)}), with NAT series {mnc:.3f} s "
           f"(runs {_runs(nc)})")
@@ -319,7 +322,8 @@ def _ratio_line(label: str, rounds: list) -> None:
           f"dumps during the rounds {sum(dumps)}")
     per = sum(follow) / sum(ev) * 1e6 if sum(ev) else 0.0
     print(f"    follower thread between scrapes: CPU median {statistics.median(follow):.3f} s a scrape "
-          f"interval ({per:.1f} us per event over all rounds; not part of a scrape)")
+          f"interval ({per:.1f} us per event over all rounds; not part of a scrape); the scrape's own "
+          f"thread {statistics.median(own):.3f} s of its {mnc:.3f} s ({statistics.median(own) / mpc:.2f}x)")
 
 
 def long_lived(ns: str, entries: int, snat_share: float, runs: int, churn: int, pause: float) -> None:
