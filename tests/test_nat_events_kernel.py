@@ -270,3 +270,36 @@ def test_background_follower_keeps_a_small_buffer_from_overflowing(netns):
         assert counts[False] >= 1 and counts[True] == 0, counts
     finally:
         p.kill()
+
+
+@needs_netns
+def test_background_follower_reaps_expired_entries_inside_the_namespace(netns):
+    """With the follower, the walk that removes expired entries runs between scrapes
+    (through a socket opened in the namespace, though the thread is not in it): once
+    the entries expired, the book alone, read without tally(), equals a dump."""
+    from portscope.nat import count_snat
+    from portscope.nat.events import REAP_EVERY, SnatWatch
+    from portscope.netns import entered
+    p = _setup(netns)
+    rules = _rules(netns)
+    netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "2")
+    netns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "2")
+    w = SnatWatch(background=True)
+    try:
+        with entered(netns.name):
+            w.tally()
+        _do(p, "open 4", "tw 6", "udp 5")
+        with w._lock:
+            before = _summary(w.book.destinations(rules))
+        assert sum(d[4] for d in before) == 15
+        reaped = w._reaped_at
+        time.sleep(2 + REAP_EVERY + 1.5)
+        with w._lock:
+            after = _summary(w.book.destinations(rules))
+        assert w._reaped_at > reaped
+        with entered(netns.name):
+            dumped = _summary(count_snat().destinations(rules))
+        assert after == dumped and [(d[0], d[4], d[5]) for d in after] == [("tcp", 4, 0)]
+    finally:
+        w.close()
+        p.kill()

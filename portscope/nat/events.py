@@ -79,6 +79,9 @@ EVENT_RCVBUF = 16 << 20
 UNCONFIRMED_REFRESH = 60.0             # seconds between dumps while unconfirmed entries are left
 EVENTS_SYSCTL = "/proc/sys/net/netfilter/nf_conntrack_events"
 RESYNC_TRIES = 3
+# the follower reaps (see SnatWatch._reap) every REAP_EVERY seconds, or less often when a
+# reap takes long (a large table): at most 1/REAP_SHARE of a core
+REAP_EVERY, REAP_SHARE = 2.0, 50
 MAX_DRAIN = 1_000_000                  # events read in one scrape at most (about 5 s)
 
 # the packed value of one entry
@@ -568,6 +571,9 @@ class SnatWatch:
         self._lock = threading.Lock()
         self._overflowed = False
         self._thread_sock: socket.socket | None = None     # the socket a follower thread reads
+        self._reap_sock: socket.socket | None = None       # opened in the namespace, for the follower's reaps
+        self._reaped_at = float("-inf")
+        self._reap_period = REAP_EVERY
         self.rcvbuf = rcvbuf
         self.refresh = refresh
         self.reap = reap
@@ -584,6 +590,9 @@ class SnatWatch:
         sock, self.sock, self.book = self.sock, None, None
         if sock is not None:
             sock.close()            # a following thread sees self.sock change and ends
+        if self._reap_sock is not None:
+            self._reap_sock.close()
+            self._reap_sock = None
 
     def tally(self) -> SnatBook | SnatTally:
         """The namespace's SNAT use now (CAP_NET_ADMIN): the event-kept book, or with
@@ -599,6 +608,11 @@ class SnatWatch:
         if self._thread_sock is sock:
             return
         self._thread_sock = sock
+        if self._reap_sock is None:
+            try:
+                self._reap_sock = ctnetlink.open_socket()       # tally() runs in the namespace
+            except CtnetlinkError:
+                self._reap_sock = None          # the follower then drains only; tally() reaps
         threading.Thread(target=self._apply_as_they_come, args=(sock,), daemon=True,
                          name="portscope-ct-events").start()
 
@@ -610,7 +624,10 @@ class SnatWatch:
                 ready, _, _ = select.select([sock], [], [], 1.0)
             except (OSError, ValueError):
                 return                          # closed under us
-            if not ready:
+            # only through the socket opened in the namespace: this thread is not in it
+            reap = (self.reap and self._reap_sock is not None
+                    and time.monotonic() - self._reaped_at >= self._reap_period)
+            if not ready and not reap:
                 continue
             with self._lock:
                 if self.sock is not sock:
@@ -618,6 +635,8 @@ class SnatWatch:
                 waiting = self.book is None or self._overflowed
                 if not waiting:
                     try:
+                        if reap:
+                            self._reap()
                         self._drain(self.book)
                     except Overflow:
                         self._overflowed = True     # the next tally() resyncs
@@ -644,7 +663,10 @@ class SnatWatch:
             # subscription is complete), and the dump removes expired entries itself
             self._resync("unconfirmed")
         else:
-            if self.reap:
+            # a follower that reaped lately spares the scrape the walk (the book then lags
+            # the kernel's expiries by at most that period, as the kernel's own count does
+            # until its garbage collector comes)
+            if self.reap and time.monotonic() - self._reaped_at >= self._reap_period + 1.0:
                 self._reap()
             try:
                 if self._overflowed:
@@ -696,14 +718,19 @@ class SnatWatch:
         def count(blob: memoryview | bytes, length: int) -> None:
             got[0] += len(blob) // length
 
+        start = time.monotonic()
         try:
-            sock = ctnetlink.open_socket()
+            # the follower's socket was opened in the namespace: a thread outside it can walk
+            sock = self._reap_sock or ctnetlink.open_socket()
             try:
                 ctnetlink.dump_groups(sock, count, status=IPS_TEMPLATE)
             finally:
-                sock.close()
+                if sock is not self._reap_sock:
+                    sock.close()
         except CtnetlinkError as e:
             raise _mapped(e)
+        self._reaped_at = now = time.monotonic()
+        self._reap_period = max(REAP_EVERY, (now - start) * REAP_SHARE)
         if got[0]:
             self.reap = False
 
