@@ -2,7 +2,7 @@
 many sockets, both as whole processes, in one run (issue 15: within 3x).
 
     sudo .venv/bin/python -m benchmarks.bench_allnetns [--namespaces 50] [--sockets 2000] [--rounds 3]
-                                                       [--baseline DIR]
+                                                       [--baseline DIR] [--only-ours] [--child-ehash N]
 
 Builds NAMESPACES namespaces of SOCKETS sockets each, runs `report --all-netns --json` over
 them (and every other namespace of the host: its own and whatever else exists on the
@@ -27,16 +27,29 @@ bytecode that returns nothing, so no reply is filled or parsed), over every name
 and over the one. Other tenants' sockets and namespaces count too (every walk crosses
 all the host's sockets; --all-netns reads every namespace): the host's TCP socket count
 and namespace count are printed with the result.
+
+--child-ehash N builds every namespace of both layouts from a private parent namespace
+made here, in which net.ipv4.tcp_child_ehash_entries=N (the parent only: the host's value
+is untouched), so each has its own established hash of N buckets (rounded up to 2^n; read
+back from each namespace's tcp_ehash_entries before any run, or the benchmark stops), as on
+a container host that set it before its containers were made. The bind and listening
+hashes stay shared (the kernel makes only the established hash per namespace). The parent
+lives only while the namespaces are created: deleting it leaves their hashes as they are,
+and it is never read. Compare with a run without the option in the same session.
+The line `one TCP walk in a small namespace` times, in the benchmark's own thread, a walk
+of the established hash alone and a walk for bound-only sockets (the kernel answers those
+from the bind hash, then walks the established hash too), so what stays shared shows.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager, nullcontext
 
 from benchmarks.harness import socket_namespace
 
@@ -95,6 +108,52 @@ def kernel_floor(target: str) -> None:
             pass
 
 
+@contextmanager
+def ehash_parent(entries: int, prefix: str):
+    """A namespace whose tcp_child_ehash_entries is `entries`, to create the benchmark's from;
+    always removed. Its name is outside PREFIX-*, so --only-ours never reads it."""
+    name = f"{prefix}parent"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw",
+                        f"net.ipv4.tcp_child_ehash_entries={entries}"], check=True, capture_output=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def ehash_buckets(names: list[str]) -> set[int]:
+    """tcp_ehash_entries as each namespace reads it (negative: the host's shared hash)."""
+    return {int(subprocess.run(["ip", "netns", "exec", n, "sysctl", "-n", "net.ipv4.tcp_ehash_entries"],
+                               check=True, capture_output=True, text=True).stdout) for n in names}
+
+
+def walk_split(names: list[str], repeat: int = 3) -> tuple[float, float]:
+    """Median thread CPU ms of one TCP walk in each namespace named: (every state but LISTEN
+    and bound-only: the established hash; bound-only alone, which the kernel answers from the
+    bind hash and then still walks the established hash). Nothing is returned by either
+    (the filter refuses every socket)."""
+    from portscope.netns import entered
+    from portscope.sockets import netlink as nl
+    reject = bytes([nl.BC_JMP, 4, 8, 0])
+    buf = bytearray(nl.RECV_BYTES)
+    got: dict[int, list[float]] = {nl.ALL_STATES & ~(1 << 10): [], 1 << 13: []}
+    for _ in range(repeat):
+        for name in names:
+            with entered(name):
+                for states, out in got.items():
+                    sock = nl.open_socket()
+                    try:
+                        t = time.thread_time()
+                        for _ in nl.dump_chunks(sock, nl.BOTH, nl.PROTO_CODES["tcp"], states, reject, 1, buf):
+                            pass
+                        out.append((time.thread_time() - t) * 1000)
+                    finally:
+                        sock.close()
+    est, bound = (statistics.median(v) for v in got.values())
+    return est, bound
+
+
 def host_load() -> str:
     """The host's TCP sockets (all namespaces: sockstat's `alloc`) and network namespaces."""
     try:
@@ -144,10 +203,31 @@ def main(argv=None) -> int:
     ap.add_argument("--together", action="store_true",
                     help="Keep the big namespace beside the small ones (all-netns then reads it too, and "
                          "every walk crosses twice the sockets); default: each layout alone on the host.")
+    ap.add_argument("--child-ehash", type=int, default=0, metavar="N",
+                    help="Create every namespace from a private parent whose net.ipv4.tcp_child_ehash_entries "
+                         "is N, so each has its own established hash (N*8 bytes); default 0: the host's "
+                         "shared hash.")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (private namespaces)", file=sys.stderr)
         return 2
+    if a.child_ehash < 0 or a.child_ehash > 1 << 24:
+        print("--child-ehash: 0 to 2^24", file=sys.stderr)
+        return 2
+    # a plain `kill` unwinds the context managers as Ctrl-C does: no namespace left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    want = 1 << (a.child_ehash - 1).bit_length() if a.child_ehash else None
+    buckets: set[int] = set()
+
+    def made(names: list[str]) -> None:
+        got = ehash_buckets(names)
+        if want and got != {want}:
+            raise RuntimeError(f"namespaces made with tcp_child_ehash_entries={a.child_ehash} "
+                               f"read tcp_ehash_entries {sorted(got)}, not {want}")
+        buckets.update(got)
+
+    def parent():
+        return ehash_parent(a.child_ehash, prefix) if a.child_ehash else nullcontext(None)
     trees = {"this tree": HERE}
     if a.baseline:
         trees = {"baseline": os.path.abspath(a.baseline), **trees}
@@ -172,17 +252,26 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     with ExitStack() as stack:
-        smalls = [stack.enter_context(socket_namespace(a.sockets, lifetime=1800, prefix=prefix))
-                  for _ in range(a.namespaces)]
+        with parent() as p:
+            smalls = [stack.enter_context(socket_namespace(a.sockets, lifetime=1800, prefix=prefix, parent=p))
+                      for _ in range(a.namespaces)]
+            if a.together:
+                big = stack.enter_context(socket_namespace(a.namespaces * a.sockets, lifetime=1800,
+                                                           prefix=f"{prefix}big", parent=p))
+        made([ns.name for ns in smalls] + ([big.name] if a.together else []))
+        split = walk_split([ns.name for ns in smalls[:10]])
         if a.together:
-            big = stack.enter_context(socket_namespace(a.namespaces * a.sockets, lifetime=1800))
             rounds("report (one namespace)", ["--netns", big.name, "report", "--json"],
                    "kernel floor (one)", [FLOOR, big.name])
         rounds("report --all-netns", cmds["report --all-netns"], "kernel floor (all)", floors["kernel floor (all)"])
         del smalls
     if not a.together:
         # the same number of sockets on the host, in one namespace this time
-        with socket_namespace(a.namespaces * a.sockets, lifetime=1800) as big:
+        with ExitStack() as stack:
+            with parent() as p:
+                big = stack.enter_context(socket_namespace(a.namespaces * a.sockets, lifetime=1800,
+                                                           prefix=f"{prefix}big", parent=p))
+            made([big.name])
             rounds("report (one namespace)", ["--netns", big.name, "report", "--json"],
                    "kernel floor (one)", [FLOOR, big.name])
     took = time.perf_counter() - t0
@@ -190,8 +279,18 @@ def main(argv=None) -> int:
           f"({'on the host together' if a.together else 'each alone on the host'}), {a.rounds} rounds, "
           f"{took:.0f} s in all, kernel {os.uname().release}, {os.cpu_count()} cores, "
           f"tcp_child_ehash_entries {open('/proc/sys/net/ipv4/tcp_child_ehash_entries').read().strip()}")
+    with open("/proc/sys/net/ipv4/tcp_ehash_entries") as f:
+        host = f.read().strip()
+    print("  established hash: " + (f"each namespace its own, {want} buckets (made from a parent with "
+                                     f"tcp_child_ehash_entries={a.child_ehash})" if want else
+                                     "the host's, shared") +
+          f"; tcp_ehash_entries read inside: {sorted(buckets)}, on the host: {host}")
     for c, ls in loads.items():
         print(f"  load average during {c}: {min(ls):.1f}-{max(ls):.1f}; {hosts[c]}")
+    print(f"  one TCP walk in a small namespace (thread CPU, median over "
+          f"{min(10, a.namespaces)} x 3): established hash "
+          f"{split[0]:.2f} ms; bound-only sockets {split[1]:.2f} ms (the bind hash, which every "
+          f"namespace shares, then the established hash again)")
     print(f"{'tree':10} {'command':24} {'wall med':>9} {'cpu med':>9} {'wall x':>7} {'cpu x':>7}")
     for t, pair in [*((t, list(cmds)) for t in trees), ("kernel", list(floors))]:
         one = got[(t, pair[0])]

@@ -211,16 +211,32 @@ def _delete_namespace(name: str) -> None:
 
 @contextmanager
 def socket_namespace(total: int = 100_000, *, mix: Mix | None = None, per_process: int = 18_000,
-                     prefix: str = "psbench", lifetime: int = 900, setup_timeout: float = 300):
-    """A fresh namespace holding about `total` sockets; always removed afterwards."""
+                     prefix: str = "psbench", lifetime: int = 900, setup_timeout: float = 300,
+                     parent: str | None = None):
+    """A fresh namespace holding about `total` sockets; always removed afterwards.
+
+    `parent`: an `ip netns` name to create the namespace from, so it takes that namespace's
+    net.ipv4.tcp_child_ehash_entries (its own established hash when not 0)."""
     if os.geteuid() != 0:
         raise PermissionError("the socket harness needs root (ip netns add)")
     mix = mix or Mix.of(total)
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    add = ["ip", "netns", "add", name]
+    if parent:
+        # the kernel sizes a new namespace's hash from the creator's network namespace; only
+        # that one is entered (not `ip netns exec`, whose private mount namespace would keep
+        # the /run/netns bind mount from us)
+        add = ["nsenter", f"--net=/run/netns/{parent}", *add]
+    subprocess.run(add, check=True, capture_output=True)
     ns = SocketNamespace(name, mix)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
+        if parent:
+            # a private hash of N buckets also sets TIME_WAIT's cap to N/2 and the SYN backlog
+            # to max(128, N/128) (ip-sysctl.rst): keep ours, or the namespace would not hold the mix
+            for key in ("tcp_max_tw_buckets", "tcp_max_syn_backlog"):
+                with open(f"/proc/sys/net/ipv4/{key}") as f:
+                    ns.run("sysctl", "-qw", f"net.ipv4.{key}={f.read().strip()}", check=True)
         # a wide range so one (src, dst, dport) can hold many connections; this
         # namespace's own sysctl, not the host's
         ns.run("sh", "-c", "echo '1024 65535' > /proc/sys/net/ipv4/ip_local_port_range", check=True)

@@ -85,3 +85,43 @@ def test_benchmark_command_runs_end_to_end(tmp_path):
     assert all(0 < doc["peak_rss_mib"][k] < 150 for k in doc["peak_rss_mib"])
     assert "targets (issue 3)" in r.stdout
     assert doc["namespace"].startswith("psbench-") and doc["namespace"] not in _namespaces()
+
+
+def test_harness_makes_the_namespace_from_a_parent_with_its_own_hash():
+    """parent=: the namespace is created inside the parent's network namespace, so it takes
+    the parent's tcp_child_ehash_entries (its own established hash, read back inside), and
+    still holds more TIME_WAIT than the N/2 the kernel would cap it at; the host's setting
+    is untouched and both namespaces are gone afterwards."""
+    from benchmarks.bench_allnetns import ehash_buckets, ehash_parent
+    from benchmarks.harness import Mix, socket_namespace
+
+    def host_child_ehash() -> str:
+        with open("/proc/sys/net/ipv4/tcp_child_ehash_entries") as f:
+            return f.read()
+    before = host_child_ehash()
+    with ehash_parent(50, "pstestharn") as parent:
+        assert parent in _namespaces()
+        with socket_namespace(mix=Mix(200, 300, 0), prefix="pstestharn", parent=parent) as ns:
+            assert ehash_buckets([ns.name]) == {64}                 # 50 rounded up to 2^n
+            assert ehash_buckets([parent]) == {-int(open("/proc/sys/net/ipv4/tcp_ehash_entries").read())}
+            assert ns.count_time_wait() >= 295                       # not capped at 64 / 2
+            name = ns.name
+        assert name not in _namespaces()
+    assert parent not in _namespaces()
+    assert host_child_ehash() == before
+
+
+def test_allnetns_benchmark_child_ehash_runs_end_to_end():
+    """bench_allnetns --child-ehash, tiny: both layouts made with their own hash, checked
+    inside, measured, and every namespace removed."""
+    import os
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_allnetns", "--namespaces", "2", "--sockets", "100",
+                          "--rounds", "1", "--only-ours", "--child-ehash", "100"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-2000:]
+    assert "each namespace its own, 128 buckets" in out and "read inside: [128]" in out
+    assert "kernel floor (all)" in out
+    # its namespaces (the parent too) are named psall<pid>...
+    assert not [n for n in _namespaces() if n.startswith(f"psall{p.pid}")]
