@@ -24,6 +24,8 @@ plain frozen classes, and the patterns are compiled on the first cgroup that nam
 """
 from __future__ import annotations
 
+from .value import Frozen
+
 _HEX64 = r"[0-9a-f]{64}"
 QOS_CLASSES = ("guaranteed", "burstable", "besteffort")
 # every form the patterns know names one of these: a host process's file is skipped with a
@@ -54,33 +56,7 @@ def _patterns() -> dict:
     return _RX
 
 
-class _Frozen:
-    """A value: fields in __slots__, equal and hashed by them, read-only once made."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, k) for k in self.__slots__)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__qualname__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
-
-
-class Container(_Frozen):
+class Container(Frozen):
     """A container as its cgroup names it."""
 
     __slots__ = ("runtime", "id")
@@ -88,15 +64,14 @@ class Container(_Frozen):
     id: str
 
     def __init__(self, runtime: str, id: str) -> None:
-        object.__setattr__(self, "runtime", runtime)
-        object.__setattr__(self, "id", id)
+        self._init(runtime=runtime, id=id)
 
     def to_json(self) -> dict:
         """{"runtime", "id"} as `namespaces --json` prints it."""
         return {"runtime": self.runtime, "id": self.id}
 
 
-class Pod(_Frozen):
+class Pod(Frozen):
     """A Kubernetes pod as the kubelet's cgroup names it."""
 
     __slots__ = ("uid", "qos")
@@ -104,15 +79,14 @@ class Pod(_Frozen):
     qos: str              # guaranteed | burstable | besteffort
 
     def __init__(self, uid: str, qos: str) -> None:
-        object.__setattr__(self, "uid", uid)
-        object.__setattr__(self, "qos", qos)
+        self._init(uid=uid, qos=qos)
 
     def to_json(self) -> dict:
         """{"uid", "qos"} as `namespaces --json` prints it."""
         return {"uid": self.uid, "qos": self.qos}
 
 
-class Identity(_Frozen):
+class Identity(Frozen):
     """What one cgroup path (or /proc/PID/cgroup file) says: container and pod, each or None."""
 
     __slots__ = ("container", "pod")
@@ -120,8 +94,7 @@ class Identity(_Frozen):
     pod: Pod | None
 
     def __init__(self, container: Container | None = None, pod: Pod | None = None) -> None:
-        object.__setattr__(self, "container", container)
-        object.__setattr__(self, "pod", pod)
+        self._init(container=container, pod=pod)
 
     def __bool__(self) -> bool:
         return bool(self.container or self.pod)

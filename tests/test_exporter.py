@@ -413,7 +413,10 @@ def test_web_view_is_served_from_the_scrapes_collections(loaded, monkeypatch):
     # pages and scrapes together: every request answered, scrapes single-flight
     out: list = []
     fns = [routes["/api/pressure"], routes["/metrics"]] * 10
-    ts = [threading.Thread(target=lambda f=f: out.append(f())) for f in fns]
+    # all arrive together (a thread started late would come after a fast collection ended
+    # and rightly start another: that is timing, not single flight)
+    gate = threading.Barrier(len(fns))
+    ts = [threading.Thread(target=lambda f=f: (gate.wait(10), out.append(f()))) for f in fns]
     for t in ts:
         t.start()
     for t in ts:
