@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -282,24 +283,63 @@ def test_background_follower_reaps_expired_entries_inside_the_namespace(netns):
     from portscope.netns import entered
     p = _setup(netns)
     rules = _rules(netns)
-    netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "2")
-    netns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "2")
+    netns.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "4")
+    netns.sysctl("net.netfilter.nf_conntrack_udp_timeout", "4")
     w = SnatWatch(background=True)
     try:
         with entered(netns.name):
             w.tally()
         _do(p, "open 4", "tw 6", "udp 5")
-        with w._lock:
-            before = _summary(w.book.destinations(rules))
-        assert sum(d[4] for d in before) == 15
+        deadline, seen = time.monotonic() + 2, 0
+        while time.monotonic() < deadline and seen < 15:    # the follower applies them as they come
+            time.sleep(0.05)
+            with w._lock:
+                seen = sum(d[4] for d in _summary(w.book.destinations(rules)))
+        assert seen == 15
         reaped = w._reaped_at
-        time.sleep(2 + REAP_EVERY + 1.5)
+        time.sleep(4 + REAP_EVERY + 1.5)
         with w._lock:
             after = _summary(w.book.destinations(rules))
         assert w._reaped_at > reaped
         with entered(netns.name):
             dumped = _summary(count_snat().destinations(rules))
         assert after == dumped and [(d[0], d[4], d[5]) for d in after] == [("tcp", 4, 0)]
+    finally:
+        w.close()
+        p.kill()
+
+
+@needs_netns
+def test_background_follower_pays_the_dumps_between_scrapes(netns):
+    """Entries older than the subscription (no events) and a burst that overflows a tiny
+    buffer: the follower dumps for both itself, between scrapes, and the tally() after
+    them dumps nothing and equals a fresh dump and conntrack."""
+    from portscope.nat.events import SnatWatch
+    from portscope.netns import entered
+    p = _setup(netns)
+    rules = _rules(netns)
+    w = SnatWatch(rcvbuf=4096, refresh=1.0, background=True)
+    try:
+        _do(p, "udp 5", "open 2")                      # before the subscription: unconfirmed
+        with entered(netns.name):
+            w.tally()
+        assert w.resyncs == {"start": 1} and w.book.unconfirmed == 7
+        _do(p, "udp 60", "tw 20")                      # far more events than 4 KiB hold
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (w.resyncs["overflow"] and w.resyncs["unconfirmed"]):
+            time.sleep(0.1)
+        assert w.resyncs["overflow"] >= 1 and w.resyncs["unconfirmed"] >= 1, w.resyncs
+        time.sleep(0.5)
+        main, by_scrape, real = threading.get_ident(), [], w._resync
+
+        def spy(reason):
+            if threading.get_ident() == main:
+                by_scrape.append(reason)
+            return real(reason)
+        w._resync = spy
+        kept = _compare(netns, w, rules)               # tally() first: it must not dump
+        assert by_scrape == []
+        assert [d[4] for d in kept if d[0] == "udp" and d[3] == 5002] == [65]
     finally:
         w.close()
         p.kill()

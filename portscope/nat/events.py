@@ -82,6 +82,7 @@ RESYNC_TRIES = 3
 # the follower reaps (see SnatWatch._reap) every REAP_EVERY seconds, or less often when a
 # reap takes long (a large table): at most 1/REAP_SHARE of a core
 REAP_EVERY, REAP_SHARE = 2.0, 50
+FOLLOWER_GRACE = 2.0            # tally() leaves the follower's walks and dumps to it until this late
 MAX_DRAIN = 1_000_000                  # events read in one scrape at most (about 5 s)
 
 # the packed value of one entry
@@ -563,7 +564,9 @@ class SnatWatch:
     background=True (the exporter's): a daemon thread applies the events as they come,
     between scrapes, so the receive buffer holds what arrives in about a second, not in a
     whole scrape interval (a busy node's flows would overflow it and make every scrape
-    dump); an overflow it meets is resynced by the next tally()."""
+    dump). Through a socket tally() opened in the namespace it also does the reaping walk
+    and the dumps after an overflow and for unconfirmed entries, so after the first one a
+    scrape dumps only when that socket failed."""
 
     def __init__(self, rcvbuf: int = EVENT_RCVBUF, refresh: float = UNCONFIRMED_REFRESH, reap: bool = True,
                  background: bool = False) -> None:
@@ -624,27 +627,35 @@ class SnatWatch:
                 ready, _, _ = select.select([sock], [], [], 1.0)
             except (OSError, ValueError):
                 return                          # closed under us
-            # only through the socket opened in the namespace: this thread is not in it
-            reap = (self.reap and self._reap_sock is not None
-                    and time.monotonic() - self._reaped_at >= self._reap_period)
-            if not ready and not reap:
+            # walks and dumps only through the socket opened in the namespace: this thread
+            # is not in it (without that socket they stay with tally())
+            inside = self._reap_sock is not None
+            now = time.monotonic()
+            reap = inside and self.reap and now - self._reaped_at >= self._reap_period
+            book = self.book
+            refresh = inside and book is not None and book.unconfirmed > 0 and now - self.dumped_at >= self.refresh
+            if not (ready or reap or refresh or (inside and self._overflowed)):
                 continue
             with self._lock:
                 if self.sock is not sock:
                     return
-                waiting = self.book is None or self._overflowed
-                if not waiting:
-                    try:
+                if self.book is None:
+                    continue
+                try:
+                    if inside and (self._overflowed or refresh):
+                        # the dump a scrape would pay, paid here between scrapes
+                        self._resync("overflow" if self._overflowed else "unconfirmed")
+                    elif not self._overflowed:
                         if reap:
                             self._reap()
                         self._drain(self.book)
-                    except Overflow:
-                        self._overflowed = True     # the next tally() resyncs
-                    except Exception:
-                        self._thread_sock = None    # tally()'s own drain meets and reports it
-                        return
-            if waiting or self._overflowed:
-                time.sleep(0.2)                 # still readable: do not spin until the resync
+                except Overflow:
+                    self._overflowed = True     # resynced on the next turn (or by tally())
+                except Exception:
+                    self._thread_sock = None    # tally() meets and reports it
+                    return
+            if self._overflowed and not inside:
+                time.sleep(0.2)                 # still readable: do not spin until tally() resyncs
 
     def _tally(self) -> SnatBook | SnatTally:
         if events_setting() == 0:
@@ -658,7 +669,7 @@ class SnatWatch:
             self.close()
             self._subscribe(ino)
             self._resync("start")
-        elif self.book.unconfirmed and time.monotonic() - self.dumped_at >= self.refresh:
+        elif self.book.unconfirmed and time.monotonic() - self.dumped_at >= self.refresh + self._grace():
             # the queued events are applied after the dump (the stream since the
             # subscription is complete), and the dump removes expired entries itself
             self._resync("unconfirmed")
@@ -666,7 +677,7 @@ class SnatWatch:
             # a follower that reaped lately spares the scrape the walk (the book then lags
             # the kernel's expiries by at most that period, as the kernel's own count does
             # until its garbage collector comes)
-            if self.reap and time.monotonic() - self._reaped_at >= self._reap_period + 1.0:
+            if self.reap and time.monotonic() - self._reaped_at >= self._reap_period + self._grace():
                 self._reap()
             try:
                 if self._overflowed:
@@ -695,13 +706,29 @@ class SnatWatch:
             raise _mapped(CtnetlinkError(str(e), e.errno))
         self.sock, self.ns = s, ino
 
+    def _grace(self) -> float:
+        """How late a follower that walks and dumps may be before tally() does it (its
+        loop wakes at least once a second)."""
+        return FOLLOWER_GRACE if self.background and self._reap_sock is not None else 0.0
+
+    def _drop_reap_sock(self, sock: socket.socket) -> None:
+        """Forget the follower's in-namespace socket (after a failed walk on it): the
+        follower then only drains, and tally() walks and dumps."""
+        if sock is self._reap_sock:
+            self._reap_sock = None
+
     def _dump(self, consume) -> None:
         try:
-            sock = ctnetlink.open_socket()
+            # the follower's socket was opened in the namespace: a thread outside it can dump
+            sock = self._reap_sock or ctnetlink.open_socket()
             try:
                 ctnetlink.dump_groups(sock, consume, status=IPS_SRC_NAT)
+            except BaseException:
+                self._drop_reap_sock(sock)      # a dump cut short leaves replies queued in it
+                raise
             finally:
-                sock.close()
+                if sock is not self._reap_sock:
+                    sock.close()
         except CtnetlinkError as e:
             raise _mapped(e)
 
@@ -724,6 +751,9 @@ class SnatWatch:
             sock = self._reap_sock or ctnetlink.open_socket()
             try:
                 ctnetlink.dump_groups(sock, count, status=IPS_TEMPLATE)
+            except BaseException:
+                self._drop_reap_sock(sock)
+                raise
             finally:
                 if sock is not self._reap_sock:
                     sock.close()
