@@ -161,13 +161,14 @@ def versus_conntrack(ns: str, runs: int, trees: dict[str, str]) -> None:
               f"peak RSS {max(peak[label]):.1f} MB (target <= 150 MB)")
 
 
-EXPORTER = r"""
-import resource, statistics, sys, time
+# both timed child scripts: the namespace ns (argv[1]), and two collectors over it, one
+# without the NAT series (`plain`) and one with them (`nat`)
+COLLECTORS = r"""
+import json, resource, statistics, sys, time
 import portscope.exporter as ex
-from portscope.exporter import Exporter, PortscopeCollector, read_sample
-ns, runs = sys.argv[1], int(sys.argv[2])
 import portscope.nat.metrics as nm
-nm.watch(ns).refresh = 0.0     # every entry predates the exporter: each scrape dumps (as before events)
+from portscope.exporter import Exporter, PortscopeCollector, read_sample
+ns = sys.argv[1]
 def sockets_only(n, top):
     # read_sample calls the exporter module's own read_nat: without NAT it is None there
     orig = ex.read_nat
@@ -178,6 +179,11 @@ def sockets_only(n, top):
         ex.read_nat = orig
 plain = Exporter(PortscopeCollector([ns], reader=sockets_only))
 nat = Exporter(PortscopeCollector([ns], reader=read_sample))
+"""
+
+EXPORTER = COLLECTORS + r"""
+runs = int(sys.argv[2])
+nm.watch(ns).refresh = 0.0     # every entry predates the exporter: each scrape dumps (as before events)
 assert b"portscope_snat_destination_ports_in_use{" not in plain.render()
 assert b"portscope_snat_destination_ports_in_use{" in nat.render()    # warm: imports, NAT rules cache
 import socket, struct
@@ -231,21 +237,7 @@ def exporter_cost(ns: str, runs: int, trees: dict[str, str]) -> None:
               "--long-lived measures the exporter that was running while the flows came)")
 
 
-LIVE = r"""
-import json, resource, sys, time
-import portscope.exporter as ex
-import portscope.nat.metrics as nm
-from portscope.exporter import Exporter, PortscopeCollector, read_sample
-ns = sys.argv[1]
-def sockets_only(n, top):
-    orig = ex.read_nat
-    ex.read_nat = lambda *a, **k: None
-    try:
-        return read_sample(n, top)
-    finally:
-        ex.read_nat = orig
-plain = Exporter(PortscopeCollector([ns], reader=sockets_only))
-nat = Exporter(PortscopeCollector([ns], reader=read_sample))
+LIVE = COLLECTORS + r"""
 plain.render()
 assert b"portscope_conntrack_events_tracking{" in nat.render()     # subscribed, seeded
 def timed(fn):

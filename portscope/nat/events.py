@@ -718,11 +718,16 @@ class SnatWatch:
             self._reap_sock = None
 
     def _dump(self, consume) -> None:
+        self._walk(consume, IPS_SRC_NAT)
+
+    def _walk(self, consume, status: int) -> None:
+        """One ctnetlink dump of the entries with `status` (dump_groups) in the watched
+        namespace: through the follower's socket, opened there, so a thread outside it can
+        walk too; else a socket of the calling thread's namespace, for this walk only."""
         try:
-            # the follower's socket was opened in the namespace: a thread outside it can dump
             sock = self._reap_sock or ctnetlink.open_socket()
             try:
-                ctnetlink.dump_groups(sock, consume, status=IPS_SRC_NAT)
+                ctnetlink.dump_groups(sock, consume, status=status)
             except BaseException:
                 self._drop_reap_sock(sock)      # a dump cut short leaves replies queued in it
                 raise
@@ -746,19 +751,7 @@ class SnatWatch:
             got[0] += len(blob) // length
 
         start = time.monotonic()
-        try:
-            # the follower's socket was opened in the namespace: a thread outside it can walk
-            sock = self._reap_sock or ctnetlink.open_socket()
-            try:
-                ctnetlink.dump_groups(sock, count, status=IPS_TEMPLATE)
-            except BaseException:
-                self._drop_reap_sock(sock)
-                raise
-            finally:
-                if sock is not self._reap_sock:
-                    sock.close()
-        except CtnetlinkError as e:
-            raise _mapped(e)
+        self._walk(count, IPS_TEMPLATE)
         self._reaped_at = now = time.monotonic()
         self._reap_period = max(REAP_EVERY, (now - start) * REAP_SHARE)
         if got[0]:
