@@ -464,7 +464,11 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     buf = bytearray(RECV_BYTES)
     seq = 0
     tcp = PROTO_CODES["tcp"]
-    via_iter = auto and "tcp" in protos and os.environ.get("PORTSCOPE_TCP_READER", "") != "sock_diag"
+    # census reads (--all-netns: many namespaces, most of them small, in one shared hash)
+    # stay with sock_diag: its one counted walk beat the iterator's walk plus the bind-hash
+    # walk there (README, Performance: "the BPF TCP iterator")
+    via_iter = (auto and not census and "tcp" in protos
+                and os.environ.get("PORTSCOPE_TCP_READER", "") != "sock_diag")
     if via_iter:
         from . import tcpiter  # ctypes and the BPF loader: only for reads that want the AUTO bit
     try:
