@@ -469,6 +469,10 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     # walk there (README, Performance: "the BPF TCP iterator")
     via_iter = (auto and not census and "tcp" in protos
                 and os.environ.get("PORTSCOPE_TCP_READER", "") != "sock_diag")
+    if via_iter and os.geteuid() != 0:
+        # said here, before importing ctypes and the loader for nothing
+        table.notes.append("TCP read with sock_diag: not root (a BPF iterator needs CAP_BPF and CAP_PERFMON)")
+        via_iter = False
     if via_iter:
         from . import tcpiter  # ctypes and the BPF loader: only for reads that want the AUTO bit
     try:
