@@ -206,3 +206,23 @@ def test_layout_cache_is_written_read_and_checked(tmp_path, monkeypatch):
         path.write_text(text)
         assert tcpiter.layout(cache_dir=str(tmp_path)).words() == fresh.words()
         assert path.read_text().split("\n")[1].split() == [str(w) for w in fresh.words()]
+
+
+def test_readers_kept_loaded_are_bounded(populated, monkeypatch):
+    """An exporter whose port range changes gets a program per range: at most MAX_READERS
+    stay loaded, the oldest closed, and every reader still reads what sock_diag reads."""
+    from portscope.ports import PortRange
+    from portscope.sockets import tcpiter
+    _iterator_or_fail()
+    tcpiter.forget()
+    first = None
+    for k in range(tcpiter.MAX_READERS + 3):
+        sport = PortRange(1024, 65535 - k)
+        it = _read(populated, monkeypatch, "", model_auto=True, sport=sport)
+        assert _rows(it) == _rows(_read(populated, monkeypatch, "sock_diag", model_auto=True, sport=sport))
+        first = first or next(iter(tcpiter._readers.values()))
+    assert len(tcpiter._readers) == tcpiter.MAX_READERS
+    assert first not in tcpiter._readers.values() and not first.objects.fds   # closed
+    with pytest.raises(tcpiter.Unavailable):
+        list(first.batches())
+    tcpiter.forget()

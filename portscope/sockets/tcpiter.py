@@ -215,17 +215,32 @@ class Reader:
     """One loaded and linked iterator program (a states/port/family filter baked in);
     every read() walks the sockets of the calling thread's network namespace."""
 
-    def __init__(self, objs: bpf.Objects, lay: Layout, states: int, sport: tuple[int, int] | None,
-                 family: int, model: bool) -> None:
+    def __init__(self, lay: Layout, states: int, sport: tuple[int, int] | None, family: int,
+                 model: bool) -> None:
         code = program(lay, states, sport, family, model)
-        fd = objs.prog_load(code, "ps_tcp_iter", kind=bpf.PROG_TRACING,
-                            attach_type=bpf.ATTACH_TRACE_ITER, attach_btf_id=lay.func_id)
-        self.link = objs.link_create(fd, bpf.ATTACH_TRACE_ITER, "ps_tcp_iter")
+        self.objects = objs = bpf.Objects()
+        try:
+            fd = objs.prog_load(code, "ps_tcp_iter", kind=bpf.PROG_TRACING,
+                                attach_type=bpf.ATTACH_TRACE_ITER, attach_btf_id=lay.func_id)
+            self.link = objs.link_create(fd, bpf.ATTACH_TRACE_ITER, "ps_tcp_iter")
+        except BaseException:
+            objs.close()
+            raise
+
+    def close(self) -> None:
+        """Unload: close the link and the program (a walk already opened finishes)."""
+        self.link = -1          # its number may soon name another file: never use it again
+        self.objects.close()
 
     def batches(self) -> "Iterator[bytes]":
         """The records of one walk, about READ_BYTES at a time, each a whole number of
         records (a read may end inside one: the rest waits for the next)."""
-        fd = bpf.iter_open(self.link)
+        if self.link < 0:
+            raise Unavailable("the TCP iterator was unloaded (another port range took its place)")
+        try:
+            fd = bpf.iter_open(self.link)
+        except OSError as e:          # e.g. closed meanwhile by another thread's eviction
+            raise Unavailable(f"opening the TCP iterator: {e}") from None
         try:
             carry = b""
             while True:
@@ -247,7 +262,7 @@ class Reader:
             os.close(fd)
 
 
-_objects: bpf.Objects | None = None
+MAX_READERS = 8       # filter sets kept loaded (a changed port range makes a new one)
 _layout: Layout | None = None
 _readers: dict[tuple, Reader] = {}
 _refused: str | None = None
@@ -256,7 +271,7 @@ _refused: str | None = None
 def reader(states: int, sport: tuple[int, int] | None, family: int, model: bool) -> Reader:
     """The Reader for these filters, loaded once per process (an exporter keeps it between
     scrapes); Unavailable, remembered for the process, when this host cannot run it."""
-    global _objects, _layout, _refused
+    global _layout, _refused
     if _refused is not None:
         raise Unavailable(_refused)
     key = (states, sport, family, model)
@@ -270,9 +285,9 @@ def reader(states: int, sport: tuple[int, int] | None, family: int, model: bool)
             raise Unavailable(f"the kernel has no BTF ({btf.VMLINUX})")
         if _layout is None:
             _layout = layout()
-        if _objects is None:
-            _objects = bpf.Objects()
-        r = _readers[key] = Reader(_objects, _layout, states, sport, family, model)
+        r = _readers[key] = Reader(_layout, states, sport, family, model)
+        while len(_readers) > MAX_READERS:
+            _readers.pop(next(iter(_readers))).close()      # the oldest
         return r
     except Unavailable as e:
         _refused = str(e)
@@ -287,8 +302,7 @@ def reader(states: int, sport: tuple[int, int] | None, family: int, model: bool)
 def forget() -> None:
     """Close every loaded program and forget a refusal (tests; a long-lived process that
     wants to retry)."""
-    global _objects, _refused
-    if _objects is not None:
-        _objects.close()
-    _objects, _refused = None, None
-    _readers.clear()
+    global _refused
+    _refused = None
+    while _readers:
+        _readers.popitem()[1].close()
