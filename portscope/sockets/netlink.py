@@ -539,7 +539,7 @@ def _tcp_by_iterator(table: SocketTable, sock: socket.socket, buf: bytearray, se
     """read_table's TCP with the BPF iterator (tcpiter.py): one walk, every row with its
     AUTO code, then what the iterator cannot see from sock_diag: BOUND_INACTIVE sockets
     (the bind hash) and the listeners' ports. tcpiter.Unavailable when it cannot run; the
-    rows it added are then the caller's to drop."""
+    rows it added are then the caller's to drop. ProtocolMissing as for read_table's walks."""
     from . import tcpiter
     tcp = PROTO_CODES["tcp"]
     family = 0 if set(families) >= {4, 6} else _FAMILY[next(iter(families))]
@@ -551,14 +551,12 @@ def _tcp_by_iterator(table: SocketTable, sock: socket.socket, buf: bytearray, se
     if mask & _BOUND_INACTIVE:
         bc_parts: list[tuple[bool | None, int]] = ([(None, AUTO_UNKNOWN)] if model_auto
                                                   else [(True, AUTO_YES), (False, AUTO_NO)])
+        # (a kernel before BOUND_INACTIVE ignores the bit: no rows, no error)
         for fam in fams:
             for want, col in bc_parts:
                 seq += 1
-                try:
-                    batches = dump_batches(sock, fam, tcp, _BOUND_INACTIVE, bytecode(sport, want), seq, buf)
-                    append_dump(table, batches, tcp, fam, col, seen)
-                except ProtocolMissing:
-                    pass         # a kernel before BOUND_INACTIVE ignores the bit; one without TCP diag fails later
+                batches = dump_batches(sock, fam, tcp, _BOUND_INACTIVE, bytecode(sport, want), seq, buf)
+                append_dump(table, batches, tcp, fam, col, seen)
     return _listeners(table, sock, fams, buf, seq)
 
 
