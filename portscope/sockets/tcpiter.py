@@ -118,9 +118,13 @@ def layout(cache_dir: str | None = CACHE_DIR) -> Layout:
         try:
             os.makedirs(cache_dir, mode=0o755, exist_ok=True)
             tmp = f"{path}.{os.getpid()}"
-            with open(tmp, "w") as f:
-                f.write(key + "\n" + " ".join(map(str, lay.words())) + "\n")
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "w") as f:
+                    f.write(key + "\n" + " ".join(map(str, lay.words())) + "\n")
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         except OSError:
             pass
     return lay
