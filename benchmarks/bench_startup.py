@@ -1,4 +1,4 @@
-"""Start-up: `portscope --help`, `range`, `port 80` (and `namespaces`) against `python -c pass`, in one run.
+"""Start-up: `portscope --help`, `range`, `port 80` (and `namespaces`, `pressure --json`) against `python -c pass`, in one run.
 
     .venv/bin/python -m benchmarks.bench_startup [--rounds 21] [--baseline DIR] [--private-hash] [--json]
 
@@ -24,7 +24,8 @@ also runs in a network namespace with TCP and UDP hash tables of its own
 (net.ipv4.tcp_child_ehash_entries / udp_child_hash_entries set to 1024 in a parent
 namespace the benchmark creates, so the host's settings are untouched): the read then
 walks only that namespace's sockets, as on a machine with no one else's, whatever the other
-jobs hold. Both namespaces are removed at the end.
+jobs hold. Both namespaces are removed at the end. `pressure --json` walks the sockets in
+the range likewise: with a private hash it times start-up and an empty namespace's read.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import uuid
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 COMMANDS = [("--help", ["--help"]), ("range", ["range"]), ("port 80", ["port", "80"]),
-            ("namespaces", ["namespaces"])]
+            ("namespaces", ["namespaces"]), ("pressure --json", ["pressure", "--json"])]
 SCRIPT = os.path.join(os.path.dirname(PY), "portscope")      # the venv's console script (this checkout)
 
 

@@ -7,8 +7,6 @@ refusals into portscope's errors (NotPermitted, SystemReadError) with one-line m
 """
 from __future__ import annotations
 
-from typing import Callable
-
 from . import host, pressure
 from .errors import BadInput, NotPermitted, SystemReadError
 from .forecast import forecast, sample
@@ -16,6 +14,10 @@ from .netns import Namespace
 from .numparse import INTERVAL_S, parse_real
 from .pressure import PressureResult
 from .sockets.table import SocketTable
+
+TYPE_CHECKING = False     # not typing's: `pressure` starts without importing typing
+if TYPE_CHECKING:
+    from typing import Callable
 
 MIN_INTERVAL, MAX_INTERVAL = INTERVAL_S
 MAX_SAMPLES = 1000

@@ -13,9 +13,6 @@ settings are kept by whatever creates it).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 from .remedies import (
     IP_BIND_ADDRESS_NO_PORT,
     bind_no_port_fix,
@@ -26,7 +23,9 @@ from .remedies import (
     sysctl_command,
     wider_range,
 )
+from .value import Frozen
 
+TYPE_CHECKING = False     # not typing's: `pressure` starts without importing typing
 if TYPE_CHECKING:     # pressure imports this module: the types only, for the checker
     from .host import HostFacts
     from .pressure import Destination, PressureResult
@@ -52,15 +51,21 @@ __all__ = ["Finding", "FINDING_IDS", "SEVERITIES", "evaluate", "max_rate", "dest
            "IP_BIND_ADDRESS_NO_PORT"]
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One thing wrong, with the numbers behind it and the exact fix."""
+class Finding(Frozen):
+    """One thing wrong, with the numbers behind it and the exact fix (frozen; equal when all
+    but `evidence` is; `replace()` gives a changed copy)."""
 
+    __slots__ = ("id", "severity", "message", "remedy", "evidence")
+    _uncompared = ("evidence",)
     id: str                       # stable, e.g. "destination-critical"
     severity: str                 # "critical" | "warning" | "info"
     message: str
     remedy: str                   # the exact command or code change
-    evidence: dict = field(default_factory=dict, compare=False)
+    evidence: dict
+
+    def __init__(self, id: str, severity: str, message: str, remedy: str, evidence: dict | None = None) -> None:
+        self._init(id=id, severity=severity, message=message, remedy=remedy,
+                   evidence={} if evidence is None else evidence)
 
     def to_json(self) -> dict:
         """`{"id", "severity", "message", "remedy", "evidence"}`."""

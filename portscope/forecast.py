@@ -19,19 +19,19 @@ from __future__ import annotations
 import sys
 import time
 from array import array
-from collections import Counter
-from dataclasses import replace
+from collections import Counter, namedtuple
 from functools import lru_cache
-from ipaddress import ip_address
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from .findings import Finding, destination_label
 from .pressure import Destination, PressureResult, RowMasks, analyze, row_masks, truncate
 from .remedies import range_command, sysctl_command, wider_range
 from .sockets.table import PROTO_CODES, SocketTable
 
+TYPE_CHECKING = False     # not typing's: `pressure` imports this module and starts without typing
 if TYPE_CHECKING:
+    from typing import Callable, NamedTuple
+
     from .host import HostFacts
 
 
@@ -64,11 +64,16 @@ class PairIds(dict):
         return n
 
 
-class ClientKeys(NamedTuple):
-    """One read's client sockets as keys (see client_keys()) and the pair numbering they use."""
+if TYPE_CHECKING:
+    class ClientKeys(NamedTuple):
+        """One read's client sockets as keys (see client_keys()) and the pair numbering they use."""
 
-    keys: set[int]
-    pairs: PairIds
+        keys: set[int]
+        pairs: PairIds
+else:
+    # collections' namedtuple: typing.NamedTuple would import typing on `pressure`'s start-up
+    ClientKeys = namedtuple("ClientKeys", ("keys", "pairs"))
+    ClientKeys.__doc__ = "One read's client sockets as keys (see client_keys()) and the pair numbering they use."
 
 
 def _pack_rows(t: SocketTable, pairs: PairIds, result: PressureResult | None, client: bytes) -> array:
@@ -192,6 +197,7 @@ def _reuse_applies(tw_reuse: int | None, src: str, dst: str) -> bool:
 def _loopback(a: str) -> tuple[bool, bool] | None:
     # (is loopback, is v4-mapped loopback), None when not an address; cached: few distinct
     # addresses over many destinations
+    from ipaddress import ip_address  # only a forecast under tcp_tw_reuse=2 needs it (as _packed)
     try:
         ip = ip_address(a)
     except ValueError:
@@ -277,12 +283,12 @@ def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable | Non
         _, j, d, rate, sustainable, eta, ss_in_use, tw_ss = r
         got = made.get(j)
         if got is None:
-            got = made[j] = replace(d, rate_per_s=rate, sustainable_rate_per_s=sustainable,
-                                    seconds_to_exhaustion=eta, steady_state_in_use=ss_in_use,
-                                    steady_state_time_wait=tw_ss)
+            got = made[j] = d.replace(rate_per_s=rate, sustainable_rate_per_s=sustainable,
+                                      seconds_to_exhaustion=eta, steady_state_in_use=ss_in_use,
+                                      steady_state_time_wait=tw_ss)
         return got
 
-    # dataclasses.replace() only for the destinations kept (top) and those heading for
+    # replace() only for the destinations kept (top) and those heading for
     # exhaustion (the finding): truncate() only sums the others' in_use (it was 5 ms of the
     # web view's forecast step for 500 destinations)
     shown = len(rows) if top is None else max(0, top)
@@ -296,7 +302,7 @@ def forecast(host_facts: HostFacts, samples: list[tuple[float, SocketTable | Non
             "new_connections": sum(new.values()),
             "rate_per_s": round(sum(new.values()) / elapsed, 3),
             "time_wait_seconds": tw_len, "tcp_tw_reuse": host_facts.tcp_tw_reuse}
-    res = replace(base, destinations=tuple(dests), findings=tuple(findings), forecast=meta)
+    res = base.replace(destinations=tuple(dests), findings=tuple(findings), forecast=meta)
     return truncate(res, top)
 
 
@@ -307,7 +313,9 @@ def _raw_key(d) -> tuple:
 @lru_cache(maxsize=4096)
 def _packed(addr: str) -> bytes:
     # few distinct addresses over many destinations: ip_address() once each (it was 20 ms
-    # of the web view's forecast step for 500 destinations)
+    # of the web view's forecast step for 500 destinations); ipaddress only here: plain
+    # `pressure` starts without it
+    from ipaddress import ip_address
     return ip_address(addr).packed
 
 

@@ -44,10 +44,8 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import Counter
-from dataclasses import dataclass, replace
 from itertools import compress
 from operator import itemgetter
-from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from . import netns as _netns
 from .findings import Finding, evaluate
@@ -66,20 +64,27 @@ from .sockets.table import (
     SocketTable,
     format_addr,
 )
+from .value import Frozen
 
+TYPE_CHECKING = False     # not typing's: `pressure` starts without importing typing (or dataclasses)
 if TYPE_CHECKING:
+    from typing import Callable, Collection, Sequence
+
     from .host import HostFacts
 
 PARITY_FAR = 0.5     # bind(0) inference only while a destination uses < half its LOW-parity ports
 _BOUND_INACTIVE = 13
 _UDP_PROTOS = (PROTO_UDP, PROTO_UDPLITE)
 _FEW_LISTENERS = 64
+_set = object.__setattr__
 
 
-@dataclass(frozen=True)
-class Destination:
-    """Port use toward one (proto, src IP, dst IP, dst port)."""
+class Destination(Frozen):
+    """Port use toward one (proto, src IP, dst IP, dst port); frozen, `replace()` gives a changed copy."""
 
+    __slots__ = ("proto", "src", "dst", "dport", "in_use", "time_wait", "capacity", "utilization", "bind_held",
+                 "rate_per_s", "sustainable_rate_per_s", "seconds_to_exhaustion", "steady_state_in_use",
+                 "steady_state_time_wait")
     proto: str
     src: str
     dst: str
@@ -88,13 +93,33 @@ class Destination:
     time_wait: int
     capacity: int
     utilization: float
-    bind_held: int = 0                        # of in_use: sockets that hold their port globally
+    bind_held: int                            # of in_use: sockets that hold their port globally
     # forecast (set by forecast.forecast; None without --interval)
-    rate_per_s: float | None = None
-    sustainable_rate_per_s: float | None = None
-    seconds_to_exhaustion: float | None = None
-    steady_state_in_use: int | None = None
-    steady_state_time_wait: int | None = None
+    rate_per_s: float | None
+    sustainable_rate_per_s: float | None
+    seconds_to_exhaustion: float | None
+    steady_state_in_use: int | None
+    steady_state_time_wait: int | None
+
+    def __init__(self, proto: str, src: str, dst: str, dport: int, in_use: int, time_wait: int, capacity: int,
+                 utilization: float, bind_held: int = 0, rate_per_s: float | None = None,
+                 sustainable_rate_per_s: float | None = None, seconds_to_exhaustion: float | None = None,
+                 steady_state_in_use: int | None = None, steady_state_time_wait: int | None = None) -> None:
+        # one call per field, not _init(**kw): analyze() makes one per destination
+        _set(self, "proto", proto)
+        _set(self, "src", src)
+        _set(self, "dst", dst)
+        _set(self, "dport", dport)
+        _set(self, "in_use", in_use)
+        _set(self, "time_wait", time_wait)
+        _set(self, "capacity", capacity)
+        _set(self, "utilization", utilization)
+        _set(self, "bind_held", bind_held)
+        _set(self, "rate_per_s", rate_per_s)
+        _set(self, "sustainable_rate_per_s", sustainable_rate_per_s)
+        _set(self, "seconds_to_exhaustion", seconds_to_exhaustion)
+        _set(self, "steady_state_in_use", steady_state_in_use)
+        _set(self, "steady_state_time_wait", steady_state_time_wait)
 
     @property
     def key(self) -> tuple:
@@ -126,11 +151,12 @@ class Destination:
         return d
 
 
-@dataclass(frozen=True)
-class GlobalUse:
+class GlobalUse(Frozen):
     """Ports of the usable pool held by anything, and by what (counts are distinct ports
-    except `sockets`, `time_wait` and `connect`, which count sockets)."""
+    except `sockets`, `time_wait` and `connect`, which count sockets); frozen."""
 
+    __slots__ = ("in_use", "capacity", "utilization", "range_size", "reserved_in_range", "listeners", "bind_held",
+                 "bind_inferred", "udp", "connect", "time_wait", "sockets", "tcp_exclusive", "udp_exclusive")
     in_use: int
     capacity: int                 # |U|: range minus reserved ports inside it
     utilization: float
@@ -146,32 +172,46 @@ class GlobalUse:
     tcp_exclusive: int            # |G_tcp|: ports no TCP connect() can use
     udp_exclusive: int            # |G_udp|
 
+    def __init__(self, in_use: int, capacity: int, utilization: float, range_size: int, reserved_in_range: int,
+                 listeners: int, bind_held: int, bind_inferred: int, udp: int, connect: int, time_wait: int,
+                 sockets: int, tcp_exclusive: int, udp_exclusive: int) -> None:
+        self._init(in_use=in_use, capacity=capacity, utilization=utilization, range_size=range_size,
+                   reserved_in_range=reserved_in_range, listeners=listeners, bind_held=bind_held,
+                   bind_inferred=bind_inferred, udp=udp, connect=connect, time_wait=time_wait, sockets=sockets,
+                   tcp_exclusive=tcp_exclusive, udp_exclusive=udp_exclusive)
+
     def to_json(self) -> dict:
         """Every field by its name, utilization rounded to 6 places."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = self.fields()
         d["utilization"] = round(self.utilization, 6)
         return d
 
 
-@dataclass(frozen=True)
-class ProcessUse:
-    """Client sockets (and the distinct ports they hold) of one process."""
+class ProcessUse(Frozen):
+    """Client sockets (and the distinct ports they hold) of one process; frozen."""
 
+    __slots__ = ("pid", "command", "in_use", "ports")
     pid: int | None
     command: str | None
     in_use: int                   # client sockets with a local port in U
-    ports: int = 0                # distinct ports of U those sockets hold (not in JSON yet:
+    ports: int                    # distinct ports of U those sockets hold (not in JSON yet:
                                   # docs/json.md documents processes[] key by key)
+
+    def __init__(self, pid: int | None, command: str | None, in_use: int, ports: int = 0) -> None:
+        self._init(pid=pid, command=command, in_use=in_use, ports=ports)
 
     def to_json(self) -> dict:
         """`{"pid", "command", "in_use"}` (pid and command null when unknown)."""
         return {"pid": self.pid, "command": self.command, "in_use": self.in_use}
 
 
-@dataclass(frozen=True)
-class PressureResult:
-    """Everything analyze() found: global use, destinations worst first, findings."""
+class PressureResult(Frozen):
+    """Everything analyze() found: global use, destinations worst first, findings (frozen;
+    `replace()` gives a changed copy)."""
 
+    __slots__ = ("os", "range", "reserved", "unprivileged_port_start", "tcp_tw_reuse", "time_wait_seconds",
+                 "global_", "destinations", "destinations_total", "others", "findings", "processes", "backend",
+                 "netns", "forecast", "listener_ports", "connect_window_loss", "range_window_loss")
     os: str
     range: PortRange
     reserved: PortSet
@@ -182,16 +222,30 @@ class PressureResult:
     destinations: tuple[Destination, ...]          # worst first; top-N when asked
     destinations_total: int                        # before top-N
     others: dict                                   # {"destinations", "in_use"} beyond top-N
-    findings: tuple[Finding, ...] = ()
-    processes: tuple[ProcessUse, ...] = ()         # with process=True
-    backend: str | None = None
-    netns: str | None = None
-    forecast: dict | None = None                   # {"samples", "interval_s", "elapsed_s"}
-    listener_ports: tuple[int, ...] = ()           # TCP listeners inside U (sorted)
+    findings: tuple[Finding, ...]
+    processes: tuple[ProcessUse, ...]              # with process=True
+    backend: str | None
+    netns: str | None
+    forecast: dict | None                          # {"samples", "interval_s", "elapsed_s"}
+    listener_ports: tuple[int, ...]                # TCP listeners inside U (sorted)
     # equal-parity ends: ports one connect() may skip (0 or 1; see the module doc), given
     # what bind() holds now / given the range and reservations alone
-    connect_window_loss: int = 0
-    range_window_loss: int = 0
+    connect_window_loss: int
+    range_window_loss: int
+
+    def __init__(self, os: str, range: PortRange, reserved: PortSet, unprivileged_port_start: int,
+                 tcp_tw_reuse: int | None, time_wait_seconds: int, global_: GlobalUse,
+                 destinations: tuple[Destination, ...], destinations_total: int, others: dict,
+                 findings: tuple[Finding, ...] = (), processes: tuple[ProcessUse, ...] = (),
+                 backend: str | None = None, netns: str | None = None, forecast: dict | None = None,
+                 listener_ports: tuple[int, ...] = (), connect_window_loss: int = 0,
+                 range_window_loss: int = 0) -> None:
+        self._init(os=os, range=range, reserved=reserved, unprivileged_port_start=unprivileged_port_start,
+                   tcp_tw_reuse=tcp_tw_reuse, time_wait_seconds=time_wait_seconds, global_=global_,
+                   destinations=destinations, destinations_total=destinations_total, others=others,
+                   findings=findings, processes=processes, backend=backend, netns=netns, forecast=forecast,
+                   listener_ports=listener_ports, connect_window_loss=connect_window_loss,
+                   range_window_loss=range_window_loss)
 
     @property
     def worst(self) -> Destination | None:
@@ -561,7 +615,7 @@ def analyze(host_facts: HostFacts, socket_table: SocketTable, *, top: int | None
         listener_ports=tuple(sorted(listen_in_u)),
         connect_window_loss=loss, range_window_loss=window_loss(host_facts, usable),
     )
-    result = replace(result, findings=tuple(evaluate(result, host_facts, process=process)))
+    result = result.replace(findings=tuple(evaluate(result, host_facts, process=process)))
     return truncate(result, top)
 
 
@@ -602,4 +656,4 @@ def truncate(result: PressureResult, top: int | None) -> PressureResult:
     keep, rest = result.destinations[:max(0, top)], result.destinations[max(0, top):]
     others = {"destinations": result.others["destinations"] + len(rest),
               "in_use": result.others["in_use"] + sum(d.in_use for d in rest)}
-    return replace(result, destinations=keep, others=others)
+    return result.replace(destinations=keep, others=others)

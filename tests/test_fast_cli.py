@@ -191,6 +191,11 @@ def test_fast_shapes_never_import_click():
             assert not extra & {"click", "portscope.host.bsd", "portscope.host.windows"}, (argv, extra)
         else:
             assert not extra & heavy, (argv, extra & heavy)
+    # `pressure` and `pressure --json` too: its result types are Frozen, forecast's ipaddress
+    # loads only for a forecast, and the JSON goes through the C encoder alone
+    for argv in (["pressure"], ["pressure", "--json"]):
+        extra = _modules_after(argv) - set(r.stdout.split())
+        assert "portscope.pressure" in extra and not extra & heavy, (argv, extra & heavy)
     # anything else, and the escape hatch, is click's
     assert "click" in _modules_after(["--json", "range"])
     assert "click" in _modules_after(["range"], {"PORTSCOPE_NO_FAST": "1"})

@@ -15,7 +15,7 @@ import errno
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 from .. import host, natprobe
@@ -188,4 +188,4 @@ def with_nat(res: "PressureResult", netns: str | None = None) -> "tuple[Pressure
     if not rep.present:
         return res, None
     extra = tuple(Finding(f["id"], f["severity"], f["message"], f["remedy"]) for f in rep.findings)
-    return replace(res, findings=tuple(res.findings) + extra), rep
+    return res.replace(findings=tuple(res.findings) + extra), rep
