@@ -30,7 +30,9 @@ LAZY_OK = {"numpy", "matplotlib", "matplotlib.pyplot", "yaml", "bcrypt", "psutil
            # host: only the running OS's backend (the BSD and Windows ones import re)
            "portscope.host.linux", "portscope.host.bsd", "portscope.host.windows",
            "gzip",     # registry: only writing the data file needs the gzip module (reading uses zlib)
-           "ipaddress"}     # sockets.filters: only --src/--dst parse networks
+           "ipaddress",     # sockets.filters: only --src/--dst parse networks
+           # portinfo: a free port is answered by portprobe; the socket table only for a held one
+           "portscope.sockets", "portscope.sockets.owners"}
 COMPAT = {"portscope.classify", "portscope.webconfig"}     # old paths that re-export
 ENTRY_POINTS = {"portscope.__main__", "portscope.front.fast"}    # may import the cli (see the docstring)
 PRESENTATION = ("portscope.cli", "portscope.front")     # imports where used, so each command pays only its own
