@@ -20,8 +20,8 @@ refused or failed dump, no netlink) answers True, and the readers run as before.
 from __future__ import annotations
 
 import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
+import _struct as struct  # the C module: struct.py only re-exports it (one module less on `port N`'s path)
 import os
-import struct
 import sys
 
 from .errors import PortscopeError
