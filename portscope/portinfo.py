@@ -179,7 +179,7 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
     proto = registry.check_proto(proto)
     if facts is None:
         facts = read_facts(netns)
-    reg = reg or registry.default()
+    reg = reg if reg is not None else registry.default()    # not `reg or`: len() would parse every row
     cap = has_cap_net_bind_service() if cap is None else cap
     protos = (proto,) if proto else registry.PROTOCOLS
     prule = privilege_rule(facts)
@@ -199,11 +199,12 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
             rows = bound[port]
     if proto:
         rows = [r for r in rows if r["proto"] == proto]
+    services, iana_status = reg.port_summary(port, proto, protos)
     return PortFacts(
         port=port,
         port_class=port_class(port),
-        services=tuple(reg.services_for_port(port, proto)),
-        iana_status={p: reg.status(port, p) for p in protos},
+        services=tuple(services),
+        iana_status=iana_status,
         privileged=privileged,
         bind_allowed=not privileged or cap,
         in_ephemeral_range=in_range,
@@ -229,7 +230,7 @@ def describe_name(name: str, proto: str | None = None, netns: str | None = None,
     """Every port registered under service `name`, each classified (one socket dump for all)."""
 
     proto = registry.check_proto(proto)
-    reg = reg or registry.default()
+    reg = reg if reg is not None else registry.default()
     ports = reg.ports_for_name(name, proto)
     if not ports:
         if reg.rows_for_name(name, proto):

@@ -219,6 +219,13 @@ class Registry:
                 out.append(s)
         return out
 
+    def port_summary(self, port: int, proto: str | None, protos: Iterable[str]) -> tuple[list[Service], dict[str, str]]:
+        """`services_for_port(port, proto)` and `status(port, p)` for each of `protos`, from
+        one look-up of the port's rows (what `portscope port N` shows)."""
+        rows = self.rows_for_port(port)
+        services = [s for s in rows if s.status == ASSIGNED and s.name and s.covers(port, proto)]
+        return services, {p: _status_of([s for s in rows if s.covers(port, p)]) for p in protos}
+
     def services_for_port(self, port: int, proto: str | None = None) -> list[Service]:
         """The named, assigned services on `port` (optionally for one transport)."""
         return [s for s in self.rows_for_port(port, proto) if s.status == ASSIGNED and s.name]
