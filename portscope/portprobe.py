@@ -76,28 +76,29 @@ class _Undecided(Exception):
     pass
 
 
-def _replies(sock: socket.socket, seq: int) -> int:
-    """Replies to dump `seq` before its NLMSG_DONE; _Undecided on an error or a cut dump."""
-    n = 0
+def _any_reply(sock: socket.socket, seq: int) -> bool:
+    """Does dump `seq` return a socket? True at its first reply (the rest of the dump is left
+    unread: closing the socket drops it), False at its NLMSG_DONE; _Undecided on an error
+    reply or a cut dump."""
+    order = sys.byteorder
     while True:
         buf = sock.recv(RECV_BYTES)
         if not buf:
             raise _Undecided
         pos = 0
         while pos + 16 <= len(buf):
-            length = int.from_bytes(buf[pos:pos + 4], sys.byteorder)
-            kind = int.from_bytes(buf[pos + 4:pos + 6], sys.byteorder)
-            flags = int.from_bytes(buf[pos + 6:pos + 8], sys.byteorder)
+            length = int.from_bytes(buf[pos:pos + 4], order)
             if length < 16 or pos + length > len(buf):
                 raise _Undecided
-            if int.from_bytes(buf[pos + 8:pos + 12], sys.byteorder) == seq:
-                if kind == NLMSG_ERROR or flags & NLM_F_DUMP_INTR:
+            if int.from_bytes(buf[pos + 8:pos + 12], order) == seq:
+                kind = int.from_bytes(buf[pos + 4:pos + 6], order)
+                if kind == NLMSG_ERROR or int.from_bytes(buf[pos + 6:pos + 8], order) & NLM_F_DUMP_INTR:
                     raise _Undecided
-                if kind == NLMSG_DONE:
-                    if length >= 20 and int.from_bytes(buf[pos + 16:pos + 20], sys.byteorder, signed=True) < 0:
-                        raise _Undecided
-                    return n
-                n += 1
+                if kind != NLMSG_DONE:
+                    return True
+                if length >= 20 and int.from_bytes(buf[pos + 16:pos + 20], order, signed=True) < 0:
+                    raise _Undecided
+                return False
             pos += (length + 3) & ~3
 
 
@@ -121,7 +122,7 @@ def any_bound(port: int, protos: Iterable[str] = ("tcp", "udp"), netns: str | No
             sock.settimeout(5)
             for seq, (family, code) in enumerate(plan, 1):
                 sock.send(request(family, code, port, seq))
-                if _replies(sock, seq):
+                if _any_reply(sock, seq):
                     return True
             return False
         except (OSError, _Undecided):
