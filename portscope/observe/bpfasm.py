@@ -8,7 +8,6 @@ opcode, dst_reg (low nibble) / src_reg (high nibble), a signed 16-bit offset and
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 # classes
 LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
@@ -34,6 +33,8 @@ HELPERS = {
     "get_current_pid_tgid": 14, "get_current_comm": 16, "get_current_task": 35,
     "get_current_cgroup_id": 80, "probe_read_user": 112, "probe_read_kernel": 113,
     "get_current_task_btf": 158, "task_pt_regs": 175,
+    # iterator programs (sockets/tcpiter.py)
+    "seq_write": 127, "skc_to_tcp_sock": 137, "skc_to_tcp_timewait_sock": 138,
 }
 
 # registers
@@ -46,15 +47,17 @@ class AsmError(ValueError):
     pass
 
 
-@dataclass
 class _Insn:
-    code: int
-    dst: int = 0
-    src: int = 0
-    off: int = 0
-    imm: int = 0
-    label: str | None = None   # jump target, resolved at assembly
-    wide: int | None = None    # second half of ld_imm64 (upper 32 bits)
+    """One instruction; `label` is a jump target resolved at assembly, `wide` the upper
+    half of an ld_imm64. (A plain class: `dataclasses` would cost the pressure path's
+    BPF socket reader ~5 ms of imports.)"""
+
+    __slots__ = ("code", "dst", "src", "off", "imm", "label", "wide")
+
+    def __init__(self, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
+                 label: str | None = None, wide: int | None = None) -> None:
+        self.code, self.dst, self.src, self.off, self.imm = code, dst, src, off, imm
+        self.label, self.wide = label, wide
 
 
 class Program:

@@ -7,6 +7,7 @@ kernel headers (which a fleet host does not have).
 """
 from __future__ import annotations
 
+import bisect
 import struct
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
@@ -81,6 +82,24 @@ class BTF:
         if not ids:
             raise BTFError(f"struct {name} not in the kernel's BTF")
         return ids[0]
+
+    def func_id(self, name: str) -> int:
+        """Type id of the BTF FUNC `name` (what an iterator or fentry program attaches to);
+        BTFError when the kernel has none. The type words are searched in C (list.index)
+        for the name's string offset; only the hits are checked for being a FUNC's start."""
+        off = self._strs.find(b"\0" + name.encode() + b"\0")
+        if off >= 0:
+            w, starts, i = self._words, self._starts, -1
+            want = off + 1
+            while True:
+                try:
+                    i = w.index(want, i + 1)
+                except ValueError:
+                    break
+                k = bisect.bisect_left(starts, i)
+                if k < len(starts) and starts[k] == i and (w[i + 1] >> 24) & 0x1F == FUNC:
+                    return k
+        raise BTFError(f"function {name} not in the kernel's BTF")
 
     def resolve(self, tid: int) -> int:
         """Skip typedefs and qualifiers."""

@@ -54,6 +54,7 @@ BC_JMP, BC_S_GE, BC_S_LE, BC_D_GE, BC_D_LE, BC_AUTO = 1, 2, 3, 4, 5, 6
 ALL_STATES = sum(1 << s for s in range(1, 13))
 _NO_BIND_LOCK = (1 << 3) | (1 << 6) | (1 << 12)     # SYN_RECV, TIME_WAIT, NEW_SYN_RECV
 _UNCONNECTED_STATES = (1 << 10) | (1 << 13)         # LISTEN, BOUND_INACTIVE: no remote port
+_BOUND_INACTIVE = 1 << 13
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _LITTLE = sys.byteorder == "little"
@@ -418,6 +419,8 @@ def _append(table: SocketTable, blobs: dict[int, bytes] | dict[int, bytearray], 
             # TIME_WAIT and request sockets carry no bind lock, so AUTO says yes for
             # all of them: the kernel cannot tell there
             table.auto_bound.frombytes(states.translate(_AUTO_OF_STATE))
+        elif auto == AUTO_IN_RECORD:
+            table.auto_bound.frombytes(blob[0::stride])
         else:
             table.auto_bound.frombytes(bytes((auto,)) * n)
 
@@ -428,6 +431,7 @@ def _addr_struct(stride: int, offset: int, width: int) -> struct.Struct:
     return struct.Struct(f"={offset}x{width}s{stride - offset - width}x")
 
 
+AUTO_IN_RECORD = 255        # _append: byte 0 of each record is its AUTO_* code (tcpiter's records)
 _FAMILY_CODE = bytes(4 if i == socket.AF_INET else 6 if i == socket.AF_INET6 else 0 for i in range(256))
 # 128 | state: a row the kernel did not test (dport 0 in an `unconnected` walk)
 _AUTO_OF_STATE = bytes(AUTO_UNKNOWN if s in (3, 6, 12) or s >= 128 else AUTO_YES for s in range(256))
@@ -460,8 +464,32 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     buf = bytearray(RECV_BYTES)
     seq = 0
     tcp = PROTO_CODES["tcp"]
+    # census reads (--all-netns: many namespaces, most of them small, in one shared hash)
+    # stay with sock_diag: its one counted walk beat the iterator's walk plus the bind-hash
+    # walk there (README, Performance: "the BPF TCP iterator")
+    via_iter = (auto and not census and "tcp" in protos
+                and os.environ.get("PORTSCOPE_TCP_READER", "") != "sock_diag")
+    if via_iter and os.geteuid() != 0:
+        # said here, before importing ctypes and the loader for nothing
+        table.notes.append("TCP read with sock_diag: not root (a BPF iterator needs CAP_BPF and CAP_PERFMON)")
+        via_iter = False
+    if via_iter:
+        from . import tcpiter  # ctypes and the BPF loader: only for reads that want the AUTO bit
     try:
         for p, code, fams in _walk_plan(protos, families):
+            if via_iter and code == tcp:
+                try:
+                    seq = _tcp_by_iterator(table, sock, buf, seq, mask, sport, families, fams,
+                                           model_auto, seen)
+                    continue
+                except tcpiter.Unavailable as e:
+                    table.notes.append(f"TCP read with sock_diag: {e}")
+                    table = _without_tcp(table)
+                except ProtocolMissing:
+                    # the listeners' and bound-only sockets' dumps: as for the walks below
+                    if _missing(p, fams[0]):
+                        return read_table(protos, families, states, sport, auto, model_auto=model_auto)
+                    continue
             for fam in fams:
                 # every extra dump is a whole walk of the socket hash (~25 ms at 100k
                 # even when it returns nothing), so: all sockets that pass AUTO, then
@@ -503,6 +531,51 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     finally:
         sock.close()
     return table
+
+
+def _tcp_by_iterator(table: SocketTable, sock: socket.socket, buf: bytearray, seq: int, mask: int,
+                     sport: PortRange | None, families: Collection[int], fams: tuple[int, ...],
+                     model_auto: bool, seen: dict[bytes, bytes]) -> int:
+    """read_table's TCP with the BPF iterator (tcpiter.py): one walk, every row with its
+    AUTO code, then what the iterator cannot see from sock_diag: BOUND_INACTIVE sockets
+    (the bind hash) and the listeners' ports. tcpiter.Unavailable when it cannot run; the
+    rows it added are then the caller's to drop. ProtocolMissing as for read_table's walks."""
+    from . import tcpiter
+    tcp = PROTO_CODES["tcp"]
+    family = 0 if set(families) >= {4, 6} else _FAMILY[next(iter(families))]
+    r = tcpiter.reader(mask & ALL_STATES, (sport.low, sport.high) if sport is not None else None,
+                       family, model_auto)
+    if mask & ALL_STATES:
+        for blob in r.batches():
+            _append(table, {HEAD: blob}, tcp, BOTH, AUTO_IN_RECORD, seen)
+    if mask & _BOUND_INACTIVE:
+        bc_parts: list[tuple[bool | None, int]] = ([(None, AUTO_UNKNOWN)] if model_auto
+                                                  else [(True, AUTO_YES), (False, AUTO_NO)])
+        # (a kernel before BOUND_INACTIVE ignores the bit: no rows, no error)
+        for fam in fams:
+            for want, col in bc_parts:
+                seq += 1
+                batches = dump_batches(sock, fam, tcp, _BOUND_INACTIVE, bytecode(sport, want), seq, buf)
+                append_dump(table, batches, tcp, fam, col, seen)
+    return _listeners(table, sock, fams, buf, seq)
+
+
+def _without_tcp(table: SocketTable) -> SocketTable:
+    """`table` minus its TCP rows (an iterator read that failed half-way: sock_diag reads
+    TCP again), keeping what the other protocols added."""
+    out = SocketTable(backend=table.backend)
+    out.notes = table.notes
+    tcp = PROTO_CODES["tcp"]
+    keep = [i for i in range(len(table)) if table.proto[i] != tcp]
+    if len(keep) == len(table):
+        return table
+    for name in ("proto", "family", "state", "local_port", "remote_port", "uid", "inode", "auto_bound"):
+        col = getattr(table, name)
+        getattr(out, name).extend(col[i] for i in keep)
+    out.local_addr = [table.local_addr[i] for i in keep]
+    out.remote_addr = [table.remote_addr[i] for i in keep]
+    out.listen_ports = {lp for lp in table.listen_ports if lp[0] != tcp}
+    return out
 
 
 def tcp_in_use() -> int | None:
