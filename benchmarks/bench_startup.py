@@ -5,9 +5,11 @@
 Every command runs as `python -m portscope ...` with the checkout as working directory
 and first on PYTHONPATH (so --baseline DIR, another checkout, runs the same way in the
 same rounds), three ways: the fast front end (front.fast, the default), the click CLI
-(`PORTSCOPE_NO_FAST=1`, what every command line ran before the front end), and the venv's
-console script `portscope` (pip's wrapper, which imports re before our code runs). Beside
-them the floors: `python -c pass` (the interpreter) and `python -c "import click"`.
+(`PORTSCOPE_NO_FAST=1`, what every command line ran before the front end), and the wrapper
+pip < 25 wrote as the console script (it imports re first; run with -c, so the baseline runs it
+too). The venv's own console script `portscope` runs too (pip >= 25's wrapper imports only sys;
+scripts/setup.sh installs such a pip). Beside them the floors: `python -c pass` (the
+interpreter) and `python -c "import click"`.
 Rounds are interleaved in a rotating order; CPU time (user + sys of the child and the
 children it waited for, from wait4) is the figure, medians over rounds, as ratios to
 `python -c pass` of the same round. Children run without PYTHONDONTWRITEBYTECODE (after a
@@ -19,8 +21,8 @@ that cost the most, by their own import time.
 which every network namespace shares, so that read grows with the sockets of *other*
 namespaces too (other benchmarks on this machine). The TCP sockets allocated machine-wide
 (`alloc` in /proc/net/sockstat) are printed before and after the rounds: compare figures
-only at like counts. With --private-hash (root) each fast command, and `python -c pass`,
-also runs in a network namespace with TCP and UDP hash tables of its own
+only at like counts. With --private-hash (root) each fast command, the console script and
+`python -c pass` also run in a network namespace with TCP and UDP hash tables of its own
 (net.ipv4.tcp_child_ehash_entries / udp_child_hash_entries set to 1024 in a parent
 namespace the benchmark creates, so the host's settings are untouched): the read then
 walks only that namespace's sockets, as on a machine with no one else's, whatever the other
@@ -44,6 +46,10 @@ PY = sys.executable
 COMMANDS = [("--help", ["--help"]), ("range", ["range"]), ("port 80", ["port", "80"]),
             ("namespaces", ["namespaces"]), ("pressure --json", ["pressure", "--json"])]
 SCRIPT = os.path.join(os.path.dirname(PY), "portscope")      # the venv's console script (this checkout)
+# the console script pip < 25 writes (distlib's template): re is imported before our code runs.
+# Run with -c from a checkout, so both checkouts can be timed as installed by an older pip
+OLD_WRAPPER = ("import re\nimport sys\nfrom portscope.front.fast import main\n"
+               "sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\nsys.exit(main())\n")
 
 
 def child_env(**extra: str) -> dict:
@@ -194,9 +200,14 @@ def _run(a: argparse.Namespace, checkouts: dict, private: PrivateHash | None) ->
             if private:
                 jobs.append((f"private hash: {tag}: -m portscope {label}", [PY, "-m", "portscope", *args], fast,
                              path, private.enter))
+            jobs.append((f"{tag}: portscope {label} (pip<25 wrapper)", [PY, "-c", OLD_WRAPPER, *args], fast, path,
+                         None))
     if os.path.exists(SCRIPT):
         for label, args in COMMANDS:
             jobs.append((f"this: portscope {label} (console script)", [SCRIPT, *args], child_env(), HERE, None))
+            if private:
+                jobs.append((f"private hash: this: portscope {label} (console script)", [SCRIPT, *args],
+                             child_env(), HERE, private.enter))
     for _, cmd, env, cwd, pre in jobs:
         cpu_of(cmd, env, cwd, pre)                 # warm-up (.pyc files, page cache)
     load0, tcp0 = os.getloadavg(), tcp_allocated()

@@ -16,8 +16,6 @@ is the module, `portscope.suggest_ports` the function), so neither can hide the 
 """
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
 from .errors import BadInput, NotPermitted, PortscopeError, SystemReadError, Unsupported  # noqa: E402
@@ -75,6 +73,7 @@ def __getattr__(name: str) -> object:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'portscope' has no attribute {name!r}")
+    import importlib  # (with warnings) only when a lazy name is asked for: not on the CLI's path
     value = getattr(importlib.import_module(f".{mod}", __name__), name)
     globals()[name] = value
     return value

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import _socket as socket  # the C module: socket.py builds IntEnums of every constant at import (~3 ms)
 import os
-import struct
 import sys
 
 from .errors import PortscopeError
@@ -38,9 +37,11 @@ NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE = 1, 7
 NFTA_SET_NAME = 2
 NFPROTO_IPV4, NFPROTO_IPV6 = 2, 10
 LEGACY_FILES = ("ip_tables_names", "ip6_tables_names")
-_HDR = struct.Struct("=IHHII")           # struct nlmsghdr
-_GEN = struct.Struct("=BBH")             # struct nfgenmsg
-_ATTR = struct.Struct("=HH")             # struct nlattr
+# struct nlmsghdr (u32 len, u16 type, u16 flags, u32 seq, u32 pid), struct nfgenmsg (u8 family,
+# u8 version, be16 res_id), struct nlattr (u16 len, u16 type): host byte order, read with
+# int.from_bytes (the struct module is a C extension loaded from disk, on `port N`'s path)
+HDR_SIZE, GEN_SIZE = 16, 4
+_ORDER = sys.byteorder
 NLA_TYPE_MASK = 0x3FFF                   # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 
@@ -61,11 +62,15 @@ def legacy_nat_tables() -> list[str]:
     return out
 
 
+def _word(buf: bytes, pos: int, size: int, signed: bool = False) -> int:
+    return int.from_bytes(buf[pos:pos + size], _ORDER, signed=signed)
+
+
 def attrs(buf: bytes, start: int, end: int) -> dict[int, bytes]:
     """The netlink attributes in buf[start:end], type -> payload (the last of a repeated type)."""
     out = {}
     while start + 4 <= end:
-        length, kind = _ATTR.unpack_from(buf, start)
+        length, kind = _word(buf, start, 2), _word(buf, start + 2, 2)
         if length < 4:
             break
         out[kind & NLA_TYPE_MASK] = buf[start + 4:start + length]
@@ -79,8 +84,9 @@ def _text(b: bytes | None) -> str:
 
 def nft_dump(sock: socket.socket, msg: int, seq: int) -> list[tuple[int, dict[int, bytes]]]:
     """(nfgen family, attributes) of every object one nf_tables dump request returns."""
-    req = _HDR.pack(_HDR.size + _GEN.size, NFNL_SUBSYS_NFTABLES << 8 | msg, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) \
-        + _GEN.pack(0, 0, 0)            # NFPROTO_UNSPEC: every family; NFNETLINK_V0
+    req = (HDR_SIZE + GEN_SIZE).to_bytes(4, _ORDER) + (NFNL_SUBSYS_NFTABLES << 8 | msg).to_bytes(2, _ORDER) \
+        + (NLM_F_REQUEST | NLM_F_DUMP).to_bytes(2, _ORDER) + seq.to_bytes(4, _ORDER) + bytes(4) \
+        + bytes(GEN_SIZE)               # NFPROTO_UNSPEC: every family; NFNETLINK_V0
     sock.send(req)
     out: list[tuple[int, dict[int, bytes]]] = []
     while True:
@@ -88,9 +94,10 @@ def nft_dump(sock: socket.socket, msg: int, seq: int) -> list[tuple[int, dict[in
         if not buf:
             raise Undecided("the nf_tables dump ended without NLMSG_DONE")
         pos = 0
-        while pos + _HDR.size <= len(buf):
-            length, kind, flags, mseq, _ = _HDR.unpack_from(buf, pos)
-            if length < _HDR.size or pos + length > len(buf):
+        while pos + HDR_SIZE <= len(buf):
+            length, kind, flags = _word(buf, pos, 4), _word(buf, pos + 4, 2), _word(buf, pos + 6, 2)
+            mseq = _word(buf, pos + 8, 4)
+            if length < HDR_SIZE or pos + length > len(buf):
                 raise Undecided("a truncated netlink message")
             if mseq == seq:
                 if flags & NLM_F_DUMP_INTR:
@@ -98,12 +105,12 @@ def nft_dump(sock: socket.socket, msg: int, seq: int) -> list[tuple[int, dict[in
                 if kind == NLMSG_DONE:
                     return out
                 if kind == NLMSG_ERROR:
-                    (err,) = struct.unpack_from("=i", buf, pos + _HDR.size)
+                    err = _word(buf, pos + HDR_SIZE, 4, signed=True)
                     if err:
                         raise Undecided(os.strerror(-err))
                 elif kind >> 8 == NFNL_SUBSYS_NFTABLES:
-                    family = buf[pos + _HDR.size]
-                    out.append((family, attrs(buf, pos + _HDR.size + _GEN.size, pos + length)))
+                    family = buf[pos + HDR_SIZE]
+                    out.append((family, attrs(buf, pos + HDR_SIZE + GEN_SIZE, pos + length)))
             pos += (length + 3) & ~3
 
 

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
-from contextlib import contextmanager
 
-from . import namespaces as found
 from .errors import BadInput, NotPermitted, Unsupported
 from .value import Frozen
-
-TYPE_CHECKING = False     # not typing's: importing typing would cost `portscope range` a third of the interpreter's start-up
-if TYPE_CHECKING:
-    from typing import Iterator
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIRS = ("/run/netns", "/var/run/netns")
@@ -71,6 +65,7 @@ class Namespace(Frozen):
             if not _is_ascii_digits(pid) or int(pid) == 0:
                 raise BadInput(f"bad --netns {spec!r}: expected pid:PID with a numeric PID")
         elif spec.partition(":")[0] in _FOUND_KINDS:
+            from . import namespaces as found  # the /proc walk's module, only for these kinds
             found.check_spec(spec)
         elif "/" in spec or spec in (".", "..") or not spec.isprintable():
             raise BadInput(f"bad --netns name {spec!r}")
@@ -86,6 +81,7 @@ class Namespace(Frozen):
         """The namespace file to open; BadInput if the namespace does not exist."""
         pid = self.pid
         if self.spec.partition(":")[0] in _FOUND_KINDS:
+            from . import namespaces as found
             return found.resolve_spec(self.spec)
         if pid is not None:
             if not os.path.exists(f"/proc/{pid}"):
@@ -138,43 +134,64 @@ def resolve(spec: "str | Namespace") -> str:
     return Namespace.parse(spec).path
 
 
-@contextmanager
-def entered(spec: "str | Namespace | None") -> Iterator[None]:
+class entered:      # lower case: it reads as the function it was, `with entered(spec):`
     """Run the block inside namespace `spec` (None: stay where we are), then come back.
-    Only None means "here": an empty or blank spec is refused by Namespace.parse."""
-    if spec is None:
-        yield
-        return
-    ns = Namespace.parse(spec)
-    spec = ns.spec
-    if not hasattr(os, "setns") and not os.path.exists("/proc/self/ns/net"):
-        raise Unsupported("network namespaces are a Linux feature")
-    path = ns.path
-    try:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except PermissionError:
-        hint = " (run as root)" if os.geteuid() else " (even as root: a security module or container forbids it)"
-        raise NotPermitted(f"cannot open network namespace {spec!r}: permission denied{hint}")
-    except FileNotFoundError:
-        raise BadInput(f"network namespace {spec!r} does not exist")
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
+    Only None means "here": an empty or blank spec is refused by Namespace.parse.
+
+    A class, not a contextlib.contextmanager: contextlib (with collections and functools)
+    would be the largest import of `portscope port N` and `range` from the console script."""
+
+    def __init__(self, spec: "str | Namespace | None") -> None:
+        self.spec = spec
+        self._fds: tuple[int, int] | None = None
+
+    def __enter__(self) -> None:
+        if self.spec is None:
+            return
+        ns = Namespace.parse(self.spec)
+        spec = ns.spec
+        if not hasattr(os, "setns") and not os.path.exists("/proc/self/ns/net"):
+            raise Unsupported("network namespaces are a Linux feature")
+        path = ns.path
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except PermissionError:
+            hint = " (run as root)" if os.geteuid() else " (even as root: a security module or container forbids it)"
+            raise NotPermitted(f"cannot open network namespace {spec!r}: permission denied{hint}")
+        except FileNotFoundError:
+            raise BadInput(f"network namespace {spec!r} does not exist")
+        try:
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            os.close(target)
+            raise
         try:
             _setns(target)
         except OSError as e:
+            os.close(target)
+            os.close(home)
             if e.errno == errno.EPERM:
                 hint = "run as root" if os.geteuid() else "this process lacks it, e.g. inside a container"
                 raise NotPermitted(f"cannot enter network namespace {spec!r}: needs CAP_SYS_ADMIN ({hint})")
             if e.errno == errno.EINVAL:
                 raise BadInput(f"{spec!r} is not a network namespace")
             raise
+        except BaseException:
+            os.close(target)
+            os.close(home)
+            raise
+        self._fds = (target, home)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fds is None:
+            return
+        target, home = self._fds
+        self._fds = None
         try:
-            yield
-        finally:
             _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
+        finally:
+            os.close(target)
+            os.close(home)
 
 
 def proc_net_path(name: str) -> str:

@@ -8,9 +8,9 @@ numeric options, simulate configs), so the rules are the same everywhere.
 """
 from __future__ import annotations
 
-import math
-
 from .errors import BadInput
+
+INF = float("inf")      # not math.inf: math is a C extension loaded from disk on every start-up's path
 
 # digits and whole numbers are checked with str methods: every start-up parses a port, and
 # `import re` costs a fifth of an empty interpreter's start-up; decimals compile this on first use
@@ -98,7 +98,7 @@ def parse_real(text: object, what: str, lo: float | None = None, hi: float | Non
     if isinstance(text, bool):
         raise BadInput(f"{what} must be a number, got {text!r}")
     if isinstance(text, (int, float)):
-        v = float(text) if not isinstance(text, int) or abs(text) < 1 << 1000 else math.inf
+        v = float(text) if not isinstance(text, int) or abs(text) < 1 << 1000 else INF
     else:
         s = text.strip() if isinstance(text, str) else None
         if s is not None and s.lower().lstrip("+-") in ("inf", "infinity", "nan"):
@@ -109,7 +109,7 @@ def parse_real(text: object, what: str, lo: float | None = None, hi: float | Non
         v = float(s)
     u = f" {unit}" if unit else ""
     shown = text.strip() if isinstance(text, str) else text
-    if not math.isfinite(v):
+    if v != v or v in (INF, -INF):      # nan or infinite (math.isfinite)
         above = f" above {lo:g}" if lo_open and lo is not None else ""
         raise BadInput(f"{what} must be a finite number{' of ' + unit if unit else ''}{above}, got {shown}")
     if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):

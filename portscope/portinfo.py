@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from . import registry
+from . import portprobe, registry
 from .errors import BadInput
 from .host import HostFacts
 from .host import host_facts as read_facts
@@ -19,8 +19,6 @@ from .ports import PortRange, check_port, port_class
 from .privilege import PrivilegeRule
 from .privilege import rule as privilege_rule
 from .remedies import reserve_add_command
-from .sockets import owners as _owners
-from .sockets import snapshot
 from .value import Frozen
 
 TYPE_CHECKING = False     # typing's would import typing on `portscope port N`'s path
@@ -127,18 +125,29 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts: HostFac
     if not want:
         return out, "none"
 
+    protos = tuple(protos)
     sport = PortRange(min(want), max(want))
-    if sport.low == sport.high:
+    one = sport.low == sport.high
+    held: bool | None = None
+    if one:
         # one port is mostly a free one: a plain walk per protocol and family says so; the
         # classified read (two AUTO walks, the listeners, each a walk of the kernel's
-        # shared hash) only when something is there
-        probe = snapshot(protos=tuple(protos), sport=sport, netns=netns, facts=facts, classify=False)
+        # shared hash) only when something is there. portprobe sends those plain walks
+        # without loading the socket table's modules (a third of `port N`'s start-up)
+        held = portprobe.any_bound(sport.low, protos, netns or None)
+        if held is False:
+            return out, "netlink"
+    # the socket table's modules load only here: a free port is answered without them
+    from .sockets import snapshot
+    if one and held is None:       # the probe could not tell: the table's plain read (with its fallbacks)
+        probe = snapshot(protos=protos, sport=sport, netns=netns, facts=facts, classify=False)
         if not len(probe):
             return out, probe.backend
     # owners walk every /proc/*/fd (the slow part): only when something holds the port
-    table = snapshot(protos=tuple(protos), sport=sport, owners=False, netns=netns, facts=facts)
+    table = snapshot(protos=protos, sport=sport, owners=False, netns=netns, facts=facts)
     hits = [i for i in range(len(table)) if table.local_port[i] in want]
     if owners and hits:
+        from .sockets import owners as _owners
         _owners.fill(table)
     for i in hits:
         out[table.local_port[i]].append(table.row(i))
@@ -170,7 +179,7 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
     proto = registry.check_proto(proto)
     if facts is None:
         facts = read_facts(netns)
-    reg = reg or registry.default()
+    reg = reg if reg is not None else registry.default()    # not `reg or`: len() would parse every row
     cap = has_cap_net_bind_service() if cap is None else cap
     protos = (proto,) if proto else registry.PROTOCOLS
     prule = privilege_rule(facts)
@@ -190,11 +199,12 @@ def describe_port(port: int, proto: str | None = None, netns: str | None = None,
             rows = bound[port]
     if proto:
         rows = [r for r in rows if r["proto"] == proto]
+    services, iana_status = reg.port_summary(port, proto, protos)
     return PortFacts(
         port=port,
         port_class=port_class(port),
-        services=tuple(reg.services_for_port(port, proto)),
-        iana_status={p: reg.status(port, p) for p in protos},
+        services=tuple(services),
+        iana_status=iana_status,
         privileged=privileged,
         bind_allowed=not privileged or cap,
         in_ephemeral_range=in_range,
@@ -220,7 +230,7 @@ def describe_name(name: str, proto: str | None = None, netns: str | None = None,
     """Every port registered under service `name`, each classified (one socket dump for all)."""
 
     proto = registry.check_proto(proto)
-    reg = reg or registry.default()
+    reg = reg if reg is not None else registry.default()
     ports = reg.ports_for_name(name, proto)
     if not ports:
         if reg.rows_for_name(name, proto):

@@ -97,6 +97,7 @@ class Registry:
         self._services: tuple[Service, ...] | None = None
         self._ranges: tuple[Service, ...] | None = None
         self._range_spans: list[tuple[int, int, str]] | None = None
+        self._range_text: list[str] | None = None
         self._by_name: dict[str, list[Service]] | None = None
         self._taken: dict[str, bytes] = {}
 
@@ -163,9 +164,9 @@ class Registry:
         return len(self.services)
 
     # port -> services
-    def _spans(self) -> list[tuple[int, int, str]]:
-        """(low, high, line) of every range row, found without parsing the rows."""
-        if self._range_spans is None:
+    def _range_lines(self) -> list[str]:
+        """The range rows' lines, in the file's order (by low port), not parsed."""
+        if self._range_text is None:
             text = self._head_text
             if self._rest is None:      # the whole text: range rows sort first, up to the first other row
                 end = text.find("\n", 1)
@@ -175,10 +176,33 @@ class Registry:
                         break
                     end = text.find("\n", end + 1)
                 text = text[:end] if end >= 0 else text
-            lines = text[1:].split("\n")      # a member-indexed file's first member: only range rows
-            ports = [ln.partition("\t")[0].partition("-") for ln in lines if ln]
+            # a member-indexed file's first member: only range rows
+            self._range_text = [ln for ln in text[1:].split("\n") if ln]
+        return self._range_text
+
+    def _spans(self) -> list[tuple[int, int, str]]:
+        """(low, high, line) of every range row, found without parsing the rows."""
+        if self._range_spans is None:
+            lines = self._range_lines()
+            ports = [ln.partition("\t")[0].partition("-") for ln in lines]
             self._range_spans = [(int(lo), int(hi), ln) for (lo, _, hi), ln in zip(ports, lines)]
         return self._range_spans
+
+    def _covering(self, port: int) -> list[str]:
+        """The lines of the range rows whose range holds `port`. Rows sort by low port, so
+        a binary search finds the ones that start at or below it, and only their high port is
+        read: one look-up never parses all ~750 range rows (about 1 ms)."""
+        if self._range_spans is not None:
+            return [ln for low, high, ln in self._range_spans if low <= port <= high]
+        lines = self._range_lines()
+        lo, hi = 0, len(lines)
+        while lo < hi:              # the first row whose low port is above `port`
+            mid = (lo + hi) // 2
+            if int(lines[mid].partition("-")[0]) <= port:
+                lo = mid + 1
+            else:
+                hi = mid
+        return [ln for ln in lines[:lo] if int(ln.partition("\t")[0].partition("-")[2]) >= port]
 
     def range_rows(self) -> tuple[Service, ...]:
         """The rows registered on port ranges, parsed on first use."""
@@ -189,12 +213,18 @@ class Registry:
     def rows_for_port(self, port: int, proto: str | None = None) -> list[Service]:
         """Every row covering `port` (any status), single-port rows first, then ranges."""
         out = [s for s in self._block(f"{port}\t", port) if s.covers(port, proto)]
-        for low, high, line in self._spans():  # ~750 range rows: parse only the ones that cover it
-            if low <= port <= high:
-                s = self._parse(line)
-                if s.covers(port, proto):
-                    out.append(s)
+        for line in self._covering(port):  # ~750 range rows: parse only the ones that cover it
+            s = self._parse(line)
+            if s.covers(port, proto):
+                out.append(s)
         return out
+
+    def port_summary(self, port: int, proto: str | None, protos: Iterable[str]) -> tuple[list[Service], dict[str, str]]:
+        """`services_for_port(port, proto)` and `status(port, p)` for each of `protos`, from
+        one look-up of the port's rows (what `portscope port N` shows)."""
+        rows = self.rows_for_port(port)
+        services = [s for s in rows if s.status == ASSIGNED and s.name and s.covers(port, proto)]
+        return services, {p: _status_of([s for s in rows if s.covers(port, p)]) for p in protos}
 
     def services_for_port(self, port: int, proto: str | None = None) -> list[Service]:
         """The named, assigned services on `port` (optionally for one transport)."""

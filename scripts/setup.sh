@@ -9,6 +9,13 @@ fi
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "portscope needs Python >= 3.11"'
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 # pip's chatter goes to a log that is shown only when the install fails
+# pip 25 and later write the `portscope` console script with `import sys` only (pypa/pip#13166);
+# older pips' wrapper imports re first, which costs each command a third of an empty
+# interpreter's start-up (README, Start-up)
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check "pip>=25" > .venv/pip.log 2>&1; then
+  cat .venv/pip.log >&2
+  exit 1
+fi
 if ! .venv/bin/python -m pip install -q --disable-pip-version-check \
      -e ".${EXTRAS:-}" --config-settings editable_mode=compat > .venv/pip.log 2>&1; then
   cat .venv/pip.log >&2

@@ -31,7 +31,11 @@ LAZY_OK = {"numpy", "matplotlib", "matplotlib.pyplot", "yaml", "bcrypt", "psutil
            "portscope.host.linux", "portscope.host.bsd", "portscope.host.windows",
            "gzip",     # registry: only writing the data file needs the gzip module (reading uses zlib)
            "ipaddress",     # sockets.filters: only --src/--dst parse networks
-           "portscope.sockets.tcpiter"}     # ctypes and the BPF loader: only reads that want the AUTO bit
+           "portscope.sockets.tcpiter",     # ctypes and the BPF loader: only reads that want the AUTO bit
+           # portinfo: a free port is answered by portprobe; the socket table only for a held one
+           "portscope.sockets", "portscope.sockets.owners",
+           "portscope.namespaces",     # netns: only inode:/container:/pod: specs walk /proc
+           "importlib"}     # portscope/__init__: only a lazy public name loads its module
 COMPAT = {"portscope.classify", "portscope.webconfig"}     # old paths that re-export
 ENTRY_POINTS = {"portscope.__main__", "portscope.front.fast"}    # may import the cli (see the docstring)
 PRESENTATION = ("portscope.cli", "portscope.front")     # imports where used, so each command pays only its own

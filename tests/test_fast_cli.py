@@ -196,6 +196,19 @@ def test_fast_shapes_never_import_click():
     for argv in (["pressure"], ["pressure", "--json"]):
         extra = _modules_after(argv) - set(r.stdout.split())
         assert "portscope.pressure" in extra and not extra & heavy, (argv, extra & heavy)
+    # what the console script pays beyond the interpreter (pip >= 25's wrapper imports only sys):
+    # no contextlib (with collections and functools), importlib, math or the namespace walk; and a
+    # free port is answered without the socket table (portprobe)
+    from portscope import portprobe
+    lean = {"contextlib", "collections", "functools", "importlib", "warnings", "math", "struct", "_struct",
+            "portscope.namespaces", "portscope.containers"}
+    for argv in (["range"], ["port", "80"]):
+        extra = _modules_after(argv) - set(r.stdout.split())
+        if argv[0] == "port" and natprobe.may_hold_ports():
+            continue
+        assert not extra & lean, (argv, extra & lean)
+        if argv[0] == "port" and portprobe.any_bound(80) is False:
+            assert not {m for m in extra if m.startswith("portscope.sockets")}, (argv, extra)
     # anything else, and the escape hatch, is click's
     assert "click" in _modules_after(["--json", "range"])
     assert "click" in _modules_after(["range"], {"PORTSCOPE_NO_FAST": "1"})

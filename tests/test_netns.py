@@ -62,3 +62,19 @@ def test_none_means_stay_here():
     home = _ns_inode()
     with pnetns.entered(None):
         assert _ns_inode() == home
+
+
+def test_no_descriptor_is_left_open(netns):
+    """entered() opens the target's and home's namespace files and closes both: after a block,
+    a raising block and a refused spec alike."""
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pnetns.entered(netns.name):
+            assert len(os.listdir("/proc/self/fd")) == len(before) + 2
+        with pytest.raises(RuntimeError):
+            with pnetns.entered(netns.name):
+                raise RuntimeError("boom")
+        with pytest.raises(BadInput):
+            with pnetns.entered("no-such-ns-xyz"):
+                pass
+    assert sorted(os.listdir("/proc/self/fd")) == before

@@ -1,6 +1,7 @@
 """`port N`'s socket read (portinfo.bound_sockets) in a namespace made here: one port asks
-the kernel with a plain walk first and reads the classified rows only when that port has
-sockets; the rows must be those of the classified read, whatever the port holds."""
+the kernel with a plain walk first (portprobe, without the socket table) and reads the
+classified rows only when that port has sockets; the rows must be those of the classified
+read, whatever the port holds, and the probe's answer that of the table's plain read."""
 from __future__ import annotations
 
 import pytest
@@ -18,6 +19,18 @@ def _walks(monkeypatch) -> list:
         return real(sock, family, proto, states, bc, *rest)
     monkeypatch.setattr(nl, "dump_chunks", counted)
     return walks
+
+
+def _probes(monkeypatch) -> list:
+    from portscope import portprobe
+    sent: list = []
+    real = portprobe.request
+
+    def counted(family, proto, port, seq):
+        sent.append((family, proto, port))
+        return real(family, proto, port, seq)
+    monkeypatch.setattr(portprobe, "request", counted)
+    return sent
 
 
 def _full(ns: str, port: int) -> list[dict]:
@@ -47,7 +60,7 @@ def test_one_port_rows_equal_the_classified_read(netns, monkeypatch):
             return 6 * (port == 40050) + clients.count(port) + udp.count(port)
         for port in [40050, clients[0], clients[-1], udp[0], free]:
             n = held(port)
-            walks = _walks(monkeypatch)
+            walks, probes = _walks(monkeypatch), _probes(monkeypatch)
             got, backend = bound_sockets([port], netns.name, protos=("tcp", "udp"))
             monkeypatch.undo()
             assert backend == "netlink"
@@ -56,11 +69,40 @@ def test_one_port_rows_equal_the_classified_read(netns, monkeypatch):
             # ground truth: ss sees the same sockets on that local port
             seen = netns.ss("-tuan", "sport", "=", f":{port}")
             assert len(seen) == n, (port, seen)
+            # the probe's plain walks: TCP (both families at once) and UDP per family, no
+            # AUTO halves (bytecode), no listeners walk; the first reply ends it early
+            assert probes and len(probes) <= 3 and len(set(probes)) == len(probes), probes
+            assert {p[2] for p in probes} == {port}
             if n == 0:
-                # the plain walks only: TCP (both families at once or one per family) and
-                # UDP per family, no AUTO halves (bytecode), no listeners walk
-                assert 2 <= len(walks) <= 4 and len({w[:3] for w in walks}) == len(walks), walks
+                assert len(probes) == 3 and walks == [], walks      # no table read at all
             else:
                 assert len(walks) > 4
+    finally:
+        drive.close()
+
+
+@pytest.mark.netns
+def test_probe_answers_as_the_tables_plain_read(netns):
+    """portprobe.any_bound against the socket table's plain read (the walks it replaces)
+    and `ss`, per protocol, for every port something holds and ports nothing holds."""
+    from portscope import portprobe
+    from portscope.ports import PortRange
+    from portscope.sockets import snapshot
+    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40099")
+    drive = Driver(netns)
+    try:
+        drive(op="listen", port=40050)
+        assert drive(op="open", dests=[["127.0.0.1", 40050]], n=3)["opened"] == [3]
+        assert drive(op="open", dests=[["127.0.0.1", 0]], mode="udp", n=2)["opened"] == [2]
+        held = {int(r[4].rsplit(":", 1)[1]) for r in netns.ss("-tuan")}
+        # (a UDP port may equal a TCP client's: both draw from one range)
+        assert 40050 in held and len(netns.ss("-uan")) == 2 and len(held) >= 4
+        for port in sorted(held | {40000, 40099, 0, 65535}):
+            for protos in (("tcp", "udp"), ("tcp",), ("udp",)):
+                got = portprobe.any_bound(port, protos, netns.name)
+                table = snapshot(protos=protos, sport=PortRange(port, port), netns=netns.name, classify=False)
+                assert got is (len(table) > 0), (port, protos)
+                flag = {("tcp",): "-tan", ("udp",): "-uan"}.get(protos, "-tuan")
+                assert got is bool(netns.ss(flag, "sport", "=", f":{port}")), (port, protos)
     finally:
         drive.close()

@@ -146,6 +146,36 @@ def test_member_indexed_lookups_equal_the_full_parse():
     assert lazy.services == full.services
 
 
+def test_every_port_lookup_equals_a_scan_of_every_row():
+    """rows_for_port finds the range rows by a binary search on their low port, then reads
+    only those rows' high port: the rows of a plain scan of every parsed row (single-port rows
+    first, then ranges, each in file order) at every range row's edges and next to them, and
+    every 61st port."""
+    reg, rows = R.read_data(), R.read_data().services
+    want: list[list] = [[] for _ in range(65536)]
+    for s in rows:
+        if s.low is not None and not s.is_range:
+            want[s.low].append(s)
+    for s in rows:
+        if s.is_range:
+            for p in range(s.low, s.high + 1):
+                want[p].append(s)
+    ports = {e + d for s in rows if s.is_range for e in (s.low, s.high) for d in (-1, 0, 1)}
+    for p in sorted((ports | set(range(0, 65536, 61))) & set(range(65536))):
+        assert reg.rows_for_port(p) == want[p], p
+
+
+def test_port_summary_is_the_services_and_statuses_asked_one_by_one():
+    """port_summary (one look-up of a port's rows, what `port N` shows) against
+    services_for_port and status asked separately, with and without a transport."""
+    reg, ref = R.read_data(), R.read_data()
+    for port in [0, 7, 22, 80, 443, 1023, 1024, 5060, 6000, 6063, 8080, 49151, 49152, 65535]:
+        for proto in (None, *R.PROTOCOLS):
+            services, status = reg.port_summary(port, proto, R.PROTOCOLS)
+            assert services == ref.services_for_port(port, proto), (port, proto)
+            assert status == {p: ref.status(port, p) for p in R.PROTOCOLS}, (port, proto)
+
+
 def test_write_data_round_trip_and_single_member_files_still_read(tmp_path):
     rows = [R.Service("a", 7, 7, ("tcp",), R.ASSIGNED, "A"), R.Service("", 1000, 1100, (), R.RESERVED, "r"),
             R.Service("b", 1024, 1024, ("udp",), R.ASSIGNED, ""), R.Service("c", 65535, 65535, ("tcp",), R.ASSIGNED),
