@@ -226,3 +226,44 @@ def test_readers_kept_loaded_are_bounded(populated, monkeypatch):
     with pytest.raises(tcpiter.Unavailable):
         list(first.batches())
     tcpiter.forget()
+
+
+def test_concurrent_first_reads_load_one_program(populated, monkeypatch):
+    """An exporter's first scrapes may read at once: each filter set is loaded once, and
+    every thread reads the same rows."""
+    import threading
+
+    from portscope.sockets import tcpiter
+    _iterator_or_fail()
+    tcpiter.forget()
+    loads = []
+    real = tcpiter.Reader.__init__
+
+    def counted(self, *a, **kw):
+        loads.append(a)
+        real(self, *a, **kw)
+    monkeypatch.setattr(tcpiter.Reader, "__init__", counted)
+    monkeypatch.setenv("PORTSCOPE_TCP_READER", "")
+    from portscope import netns as nsmod
+    from portscope.sockets import netlink
+    out, errors = [], []
+    go = threading.Barrier(6)
+
+    def read():
+        try:
+            go.wait(10)
+            with nsmod.entered(populated.name):
+                out.append(_rows(netlink.read_table(("tcp",), (4, 6), set(range(1, 14)), None,
+                                                    auto=True, model_auto=True)))
+        except Exception as e:      # reported below, with the thread's own words
+            errors.append(e)
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    monkeypatch.undo()
+    tcpiter.forget()
+    assert not errors and len(out) == 6, errors
+    assert len(loads) == 1
+    assert all(rows == out[0] for rows in out) and out[0]

@@ -29,6 +29,7 @@ hash, which the iterator does not walk: the caller still asks sock_diag for them
 """
 from __future__ import annotations
 
+import _thread
 import os
 import struct
 
@@ -270,11 +271,20 @@ MAX_READERS = 8       # filter sets kept loaded (a changed port range makes a ne
 _layout: Layout | None = None
 _readers: dict[tuple, Reader] = {}
 _refused: str | None = None
+_lock = _thread.allocate_lock()     # (_thread: `threading` is not on the pressure path)
 
 
 def reader(states: int, sport: tuple[int, int] | None, family: int, model: bool) -> Reader:
     """The Reader for these filters, loaded once per process (an exporter keeps it between
     scrapes); Unavailable, remembered for the process, when this host cannot run it."""
+    r = _readers.get((states, sport, family, model))
+    if r is not None:
+        return r
+    with _lock:         # the exporter's first scrapes may come at once: load each program once
+        return _load(states, sport, family, model)
+
+
+def _load(states: int, sport: tuple[int, int] | None, family: int, model: bool) -> Reader:
     global _layout, _refused
     if _refused is not None:
         raise Unavailable(_refused)
@@ -307,6 +317,7 @@ def forget() -> None:
     """Close every loaded program and forget a refusal (tests; a long-lived process that
     wants to retry)."""
     global _refused
-    _refused = None
-    while _readers:
-        _readers.popitem()[1].close()
+    with _lock:
+        _refused = None
+        while _readers:
+            _readers.popitem()[1].close()
