@@ -95,14 +95,19 @@ class Layout:
 
 
 def _kernel_key() -> str:
-    st = os.stat(btf.VMLINUX)
+    # not the BTF file's mtime: sysfs gives an inode the time it was (re)created in memory
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = "?"
     u = os.uname()
-    return f"{u.release} {u.version} {u.machine} {st.st_size} {st.st_mtime_ns}"
+    return f"{u.release} {u.version} {u.machine} {os.stat(btf.VMLINUX).st_size} {boot}"
 
 
 def layout(cache_dir: str | None = CACHE_DIR) -> Layout:
     """This kernel's Layout, from the cache when it was written for this very kernel
-    (release, build, BTF size and time), else from the BTF (then cached, if the directory
+    (release, build, BTF size, boot), else from the BTF (then cached, if the directory
     can be written: the cache is an optimisation, never required)."""
     key = _kernel_key()
     path = os.path.join(cache_dir, _CACHE_NAME) if cache_dir else None
