@@ -19,15 +19,16 @@ explicit = sys.argv[1] == "1"
 keep = []
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 5000)); srv.listen(64); keep.append(srv)
+# the ports bound by number first: a connect() below may draw 40001 or 40002 from the range
+b = socket.socket(); b.bind(("127.0.0.1", 40001)); keep.append(b)
+if explicit:
+    e = socket.socket(); e.bind(("127.0.0.1", 40002)); e.connect(("127.0.0.1", 5000)); keep += [e, srv.accept()[0]]
 for i in range(7):
     c = socket.create_connection(("127.0.0.1", 5000)); a = srv.accept()[0]
     if i >= 5:
         c.close(); a.close()
     else:
         keep += [c, a]
-b = socket.socket(); b.bind(("127.0.0.1", 40001)); keep.append(b)
-if explicit:
-    e = socket.socket(); e.bind(("127.0.0.1", 40002)); e.connect(("127.0.0.1", 5000)); keep += [e, srv.accept()[0]]
 s6 = socket.socket(socket.AF_INET6); s6.bind(("::1", 5001)); s6.listen(5); keep.append(s6)
 c6 = socket.create_connection(("::1", 5001)); keep += [c6, s6.accept()[0]]
 print("ready", flush=True)

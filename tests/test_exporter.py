@@ -379,18 +379,22 @@ def test_web_view_is_served_from_the_scrapes_collections(loaded, monkeypatch):
     exp.render()
     assert exp.collector.kept is None                        # no page open: nothing held
 
-    def page_read(path="/api/pressure"):
-        time.sleep(1.1)                                      # past the page's own 1 s reuse
+    def page_read(path="/api/pressure", wait=True):
+        if wait:
+            time.sleep(1.1)                                  # past the page's own 1 s reuse
         st, _, body = routes[path]()
         assert st == 200
         return body
 
     page_read()                                              # the page opens: a read of its own
     assert len(own) == 1 and len(calls) == 1
-    time.sleep(0.2)                                          # a forecast needs > 0.05 s between reads
+    # past the page's own reuse (and the forecast's 0.05 s between reads) before the scrape,
+    # so that both page reads below come well inside the sample's WEB_MAX_AGE (2.5 s): with
+    # the wait after the scrape instead, the second came 2.2 s + the first's time after it
+    time.sleep(1.1)
     exp.render()                                             # a scrape: its sample is kept
     assert exp.collector.kept is not None
-    page_read("/")
+    page_read("/", wait=False)
     doc = json.loads(page_read())
     assert len(own) == 1 and len(calls) == 2                 # served from the scrape's read
     _, lib = _library(loaded.name, top=20)

@@ -93,9 +93,11 @@ def test_textfile_loop_retries_and_counts_failures(netns, tmp_path):
     d = str(tmp_path / "tf")
     os.mkdir(d)
     # (a background job of sh ignores SIGINT: it is stopped with SIGTERM)
-    # space comes back once 3 writes have failed (waited for, not timed: a loaded machine is slow)
+    # space comes back once 3 writes have failed (waited for, not timed: a loaded machine is slow).
+    # $E exists before the job starts: the job's shell opens it when it gets to run, and a grep
+    # before that failed, which ended the wait at once (first write then on an emptied disk)
     script = ('mount -t tmpfs -o size=16k portscope-test "$D" || exit 9; '
-              'dd if=/dev/zero of="$D/fill" bs=4096 count=64 2>/dev/null; '
+              'dd if=/dev/zero of="$D/fill" bs=4096 count=64 2>/dev/null; : > "$E"; '
               'ip netns exec "$NS" "$PY" -m portscope exporter --textfile "$D/p.prom" --interval 0.2 2> "$E" & pid=$!; '
               'i=0; while [ "$(grep -c retrying "$E")" -lt 3 ] && [ $i -lt 200 ]; do sleep 0.2; i=$((i+1)); done; '
               'rm -f "$D/fill"; i=0; while [ ! -s "$D/p.prom" ] && [ $i -lt 200 ]; do sleep 0.2; i=$((i+1)); done; '

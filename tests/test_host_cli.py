@@ -175,9 +175,12 @@ def test_range_set_by_pid(cli, netns):
     proc = netns.popen("sleep", "30")
     try:
         target = os.stat(f"/run/netns/{netns.name}").st_ino
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20
         while os.stat(f"/proc/{proc.pid}/ns/net").st_ino != target and time.monotonic() < deadline:
             time.sleep(0.01)
+        # until `ip netns exec` has entered the namespace, pid:PID names the host's own: the
+        # change below must never run then
+        assert os.stat(f"/proc/{proc.pid}/ns/net").st_ino == target, "sleep never entered the namespace"
         rc, out, err = cli("--netns", f"pid:{proc.pid}", "range", "set", "21000", "30999")
         assert rc == 0, err
         assert "Ephemeral range is now 21000-30999 (10,000 ports)." in out

@@ -262,14 +262,18 @@ def test_every_bpf_object_closed_on_every_exit_path(netns, monkeypatch):
 
 
 def test_load_is_fast():
-    """Start-up well under a second: BTF offsets, tracefs, 2 maps, 8 programs, 8 attachments."""
+    """Start-up well under a second: BTF offsets, tracefs, 2 maps, 8 programs, 8 attachments.
+    Counted in this process's CPU time (user + system: the verifier runs in our syscalls),
+    which other work on the machine does not stretch as it does the wall clock (measured
+    here: 6 of 30 wall-clock runs over 1 s with three busy loops beside them)."""
     import time
 
     from portscope.observe.loader import FailureCounter
-    t = time.monotonic()
+    t, cpu = time.monotonic(), time.process_time()
     with FailureCounter():
-        took = time.monotonic() - t
-    assert took < 1.0, took
+        took, used = time.monotonic() - t, time.process_time() - cpu
+    assert used < 1.0, (used, took)
+    assert took < 30, took                    # nothing waits on anything for long either
 
 
 def test_host_mounts_untouched():

@@ -32,10 +32,16 @@ def listener(fam, addr, port, reuse=False):
 L = listener(socket.AF_INET, "127.0.0.1", 5000, reuse=True)
 L6 = listener(socket.AF_INET6, "::", 5001)
 LQ = listener(socket.AF_INET, "127.0.0.1", 5002)       # its handshakes never finish (nft drops the ACK)
+# the ports chosen by number are bound before any connect(): connect() draws from the same
+# (default) range and could otherwise take one of them first (bind: EADDRINUSE)
+bound = []
+for i in range(4):
+    c = socket.socket(); c.bind(("127.0.0.1", 40100 + i)); bound.append(c)
+b = socket.socket(); b.bind(("127.0.0.1", 40200)); keep.append(b)
 for _ in range(12):                                    # kernel-chosen ports, and their accepted peers
     keep.append(socket.create_connection(("127.0.0.1", 5000))); keep.append(L.accept()[0])
-for i in range(4):                                     # ports the program chose: bind lock
-    c = socket.socket(); c.bind(("127.0.0.1", 40100 + i)); c.connect(("127.0.0.1", 5000))
+for c in bound:                                        # ports the program chose: bind lock
+    c.connect(("127.0.0.1", 5000))
     keep.append(c); keep.append(L.accept()[0])
 for _ in range(3):                                     # IPv6, and IPv4 through a v6 listener (v4-mapped)
     keep.append(socket.create_connection(("::1", 5001))); keep.append(L6.accept()[0])
@@ -46,8 +52,7 @@ for _ in range(3):                                     # FIN_WAIT2 (a timewait s
     c = socket.create_connection(("127.0.0.1", 5000)); a = L.accept()[0]; c.close(); keep.append(a)
 for _ in range(3):                                     # request sockets (NEW_SYN_RECV)
     c = socket.socket(); c.setblocking(False); c.connect_ex(("127.0.0.1", 5002)); keep.append(c)
-b = socket.socket(); b.bind(("127.0.0.1", 0)); keep.append(b)          # BOUND_INACTIVE
-b = socket.socket(); b.bind(("127.0.0.1", 40200)); keep.append(b)
+b = socket.socket(); b.bind(("127.0.0.1", 0)); keep.append(b)          # BOUND_INACTIVE (40200 too)
 print("READY", flush=True)
 sys.stdin.read()
 '''

@@ -68,6 +68,18 @@ def _remove_socket(name: str) -> None:
         pass
 
 
+def _exit_line(done, limit: float = 10.0) -> str:
+    """The `echo EXIT=$? > FILE` line the tmux shell writes after top ends ("" if it never
+    came): the shell creates the file before it writes the line, so wait for the line."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        text = done.read_text().strip() if done.exists() else ""
+        if text:
+            return text
+        time.sleep(0.1)
+    return ""
+
+
 def ss_clients(ns: str, dst: str) -> int:
     return sum(1 for f in Netns(ns).ss("-tn") if f[:1] == ["ESTAB"] and f[4] == dst)
 
@@ -187,12 +199,7 @@ def test_in_a_real_terminal_shows_destinations_trend_and_quits_on_q(netns, holde
         assert SPARKS.index(trend[-1]) > SPARKS.index(trend[0])
 
         subprocess.run([*tmux, "send-keys", "-t", "top", "q"], check=True, env=env)
-        end = time.monotonic() + 10
-        while time.monotonic() < end and not done.exists():
-            time.sleep(0.1)
-        assert done.exists(), "q did not end portscope top; pane:\n" + pane()
-        time.sleep(0.1)
-        assert done.read_text().strip() == "EXIT=0"
+        assert _exit_line(done) == "EXIT=0", "q did not end portscope top; pane:\n" + pane()
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, env=env)
         _remove_socket(sock)
@@ -221,11 +228,7 @@ def test_ctrl_c_in_a_real_terminal_quits_cleanly(netns, holder, tmp_path):
         else:
             raise AssertionError("top never showed the destination")
         subprocess.run([*tmux, "send-keys", "-t", "top", "C-c"], check=True)
-        end = time.monotonic() + 10
-        while time.monotonic() < end and not done.exists():
-            time.sleep(0.1)
-        time.sleep(0.1)
-        assert done.read_text().strip() == "EXIT=130"      # README: 130 interrupted
+        assert _exit_line(done) == "EXIT=130"      # README: 130 interrupted
         assert err.read_text() == "portscope: interrupted\n"  # one line, no traceback
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)

@@ -53,13 +53,16 @@ l6.bind(("::", 9090))
 l6.listen(64)
 keep += [l4, l6]
 
+# bound by number before any connect(), which draws from the same (default) range and
+# could otherwise take 40001 first
+b = socket.socket()
+b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+b.bind(("127.0.0.1", 40001))
+
 pair(l4, socket.AF_INET, ("127.0.0.1", 8080))
 pair(l6, socket.AF_INET6, ("::1", 9090))
 pair(l6, socket.AF_INET, ("127.0.0.1", 9090))            # server side is v4-mapped
 
-b = socket.socket()
-b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-b.bind(("127.0.0.1", 40001))
 b.connect(("127.0.0.1", 8080))
 keep += [b, l4.accept()[0]]
 
