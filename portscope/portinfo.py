@@ -113,6 +113,13 @@ class PortFacts(Frozen):
         }
 
 
+# every state that holds a port: what `ss -a` lists, and BOUND_INACTIVE (bound, neither
+# listening nor connected: a daemon between bind() and listen(), a failed connect()), which
+# sock_diag reports as CLOSE (Linux 6.8+; older kernels ignore the request)
+HOLDING_STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+                  "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "BOUND_INACTIVE")
+
+
 def bound_sockets(ports: Iterable[int], netns: str | None = None, facts: HostFacts | None = None,
                   protos: Iterable[str] = IN_USE_PROTOS, owners: bool = False) -> tuple[dict[int, list[dict]], str]:
     """port -> socket rows whose LOCAL port is one of `ports` (TCP/UDP, IPv4/IPv6).
@@ -140,11 +147,12 @@ def bound_sockets(ports: Iterable[int], netns: str | None = None, facts: HostFac
     # the socket table's modules load only here: a free port is answered without them
     from .sockets import snapshot
     if one and held is None:       # the probe could not tell: the table's plain read (with its fallbacks)
-        probe = snapshot(protos=protos, sport=sport, netns=netns, facts=facts, classify=False)
+        probe = snapshot(protos=protos, sport=sport, netns=netns, facts=facts, classify=False,
+                         states=HOLDING_STATES)
         if not len(probe):
             return out, probe.backend
     # owners walk every /proc/*/fd (the slow part): only when something holds the port
-    table = snapshot(protos=protos, sport=sport, owners=False, netns=netns, facts=facts)
+    table = snapshot(protos=protos, sport=sport, owners=False, netns=netns, facts=facts, states=HOLDING_STATES)
     hits = [i for i in range(len(table)) if table.local_port[i] in want]
     if owners and hits:
         from .sockets import owners as _owners

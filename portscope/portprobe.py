@@ -6,8 +6,9 @@ costs a dozen modules at start-up, a third of the interpreter's own start-up, be
 walks the kernel's hash once per protocol and family. This module sends the same walks
 that table's plain read (`snapshot(..., sport=N, classify=False)`) sends: TCP over both
 families in one legacy TCPDIAG_GETSOCK dump, UDP once per family, every state `ss -a`
-shows, the local port tested in the kernel (INET_DIAG_REQ_BYTECODE), and only counts the
-replies. Structures: include/uapi/linux/inet_diag.h, sock_diag.h, netlink.h.
+shows and, for TCP, BOUND_INACTIVE (a socket bound but neither listening nor connected
+holds the port too), the local port tested in the kernel (INET_DIAG_REQ_BYTECODE), and only
+counts the replies. Structures: include/uapi/linux/inet_diag.h, sock_diag.h, netlink.h.
 
 `any_bound()` is False only when every dump ended cleanly with no reply, True when one
 returned a socket, and None when that cannot be told (no sock_diag, an error reply, a
@@ -34,7 +35,10 @@ NLM_F_DUMP_INTR = 0x10
 INET_DIAG_REQ_BYTECODE = 1
 INET_DIAG_NOCOOKIE = b"\xff" * 8
 BC_S_GE, BC_S_LE = 2, 3
-ALL_STATES = sum(1 << s for s in range(1, 13))     # 1..12, as `ss -a` (not 13, BOUND_INACTIVE)
+ALL_STATES = sum(1 << s for s in range(1, 13))     # 1..12, as `ss -a`
+# and 13, BOUND_INACTIVE (Linux 6.8+; older kernels ignore the bit): a socket bound but not
+# yet listening or connected holds its port too, and a daemon about to start is one
+TCP_STATES = ALL_STATES | 1 << 13
 PROTO_CODES = {"tcp": 6, "udp": 17}
 RECV_BYTES = 1 << 16
 
@@ -61,11 +65,12 @@ def request(family: int, proto: int, port: int, seq: int) -> bytes:
     """One dump request: family 0 (TCP only) the legacy inet_diag_req, else inet_diag_req_v2."""
     addr = bytes(16)
     sock_id = _u16(0) + _u16(0) + addr + addr + _u32(0) + INET_DIAG_NOCOOKIE    # inet_diag_sockid
+    states = TCP_STATES if proto == PROTO_CODES["tcp"] else ALL_STATES
     if family == 0:
-        body = bytes(4) + sock_id + _u32(ALL_STATES) + _u32(0)                  # family, lens, ext, pad
+        body = bytes(4) + sock_id + _u32(states) + _u32(0)                      # family, lens, ext, pad
         kind = TCPDIAG_GETSOCK
     else:
-        body = bytes((family, proto, 0, 0)) + _u32(ALL_STATES) + sock_id
+        body = bytes((family, proto, 0, 0)) + _u32(states) + sock_id
         kind = SOCK_DIAG_BY_FAMILY
     bc = port_bytecode(port)
     body += _u16(4 + len(bc)) + _u16(INET_DIAG_REQ_BYTECODE) + bc

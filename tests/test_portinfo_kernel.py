@@ -4,6 +4,8 @@ classified rows only when that port has sockets; the rows must be those of the c
 read, whatever the port holds, and the probe's answer that of the table's plain read."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import Driver
@@ -106,3 +108,48 @@ def test_probe_answers_as_the_tables_plain_read(netns):
                 assert got is bool(netns.ss(flag, "sport", "=", f":{port}")), (port, protos)
     finally:
         drive.close()
+
+
+_BIND_ONLY = r"""
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))      # bound: not listening, not connected
+print("READY", flush=True); sys.stdin.read()
+"""
+_TRY_BIND = r"""
+import errno, socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1]))); print("bound")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
+
+@pytest.mark.netns
+def test_a_port_held_by_a_bound_only_socket_is_in_use(netns, cli):
+    """A daemon between bind() and listen() holds its port; `port N` must not call it free.
+    Ground truth: the kernel refuses a second bind() to it, and accepts one once it is gone."""
+    import json
+    import subprocess
+    import sys
+    port = 41234
+    p = subprocess.Popen(["ip", "netns", "exec", netns.name, sys.executable, "-c", _BIND_ONLY, str(port)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith("READY")
+        assert netns.run(sys.executable, "-c", _TRY_BIND, str(port)).stdout.strip() == "EADDRINUSE"
+        code, out, _ = cli("port", str(port), "--netns", netns.name, "--json")
+        rows = json.loads(out)["in_use"]
+        if not rows:
+            # BOUND_INACTIVE dumps came with Linux 6.8; older kernels ignore the request
+            assert tuple(map(int, os.uname().release.split(".")[:2])) < (6, 8), out
+            pytest.skip("this kernel's sock_diag does not report bound-only sockets (Linux < 6.8)")
+        assert [(r["proto"], r["state"], r["local_port"]) for r in rows] == [("tcp", "CLOSE", port)]
+        code, out, _ = cli("port", str(port), "--netns", netns.name)
+        assert "(bound: not listening or connected)" in out and "in use:     no" not in out
+    finally:
+        p.kill()
+        p.wait()
+    assert netns.run(sys.executable, "-c", _TRY_BIND, str(port)).stdout.strip() == "bound"
+    code, out, _ = cli("port", str(port), "--netns", netns.name, "--json")
+    assert json.loads(out)["in_use"] == []

@@ -119,6 +119,8 @@ def _sock(r: dict) -> str:
         s += f"  pid {r['pid']} {r.get('command') or ''}".rstrip()
     else:
         s += f"  uid {r['uid']}"
+    if r["proto"] == "tcp" and r["state"] == "CLOSE":
+        s += "  (bound: not listening or connected)"
     return s
 
 
