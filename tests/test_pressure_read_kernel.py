@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from conftest import DESTS, Driver
 
 from portscope import exporter
@@ -39,64 +41,64 @@ def _populate(netns, drive) -> None:
     assert drive(op="open", dests=[["127.0.0.1", 5001]], mode="udp", n=5)["opened"] == [5]
 
 
-def test_pressure_read_equals_the_full_read(netns):
+@pytest.fixture
+def populated(netns):
+    """The namespace with _populate()'s sockets, and its host facts."""
     netns.sysctl("net.ipv4.ip_local_port_range", "40000 40999")
     drive = Driver(netns)
     try:
         _populate(netns, drive)
-        f = host_facts(netns.name)
-        mine = snapshot_in_range(f, netns.name)
-        with entered(netns.name):
-            full = netlink.read_table(SNAPSHOT_PROTOS, (4, 6), READ_STATES, f.ephemeral, auto=True)
-        assert mine.backend == "netlink"
-        assert _rows(mine) == _rows(full)
-        # the AUTO bit agrees wherever the read kept it: TCP sockets with a remote port
-        auto_full = {(i, p): a for i, p, a in zip(full.inode, full.local_port, full.auto_bound)}
-        kept = 0
-        for pr, rp, i, p, a in zip(mine.proto, mine.remote_port, mine.inode, mine.local_port, mine.auto_bound):
-            if pr == PROTO_TCP and rp:
-                assert a == auto_full[(i, p)]
-                kept += 1
-            else:
-                assert a == AUTO_UNKNOWN
-        assert kept >= 6 + 4 + 3 + 40 + 30
-        assert sum(1 for pr, a in zip(mine.proto, mine.auto_bound) if pr == PROTO_TCP and a == AUTO_NO) == 4
-        # the bound-only sockets came once, from the one BOUND_INACTIVE walk
-        def bound_only(t):
-            return sum(1 for pr, s, rp in zip(t.proto, t.state, t.remote_port) if pr == PROTO_TCP and not rp and s != 10)
-        assert bound_only(mine) == bound_only(full) == 5
-        assert json.dumps(analyze(f, mine).to_json()) == json.dumps(analyze(f, full).to_json())
-        # and ss sees the same TCP connections in the range (ss -tan lists no bound-only socket)
-        out = netns.run("ss", "-tanH", "sport", ">=", ":40000", "sport", "<=", ":40999").stdout
-        ss_name = {"ESTAB": "ESTABLISHED", "TIME-WAIT": "TIME_WAIT"}
-        ss_rows = Counter(ss_name.get(w, w) for w in (line.split()[0] for line in out.splitlines() if line.strip()))
-        assert ss_rows == Counter(STATE_NAMES[s] for pr, s, rp in zip(mine.proto, mine.state, mine.remote_port)
-                                  if pr == PROTO_TCP and (rp or s == 10)), ss_rows
+        yield netns, host_facts(netns.name)
     finally:
         drive.close()
 
 
-def test_exporter_read_equals_the_full_read(netns):
+def test_pressure_read_equals_the_full_read(populated):
+    netns, f = populated
+    mine = snapshot_in_range(f, netns.name)
+    with entered(netns.name):
+        full = netlink.read_table(SNAPSHOT_PROTOS, (4, 6), READ_STATES, f.ephemeral, auto=True)
+    assert mine.backend == "netlink"
+    assert _rows(mine) == _rows(full)
+    # the AUTO bit agrees wherever the read kept it: TCP sockets with a remote port
+    auto_full = {(i, p): a for i, p, a in zip(full.inode, full.local_port, full.auto_bound)}
+    kept = 0
+    for pr, rp, i, p, a in zip(mine.proto, mine.remote_port, mine.inode, mine.local_port, mine.auto_bound):
+        if pr == PROTO_TCP and rp:
+            assert a == auto_full[(i, p)]
+            kept += 1
+        else:
+            assert a == AUTO_UNKNOWN
+    assert kept >= 6 + 4 + 3 + 40 + 30
+    assert sum(1 for pr, a in zip(mine.proto, mine.auto_bound) if pr == PROTO_TCP and a == AUTO_NO) == 4
+    # the bound-only sockets came once, from the one BOUND_INACTIVE walk
+    def bound_only(t):
+        return sum(1 for pr, s, rp in zip(t.proto, t.state, t.remote_port) if pr == PROTO_TCP and not rp and s != 10)
+    assert bound_only(mine) == bound_only(full) == 5
+    assert json.dumps(analyze(f, mine).to_json()) == json.dumps(analyze(f, full).to_json())
+    # and ss sees the same TCP connections in the range (ss -tan lists no bound-only socket)
+    out = netns.run("ss", "-tanH", "sport", ">=", ":40000", "sport", "<=", ":40999").stdout
+    ss_name = {"ESTAB": "ESTABLISHED", "TIME-WAIT": "TIME_WAIT"}
+    ss_rows = Counter(ss_name.get(w, w) for w in (line.split()[0] for line in out.splitlines() if line.strip()))
+    assert ss_rows == Counter(STATE_NAMES[s] for pr, s, rp in zip(mine.proto, mine.state, mine.remote_port)
+                              if pr == PROTO_TCP and (rp or s == 10)), ss_rows
+
+
+def test_exporter_read_equals_the_full_read(populated):
     # the exporter reads every socket (no port filter) with the AUTO bit only where the
     # model reads it: the same rows, counts, pool use and pressure as the read that asks
     # the kernel's AUTO test of every socket (two bind-hash walks, AUTO=no UDP walks)
-    netns.sysctl("net.ipv4.ip_local_port_range", "40000 40999")
-    drive = Driver(netns)
-    try:
-        _populate(netns, drive)
-        f = host_facts(netns.name)
-        mine = exporter.read_table(netns.name)
-        full = snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns.name, classify=False, auto=True)
-        assert mine.backend == full.backend == "netlink"
-        assert _rows(mine) == _rows(full)
-        auto_full = {(pr, i, p): a for pr, i, p, a in zip(full.proto, full.inode, full.local_port, full.auto_bound)}
-        for pr, rp, i, p, a in zip(mine.proto, mine.remote_port, mine.inode, mine.local_port, mine.auto_bound):
-            assert a == (auto_full[(pr, i, p)] if pr == PROTO_TCP and rp else AUTO_UNKNOWN)
-        assert exporter.socket_counts(mine) == exporter.socket_counts(full)
-        usable = usable_ports(f.ephemeral, f.reserved)
-        assert exporter.ports_in_use(mine, usable) == exporter.ports_in_use(full, usable)
-        assert json.dumps(analyze(f, mine).to_json()) == json.dumps(analyze(f, full).to_json())
-        # the bound-by-number clients are there, with their bit
-        assert sum(1 for pr, a in zip(mine.proto, mine.auto_bound) if pr == PROTO_TCP and a == AUTO_NO) == 4
-    finally:
-        drive.close()
+    netns, f = populated
+    mine = exporter.read_table(netns.name)
+    full = snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns.name, classify=False, auto=True)
+    assert mine.backend == full.backend == "netlink"
+    assert _rows(mine) == _rows(full)
+    auto_full = {(pr, i, p): a for pr, i, p, a in zip(full.proto, full.inode, full.local_port, full.auto_bound)}
+    for pr, rp, i, p, a in zip(mine.proto, mine.remote_port, mine.inode, mine.local_port, mine.auto_bound):
+        assert a == (auto_full[(pr, i, p)] if pr == PROTO_TCP and rp else AUTO_UNKNOWN)
+    assert exporter.socket_counts(mine) == exporter.socket_counts(full)
+    usable = usable_ports(f.ephemeral, f.reserved)
+    assert exporter.ports_in_use(mine, usable) == exporter.ports_in_use(full, usable)
+    assert json.dumps(analyze(f, mine).to_json()) == json.dumps(analyze(f, full).to_json())
+    # the bound-by-number clients are there, with their bit
+    assert sum(1 for pr, a in zip(mine.proto, mine.auto_bound) if pr == PROTO_TCP and a == AUTO_NO) == 4

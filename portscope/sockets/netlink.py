@@ -478,13 +478,16 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     try:
         for p, code, fams in _walk_plan(protos, families):
             if via_iter and code == tcp:
+                # its own table, appended once whole: a read that fails half-way leaves
+                # nothing behind for the sock_diag walks below
+                part = SocketTable(backend="netlink")
                 try:
-                    seq = _tcp_by_iterator(table, sock, buf, seq, mask, sport, families, fams,
+                    seq = _tcp_by_iterator(part, sock, buf, seq, mask, sport, families, fams,
                                            model_auto, seen)
+                    table.extend(part)
                     continue
                 except tcpiter.Unavailable as e:
                     table.notes.append(f"TCP read with sock_diag: {e}")
-                    table = _without_tcp(table)
                 except ProtocolMissing:
                     # the listeners' and bound-only sockets' dumps: as for the walks below
                     if _missing(p, fams[0]):
@@ -539,7 +542,8 @@ def _tcp_by_iterator(table: SocketTable, sock: socket.socket, buf: bytearray, se
     """read_table's TCP with the BPF iterator (tcpiter.py): one walk, every row with its
     AUTO code, then what the iterator cannot see from sock_diag: BOUND_INACTIVE sockets
     (the bind hash) and the listeners' ports. tcpiter.Unavailable when it cannot run; the
-    rows it added are then the caller's to drop. ProtocolMissing as for read_table's walks."""
+    rows it added to `table` are then the caller's to drop. ProtocolMissing as for
+    read_table's walks."""
     from . import tcpiter
     tcp = PROTO_CODES["tcp"]
     family = 0 if set(families) >= {4, 6} else _FAMILY[next(iter(families))]
@@ -558,24 +562,6 @@ def _tcp_by_iterator(table: SocketTable, sock: socket.socket, buf: bytearray, se
                 batches = dump_batches(sock, fam, tcp, _BOUND_INACTIVE, bytecode(sport, want), seq, buf)
                 append_dump(table, batches, tcp, fam, col, seen)
     return _listeners(table, sock, fams, buf, seq)
-
-
-def _without_tcp(table: SocketTable) -> SocketTable:
-    """`table` minus its TCP rows (an iterator read that failed half-way: sock_diag reads
-    TCP again), keeping what the other protocols added."""
-    out = SocketTable(backend=table.backend)
-    out.notes = table.notes
-    tcp = PROTO_CODES["tcp"]
-    keep = [i for i in range(len(table)) if table.proto[i] != tcp]
-    if len(keep) == len(table):
-        return table
-    for name in ("proto", "family", "state", "local_port", "remote_port", "uid", "inode", "auto_bound"):
-        col = getattr(table, name)
-        getattr(out, name).extend(col[i] for i in keep)
-    out.local_addr = [table.local_addr[i] for i in keep]
-    out.remote_addr = [table.remote_addr[i] for i in keep]
-    out.listen_ports = {lp for lp in table.listen_ports if lp[0] != tcp}
-    return out
 
 
 def tcp_in_use() -> int | None:
