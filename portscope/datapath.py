@@ -34,7 +34,7 @@ def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, p
     to processes (reads /proc/*/fd); interval/samples: sample `samples` (default 2) times,
     `interval` seconds apart, and forecast rates and time to exhaustion. on_table(table) is
     called with each socket table as soon as it is read (destcgroups reads the sockets'
-    cgroups then, so both reads see nearly the same sockets). census: see
+    cgroups then, so both reads see nearly the same sockets); only those tables carry inodes. census: see
     pressure.snapshot_in_range (one socket-hash walk fewer where it can be proven empty).
     Raises BadInput for limits out of range, NotPermitted / SystemReadError when the socket
     table cannot be read.
@@ -52,7 +52,10 @@ def measure(netns: "str | Namespace | None" = None, *, top: int | None = None, p
 
     def take():
         # only sockets whose local port is in the range: the kernel filters (as `ss` does)
-        t = pressure.snapshot_in_range(facts, name, owners=process, census=census)
+        # inodes only for on_table (destcgroups matches rows to cgroups by them): analyze()
+        # never reads them, and the BPF iterator reads each socket's faster without
+        t = pressure.snapshot_in_range(facts, name, owners=process, census=census,
+                                       inodes=on_table is not None)
         if on_table is not None:
             on_table(t)
         return t

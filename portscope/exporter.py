@@ -78,9 +78,10 @@ def read_table(netns: str | None) -> SocketTable:
     """One read of every socket in every state, bound-only ones included (they hold
     ports), with the kernel's auto-bound bit where the pressure model reads it (TCP sockets
     with a remote port: nothing else here looks at it, and asking for it elsewhere costs a
-    second walk of the bind hash and of every UDP table); SCTP comes from /proc/net/sctp."""
+    second walk of the bind hash and of every UDP table); SCTP comes from /proc/net/sctp.
+    No inodes (0 where the BPF iterator reads TCP): no series and not the web view use them."""
     return snapshot(ALL_PROTOS, states=READ_STATE_NAMES, netns=netns, classify=False, auto=True,
-                    model_auto=True)
+                    model_auto=True, inodes=False)
 
 
 def ports_in_use(table: SocketTable, usable: bytearray) -> dict:

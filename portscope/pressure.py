@@ -628,18 +628,19 @@ READ_STATE_NAMES = tuple(STATE_CODES)       # the same, by name, for sockets.sna
 
 
 def snapshot_in_range(host_facts: HostFacts, netns: str | None = None, *, owners: bool = False,
-                      census: bool = False) -> SocketTable:
+                      census: bool = False, inodes: bool = True) -> SocketTable:
     """The socket table pressure needs: sockets with a local port in the range, with the
     kernel's AUTO bit. On Linux this reads sock_diag directly and skips the facade's
     ephemeral classification, which analyze() does not use (it is a third of the time at
     100k sockets); anything else (owners, netlink refused, other OSes) goes through
     sockets.snapshot(). census: skip the second TCP walk when the kernel's socket count
-    shows it would return nothing (netlink.read_table; --all-netns asks for it)."""
+    shows it would return nothing (netlink.read_table; --all-netns asks for it).
+    inodes=False: rows may carry inode 0 (netlink.read_table), which analyze() never reads."""
     if not owners and sys.platform.startswith("linux"):
         try:
             with _netns.entered(netns):
                 return netlink.read_table(SNAPSHOT_PROTOS, (4, 6), READ_STATES, host_facts.ephemeral,
-                                          auto=True, model_auto=True, census=census)
+                                          auto=True, model_auto=True, census=census, inodes=inodes)
         except netlink.NetlinkRefused:
             pass
     return snapshot(protos=SNAPSHOT_PROTOS, sport=host_facts.ephemeral, owners=owners,

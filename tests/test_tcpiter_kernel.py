@@ -143,6 +143,25 @@ def test_iterator_rows_equal_sock_diag(populated, monkeypatch, model_auto):
         assert sum(r[2] == code for r in tcp) == sum(r[0] == name for r in ss_rows), name
 
 
+def test_without_inodes_only_the_inode_column_differs(populated, monkeypatch):
+    # inodes=False (pressure, the exporter) leaves out the one read per socket that needs
+    # two more cache lines: every other column equals sock_diag's, every TCP inode is 0
+    _iterator_or_fail()
+    diag = _read(populated, monkeypatch, "sock_diag", model_auto=True)
+    lean = _read(populated, monkeypatch, "", model_auto=True, inodes=False)
+    full = _read(populated, monkeypatch, "", model_auto=True)
+    assert not any("sock_diag" in n for n in lean.notes), lean.notes
+
+    def without_inode(t):
+        return sorted(r[:8] + r[9:] for r in _rows(t))
+    assert without_inode(lean) == without_inode(diag)
+    # bound-only TCP sockets still come from sock_diag, with their inodes
+    tcp = [r for r in _rows(lean) if r[0] == 6]
+    assert [r[8] for r in tcp if r[2] != 7] == [0] * sum(1 for r in tcp if r[2] != 7)
+    assert any(r[8] for r in _rows(full) if r[0] == 6 and r[2] == 1)      # the full read has them
+    assert all(r[8] for r in _rows(lean) if r[0] == 17)                   # UDP: sock_diag's, untouched
+
+
 def test_pressure_json_is_the_same_through_either_reader(populated):
     import json
     env = dict(os.environ)

@@ -69,14 +69,16 @@ def _check(protos, families) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return ps, fs
 
 
-def _linux_read(backend, protos, families, states, sport, auto, owners, model_auto=False) -> SocketTable:
+def _linux_read(backend, protos, families, states, sport, auto, owners, model_auto=False,
+                inodes=True) -> SocketTable:
     if backend in (None, "netlink"):
         # SCTP comes from /proc/net/sctp even on the netlink path: sctp_diag reports
         # association states in SCTP's own numbering and multi-homed addresses in
         # attributes, and no kernel here offers it to verify a parser against
         inet = tuple(p for p in protos if p != "sctp")
         try:
-            table = netlink.read_table(inet, families, states, sport, auto=auto, model_auto=model_auto)
+            table = netlink.read_table(inet, families, states, sport, auto=auto, model_auto=model_auto,
+                                       inodes=inodes or owners)
             if "sctp" in protos:
                 table.extend(_procfs(("sctp",), families, states, sport))
             return table
@@ -99,7 +101,8 @@ def _procfs(protos, families, states, sport) -> SocketTable:
 def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterable[int] = (4, 6),
              states: str | Iterable[str] | None = None, sport: PortRange | None = None, owners: bool = False,
              netns: str | Namespace | None = None, backend: str | None = None, facts: HostFacts | None = None,
-             classify: bool = True, auto: bool | None = None, model_auto: bool = False) -> SocketTable:
+             classify: bool = True, auto: bool | None = None, model_auto: bool = False,
+             inodes: bool = True) -> SocketTable:
     """Every socket of the chosen protocols, families and states (see module doc).
 
     sport: a PortRange; only sockets whose local port lies inside it (in the kernel
@@ -109,6 +112,8 @@ def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterab
     (default: when classifying; pressure needs it without classifying). model_auto (with
     auto, netlink only): the bit only where the pressure model reads it, TCP sockets with a
     remote port, others AUTO_UNKNOWN (netlink.read_table: fewer kernel walks).
+    inodes=False: rows may carry inode 0 where reading it costs (netlink.read_table); never
+    with owners, which finds each socket's process by its inode.
     """
     if auto is None:
         auto = classify
@@ -125,7 +130,8 @@ def snapshot(protos: str | Iterable[str] = ALL_PROTOS, *, families: int | Iterab
     where: AbstractContextManager[None] = _netns.entered(netns) if netns else nullcontext()
     with where:
         if linux:
-            table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners, model_auto=model_auto)
+            table = _linux_read(backend, ps, fs, codes, sport, auto=auto, owners=owners, model_auto=model_auto,
+                                inodes=inodes)
         else:
             table = other.read_table(ps, fs, codes, sport, owners=owners)
     if classify:

@@ -440,7 +440,7 @@ _HIGH_BIT = bytes([0, 128] + [0] * 254)
 
 def read_table(protos: Collection[str], families: Collection[int], states: set[int] | None,
                sport: PortRange | None, auto: bool = True, *, model_auto: bool = False,
-               census: bool = False) -> SocketTable:
+               census: bool = False, inodes: bool = True) -> SocketTable:
     """Sockets of the calling thread's network namespace via sock_diag.
 
     Raises NetlinkRefused when sock_diag is unusable (the facade then reads procfs).
@@ -456,6 +456,8 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
     per-namespace count (sockstat's TCP and TCP6 `inuse`, read before and after), none
     was left for the second. Every walk crosses the whole socket hash, which all
     namespaces share, so this halves the cost of a namespace that holds few sockets.
+    inodes=False: TCP rows read by the BPF iterator may carry inode 0 (it then skips two
+    cache misses per socket); for readers that never look at inodes, such as pressure.
     """
     mask = ALL_STATES if states is None else sum(1 << s for s in states)
     table = SocketTable(backend="netlink")
@@ -483,7 +485,7 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                 part = SocketTable(backend="netlink")
                 try:
                     seq = _tcp_by_iterator(part, sock, buf, seq, mask, sport, families, fams,
-                                           model_auto, seen)
+                                           model_auto, seen, inodes)
                     table.extend(part)
                     continue
                 except tcpiter.Unavailable as e:
@@ -491,7 +493,8 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                 except ProtocolMissing:
                     # the listeners' and bound-only sockets' dumps: as for the walks below
                     if _missing(p, fams[0]):
-                        return read_table(protos, families, states, sport, auto, model_auto=model_auto)
+                        return read_table(protos, families, states, sport, auto, model_auto=model_auto,
+                                          inodes=inodes)
                     continue
             for fam in fams:
                 # every extra dump is a whole walk of the socket hash (~25 ms at 100k
@@ -527,7 +530,8 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
                                 tally.stop()
                 except ProtocolMissing:
                     if _missing(p, fam):
-                        return read_table(protos, families, states, sport, auto, model_auto=model_auto)
+                        return read_table(protos, families, states, sport, auto, model_auto=model_auto,
+                                          inodes=inodes)
                     continue
             if auto and code == tcp:
                 seq = _listeners(table, sock, fams, buf, seq)
@@ -538,7 +542,7 @@ def read_table(protos: Collection[str], families: Collection[int], states: set[i
 
 def _tcp_by_iterator(table: SocketTable, sock: socket.socket, buf: bytearray, seq: int, mask: int,
                      sport: PortRange | None, families: Collection[int], fams: tuple[int, ...],
-                     model_auto: bool, seen: dict[bytes, bytes]) -> int:
+                     model_auto: bool, seen: dict[bytes, bytes], inodes: bool = True) -> int:
     """read_table's TCP with the BPF iterator (tcpiter.py): one walk, every row with its
     AUTO code, then what the iterator cannot see from sock_diag: BOUND_INACTIVE sockets
     (the bind hash) and the listeners' ports. tcpiter.Unavailable when it cannot run; the
@@ -548,7 +552,7 @@ def _tcp_by_iterator(table: SocketTable, sock: socket.socket, buf: bytearray, se
     tcp = PROTO_CODES["tcp"]
     family = 0 if set(families) >= {4, 6} else _FAMILY[next(iter(families))]
     r = tcpiter.reader(mask & ALL_STATES, (sport.low, sport.high) if sport is not None else None,
-                       family, model_auto)
+                       family, model_auto, inodes)
     if mask & ALL_STATES:
         for blob in r.batches():
             _append(table, {HEAD: blob}, tcp, BOTH, AUTO_IN_RECORD, seen)

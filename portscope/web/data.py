@@ -105,7 +105,7 @@ def read_now(netns: str | None) -> Reading:
     range, analysed once."""
     facts = host.host_facts(netns)
     t0 = time.monotonic()
-    table = snapshot_in_range(facts, netns)
+    table = snapshot_in_range(facts, netns, inodes=False)     # the view never shows inodes
     at = (t0 + time.monotonic()) / 2
     masks = row_masks(facts, table)
     return Reading(at, time.time(), facts, table, analyze(facts, table, top=None, masks=masks), masks)
