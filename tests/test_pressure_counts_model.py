@@ -53,8 +53,11 @@ def table(seed: int, n: int = 3000, listeners: int = 3) -> SocketTable:
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("listeners", [0, 3, 100])      # 100: the set-lookup branch
-def test_row_masks_are_the_per_row_definitions(seed, listeners):
+@pytest.mark.parametrize("listeners", [0, 3, 100, -100])      # -100: 100, by the set-lookup branch
+def test_row_masks_are_the_per_row_definitions(seed, listeners, monkeypatch):
+    if listeners < 0:
+        monkeypatch.setattr(pressure, "_FEW_HIGH_BYTES", 0)
+        listeners = -listeners
     f = facts()
     t = table(seed, listeners=listeners)
     m = pressure.row_masks(f, t)
@@ -70,6 +73,22 @@ def test_row_masks_are_the_per_row_definitions(seed, listeners):
         assert m.udp_client[i] == (t.proto[i] == UDP and in_u and t.remote_port[i] != 0), i
         assert m.same_par[i] == ((t.local_port[i] & 1) == (LOW & 1)), i
         assert m.auto_no[i] == (t.auto_bound[i] == AUTO_NO), i
+
+
+@pytest.mark.parametrize("ports", [
+    range(1024, 65536), range(32768, 61000), range(40000, 40001), range(256, 512), range(300, 311),
+    range(0, 65536), range(0, 0), [20000, 20001, 20005, 19999, 443, 65535, 0, 8080], range(1, 65535, 7)])
+def test_ports_in_is_membership_for_every_port(ports):
+    # every port value once, in a shuffled column: the mask is exactly membership
+    col = list(range(65536))
+    random.Random(7).shuffle(col)
+    raw = struct.pack("<65536H", *col)
+    lo, hi = raw[0::2], raw[1::2]
+    want = set(ports)
+    got = pressure.ports_in(lo, hi, ports)
+    assert got == bytes(p in want for p in col)
+    if isinstance(ports, range) and ports.step == 1 and len(ports):
+        assert pressure.in_range(lo, hi, ports.start, ports.stop - 1) == got
 
 
 @pytest.mark.parametrize("seed", range(6))
