@@ -29,7 +29,7 @@ from . import egress as node_egress
 from .errors import PortscopeError
 from .fsutil import atomic_write
 from .host import host_facts
-from .httpserver import arrival
+from .httpserver import arrival, waiting_response
 from .namespaces import discover
 from .nat.metrics import families as nat_families
 from .nat.metrics import read_nat
@@ -360,6 +360,7 @@ class Exporter:
         self._gen = 0
         self._last: bytes = b""
         self._ended = float("-inf")       # time.monotonic() when the last collection ended
+        self._deliver: list = []          # waiting requests' waiting_response() writers
 
     def render(self, arrived: float | None = None) -> bytes:
         """The exposition text; concurrent callers share one collection.
@@ -372,7 +373,7 @@ class Exporter:
         wait for the whole next one. Either way a scrape's numbers were read by a collection
         that was running or started while its request was on its way: at most one
         collection's duration older than the request (docs/exporter.md, "How a scrape works")."""
-        from prometheus_client.exposition import generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
         if arrived is None:
             arrived = arrival()
@@ -381,6 +382,9 @@ class Exporter:
                 return self._last
             if self._running:
                 gen = self._gen
+                deliver = waiting_response()
+                if deliver is not None:
+                    self._deliver.append(deliver)
                 while self._gen == gen:
                     self._cv.wait()
                 return self._last
@@ -396,6 +400,14 @@ class Exporter:
                 self._gen += 1
                 self._ended = time.monotonic()
                 self._running = False
+                waiting, self._deliver = self._deliver, []
+            # The waiting scrapes' responses go out from here, before they wake: woken, each
+            # would wait for the interpreter lock behind the next collection to write its
+            # own. They stay asleep until notify_all() (a Condition has no spurious wake-
+            # ups); a request arriving meanwhile finds no collection running and starts one.
+            for deliver in waiting:
+                deliver(200, CONTENT_TYPE_LATEST, out)
+            with self._cv:
                 self._cv.notify_all()
         return out
 

@@ -31,6 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .errors import BadInput, NotPermitted
 from .ports import parse_port
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
 log = logging.getLogger("portscope.exporter")
 
 _TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
@@ -41,6 +45,18 @@ CONN_TIMEOUT = 10.0          # seconds a client may take to send its request (no
 WORKER_IDLE = 60.0           # seconds an idle connection thread waits for the next connection
 
 _request = threading.local()     # .arrived of the request this thread is serving
+
+
+def waiting_response() -> "Callable[[int, str, bytes], None] | None":
+    """For a route about to wait for bytes another thread makes (Exporter.render): a function
+    that thread may call to write this request's whole response itself, at once and without
+    blocking, before it wakes the waiting threads. Under 50 scrapers the woken threads each
+    waited for the interpreter lock, behind the next collection, to write theirs. The
+    request's own thread then writes only what did not fit in the socket's buffer. None
+    outside a request, for HEAD and HTTP/0.9, and on TLS (an SSL connection is not written
+    from two threads)."""
+    h = getattr(_request, "handler", None)
+    return h.deliver if h is not None else None
 
 
 def arrival() -> float | None:
@@ -437,8 +453,43 @@ def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False)
         # request): unbuffered, they were two writes, and under load two wake-ups of the
         # scraper for every response
         wbufsize = 1 << 16
+        _early: tuple[bytes, int] | None = None     # (response, bytes of it sent) by deliver()
+
+        def _head(self, status, ctype, length, extra=()) -> bytes:
+            """The status line and headers send_response() and send_header() would write,
+            without logging."""
+            self.send_response_only(status)
+            self.send_header("Server", self.version_string())
+            self.send_header("Date", self.date_time_string())
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(length))
+            for k, v in extra:
+                self.send_header(k, v)
+            self._headers_buffer.append(b"\r\n")
+            out = b"".join(self._headers_buffer)
+            self._headers_buffer = []
+            return out
+
+        def deliver(self, status, ctype, body):
+            """waiting_response(): the whole response, sent from the calling thread with
+            MSG_DONTWAIT; what the socket did not take is left to _reply()."""
+            data = self._head(status, ctype, len(body)) + body
+            try:
+                sent = self.connection.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return                   # the client is gone: _reply() meets the same error
+            self._early = (data, sent)
 
         def _reply(self, status, ctype, body, head=False, extra=()):
+            early, self._early = self._early, None
+            if early is not None:
+                data, sent = early
+                self.log_request(status)
+                if sent < len(data):
+                    self.wfile.write(data[sent:])
+                return
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -464,7 +515,14 @@ def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False)
             if route is None:
                 self._reply(404, "text/plain; charset=utf-8", b"Not Found\n", head)
                 return
-            status, ctype, body = route()
+            # a route that waits for another thread may have it write the response (GET,
+            # plain TCP: waiting_response)
+            _request.handler = self if not head and self.request_version != "HTTP/0.9" \
+                and not isinstance(self.connection, ssl.SSLSocket) else None
+            try:
+                status, ctype, body = route()
+            finally:
+                _request.handler = None
             self._reply(status, ctype, body, head)
 
         def do_GET(self):

@@ -202,6 +202,82 @@ def test_concurrent_scrapes_share_one_collection():
     assert b'portscope_scrape_errors_total{netns=""}' in out[0]
 
 
+def test_waiting_scrapes_get_whole_responses_written_by_the_collection(monkeypatch):
+    """Scrapes that wait for a collection get their responses written by the collecting
+    thread before they wake (httpserver.waiting_response): each response whole and exactly
+    once, also when the client's small receive buffer takes only part of it at once (the
+    request's own thread writes the rest), on a kept-alive connection that then serves a
+    second request, next to a HEAD, which its own thread answers."""
+    import http.client
+    import socket
+
+    from prometheus_client import exposition
+
+    from portscope import httpserver
+
+    big = b"# filler line of an exposition\n" * 100_000      # 3.1 MB
+    started = threading.Event()
+
+    def slow_latest(registry):
+        started.set()
+        time.sleep(0.6)
+        return big
+    monkeypatch.setattr(exposition, "generate_latest", slow_latest)
+    handed = []
+    real = httpserver.waiting_response
+
+    def counted():
+        d = real()
+        handed.append(d is not None)
+        return d
+    monkeypatch.setattr("portscope.exporter.waiting_response", counted)
+    exp = Exporter(PortscopeCollector([None], reader=lambda ns, top: None))
+    srv = httpserver.serve("127.0.0.1:0", exp.routes())
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    got: dict = {}
+
+    def scrape(key, method="GET", rcvbuf=None, again=False):
+        s = socket.socket()
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", port))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.sock = s
+        out = []
+        for _ in range(2 if again else 1):
+            c.request(method, "/metrics")
+            r = c.getresponse()
+            out.append((r.status, r.getheader("Content-Type"), int(r.getheader("Content-Length")), r.read()))
+        c.close()
+        got[key] = out
+
+    try:
+        first = threading.Thread(target=scrape, args=("first",))
+        first.start()
+        assert started.wait(10)
+        waiting = [threading.Thread(target=scrape, args=(i,)) for i in range(8)]
+        waiting += [threading.Thread(target=scrape, args=("small", "GET", 4096)),
+                    threading.Thread(target=scrape, args=("kept", "GET", None, True)),
+                    threading.Thread(target=scrape, args=("head", "HEAD"))]
+        for t in waiting:
+            t.start()
+        for t in [first, *waiting]:
+            t.join(30)
+        assert len(got) == 12, sorted(got, key=str)
+        for key, responses in got.items():
+            for status, ctype, length, body in responses:
+                assert status == 200 and ctype.startswith("text/plain") and length == len(big), key
+                assert body == (b"" if key == "head" else big), key
+        assert len(got["kept"]) == 2          # the connection stayed usable after it
+        # the 10 waiting GETs were handed to the collection (the HEAD and the first not)
+        assert sum(handed) >= 10
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_textfile_once_is_atomic_and_parses(loaded, cli, tmp_path):
     path = tmp_path / "portscope.prom"
     path.write_text("old\n")
