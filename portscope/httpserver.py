@@ -455,20 +455,14 @@ def make_handler(routes: dict, auth: Authenticator, *, access_log: bool = False)
         wbufsize = 1 << 16
         _early: tuple[bytes, int] | None = None     # (response, bytes of it sent) by deliver()
 
-        def _head(self, status, ctype, length, extra=()) -> bytes:
-            """The status line and headers send_response() and send_header() would write,
-            without logging."""
-            self.send_response_only(status)
-            self.send_header("Server", self.version_string())
-            self.send_header("Date", self.date_time_string())
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(length))
-            for k, v in extra:
-                self.send_header(k, v)
-            self._headers_buffer.append(b"\r\n")
-            out = b"".join(self._headers_buffer)
-            self._headers_buffer = []
-            return out
+        def _head(self, status: int, ctype: str, length: int, extra=()) -> bytes:
+            """The status line and headers send_response() and send_header() would write
+            (same order, same encoding), without logging."""
+            lines = [f"{self.protocol_version} {status} {self.responses[status][0]}",
+                     f"Server: {self.version_string()}", f"Date: {self.date_time_string()}",
+                     f"Content-Type: {ctype}", f"Content-Length: {length}",
+                     *(f"{k}: {v}" for k, v in extra), "", ""]
+            return "\r\n".join(lines).encode("latin-1", "strict")
 
         def deliver(self, status, ctype, body):
             """waiting_response(): the whole response, sent from the calling thread with

@@ -249,7 +249,8 @@ def test_waiting_scrapes_get_whole_responses_written_by_the_collection(monkeypat
         for _ in range(2 if again else 1):
             c.request(method, "/metrics")
             r = c.getresponse()
-            out.append((r.status, r.getheader("Content-Type"), int(r.getheader("Content-Length")), r.read()))
+            out.append((r.status, r.getheader("Content-Type"), int(r.getheader("Content-Length")), r.read(),
+                        r.getheaders()))
         c.close()
         got[key] = out
 
@@ -266,8 +267,14 @@ def test_waiting_scrapes_get_whole_responses_written_by_the_collection(monkeypat
         for t in [first, *waiting]:
             t.join(30)
         assert len(got) == 12, sorted(got, key=str)
+        # the collecting thread's head is the one send_response() writes, Date aside
+        normal = [(k, v) for k, v in got["first"][0][4] if k != "Date"]
+        assert [k for k, _ in normal] == ["Server", "Content-Type", "Content-Length"]
+        for key in range(8):
+            assert [(k, v) for k, v in got[key][0][4] if k != "Date"] == normal
+            assert [k for k, _ in got[key][0][4]].count("Date") == 1
         for key, responses in got.items():
-            for status, ctype, length, body in responses:
+            for status, ctype, length, body, _ in responses:
                 assert status == 200 and ctype.startswith("text/plain") and length == len(big), key
                 assert body == (b"" if key == "head" else big), key
         assert len(got["kept"]) == 2          # the connection stayed usable after it
