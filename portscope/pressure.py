@@ -68,7 +68,7 @@ from .value import Frozen
 
 TYPE_CHECKING = False     # not typing's: `pressure` starts without importing typing (or dataclasses)
 if TYPE_CHECKING:
-    from typing import Callable, Collection, Iterable, Sequence
+    from typing import Callable, Collection, Iterable, Mapping, Sequence
 
     from .host import HostFacts
 
@@ -400,35 +400,31 @@ class RowMasks:
 
 def in_range(lo: bytes, hi: bytes, low: int, high: int) -> bytes:
     """0/1 mask of the rows whose port (low byte `lo`, high byte `hi` per row) is in
-    low..high: byte comparisons in C, no port turned into a Python int. A high byte whose
-    256 ports are all inside costs nothing beyond one translate of `hi`; only the range's
-    partial ends need an AND with a translate of `lo` (see ports_in)."""
+    low..high: byte comparisons in C, no port turned into a Python int (see _by_high)."""
     lh, hh = low >> 8, high >> 8
-    whole = list(range(lh + 1, hh))
-    ends = []
-    for h, first, last in ((lh, low & 0xFF, 0xFF if hh > lh else high & 0xFF), (hh, 0, high & 0xFF)):
-        if first == 0 and last == 0xFF:
-            whole.append(h)
-        else:
-            ends.append(and_(is_(hi, h), is_(lo, *range(first, last + 1))))
-        if hh == lh:
-            break
-    out = is_(hi, *whole)
-    for m in ends:
-        out = or_(out, m)
-    return out
+    if lh == hh:
+        return _by_high(lo, hi, {lh: range(low & 0xFF, (high & 0xFF) + 1)})
+    lows: dict[int, Collection[int]] = {h: range(256) for h in range(lh + 1, hh)}
+    lows[lh], lows[hh] = range(low & 0xFF, 256), range((high & 0xFF) + 1)
+    return _by_high(lo, hi, lows)
 
 
 def ports_in(lo: bytes, hi: bytes, ports: Iterable[int]) -> bytes:
     """0/1 mask of the rows whose port (low byte `lo`, high byte `hi` per row) is one of
-    `ports`. A high byte whose 256 ports are all in is one translate of `hi`; each other
-    high byte costs one AND with a translate of `lo`. The AND and OR of two masks are each
-    a pass through a big integer (about 0.3-0.5 ms at 100k rows), so the passes follow the
-    distinct high bytes, not the ports: a range is at most two of them, and listeners
-    usually share one or two."""
+    `ports` (see _by_high)."""
     lows: dict[int, set[int]] = {}
     for p in ports:
         lows.setdefault(p >> 8, set()).add(p & 0xFF)
+    return _by_high(lo, hi, lows)
+
+
+def _by_high(lo: bytes, hi: bytes, lows: Mapping[int, Collection[int]]) -> bytes:
+    """0/1 mask of the rows whose high byte is a key of `lows` and low byte is in its value.
+    A high byte whose 256 low bytes are all in is one translate of `hi`; each other costs
+    one AND with a translate of `lo`. The AND and OR of two masks are each a pass through a
+    big integer (about 0.3-0.5 ms at 100k rows), so the passes follow the distinct high
+    bytes, not the ports: a range is at most two of them, and listeners usually share one
+    or two."""
     whole = [h for h, ls in lows.items() if len(ls) == 256]
     out = is_(hi, *whole) if whole else None
     for h, ls in lows.items():
