@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import needs_netns
+from conftest import needs_netns, stop_process
 
 pytestmark = needs_netns
 
@@ -291,3 +291,47 @@ def test_concurrent_first_reads_load_one_program(populated, monkeypatch):
     assert not errors and len(out) == 6, errors
     assert len(loads) == 1
     assert all(rows == out[0] for rows in out) and out[0]
+
+
+_PAIRS = r'''
+import resource, signal, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+l = socket.socket(); l.bind(("127.0.0.1", 5100)); l.listen(4096)
+keep = [l]
+for _ in range(int(sys.argv[1])):
+    c = socket.create_connection(("127.0.0.1", 5100)); a, _ = l.accept(); keep += [c, a]
+print("ready", flush=True)
+signal.alarm(120)                 # ended by the test; bounded if the test is not there to end it
+signal.pause()
+'''
+
+
+def test_one_readv_fills_each_batch(netns, monkeypatch):
+    # the kernel gives a read of whole records that fit its seq buffer exactly that much,
+    # and a readv() of such pieces all of them in one call: a walk of 4,001 sockets (two
+    # batches) takes three calls (two full, one at the end), not one per 32 KiB piece;
+    # and the rows are sock_diag's
+    from portscope.sockets import tcpiter
+    _iterator_or_fail()
+    p = netns.start(_PAIRS, "2000")
+    try:
+        calls: list[tuple[int, int]] = []
+        real = os.readv
+
+        def counted(fd, buffers):
+            n = real(fd, buffers)
+            calls.append((sum(len(b) for b in buffers), n))
+            return n
+        monkeypatch.setattr(tcpiter.os, "readv", counted)
+        it = _read(netns, monkeypatch, "", model_auto=True, families=(4,))
+        monkeypatch.setattr(tcpiter.os, "readv", real)
+        diag = _read(netns, monkeypatch, "sock_diag", model_auto=True, families=(4,))
+        assert not any("sock_diag" in n for n in it.notes), it.notes
+        assert _rows(it) == _rows(diag)
+        assert sum(r[0] == 6 and r[2] == 1 for r in _rows(it)) == 4000 == len(netns.ss("-tan", "state", "established"))
+        assert sum(n for _, n in calls) == 4001 * tcpiter.RECORD
+        full = 4001 * tcpiter.RECORD // tcpiter.BATCH_BYTES
+        assert full == 1 and len(calls) == full + 2, calls
+        assert all(n == asked for asked, n in calls[:full]) and calls[-1][1] == 0, calls
+    finally:
+        stop_process(p)

@@ -13,21 +13,31 @@ from portscope.sockets import tcpiter
 
 
 class _Kernel:
-    """read()s of a recorded record stream, each cut where `cuts` says."""
+    """read()s of a recorded record stream, each cut where `sizes` says; readv() as the
+    kernel does it for a file without read_iter (do_loop_readv_writev): one read per
+    buffer, in order, stopping after the first that comes back short."""
 
     def __init__(self, stream: bytes, sizes) -> None:
         self.stream, self.sizes, self.at = stream, sizes, 0
+        self.calls = 0
 
     def readv(self, fd, buffers):
-        (mv,) = buffers
-        n = min(next(self.sizes), len(mv), len(self.stream) - self.at)
-        mv[:n] = self.stream[self.at:self.at + n]
-        self.at += n
-        return n
+        self.calls += 1
+        total = 0
+        for mv in buffers:
+            n = min(next(self.sizes), len(mv), len(self.stream) - self.at)
+            mv[:n] = self.stream[self.at:self.at + n]
+            self.at += n
+            total += n
+            if n < len(mv):
+                break
+        return total
 
 
-def _batches(monkeypatch, stream: bytes, sizes) -> list[bytes]:
+def _batches(monkeypatch, stream: bytes, sizes, kernel: list | None = None) -> list[bytes]:
     k = _Kernel(stream, sizes)
+    if kernel is not None:
+        kernel.append(k)
     monkeypatch.setattr(tcpiter.os, "readv", k.readv)
     monkeypatch.setattr(tcpiter.bpf, "iter_open", lambda link: os.open(os.devnull, os.O_RDONLY))
     r = tcpiter.Reader.__new__(tcpiter.Reader)
@@ -58,6 +68,20 @@ def test_batches_are_whole_records_in_order(monkeypatch, seed):
     assert all(len(b) <= tcpiter.BATCH_BYTES + tcpiter.SEQ_BYTES for b in out)
     # whole batches, not one per read: a 9000-record walk (792 KB) is a handful of batches
     assert len(out) <= -(-len(stream) // tcpiter.BATCH_BYTES) + 1
+
+
+@pytest.mark.parametrize("records", [0, 371, 372, 2976, 2977, 9000])
+def test_whole_seq_buffers_fill_a_batch_in_one_call(monkeypatch, records):
+    # the kernel's reads: whole seq buffers of whole records, the last one short
+    k: list = []
+    stream = _stream(records, records)
+    out = _batches(monkeypatch, stream, iter(lambda: tcpiter.PIECE, None), k)
+    assert b"".join(out) == stream
+    assert tcpiter.PIECE % tcpiter.RECORD == 0 and tcpiter.PIECE <= tcpiter.SEQ_BYTES
+    # one call per full batch, one for the rest (or the end), one that finds the end
+    full = len(stream) // tcpiter.BATCH_BYTES
+    assert k[0].calls <= full + 2
+    assert all(len(b) == tcpiter.BATCH_BYTES for b in out[:full])
 
 
 def test_a_stream_ending_inside_a_record_is_refused(monkeypatch):
