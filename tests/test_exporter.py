@@ -545,6 +545,20 @@ def test_socket_counts_and_ports_in_use_match_a_row_by_row_count():
     assert socket_counts(tab) == dict(want)
     u = usable_ports(f.ephemeral, f.reserved)
     assert ports_in_use(tab, u) == {"tcp": 11 + 1, "udp": 2, "udplite": 1}   # 40005 reserved
+    # protocols interleaved (no longer one run each), a request socket's state 12 beside
+    # SYN_RECV's 3 (one name), and codes no table names: the same counts row by row
+    t.add(tcp, 12, 40016, rport=50001)
+    t.add(tcp, 3, 40017, rport=50002)
+    t.add(udp, 1, 40003, rport=54)
+    t.add(tcp, 99, 40018, rport=50003)
+    t.add(250, 7, 40004)
+    tab = t.t
+    pb = tab.proto.tobytes()
+    assert pb.rfind(tcp) - pb.find(tcp) + 1 > pb.count(tcp)            # TCP rows are not one run
+    want = Counter((PROTO_NAMES.get(p, str(p)), STATE_NAMES.get(s, str(s))) for p, s in zip(tab.proto, tab.state))
+    assert want[("tcp", "SYN_RECV")] == 2 and want[("tcp", "99")] == 1 and want[("250", "CLOSE")] == 1
+    assert socket_counts(tab) == dict(want)
+    assert ports_in_use(tab, u) == {"tcp": 11 + 1 + 3, "udp": 3, "udplite": 1}
 
 
 def test_a_request_that_arrived_during_a_collection_gets_it_even_if_parsed_late():
